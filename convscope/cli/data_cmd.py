@@ -1,0 +1,71 @@
+"""``convscope data list`` and ``convscope data show NAME``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..data import DATASETS, availability, load
+from ..data.folder import FolderOptions
+from ..viz import class_grid
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that reads a dataset."""
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="folder searched first for dataset files (and where downloads go)")
+    p.add_argument("--no-download", action="store_true", help="never use the network")
+    p.add_argument("--resize", choices=["error", "stretch", "fit", "crop"], default="error",
+                   help="folder datasets: what to do with images of another size (default: error)")
+    p.add_argument("--size", type=str, default=None, help="folder datasets: target size HxW, e.g. 28x28")
+
+
+def folder_options(args: argparse.Namespace) -> FolderOptions:
+    size = None
+    if args.size:
+        try:
+            h, w = (int(v) for v in args.size.lower().split("x"))
+        except ValueError:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"--size {args.size!r}: expected HxW such as 28x28") from None
+        size = (h, w)
+    return FolderOptions(size=size, resize=args.resize)
+
+
+def load_from_args(args: argparse.Namespace, name: str, split: str):
+    return load(name, split, args.data_dir, download=not args.no_download, folder_options=folder_options(args))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = [(name, *availability(name, args.data_dir), info.description) for name, info in DATASETS.items()]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'name':<{width}}  {'here':<4}  where / description")
+    for name, ok, where, desc in rows:
+        print(f"{name:<{width}}  {'yes' if ok else 'no':<4}  {where}\n{'':<{width}}        {desc}")
+    print(f"{'folder:PATH':<{width}}  {'-':<4}  your images: PATH/<class>/*.png|jpg")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    ds = load_from_args(args, args.name, args.split)
+    out = args.out or Path(f"{args.name.replace(':', '_').replace('/', '_')}-{args.split}-samples.png")
+    class_grid(ds, out, per_class=args.per_class)
+    print(f"{ds!r}\nclass counts: {ds.class_counts()}\nwrote {out}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="list datasets, or draw samples of one",
+                       description="List the datasets and where they are found, or draw a grid of samples.")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    pl = dsub.add_parser("list", help="every dataset, whether it is available here, and where")
+    pl.add_argument("--data-dir", type=Path, default=None, help="folder searched first")
+    pl.set_defaults(func=cmd_list)
+    ps = dsub.add_parser("show", help="write a PNG grid of samples, one row per class")
+    ps.add_argument("name", help="digits, mnist, fashion-mnist, cifar10 or folder:PATH")
+    ps.add_argument("--split", default="train", help="train (default), test, or all (digits/folder)")
+    ps.add_argument("--per-class", type=int, default=8, help="samples per class (default 8)")
+    ps.add_argument("--out", type=Path, default=None, help="PNG file to write (default NAME-SPLIT-samples.png)")
+    add_data_args(ps)
+    ps.set_defaults(func=cmd_show)

@@ -1,0 +1,167 @@
+"""``convscope.data.load(name, split)``: every dataset behind one call, and the listing behind ``data list``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from . import cifar
+from .dataset import ImageDataset, stratified_split
+from .folder import FolderOptions, read_folder
+from .idx import parse_idx, read_idx_bytes
+from .sources import CIFAR10, FASHION_MNIST, MNIST, RemoteSource, fetch, find_file, find_unpacked, read_verified
+
+DIGIT_CLASSES = tuple(str(d) for d in range(10))
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+# The embedded digits: SHA-256 of the shipped files (scripts/build_embedded_digits.py prints them).
+EMBEDDED_FILES = {
+    "digits-images-idx3-ubyte.gz": "d3ca3edc94479149c931c39d29bea0c74930710546d49c0f007a2743c1436a66",
+    "digits-labels-idx1-ubyte.gz": "90a5104fcc3b28740476f5545ec6579a11daed8a4330dc2ede05ea153f69fb98",
+}
+DIGITS_TEST_FRACTION = 0.2  # 8,000 train / 2,000 test, stratified by class
+DIGITS_SPLIT_SALT = "convscope-digits-v1"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    source: RemoteSource | None = None
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "digits": DatasetInfo("digits", "10,000 real MNIST digits shipped inside convscope (8,000 train / 2,000 test)"),
+    "mnist": DatasetInfo("mnist", "MNIST, 60,000 train / 10,000 test, 28 x 28 grayscale", MNIST),
+    "fashion-mnist": DatasetInfo("fashion-mnist", "Fashion-MNIST, 60,000 / 10,000, 28 x 28 grayscale", FASHION_MNIST),
+    "cifar10": DatasetInfo("cifar10", "CIFAR-10 binary version, 50,000 / 10,000, 32 x 32 RGB", CIFAR10),
+}
+SPLITS = ("train", "test")
+
+
+def embedded_dir() -> Path:
+    return Path(str(resources.files("convscope.data") / "embedded"))
+
+
+def _check_split(name: str, split: str, valid: tuple[str, ...] = SPLITS) -> None:
+    if split not in valid:
+        raise DataError(f"dataset {name!r}: unknown split {split!r}; valid: {', '.join(valid)}")
+
+
+def load_digits_all() -> tuple[np.ndarray, np.ndarray]:
+    """All 10,000 embedded digits (N, 28, 28) uint8 and labels, after checking the files' SHA-256."""
+    raw = {}
+    for fname, sha in EMBEDDED_FILES.items():
+        path = embedded_dir() / fname
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise DataError(f"{path}: SHA-256 differs from the shipped file's; reinstall convscope")
+        raw[fname] = data
+    images = read_idx_bytes(raw["digits-images-idx3-ubyte.gz"], "digits-images-idx3-ubyte.gz")
+    labels = read_idx_bytes(raw["digits-labels-idx1-ubyte.gz"], "digits-labels-idx1-ubyte.gz")
+    return images, labels
+
+
+def _load_digits(split: str) -> ImageDataset:
+    _check_split("digits", split, SPLITS + ("all",))
+    images, labels = load_digits_all()
+    if split != "all":
+        train_idx, test_idx = stratified_split(labels, DIGITS_TEST_FRACTION, DIGITS_SPLIT_SALT)
+        idx = train_idx if split == "train" else test_idx
+        images, labels = images[idx], labels[idx]
+    return ImageDataset(torch.from_numpy(images[:, None].copy()), torch.from_numpy(labels.astype(np.int64)),
+                        DIGIT_CLASSES, "digits", split, f"embedded: {embedded_dir()}", hflip_ok=False)
+
+
+def _load_idx_pair(source: RemoteSource, split: str, root, classes, hflip_ok: bool, download: bool) -> ImageDataset:
+    _check_split(source.name, split)
+    prefix = "train" if split == "train" else "t10k"
+    paths = fetch(source, root, download_missing=download)
+    files = {f.name: f for f in source.files}
+    img_name, lab_name = f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"
+    img_path, lab_path = paths[img_name], paths[lab_name]
+    images = parse_idx(read_verified(img_path, files[img_name]), str(img_path))
+    labels = parse_idx(read_verified(lab_path, files[lab_name]), str(lab_path))
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(f"{img_path}: expected uint8 images (N, H, W), got {images.dtype} {images.shape}")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(f"{lab_path}: {labels.shape} labels for {len(images)} images in {img_path}")
+    return ImageDataset(torch.from_numpy(images[:, None].copy()), torch.from_numpy(labels.astype(np.int64)),
+                        classes, source.name, split, str(img_path), hflip_ok=hflip_ok)
+
+
+def _load_cifar10(split: str, root, download: bool) -> ImageDataset:
+    _check_split("cifar10", split)
+    folder = find_unpacked(CIFAR10, root)
+    if folder is not None and find_file(CIFAR10, CIFAR10.files[0], root) is None:
+        images, labels = cifar.read_cifar_folder(folder, split)
+        where = str(folder)
+    else:
+        path = fetch(CIFAR10, root, download_missing=download)[CIFAR10.files[0].name]
+        read_verified(path, CIFAR10.files[0])  # checksum before trusting the archive
+        images, labels = cifar.read_cifar_archive(path, split)
+        where = str(path)
+    return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), cifar.CLASSES, "cifar10", split,
+                        where, hflip_ok=True)
+
+
+def _load_folder(spec: str, split: str, options: FolderOptions) -> ImageDataset:
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DataError(f"folder dataset {path}: no such folder")
+    has_splits = (path / "train").is_dir() and (path / "test").is_dir()
+    if has_splits:
+        _check_split(f"folder:{path}", split)
+        images, labels, classes = read_folder(path / split, options)
+    else:
+        _check_split(f"folder:{path}", split, SPLITS + ("all",))
+        images, labels, classes = read_folder(path, options)
+        if split != "all":
+            train_idx, test_idx = stratified_split(labels, 0.2, f"folder:{path.resolve()}")
+            idx = train_idx if split == "train" else test_idx
+            images, labels = images[idx], labels[idx]
+    return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), classes, f"folder:{path}", split,
+                        str(path.resolve()), hflip_ok=False)
+
+
+def load(name: str, split: str = "train", root: str | os.PathLike[str] | None = None, *, download: bool = True,
+         folder_options: FolderOptions | None = None) -> ImageDataset:
+    """Load a dataset split as an :class:`ImageDataset` (uint8 images N x C x H x W, int64 labels).
+
+    ``name``: ``digits`` (embedded, offline), ``mnist``, ``fashion-mnist``, ``cifar10`` or ``folder:PATH``.
+    ``root``: a folder searched first (and where downloads go). ``download=False`` never touches the network.
+    """
+    if name.startswith("folder:"):
+        return _load_folder(name[len("folder:"):], split, folder_options or FolderOptions())
+    if name == "digits":
+        return _load_digits(split)
+    if name == "mnist":
+        return _load_idx_pair(MNIST, split, root, DIGIT_CLASSES, False, download)
+    if name == "fashion-mnist":
+        return _load_idx_pair(FASHION_MNIST, split, root, FASHION_CLASSES, True, download)
+    if name == "cifar10":
+        return _load_cifar10(split, root, download)
+    raise DataError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}, folder:PATH")
+
+
+def availability(name: str, root: str | os.PathLike[str] | None = None) -> tuple[bool, str]:
+    """(available without a download, where it was found or what is missing) — never downloads."""
+    info = DATASETS[name]
+    if info.source is None:
+        return True, f"embedded: {embedded_dir()}"
+    if (folder := find_unpacked(info.source, root)) is not None:
+        return True, str(folder)
+    found = [find_file(info.source, f, root) for f in info.source.files]
+    if all(found):
+        folders = sorted({str(p.parent) for p in found if p})
+        return True, ", ".join(folders)
+    missing = [f.name for f, p in zip(info.source.files, found) if p is None]
+    return False, f"missing {', '.join(missing)} (would download from {info.source.mirrors[0]})"

@@ -1,0 +1,228 @@
+"""Where dataset files come from, in order: an explicit root, the user cache, system installs, a download.
+
+Downloads try each public mirror in turn, stream into a temporary file beside the target, check the
+published MD5 *before* the atomic rename, and never leave a partial or unverified file behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .._atomic import atomic_writer
+from ..errors import ChecksumError, DatasetNotFoundError, DownloadError
+from .idx import decompress_if_gzip
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One published file: its name, the published MD5 of that file, and (when known) the MD5 of its
+    decompressed content, which still identifies a copy that was recompressed (Debian's are)."""
+
+    name: str
+    md5: str
+    raw_md5: str | None = None
+
+
+@dataclass(frozen=True)
+class RemoteSource:
+    """A dataset's published files, its mirrors (base URLs, tried in order) and system install folders."""
+
+    name: str
+    files: tuple[RemoteFile, ...]
+    mirrors: tuple[str, ...]
+    system_dirs: tuple[str, ...] = ()
+    # a folder that may hold the archive's content already unpacked (CIFAR-10's cifar-10-batches-bin)
+    unpacked_dir: str | None = None
+
+
+MNIST = RemoteSource(
+    "mnist",
+    (
+        RemoteFile("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873", "6bbc9ace898e44ae57da46a324031adb"),
+        RemoteFile("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432", "a25bea736e30d166cdddb491f175f624"),
+        RemoteFile("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3", "2646ac647ad5339dbf082846283269ea"),
+        RemoteFile("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637"),
+    ),
+    ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+    ("/usr/share/datasets/mnist",),
+)
+
+FASHION_MNIST = RemoteSource(
+    "fashion-mnist",
+    (
+        RemoteFile("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
+        RemoteFile("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe", "9018921c3c673c538a1fc5bad174d6f9"),
+        RemoteFile("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79", "8181f5470baa50b63fa0f6fddb340f0a"),
+        RemoteFile("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310", "15d484375f8d13e6eb1aabb0c3f46965"),
+    ),
+    (
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    ),
+    ("/usr/share/datasets/fashion-mnist",),
+)
+
+CIFAR10 = RemoteSource(
+    "cifar10",
+    (RemoteFile("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530"),),
+    ("https://www.cs.toronto.edu/~kriz/",),
+    ("/usr/share/datasets/cifar10", "/usr/share/datasets/cifar-10"),
+    unpacked_dir="cifar-10-batches-bin",
+)
+
+
+def cache_dir() -> Path:
+    """The user cache: ``$CONVSCOPE_DATA`` if set, else ``~/.cache/convscope``."""
+    env = os.environ.get("CONVSCOPE_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "convscope"
+
+
+def search_dirs(source: RemoteSource, root: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The folders searched for ``source``'s files, in priority order."""
+    dirs: list[Path] = []
+    if root is not None:
+        root = Path(root).expanduser()
+        dirs += [root, root / source.name]
+    dirs.append(cache_dir() / source.name)
+    dirs += [Path(d) for d in source.system_dirs]
+    return dirs
+
+
+def download_dir(source: RemoteSource, root: str | os.PathLike[str] | None = None) -> Path:
+    """Where downloads of ``source`` go: ``root/<name>`` when a root is given, else the user cache."""
+    return (Path(root).expanduser() if root is not None else cache_dir()) / source.name
+
+
+def _candidates(folder: Path, file: RemoteFile) -> list[Path]:
+    names = [file.name]
+    if file.name.endswith(".gz"):
+        names.append(file.name[:-3])  # a copy someone already gunzipped
+    return [folder / n for n in names]
+
+
+def find_file(source: RemoteSource, file: RemoteFile, root: str | os.PathLike[str] | None = None) -> Path | None:
+    """The first existing copy of ``file`` in the search folders, or None."""
+    for folder in search_dirs(source, root):
+        for path in _candidates(folder, file):
+            if path.is_file():
+                return path
+    return None
+
+
+def find_unpacked(source: RemoteSource, root: str | os.PathLike[str] | None = None) -> Path | None:
+    """The first search folder holding the already-unpacked archive folder, if the source has one."""
+    if source.unpacked_dir is None:
+        return None
+    for folder in search_dirs(source, root):
+        if (folder / source.unpacked_dir).is_dir():
+            return folder / source.unpacked_dir
+    return None
+
+
+def read_verified(path: Path, file: RemoteFile) -> bytes:
+    """Read a local copy of ``file``, check it against the published checksums, return it decompressed.
+
+    A gzip file passes if its own MD5 is the published one or its content's MD5 is the published raw one;
+    an uncompressed copy passes on the raw MD5 (or, when no raw MD5 is published, is trusted as is).
+    """
+    data = path.read_bytes()
+    if hashlib.md5(data).hexdigest() == file.md5:
+        return decompress_if_gzip(data, str(path))
+    raw = decompress_if_gzip(data, str(path))
+    raw_md5 = hashlib.md5(raw).hexdigest()
+    if file.raw_md5 is not None and raw_md5 == file.raw_md5:
+        return raw
+    if file.raw_md5 is None and raw is data and not file.name.endswith(".gz"):
+        return raw
+    want = f"{file.md5}" + (f" (or content MD5 {file.raw_md5})" if file.raw_md5 else "")
+    raise ChecksumError(
+        f"{path}: checksum mismatch: MD5 {hashlib.md5(data).hexdigest()}, content MD5 {raw_md5}, published {want}. "
+        "The file is corrupt, truncated or not the published one; delete it and run again to re-fetch it"
+    )
+
+
+def _md5_file(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download(urls: list[str] | tuple[str, ...], dest: str | os.PathLike[str], md5: str, *,
+             progress: bool = True, timeout: float = 30.0) -> Path:
+    """Fetch one file from the first URL that delivers it intact; write it to ``dest`` atomically.
+
+    The MD5 is checked on the temporary file before the rename, so ``dest`` never holds a partial or
+    unverified file. Raises :class:`DownloadError` listing each URL's failure when none succeeds.
+    """
+    dest = Path(dest)
+    failures: list[str] = []
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (https/http mirrors)
+                total = response.headers.get("Content-Length")
+                total = int(total) if total and total.isdigit() else None
+                digest = hashlib.md5()
+                received = 0
+                with atomic_writer(dest) as out, tqdm(total=total, unit="B", unit_scale=True, leave=False,
+                                                       desc=dest.name, disable=not progress) as bar:
+                    for chunk in iter(lambda: response.read(1 << 16), b""):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+                    if total is not None and received != total:
+                        raise DownloadError(f"connection closed after {received} of {total} bytes")
+                    if digest.hexdigest() != md5:
+                        raise ChecksumError(f"checksum mismatch: MD5 {digest.hexdigest()}, published {md5}")
+            return dest
+        except (urllib.error.URLError, http.client.HTTPException, socket.timeout, ConnectionError,
+                DownloadError, ChecksumError) as e:
+            reason = getattr(e, "reason", None) or e
+            failures.append(f"  {url}: {type(e).__name__}: {reason}")
+    raise DownloadError(f"could not download {dest.name}; every mirror failed (nothing was kept):\n" + "\n".join(failures))
+
+
+def fetch(source: RemoteSource, root: str | os.PathLike[str] | None = None, *, download_missing: bool = True,
+          progress: bool = True) -> dict[str, Path]:
+    """Paths of all of ``source``'s files, downloading the missing ones into :func:`download_dir`.
+
+    Raises :class:`DatasetNotFoundError` naming every place looked and how to fix it when a file is
+    neither found nor downloadable.
+    """
+    found: dict[str, Path] = {}
+    for file in source.files:
+        path = find_file(source, file, root)
+        if path is None and download_missing:
+            target = download_dir(source, root) / file.name
+            try:
+                path = download([m + file.name for m in source.mirrors], target, file.md5, progress=progress)
+            except (DownloadError, OSError) as e:
+                raise DatasetNotFoundError(_not_found_message(source, file, root, e)) from e
+        if path is None:
+            raise DatasetNotFoundError(_not_found_message(source, file, root, None))
+        found[file.name] = path
+    return found
+
+
+def _not_found_message(source: RemoteSource, file: RemoteFile, root, error: Exception | None) -> str:
+    looked = "\n".join(f"  {p}" for d in search_dirs(source, root) for p in _candidates(d, file))
+    tail = f"\nDownload failed:\n{error}" if error else "\nDownloading was not allowed."
+    hint = {
+        "fashion-mnist": " On Debian/Ubuntu: apt-get install dataset-fashion-mnist.",
+    }.get(source.name, "")
+    return (
+        f"dataset {source.name!r}: {file.name} not found. Looked in:\n{looked}{tail}\n"
+        f"To fix: connect to the internet and run again, or copy the published files ({', '.join(f.name for f in source.files)}) "
+        f"into {download_dir(source, root)} or a folder passed as root=/--data-dir.{hint}"
+    )

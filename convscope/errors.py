@@ -1,0 +1,31 @@
+"""One exception hierarchy for everything convscope rejects.
+
+Every message names the file or argument at fault, what is wrong with it and how to fix it.
+Catch :class:`ConvscopeError` to handle them all.
+"""
+
+from __future__ import annotations
+
+
+class ConvscopeError(Exception):
+    """Base class of every error convscope raises on purpose."""
+
+
+class DataError(ConvscopeError, ValueError):
+    """A dataset file or folder is missing, malformed, corrupt or unreadable."""
+
+
+class DatasetNotFoundError(DataError, FileNotFoundError):
+    """A dataset is nowhere to be found locally and could not be downloaded."""
+
+
+class ChecksumError(DataError):
+    """A file's checksum differs from the published one (corrupt, truncated or tampered)."""
+
+
+class DownloadError(DataError):
+    """Every mirror of a file failed to deliver it intact."""
+
+
+class ConfigError(ConvscopeError, ValueError):
+    """An argument or configuration value is invalid."""
