@@ -1,8 +1,15 @@
-"""convscope: build, train and look inside convolutional neural networks, on PyTorch."""
+"""convscope: build, train and look inside convolutional neural networks, on PyTorch.
+
+    import convscope
+    run = convscope.train({"epochs": 5})          # -> Run (model, config, metrics, summary)
+    run = convscope.load_run("runs/fast-digits")  # no unpickling: safetensors + JSON, SHA-256 checked
+"""
 
 from .errors import ChecksumError, ConfigError, ConvscopeError, DataError, DatasetNotFoundError, DownloadError
 
 __version__ = "0.1.0"
 
+from .training import Run, TrainConfig, load_run, resume, train  # noqa: E402  (needs __version__ above)
+
 __all__ = ["ChecksumError", "ConfigError", "ConvscopeError", "DataError", "DatasetNotFoundError", "DownloadError",
-           "__version__"]
+           "Run", "TrainConfig", "__version__", "load_run", "resume", "train"]

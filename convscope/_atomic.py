@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from ._faults import maybe_kill
+
 
 def fsync_dir(folder: Path) -> None:
     """Make a rename inside ``folder`` durable (no-op where directories cannot be opened)."""
@@ -54,7 +56,10 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_writer(path) as f:
-        f.write(data)
+        half = len(data) // 2
+        f.write(data[:half])
+        maybe_kill(f"write:{Path(path).name}")  # crash tests: die with a half-written temp file
+        f.write(data[half:])
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

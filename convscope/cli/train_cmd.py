@@ -1,0 +1,182 @@
+"""``convscope train``, ``convscope eval``, ``convscope predict`` and ``convscope models``."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..training import config as C
+
+
+def _field_help() -> dict[str, str]:
+    """Help for each config key, taken from the comments beside TrainConfig's fields (one source of truth)."""
+    out = {}
+    for line in inspect.getsource(C.TrainConfig).splitlines():
+        m = re.match(r"\s+(\w+): [^=]+= [^#]+#\s*(.*)$", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def add_config_flags(p: argparse.ArgumentParser) -> None:
+    helps = _field_help()
+    g = p.add_argument_group("training options (override --recipe and --config)")
+    for name, f in C.FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        hint = helps.get(name, "")
+        if name in C.CHOICES:
+            g.add_argument(flag, dest=name, choices=C.CHOICES[name], default=None, help=hint)
+        elif f.type == "bool":
+            g.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=hint)
+        elif name == "model_args":
+            g.add_argument("--model-arg", dest="model_args", action="append", default=None, metavar="KEY=VALUE",
+                           help="model-specific argument, e.g. --model-arg width=48 (repeatable)")
+        else:
+            kind = {"int": int, "float": float, "int | None": int, "float | None": float}.get(f.type, str)
+            g.add_argument(flag, dest=name, type=kind, default=None, metavar=name.upper().split("_")[0], help=hint)
+
+
+def config_from_args(args: argparse.Namespace) -> C.TrainConfig:
+    base = C.recipe(args.recipe)
+    if args.config:
+        base = C.config_from_dict(C.read_config_file(args.config), base, source=str(args.config))
+    overrides: dict[str, Any] = {}
+    for name in C.FIELDS:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name == "model_args":
+            parsed = {}
+            for item in value:
+                if "=" not in item:
+                    raise ConfigError(f"--model-arg {item!r}: expected KEY=VALUE, e.g. width=48")
+                k, v = item.split("=", 1)
+                parsed[k] = _parse_scalar(v)
+            value = {**base.model_args, **parsed}
+        overrides[name] = value
+    return C.config_from_dict(overrides, base, source="command line")
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..training import TrainingInterrupted, resume, train
+
+    quiet = args.quiet
+    try:
+        if args.resume:
+            run = resume(args.resume, progress=not quiet)
+        else:
+            cfg = config_from_args(args)
+            run = train(cfg, out=args.out, runs_dir=args.runs_dir, progress=not quiet)
+    except TrainingInterrupted as e:
+        print(f"convscope: {e}", file=sys.stderr)
+        return 130
+    s = run.summary
+    rows = [("run", str(run.path)), ("model", f"{run.config.model} ({sum(p.numel() for p in run.model.parameters()):,} parameters)"),
+            ("dataset", f"{run.config.dataset} ({s.get('train_images', '?')} train / {s.get('test_images', '?')} test)"),
+            ("epochs", f"{s.get('epochs')} ({s.get('steps')} steps)"),
+            ("test accuracy", f"{100 * s['test_accuracy']:.2f}%"),
+            ("training time", f"{s.get('seconds', 0):.1f} s on {s.get('device')} ({s.get('threads')} threads, "
+                              f"{'bf16' if s.get('bf16') else 'fp32'})")]
+    if s.get("best_val_accuracy") is not None:
+        rows.append(("best val accuracy", f"{100 * s['best_val_accuracy']:.2f}% (epoch {s['best_val_epoch']})"))
+    if s.get("skipped_steps"):
+        rows.append(("skipped steps", f"{s['skipped_steps']} (non-finite loss or gradients)"))
+    print("summary\n" + _table(rows))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..training import load_run
+    from ..training.evaluate import evaluate
+    from ..training.report import confusion_png, confusion_table
+    from .data_cmd import load_from_args
+
+    run = load_run(args.run)
+    name = args.dataset or run.config.dataset
+    ds = load_from_args(args, name, args.split)
+    if ds.shape != run.input_shape:
+        raise ConfigError(f"--dataset {name}: images are {ds.shape}, the model takes {run.input_shape}")
+    res = evaluate(run.model, ds, run.normalization)
+    print(f"{run.path}: {name} {args.split}, {res.n:,} images\naccuracy {100 * res.accuracy:.2f}%  "
+          f"(loss {res.loss:.4f})\n")
+    print(confusion_table(res, ds.classes))
+    out = run.path / "eval"
+    png = confusion_png(res, ds.classes, out / f"confusion-{name.replace(':', '_').replace('/', '_')}-{args.split}.png")
+    print(f"\nwrote {png}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ..training import load_run
+    from ..training.report import predict_files
+
+    run = load_run(args.run)
+    for path, notes, top in predict_files(run, args.images, k=args.top):
+        print(f"{path}: " + ", ".join(f"{cls} {100 * p:.1f}%" for cls, p in top))
+        for note in notes:
+            print(f"  note: {note}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ..models import count_parameters, create_model, flops_per_image, list_models
+
+    rows = []
+    for e in list_models():
+        m = create_model(e.name)
+        rows.append((e.name, f"{count_parameters(m):,}", "x".join(map(str, e.default_input)),
+                     f"{flops_per_image(m, e.default_input) / 1e6:.2f}", e.description))
+    head = ("name", "parameters", "input", "MFLOPs/img", "description")
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
+    for r in [head] + rows:
+        print("  ".join(f"{r[i]:<{widths[i]}}" if i != 1 else f"{r[i]:>{widths[i]}}" for i in range(4)) + "  " + r[4])
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from .data_cmd import add_data_args
+
+    p = sub.add_parser("train", help="train a model (no arguments: the fast model on the embedded digits)",
+                       description="Train a CNN. With no arguments: the `fast` recipe on the embedded digits, offline.")
+    p.add_argument("--recipe", default="fast", choices=list(C.RECIPES), help="starting point (default: fast)")
+    p.add_argument("--config", type=Path, help="YAML, TOML or JSON file of training options")
+    p.add_argument("--out", type=Path, help="run directory (default: runs/<model>-<dataset>[-N])")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where new run directories go (default runs/)")
+    p.add_argument("--resume", type=Path, metavar="RUN", help="continue a killed or interrupted run")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy, per-class accuracy and confusion matrix of a run")
+    p.add_argument("run", type=Path, help="run directory")
+    p.add_argument("--dataset", help="dataset to evaluate on (default: the run's)")
+    p.add_argument("--split", default="test", help="split (default test)")
+    add_data_args(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="top classes for image files (PNG/JPEG of any size)")
+    p.add_argument("run", type=Path, help="run directory")
+    p.add_argument("images", nargs="+", type=Path, help="image files")
+    p.add_argument("--top", type=int, default=3, help="how many classes to show (default 3)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("models", help="the model registry: parameters, input shape, FLOPs per image")
+    p.set_defaults(func=cmd_models)

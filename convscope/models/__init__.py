@@ -1,0 +1,8 @@
+"""The model zoo: ``create_model(name, in_channels, image_size, num_classes, **kwargs)``."""
+
+from . import classic, fast  # noqa: F401  (registers the models)
+from ._registry import (count_parameters, create_model, flops_per_image, get_entry, list_models, model_kwargs,
+                        register_model)
+
+__all__ = ["count_parameters", "create_model", "flops_per_image", "get_entry", "list_models", "model_kwargs",
+           "register_model"]

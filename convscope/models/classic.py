@@ -1,0 +1,78 @@
+"""Classic and reference networks: LeNet-5, an MLP baseline, and the PyTorch and Keras MNIST examples."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..errors import ConfigError
+from ._registry import register_model
+
+
+def _after(size: int, kernel: int, pad: int = 0, stride: int = 1) -> int:
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def _need(name: str, h: int, w: int, min_side: int) -> None:
+    if h < min_side or w < min_side:
+        raise ConfigError(f"model {name!r} needs images of at least {min_side} x {min_side}, got {h} x {w}")
+
+
+@register_model("lenet5", "LeNet-5 (LeCun et al. 1998) for 28 x 28: conv5(pad 2)-pool-conv5-pool-fc120-fc84")
+def lenet5(in_channels: int, image_size: tuple[int, int], num_classes: int, activation: str = "relu",
+           pool: str = "max") -> nn.Module:
+    """LeNet-5 adapted to 28 x 28 input: padding 2 on the first conv stands in for the original 32 x 32
+    canvas. Defaults are the modern ReLU + max-pool variant; ``activation="tanh", pool="avg"`` is closer to 1998."""
+    h, w = image_size
+    _need("lenet5", h, w, 16)
+    act = {"relu": nn.ReLU, "tanh": nn.Tanh}.get(activation)
+    pl = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}.get(pool)
+    if act is None or pl is None:
+        raise ConfigError("lenet5: activation must be 'relu' or 'tanh', pool 'max' or 'avg'")
+    fh, fw = (_after(_after(h, 5, 2) // 2, 5) // 2), (_after(_after(w, 5, 2) // 2, 5) // 2)
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 6, 5, padding=2), act(), pl(2),   # (6, H, W) -> (6, H/2, W/2)
+        nn.Conv2d(6, 16, 5), act(), pl(2),                        # (16, 5, 5) for 28 x 28
+        nn.Flatten(),
+        nn.Linear(16 * fh * fw, 120), act(),
+        nn.Linear(120, 84), act(),
+        nn.Linear(84, num_classes),
+    )
+
+
+@register_model("mlp", "no-convolution baseline: flatten-fc-ReLU-fc-ReLU-fc")
+def mlp(in_channels: int, image_size: tuple[int, int], num_classes: int, hidden: int = 256,
+        dropout: float = 0.0) -> nn.Module:
+    h, w = image_size
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_channels * h * w, hidden), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(hidden, num_classes),
+    )
+
+
+@register_model("pytorch-example", "PyTorch's official MNIST example network (conv32-conv64-pool-fc128)")
+def pytorch_example(in_channels: int, image_size: tuple[int, int], num_classes: int) -> nn.Module:
+    h, w = image_size
+    _need("pytorch-example", h, w, 6)
+    fh, fw = (h - 4) // 2, (w - 4) // 2  # 28 -> 26 -> 24 -> 12: 64 * 12 * 12 = 9216
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 32, 3), nn.ReLU(),
+        nn.Conv2d(32, 64, 3), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
+        nn.Linear(64 * fh * fw, 128), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(128, num_classes),
+    )
+
+
+@register_model("keras-example", "the Keras MNIST convnet example (conv32-pool-conv64-pool-dropout-dense)")
+def keras_example(in_channels: int, image_size: tuple[int, int], num_classes: int) -> nn.Module:
+    h, w = image_size
+    _need("keras-example", h, w, 10)
+    fh, fw = (((h - 2) // 2) - 2) // 2, (((w - 2) // 2) - 2) // 2  # 28 -> 26 -> 13 -> 11 -> 5
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Dropout(0.5),
+        nn.Linear(64 * fh * fw, num_classes),
+    )

@@ -1,0 +1,82 @@
+"""Evaluation: accuracy, per-class accuracy and the confusion matrix, in batches with bounded memory."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.dataset import ImageDataset
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel mean and std on the [0, 1] pixel scale; ``apply`` maps uint8 (B, C, H, W) to model input."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def of(cls, images: torch.Tensor) -> Normalization:
+        x = images.to(torch.float64) / 255.0                       # (N, C, H, W)
+        mean = x.mean(dim=(0, 2, 3))
+        std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+        return cls(tuple(mean.tolist()), tuple(std.tolist()))
+
+    def apply(self, images_u8: torch.Tensor) -> torch.Tensor:
+        x = images_u8.to(torch.float32).div_(255.0)
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    accuracy: float
+    per_class: list[float]
+    confusion: np.ndarray          # (classes, classes): rows = true label, columns = predicted
+    loss: float
+    n: int
+
+
+def autocast_for(device: torch.device, bf16: bool):
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images_u8: torch.Tensor, norm: Normalization, batch_size: int = 1024,
+                   bf16: bool = False, channels_last: bool = False) -> torch.Tensor:
+    """Float32 logits (N, classes) for uint8 images, in eval mode (the mode is restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    try:
+        for i in range(0, len(images_u8), batch_size):
+            x = norm.apply(images_u8[i:i + batch_size].to(device))
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast_for(device, bf16):
+                out.append(model(x).float())
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def evaluate(model: nn.Module, dataset: ImageDataset, norm: Normalization, batch_size: int = 1024,
+             bf16: bool = False, channels_last: bool = False) -> EvalResult:
+    logits = predict_logits(model, dataset.images, norm, batch_size, bf16, channels_last)
+    labels = dataset.labels.to(logits.device)
+    k = len(dataset.classes)
+    pred = logits.argmax(1)
+    confusion = torch.bincount(labels * k + pred, minlength=k * k).reshape(k, k).cpu().numpy()
+    totals = confusion.sum(1)
+    per_class = [float(confusion[i, i] / totals[i]) if totals[i] else float("nan") for i in range(k)]
+    loss = float(nn.functional.cross_entropy(logits, labels)) if len(labels) else float("nan")
+    return EvalResult(float((pred == labels).float().mean()) if len(labels) else float("nan"), per_class, confusion,
+                      loss, len(labels))

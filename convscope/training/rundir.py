@@ -1,0 +1,167 @@
+"""The run directory: everything a run leaves behind, and loading it back without unpickling anything.
+
+    runs/<name>/
+      config.json          the resolved TrainConfig
+      metrics.jsonl        one JSON object per line: {"kind": "step", ...} and {"kind": "epoch", ...}
+      checkpoint.safetensors   the latest training state (for --resume)
+      model.safetensors    final weights
+      model.json           model name and arguments, input shape, classes, normalization, versions,
+                           git commit, and the SHA-256 of every other file
+      curve.png            training curve
+      summary.json         test_accuracy (fraction), epochs, seconds, ...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._atomic import atomic_write_text
+from ..errors import ConvscopeError
+from .checkpoint import CheckpointError, load_weights, sha256_file
+from .config import TrainConfig, config_from_dict
+from .evaluate import Normalization
+
+CONFIG, METRICS, CHECKPOINT, WEIGHTS, META, CURVE, SUMMARY = (
+    "config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors", "model.json", "curve.png",
+    "summary.json")
+
+
+class RunError(ConvscopeError):
+    """A run directory is missing, incomplete, unwritable or inconsistent."""
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def git_commit() -> str | None:
+    """The commit of the convscope source tree, when it is a git checkout."""
+    try:
+        out = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def new_run_dir(base: Path, name: str, explicit: Path | None) -> Path:
+    """``explicit`` (must not already hold a run), or the first free ``base/name``, ``base/name-2``, ..."""
+    if explicit is not None:
+        if (explicit / CONFIG).exists():
+            raise RunError(f"{explicit}: already holds a run; resume it with --resume {explicit} or choose another --out")
+        path = explicit
+    else:
+        path, k = base / name, 2
+        while (path / CONFIG).exists():
+            path, k = base / f"{name}-{k}", k + 1
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise RunError(f"{path}: cannot write the run directory ({e.strerror or e}); choose a writable --out") from e
+    return path
+
+
+@dataclass
+class Run:
+    """A finished (or loaded) run: the model with its weights, its config and what it measured."""
+
+    path: Path
+    model: nn.Module
+    config: TrainConfig
+    normalization: Normalization
+    classes: tuple[str, ...]
+    input_shape: tuple[int, int, int]
+    summary: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        path = self.path / METRICS
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def preprocess(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, C, H, W) -> the normalized float input the model was trained on."""
+        return self.normalization.apply(images_u8)
+
+    @property
+    def dataset_spec(self) -> dict[str, Any]:
+        return {"name": self.config.dataset, "data_dir": self.config.data_dir, "input_shape": list(self.input_shape),
+                "classes": list(self.classes)}
+
+
+def model_metadata(model: nn.Module, cfg: TrainConfig, norm: Normalization, classes, input_shape) -> dict[str, Any]:
+    import convscope
+
+    spec = getattr(model, "convscope_spec", {})
+    return {
+        "model": spec.get("name", cfg.model),
+        "model_args": spec.get("kwargs", cfg.model_args),
+        "input_shape": list(input_shape),
+        "num_classes": len(classes),
+        "classes": list(classes),
+        "normalization": {"mean": list(norm.mean), "std": list(norm.std)},
+        "dataset": cfg.dataset,
+        "convscope_version": convscope.__version__,
+        "torch_version": torch.__version__,
+        "git_commit": git_commit(),
+    }
+
+
+def write_manifest(path: Path, meta: dict[str, Any]) -> None:
+    """model.json, with the SHA-256 of every file of the run (written last, so it covers them all)."""
+    files = {}
+    for name in (CONFIG, WEIGHTS, SUMMARY, CURVE, METRICS):
+        if (path / name).exists():
+            files[name] = sha256_file(path / name)
+    write_json(path / META, {**meta, "sha256": files})
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing; is {path.parent} a finished convscope run?") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: unreadable or not JSON ({e})") from e
+
+
+def load_run(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Run:
+    """Load a finished run: checks every file's recorded SHA-256 and loads weights from safetensors only."""
+    from ..models import create_model
+
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"{path}: no such run directory")
+    meta = _read_json(path / META)
+    recorded = meta.get("sha256", {})
+    for name in (CONFIG, WEIGHTS):
+        if name not in recorded:
+            raise RunError(f"{path / META}: records no SHA-256 for {name}; the run is incomplete")
+    if sha256_file(path / CONFIG) != recorded[CONFIG]:
+        raise CheckpointError(f"{path / CONFIG}: SHA-256 differs from the one recorded in model.json (modified)")
+    cfg = config_from_dict(_read_json(path / CONFIG), source=str(path / CONFIG))
+    state = load_weights(path / WEIGHTS, expected_sha256=recorded[WEIGHTS])
+    c, h, w = meta["input_shape"]
+    model = create_model(meta["model"], in_channels=c, image_size=(h, w), num_classes=meta["num_classes"],
+                         **meta.get("model_args", {}))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path / WEIGHTS}: weights do not fit model {meta['model']!r}: {e}") from e
+    model.to(map_location).eval()
+    norm = Normalization(tuple(meta["normalization"]["mean"]), tuple(meta["normalization"]["std"]))
+    summary = _read_json(path / SUMMARY) if (path / SUMMARY).exists() else {}
+    return Run(path, model, cfg, norm, tuple(meta["classes"]), (c, h, w), summary, meta)
