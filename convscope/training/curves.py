@@ -8,11 +8,11 @@ from typing import Any
 from ..viz import new_figure, save_figure
 
 
-def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "", train_label: str = "train") -> Path:
     fig = new_figure(9, 3.4)
     ax_loss, ax_acc = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in history]
-    ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label=train_label)
     ax_loss.plot(epochs, [h["test_loss"] for h in history], "s-", label="test")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("cross-entropy")

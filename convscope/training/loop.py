@@ -29,7 +29,7 @@ from ..data.dataset import ImageDataset, stratified_split
 from ..errors import ConfigError, ConvscopeError
 from ..models import create_model, model_kwargs
 from . import rundir as rd
-from .checkpoint import CheckpointError, load_state, save_state, save_weights
+from .checkpoint import load_state, save_state, save_weights
 from .config import TrainConfig, config_from_dict
 from .evaluate import Normalization, autocast_for, evaluate
 from .optim import build_optimizer, init_weights, lr_at, set_lr
@@ -343,7 +343,8 @@ class Trainer:
         try:
             save_weights(self.path / rd.WEIGHTS, self.model.state_dict(), {"model": meta["model"]})
             rd.write_json(self.path / rd.SUMMARY, summary)
-            plot_curves(self.history, self.path / rd.CURVE, title=f"{cfg.model} on {cfg.dataset}")
+            plot_curves(self.history, self.path / rd.CURVE, title=f"{cfg.model} on {cfg.dataset}",
+                        train_label="train (label-smoothed)" if cfg.label_smoothing else "train")
             rd.write_manifest(self.path, meta)
         except OSError as e:
             raise rd.RunError(f"{self.path}: cannot write the run's results ({e.strerror or e})") from e
@@ -379,7 +380,8 @@ def resume(path: str | Path, *, progress: bool = True) -> rd.Run:
         trainer = Trainer(cfg, path, progress)
         if (path / rd.CHECKPOINT).exists():
             trainer.restore(load_state(path / rd.CHECKPOINT))
-        else:
-            raise CheckpointError(f"{path / rd.CHECKPOINT}: missing; the run cannot be resumed (start it again)")
+        else:  # killed before the first checkpoint (written before step 1): nothing was trained yet
+            (path / rd.METRICS).unlink(missing_ok=True)
+            trainer.save()
         trainer.run()
         return trainer.finish()

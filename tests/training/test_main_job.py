@@ -1,0 +1,71 @@
+"""The main job, `convscope train` with no arguments, in full; and the eval/predict/models commands."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convscope.data import load
+
+
+@pytest.fixture(scope="module")
+def main_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("main")
+    r = subprocess.run([sys.executable, "-m", "convscope", "train"], cwd=cwd, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    return cwd / "runs" / "fast-digits", r
+
+
+def test_main_job_reaches_98_percent_offline(main_run):
+    path, r = main_run
+    summary = json.loads((path / "summary.json").read_text())
+    assert summary["test_accuracy"] >= 0.98 and summary["test_images"] == 2000
+    assert "test accuracy" in r.stdout and "summary" in r.stdout
+    assert (path / "curve.png").stat().st_size > 10_000
+
+
+def test_eval_prints_confusion_and_writes_png(main_run):
+    path, _ = main_run
+    r = subprocess.run([sys.executable, "-m", "convscope", "eval", str(path)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((path / "summary.json").read_text())
+    assert f"accuracy {100 * summary['test_accuracy']:.2f}%" in r.stdout
+    rows = [line.split() for line in r.stdout.splitlines() if line.strip()[:1].isdigit()]
+    matrix = np.array([[int(v) for v in row[1:11]] for row in rows[:10]])
+    assert matrix.sum() == 2000 and matrix.sum(1).tolist() == load("digits", "test").class_counts()
+    assert np.trace(matrix) == round(summary["test_accuracy"] * 2000)
+    with Image.open(path / "eval" / "confusion-digits-test.png") as img:
+        assert img.format == "PNG"
+
+
+def test_predict_any_size_image(main_run, tmp_path):
+    path, _ = main_run
+    test = load("digits", "test")
+    idx = int((test.labels == 7).nonzero()[0])
+    digit = Image.fromarray(test.images[idx, 0].numpy()).resize((112, 112), Image.NEAREST).convert("RGB")
+    digit.save(tmp_path / "seven.jpg", quality=95)
+    r = subprocess.run([sys.executable, "-m", "convscope", "predict", str(path), str(tmp_path / "seven.jpg")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    first = r.stdout.splitlines()[0]
+    assert first.split(": ")[1].startswith("7 ") and first.count("%") == 3
+    assert "converted RGB to grayscale" in r.stdout and "resized 112 x 112 to 28 x 28" in r.stdout
+    (tmp_path / "junk.png").write_text("not an image")
+    r = subprocess.run([sys.executable, "-m", "convscope", "predict", str(path), str(tmp_path / "junk.png")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "junk.png: not a readable" in r.stderr
+
+
+def test_models_lists_the_zoo():
+    r = subprocess.run([sys.executable, "-m", "convscope", "models"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0
+    names = [line.split()[0] for line in r.stdout.splitlines()[1:]]
+    assert names == sorted(["fast", "keras-example", "lenet5", "mlp", "pytorch-example", "resnet-small"])
+    pt = next(line for line in r.stdout.splitlines() if line.startswith("pytorch-example"))
+    assert "1,199,882" in pt  # 320 + 18,496 + 1,179,776 + 1,290 parameters

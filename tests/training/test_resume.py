@@ -1,0 +1,182 @@
+"""Kill-and-resume with a real SIGKILL in a real subprocess, Ctrl-C, and files that must be refused."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import convscope
+from convscope.training import CheckpointError, RunError, load_run
+from convscope.training.checkpoint import load_state
+
+# 768 stratified digits, batch 64: 12 steps an epoch, 3 epochs; checkpoints every 5 steps and at epoch ends.
+# Dropout, translation and cutout make every RNG matter.
+ARGS = ["--model", "mlp", "--train-subset", "768", "--batch-size", "64", "--epochs", "3", "--threads", "1",
+        "--deterministic", "--checkpoint-every", "5", "--dropout", "0.2", "--translate", "2", "--cutout", "6",
+        "--precision", "fp32", "--no-channels-last", "--quiet"]
+
+
+def cli(*args, env=None, **kw):
+    return subprocess.run([sys.executable, "-m", "convscope", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=300, **kw)
+
+
+def _epoch_lines(path):
+    lines = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines()]
+    drop = {"seconds", "images_per_s"}  # wall-clock figures legitimately differ
+    return [{k: v for k, v in m.items() if k not in drop} for m in lines]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    r = cli("train", *ARGS, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.mark.parametrize("fault", ["step:3", "step:17", "write:checkpoint.safetensors:4", "write:checkpoint.safetensors:1",
+                                   "write:model.safetensors:1"])
+def test_sigkill_then_resume_is_bit_identical(tmp_path, reference, fault):
+    out = tmp_path / "run"
+    r = cli("train", *ARGS, "--out", str(out), env={"CONVSCOPE_FAULT": fault})
+    assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr)
+    assert not (out / "model.json").exists()
+    r = cli("train", "--resume", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert (out / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
+    assert _epoch_lines(out) == _epoch_lines(reference)
+    assert not list(out.glob(".*.part"))
+
+
+def test_kill_at_a_random_moment(tmp_path, reference):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "convscope", "train", *ARGS, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "metrics.jsonl").exists():
+        time.sleep(0.01)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    r = cli("train", "--resume", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert (out / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
+
+
+def test_ctrl_c_saves_and_exits_cleanly(tmp_path, reference):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "convscope", "train", *ARGS, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "metrics.jsonl").exists():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before Ctrl-C arrived (machine too fast for this timing)")
+    assert proc.returncode == 130 and "checkpoint saved" in err and f"--resume {out}" in err
+    assert "Traceback" not in err
+    r = cli("train", "--resume", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert (out / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
+
+
+def test_resuming_a_finished_run_just_loads_it(reference):
+    r = cli("train", "--resume", str(reference), "--quiet")
+    assert r.returncode == 0 and "test accuracy" in r.stdout
+
+
+def _copy_run(src, dst):
+    dst.mkdir()
+    for p in src.iterdir():
+        if p.is_file():
+            (dst / p.name).write_bytes(p.read_bytes())
+    return dst
+
+
+def test_tampered_weights_refused(tmp_path, reference):
+    run = _copy_run(reference, tmp_path / "r")
+    data = bytearray((run / "model.safetensors").read_bytes())
+    data[-5] ^= 0x01                                   # one bit of one weight
+    (run / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="model.safetensors: SHA-256"):
+        load_run(run)
+
+
+def test_truncated_weights_refused(tmp_path, reference):
+    run = _copy_run(reference, tmp_path / "r")
+    data = (run / "model.safetensors").read_bytes()
+    (run / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        load_run(run)
+
+
+def test_pickle_weights_refused_without_unpickling(tmp_path, reference):
+    run = _copy_run(reference, tmp_path / "r")
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"x": Evil()}, run / "model.safetensors")
+    meta = json.loads((run / "model.json").read_text())
+    from convscope.training.checkpoint import sha256_file
+
+    meta["sha256"]["model.safetensors"] = sha256_file(run / "model.safetensors")  # even with a matching hash
+    (run / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_run(run)
+    assert not marker.exists()
+
+
+def test_tampered_and_truncated_checkpoints_refused(tmp_path, reference):
+    ck = reference / "checkpoint.safetensors"
+    data = bytearray(ck.read_bytes())
+    bad = tmp_path / "tampered.safetensors"
+    data[-3] ^= 0x10
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="SHA-256 mismatch"):
+        load_state(bad)
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(ck.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_state(cut)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match="not a convscope checkpoint"):
+        load_state(foreign)
+
+
+def test_unwritable_run_directory_is_an_error(tmp_path, tiny):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(RunError, match="cannot write the run directory"):
+        convscope.train(tiny, out=blocker / "run", progress=False)
+
+
+def test_full_disk_is_an_error_not_a_silent_success(tmp_path):
+    # RLIMIT_FSIZE makes every write past 40 KB fail with EFBIG, as a full disk fails with ENOSPC
+    code = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))\n"
+        "from convscope.cli import main\n"
+        f"sys.exit(main(['train', '--model', 'lenet5', '--epochs', '1', '--train-subset', '256', '--quiet', "
+        f"'--out', {str(tmp_path / 'run')!r}]))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "cannot save the checkpoint" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "run" / "model.json").exists()
+
+
+def test_existing_run_is_not_overwritten(tmp_path, reference):
+    r = cli("train", "--out", str(reference), "--quiet")
+    assert r.returncode == 2 and "already holds a run" in r.stderr
