@@ -12,3 +12,13 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 def pytest_configure(config):
     os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory):
+    """A small trained `fast` run (width 8, 1,024 digits, 2 epochs), shared by the inspection tests."""
+    import convscope
+
+    path = tmp_path_factory.mktemp("small_run") / "run"
+    return convscope.train({"model": "fast", "model_args": {"width": 8}, "train_subset": 1024, "epochs": 2,
+                            "batch_size": 128, "threads": 2}, out=path, progress=False)

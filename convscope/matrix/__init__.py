@@ -1,0 +1,11 @@
+"""Convolution as an explicit sparse matrix: build it, verify it, transpose it, draw it, measure its spectrum."""
+
+from .conv_matrix import (AffineConv, MatrixTooLargeError, conv_affine, conv_bias, conv_matrix, estimate_bytes,
+                          output_shape)
+from .geometry import ConvGeometry, make_geometry
+from .operator import conv_operator, transpose_output_padding
+from .pooling import StackMatrix, avg_pool_matrix, max_pool_selection, stack_matrix
+
+__all__ = ["AffineConv", "ConvGeometry", "MatrixTooLargeError", "StackMatrix", "avg_pool_matrix", "conv_affine",
+           "conv_bias", "conv_matrix", "conv_operator", "estimate_bytes", "make_geometry", "max_pool_selection",
+           "output_shape", "stack_matrix", "transpose_output_padding"]
