@@ -85,30 +85,36 @@ def _direct_bwd(dy, xp, w, g):
 # ---- im2col ------------------------------------------------------------------------------------------------
 
 def _im2col(xp, g):
-    n, c = xp.shape[:2]
+    """Columns (C*kh*kw, N*Ho*Wo): one column per output pixel, holding the input patch it sees."""
+    n = xp.shape[0]
     ho, wo = g.output_hw
-    cols = _windows(xp, g).transpose(0, 2, 3, 1, 4, 5)                           # (N, Ho, Wo, C, kh, kw)
-    return cols.reshape(n * ho * wo, c * g.kernel[0] * g.kernel[1])              # the one copy
+    return _windows(xp, g).transpose(1, 4, 5, 0, 2, 3).reshape(-1, n * ho * wo)   # the one copy
 
 
-def _im2col_fwd(xp, w, g):
+def _im2col_fwd(xp, w, g, cache=None):
     n, o, (ho, wo) = xp.shape[0], w.shape[0], g.output_hw
-    y = _im2col(xp, g) @ w.reshape(o, -1).T                                       # (N*Ho*Wo, O): the GEMM
-    return y.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
+    cols = _im2col(xp, g)
+    if cache is not None:
+        cache["cols"] = cols
+    y = w.reshape(o, -1) @ cols                                                   # (O, N*Ho*Wo): the GEMM
+    return y.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)
 
 
-def _im2col_bwd(dy, xp, w, g):
+def _im2col_bwd(dy, xp, w, g, cache=None):
     n, c = xp.shape[:2]
     o, (ho, wo), (kh, kw) = w.shape[0], g.output_hw, g.kernel
-    dy2 = dy.transpose(0, 2, 3, 1).reshape(n * ho * wo, o)
-    dw_ = (dy2.T @ _im2col(xp, g)).reshape(w.shape)
-    dcols = (dy2 @ w.reshape(o, -1)).reshape(n, ho, wo, c, kh, kw)
-    dxp = np.zeros_like(xp)
+    cols = cache.get("cols") if cache else None
+    if cols is None or cols.shape != (c * kh * kw, n * ho * wo):
+        cols = _im2col(xp, g)
+    dyo = dy.transpose(1, 0, 2, 3).reshape(o, -1)                                 # (O, N*Ho*Wo)
+    dw_ = (dyo @ cols.T).reshape(w.shape)
+    dcols = (w.reshape(o, -1).T @ dyo).reshape(c, kh, kw, n, ho, wo)
+    dxp = np.zeros((c, n, *xp.shape[2:]), dtype=xp.dtype)                         # (C, N, Hp, Wp)
     for p in range(kh):          # col2im: one strided add per kernel offset, not per pixel
         for q in range(kw):
             rs, cs = _tap_slices(g, p, q)
-            dxp[:, :, rs, cs] += dcols[:, :, :, :, p, q].transpose(0, 3, 1, 2)
-    return dxp, dw_
+            dxp[:, :, rs, cs] += dcols[:, p, q]
+    return dxp.transpose(1, 0, 2, 3), dw_
 
 
 # ---- explicit sparse matrix ---------------------------------------------------------------------------------
@@ -193,23 +199,31 @@ def _check_algorithm(algorithm: str) -> None:
 
 
 def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride=1, padding=0, dilation=1,
-           groups: int = 1, algorithm: str = "im2col") -> np.ndarray:
-    """Same signature and result as ``torch.nn.functional.conv2d``, on NumPy arrays, plus the algorithm."""
+           groups: int = 1, algorithm: str = "im2col", cache: dict | None = None) -> np.ndarray:
+    """Same signature and result as ``torch.nn.functional.conv2d``, on NumPy arrays, plus the algorithm.
+
+    ``cache``: pass the same dict to :func:`conv2d_backward` to reuse the forward's im2col columns."""
     _check_algorithm(algorithm)
     g = geometry(x, weight, stride, padding, dilation, groups)
     parts = []
     for cs, os_, sub in _groups(x, weight, g):
         xs, ws = x[:, cs], weight[os_]
-        parts.append(_matrix_fwd(xs, ws, sub) if algorithm == "matrix" else _FWD[algorithm](_pad(xs, sub), ws, sub))
+        if algorithm == "matrix":
+            parts.append(_matrix_fwd(xs, ws, sub))
+        elif algorithm == "im2col" and cache is not None and g.groups == 1:
+            parts.append(_im2col_fwd(_pad(xs, sub), ws, sub, cache))
+        else:
+            parts.append(_FWD[algorithm](_pad(xs, sub), ws, sub))
     y = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
     if bias is not None:
         check_array(bias, "bias", ndim=1, dtype=x.dtype, shape=(weight.shape[0],))
         y = y + bias[None, :, None, None]
-    return np.ascontiguousarray(y, dtype=x.dtype)
+    return y.astype(x.dtype, copy=False)  # may be a transposed view: values, not layout, are the contract
 
 
 def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride=1, padding=0, dilation=1,
-                    groups: int = 1, algorithm: str = "im2col") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    groups: int = 1, algorithm: str = "im2col",
+                    cache: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(dx, dweight, dbias) for upstream gradient dy (N, O, Ho, Wo)."""
     _check_algorithm(algorithm)
     g = geometry(x, weight, stride, padding, dilation, groups)
@@ -219,6 +233,9 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride=1,
         xs, ws, dys = x[:, cs], weight[os_], dy[:, os_]
         if algorithm == "matrix":
             dx, dw_ = _matrix_bwd(dys, xs, ws, sub)
+        elif algorithm == "im2col":
+            dxp, dw_ = _im2col_bwd(dys, _pad(xs, sub), ws, sub, cache if groups == 1 else None)
+            dx = _crop(dxp, sub)
         else:
             dxp, dw_ = _BWD[algorithm](dys, _pad(xs, sub), ws, sub)
             dx = _crop(dxp, sub)
@@ -226,4 +243,4 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride=1,
         dws.append(dw_)
     dx = np.concatenate(dxs, axis=1) if groups > 1 else dxs[0]
     dw_ = np.concatenate(dws, axis=0) if groups > 1 else dws[0]
-    return np.ascontiguousarray(dx), np.ascontiguousarray(dw_, dtype=weight.dtype), dy.sum(axis=(0, 2, 3))
+    return dx, dw_.astype(weight.dtype, copy=False), dy.sum(axis=(0, 2, 3))

@@ -78,6 +78,8 @@ def from_torch(model: nn.Module, dtype=np.float64, algorithm: str = "im2col",
             if m.ceil_mode or not m.count_include_pad or m.divisor_override:
                 raise ConfigError(f"layer {name}: AvgPool2d needs ceil_mode=False, count_include_pad=True")
             layer = L.AvgPool2d(m.kernel_size, m.stride, m.padding)
+        elif isinstance(m, (nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d)) and m.output_size in (1, (1, 1)):
+            layer = L.GlobalMaxPool2d() if isinstance(m, nn.AdaptiveMaxPool2d) else L.GlobalAvgPool2d()
         elif isinstance(m, nn.ReLU):
             layer = L.ReLU()
         elif isinstance(m, nn.Flatten):
@@ -89,7 +91,7 @@ def from_torch(model: nn.Module, dtype=np.float64, algorithm: str = "im2col",
                                   _np(m.running_var, dtype), m.eps, m.momentum)
         else:
             raise ConfigError(f"layer {name}: {type(m).__name__} has no NumPy twin; supported: Conv2d, Linear, "
-                              "MaxPool2d, AvgPool2d, ReLU, Flatten, Dropout, BatchNorm2d")
+                              "MaxPool2d, AvgPool2d, global max/avg pooling, ReLU, Flatten, Dropout, BatchNorm2d")
         out.append(layer)
         names.append(name)
     return Sequential(out, names)

@@ -41,13 +41,14 @@ class Conv2d(Layer):
         self.algorithm = algorithm
 
     def forward(self, x, train=True):
-        self.x = x
+        self.x, self.cache = x, {}
         return conv2d(x, self.params["weight"], self.params.get("bias"), self.stride, self.padding, self.dilation,
-                      self.groups, self.algorithm)
+                      self.groups, self.algorithm, self.cache)
 
     def backward(self, dy):
         dx, dw, db = conv2d_backward(dy, self.x, self.params["weight"], self.stride, self.padding, self.dilation,
-                                     self.groups, self.algorithm)
+                                     self.groups, self.algorithm, self.cache)
+        self.cache = {}
         self.grads["weight"] = dw
         if "bias" in self.params:
             self.grads["bias"] = db
@@ -118,6 +119,33 @@ class AvgPool2d(Layer):
         dxp = _scatter_taps(dwin, self.xp_shape, self.k, self.s)
         ph, pw = self.p
         return dxp[:, :, ph:dxp.shape[2] - ph, pw:dxp.shape[3] - pw]
+
+
+class GlobalMaxPool2d(Layer):
+    """(N, C, H, W) -> (N, C, 1, 1): the maximum of each channel (``nn.AdaptiveMaxPool2d(1)``); first maximum
+    in row-major order receives the gradient."""
+
+    def forward(self, x, train=True):
+        self.shape = x.shape
+        flat = x.reshape(*x.shape[:2], -1)
+        self.arg = flat.argmax(axis=-1)
+        return np.take_along_axis(flat, self.arg[..., None], axis=-1)[..., None]
+
+    def backward(self, dy):
+        dx = np.zeros((*self.shape[:2], self.shape[2] * self.shape[3]), dtype=dy.dtype)
+        np.put_along_axis(dx, self.arg[..., None], dy.reshape(*dy.shape[:2], 1), axis=-1)
+        return dx.reshape(self.shape)
+
+
+class GlobalAvgPool2d(Layer):
+    """(N, C, H, W) -> (N, C, 1, 1): the mean of each channel (``nn.AdaptiveAvgPool2d(1)``)."""
+
+    def forward(self, x, train=True):
+        self.shape = x.shape
+        return x.mean(axis=(2, 3), keepdims=True)
+
+    def backward(self, dy):
+        return np.broadcast_to(dy / (self.shape[2] * self.shape[3]), self.shape).copy()
 
 
 class ReLU(Layer):

@@ -23,6 +23,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "schedule": ("constant", "step", "cosine", "onecycle"),
     "init": ("default", "kaiming", "xavier"),
     "precision": ("auto", "fp32", "bf16"),
+    "engine": ("torch", "numpy"),
+    "conv_algorithm": ("direct", "im2col", "matrix", "fft"),
 }
 
 
@@ -65,6 +67,8 @@ class TrainConfig:
     checkpoint_every: int = 100          # steps between checkpoints (and one at each epoch end)
     max_bad_steps: int = 20              # stop after this many non-finite steps in a row
     log_every: int = 10                  # steps between per-step lines in metrics.jsonl
+    engine: str = "torch"                # torch, or numpy: the from-scratch reference layers (CPU, sequential models)
+    conv_algorithm: str = "im2col"       # numpy engine: direct, im2col, matrix or fft convolution
 
     def validate(self) -> TrainConfig:
         for key, options in CHOICES.items():

@@ -71,8 +71,11 @@ def predict_logits(model: nn.Module, images_u8: torch.Tensor, norm: Normalizatio
 def evaluate(model: nn.Module, dataset: ImageDataset, norm: Normalization, batch_size: int = 1024,
              bf16: bool = False, channels_last: bool = False) -> EvalResult:
     logits = predict_logits(model, dataset.images, norm, batch_size, bf16, channels_last)
-    labels = dataset.labels.to(logits.device)
-    k = len(dataset.classes)
+    return result_from_logits(logits, dataset.labels.to(logits.device), len(dataset.classes))
+
+
+def result_from_logits(logits: torch.Tensor, labels: torch.Tensor, k: int) -> EvalResult:
+    """Accuracy, per-class accuracy, confusion matrix and mean cross-entropy of float logits (N, k)."""
     pred = logits.argmax(1)
     confusion = torch.bincount(labels * k + pred, minlength=k * k).reshape(k, k).cpu().numpy()
     totals = confusion.sum(1)

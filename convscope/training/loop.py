@@ -179,10 +179,35 @@ class Trainer:
         return x, self.labels[idx]
 
     # ---- checkpoint ------------------------------------------------------------------------------------
+    # ---- hooks an engine overrides (see numpy_engine.py) -----------------------------------------------
+    def evaluate(self, dataset: ImageDataset):
+        return evaluate(self.model, dataset, self.norm, bf16=self.bf16, channels_last=self.cfg.channels_last)
+
+    def model_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def load_model_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(state)
+
+    def sync_model(self) -> None:
+        """Make ``self.model`` (the torch module that is saved and returned) hold the trained weights."""
+
+    def optimizer_state(self) -> dict[str, Any]:
+        return self.optimizer.state_dict()
+
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
     def state(self) -> dict[str, Any]:
         metrics = self.path / rd.METRICS
         return {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": self.model_state(), "optimizer": self.optimizer_state(), "extra": self.extra_state(),
             "step": self.step, "epoch": self.epoch, "batch": self.batch, "bad_streak": self.bad_streak,
             "skipped": self.skipped, "elapsed": self.elapsed, "acc": dict(self.acc), "history": self.history,
             "best": self.best, "stopped_early": self.stopped_early,
@@ -199,8 +224,9 @@ class Trainer:
                               "free disk space or make the run directory writable, then --resume") from e
 
     def restore(self, st: dict[str, Any]) -> None:
-        self.model.load_state_dict(st["model"])
-        self.optimizer.load_state_dict(st["optimizer"])
+        self.load_model_state(st["model"])
+        self.load_optimizer_state(st["optimizer"])
+        self.load_extra_state(st["extra"])
         for key in ("step", "epoch", "batch", "bad_streak", "skipped", "elapsed", "acc", "history", "best",
                     "stopped_early"):
             setattr(self, key, st[key])
@@ -253,18 +279,17 @@ class Trainer:
 
     def _end_epoch(self, seconds: float, images: int) -> None:
         cfg = self.cfg
-        test = evaluate(self.model, self.test_set, self.norm, bf16=self.bf16, channels_last=cfg.channels_last)
+        test = self.evaluate(self.test_set)
         record = {"kind": "epoch", "epoch": self.epoch + 1, "step": self.step,
                   "train_loss": self.acc["loss"] / max(1, self.acc["seen"]),
                   "train_accuracy": self.acc["correct"] / max(1, self.acc["seen"]),
                   "test_accuracy": test.accuracy, "test_loss": test.loss, "seconds": round(self.elapsed, 3),
                   "images_per_s": round(images / max(seconds, 1e-9), 1), "skipped_steps": self.skipped}
         if self.val_set is not None:
-            val = evaluate(self.model, self.val_set, self.norm, bf16=self.bf16, channels_last=cfg.channels_last)
+            val = self.evaluate(self.val_set)
             record["val_accuracy"] = val.accuracy
             if val.accuracy > self.best["val_accuracy"]:
-                self.best = {"val_accuracy": val.accuracy, "epoch": self.epoch + 1,
-                             "weights": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
+                self.best = {"val_accuracy": val.accuracy, "epoch": self.epoch + 1, "weights": self.model_state()}
             elif cfg.early_stopping and self.epoch + 1 - self.best["epoch"] >= cfg.early_stopping:
                 self.stopped_early = True
         self.history.append(record)
@@ -327,8 +352,9 @@ class Trainer:
 
         cfg = self.cfg
         if self.best["weights"] is not None and cfg.early_stopping:
-            self.model.load_state_dict(self.best["weights"])
-        test = evaluate(self.model, self.test_set, self.norm, bf16=self.bf16, channels_last=cfg.channels_last)
+            self.load_model_state(self.best["weights"])
+        test = self.evaluate(self.test_set)
+        self.sync_model()
         c, h, w = self.train_set.shape
         meta = rd.model_metadata(self.model, cfg, self.norm, self.train_set.classes, (c, h, w))
         summary = {
@@ -352,6 +378,14 @@ class Trainer:
         return rd.Run(self.path, self.model, cfg, self.norm, self.train_set.classes, (c, h, w), summary, meta)
 
 
+def make_trainer(cfg: TrainConfig, path: Path, progress: bool) -> Trainer:
+    if cfg.engine == "numpy":
+        from .numpy_engine import NumpyTrainer
+
+        return NumpyTrainer(cfg, path, progress)
+    return Trainer(cfg, path, progress)
+
+
 def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path | None = None,
           runs_dir: str | Path = "runs", progress: bool = True) -> rd.Run:
     """Train a model; returns the finished :class:`Run`. ``config``: a TrainConfig or a dict of its keys."""
@@ -360,7 +394,7 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path
     path = rd.new_run_dir(Path(runs_dir), cfg.run_name, Path(out) if out is not None else None)
     rd.write_json(path / rd.CONFIG, cfg.to_dict())
     with _torch_settings(cfg), torch.random.fork_rng(devices=[]):
-        trainer = Trainer(cfg, path, progress)
+        trainer = make_trainer(cfg, path, progress)
         trainer.save()
         trainer.run()
         return trainer.finish()
@@ -377,7 +411,7 @@ def resume(path: str | Path, *, progress: bool = True) -> rd.Run:
     for stale in path.glob(".*.part"):  # temp files of a write that a kill cut short
         stale.unlink()
     with _torch_settings(cfg), torch.random.fork_rng(devices=[]):
-        trainer = Trainer(cfg, path, progress)
+        trainer = make_trainer(cfg, path, progress)
         if (path / rd.CHECKPOINT).exists():
             trainer.restore(load_state(path / rd.CHECKPOINT))
         else:  # killed before the first checkpoint (written before step 1): nothing was trained yet

@@ -223,3 +223,19 @@ def test_adam_matches_torch():
 def test_bad_input_is_a_clear_error(call, fragment):
     with pytest.raises(ConfigError, match=fragment):
         call()
+
+
+def test_fast_model_runs_identically_in_numpy():
+    """The default `fast` model (BN, global max pool) in both engines: same logits and input gradient."""
+    torch.manual_seed(0)
+    model = create_model("fast", width=4).double().train()
+    ours = from_torch(model)
+    x = np.random.default_rng(0).standard_normal((4, 1, 28, 28))
+    xt = torch.tensor(x, requires_grad=True)
+    out = model(xt)
+    dy = np.random.default_rng(1).standard_normal(out.shape)
+    out.backward(torch.tensor(dy))
+    np.testing.assert_allclose(ours.forward(x, True), out.detach().numpy(), atol=1e-10)
+    np.testing.assert_allclose(ours.backward(dy), xt.grad.numpy(), atol=1e-10)
+    for g, (name, p) in zip(ours.gradients(), model.named_parameters()):
+        np.testing.assert_allclose(g, p.grad.numpy(), atol=1e-9, err_msg=name)

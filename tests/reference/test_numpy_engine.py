@@ -1,0 +1,49 @@
+"""`convscope train --engine numpy`: the from-scratch layers train LeNet-5, and the run is a normal run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import torch
+
+from convscope.data import load
+from convscope.training import load_run
+from convscope.training.evaluate import evaluate
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "convscope", *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
+
+
+def test_numpy_engine_trains_lenet5_to_97_percent(tmp_path):
+    out = tmp_path / "np"
+    r = cli("train", "--engine", "numpy", "--model", "lenet5", "--out", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test_accuracy"] >= 0.97
+    # the exported weights load into the PyTorch model and give the same accuracy (float32 vs float32)
+    run = load_run(out)
+    torch_acc = evaluate(run.model, load("digits", "test"), run.normalization).accuracy
+    assert abs(torch_acc - summary["test_accuracy"]) <= 1 / 2000
+
+
+def test_numpy_engine_resumes_bit_identically(tmp_path):
+    args = ["train", "--engine", "numpy", "--model", "lenet5", "--train-subset", "512", "--batch-size", "64",
+            "--epochs", "2", "--checkpoint-every", "3", "--threads", "1", "--quiet", "--conv-algorithm", "im2col"]
+    r = cli(*args, "--out", str(tmp_path / "ref"))
+    assert r.returncode == 0, r.stderr
+    r = cli(*args, "--out", str(tmp_path / "k"), env={"CONVSCOPE_FAULT": "step:10"})
+    assert r.returncode == -signal.SIGKILL
+    r = cli("train", "--resume", str(tmp_path / "k"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "k/model.safetensors").read_bytes() == (tmp_path / "ref/model.safetensors").read_bytes()
+
+
+def test_numpy_engine_refuses_what_it_cannot_run(tmp_path):
+    r = cli("train", "--engine", "numpy", "--model", "resnet-small", "--out", str(tmp_path / "x"), "--quiet")
+    assert r.returncode == 2 and "BasicBlock has no NumPy twin" in r.stderr
+    r = cli("train", "--engine", "numpy", "--optimizer", "adadelta", "--out", str(tmp_path / "y"), "--quiet")
+    assert r.returncode == 2 and "sgd and adam" in r.stderr
