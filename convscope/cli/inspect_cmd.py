@@ -1,0 +1,322 @@
+"""Inspection commands: ``layers``, ``sparsity``, ``edges``, ``rf``, ``filters``, ``features``, ``topk``.
+
+Each takes a run directory, or ``--model-file path.py:ClassName --weights w.safetensors --input-shape CxHxW``,
+prints a table and writes PNG + JSON into the run's ``inspect/`` folder (or ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .._atomic import atomic_write_text
+from ..errors import ConfigError
+
+
+def add_target_args(p: argparse.ArgumentParser, dataset: bool = True) -> None:
+    p.add_argument("run", nargs="?", type=Path, help="a run directory (or use --model-file)")
+    p.add_argument("--model-file", help="your model: path.py:ClassName (instantiated with no arguments)")
+    p.add_argument("--weights", type=Path, help="safetensors weights for --model-file")
+    p.add_argument("--input-shape", help="CxHxW input of --model-file (default: the dataset's)")
+    p.add_argument("--mean", help="--model-file normalization: per-channel mean on the 0..1 scale, e.g. 0.13")
+    p.add_argument("--std", help="--model-file normalization: per-channel std, e.g. 0.31")
+    p.add_argument("--out", type=Path, help="output folder (default RUN/inspect)")
+    if dataset:
+        from .data_cmd import add_data_args
+
+        p.add_argument("--dataset", help="dataset (default: the run's, or digits)")
+        p.add_argument("--split", default="test", help="split (default test)")
+        p.add_argument("--limit", type=int, default=0, help="use only the first N images (0 = all)")
+        add_data_args(p)
+
+
+def _floats(text: str | None):
+    return None if text is None else tuple(float(v) for v in text.split(","))
+
+
+def load_target(args: argparse.Namespace):
+    from ..inspect.target import from_model_file, from_run
+
+    if args.run is not None and args.model_file:
+        raise ConfigError("give a RUN or --model-file, not both")
+    if args.run is not None:
+        t = from_run(args.run)
+    elif args.model_file:
+        shape = None
+        if args.input_shape:
+            try:
+                shape = tuple(int(v) for v in args.input_shape.lower().split("x"))
+            except ValueError:
+                raise ConfigError(f"--input-shape {args.input_shape!r}: expected CxHxW, e.g. 1x28x28") from None
+        if shape is None:
+            from ..data import load
+
+            ds_name = getattr(args, "dataset", None) or "digits"
+            shape = load(ds_name, "test", getattr(args, "data_dir", None),
+                         download=not getattr(args, "no_download", False)).shape
+        t = from_model_file(args.model_file, args.weights, shape, getattr(args, "dataset", None) or "digits",
+                            args.out or Path("inspect"), _floats(args.mean), _floats(args.std))
+    else:
+        raise ConfigError("give a run directory, or --model-file path.py:ClassName --weights file.safetensors")
+    if args.out:
+        t.out_dir = args.out
+    t.out_dir.mkdir(parents=True, exist_ok=True)
+    return t
+
+
+def load_dataset(args, target):
+    from .data_cmd import load_from_args
+
+    ds = load_from_args(args, args.dataset or target.dataset, args.split)
+    if ds.shape != tuple(target.input_shape):
+        raise ConfigError(f"--dataset {ds.name}: images are {ds.shape}, the model takes {tuple(target.input_shape)}")
+    if args.limit:
+        ds = ds.subset(torch.arange(min(args.limit, len(ds))))
+    return ds
+
+
+def _write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def _layer_arg(model: nn.Module, names: str | None) -> list[str] | None:
+    from ..inspect.hooks import resolve_layers
+
+    return None if not names else resolve_layers(model, [n.strip() for n in names.split(",")])
+
+
+def cmd_layers(args) -> int:
+    from ..inspect import list_layers
+
+    t = load_target(args)
+    rows = list_layers(t.model, t.input_shape)
+    w = max(len(r.name) for r in rows)
+    print(f"{'layer':<{w}}  {'type':<18} {'output shape':<16} parameters")
+    for r in rows:
+        print(f"{r.name:<{w}}  {r.kind:<18} {'x'.join(map(str, r.output_shape)):<16} {r.parameters:,}")
+    return 0
+
+
+def cmd_sparsity(args) -> int:
+    from ..inspect import activation_sparsity
+    from ..inspect.sparsity import sparsity_png
+
+    t = load_target(args)
+    ds = load_dataset(args, t)
+    res = activation_sparsity(t.model, ds, t.normalization, _layer_arg(t.model, args.layers), args.threshold)
+    w = max(len(r.name) for r in res)
+    print(f"{ds.name} {ds.split}, {len(ds):,} images; near zero: |a| <= {args.threshold}")
+    print(f"{'layer':<{w}}  {'shape':<12} {'exactly 0':>10} {'near 0':>8} {'dead units':>14} {'dead channels':>14}")
+    for r in res:
+        print(f"{r.name:<{w}}  {'x'.join(map(str, r.shape)):<12} {100 * r.zero_fraction:>9.2f}% "
+              f"{100 * r.near_zero_fraction:>7.2f}% {r.dead_units:>6}/{r.units:<7} {r.dead_channels:>6}/{r.shape[0]:<7}")
+    stem = f"sparsity-{ds.name.replace(':', '_').replace('/', '_')}-{ds.split}"
+    _write_json(t.out_dir / f"{stem}.json", {"dataset": ds.name, "split": ds.split, "images": len(ds),
+                                             "threshold": args.threshold, "layers": [r.__dict__ for r in res]})
+    sparsity_png(res, t.out_dir / f"{stem}.png", f"activation sparsity on {ds.name} {ds.split} ({len(ds):,} images)")
+    print(f"wrote {t.out_dir / stem}.json and .png")
+    return 0
+
+
+def cmd_edges(args) -> int:
+    from ..inspect.edges import edge_experiment, edges_png
+    from .data_cmd import load_from_args
+
+    ds = load_from_args(args, args.dataset, args.split)
+    if args.limit:
+        ds = ds.subset(torch.arange(min(args.limit, len(ds))))
+    res = edge_experiment(ds.images, args.filter)
+    s = res.summary()
+    px = res.pixels
+    print(f"{args.filter} {res.kernel.tolist()} with zero padding, then ReLU, on {ds.name} {ds.split} "
+          f"({len(ds):,} images of {px} pixels)")
+    for key, label in (("input_nonzero", "input"), ("filtered_nonzero", "filter output"),
+                       ("after_relu_nonzero", "after ReLU")):
+        v = s[key]
+        print(f"  non-zero pixels, {label:<14} mean {v['mean']:7.1f}  median {v['median']:6.1f}  "
+              f"p10-p90 {v['p10']:.0f}-{v['p90']:.0f}  range {v['min']}-{v['max']}  ({100 * v['mean'] / px:.1f}%)")
+    print(f"  exactly-zero input pixels per image: {s['input_zero_mean']:.1f} of {px} on average")
+    print(f"  ReLU zeroes {100 * s['relu_zeroed_fraction_of_nonzero']:.1f}% of the filter's non-zero outputs")
+    out = args.out or Path("inspect")
+    stem = f"edges-{args.filter}-{ds.name.replace(':', '_').replace('/', '_')}"
+    _write_json(out / f"{stem}.json", {**s, "dataset": ds.name, "split": ds.split,
+                                       "nonzero_before": res.nonzero_before.tolist(),
+                                       "nonzero_after": res.nonzero_after.tolist()})
+    edges_png(ds.images, res, out / f"{stem}.png")
+    print(f"wrote {out / stem}.json and .png")
+    return 0
+
+
+def cmd_rf(args) -> int:
+    from ..inspect import empirical_receptive_field, receptive_fields
+
+    t = load_target(args)
+    modules = dict(t.model.named_modules())
+    try:
+        fields = receptive_fields(t.model, t.input_shape)
+    except ConfigError as e:
+        return _rf_empirical(t, modules, str(e))
+    w = max(len(n) for n in fields)
+    print(f"{'layer':<{w}}  {'type':<18} {'output':<8} {'size':<8} {'jump':<6} {'start':<8} check (centre unit)")
+    rows = []
+    for name, f in fields.items():
+        kind = type(modules[name]).__name__
+        if f.is_global:
+            print(f"{name:<{w}}  {kind:<18} {'-':<8} {'whole input':<23}")
+            rows.append({"layer": name, "type": kind, "global": True})
+            continue
+        check = ""
+        if isinstance(modules[name], (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            cy, cx = f.output_hw[0] // 2, f.output_hw[1] // 2
+            top, left, bottom, right = f.box(cy, cx)
+            h, wd = t.input_shape[1:]
+            want = (max(top, 0), max(left, 0), min(bottom, h - 1), min(right, wd - 1))
+            got = empirical_receptive_field(t.model, name, t.input_shape)
+            check = "gradient agrees" if got == want else f"gradient box {got} != {want}"
+        print(f"{name:<{w}}  {kind:<18} {'x'.join(map(str, f.output_hw)):<8} {'x'.join(map(str, f.size)):<8} "
+              f"{'x'.join(map(str, f.jump)):<6} {str(f.start):<8} {check}")
+        rows.append({"layer": name, "type": kind, "size": f.size, "jump": f.jump, "start": f.start,
+                     "output_hw": f.output_hw, "check": check})
+    _write_json(t.out_dir / "receptive-fields.json", rows)
+    print(f"wrote {t.out_dir / 'receptive-fields.json'}")
+    return 0
+
+
+def _rf_empirical(t, modules, reason: str) -> int:
+    """Models that are not a chain: the gradient's field of each conv/pool layer's centre unit."""
+    from ..inspect import empirical_receptive_field
+
+    print(f"the chain formula does not apply ({reason.split(';')[0]});\nempirical fields of each layer's centre "
+          "unit, by gradient (clipped at the image border):")
+    rows = []
+    for name, m in modules.items():
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            top, left, bottom, right = empirical_receptive_field(t.model, name, t.input_shape)
+            size = (bottom - top + 1, right - left + 1)
+            print(f"  {name:<20} {type(m).__name__:<12} box rows {top}-{bottom}, cols {left}-{right}  "
+                  f"(size {size[0]}x{size[1]})")
+            rows.append({"layer": name, "type": type(m).__name__, "empirical_box": [top, left, bottom, right]})
+    _write_json(t.out_dir / "receptive-fields.json", rows)
+    print(f"wrote {t.out_dir / 'receptive-fields.json'}")
+    return 0
+
+
+def cmd_filters(args) -> int:
+    from ..inspect.pictures import kernels_png
+
+    t = load_target(args)
+    convs = {n: m for n, m in t.model.named_modules() if isinstance(m, nn.Conv2d)}
+    if not convs:
+        raise ConfigError("the model has no Conv2d layer")
+    names = _layer_arg(t.model, args.layer) if args.layer else list(convs)[:1]
+    for n in names:
+        if n not in convs:
+            raise ConfigError(f"--layer {n!r}: not a conv layer; conv layers: {', '.join(convs)}")
+        png = kernels_png(convs[n], t.out_dir / f"filters-{n}.png", f"layer {n}")
+        print(f"wrote {png}")
+    return 0
+
+
+def cmd_features(args) -> int:
+    from ..inspect import capture, list_layers
+    from ..inspect.pictures import feature_maps_png
+
+    t = load_target(args)
+    ds = load_dataset(args, t)
+    if not 0 <= args.index < len(ds):
+        raise ConfigError(f"--index {args.index}: the {ds.split} split has {len(ds)} images (0..{len(ds) - 1})")
+    names = _layer_arg(t.model, args.layers) or [r.name for r in list_layers(t.model, t.input_shape)
+                                                  if len(r.output_shape) == 3]
+    img = ds.images[args.index:args.index + 1]
+    with torch.no_grad(), capture(t.model, names) as maps:
+        logits = t.model(t.preprocess(img))
+    pred = int(logits.argmax(1))
+    label = ds.classes[int(ds.labels[args.index])]
+    title = f"{ds.name} {ds.split} #{args.index} (label {label}, predicted {t.classes[pred] if t.classes else pred})"
+    png = feature_maps_png({n: maps[n] for n in names if n in maps}, img[0], t.out_dir / f"features-{args.index}.png",
+                           title, args.channels)
+    print(f"{title}\nwrote {png}")
+    return 0
+
+
+def cmd_topk(args) -> int:
+    from ..inspect import receptive_fields, topk
+    from ..inspect.pictures import topk_png
+
+    t = load_target(args)
+    ds = load_dataset(args, t)
+    layers = _layer_arg(t.model, args.layer)
+    if not layers:
+        raise ConfigError("give --layer NAME (see `convscope layers RUN`)")
+    res = topk(t.model, ds, layers, args.k, t.normalization)
+    try:
+        fields = receptive_fields(t.model, t.input_shape)
+    except ConfigError:
+        fields = {}
+    for name in layers:
+        recs = res[name]
+        print(f"layer {name}: {len(recs)} channels, top {args.k} of {len(ds):,} {ds.name} {ds.split} images")
+        for c, r in enumerate(recs[:args.show]):
+            print(f"  ch {c:>3}: " + "  ".join(f"#{x.index}@({x.y},{x.x})={x.value:.3f}" for x in r[:5])
+                  + (" ..." if len(r) > 5 else ""))
+        safe = name.replace("/", "_")
+        _write_json(t.out_dir / f"topk-{safe}.json", {
+            "layer": name, "dataset": ds.name, "split": ds.split, "k": args.k,
+            "receptive_field": None if name not in fields else fields[name].__dict__,
+            "channels": [[x.__dict__ for x in r] for r in recs]})
+        p1, p2 = topk_png(ds.images, recs, fields.get(name), t.out_dir / f"topk-{safe}-patches.png",
+                          t.out_dir / f"topk-{safe}-images.png", f"layer {name}", args.channels)
+        print(f"wrote {t.out_dir / f'topk-{safe}.json'}, {p1.name}, {p2.name}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("layers", help="every layer by name, with its output shape")
+    add_target_args(p, dataset=False)
+    p.set_defaults(func=cmd_layers)
+
+    p = sub.add_parser("sparsity", help="exact and near zeros of every activation layer, dead units, histograms")
+    add_target_args(p)
+    p.add_argument("--layers", help="comma-separated layer names (default: the activation layers)")
+    p.add_argument("--threshold", type=float, default=1e-3, help="near-zero threshold (default 1e-3)")
+    p.set_defaults(func=cmd_sparsity)
+
+    from ..inspect.edges import FILTERS
+    from .data_cmd import add_data_args
+
+    p = sub.add_parser("edges", help="the edge-detector experiment: filter + ReLU, non-zero pixels before/after")
+    p.add_argument("--filter", default="sobel-x", choices=list(FILTERS))
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--split", default="all", help="split (default all for digits)")
+    p.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    p.add_argument("--out", type=Path, help="output folder (default ./inspect)")
+    add_data_args(p)
+    p.set_defaults(func=cmd_edges)
+
+    p = sub.add_parser("rf", help="receptive field size, jump and start of every layer, checked by gradients")
+    add_target_args(p, dataset=False)
+    p.set_defaults(func=cmd_rf)
+
+    p = sub.add_parser("filters", help="conv kernels as image grids")
+    add_target_args(p, dataset=False)
+    p.add_argument("--layer", help="comma-separated conv layer names (default: the first conv)")
+    p.set_defaults(func=cmd_filters)
+
+    p = sub.add_parser("features", help="every layer's feature maps for one image")
+    add_target_args(p)
+    p.add_argument("--index", type=int, default=0, help="image index in the split (default 0)")
+    p.add_argument("--layers", help="comma-separated layer names (default: every feature-map layer)")
+    p.add_argument("--channels", type=int, default=16, help="channels shown per layer (default 16)")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("topk", help="the dataset images that activate each channel most (Zeiler & Fergus)")
+    add_target_args(p)
+    p.add_argument("--layer", help="comma-separated layer names")
+    p.add_argument("--k", type=int, default=9, help="images per channel (default 9)")
+    p.add_argument("--channels", type=int, default=16, help="channels drawn (default 16)")
+    p.add_argument("--show", type=int, default=8, help="channels printed (default 8)")
+    p.set_defaults(func=cmd_topk)

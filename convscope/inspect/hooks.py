@@ -1,0 +1,99 @@
+"""Scoped activation capture: hooks that observe (never modify) and are always removed.
+
+Every tool here names layers by ``named_modules()`` and relies on nothing else about how a model is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    kind: str
+    output_shape: tuple[int, ...]   # one example's, without the batch dimension
+    parameters: int
+
+
+def _modules(model: nn.Module) -> dict[str, nn.Module]:
+    return {n: m for n, m in model.named_modules() if n}
+
+
+def resolve_layers(model: nn.Module, names: list[str] | None) -> list[str]:
+    """Check names against ``named_modules()``; an unknown one is an error listing the valid names."""
+    modules = _modules(model)
+    if names is None:
+        return list(modules)
+    unknown = [n for n in names if n not in modules]
+    if unknown:
+        raise ConfigError(f"unknown layer(s) {', '.join(repr(n) for n in unknown)}; valid: {', '.join(modules)}")
+    return list(names)
+
+
+def default_activation_layers(model: nn.Module) -> list[str]:
+    """The activation modules (ReLU and relatives) if the model has any, else every leaf module."""
+    acts = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Hardswish)
+    names = [n for n, m in _modules(model).items() if isinstance(m, acts)]
+    return names or [n for n, m in _modules(model).items() if not list(m.children())]
+
+
+@contextlib.contextmanager
+def capture(model: nn.Module, layers: list[str], fn: Callable[[str, torch.Tensor], None] | None = None
+            ) -> Iterator[dict[str, torch.Tensor]]:
+    """Within the block, each forward stores ``layers``' outputs (detached) in the yielded dict, or passes
+    them to ``fn(name, output)`` instead (to reduce them on the fly). The hooks are removed on leaving the
+    block, also when the forward raises."""
+    modules = _modules(model)
+    names = resolve_layers(model, layers)
+    store: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def make(name: str):
+        def hook(module, inputs, output) -> None:  # returns None: observes, never replaces the output
+            out = output[0] if isinstance(output, (tuple, list)) else output
+            if not isinstance(out, torch.Tensor):
+                return
+            if fn is not None:
+                fn(name, out.detach())
+            else:
+                store[name] = out.detach().clone()  # clone: an in-place op later in the forward must not alter it
+        return hook
+
+    try:
+        for name in names:
+            handles.append(modules[name].register_forward_hook(make(name)))
+        yield store
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def hook_count(model: nn.Module) -> int:
+    """Forward (pre-)hooks and backward hooks registered on any module: 0 when nothing was left behind."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               for m in model.modules())
+
+
+def list_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo]:
+    """Every named module with the shape of its output for one input of ``input_shape`` (C, H, W)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    modules = _modules(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), capture(model, list(modules), lambda n, t: shapes.__setitem__(n, tuple(t.shape[1:]))):
+            p = next(model.parameters(), None)
+            model(torch.zeros(1, *input_shape, dtype=p.dtype if p is not None else torch.float32,
+                              device=p.device if p is not None else "cpu"))
+    finally:
+        model.train(was_training)
+    return [LayerInfo(n, type(m).__name__, shapes.get(n, ()), sum(q.numel() for q in m.parameters(recurse=False)))
+            for n, m in modules.items()]

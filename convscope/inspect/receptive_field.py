@@ -1,0 +1,150 @@
+"""Receptive fields: exact size, jump (effective stride) and start of every layer's units (Araujo, Norris
+and Sim, "Computing Receptive Fields of Convolutional Neural Networks", Distill 2019), and the empirical
+field found by gradients, to check the arithmetic.
+
+For a chain of layers with kernel k, stride s, padding p, dilation d (effective kernel d (k - 1) + 1):
+    size_l  = size_{l-1} + (d_l (k_l - 1)) * jump_{l-1}
+    jump_l  = jump_{l-1} * s_l
+    start_l = start_{l-1} - p_l * jump_{l-1}
+Unit (y, x) of layer l sees input rows start + y * jump ... start + y * jump + size - 1 (and columns alike);
+``start`` may be negative: that part of the field lies on the padding.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..matrix.geometry import pair
+
+POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.BatchNorm2d,
+             nn.Dropout, nn.Dropout2d, nn.Identity, nn.GroupNorm, nn.InstanceNorm2d, nn.Hardswish)
+GLOBAL = (nn.Flatten, nn.Linear, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+@dataclass(frozen=True)
+class Field:
+    size: tuple[int, int]
+    jump: tuple[int, int]
+    start: tuple[int, int]
+    output_hw: tuple[int, int] | None
+    is_global: bool = False
+
+    def box(self, y: int, x: int) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right), inclusive, of unit (y, x)'s field in input coordinates (unclipped)."""
+        t = self.start[0] + y * self.jump[0]
+        l = self.start[1] + x * self.jump[1]
+        return t, l, t + self.size[0] - 1, l + self.size[1] - 1
+
+
+def _geometry(m: nn.Module) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
+    if isinstance(m, nn.Conv2d):
+        if isinstance(m.padding, str):
+            raise ConfigError(f"{m}: string padding; give explicit padding")
+        return m.kernel_size, m.stride, m.padding, m.dilation
+    k = pair(m.kernel_size, "kernel_size")
+    s = k if m.stride is None else pair(m.stride, "stride")
+    d = pair(getattr(m, "dilation", 1), "dilation")
+    return k, s, pair(m.padding, "padding"), d
+
+
+def _trace(model: nn.Module, input_shape) -> list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]]:
+    """Leaf modules in execution order with their input and output tensors (for one zero input)."""
+    calls = []
+    leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: calls.append((n, mod, i[0], o))) for n, m in leaves]
+    was_training = model.training
+    model.eval()
+    try:
+        p = next(model.parameters(), None)
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, dtype=p.dtype if p is not None else torch.float32))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return calls
+
+
+def receptive_fields(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, Field]:
+    """Per layer name: size, jump and start, each an (h, w) pair, for a feed-forward chain of layers.
+
+    Models whose layers do not form a chain (residual additions, concatenations, functional ops between
+    modules) are refused: use :func:`empirical_receptive_field` for them.
+    """
+    calls = _trace(model, input_shape)
+    size, jump, start = (1, 1), (1, 1), (0, 0)
+    prev_out: torch.Tensor | None = None
+    out: dict[str, Field] = {}
+    done = False
+    for name, m, inp, o in calls:
+        if prev_out is not None and not (inp.data_ptr() == prev_out.data_ptr() and inp.shape == prev_out.shape):
+            raise ConfigError(f"layer {name!r}: its input is not the previous layer's output (a residual or "
+                              "functional step in between); the chain formula does not apply. Use "
+                              "empirical_receptive_field(model, layer, input_shape)")
+        prev_out = o
+        if done or isinstance(m, GLOBAL):
+            done = True
+            out[name] = Field(tuple(input_shape[1:]), (0, 0), (0, 0), None, is_global=True)
+            continue
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            k, s, p, d = _geometry(m)
+            size = tuple(size[i] + d[i] * (k[i] - 1) * jump[i] for i in range(2))
+            start = tuple(start[i] - p[i] * jump[i] for i in range(2))
+            jump = tuple(jump[i] * s[i] for i in range(2))
+        elif not isinstance(m, POINTWISE):
+            raise ConfigError(f"layer {name!r}: {type(m).__name__} has no receptive-field rule "
+                              "(conv, pooling and pointwise layers do)")
+        out[name] = Field(size, jump, start, tuple(o.shape[-2:]))
+    return out
+
+
+def _probe(model: nn.Module) -> nn.Module:
+    """A copy in which every path passes gradient everywhere it can reach: weights 1, biases 0, max pools
+    averaged, activations and normalisations identities (float64)."""
+    probe = copy.deepcopy(model).double().eval()
+    for name, m in list(probe.named_modules()):
+        for child_name, child in list(m.named_children()):
+            if isinstance(child, nn.MaxPool2d):
+                setattr(m, child_name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding))
+            elif isinstance(child, nn.AdaptiveMaxPool2d):
+                setattr(m, child_name, nn.AdaptiveAvgPool2d(child.output_size))
+            elif isinstance(child, POINTWISE):
+                setattr(m, child_name, nn.Identity())
+    with torch.no_grad():
+        for m in probe.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.fill_(1.0)
+                if m.bias is not None:
+                    m.bias.zero_()
+    return probe
+
+
+def empirical_receptive_field(model: nn.Module, layer: str, input_shape: tuple[int, int, int],
+                              unit: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
+    """Input box (top, left, bottom, right, inclusive) whose pixels change unit ``unit`` (default: the
+    centre) of ``layer`` (summed over channels), found by the gradient of a probe copy of the model."""
+    probe = _probe(model)
+    modules = dict(probe.named_modules())
+    if layer not in modules:
+        raise ConfigError(f"unknown layer {layer!r}; valid: {', '.join(n for n in modules if n)}")
+    got = {}
+    h = modules[layer].register_forward_hook(lambda m, i, o: got.__setitem__("out", o))
+    x = torch.ones(1, *input_shape, dtype=torch.float64, requires_grad=True)
+    try:
+        probe(x)
+    finally:
+        h.remove()
+    o = got["out"]
+    if o.ndim != 4:
+        raise ConfigError(f"layer {layer!r}: output is not a feature map (shape {tuple(o.shape)})")
+    y, xx = unit if unit is not None else (o.shape[2] // 2, o.shape[3] // 2)
+    (g,) = torch.autograd.grad(o[0, :, y, xx].sum(), x)
+    nz = torch.nonzero(g[0].abs().sum(0))
+    if len(nz) == 0:
+        raise ConfigError(f"layer {layer!r}: unit ({y}, {xx}) does not depend on the input")
+    return int(nz[:, 0].min()), int(nz[:, 1].min()), int(nz[:, 0].max()), int(nz[:, 1].max())

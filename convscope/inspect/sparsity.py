@@ -1,0 +1,132 @@
+"""How sparse are the activations? Exact zeros per layer and per channel over a whole dataset, near-zeros
+under a threshold, dead units, and histograms — in one streaming pass with bounded memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.dataset import ImageDataset
+from ..training.evaluate import Normalization
+from .hooks import capture, default_activation_layers, resolve_layers
+
+
+@dataclass
+class LayerSparsity:
+    name: str
+    shape: tuple[int, ...]               # one example's activation shape
+    total: int                           # activations counted (examples x units)
+    zero_fraction: float                 # exactly 0.0
+    near_zero_fraction: float            # |a| <= threshold
+    channel_zero_fraction: list[float]   # per channel (per feature for 2-D outputs)
+    dead_units: int                      # units (channel, y, x) that are 0 on every input
+    units: int
+    dead_channels: int                   # channels that are 0 everywhere on every input
+    hist_edges: list[float] = field(default_factory=list)
+    hist_counts: list[int] = field(default_factory=list)
+
+
+class _Acc:
+    """Running sums for one layer; O(units) memory."""
+
+    def __init__(self, shape: tuple[int, ...], bins: np.ndarray) -> None:
+        self.shape, self.bins = shape, bins
+        self.n = 0
+        self.zero = 0
+        self.near = 0
+        c = shape[0]
+        self.chan_zero = torch.zeros(c, dtype=torch.float64)
+        self.ever_nonzero = torch.zeros(shape, dtype=torch.bool)
+        self.hist = np.zeros(len(bins) - 1, dtype=np.int64)
+
+    def add(self, a: torch.Tensor, threshold: float) -> None:
+        a = a.float()
+        z = a == 0
+        self.n += a.shape[0]
+        self.zero += int(z.sum())
+        self.near += int((a.abs() <= threshold).sum())
+        self.chan_zero += z.transpose(0, 1).reshape(a.shape[1], -1).sum(1).double()
+        self.ever_nonzero |= (~z).any(0).cpu()
+        self.hist += np.histogram(a.cpu().numpy(), bins=self.bins)[0]
+
+
+def activation_sparsity(model: nn.Module, dataset: ImageDataset, norm: Normalization, layers: list[str] | None = None,
+                        threshold: float = 1e-3, batch_size: int = 500, bins: int = 60,
+                        hist_range: tuple[float, float] | None = None) -> list[LayerSparsity]:
+    """Sparsity of each layer's output over ``dataset`` (eval mode). Default layers: the activation modules.
+
+    Two streaming passes when ``hist_range`` is None (the first finds each layer's value range)."""
+    names = resolve_layers(model, layers) if layers is not None else default_activation_layers(model)
+    device = next(model.parameters()).device
+    accs: dict[str, _Acc] = {}
+    edges: dict[str, np.ndarray] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        if hist_range is None:  # pass 1: each layer's value range, so pass 2's histograms hold every value
+            lo: dict[str, float] = {}
+            hi: dict[str, float] = {}
+
+            def extent(name: str, out: torch.Tensor) -> None:
+                lo[name] = min(lo.get(name, np.inf), float(out.min()))
+                hi[name] = max(hi.get(name, -np.inf), float(out.max()))
+
+            with torch.no_grad(), capture(model, names, extent):
+                for i in range(0, len(dataset), batch_size):
+                    model(norm.apply(dataset.images[i:i + batch_size].to(device)))
+            for n in lo:
+                top = hi[n] if hi[n] > lo[n] else lo[n] + 1.0
+                edges[n] = np.linspace(lo[n], top, bins + 1)
+
+        def reduce(name: str, out: torch.Tensor) -> None:
+            if name not in accs:
+                accs[name] = _Acc(tuple(out.shape[1:]), edges.get(name, np.linspace(*(hist_range or (0, 1)), bins + 1)))
+            accs[name].add(out, threshold)
+
+        with torch.no_grad(), capture(model, names, reduce):
+            for i in range(0, len(dataset), batch_size):
+                model(norm.apply(dataset.images[i:i + batch_size].to(device)))
+    finally:
+        model.train(was_training)
+    out = []
+    for n in names:
+        if n not in accs:
+            continue
+        a = accs[n]
+        units = int(np.prod(a.shape))
+        per_chan = units // a.shape[0]
+        dead_units = int((~a.ever_nonzero).sum())
+        dead_channels = int((~a.ever_nonzero.reshape(a.shape[0], -1).any(1)).sum())
+        out.append(LayerSparsity(n, a.shape, a.n * units, a.zero / (a.n * units), a.near / (a.n * units),
+                                 (a.chan_zero / (a.n * per_chan)).tolist(), dead_units, units, dead_channels,
+                                 a.bins.tolist(), a.hist.tolist()))
+    return out
+
+
+def sparsity_png(results: list[LayerSparsity], path, title: str = ""):
+    from ..viz import new_figure, save_figure
+
+    n = len(results)
+    fig = new_figure(10, 2.2 + 2.0 * n)
+    axes = fig.subplots(n + 1, 1, squeeze=False)[:, 0]
+    ax = axes[0]
+    ax.bar(range(n), [100 * r.zero_fraction for r in results], color="tab:blue", label="exactly 0")
+    ax.bar(range(n), [100 * (r.near_zero_fraction - r.zero_fraction) for r in results],
+           bottom=[100 * r.zero_fraction for r in results], color="tab:orange", label="near 0 (not exactly)")
+    ax.set_xticks(range(n), [r.name for r in results], fontsize=8)
+    ax.set_ylabel("% of activations")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    ax.set_title(title or "activation sparsity per layer")
+    for ax, r in zip(axes[1:], results):
+        edges = np.asarray(r.hist_edges)
+        ax.bar(edges[:-1], np.maximum(r.hist_counts, 1e-1), width=np.diff(edges), align="edge", color="tab:gray")
+        ax.set_yscale("log")
+        ax.set_title(f"{r.name}: {100 * r.zero_fraction:.1f}% exactly zero, {r.dead_units}/{r.units} dead units, "
+                     f"{r.dead_channels}/{r.shape[0]} dead channels", fontsize=9)
+        ax.set_xlabel("activation value")
+    fig.tight_layout()
+    return save_figure(fig, path)

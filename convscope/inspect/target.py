@@ -1,0 +1,73 @@
+"""What the inspection tools look at: a convscope run, or any user ``nn.Module`` class plus safetensors weights."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..training.evaluate import Normalization
+
+
+@dataclass
+class Target:
+    model: nn.Module
+    input_shape: tuple[int, int, int]
+    normalization: Normalization
+    classes: tuple[str, ...] | None
+    dataset: str
+    out_dir: Path            # where PNG + JSON go (the run's inspect/ folder)
+
+    def preprocess(self, images_u8: torch.Tensor) -> torch.Tensor:
+        return self.normalization.apply(images_u8)
+
+
+def from_run(path: str | Path) -> Target:
+    from ..training import load_run
+
+    run = load_run(path)
+    return Target(run.model.eval(), run.input_shape, run.normalization, run.classes, run.config.dataset,
+                  Path(path) / "inspect")
+
+
+def load_model_file(spec: str, weights: str | Path | None) -> nn.Module:
+    """``path.py:ClassName`` instantiated with no arguments; weights from safetensors (strict)."""
+    if ":" not in spec:
+        raise ConfigError(f"--model-file {spec!r}: expected path.py:ClassName")
+    file, cls_name = spec.rsplit(":", 1)
+    path = Path(file)
+    if not path.is_file():
+        raise ConfigError(f"--model-file {file}: no such file")
+    module_name = f"convscope_user_model_{abs(hash(str(path.resolve())))}"
+    spec_obj = importlib.util.spec_from_file_location(module_name, path)
+    if spec_obj is None or spec_obj.loader is None:
+        raise ConfigError(f"--model-file {file}: cannot be imported as Python")
+    module = importlib.util.module_from_spec(spec_obj)
+    sys.modules[module_name] = module
+    spec_obj.loader.exec_module(module)  # the user's own code, run as they asked
+    cls = getattr(module, cls_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ConfigError(f"--model-file {file}: no nn.Module subclass named {cls_name!r}")
+    model = cls()
+    if weights is not None:
+        from ..training.checkpoint import CheckpointError, load_weights
+
+        state = load_weights(weights)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise CheckpointError(f"{weights}: weights do not fit {cls_name}: {e}") from e
+    return model.eval()
+
+
+def from_model_file(spec: str, weights: str | Path | None, input_shape: tuple[int, int, int], dataset: str,
+                    out_dir: str | Path, mean: tuple[float, ...] | None = None,
+                    std: tuple[float, ...] | None = None) -> Target:
+    c = input_shape[0]
+    norm = Normalization(tuple(mean or (0.0,) * c), tuple(std or (1.0,) * c))
+    return Target(load_model_file(spec, weights), input_shape, norm, None, dataset, Path(out_dir))

@@ -1,0 +1,79 @@
+"""Top-k maximally activating examples (Zeiler and Fergus 2014): one streaming pass over a dataset keeps,
+for each channel of each chosen layer, the k images whose activation peaks highest, with the position.
+
+Memory O(layers x channels x k): each batch is reduced to one (value, position) per image and channel,
+merged into the running top-k. Ties are resolved deterministically: a higher value first, then the
+lower dataset index, then (within an image) the first position in row-major order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..data.dataset import ImageDataset
+from ..training.evaluate import Normalization
+from .hooks import capture, resolve_layers
+
+
+@dataclass(frozen=True)
+class TopRecord:
+    index: int      # dataset index
+    y: int          # position in the layer's output (0 for fully connected layers)
+    x: int
+    value: float
+
+
+class _Running:
+    def __init__(self, channels: int, k: int, device) -> None:
+        self.k = k
+        self.values = torch.empty(channels, 0, dtype=torch.float64, device=device)
+        self.index = torch.empty(channels, 0, dtype=torch.int64, device=device)
+        self.pos = torch.empty(channels, 0, dtype=torch.int64, device=device)
+
+    def add(self, act: torch.Tensor, first_index: int) -> None:
+        b, c = act.shape[:2]
+        flat = act.reshape(b, c, -1).double()
+        val, pos = flat.max(dim=2)                                 # (B, C): first maximum in row-major order
+        idx = torch.arange(first_index, first_index + b, device=act.device)
+        vals = torch.cat([self.values, val.T], dim=1)              # running entries precede: lower indices
+        inds = torch.cat([self.index, idx.expand(c, b)], dim=1)
+        poss = torch.cat([self.pos, pos.T], dim=1)
+        order = torch.sort(vals, dim=1, descending=True, stable=True).indices[:, :self.k]  # ties keep index order
+        self.values, self.index, self.pos = vals.gather(1, order), inds.gather(1, order), poss.gather(1, order)
+
+
+def topk(model: nn.Module, dataset: ImageDataset, layers: list[str], k: int = 9,
+         norm: Normalization | None = None, batch_size: int = 500) -> dict[str, list[list[TopRecord]]]:
+    """Per layer, per channel: the k best records (index, y, x, value), best first."""
+    names = resolve_layers(model, layers)
+    norm = norm or Normalization((0.0,) * dataset.shape[0], (1.0,) * dataset.shape[0])
+    device = next(model.parameters()).device
+    running: dict[str, _Running] = {}
+    widths: dict[str, int] = {}
+    state = {"first": 0}
+
+    def reduce(name: str, out: torch.Tensor) -> None:
+        if name not in running:
+            running[name] = _Running(out.shape[1], k, out.device)
+            widths[name] = out.shape[3] if out.ndim == 4 else 1
+        running[name].add(out, state["first"])
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), capture(model, names, reduce):
+            for i in range(0, len(dataset), batch_size):
+                state["first"] = i
+                model(norm.apply(dataset.images[i:i + batch_size].to(device)))
+    finally:
+        model.train(was_training)
+    result = {}
+    for n in names:
+        r, w = running[n], widths[n]
+        vals, inds, poss = r.values.cpu().tolist(), r.index.cpu().tolist(), r.pos.cpu().tolist()
+        result[n] = [[TopRecord(i, p // w, p % w, v) for v, i, p in zip(vc, ic, pc)]
+                     for vc, ic, pc in zip(vals, inds, poss)]
+    return result
