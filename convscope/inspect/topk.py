@@ -35,8 +35,8 @@ class _Running:
 
     def add(self, act: torch.Tensor, first_index: int) -> None:
         b, c = act.shape[:2]
-        flat = act.reshape(b, c, -1).double()
-        val, pos = flat.max(dim=2)                                 # (B, C): first maximum in row-major order
+        val, pos = act.reshape(b, c, -1).max(dim=2)                # (B, C): first maximum in row-major order
+        val = val.double()
         idx = torch.arange(first_index, first_index + b, device=act.device)
         vals = torch.cat([self.values, val.T], dim=1)              # running entries precede: lower indices
         inds = torch.cat([self.index, idx.expand(c, b)], dim=1)

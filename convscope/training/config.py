@@ -67,6 +67,7 @@ class TrainConfig:
     checkpoint_every: int = 100          # steps between checkpoints (and one at each epoch end)
     max_bad_steps: int = 20              # stop after this many non-finite steps in a row
     log_every: int = 10                  # steps between per-step lines in metrics.jsonl
+    track_sparsity: bool = False         # per epoch: fraction of exactly-zero activations per layer, in metrics.jsonl
     engine: str = "torch"                # torch, or numpy: the from-scratch reference layers (CPU, sequential models)
     conv_algorithm: str = "im2col"       # numpy engine: direct, im2col, matrix or fft convolution
 

@@ -292,11 +292,22 @@ class Trainer:
                 self.best = {"val_accuracy": val.accuracy, "epoch": self.epoch + 1, "weights": self.model_state()}
             elif cfg.early_stopping and self.epoch + 1 - self.best["epoch"] >= cfg.early_stopping:
                 self.stopped_early = True
+        if cfg.track_sparsity:
+            record["sparsity"] = self._sparsity()
         self.history.append(record)
         self._metric(record)
         self.acc = {"loss": 0.0, "correct": 0, "seen": 0}
         self.epoch += 1
         self.batch = 0
+
+    def _sparsity(self) -> dict[str, float]:
+        """Exactly-zero fraction of each activation layer on the first 1,000 test images."""
+        from ..inspect.sparsity import activation_sparsity
+
+        self.sync_model()
+        probe = self.test_set.subset(torch.arange(min(1000, len(self.test_set))))
+        res = activation_sparsity(self.model, probe, self.norm, hist_range=(0.0, 1.0), bins=1)
+        return {r.name: round(r.zero_fraction, 6) for r in res}
 
     def run(self) -> None:
         cfg = self.cfg

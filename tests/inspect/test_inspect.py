@@ -253,3 +253,15 @@ def test_commands_on_a_user_model_file(tmp_path):
     assert "c2" in r.stdout and "size 5x5" in r.stdout
     r = _cli("sparsity", *base, "--limit", "100", "--layers", "c1,c2")
     assert r.returncode == 0 and "c2" in r.stdout
+
+
+def test_track_sparsity_adds_a_per_epoch_column(tmp_path):
+    import convscope
+
+    run = convscope.train({"model": "fast", "model_args": {"width": 4}, "train_subset": 512, "epochs": 2,
+                           "batch_size": 128, "threads": 2, "track_sparsity": True}, out=tmp_path / "r", progress=False)
+    epochs = [m for m in run.metrics if m["kind"] == "epoch"]
+    assert [sorted(m["sparsity"]) for m in epochs] == [["10", "2", "6"]] * 2
+    probe = load("digits", "test").subset(torch.arange(1000))
+    final = {r.name: r.zero_fraction for r in activation_sparsity(run.model, probe, run.normalization)}
+    assert epochs[-1]["sparsity"] == {k: round(v, 6) for k, v in final.items()}
