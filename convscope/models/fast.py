@@ -12,17 +12,35 @@ def conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
 
-@register_model("fast", "default: 3 conv-BN-ReLU blocks (pool after each), global max-pool, linear")
-def fast(in_channels: int, image_size: tuple[int, int], num_classes: int, width: int = 32) -> nn.Module:
-    """Widths (w, 2w, 4w); each block halves the resolution. (N, C, 28, 28) -> (N, 4w, 3, 3) -> (N, classes)."""
+@register_model("fast", "default: 3 conv-BN-ReLU blocks (pool after each), flatten, linear")
+def fast(in_channels: int, image_size: tuple[int, int], num_classes: int, width: int = 32, head: str = "flatten",
+         extra: int = 0) -> nn.Module:
+    """Widths (w, 2w, 4w); each block halves the resolution. (N, C, 28, 28) -> (N, 4w, 3, 3) -> (N, classes).
+
+    ``head``: ``max`` (global max-pool), ``avg`` (global average) or ``flatten`` (keep the 3 x 3 layout);
+    ``extra``: additional conv-BN-ReLU layers in each of the last ``extra`` blocks (0 to 3)."""
+    from ..errors import ConfigError
+
+    if head not in ("max", "avg", "flatten"):
+        raise ConfigError(f"fast: head must be 'max', 'avg' or 'flatten', got {head!r}")
+    if not 0 <= extra <= 3:
+        raise ConfigError(f"fast: extra must lie in 0..3, got {extra}")
     w = width
-    return nn.Sequential(
-        *conv_bn(in_channels, w), nn.MaxPool2d(2),
-        *conv_bn(w, 2 * w), nn.MaxPool2d(2),
-        *conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),
-        nn.AdaptiveMaxPool2d(1), nn.Flatten(),
-        nn.Linear(4 * w, num_classes),
-    )
+    layers: list[nn.Module] = []
+    c_in = in_channels
+    h, wd = image_size
+    for i, c_out in enumerate((w, 2 * w, 4 * w)):
+        layers += conv_bn(c_in, c_out)
+        if i >= 3 - extra:
+            layers += conv_bn(c_out, c_out)
+        layers.append(nn.MaxPool2d(2))
+        c_in, h, wd = c_out, h // 2, wd // 2
+    if head == "flatten":
+        layers += [nn.Flatten(), nn.Linear(c_in * h * wd, num_classes)]
+    else:
+        layers += [nn.AdaptiveMaxPool2d(1) if head == "max" else nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                   nn.Linear(c_in, num_classes)]
+    return nn.Sequential(*layers)
 
 
 class BasicBlock(nn.Module):

@@ -55,6 +55,10 @@ class TrainConfig:
     hflip: bool = False                  # augmentation: random horizontal flip, only if the dataset allows it
     cutout: int = 0                      # augmentation: zero a random square of this side (0 = off)
     grad_clip: float | None = None       # clip the global gradient norm to this value
+    ema: float = 0.99                    # decay of an exponential moving average of the weights, per step (0 = off);
+                                         # evaluation and the saved model use the average
+    tta: bool = True                     # test-time augmentation: average the logits of each image and its mirror
+                                         # (only where the dataset allows flips)
     val_fraction: float = 0.0            # hold out this fraction of train (stratified, fixed seed) for validation
     early_stopping: int | None = None    # stop after this many epochs without a better validation accuracy
     precision: str = "auto"              # auto: bf16 autocast where the CPU has native bf16, else fp32
@@ -88,6 +92,8 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
         if self.early_stopping is not None and self.val_fraction == 0.0:
             raise ConfigError("early_stopping needs a validation split: set val_fraction (e.g. 0.1)")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"ema must lie in [0, 1), got {self.ema}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
         if self.grad_clip is not None and self.grad_clip <= 0:
@@ -110,11 +116,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     # PyTorch's official MNIST example: Adadelta lr 1.0, StepLR gamma 0.7 per epoch, batch 64, 14 epochs
     "pytorch-example": dict(model="pytorch-example", optimizer="adadelta", lr=1.0, schedule="step", step_epochs=1,
                             step_gamma=0.7, batch_size=64, epochs=14, weight_decay=0.0, label_smoothing=0.0,
-                            translate=0, precision="fp32", channels_last=False),
+                            translate=0, precision="fp32", channels_last=False, ema=0.0, tta=False),
     # the Keras MNIST convnet example: Adam (lr 1e-3), batch 128, 15 epochs, 10% validation split
     "keras-example": dict(model="keras-example", optimizer="adam", lr=1e-3, schedule="constant", batch_size=128,
                           epochs=15, val_fraction=0.1, weight_decay=0.0, label_smoothing=0.0, translate=0,
-                          precision="fp32", channels_last=False, momentum=0.9),
+                          precision="fp32", channels_last=False, ema=0.0, tta=False),
 }
 
 

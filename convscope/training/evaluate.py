@@ -50,8 +50,9 @@ def autocast_for(device: torch.device, bf16: bool):
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images_u8: torch.Tensor, norm: Normalization, batch_size: int = 1024,
-                   bf16: bool = False, channels_last: bool = False) -> torch.Tensor:
-    """Float32 logits (N, classes) for uint8 images, in eval mode (the mode is restored afterwards)."""
+                   bf16: bool = False, channels_last: bool = False, tta: bool = False) -> torch.Tensor:
+    """Float32 logits (N, classes) for uint8 images, in eval mode (the mode is restored afterwards).
+    ``tta``: the mean of the logits of each image and its left-right mirror."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -62,15 +63,18 @@ def predict_logits(model: nn.Module, images_u8: torch.Tensor, norm: Normalizatio
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast_for(device, bf16):
-                out.append(model(x).float())
+                logits = model(x).float()
+                if tta:
+                    logits = 0.5 * (logits + model(x.flip(3)).float())
+                out.append(logits)
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
 
 
 def evaluate(model: nn.Module, dataset: ImageDataset, norm: Normalization, batch_size: int = 1024,
-             bf16: bool = False, channels_last: bool = False) -> EvalResult:
-    logits = predict_logits(model, dataset.images, norm, batch_size, bf16, channels_last)
+             bf16: bool = False, channels_last: bool = False, tta: bool = False) -> EvalResult:
+    logits = predict_logits(model, dataset.images, norm, batch_size, bf16, channels_last, tta and dataset.hflip_ok)
     return result_from_logits(logits, dataset.labels.to(logits.device), len(dataset.classes))
 
 

@@ -9,6 +9,7 @@ dropout (state in the checkpoint). The learning rate is a pure function of the s
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import signal
@@ -125,6 +126,8 @@ class Trainer:
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(cfg, self.model)
+        # the weight average (airbench-style EMA): evaluated and saved in place of the raw weights
+        self.ema_model = copy.deepcopy(self.model) if cfg.ema > 0 else None
         self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         n = len(self.train_set)
         self.steps_per_epoch = max(1, n // cfg.batch_size)
@@ -181,7 +184,27 @@ class Trainer:
     # ---- checkpoint ------------------------------------------------------------------------------------
     # ---- hooks an engine overrides (see numpy_engine.py) -----------------------------------------------
     def evaluate(self, dataset: ImageDataset):
-        return evaluate(self.model, dataset, self.norm, bf16=self.bf16, channels_last=self.cfg.channels_last)
+        model = self.ema_model if self.ema_model is not None else self.model
+        return evaluate(model, dataset, self.norm, bf16=self.bf16, channels_last=self.cfg.channels_last,
+                        tta=self.cfg.tta)
+
+    def eval_module(self) -> torch.nn.Module:
+        """The torch module holding the weights that are evaluated (the average, when ``ema`` is on)."""
+        return self.ema_model if self.ema_model is not None else self.model
+
+    def eval_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.eval_module().state_dict().items()}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """ema = d * ema + (1 - d) * weights; buffers (BN statistics) are copied. Early steps use a smaller d
+        (d_t = min(d, (1 + t) / (10 + t))) so the average is not dominated by the random initialisation."""
+        d = min(self.cfg.ema, (1 + self.step) / (10 + self.step))
+        ema_p = [p for p in self.ema_model.parameters()]
+        torch._foreach_mul_(ema_p, d)
+        torch._foreach_add_(ema_p, [p.detach() for p in self.model.parameters()], alpha=1 - d)
+        for b_ema, b in zip(self.ema_model.buffers(), self.model.buffers()):
+            b_ema.copy_(b)
 
     def model_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -190,7 +213,10 @@ class Trainer:
         self.model.load_state_dict(state)
 
     def sync_model(self) -> None:
-        """Make ``self.model`` (the torch module that is saved and returned) hold the trained weights."""
+        """Make ``self.model`` (the torch module that is saved and returned) hold the trained weights
+        (the weight average, when ``ema`` is on)."""
+        if self.ema_model is not None:
+            self.model.load_state_dict(self.ema_model.state_dict())
 
     def optimizer_state(self) -> dict[str, Any]:
         return self.optimizer.state_dict()
@@ -199,10 +225,11 @@ class Trainer:
         self.optimizer.load_state_dict(state)
 
     def extra_state(self) -> dict[str, Any]:
-        return {}
+        return {"ema": self.ema_model.state_dict()} if self.ema_model is not None else {}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        pass
+        if self.ema_model is not None:
+            self.ema_model.load_state_dict(state["ema"])
 
     def state(self) -> dict[str, Any]:
         metrics = self.path / rd.METRICS
@@ -268,6 +295,8 @@ class Trainer:
                     b.copy_(saved)
             return False
         self.optimizer.step()
+        if self.ema_model is not None:
+            self._update_ema()
         with torch.no_grad():
             self.acc["loss"] += float(loss.detach()) * len(y)
             self.acc["correct"] += int((logits.argmax(1) == y).sum())
@@ -289,7 +318,7 @@ class Trainer:
             val = self.evaluate(self.val_set)
             record["val_accuracy"] = val.accuracy
             if val.accuracy > self.best["val_accuracy"]:
-                self.best = {"val_accuracy": val.accuracy, "epoch": self.epoch + 1, "weights": self.model_state()}
+                self.best = {"val_accuracy": val.accuracy, "epoch": self.epoch + 1, "weights": self.eval_state()}
             elif cfg.early_stopping and self.epoch + 1 - self.best["epoch"] >= cfg.early_stopping:
                 self.stopped_early = True
         if cfg.track_sparsity:
@@ -304,9 +333,8 @@ class Trainer:
         """Exactly-zero fraction of each activation layer on the first 1,000 test images."""
         from ..inspect.sparsity import activation_sparsity
 
-        self.sync_model()
         probe = self.test_set.subset(torch.arange(min(1000, len(self.test_set))))
-        res = activation_sparsity(self.model, probe, self.norm, hist_range=(0.0, 1.0), bins=1)
+        res = activation_sparsity(self.eval_module(), probe, self.norm, hist_range=(0.0, 1.0), bins=1)
         return {r.name: round(r.zero_fraction, 6) for r in res}
 
     def run(self) -> None:
@@ -362,12 +390,14 @@ class Trainer:
         from .curves import plot_curves
 
         cfg = self.cfg
-        if self.best["weights"] is not None and cfg.early_stopping:
-            self.load_model_state(self.best["weights"])
-        test = self.evaluate(self.test_set)
         self.sync_model()
+        if self.best["weights"] is not None and cfg.early_stopping:
+            self.model.load_state_dict(self.best["weights"])
+        # the final figure in fp32, as `convscope eval` and inference compute it (epochs may evaluate in bf16)
+        test = evaluate(self.model, self.test_set, self.norm, tta=cfg.tta)
         c, h, w = self.train_set.shape
         meta = rd.model_metadata(self.model, cfg, self.norm, self.train_set.classes, (c, h, w))
+        meta["tta"] = bool(cfg.tta and self.train_set.hflip_ok)  # predictions average the mirror too
         summary = {
             "test_accuracy": test.accuracy, "test_loss": test.loss, "epochs": self.epoch, "steps": self.step,
             "seconds": round(self.elapsed, 3), "skipped_steps": self.skipped, "stopped_early": self.stopped_early,

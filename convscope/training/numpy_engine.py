@@ -24,7 +24,8 @@ class NumpyTrainer(Trainer):
             raise ConfigError(f"optimizer: the numpy engine has sgd and adam, not {cfg.optimizer!r}")
         if cfg.device not in ("auto", "cpu"):
             raise ConfigError(f"device: the numpy engine runs on the CPU, not {cfg.device!r}")
-        cfg = type(cfg)(**{**cfg.to_dict(), "device": "cpu", "channels_last": False})
+        # the NumPy engine keeps to plain SGD/Adam training: no weight average, no test-time flips
+        cfg = type(cfg)(**{**cfg.to_dict(), "device": "cpu", "channels_last": False, "ema": 0.0, "tta": False})
         super().__init__(cfg, path, progress)
         self.bf16 = False
         self.rng = np.random.default_rng(cfg.seed + 2)                     # dropout masks
@@ -79,6 +80,13 @@ class NumpyTrainer(Trainer):
 
     def sync_model(self) -> None:
         self.model.load_state_dict(to_torch_state(self.net, self.model))
+
+    def eval_module(self) -> torch.nn.Module:
+        self.sync_model()
+        return self.model
+
+    def eval_state(self) -> dict[str, torch.Tensor]:
+        return self.model_state()
 
     def optimizer_state(self) -> dict[str, Any]:
         o = self.np_opt

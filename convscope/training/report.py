@@ -82,7 +82,12 @@ def predict_files(run: Run, paths: list[Path], k: int = 3) -> list[tuple[Path, l
     out = []
     for path in paths:
         x, notes = image_to_input(path, run.input_shape)
-        probs = torch.softmax(run.model(run.preprocess(x)).float(), dim=1)[0]
+        inp = run.preprocess(x)
+        logits = run.model(inp).float()
+        if run.tta:
+            logits = 0.5 * (logits + run.model(inp.flip(3)).float())
+            notes.append("averaged with the mirrored image (the run's test-time augmentation)")
+        probs = torch.softmax(logits, dim=1)[0]
         p, idx = probs.topk(min(k, len(run.classes)))
         out.append((path, notes, [(run.classes[i], float(v)) for v, i in zip(p, idx.tolist())]))
     return out

@@ -92,6 +92,11 @@ class Run:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
+    @property
+    def tta(self) -> bool:
+        """Whether this run's predictions average each image with its mirror (flip test-time augmentation)."""
+        return bool(self.meta.get("tta", False))
+
     def preprocess(self, images_u8: torch.Tensor) -> torch.Tensor:
         """uint8 (B, C, H, W) -> the normalized float input the model was trained on."""
         return self.normalization.apply(images_u8)

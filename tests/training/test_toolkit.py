@@ -146,3 +146,41 @@ def test_run_directory_and_load_run(tmp_path, tiny):
     epochs = [m for m in loaded.metrics if m["kind"] == "epoch"]
     assert [m["epoch"] for m in epochs] == [1, 2]
     assert loaded.dataset_spec["name"] == "digits" and loaded.config.model == "mlp"
+
+
+def test_ema_is_the_average_the_run_saves(tmp_path, tiny):
+    import copy
+
+    from convscope.training.config import config_from_dict
+    from convscope.training.loop import Trainer
+
+    cfg = config_from_dict({**tiny, "ema": 0.9, "optimizer": "sgd", "lr": 0.05, "schedule": "constant"})
+    tr = Trainer(cfg, tmp_path)
+    avg = copy.deepcopy(tr.model)
+    for step in range(6):
+        x, y = tr._batch(torch.arange(step * 64, (step + 1) * 64))
+        assert tr._train_step(x, y)
+        d = min(0.9, (1 + tr.step) / (10 + tr.step))
+        with torch.no_grad():
+            for a, p in zip(avg.parameters(), tr.model.parameters()):
+                a.mul_(d).add_(p, alpha=1 - d)
+        tr.step += 1
+    for a, e in zip(avg.parameters(), tr.ema_model.parameters()):
+        torch.testing.assert_close(a, e, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(tr.ema_model.state_dict()["1.weight"], tr.model.state_dict()["1.weight"])
+    run = convscope.train({**tiny, "ema": 0.9}, out=tmp_path / "run", progress=False)
+    assert run.summary["test_accuracy"] > 0.5
+
+
+def test_tta_averages_an_image_and_its_mirror():
+    from convscope.data import load
+    from convscope.training.evaluate import Normalization, predict_logits
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.Flatten(), nn.LazyLinear(10)).eval()
+    imgs = load("fashion-mnist", "test").images[:20]
+    norm = Normalization((0.3,), (0.35,))
+    plain = predict_logits(model, imgs, norm)
+    mirrored = predict_logits(model, imgs.flip(3), norm)
+    both = predict_logits(model, imgs, norm, tta=True)
+    torch.testing.assert_close(both, 0.5 * (plain + mirrored))

@@ -1,0 +1,57 @@
+"""Where a training step of the `fast` recipe spends its time (torch.profiler, CPU), on Fashion-MNIST batches.
+
+    python bench/profile_fast.py
+
+Writes bench/results/profile_fast.json: the top operators by self CPU time over 30 steps after 5 warm-up
+steps, with their share of the total.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine  # noqa: E402
+
+from convscope.training.config import config_from_dict  # noqa: E402
+from convscope.training.loop import Trainer  # noqa: E402
+
+
+def main() -> None:
+    import tempfile
+
+    cfg = config_from_dict({"dataset": "fashion-mnist", "hflip": True, "threads": 2, "checkpoint_every": 10**9})
+    with tempfile.TemporaryDirectory() as tmp:
+        tr = Trainer(cfg, Path(tmp), progress=False)
+        torch.set_num_threads(2)
+        order = torch.randperm(len(tr.train_set))
+
+        def step(i):
+            x, y = tr._batch(order[i * 256:(i + 1) * 256])
+            tr._train_step(x, y)
+            tr.step += 1
+
+        for i in range(5):
+            step(i)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for i in range(5, 35):
+                step(i)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:20]
+    rows = [{"op": e.key, "self_ms_per_step": e.self_cpu_time_total / 1e3 / 30,
+             "share": e.self_cpu_time_total / total, "calls_per_step": e.count / 30} for e in top]
+    for r in rows:
+        print(f"{r['op']:<45} {r['self_ms_per_step']:8.2f} ms/step  {100 * r['share']:5.1f}%")
+    out = {"benchmark": "profile_fast", "machine": machine(), "steps": 30, "batch": 256,
+           "total_self_ms_per_step": total / 1e3 / 30, "top": rows}
+    (Path(__file__).parent / "results" / "profile_fast.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""Time to accuracy on a small CPU: our `fast` recipe beside the recipes people copy, in one invocation.
+
+    python bench/time_to_accuracy.py                       # Fashion-MNIST + embedded digits, 3 seeds each
+    python bench/time_to_accuracy.py --smoke               # seconds-long check that the harness works (CI)
+    python bench/time_to_accuracy.py --recipes fast:epochs=14,tta=true --datasets fashion-mnist
+    convscope bench                                        # the short version: digits, 1 seed, 60 s a run
+
+Every run is a fresh process; its clock starts when the operating system started that process, so
+importing torch, loading the data and building the model count. The test accuracy is evaluated every
+`--eval-images` training images; evaluation time is measured and *not* counted. Checkpoint writes are
+switched off for every recipe alike (the peers' scripts write none). Peers, reimplemented from their
+published facts:
+
+* pytorch-example — PyTorch's official MNIST example: its network, Adadelta lr 1.0, StepLR gamma 0.7 per
+  epoch, batch 64, 14 epochs.
+* keras-example — the Keras MNIST convnet: its network, Adam, batch 128, 15 epochs, 10% validation split.
+
+Also measured in the same run: this machine's peak fp32 and bf16 matmul FLOP/s, and each recipe's achieved
+training FLOP/s (3x forward FLOPs per image: forward, and backward for inputs and weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+_IMPORTED = time.perf_counter()
+THRESHOLDS = {"fashion-mnist": [0.90, 0.91, 0.92, 0.93, 0.94], "digits": [0.97, 0.98, 0.985, 0.99]}
+
+
+def process_age() -> float:
+    """Seconds since the OS started this process (Linux /proc), else since this module was imported."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _IMPORTED
+
+
+def parse_recipe(spec: str) -> tuple[str, dict]:
+    """``"fast:epochs=14,tta=true"`` -> ("fast", {"epochs": 14, "tta": True}); values are JSON."""
+    name, _, extra = spec.partition(":")
+    overrides = {}
+    for item in filter(None, extra.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return name, overrides
+
+
+# ---- worker: one recipe, one dataset, one seed, in its own process -------------------------------------------
+
+def worker(spec: str, dataset: str, seed: int, eval_images: int, max_seconds: float, smoke: bool,
+           threads: int) -> dict:
+    import tempfile
+
+    import torch
+
+    from .models import flops_per_image
+    from .training.config import config_from_dict, recipe
+    from .training.loop import make_trainer
+
+    t0 = time.perf_counter() - process_age()
+    name, extra = parse_recipe(spec)
+    overrides = {"dataset": dataset, "seed": seed, "threads": threads, "checkpoint_every": 10**9, **extra}
+    if smoke:
+        overrides.update(epochs=1, train_subset=1024)
+    cfg = config_from_dict(overrides, recipe(name))
+    log: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = make_trainer(cfg, Path(tmp), progress=False)
+        cls = type(trainer)
+        every = max(1, round(eval_images / cfg.batch_size))
+        state = {"eval_s": 0.0}
+
+        def timed_eval(self, ds, _orig=cls.evaluate):
+            t = time.perf_counter()
+            res = _orig(self, ds)
+            state["eval_s"] += time.perf_counter() - t
+            return res
+
+        def step(self, x, y, _orig=cls._train_step):
+            ok = _orig(self, x, y)
+            if (self.step + 1) % every == 0 or (self.step + 1) == self.total_steps:
+                acc = self.evaluate(self.test_set).accuracy
+                wall = time.perf_counter() - t0 - state["eval_s"]
+                log.append({"step": self.step + 1, "images": (self.step + 1) * cfg.batch_size, "wall": round(wall, 3),
+                            "test_accuracy": acc})
+                if wall > max_seconds:             # out of time: stop after this step
+                    self.stopped_early = True
+                    self.batch = self.steps_per_epoch
+            return ok
+
+        trainer.evaluate = timed_eval.__get__(trainer)
+        trainer._train_step = step.__get__(trainer)
+        trainer.save = lambda: None
+        setup = time.perf_counter() - t0          # imports, data loading, model building
+        trainer.run()
+        c, h, w = trainer.train_set.shape
+        fwd = flops_per_image(trainer.model.float().cpu(), (c, h, w))
+    wall = log[-1]["wall"]
+    train_images = log[-1]["images"]
+    out = {"recipe": spec, "dataset": dataset, "seed": seed, "log": log, "final_accuracy": log[-1]["test_accuracy"],
+           "best_accuracy": max(e["test_accuracy"] for e in log), "wall_seconds": wall, "eval_seconds": state["eval_s"],
+           "setup_seconds": setup, "train_images": train_images,
+           "images_per_s": train_images / max(wall - setup, 1e-9), "forward_flops_per_image": fwd,
+           "train_flops_per_image": 3 * fwd, "bf16": trainer.bf16, "batch_size": cfg.batch_size,
+           "epochs_run": trainer.epoch, "torch_threads": torch.get_num_threads(), "config": cfg.to_dict()}
+    out["achieved_flops"] = out["images_per_s"] * out["train_flops_per_image"]
+    for t in THRESHOLDS.get(dataset, []):
+        hit = next((e for e in log if e["test_accuracy"] >= t), None)
+        out[f"time_to_{t}"] = hit["wall"] if hit else None
+    return out
+
+
+# ---- controller --------------------------------------------------------------------------------------------
+
+def peak_flops(threads: int) -> dict:
+    """Matmul FLOP/s of this machine: a 2048 x 2048 product repeated for a second, fp32 and bf16."""
+    import torch
+
+    torch.set_num_threads(threads)
+    res = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+        a @ b
+        n, t = 0, time.perf_counter()
+        while time.perf_counter() - t < 1.0:
+            a @ b
+            n += 1
+        res[name] = 2 * 2048**3 * n / (time.perf_counter() - t)
+    return res
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["dataset"], r["recipe"]), []).append(r)
+    rows = []
+    for (ds, rec), rs in groups.items():
+        row = {"dataset": ds, "recipe": rec, "seeds": len(rs),
+               "final_accuracy": statistics.mean(r["final_accuracy"] for r in rs),
+               "best_accuracy": statistics.mean(r["best_accuracy"] for r in rs),
+               "wall_seconds": statistics.mean(r["wall_seconds"] for r in rs),
+               "images_per_s": statistics.mean(r["images_per_s"] for r in rs),
+               "achieved_gflops": statistics.mean(r["achieved_flops"] for r in rs) / 1e9}
+        for t in THRESHOLDS.get(ds, []):
+            times = [r[f"time_to_{t}"] for r in rs]
+            row[f"time_to_{t}"] = statistics.mean(times) if all(x is not None for x in times) else None
+            row[f"reached_{t}"] = sum(x is not None for x in times)
+        rows.append(row)
+    return rows
+
+
+def table(rows: list[dict], peaks: dict) -> str:
+    lines = []
+    for ds in dict.fromkeys(r["dataset"] for r in rows):
+        ths = THRESHOLDS.get(ds, [])
+        lines.append(f"\n**{ds}** (mean over seeds; seconds of wall time from process start, evaluation excluded)\n")
+        lines.append("| recipe | " + " | ".join(f"to {100 * t:g}%" for t in ths) +
+                     " | final acc. | total s | train img/s | GFLOP/s (% of bf16 / fp32 peak) |")
+        lines.append("|---|" + "---|" * (len(ths) + 4))
+        for r in (r for r in rows if r["dataset"] == ds):
+            cells = []
+            for t in ths:
+                v = r[f"time_to_{t}"]
+                cells.append(f"{v:.1f}" if v is not None else
+                             ("—" if r[f"reached_{t}"] == 0 else f"{r[f'reached_{t}']}/{r['seeds']} seeds"))
+            g = r["achieved_gflops"]
+            lines.append(f"| {r['recipe']} | " + " | ".join(cells) +
+                         f" | {100 * r['final_accuracy']:.2f}% | {r['wall_seconds']:.1f} | {r['images_per_s']:.0f} | "
+                         f"{g:.1f} ({100 * g * 1e9 / peaks['bf16']:.1f}% / {100 * g * 1e9 / peaks['fp32']:.1f}%) |")
+    return "\n".join(lines)
+
+
+def machine() -> dict:
+    """CPU model and flags, core count, versions: recorded beside every result."""
+    import platform
+
+    import torch
+
+    flags, model = [], platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model in ("", "x86_64"):
+                    model = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    break
+    except OSError:
+        pass
+    keep = [f for f in flags if f.startswith(("avx", "amx", "fma", "sse4"))]
+    return {"cpu": model, "cores": os.cpu_count(), "cpu_flags": sorted(keep), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "python": platform.python_version(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def main(argv: list[str] | None = None, default_out: Path | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recipes", nargs="+", default=["fast", "keras-example", "pytorch-example"],
+                    help="recipe names, each optionally with overrides: fast:epochs=14,tta=true")
+    ap.add_argument("--datasets", nargs="+", default=["fashion-mnist", "digits"])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--eval-images", type=int, default=0, help="evaluate every N training images "
+                    "(default: 10,000 for Fashion-MNIST, 2,000 for digits)")
+    ap.add_argument("--max-seconds", type=float, default=900.0, help="stop a run after this much training wall time")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--smoke", action="store_true", help="1 epoch on 1,024 images per run: checks the harness only")
+    ap.add_argument("--out", type=Path, default=default_out, help="JSON results file")
+    ap.add_argument("--worker", nargs=3, metavar=("RECIPE", "DATASET", "SEED"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        rec, ds, seed = args.worker
+        every = args.eval_images or (10_000 if ds != "digits" else 2_000)
+        print(json.dumps(worker(rec, ds, int(seed), every, args.max_seconds, args.smoke, args.threads)))
+        return
+    peaks = peak_flops(args.threads)
+    print(f"peak matmul: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s", flush=True)
+    runs = []
+    for ds in args.datasets:
+        for rec in args.recipes:
+            for seed in range(args.seeds):
+                cmd = [sys.executable, "-m", "convscope.benchmark", "--worker", rec, ds, str(seed),
+                       "--max-seconds", str(args.max_seconds), "--threads", str(args.threads),
+                       "--eval-images", str(args.eval_images)]
+                if args.smoke:
+                    cmd.append("--smoke")
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                if r.returncode != 0:
+                    raise SystemExit(f"{ds} {rec} seed {seed} failed:\n{r.stderr[-3000:]}")
+                runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+                last = runs[-1]
+                print(f"{ds} {rec} seed {seed}: final {100 * last['final_accuracy']:.2f}% after "
+                      f"{last['wall_seconds']:.1f} s, {last['images_per_s']:.0f} img/s", flush=True)
+    rows = summarize(runs)
+    result = {"benchmark": "time_to_accuracy", "machine": machine(), "smoke": args.smoke, "peak_flops": peaks,
+              "thresholds": THRESHOLDS, "summary": rows, "runs": runs}
+    if args.out:
+        from ._atomic import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    print(table(rows, peaks))
+
+
+if __name__ == "__main__":
+    main()
