@@ -160,7 +160,14 @@ def _spectrum(weight, in_shape, conv, geom, args, label, spectrum_png) -> dict:
         pos = sv[sv > sv[0] * 1e-12]
         out.update(largest=float(sv[0]), smallest=float(sv[-1]),
                    condition_number=float(sv[0] / pos[-1]) if len(pos) else float("inf"), count=int(len(sv)))
-        png = args.svd_png or (args.png.with_name(args.png.stem + "-spectrum.png") if args.png else Path("conv-spectrum.png"))
+        if args.svd_png:
+            png = args.svd_png
+        elif args.png:
+            png = args.png.with_name(args.png.stem + "-spectrum.png")
+        elif args.run is not None:  # beside the run's other inspection pictures
+            png = args.run / "inspect" / f"matrix-{args.layer}-spectrum.png"
+        else:
+            png = Path("conv-spectrum.png")
         spectrum_png(sv, png, label)
         out["png"] = str(png)
     else:

@@ -122,9 +122,9 @@ def test_lipschitz_bound_is_an_upper_bound():
         lipschitz_bound(create_model("resnet-small").double(), (3, 32, 32))
 
 
-def _cli(*args):
+def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "convscope", "matrix", *args], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, cwd=cwd)
 
 
 def test_cli_prints_the_textbook_matrix_exactly():
@@ -155,9 +155,11 @@ def test_cli_json_png_and_svd(tmp_path):
     assert r.returncode == 2 and "--input" in r.stderr
 
 
-def test_cli_on_a_trained_run(small_run):
-    r = _cli(str(small_run.path), "--layer", "4", "--json", "--svd")
+def test_cli_on_a_trained_run(small_run, tmp_path):
+    r = _cli(str(small_run.path), "--layer", "4", "--json", "--svd", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    assert not list(tmp_path.iterdir())   # pictures go into the run, not the working directory
+    assert (small_run.path / "inspect" / "matrix-4-spectrum.png").stat().st_size > 1000
     info = json.loads(r.stdout)
     assert info["input_shape"] == [8, 14, 14] and info["output_shape"] == [16, 14, 14]
     layer = small_run.model[4]
