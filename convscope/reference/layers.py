@@ -71,10 +71,8 @@ def _scatter_taps(dwin: np.ndarray, shape, k, s) -> np.ndarray:
     return out
 
 
-class MaxPool2d(Layer):
-    """Max over each window. Ties: the first maximum in row-major window order wins — as PyTorch's CPU
-    kernel, which replaces the running max only on a strictly greater value (or NaN). The gradient goes to
-    that one input; overlapping windows add up."""
+class _Pool2d(Layer):
+    """Shared by the pooling layers: kernel k, stride s (default k), padding p, each an (h, w) pair."""
 
     def __init__(self, kernel_size, stride=None, padding=0) -> None:
         super().__init__()
@@ -82,9 +80,22 @@ class MaxPool2d(Layer):
         self.s = self.k if stride is None else pair(stride, "stride")
         self.p = pair(padding, "padding")
 
+    def _pad(self, x: np.ndarray, value: float) -> np.ndarray:
+        ph, pw = self.p
+        return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value) if ph or pw else x
+
+    def _unpad(self, dxp: np.ndarray) -> np.ndarray:
+        ph, pw = self.p
+        return dxp[:, :, ph:dxp.shape[2] - ph, pw:dxp.shape[3] - pw]
+
+
+class MaxPool2d(_Pool2d):
+    """Max over each window. Ties: the first maximum in row-major window order wins — as PyTorch's CPU
+    kernel, which replaces the running max only on a strictly greater value (or NaN). The gradient goes to
+    that one input; overlapping windows add up."""
+
     def forward(self, x, train=True):
-        (ph, pw) = self.p
-        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf) if ph or pw else x
+        xp = self._pad(x, -np.inf)
         win = _pool_windows(xp, self.k, self.s)
         self.arg = win.argmax(axis=-1)                                            # first maximum (np.argmax)
         self.xp_shape = xp.shape
@@ -93,32 +104,21 @@ class MaxPool2d(Layer):
     def backward(self, dy):
         onehot = np.zeros((*dy.shape, self.k[0] * self.k[1]), dtype=dy.dtype)
         np.put_along_axis(onehot, self.arg[..., None], dy[..., None], axis=-1)
-        dxp = _scatter_taps(onehot, self.xp_shape, self.k, self.s)
-        ph, pw = self.p
-        return dxp[:, :, ph:dxp.shape[2] - ph, pw:dxp.shape[3] - pw]
+        return self._unpad(_scatter_taps(onehot, self.xp_shape, self.k, self.s))
 
 
-class AvgPool2d(Layer):
+class AvgPool2d(_Pool2d):
     """Mean over each window (zero padding counted, as PyTorch's default count_include_pad=True)."""
 
-    def __init__(self, kernel_size, stride=None, padding=0) -> None:
-        super().__init__()
-        self.k = pair(kernel_size, "kernel_size")
-        self.s = self.k if stride is None else pair(stride, "stride")
-        self.p = pair(padding, "padding")
-
     def forward(self, x, train=True):
-        ph, pw = self.p
-        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+        xp = self._pad(x, 0.0)
         self.xp_shape = xp.shape
         return _pool_windows(xp, self.k, self.s).mean(axis=-1)
 
     def backward(self, dy):
         n = self.k[0] * self.k[1]
         dwin = np.broadcast_to((dy / n)[..., None], (*dy.shape, n))
-        dxp = _scatter_taps(dwin, self.xp_shape, self.k, self.s)
-        ph, pw = self.p
-        return dxp[:, :, ph:dxp.shape[2] - ph, pw:dxp.shape[3] - pw]
+        return self._unpad(_scatter_taps(dwin, self.xp_shape, self.k, self.s))
 
 
 class GlobalMaxPool2d(Layer):
