@@ -79,8 +79,7 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path, reference):
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    if proc.returncode == 0:
-        pytest.skip("the run finished before Ctrl-C arrived (machine too fast for this timing)")
+    # SIGINT lands right after the first step is logged; the run has 36 steps left, so it is always mid-run
     assert proc.returncode == 130 and "checkpoint saved" in err and f"--resume {out}" in err
     assert "Traceback" not in err
     r = cli("train", "--resume", str(out), "--quiet")
