@@ -20,7 +20,6 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F

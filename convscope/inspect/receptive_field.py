@@ -107,7 +107,7 @@ def _probe(model: nn.Module) -> nn.Module:
     """A copy in which every path passes gradient everywhere it can reach: weights 1, biases 0, max pools
     averaged, activations and normalisations identities (float64)."""
     probe = copy.deepcopy(model).double().eval()
-    for name, m in list(probe.named_modules()):
+    for m in list(probe.modules()):
         for child_name, child in list(m.named_children()):
             if isinstance(child, nn.MaxPool2d):
                 setattr(m, child_name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding))

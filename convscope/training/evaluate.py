@@ -27,7 +27,10 @@ class Normalization:
         return cls(tuple(mean.tolist()), tuple(std.tolist()))
 
     def apply(self, images_u8: torch.Tensor) -> torch.Tensor:
-        x = images_u8.to(torch.float32).div_(255.0)
+        return self.normalize(images_u8.to(torch.float32).div_(255.0))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Float images on the [0, 1] scale (B, C, H, W) -> (x - mean) / std per channel."""
         mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std

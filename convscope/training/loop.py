@@ -174,9 +174,7 @@ class Trainer:
         if cfg.hflip:
             x = random_hflip(x, self.aug_gen)
         x = cutout(x, cfg.cutout, self.aug_gen)
-        mean = torch.tensor(self.norm.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.norm.std, device=x.device).view(1, -1, 1, 1)
-        x = (x - mean) / std
+        x = self.norm.normalize(x)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, self.labels[idx]

@@ -109,7 +109,7 @@ def test_edge_experiment_equals_direct_numpy():
 
 def _vgg16(c=1):
     layers, cin = [], 1
-    for block, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)):
+    for n in (2, 2, 3, 3, 3):  # convolutions per VGG block
         for _ in range(n):
             layers += [nn.Conv2d(cin, c, 3, padding=1), nn.ReLU()]
             cin = c

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 
-import torch
 
 from convscope.data import load
 from convscope.training import load_run

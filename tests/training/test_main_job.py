@@ -1,7 +1,6 @@
 """The main job, `convscope train` with no arguments, in full; and the eval/predict/models commands."""
 
 import json
-import os
 import subprocess
 import sys
 
