@@ -23,7 +23,7 @@ from _machine import machine  # noqa: E402
 from convscope.data import load  # noqa: E402
 from convscope.inspect import default_activation_layers, topk  # noqa: E402
 from convscope.models import create_model  # noqa: E402
-from convscope.training.evaluate import Normalization  # noqa: E402
+from convscope.data.normalize import Normalization  # noqa: E402
 
 
 def main() -> None:

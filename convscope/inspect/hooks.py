@@ -27,15 +27,36 @@ def _modules(model: nn.Module) -> dict[str, nn.Module]:
     return {n: m for n, m in model.named_modules() if n}
 
 
-def resolve_layers(model: nn.Module, names: list[str] | None) -> list[str]:
-    """Check names against ``named_modules()``; an unknown one is an error listing the valid names."""
+def resolve_layers(model: nn.Module, names: list[str] | str | None) -> list[str]:
+    """Layer names of ``model``, in the order given: each entry is a ``named_modules()`` name (``conv2``,
+    ``layer1.0.conv1``) or a module type meaning every module of that type in model order (``ReLU``,
+    ``Conv2d``). A single string may hold a comma-separated list. Unknown entries are an error that lists the
+    valid names and types."""
     modules = _modules(model)
     if names is None:
         return list(modules)
-    unknown = [n for n in names if n not in modules]
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"layers: expected a list of layer names (str), got {names!r}")
+    out: list[str] = []
+    unknown = []
+    for name in names:
+        if name in modules:
+            matched = [name]
+        else:
+            matched = [n for n, m in modules.items() if type(m).__name__ == name]
+        if not matched:
+            unknown.append(name)
+        out += [n for n in matched if n not in out]
     if unknown:
-        raise ConfigError(f"unknown layer(s) {', '.join(repr(n) for n in unknown)}; valid: {', '.join(modules)}")
-    return list(names)
+        types = sorted({type(m).__name__ for m in modules.values()})
+        hint = ""
+        if any(u.isdigit() for u in unknown) and not any(n.isdigit() for n in modules):
+            hint = " (layers are named by role since convscope 0.2: numeric indices such as '4' became names)"
+        raise ConfigError(f"unknown layer(s) {', '.join(repr(n) for n in unknown)}{hint}; valid names: "
+                          f"{', '.join(modules)}; or a type for all layers of it: {', '.join(types)}")
+    return out
 
 
 def default_activation_layers(model: nn.Module) -> list[str]:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..data.dataset import ImageDataset
-from ..training.evaluate import Normalization
+from ..data.normalize import Normalization
 from .hooks import capture, default_activation_layers, resolve_layers
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..training.evaluate import Normalization
+from ..data.normalize import Normalization
 
 
 @dataclass

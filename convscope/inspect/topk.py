@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..data.dataset import ImageDataset
-from ..training.evaluate import Normalization
+from ..data.normalize import Normalization
 from .hooks import capture, resolve_layers
 
 

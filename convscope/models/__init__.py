@@ -3,6 +3,8 @@
 from . import classic, fast  # noqa: F401  (registers the models)
 from ._registry import (count_parameters, create_model, flops_per_image, get_entry, list_models, model_kwargs,
                         register_model)
+from .legacy import upgrade_state_dict
 
 __all__ = ["count_parameters", "create_model", "flops_per_image", "get_entry", "list_models", "model_kwargs",
-           "register_model"]
+           "register_model",
+           "upgrade_state_dict"]

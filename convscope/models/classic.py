@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from torch import nn
 
 from ..errors import ConfigError
@@ -29,26 +31,27 @@ def lenet5(in_channels: int, image_size: tuple[int, int], num_classes: int, acti
     if act is None or pl is None:
         raise ConfigError("lenet5: activation must be 'relu' or 'tanh', pool 'max' or 'avg'")
     fh, fw = (_after(_after(h, 5, 2) // 2, 5) // 2), (_after(_after(w, 5, 2) // 2, 5) // 2)
-    return nn.Sequential(
-        nn.Conv2d(in_channels, 6, 5, padding=2), act(), pl(2),   # (6, H, W) -> (6, H/2, W/2)
-        nn.Conv2d(6, 16, 5), act(), pl(2),                        # (16, 5, 5) for 28 x 28
-        nn.Flatten(),
-        nn.Linear(16 * fh * fw, 120), act(),
-        nn.Linear(120, 84), act(),
-        nn.Linear(84, num_classes),
-    )
+    a = activation
+    return nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(in_channels, 6, 5, padding=2)), (f"{a}1", act()), ("pool1", pl(2)),  # (6, H/2, W/2)
+        ("conv2", nn.Conv2d(6, 16, 5)), (f"{a}2", act()), ("pool2", pl(2)),                     # (16, 5, 5) for 28
+        ("flatten", nn.Flatten()),
+        ("fc1", nn.Linear(16 * fh * fw, 120)), (f"{a}3", act()),
+        ("fc2", nn.Linear(120, 84)), (f"{a}4", act()),
+        ("fc3", nn.Linear(84, num_classes)),
+    ]))
 
 
 @register_model("mlp", "no-convolution baseline: flatten-fc-ReLU-fc-ReLU-fc")
 def mlp(in_channels: int, image_size: tuple[int, int], num_classes: int, hidden: int = 256,
         dropout: float = 0.0) -> nn.Module:
     h, w = image_size
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(in_channels * h * w, hidden), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(hidden, num_classes),
-    )
+    return nn.Sequential(OrderedDict([
+        ("flatten", nn.Flatten()),
+        ("fc1", nn.Linear(in_channels * h * w, hidden)), ("relu1", nn.ReLU()), ("drop1", nn.Dropout(dropout)),
+        ("fc2", nn.Linear(hidden, hidden)), ("relu2", nn.ReLU()), ("drop2", nn.Dropout(dropout)),
+        ("fc3", nn.Linear(hidden, num_classes)),
+    ]))
 
 
 @register_model("pytorch-example", "PyTorch's official MNIST example network (conv32-conv64-pool-fc128)")
@@ -56,13 +59,13 @@ def pytorch_example(in_channels: int, image_size: tuple[int, int], num_classes: 
     h, w = image_size
     _need("pytorch-example", h, w, 6)
     fh, fw = (h - 4) // 2, (w - 4) // 2  # 28 -> 26 -> 24 -> 12: 64 * 12 * 12 = 9216
-    return nn.Sequential(
-        nn.Conv2d(in_channels, 32, 3), nn.ReLU(),
-        nn.Conv2d(32, 64, 3), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
-        nn.Linear(64 * fh * fw, 128), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(128, num_classes),
-    )
+    return nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(in_channels, 32, 3)), ("relu1", nn.ReLU()),
+        ("conv2", nn.Conv2d(32, 64, 3)), ("relu2", nn.ReLU()),
+        ("pool1", nn.MaxPool2d(2)), ("drop1", nn.Dropout(0.25)), ("flatten", nn.Flatten()),
+        ("fc1", nn.Linear(64 * fh * fw, 128)), ("relu3", nn.ReLU()), ("drop2", nn.Dropout(0.5)),
+        ("fc2", nn.Linear(128, num_classes)),
+    ]))
 
 
 @register_model("keras-example", "the Keras MNIST convnet example (conv32-pool-conv64-pool-dropout-dense)")
@@ -70,9 +73,9 @@ def keras_example(in_channels: int, image_size: tuple[int, int], num_classes: in
     h, w = image_size
     _need("keras-example", h, w, 10)
     fh, fw = (((h - 2) // 2) - 2) // 2, (((w - 2) // 2) - 2) // 2  # 28 -> 26 -> 13 -> 11 -> 5
-    return nn.Sequential(
-        nn.Conv2d(in_channels, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Dropout(0.5),
-        nn.Linear(64 * fh * fw, num_classes),
-    )
+    return nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(in_channels, 32, 3)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
+        ("conv2", nn.Conv2d(32, 64, 3)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
+        ("flatten", nn.Flatten()), ("drop1", nn.Dropout(0.5)),
+        ("fc", nn.Linear(64 * fh * fw, num_classes)),
+    ]))

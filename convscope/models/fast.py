@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
 from ._registry import register_model
 
 
-def conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+def conv_bn(c_in: int, c_out: int, k: int) -> list[tuple[str, nn.Module]]:
+    """The k-th conv-BN-ReLU, named ``conv{k}``, ``bn{k}``, ``relu{k}``."""
+    return [(f"conv{k}", nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)), (f"bn{k}", nn.BatchNorm2d(c_out)),
+            (f"relu{k}", nn.ReLU(inplace=True))]
 
 
 @register_model("fast", "default: 3 conv-BN-ReLU blocks (pool after each), flatten, linear")
@@ -26,21 +30,23 @@ def fast(in_channels: int, image_size: tuple[int, int], num_classes: int, width:
     if not 0 <= extra <= 3:
         raise ConfigError(f"fast: extra must lie in 0..3, got {extra}")
     w = width
-    layers: list[nn.Module] = []
-    c_in = in_channels
+    layers: list[tuple[str, nn.Module]] = []
+    c_in, k = in_channels, 0
     h, wd = image_size
     for i, c_out in enumerate((w, 2 * w, 4 * w)):
-        layers += conv_bn(c_in, c_out)
-        if i >= 3 - extra:
-            layers += conv_bn(c_out, c_out)
-        layers.append(nn.MaxPool2d(2))
+        k += 1
+        layers += conv_bn(c_in, c_out, k)
+        if i >= 3 - extra:  # convs are numbered in order, pools by block: ... relu3, conv4, ..., relu4, pool3
+            k += 1
+            layers += conv_bn(c_out, c_out, k)
+        layers.append((f"pool{i + 1}", nn.MaxPool2d(2)))
         c_in, h, wd = c_out, h // 2, wd // 2
     if head == "flatten":
-        layers += [nn.Flatten(), nn.Linear(c_in * h * wd, num_classes)]
+        layers += [("flatten", nn.Flatten()), ("fc", nn.Linear(c_in * h * wd, num_classes))]
     else:
-        layers += [nn.AdaptiveMaxPool2d(1) if head == "max" else nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                   nn.Linear(c_in, num_classes)]
-    return nn.Sequential(*layers)
+        layers += [("gpool", nn.AdaptiveMaxPool2d(1) if head == "max" else nn.AdaptiveAvgPool2d(1)),
+                   ("flatten", nn.Flatten()), ("fc", nn.Linear(c_in, num_classes))]
+    return nn.Sequential(OrderedDict(layers))
 
 
 class BasicBlock(nn.Module):
@@ -66,11 +72,12 @@ class BasicBlock(nn.Module):
 @register_model("resnet-small", "ResNet-style, BN, 3 stages of 2 basic blocks (for 32 x 32 RGB)", (3, 32, 32))
 def resnet_small(in_channels: int, image_size: tuple[int, int], num_classes: int, width: int = 16) -> nn.Module:
     w = width
-    return nn.Sequential(
-        nn.Conv2d(in_channels, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
-        BasicBlock(w, w, 1), BasicBlock(w, w, 1),
-        BasicBlock(w, 2 * w, 2), BasicBlock(2 * w, 2 * w, 1),
-        BasicBlock(2 * w, 4 * w, 2), BasicBlock(4 * w, 4 * w, 1),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        nn.Linear(4 * w, num_classes),
-    )
+    return nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(in_channels, w, 3, padding=1, bias=False)), ("bn1", nn.BatchNorm2d(w)),
+        ("relu1", nn.ReLU(inplace=True)),
+        ("layer1", nn.Sequential(BasicBlock(w, w, 1), BasicBlock(w, w, 1))),                # (w, H, W)
+        ("layer2", nn.Sequential(BasicBlock(w, 2 * w, 2), BasicBlock(2 * w, 2 * w, 1))),    # (2w, H/2, W/2)
+        ("layer3", nn.Sequential(BasicBlock(2 * w, 4 * w, 2), BasicBlock(4 * w, 4 * w, 1))),  # (4w, H/4, W/4)
+        ("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten()),
+        ("fc", nn.Linear(4 * w, num_classes)),
+    ]))

@@ -32,7 +32,8 @@ from ..models import create_model, model_kwargs
 from . import rundir as rd
 from .checkpoint import load_state, save_state, save_weights
 from .config import TrainConfig, config_from_dict
-from .evaluate import Normalization, autocast_for, evaluate
+from ..data.normalize import Normalization
+from .evaluate import autocast_for, evaluate
 from .optim import build_optimizer, init_weights, lr_at, set_lr
 
 

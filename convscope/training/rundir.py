@@ -27,7 +27,7 @@ from .._atomic import atomic_write_text
 from ..errors import ConvscopeError
 from .checkpoint import CheckpointError, load_weights, sha256_file
 from .config import TrainConfig, config_from_dict
-from .evaluate import Normalization
+from ..data.normalize import Normalization
 
 CONFIG, METRICS, CHECKPOINT, WEIGHTS, META, CURVE, SUMMARY = (
     "config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors", "model.json", "curve.png",
@@ -145,7 +145,7 @@ def _read_json(path: Path) -> Any:
 
 def load_run(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Run:
     """Load a finished run: checks every file's recorded SHA-256 and loads weights from safetensors only."""
-    from ..models import create_model
+    from ..models import create_model, upgrade_state_dict
 
     path = Path(path)
     if not path.is_dir():
@@ -162,6 +162,7 @@ def load_run(path: str | os.PathLike[str], map_location: str | torch.device = "c
     c, h, w = meta["input_shape"]
     model = create_model(meta["model"], in_channels=c, image_size=(h, w), num_classes=meta["num_classes"],
                          **meta.get("model_args", {}))
+    state = upgrade_state_dict(model, state, str(path / WEIGHTS))  # runs saved before layers were named
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

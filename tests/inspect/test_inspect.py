@@ -16,7 +16,7 @@ from convscope.errors import ConfigError
 from convscope.inspect import (activation_sparsity, capture, edge_experiment, empirical_receptive_field,
                                hook_count, list_layers, receptive_fields, topk)
 from convscope.models import create_model
-from convscope.training.evaluate import Normalization
+from convscope.data.normalize import Normalization
 
 IDENTITY = Normalization((0.0,), (1.0,))
 
@@ -48,7 +48,7 @@ def test_hooks_are_removed_on_success_and_on_failure():
         with capture(model, ["stem", "head"]):
             model(torch.randn(2, 3, 8, 8))  # wrong channels: the forward raises
     assert hook_count(model) == 0
-    with pytest.raises(ConfigError, match="unknown layer.*'nope'.*valid: stem, act, body"):
+    with pytest.raises(ConfigError, match="unknown layer.*'nope'.*valid names: stem, act, body"):
         with capture(model, ["nope"]):
             pass
     assert hook_count(model) == 0
@@ -59,10 +59,10 @@ def test_capture_observes_without_modifying():
     model = create_model("fast", width=4).eval()  # in-place ReLUs follow the BN outputs we capture
     x = torch.randn(3, 1, 28, 28)
     plain = model(x)
-    with capture(model, ["1", "2"]) as acts:
+    with capture(model, ["bn1", "relu1"]) as acts:
         hooked = model(x)
     assert torch.equal(plain, hooked)
-    assert (acts["1"] < 0).any() and torch.equal(acts["2"], acts["1"].clamp_min(0))  # pre-ReLU kept intact
+    assert (acts["bn1"] < 0).any() and torch.equal(acts["relu1"], acts["bn1"].clamp_min(0))  # pre-ReLU kept intact
 
 
 def test_list_layers_on_any_module():
@@ -166,10 +166,10 @@ def test_topk_equals_brute_force():
     model = create_model("fast", width=4).eval()
     ds = load("digits", "test").subset(torch.arange(300))
     norm = Normalization((0.13,), (0.31,))
-    res = topk(model, ds, ["2", "8", "13"], k=5, norm=norm, batch_size=64)
-    with torch.no_grad(), capture(model, ["2", "8", "13"]) as acts:
+    res = topk(model, ds, ["relu1", "relu3", "fc"], k=5, norm=norm, batch_size=64)
+    with torch.no_grad(), capture(model, ["relu1", "relu3", "fc"]) as acts:
         model(norm.apply(ds.images))
-    for layer in ("2", "8", "13"):
+    for layer in ("relu1", "relu3", "fc"):
         a = acts[layer]
         flat = a.reshape(a.shape[0], a.shape[1], -1).double()
         for c in range(a.shape[1]):
@@ -206,19 +206,21 @@ def test_commands_on_a_run(small_run, tmp_path):
     r = _cli("sparsity", run, "--limit", "500")
     assert r.returncode == 0, r.stderr
     data = json.loads((small_run.path / "inspect" / "sparsity-digits-test.json").read_text())
-    assert [layer["name"] for layer in data["layers"]] == ["2", "6", "10"] and data["images"] == 500
+    assert [layer["name"] for layer in data["layers"]] == ["relu1", "relu2", "relu3"] and data["images"] == 500
     r = _cli("rf", run)
     assert r.returncode == 0 and r.stdout.count("gradient agrees") == 6
-    r = _cli("topk", run, "--layer", "10", "--k", "4", "--limit", "300")
+    r = _cli("topk", run, "--layer", "relu3", "--k", "4", "--limit", "300")
     assert r.returncode == 0, r.stderr
-    top = json.loads((small_run.path / "inspect" / "topk-10.json").read_text())
+    top = json.loads((small_run.path / "inspect" / "topk-relu3.json").read_text())
     assert len(top["channels"]) == 32 and all(len(c) == 4 for c in top["channels"])
-    assert (small_run.path / "inspect" / "topk-10-patches.png").stat().st_size > 5000
-    for cmd in (["filters", run, "--layer", "0,4"], ["features", run, "--index", "2"]):
+    assert (small_run.path / "inspect" / "topk-relu3-patches.png").stat().st_size > 5000
+    for cmd in (["filters", run, "--layer", "conv1,conv2"], ["filters", run, "--layer", "Conv2d"], ["features", run, "--index", "2"]):
         r = _cli(*cmd)
         assert r.returncode == 0, r.stderr
     r = _cli("topk", run, "--layer", "nope")
-    assert r.returncode == 2 and "valid: 0, 1, 2" in r.stderr
+    assert r.returncode == 2 and "valid names: conv1, bn1, relu1" in r.stderr
+    r = _cli("topk", run, "--layer", "4")
+    assert r.returncode == 2 and "named by role" in r.stderr
     r = _cli("edges", "--limit", "200", "--out", str(tmp_path))
     assert r.returncode == 0 and "ReLU zeroes" in r.stdout
     assert json.loads((tmp_path / "edges-sobel-x-digits.json").read_text())["images"] == 200
@@ -261,7 +263,7 @@ def test_track_sparsity_adds_a_per_epoch_column(tmp_path):
     run = convscope.train({"model": "fast", "model_args": {"width": 4}, "train_subset": 512, "epochs": 2,
                            "batch_size": 128, "threads": 2, "track_sparsity": True}, out=tmp_path / "r", progress=False)
     epochs = [m for m in run.metrics if m["kind"] == "epoch"]
-    assert [sorted(m["sparsity"]) for m in epochs] == [["10", "2", "6"]] * 2
+    assert [sorted(m["sparsity"]) for m in epochs] == [["relu1", "relu2", "relu3"]] * 2
     probe = load("digits", "test").subset(torch.arange(1000))
     final = {r.name: r.zero_fraction for r in activation_sparsity(run.model, probe, run.normalization)}
     assert epochs[-1]["sparsity"] == {k: round(v, 6) for k, v in final.items()}

@@ -156,16 +156,16 @@ def test_cli_json_png_and_svd(tmp_path):
 
 
 def test_cli_on_a_trained_run(small_run, tmp_path):
-    r = _cli(str(small_run.path), "--layer", "4", "--json", "--svd", cwd=tmp_path)
+    r = _cli(str(small_run.path), "--layer", "conv2", "--json", "--svd", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert not list(tmp_path.iterdir())   # pictures go into the run, not the working directory
-    assert (small_run.path / "inspect" / "matrix-4-spectrum.png").stat().st_size > 1000
+    assert (small_run.path / "inspect" / "matrix-conv2-spectrum.png").stat().st_size > 1000
     info = json.loads(r.stdout)
     assert info["input_shape"] == [8, 14, 14] and info["output_shape"] == [16, 14, 14]
-    layer = small_run.model[4]
+    layer = small_run.model.conv2
     exact = dense_singular_values(layer.weight.detach().double(), (8, 14, 14), padding=1)
     assert info["spectrum"]["largest"] == pytest.approx(exact[0], rel=1e-9)
     r = _cli(str(small_run.path), "--lipschitz")
     assert r.returncode == 0 and "Lipschitz upper bound" in r.stdout
     r = _cli(str(small_run.path), "--layer", "nope")
-    assert r.returncode == 2 and "valid: 0, 4, 8" in r.stderr
+    assert r.returncode == 2 and "conv1, conv2, conv3" in r.stderr

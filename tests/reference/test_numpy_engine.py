@@ -43,6 +43,6 @@ def test_numpy_engine_resumes_bit_identically(tmp_path):
 
 def test_numpy_engine_refuses_what_it_cannot_run(tmp_path):
     r = cli("train", "--engine", "numpy", "--model", "resnet-small", "--out", str(tmp_path / "x"), "--quiet")
-    assert r.returncode == 2 and "BasicBlock has no NumPy twin" in r.stderr
+    assert r.returncode == 2 and "layer1: Sequential has no NumPy twin" in r.stderr
     r = cli("train", "--engine", "numpy", "--optimizer", "adadelta", "--out", str(tmp_path / "y"), "--quiet")
     assert r.returncode == 2 and "sgd and adam" in r.stderr
