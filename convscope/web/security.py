@@ -129,7 +129,9 @@ def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image
         img.load()
     except WebError:
         raise
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError, SyntaxError) as e:
+    except Image.DecompressionBombError as e:   # Pillow's own limit, hit while reading the header
+        raise WebError(413, f"image refused (decompression bomb protection): {e}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise WebError(400, f"not a readable image ({type(e).__name__}: {e})") from None
     return img
 

@@ -19,7 +19,8 @@
   function clearHl() {
     document.querySelectorAll(".hl, .hl2").forEach((n) => n.classList.remove("hl", "hl2"));
   }
-  function rc(idx, w) { return `(${Math.floor(idx / w)}, ${idx % w})`; }
+  // 1-based names as on the grids: x12 = input row 1, column 2
+  function nm(p, idx, w) { return `${p}${Math.floor(idx / w) + 1}${idx % w + 1}`; }
 
   function showRow(r) {
     clearHl();
@@ -29,8 +30,8 @@
       document.getElementById(`m-in-${c}`).classList.add("hl");
       document.getElementById(`m-cell-${r}-${c}`).classList.add("hl2");
     }
-    const reads = rowCols[r].map(([c, n]) => `${n}·x${rc(c, M.input[1])}`).join(" + ");
-    hover.textContent = `output ${rc(r, M.output[1])} = row ${r}: ${reads}`;
+    const reads = rowCols[r].map(([c, n]) => `${n}·${nm("x", c, M.input[1])}`).join(" + ");
+    hover.textContent = `${nm("y", r, M.output[1])} = row ${r} of the matrix · x = ${reads}`;
   }
   function showCell(r, c) {
     clearHl();
@@ -42,7 +43,7 @@
       const k = M.taps.indexOf(t);
       if (k >= 0) document.getElementById(`m-k-${k}`).classList.add("hl");
     }
-    hover.textContent = `row ${r} (output ${rc(r, M.output[1])}), column ${c} (input ${rc(c, M.input[1])}): ` +
+    hover.textContent = `row ${r} (output ${nm("y", r, M.output[1])}), column ${c} (input ${nm("x", c, M.input[1])}): ` +
       (name ? `holds ${name}` : "0: this output does not read this input pixel");
   }
 

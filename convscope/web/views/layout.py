@@ -26,5 +26,6 @@ def page(title: str, body: str, *, nav: list[tuple[str, str]] = (), scripts: lis
 
 def table(header: list[str], rows: list[list[object]], cls: str = "") -> str:
     head = "".join(f"<th>{e(h)}</th>" for h in header)
+    thead = f"<thead><tr>{head}</tr></thead>" if any(header) else ""
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f'<table class="{e(cls)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<table class="{e(cls)}">{thead}<tbody>{body}</tbody></table>'
