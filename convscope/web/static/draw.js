@@ -42,6 +42,7 @@
   }
   async function send(blob, type) {
     inFlight = true;
+    root.dataset.busy = "1";
     const t0 = performance.now();
     try {
       const res = await fetch(`/api/run/${encodeURIComponent(rid)}/predict`,
@@ -53,7 +54,7 @@
       status.textContent = "server unreachable: " + e;
     } finally {
       inFlight = false;
-      if (pending) { const b = pending; pending = null; send(b, "image/png"); }
+      if (pending) { const b = pending; pending = null; send(b, "image/png"); } else root.dataset.busy = "0";
     }
   }
 
