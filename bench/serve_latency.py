@@ -21,12 +21,12 @@ import httpx
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
-from _serve import drawing_frames, main_job_run, percentile, start_server, stop_server  # noqa: E402
+from _machine import machine
+from _serve import drawing_frames, main_job_run, percentile, start_server, stop_server
 
-from convscope.web.compute import predict_with_maps, prepare_canvas_image  # noqa: E402
-from convscope.web.runs import RunEntry  # noqa: E402
-from convscope.web.security import decode_image  # noqa: E402
+from convscope.web.compute import predict_with_maps, prepare_canvas_image
+from convscope.web.runs import RunEntry
+from convscope.web.security import decode_image
 
 
 def timed(fn, frames, rounds: int = 10) -> list[float]:

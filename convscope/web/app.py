@@ -3,6 +3,8 @@ static assets. Build it with :func:`create_app`; :func:`convscope.web.server.ser
 
 from __future__ import annotations
 
+import asyncio
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ConvscopeError
@@ -161,7 +162,8 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
             img = decode_image(data)
             x = compute.prepare_canvas_image(img, r.run.input_shape)
             return compute.predict_with_maps(r, x)
-        return await run_in_threadpool(work)
+        result = await asyncio.get_running_loop().run_in_executor(r.worker, work)
+        return Response(json.dumps(result), media_type="application/json")   # plain data: no re-encoding pass
 
     @app.get("/api/run/{rid}/unit/{layer}/{ch}")
     def api_unit(rid: str, layer: str, ch: int):

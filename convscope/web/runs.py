@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ class RunEntry:
     cache: dict[Any, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)        # guards loading and the cache
     model_lock: threading.Lock = field(default_factory=threading.Lock)  # one forward (with hooks) at a time
+    # live updates run here, one at a time in arrival order (FIFO: no request starves behind later ones)
+    worker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="convscope"))
 
     @property
     def run(self) -> Run:

@@ -71,7 +71,7 @@ def stroke(page, points: list[tuple[float, float]]) -> None:
 
 
 def test_draw_predicts_the_digit_and_shows_every_layer(server, browser_page):
-    page, log = browser_page
+    page, _log = browser_page
     page.goto(server.base + "/run/digits8/draw")
     n = wait_update(page, 0)
     # a zero: an ellipse
@@ -105,7 +105,7 @@ def test_draw_predicts_the_digit_and_shows_every_layer(server, browser_page):
 
 
 def test_matrix_explorer_highlights_row_and_inputs(server, browser_page):
-    page, log = browser_page
+    page, _log = browser_page
     page.goto(server.base + "/matrix")
     page.wait_for_selector("#m-out-3")
     # the reference: the nonzero columns of each row of the 4x4 * 3x3 matrix (taps numbered 1..9)
