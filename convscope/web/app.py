@@ -132,7 +132,6 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
         r = entry(rid)
 
         def render() -> bytes:
-            from ..training.evaluate import EvalResult  # noqa: F401  (type of the cached result)
             from ..training.report import confusion_png as draw
 
             res = r.cached("confusion", lambda: compute._evaluate(r.run))

@@ -16,7 +16,7 @@ from PIL import Image
 from torch import nn
 
 from ..errors import ConfigError, ConvscopeError
-from ..inspect import activation_sparsity, capture, hook_count, list_layers, receptive_fields, topk
+from ..inspect import activation_sparsity, capture, list_layers, receptive_fields, topk
 from ..matrix import make_geometry
 from ..matrix.display import block_structure, symbolic_entries, tap_names
 from ..training import Run
@@ -174,8 +174,6 @@ def unit_data(entry: RunEntry, layer: str, ch: int) -> dict[str, Any]:
             out["field"] = {"size": list(field.size), "jump": list(field.jump), "start": list(field.start)}
     out["files"] = inspect_files(entry.path, layer)
     out["visualize_command"] = f"convscope visualize {entry.path} --layer {layer}"
-    if hook_count(run.model):
-        raise RuntimeError("hooks left on the model")  # cannot happen: capture() is scoped
     return out
 
 
