@@ -114,11 +114,16 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
             m = conv_matrix(w0, (c // conv.groups, *shape[1:]), **kw)
             geom = make_geometry(tuple(conv.weight.shape), shape, groups=conv.groups, **kw)
             rows_all, cols_all = geom.shape
+            zr, zc = min(m.shape[0], 2 * shape[2]), min(m.shape[1], 4 * shape[2])   # two output rows, four input rows
             body = (f"<p><code>{e(name)}</code> on a {shape[1]} x {shape[2]} input is a {rows_all:,} x {cols_all:,} "
                     f"sparse matrix ({e(block_structure(geom))}). Shown: output channel 0, a {m.shape[0]:,} x "
                     f"{m.shape[1]:,} matrix with {m.nnz:,} non-zeros (density {m.nnz / (m.shape[0] * m.shape[1]):.4f}"
                     f"); each band is one kernel row.</p>"
-                    + _img(png(lambda p: heatmap_png(m, p, f"{name}, output channel 0"), "matrix.png"), "conv matrix"))
+                    + _img(png(lambda p: heatmap_png(m, p, f"{name}, output channel 0"), "matrix.png"), "conv matrix")
+                    + f"<p>Zoom: the first {zr} rows (output pixels) and {zc} columns (input pixels), every entry a "
+                    "kernel weight (blue &lt; 0 &lt; red).</p>"
+                    + _img(png(lambda p: heatmap_png(m[:zr, :zc], p, f"{name}, rows 0-{zr - 1}, columns 0-{zc - 1}"),
+                               "matrix-zoom.png"), "conv matrix zoom"))
             sections.append(("matrix", "The first layer as a matrix", body))
 
         # a page per unit
