@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from convscope.matrix import conv_matrix
@@ -70,7 +71,7 @@ def stroke(page, points: list[tuple[float, float]]) -> None:
     page.mouse.up()
 
 
-def test_draw_predicts_the_digit_and_shows_every_layer(server, browser_page):
+def test_draw_predicts_the_digit_and_shows_every_layer(server, browser_page, tmp_path):
     page, _log = browser_page
     page.goto(server.base + "/run/digits8/draw")
     n = wait_update(page, 0)
@@ -94,6 +95,17 @@ def test_draw_predicts_the_digit_and_shows_every_layer(server, browser_page):
         for (let i = 0; i < d.length; i += 4) { lo = Math.min(lo, d[i]); hi = Math.max(hi, d[i]); } return hi - lo; }""")
     assert spread > 50
     shot(page, "serve-draw.png")
+    # an uploaded picture: a test-set 7, dark ink on white paper at 4x size (inverted and fitted by the server)
+    from convscope.data import load
+
+    test = load("digits", "test")
+    seven = int((test.labels == 7).nonzero()[0, 0])
+    big = np.kron(255 - test.images[seven, 0].numpy(), np.ones((4, 4), np.uint8))
+    path = tmp_path / "seven.png"
+    Image.fromarray(big).save(path)
+    page.set_input_files("#upload", str(path))
+    n = wait_update(page, n)
+    assert page.text_content("#prediction") == "7"
     page.click('.layer[data-layer="relu2"] a >> nth=3')                  # a map opens its unit
     page.wait_for_selector("h1.unit-title")
     assert "relu2 · channel 3" in page.text_content("h1.unit-title")

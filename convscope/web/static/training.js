@@ -18,11 +18,12 @@
     const W = 640, H = 260, L = 48, B = 30, T = 10, R = 10;
     const maxE = Math.max(1, ...runs.map((r) => r.epochs[r.epochs.length - 1].epoch));
     const accs = runs.flatMap((r) => r.epochs.map((e) => 100 * e.test_accuracy));
-    const lo = Math.max(0, Math.floor((Math.min(100, ...accs) - 1) / 5) * 5), hi = 100;
+    const lo = Math.max(0, Math.floor((Math.min(100, ...accs) - 1) / 10) * 10), hi = 100;
     const x = (e) => L + (W - L - R) * (e - (maxE > 1 ? 1 : 0)) / Math.max(1, maxE - 1);
     const y = (a) => T + (H - T - B) * (hi - a) / Math.max(1, hi - lo);
     const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img" });
-    for (let a = lo; a <= hi; a += 5) {
+    const step = hi - lo > 30 ? 10 : 5;
+    for (let a = lo; a <= hi; a += step) {
       s.append(svg("line", { x1: L, x2: W - R, y1: y(a), y2: y(a), class: "gridline" }));
       s.append(svg("text", { x: L - 6, y: y(a) + 4, class: "tick", "text-anchor": "end" }, `${a}%`));
     }
