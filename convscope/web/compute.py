@@ -58,7 +58,8 @@ def shown_layers(entry: RunEntry) -> list[dict[str, Any]]:
         mods = dict(run.model.named_modules())
         return [{"name": li.name, "kind": li.kind, "shape": list(li.output_shape)}
                 for li in list_layers(run.model, run.input_shape)
-                if len(li.output_shape) == 3 and not list(mods[li.name].children()) and "Norm" not in li.kind]
+                if len(li.output_shape) == 3 and not list(mods[li.name].children())
+                and "Norm" not in li.kind and li.kind != "Identity"]
     return entry.cached("layers", compute)
 
 
