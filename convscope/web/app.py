@@ -89,7 +89,7 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
 
     @app.get("/run/{rid}/unit/{layer}/{ch}", response_class=HTMLResponse)
     def unit_page(rid: str, layer: str, ch: int):
-        d = compute.unit_data(entry(rid), layer, ch)
+        d = compute.unit_data(entry(rid), layer, ch).to_dict()
         body = pages.unit_body(d, lambda rel: f"/run/{rid}/file/{rel}", lambda lay, c: f"/run/{rid}/unit/{lay}/{c}")
         return html(f"{layer}:{ch} · {rid}", body, rid)
 
@@ -98,9 +98,9 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
         return html("conv matrix", pages.matrix_body(), None, ("matrix.js",))
 
     def card(r: RunEntry) -> str:
-        d = compute.training_data(r)
+        d = compute.training_data(r).to_dict()
         curve = f"/run/{r.id}/file/curve.png" if (r.path / "curve.png").is_file() else None
-        conf = f"/run/{r.id}/confusion.png" if "confusion" in d else None
+        conf = f"/run/{r.id}/confusion.png" if d["confusion"] is not None else None
         return pages.training_card(d, curve, conf)
 
     @app.get("/run/{rid}/training", response_class=HTMLResponse)
@@ -160,17 +160,17 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
         def work() -> dict[str, Any]:
             img = decode_image(data)
             x = compute.prepare_canvas_image(img, r.run.input_shape)
-            return compute.predict_with_maps(r, x)
+            return compute.predict_with_maps(r, x).to_dict()
         result = await asyncio.get_running_loop().run_in_executor(r.worker, work)
         return Response(json.dumps(result), media_type="application/json")   # plain data: no re-encoding pass
 
     @app.get("/api/run/{rid}/unit/{layer}/{ch}")
     def api_unit(rid: str, layer: str, ch: int):
-        return compute.unit_data(entry(rid), layer, ch)
+        return compute.unit_data(entry(rid), layer, ch).to_dict()
 
     @app.get("/api/run/{rid}/training")
     def api_training(rid: str):
-        return compute.training_data(entry(rid))
+        return compute.training_data(entry(rid)).to_dict()
 
     @app.get("/api/training")
     def api_training_all():
@@ -185,7 +185,7 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
 
     @app.get("/api/matrix")
     def api_matrix(request: Request):
-        return compute.matrix_data(dict(request.query_params))
+        return compute.matrix_data(dict(request.query_params)).to_dict()
 
     app.state.runs = runs
     return app

@@ -7,6 +7,7 @@ Everything returns plain JSON-ready dicts; the HTML views and the static report 
 from __future__ import annotations
 
 import base64
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,74 @@ from .runs import RunEntry
 
 TOPK = 9
 MATRIX_LIMITS = {"input": 12, "kernel": 7, "stride": 4, "padding": 4, "dilation": 3}
+
+
+class _ToDict:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Prediction(_ToDict):
+    """One live update: class probabilities and every shown layer's maps (uint8, base64, one scale a layer)."""
+    prediction: str
+    index: int
+    classes: list[str]
+    probabilities: list[float]
+    input: str                        # base64 of the uint8 model input (C, H, W)
+    input_shape: list[int]
+    layers: list[dict[str, Any]]      # name, kind, shape, lo, hi, signed, data
+
+
+@dataclass
+class UnitView(_ToDict):
+    """A channel of a layer: filter, top-k images with receptive-field boxes, sparsity, saved pictures."""
+    run: str
+    layer: str
+    kind: str
+    channel: int
+    channels: int
+    shape: list[int]
+    visualize_command: str
+    notes: list[str] = field(default_factory=list)
+    filter: dict[str, Any] | None = None
+    topk: list[dict[str, Any]] = field(default_factory=list)
+    sparsity: dict[str, Any] | None = None
+    receptive_field: dict[str, Any] | None = None   # size, jump, start (None: the chain formula does not apply)
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainingView(_ToDict):
+    """A run's record: summary, epoch and step metrics, confusion matrix and per-class accuracy (test split)."""
+    id: str
+    path: str
+    model: str | None
+    dataset: str
+    classes: list[str]
+    summary: dict[str, Any]
+    epochs: list[dict[str, Any]]
+    steps: list[dict[str, Any]]
+    confusion: list[list[int]] | None = None
+    per_class: list[float] | None = None
+    accuracy: float | None = None
+    confusion_error: str | None = None
+
+
+@dataclass
+class MatrixView(_ToDict):
+    """The conv-as-matrix pattern of one channel: entries (row, column, weight name) and the geometry."""
+    input: list[int]
+    kernel: list[int]
+    stride: int
+    padding: int
+    dilation: int
+    output: list[int]
+    shape: list[int]
+    taps: list[str]
+    structure: str
+    nnz: int
+    entries: list[list[Any]]
 
 
 def prepare_canvas_image(img: Image.Image, input_shape: tuple[int, int, int]) -> torch.Tensor:
@@ -78,7 +147,7 @@ def _quantize(t: torch.Tensor) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def predict_with_maps(entry: RunEntry, x_u8: torch.Tensor) -> dict[str, Any]:
+def predict_with_maps(entry: RunEntry, x_u8: torch.Tensor) -> Prediction:
     """Class probabilities and every shown layer's feature maps for one uint8 input (1, C, H, W)."""
     run = entry.run
     layers = shown_layers(entry)
@@ -91,10 +160,9 @@ def predict_with_maps(entry: RunEntry, x_u8: torch.Tensor) -> dict[str, Any]:
             logits = 0.5 * (logits + run.model(inp.flip(3)).float())
     probs = torch.softmax(logits, dim=1)[0]
     top = int(probs.argmax())
-    return {"prediction": run.classes[top], "index": top, "classes": list(run.classes),
-            "probabilities": [round(float(p), 6) for p in probs],
-            "input": base64.b64encode(x_u8[0].numpy().tobytes()).decode("ascii"), "input_shape": list(run.input_shape),
-            "layers": [{**li, **_quantize(maps[li["name"]][0])} for li in layers]}
+    return Prediction(run.classes[top], top, list(run.classes), [round(float(p), 6) for p in probs],
+                      base64.b64encode(x_u8[0].numpy().tobytes()).decode("ascii"), list(run.input_shape),
+                      [{**li, **_quantize(maps[li["name"]][0])} for li in layers])
 
 
 def test_dataset(run: Run):
@@ -128,7 +196,7 @@ def inspect_files(run_path: Path, layer: str) -> list[str]:
     return out
 
 
-def unit_data(entry: RunEntry, layer: str, ch: int) -> dict[str, Any]:
+def unit_data(entry: RunEntry, layer: str, ch: int) -> UnitView:
     """A channel: its filter, top-k images and patches (receptive-field boxes), sparsity, saved pictures."""
     run = entry.run
     layers = {li["name"]: li for li in shown_layers(entry)}
@@ -137,44 +205,42 @@ def unit_data(entry: RunEntry, layer: str, ch: int) -> dict[str, Any]:
     channels = layers[layer]["shape"][0]
     if not 0 <= ch < channels:
         raise ConfigError(f"channel {ch}: layer {layer!r} has channels 0..{channels - 1}")
-    out: dict[str, Any] = {"run": entry.id, "layer": layer, "kind": layers[layer]["kind"], "channel": ch,
-                           "channels": channels, "shape": layers[layer]["shape"], "notes": []}
+    out = UnitView(entry.id, layer, layers[layer]["kind"], ch, channels, layers[layer]["shape"],
+                   f"convscope visualize {entry.path} --layer {layer}")
     conv = layer_conv(run.model, layer)
     if conv is not None and conv[1].out_channels == channels:
         w = conv[1].weight.detach().float()[ch].numpy()                  # (in/groups, kh, kw)
         vmax = float(np.abs(w).max()) or 1.0
-        out["filter"] = {"conv": conv[0], "shape": list(w.shape), "max_abs": vmax,
+        out.filter = {"conv": conv[0], "shape": list(w.shape), "max_abs": vmax,
                          "values": w[0].round(4).tolist() if w.shape[0] == 1 else None,
                          "tiles": [pictures.data_uri(pictures.png_bytes(pictures.enlarge(
                              pictures.colorize(k, signed=True, vmax=vmax), 56))) for k in w[:16]]}
     try:
         ds = test_dataset(run)
     except ConvscopeError as e:
-        out["notes"].append(f"top-k and sparsity need the {run.config.dataset!r} test split: {e}")
+        out.notes.append(f"top-k and sparsity need the {run.config.dataset!r} test split: {e}")
         ds = None
     if ds is not None:
         recs = entry.cached(("topk", layer), lambda: topk(run.model, ds, [layer], k=TOPK, norm=run.normalization))
         fields = entry.cached("fields", lambda: _fields(run))
-        field = fields.get(layer)
+        rf = fields.get(layer)
         images = ds.images.numpy()
-        out["topk"] = []
         for r in recs[layer][ch]:
-            box = field.box(r.y, r.x) if field is not None and not field.is_global else None
+            box = rf.box(r.y, r.x) if rf is not None and not rf.is_global else None
             img = images[r.index]
-            out["topk"].append({"index": r.index, "y": r.y, "x": r.x, "value": r.value, "box": box,
+            out.topk.append({"index": r.index, "y": r.y, "x": r.x, "value": r.value, "box": box,
                                 "label": ds.classes[int(ds.labels[r.index])],
                                 "patch": pictures.data_uri(pictures.png_bytes(pictures.enlarge(
                                     pictures.patch(img, box) if box else pictures.gray_rgb(img), 72))),
                                 "image": pictures.data_uri(pictures.png_bytes(pictures.with_box(img, box)))})
-        if field is None:
-            out["notes"].append("receptive fields: the chain formula does not apply to this model (boxes not drawn)")
+        if rf is None:
+            out.notes.append("receptive fields: the chain formula does not apply to this model (boxes not drawn)")
         sp = entry.cached(("sparsity", layer), lambda: activation_sparsity(run.model, ds, run.normalization, [layer]))[0]
-        out["sparsity"] = {"channel_zero_fraction": sp.channel_zero_fraction[ch], "layer_zero_fraction": sp.zero_fraction,
+        out.sparsity = {"channel_zero_fraction": sp.channel_zero_fraction[ch], "layer_zero_fraction": sp.zero_fraction,
                            "dead_channels": sp.dead_channels, "images": len(ds)}
-        if field is not None:
-            out["field"] = {"size": list(field.size), "jump": list(field.jump), "start": list(field.start)}
-    out["files"] = inspect_files(entry.path, layer)
-    out["visualize_command"] = f"convscope visualize {entry.path} --layer {layer}"
+        if rf is not None:
+            out.receptive_field = {"size": list(rf.size), "jump": list(rf.jump), "start": list(rf.start)}
+    out.files = inspect_files(entry.path, layer)
     return out
 
 
@@ -185,22 +251,18 @@ def _fields(run: Run) -> dict:
         return {}
 
 
-def training_data(entry: RunEntry) -> dict[str, Any]:
+def training_data(entry: RunEntry) -> TrainingView:
     """Epoch and step records, the summary, and the confusion matrix on the test split (cached)."""
     run = entry.run
     metrics = run.metrics
-    out: dict[str, Any] = {"id": entry.id, "path": str(entry.path), "model": run.meta.get("model"),
-                           "dataset": run.config.dataset, "classes": list(run.classes), "summary": run.summary,
-                           "epochs": [m for m in metrics if m.get("kind") == "epoch"],
-                           "steps": [{"step": m["step"], "loss": m.get("loss")} for m in metrics
-                                     if m.get("kind") == "step"]}
+    out = TrainingView(entry.id, str(entry.path), run.meta.get("model"), run.config.dataset, list(run.classes),
+                       run.summary, [m for m in metrics if m.get("kind") == "epoch"],
+                       [{"step": m["step"], "loss": m.get("loss")} for m in metrics if m.get("kind") == "step"])
     try:
         res = entry.cached("confusion", lambda: _evaluate(run))
-        out["confusion"] = res.confusion.tolist()
-        out["per_class"] = res.per_class
-        out["accuracy"] = res.accuracy
+        out.confusion, out.per_class, out.accuracy = res.confusion.tolist(), res.per_class, res.accuracy
     except ConvscopeError as e:
-        out["confusion_error"] = str(e)
+        out.confusion_error = str(e)
     return out
 
 
@@ -221,7 +283,7 @@ def _int(params: dict[str, Any], key: str, default: int, lo: int, hi: int) -> in
     return v
 
 
-def matrix_data(params: dict[str, Any]) -> dict[str, Any]:
+def matrix_data(params: dict[str, Any]) -> MatrixView:
     """The conv-as-matrix pattern for one input and one output channel: entries (row, col, weight name)."""
     L = MATRIX_LIMITS
     h, w = _int(params, "h", 4, 1, L["input"]), _int(params, "w", 4, 1, L["input"])
@@ -231,7 +293,5 @@ def matrix_data(params: dict[str, Any]) -> dict[str, Any]:
     geom = make_geometry((1, 1, kh, kw), (1, h, w), stride=s, padding=p, dilation=d)
     entries = symbolic_entries(geom)
     rows, cols = geom.shape
-    return {"input": [h, w], "kernel": [kh, kw], "stride": s, "padding": p, "dilation": d,
-            "output": list(geom.output_hw), "shape": [rows, cols], "taps": tap_names(geom),
-            "structure": block_structure(geom), "nnz": len(entries),
-            "entries": [[r, c, name] for (r, c), name in sorted(entries.items())]}
+    return MatrixView([h, w], [kh, kw], s, p, d, list(geom.output_hw), [rows, cols], tap_names(geom),
+                      block_structure(geom), len(entries), [[r, c, name] for (r, c), name in sorted(entries.items())])

@@ -57,10 +57,10 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
             return pictures.file_data_uri(draw(tmp / name))
 
         # summary, curves, confusion, per-class accuracy
-        tdata = compute.training_data(entry)
+        tdata = compute.training_data(entry).to_dict()
         curve = pictures.file_data_uri(run_path / "curve.png") if (run_path / "curve.png").is_file() else None
         conf = None
-        if "confusion" in tdata:
+        if tdata["confusion"] is not None:
             from ..training.report import confusion_png
 
             conf = png(lambda p: confusion_png(entry.cache["confusion"], run.classes, p), "confusion.png")
@@ -135,7 +135,7 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
             n = min(shown[unit_layer]["shape"][0], max_units)
             units = []
             for ch in range(n):
-                d = compute.unit_data(entry, unit_layer, ch)
+                d = compute.unit_data(entry, unit_layer, ch).to_dict()
                 body = pages.unit_body(d, lambda rel: pictures.file_data_uri(entry.path / rel),
                                        lambda lay, k: f"#unit-{k}")
                 units.append(f'<section class="page card" id="unit-{ch}">{body}</section>')

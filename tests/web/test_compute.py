@@ -47,7 +47,7 @@ def test_predict_with_maps_matches_a_plain_forward(web_run):
     run = entry.run
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (1, 1, 28, 28), generator=g, dtype=torch.uint8)
-    out = predict_with_maps(entry, x)
+    out = predict_with_maps(entry, x).to_dict()
     with torch.no_grad():
         ref = torch.softmax(run.model(run.preprocess(x)).float(), 1)[0]
         conv1 = run.model.conv1(run.preprocess(x))[0]
@@ -72,7 +72,7 @@ def test_predict_with_maps_matches_a_plain_forward(web_run):
 @pytest.mark.parametrize("h,w,kh,kw,s,p,d", [(4, 4, 3, 3, 1, 0, 1), (5, 6, 3, 2, 2, 1, 1), (7, 7, 3, 3, 1, 2, 2),
                                               (12, 12, 7, 7, 4, 4, 1), (6, 5, 1, 3, 3, 0, 2)])
 def test_matrix_pattern_equals_conv_matrix(h, w, kh, kw, s, p, d):
-    m = matrix_data({"h": h, "w": w, "kh": kh, "kw": kw, "stride": s, "padding": p, "dilation": d})
+    m = matrix_data({"h": h, "w": w, "kh": kh, "kw": kw, "stride": s, "padding": p, "dilation": d}).to_dict()
     ref = conv_matrix(torch.arange(1.0, kh * kw + 1).reshape(1, 1, kh, kw), (1, h, w), stride=s, padding=p,
                       dilation=d).toarray()                      # entry = 1 + index of the weight tap
     got = np.zeros(m["shape"])
@@ -90,7 +90,7 @@ def test_matrix_and_unit_errors_name_the_argument(web_run):
     entry = RunEntry("r", web_run)
     with pytest.raises(ConfigError, match="channels 0..7"):
         unit_data(entry, "conv1", 8)
-    d = unit_data(entry, "conv2", 5)
+    d = unit_data(entry, "conv2", 5).to_dict()
     w = entry.run.model.conv2.weight[5].detach()
     assert d["filter"]["shape"] == list(w.shape) and abs(d["filter"]["max_abs"] - float(w.abs().max())) < 1e-6
     assert len(d["topk"]) == 9 and [r["value"] for r in d["topk"]] == sorted((r["value"] for r in d["topk"]),

@@ -76,14 +76,14 @@ def unit_body(d: dict[str, Any], file_src: Callable[[str], str], unit_href: Call
         parts.append(f'<section class="card"><h2>Filter</h2><p>{e(f["conv"])}.weight[{e(ch)}], shape '
                      f'{e(" x ".join(map(str, f["shape"])))}{e(shown)}; blue &lt; 0 &lt; red, max |w| = '
                      f'{f["max_abs"]:.3f}</p><div class="tiles">{tiles}</div>{vals}</section>')
-    if "sparsity" in d:
+    if d.get("sparsity"):
         s = d["sparsity"]
         parts.append(f'<section class="card"><h2>Sparsity</h2><p>On the {e(s["images"])} test images, '
                      f'<b>{100 * s["channel_zero_fraction"]:.1f}%</b> of this channel\'s activations are exactly zero '
                      f'(layer: {100 * s["layer_zero_fraction"]:.1f}%, {e(s["dead_channels"])} dead channels).</p>'
                      "</section>")
     if d.get("topk"):
-        field = d.get("field")
+        field = d.get("receptive_field")
         fdesc = (f'receptive field {field["size"][0]} x {field["size"][1]}, jump {field["jump"][0]}' if field
                  else "whole image")
         figs_p = "".join(f'<figure><img class="patch" src="{r["patch"]}" alt="patch"><figcaption>#{r["index"]} '
@@ -141,12 +141,12 @@ def summary_rows(d: dict[str, Any]) -> list[list[object]]:
 
 def training_card(d: dict[str, Any], curve_src: str | None, confusion_src: str | None) -> str:
     per_class = ""
-    if "per_class" in d:
+    if d.get("per_class") is not None:
         per_class = table(["class", "accuracy"], [[c, f"{100 * a:.2f}%"] for c, a in zip(d["classes"], d["per_class"])],
                           "perclass")
     curve = f'<img class="plot" src="{e(curve_src)}" alt="training curve">' if curve_src else "<p>no curve.png</p>"
     conf = (f'<img class="plot" src="{e(confusion_src)}" alt="confusion matrix">' if confusion_src
-            else f'<p class="note">{e(d.get("confusion_error", "no confusion matrix"))}</p>')
+            else f'<p class="note">{e(d.get("confusion_error") or "no confusion matrix")}</p>')
     return (f'<section class="card run" data-run="{e(d["id"])}"><h2>{e(d["id"])}</h2>'
             f'{table(["", ""], summary_rows(d), "summary")}<h3>curves</h3>{curve}<h3>confusion (test split)</h3>'
             f'{conf}<h3>per-class accuracy</h3>{per_class}</section>')
