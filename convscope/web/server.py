@@ -31,7 +31,8 @@ def serve(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, allow_re
             raise ConfigError(f"--host {host}: serving beyond this machine exposes your runs to the network; "
                               "add --allow-remote if you mean it")
         print(f"WARNING: serving on {host}:{port}: anyone who can reach this address can use the server "
-              "(no authentication). Requests must name this host in their Host header.", file=sys.stderr)
+              "(no authentication). Only requests whose Host header names 127.0.0.1, localhost, the bound address "
+              "or an --allow-host name are answered.", file=sys.stderr)
     if not 0 < port < 65536:
         raise ConfigError(f"--port {port}: expected 1..65535")
     if threads:
