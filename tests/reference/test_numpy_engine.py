@@ -1,20 +1,21 @@
 """`convscope train --engine numpy`: the from-scratch layers train LeNet-5, and the run is a normal run."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
-
+from pathlib import Path
 
 from convscope.data import load
 from convscope.training import load_run
 from convscope.training.evaluate import evaluate
 
 
-def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "convscope", *args], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
+LAUNCHER = Path(__file__).parents[1] / "training" / "launcher.py"
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "convscope", *args], capture_output=True, text=True, timeout=600)
 
 
 def test_numpy_engine_trains_lenet5_to_97_percent(tmp_path):
@@ -34,7 +35,8 @@ def test_numpy_engine_resumes_bit_identically(tmp_path):
             "--epochs", "2", "--checkpoint-every", "3", "--threads", "1", "--quiet", "--conv-algorithm", "im2col"]
     r = cli(*args, "--out", str(tmp_path / "ref"))
     assert r.returncode == 0, r.stderr
-    r = cli(*args, "--out", str(tmp_path / "k"), env={"CONVSCOPE_FAULT": "step:10"})
+    r = subprocess.run([sys.executable, str(LAUNCHER), "--kill-at", "step:10", "--", *args, "--out", str(tmp_path / "k")],
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == -signal.SIGKILL
     r = cli("train", "--resume", str(tmp_path / "k"), "--quiet")
     assert r.returncode == 0, r.stderr
