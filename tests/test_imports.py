@@ -110,6 +110,7 @@ def test_no_test_switch_is_read_from_the_environment():
             if isinstance(node, (ast.Call, ast.Subscript)):
                 text = ast.unparse(node)
                 if "environ" in text or "getenv" in text:
-                    reads += [f"{path.name}: {text}" for c in ast.walk(node) if isinstance(c, ast.Constant)
-                              and isinstance(c.value, str) and ("FAULT" in c.value.upper() or "TEST" in c.value.upper())]
+                    reads += [f"{path.name}: {text}" for c in ast.walk(node)
+                              if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                              and ("FAULT" in c.value.upper() or "TEST" in c.value.upper())]
     assert not reads, reads

@@ -35,8 +35,8 @@ def test_numpy_engine_resumes_bit_identically(tmp_path):
             "--epochs", "2", "--checkpoint-every", "3", "--threads", "1", "--quiet", "--conv-algorithm", "im2col"]
     r = cli(*args, "--out", str(tmp_path / "ref"))
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([sys.executable, str(LAUNCHER), "--kill-at", "step:10", "--", *args, "--out", str(tmp_path / "k")],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, str(LAUNCHER), "--kill-at", "step:10", "--", *args, "--out",
+                        str(tmp_path / "k")], capture_output=True, text=True, timeout=600)
     assert r.returncode == -signal.SIGKILL
     r = cli("train", "--resume", str(tmp_path / "k"), "--quiet")
     assert r.returncode == 0, r.stderr
@@ -48,3 +48,13 @@ def test_numpy_engine_refuses_what_it_cannot_run(tmp_path):
     assert r.returncode == 2 and "layer1: Sequential has no NumPy twin" in r.stderr
     r = cli("train", "--engine", "numpy", "--optimizer", "adadelta", "--out", str(tmp_path / "y"), "--quiet")
     assert r.returncode == 2 and "sgd and adam" in r.stderr
+
+
+def test_numpy_engine_weights_are_those_of_0_1(tmp_path):
+    """`--deterministic` NumPy training gives bit-for-bit the weights convscope 0.1 gave (recorded digest)."""
+    from tests.reference_weights import HASHES, digest
+
+    ref = HASHES["numpy_lenet5"]
+    r = cli(*ref["command"].split()[1:], "--out", str(tmp_path / "np"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert digest(tmp_path / "np") == ref["named_values_sha256"]

@@ -1,7 +1,6 @@
 """Kill-and-resume with a real SIGKILL in a real subprocess, Ctrl-C, and files that must be refused."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

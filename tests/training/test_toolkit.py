@@ -47,7 +47,8 @@ def test_nesterov_changes_the_trajectory(tmp_path, tiny):
 
 
 def _weight_norm(run):
-    return math.sqrt(sum(float((p.detach().double() ** 2).sum()) for n, p in run.model.named_parameters() if "weight" in n))
+    return math.sqrt(sum(float((p.detach().double() ** 2).sum()) for n, p in run.model.named_parameters()
+                         if "weight" in n))
 
 
 def test_weight_decay_shrinks_weights(tmp_path, tiny):

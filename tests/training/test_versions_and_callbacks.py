@@ -5,34 +5,20 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import torch
 
 import convscope
 from convscope._atomic import atomic_write_bytes, observe_writes
 from convscope.cli import build_parser
 from convscope.errors import ConfigError
-from convscope.models import create_model, upgrade_state_dict
-from convscope.models.weights import load_weights, named_values_sha256
 from convscope.training import Callback
 from convscope.training.checkpoint import STATE_VERSION, CheckpointError, upgrade_state
 from convscope.training.config import FIELDS, config_from_dict
 from convscope.training.loop import prepare
+from tests.reference_weights import FIXTURES, HASHES, digest
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-HASHES = json.loads((FIXTURES / "reference_hashes.json").read_text())
 SMALL = HASHES["small_fast_2_epochs"]["command"].split()[2:]   # the arguments after `convscope train`
-
-
-def digest(run_dir: Path) -> str:
-    """named-values SHA-256 of a run's final weights, in today's key names and state_dict order."""
-    meta = json.loads((run_dir / "model.json").read_text())
-    c, h, w = meta["input_shape"]
-    model = create_model(meta["model"], c, (h, w), meta["num_classes"], **meta.get("model_args", {}))
-    state = upgrade_state_dict(model, load_weights(run_dir / "model.safetensors"))
-    return named_values_sha256(state, model.state_dict().keys())
 
 
 def cli(*args):
