@@ -3,7 +3,7 @@ recipe? Runs the time-to-accuracy worker (convscope/benchmark.py: a fresh proces
 process start, evaluation excluded, no checkpoints) on the embedded digits with the old code and the new one,
 interleaved (old, new, old, new, ...) so both see the same machine load.
 
-    python bench/loop_reshape_speed.py --old /tmp/oldcode --repeats 3
+    python bench/loop_reshape_speed.py --old /tmp/oldcode --repeats 3 [--recipe fast:epochs=4]
 
 Writes bench/results/loop_reshape_speed.json: each run, and the ratios new / old of the mean time to 98%
 and of the mean training images per second.
@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def worker(code: Path, seed: int, threads: int) -> dict:
+def worker(code: Path, recipe: str, seed: int, threads: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code)}
-    cmd = [sys.executable, "-m", "convscope.benchmark", "--worker", "fast", "digits", str(seed), "--threads",
+    cmd = [sys.executable, "-m", "convscope.benchmark", "--worker", recipe, "digits", str(seed), "--threads",
            str(threads), "--max-seconds", "900", "--eval-images", "0"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=code, check=False)
     if r.returncode != 0:
@@ -36,6 +36,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--old", type=Path, required=True, help="a checkout of the code before the reshape")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--recipe", default="fast", help="recipe spec, e.g. fast:epochs=4 for a shorter run")
     ap.add_argument("--seed", type=int, default=0, help="one seed for all runs: the accuracy path is the same, "
                     "so differences are speed")
     ap.add_argument("--threads", type=int, default=2)
@@ -44,7 +45,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"old": [], "new": []}
     for i in range(args.repeats):
         for name, code in (("old", args.old), ("new", ROOT)):
-            r = worker(code, args.seed, args.threads)
+            r = worker(code, args.recipe, args.seed, args.threads)
             keep = {k: r[k] for k in ("final_accuracy", "wall_seconds", "setup_seconds", "images_per_s",
                                       "time_to_0.98", "time_to_0.99", "eval_seconds", "epochs_run")}
             runs[name].append(keep)
@@ -57,7 +58,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     from _machine import machine
 
-    result = {"benchmark": "loop_reshape_speed", "recipe": "fast", "dataset": "digits", "seed": args.seed,
+    result = {"benchmark": "loop_reshape_speed", "recipe": args.recipe, "dataset": "digits", "seed": args.seed,
               "machine": machine(), "note": "machine shared with other jobs; old and new interleaved", "runs": runs,
               "ratio_time_to_98": mean("new", "time_to_0.98") / mean("old", "time_to_0.98"),
               "ratio_images_per_s": mean("new", "images_per_s") / mean("old", "images_per_s")}

@@ -16,7 +16,7 @@ from convscope.errors import ConfigError
 from convscope.training import Callback
 from convscope.training.checkpoint import STATE_VERSION, CheckpointError, upgrade_state
 from convscope.training.config import FIELDS, config_from_dict
-from convscope.training.loop import prepare
+from convscope.training.setup import prepare
 from tests.reference_weights import FIXTURES, HASHES, digest
 
 SMALL = HASHES["small_fast_2_epochs"]["command"].split()[2:]   # the arguments after `convscope train`
