@@ -74,6 +74,11 @@ class TrainConfig:
     track_sparsity: bool = False         # per epoch: fraction of exactly-zero activations per layer, in metrics.jsonl
     engine: str = "torch"                # torch, or numpy: the from-scratch reference layers (CPU, sequential models)
     conv_algorithm: str = "im2col"       # numpy engine: direct, im2col, matrix or fft convolution
+    rotate: float = 0.0                  # augmentation: random rotation of up to this many degrees (0 = off)
+    scale: float = 0.0                   # augmentation: random zoom by a factor in [1/(1+s), 1+s] (0 = off)
+    aspect: float = 0.0                  # augmentation: random width/height stretch in [1/(1+a), 1+a] (0 = off)
+    stroke: float = 0.0                  # augmentation: random stroke thickness, blend <= this with a 3x3 dilation/erosion
+    blur: float = 0.0                    # augmentation: random Gaussian blur, sigma up to this many pixels (0 = off)
 
     def validate(self) -> TrainConfig:
         for key, options in CHOICES.items():
@@ -86,6 +91,10 @@ class TrainConfig:
         for key in ("lr", "weight_decay", "momentum", "warmup_epochs", "translate", "cutout", "train_subset"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must not be negative, got {getattr(self, key)}")
+        for key in ("rotate", "scale", "aspect", "stroke", "blur"):
+            if not 0.0 <= getattr(self, key) <= (180.0 if key == "rotate" else 1.0 if key == "stroke" else 10.0):
+                limit = 180 if key == "rotate" else 1 if key == "stroke" else 10
+                raise ConfigError(f"{key} must lie in [0, {limit}], got {getattr(self, key)}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.val_fraction < 1.0:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .._faults import maybe_kill
 from ..data import load
-from ..data.augment import cutout, random_hflip, random_translate
+from ..data.augment import cutout, random_affine, random_blur, random_hflip, random_stroke, random_translate
 from ..data.dataset import ImageDataset, stratified_split
 from ..errors import ConfigError, ConvscopeError
 from ..models import create_model, model_kwargs
@@ -172,6 +172,9 @@ class Trainer:
         cfg = self.cfg
         x = self.images[idx].to(torch.float32).div_(255.0)   # (B, C, H, W) in [0, 1]
         x = random_translate(x, cfg.translate, self.aug_gen)
+        x = random_affine(x, self.aug_gen, cfg.rotate, cfg.scale, cfg.aspect)  # each a no-op (no draw) when 0
+        x = random_stroke(x, self.aug_gen, cfg.stroke)
+        x = random_blur(x, self.aug_gen, cfg.blur)
         if cfg.hflip:
             x = random_hflip(x, self.aug_gen)
         x = cutout(x, cfg.cutout, self.aug_gen)

@@ -1,0 +1,155 @@
+"""Real handwriting that is not MNIST: scikit-learn's bundled UCI digits read through `convscope predict`'s code path.
+
+    python bench/handwriting.py --seeds 0 1 2                      # every variant below, 3 seeds
+    python bench/handwriting.py --variants base,chosen --seeds 0    # a subset
+
+The 1,797 UCI 8x8 digits (43 writers; scikit-learn's `load_digits`, values 0..16) are upscaled to 64x64 PNGs
+(bilinear), once as light strokes on black and once as dark strokes on white (what a scan of paper gives), and
+read by `convscope.training.report.predict_files` -- the function the `predict` command calls, with its
+`prepare_image` -- with `--prepare none` and `--prepare mnist`. Each training variant is the main job
+(`convscope train`, defaults) plus augmentation options, trained with `--deterministic` for each seed; the
+digits test split is evaluated as stored (what `convscope eval` reports) and after `prepare_image` too.
+
+Writes bench/results/handwriting.json: per variant and seed, training seconds, digits test accuracy, and
+per polarity and preparation the overall and per-class accuracy on the UCI digits; plus means over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine
+
+import convscope
+from convscope.data import load
+from convscope.data.prepare import prepare_image
+from convscope.training.evaluate import evaluate
+from convscope.training.report import predict_files
+
+# training variants: the main job's defaults plus these overrides (TrainConfig keys)
+VARIANTS: dict[str, dict] = {
+    "base": {},
+    "affine": {"rotate": 10.0, "scale": 0.15, "aspect": 0.2},
+    "affine+stroke": {"rotate": 10.0, "scale": 0.15, "aspect": 0.2, "stroke": 0.6},
+    "affine+stroke+blur": {"rotate": 10.0, "scale": 0.15, "aspect": 0.2, "stroke": 0.6, "blur": 0.8},
+    "stroke": {"stroke": 0.6},
+    "blur": {"blur": 0.8},
+    "strong": {"rotate": 15.0, "scale": 0.2, "aspect": 0.3, "stroke": 0.8, "blur": 1.0},
+}
+
+
+def uci_pngs(folder: Path, size: int = 64) -> tuple[dict[str, list[Path]], np.ndarray]:
+    """Write the UCI digits as PNGs: {"light": [...], "dark": [...]} (light-on-dark, dark-on-light) and labels."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    labels = d.target.astype(np.int64)                                        # (1797,)
+    files: dict[str, list[Path]] = {"light": [], "dark": []}
+    for i, img in enumerate(d.images):                                        # (8, 8) floats 0..16
+        light = Image.fromarray(np.round(img * 255 / 16).astype(np.uint8)).resize((size, size), Image.BILINEAR)
+        for pol, im in (("light", light), ("dark", Image.fromarray(255 - np.asarray(light)))):
+            path = folder / pol / f"{i:04d}-{labels[i]}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            im.save(path)
+            files[pol].append(path)
+    return files, labels
+
+
+def score(pred: np.ndarray, labels: np.ndarray) -> dict:
+    per_class = [float((pred[labels == c] == c).mean()) for c in range(10)]
+    return {"accuracy": float((pred == labels).mean()), "per_class": [round(v, 4) for v in per_class]}
+
+
+def read_uci(run: convscope.Run, files: list[Path], labels: np.ndarray, mode: str) -> dict:
+    """predict's code path (predict_files: read file, prepare_image, model, TTA if the run has it), top-1."""
+    out = predict_files(run, files, k=1, prepare=mode)
+    pred = np.array([int(top[0][0]) for _, _, top in out])
+    return score(pred, labels)
+
+
+@torch.no_grad()
+def digits_test(run: convscope.Run) -> dict:
+    """The digits test split as stored, and after prepare_image (an MNIST digit prepared again should not move)."""
+    test = load("digits", "test")
+    raw = evaluate(run.model, test, run.normalization, tta=run.tta).accuracy
+    prepared = torch.stack([prepare_image(img[0].numpy(), run.input_shape).tensor for img in test.images])
+    again = evaluate(run.model, dataclasses.replace(test, images=prepared), run.normalization, tta=run.tta).accuracy
+    return {"accuracy": float(raw), "accuracy_prepared": float(again)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names of VARIANTS")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--threads", type=int, default=None, help="torch threads for training (default torch's)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "handwriting.json")
+    args = ap.parse_args()
+    names = [v for v in args.variants.split(",") if v]
+    result: dict = {"benchmark": "handwriting", "machine": machine(), "variants": {n: VARIANTS[n] for n in names},
+                    "uci": "sklearn load_digits, 1797 images, 8x8 -> 64x64 bilinear PNG", "runs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        files, labels = uci_pngs(Path(tmp) / "uci")
+        for name in names:
+            for seed in args.seeds:
+                cfg = {**VARIANTS[name], "seed": seed, "deterministic": True}
+                if args.threads:
+                    cfg["threads"] = args.threads
+                t0 = time.perf_counter()
+                run = convscope.train(cfg, out=Path(tmp) / f"{name}-{seed}", progress=False)
+                wall = time.perf_counter() - t0
+                row = {"variant": name, "seed": seed, "train_seconds": run.summary["seconds"],
+                       "train_wall_seconds": round(wall, 2), "digits_test": digits_test(run)}
+                for pol in ("light", "dark"):
+                    for mode in ("none", "mnist"):
+                        row[f"uci_{pol}_{mode}"] = read_uci(run, files[pol], labels, mode)
+                result["runs"].append(row)
+                print(json.dumps({k: (v["accuracy"] if isinstance(v, dict) and "accuracy" in v else v)
+                                  for k, v in row.items()}), flush=True)
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(summarise(result), indent=2) + "\n")
+    print(table(summarise(result)))
+
+
+def summarise(result: dict) -> dict:
+    means = {}
+    for name in result["variants"]:
+        rows = [r for r in result["runs"] if r["variant"] == name]
+        if not rows:
+            continue
+        m = {"seeds": len(rows), "train_seconds": statistics.mean(r["train_seconds"] for r in rows),
+             "digits_test": statistics.mean(r["digits_test"]["accuracy"] for r in rows),
+             "digits_test_prepared": statistics.mean(r["digits_test"]["accuracy_prepared"] for r in rows)}
+        for key in [k for k in rows[0] if k.startswith("uci_")]:
+            m[key] = statistics.mean(r[key]["accuracy"] for r in rows)
+            m[key + "_per_class"] = [round(statistics.mean(r[key]["per_class"][c] for r in rows), 4)
+                                     for c in range(10)]
+        means[name] = m
+    return {**result, "means": means}
+
+
+def table(result: dict) -> str:
+    head = ("| training | prepare | UCI light-on-dark | UCI dark-on-light | digits test | digits test, prepared "
+            "| train s |\n|---|---|---|---|---|---|---|")
+    lines = [head]
+    for name, m in result["means"].items():
+        for mode in ("none", "mnist"):
+            lines.append(f"| {name} ({m['seeds']} seeds) | {mode} | {100 * m[f'uci_light_{mode}']:.1f}% | "
+                         f"{100 * m[f'uci_dark_{mode}']:.1f}% | {100 * m['digits_test']:.2f}% | "
+                         f"{100 * m['digits_test_prepared']:.2f}% | {m['train_seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
