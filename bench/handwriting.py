@@ -45,6 +45,7 @@ VARIANTS: dict[str, dict] = {
     "affine+stroke": {"rotate": 10.0, "scale": 0.15, "aspect": 0.2, "stroke": 0.6},
     "affine+stroke+blur": {"rotate": 10.0, "scale": 0.15, "aspect": 0.2, "stroke": 0.6, "blur": 0.8},
     "stroke": {"stroke": 0.6},
+    "stroke+blur": {"stroke": 0.6, "blur": 0.8},
     "blur": {"blur": 0.8},
     "strong": {"rotate": 15.0, "scale": 0.2, "aspect": 0.3, "stroke": 0.8, "blur": 1.0},
 }
@@ -76,7 +77,8 @@ def read_uci(run: convscope.Run, files: list[Path], labels: np.ndarray, mode: st
     """predict's code path (predict_files: read file, prepare_image, model, TTA if the run has it), top-1."""
     out = predict_files(run, files, k=1, prepare=mode)
     pred = np.array([int(top[0][0]) for _, _, top in out])
-    return score(pred, labels)
+    several = sum(any("for the whole image" in n for n in notes) for _, notes, _ in out)
+    return {**score(pred, labels), "flagged_several_marks": several}
 
 
 @torch.no_grad()
@@ -95,22 +97,38 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=None, help="torch threads for training (default torch's)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "handwriting.json")
+    ap.add_argument("--runs-dir", type=Path, help="keep the trained runs here and reuse those already there "
+                                                  "(default: a temporary folder)")
+    ap.add_argument("--merge", type=Path, nargs="+", help="only merge these result files into --out and print the table")
     args = ap.parse_args()
+    if args.merge:
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        merged = {**parts[0], "variants": {k: v for p in parts for k, v in p["variants"].items()},
+                  "runs": [r for p in parts for r in p["runs"]]}
+        args.out.write_text(json.dumps(summarise(merged), indent=2) + "\n")
+        print(table(summarise(merged)))
+        return
     names = [v for v in args.variants.split(",") if v]
     result: dict = {"benchmark": "handwriting", "machine": machine(), "variants": {n: VARIANTS[n] for n in names},
                     "uci": "sklearn load_digits, 1797 images, 8x8 -> 64x64 bilinear PNG", "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
+        runs_dir = args.runs_dir or Path(tmp)
         files, labels = uci_pngs(Path(tmp) / "uci")
         for name in names:
             for seed in args.seeds:
-                cfg = {**VARIANTS[name], "seed": seed, "deterministic": True}
-                if args.threads:
-                    cfg["threads"] = args.threads
+                path = runs_dir / f"{name}-{seed}"
                 t0 = time.perf_counter()
-                run = convscope.train(cfg, out=Path(tmp) / f"{name}-{seed}", progress=False)
+                trained = not (path / "model.json").exists()
+                if not trained:
+                    run = convscope.load_run(path)
+                else:
+                    cfg = {**VARIANTS[name], "seed": seed, "deterministic": True}
+                    if args.threads:
+                        cfg["threads"] = args.threads
+                    run = convscope.train(cfg, out=path, progress=False)
                 wall = time.perf_counter() - t0
                 row = {"variant": name, "seed": seed, "train_seconds": run.summary["seconds"],
-                       "train_wall_seconds": round(wall, 2), "digits_test": digits_test(run)}
+                       "train_wall_seconds": round(wall, 2) if trained else None, "digits_test": digits_test(run)}
                 for pol in ("light", "dark"):
                     for mode in ("none", "mnist"):
                         row[f"uci_{pol}_{mode}"] = read_uci(run, files[pol], labels, mode)

@@ -63,12 +63,13 @@ def image_to_input(path: Path, shape: tuple[int, int, int], prepare: str = "none
 
 
 @torch.no_grad()
-def predict_files(run: Run, paths: list[Path], k: int = 3, prepare: str | None = None,
-                  show: bool = False) -> list[tuple[Path, list[str], list[tuple[str, float]]]]:
+def predict_files(run: Run, paths: list[Path], k: int = 3, prepare: str | None = None, show: bool = False,
+                  batch_size: int = 256) -> list[tuple[Path, list[str], list[tuple[str, float]]]]:
     """Top-k classes of each image file. ``prepare``: "mnist" or "none" (default: the run's, from model.json);
-    ``show``: also write the prepared input beside each file as ``<name>.prepared.png``."""
+    ``show``: also write the prepared input beside each file as ``<name>.prepared.png``. Images are read and
+    prepared one by one, then classified ``batch_size`` at a time."""
     mode = prepare or default_mode(run.meta)
-    out = []
+    inputs, all_notes = [], []
     for path in paths:
         prep = image_to_input(path, run.input_shape, mode)
         notes = [f"prepared: {mode}" + (" (the run's default)" if prepare is None else "")] + prep.notes
@@ -79,12 +80,19 @@ def predict_files(run: Run, paths: list[Path], k: int = 3, prepare: str | None =
             Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)).save(buf, format="PNG")
             atomic_write_bytes(shown, buf.getvalue())
             notes.append(f"wrote what the model saw to {shown}")
-        inp = run.preprocess(prep.tensor[None])            # (1, C, H, W) float
+        if run.tta:
+            notes.append("averaged with the mirrored image (the run's test-time augmentation)")
+        inputs.append(prep.tensor)
+        all_notes.append(notes)
+    out = []
+    for start in range(0, len(inputs), batch_size):
+        inp = run.preprocess(torch.stack(inputs[start:start + batch_size]))    # (B, C, H, W) float
         logits = run.model(inp).float()
         if run.tta:
             logits = 0.5 * (logits + run.model(inp.flip(3)).float())
-            notes.append("averaged with the mirrored image (the run's test-time augmentation)")
-        probs = torch.softmax(logits, dim=1)[0]
-        p, idx = probs.topk(min(k, len(run.classes)))
-        out.append((path, notes, [(run.classes[i], float(v)) for v, i in zip(p, idx.tolist())]))
+        probs = torch.softmax(logits, dim=1)                                    # (B, classes)
+        p, idx = probs.topk(min(k, len(run.classes)), dim=1)
+        for j in range(len(p)):
+            i = start + j
+            out.append((paths[i], all_notes[i], [(run.classes[c], float(v)) for v, c in zip(p[j], idx[j].tolist())]))
     return out

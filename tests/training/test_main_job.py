@@ -49,7 +49,8 @@ def test_predict_any_size_image(main_run, tmp_path):
     idx = int((test.labels == 7).nonzero()[0])
     digit = Image.fromarray(test.images[idx, 0].numpy()).resize((112, 112), Image.NEAREST).convert("RGB")
     digit.save(tmp_path / "seven.jpg", quality=95)
-    r = subprocess.run([sys.executable, "-m", "convscope", "predict", str(path), str(tmp_path / "seven.jpg")],
+    r = subprocess.run([sys.executable, "-m", "convscope", "predict", str(path), str(tmp_path / "seven.jpg"),
+                        "--prepare", "none"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     first = r.stdout.splitlines()[0]
