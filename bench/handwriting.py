@@ -91,6 +91,25 @@ def digits_test(run: convscope.Run) -> dict:
     return {"accuracy": float(raw), "accuracy_prepared": float(again)}
 
 
+def augment_cost(variants: dict[str, dict], reps: int = 50) -> dict[str, float]:
+    """CPU milliseconds per batch of 256 digits for each variant's augmentations (translate included), measured
+    side by side in this process (process time, so other load on a shared machine counts less)."""
+    from convscope.data.augment import random_affine, random_blur, random_stroke, random_translate
+
+    x0 = load("digits", "train").images[:256].float() / 255                # (256, 1, 28, 28)
+    out = {}
+    for name, v in variants.items():
+        g = torch.Generator().manual_seed(0)
+        t0 = time.process_time()
+        for _ in range(reps):
+            x = random_translate(x0, 2, g)
+            x = random_affine(x, g, v.get("rotate", 0.0), v.get("scale", 0.0), v.get("aspect", 0.0))
+            x = random_stroke(x, g, v.get("stroke", 0.0))
+            x = random_blur(x, g, v.get("blur", 0.0))
+        out[name] = round(1000 * (time.process_time() - t0) / reps, 3)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names of VARIANTS")
@@ -104,12 +123,16 @@ def main() -> None:
     if args.merge:
         parts = [json.loads(p.read_text()) for p in args.merge]
         merged = {**parts[0], "variants": {k: v for p in parts for k, v in p["variants"].items()},
+                  "augment_cpu_ms_per_batch256": augment_cost({k: v for p in parts for k, v in p["variants"].items()}),
                   "runs": [r for p in parts for r in p["runs"]]}
         args.out.write_text(json.dumps(summarise(merged), indent=2) + "\n")
         print(table(summarise(merged)))
         return
+    if args.threads:
+        torch.set_num_threads(args.threads)     # evaluation too: oversubscribed threads crawl on a shared machine
     names = [v for v in args.variants.split(",") if v]
     result: dict = {"benchmark": "handwriting", "machine": machine(), "variants": {n: VARIANTS[n] for n in names},
+                    "augment_cpu_ms_per_batch256": augment_cost({n: VARIANTS[n] for n in names}),
                     "uci": "sklearn load_digits, 1797 images, 8x8 -> 64x64 bilinear PNG", "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         runs_dir = args.runs_dir or Path(tmp)

@@ -15,8 +15,8 @@ def tiny_run(tmp_path_factory):
     """A small digits run (an MLP on 512 images) for the CLI: its model.json says dataset digits."""
     import convscope
 
-    cfg = dict(model="mlp", train_subset=512, batch_size=64, epochs=1, threads=1, precision="fp32",
-               channels_last=False)
+    cfg = {"model": "mlp", "train_subset": 512, "batch_size": 64, "epochs": 1, "threads": 1, "precision": "fp32",
+           "channels_last": False}
     return convscope.train(cfg, out=tmp_path_factory.mktemp("tiny") / "run", progress=False).path
 
 
@@ -166,16 +166,18 @@ def test_predict_cli_prepares_by_default_shows_and_errors(tiny_run, tmp_path):
     Image.fromarray(np.full((50, 50), 240, np.uint8)).save(tmp_path / "blank.png")
     Image.fromarray(255 - np.concatenate([seven(200, 12)] * 2, axis=1)).save(tmp_path / "pair.png")
     cmd = [sys.executable, "-m", "convscope", "predict", str(tiny_run)]
-    r = subprocess.run(cmd + [str(tmp_path / "seven.png"), str(tmp_path / "pair.png"), "--show"],
-                       capture_output=True, text=True, timeout=300)
+
+    def predict(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=300, check=False)
+
+    r = predict(str(tmp_path / "seven.png"), str(tmp_path / "pair.png"), "--show")
     assert r.returncode == 0, r.stderr
     assert "note: prepared: mnist (the run's default)" in r.stdout
     assert "inverted to light strokes on black" in r.stdout and "centred by the centre of mass" in r.stdout
     assert "the result is for the whole image" in r.stdout
     with Image.open(tmp_path / "seven.prepared.png") as shown:                # what the model saw, exactly
         assert np.array_equal(np.asarray(shown), prepare_image(paper).tensor[0].numpy())
-    r = subprocess.run(cmd + [str(tmp_path / "seven.png"), "--prepare", "none"], capture_output=True, text=True,
-                       timeout=300)
+    r = predict(str(tmp_path / "seven.png"), "--prepare", "none")
     assert r.returncode == 0 and "resized 200 x 200 to 28 x 28" in r.stdout and "inverted" not in r.stdout
-    r = subprocess.run(cmd + [str(tmp_path / "blank.png")], capture_output=True, text=True, timeout=300)
+    r = predict(str(tmp_path / "blank.png"))
     assert r.returncode == 2 and "blank.png: no ink found" in r.stderr

@@ -116,3 +116,13 @@ def test_training_with_shape_augmentation_learns(tiny, tmp_path):
     run = convscope.train({**tiny, "epochs": 3, "rotate": 10.0, "scale": 0.15, "aspect": 0.2, "stroke": 0.5,
                            "blur": 0.5}, out=tmp_path / "run", progress=False)
     assert run.config.rotate == 10.0 and run.summary["test_accuracy"] > 0.6
+
+
+def test_the_shifted_3x3_extremes_equal_max_pooling():
+    from convscope.data.augment import _extreme3x3
+
+    x = torch.randn(3, 2, 9, 7, generator=gen())                           # negative values: the border counts
+    torch.testing.assert_close(_extreme3x3(x, torch.maximum, float("-inf")), torch.nn.functional.max_pool2d(x, 3, 1, 1),
+                               rtol=0, atol=0)
+    torch.testing.assert_close(_extreme3x3(x, torch.minimum, float("inf")), -torch.nn.functional.max_pool2d(-x, 3, 1, 1),
+                               rtol=0, atol=0)
