@@ -175,7 +175,7 @@ def prepare_image(img: np.ndarray | Image.Image, shape: tuple[int, int, int] = (
     steps["inverted"] = bool(np.median(border) > 127.5)
     if steps["inverted"]:
         a = 255.0 - a                                                          # exact on 8-bit values
-        notes.append(f"light background (border level {255 - np.median(border):.0f}/255): "
+        notes.append(f"light background (border level {np.median(border):.0f}/255): "
                      "inverted to light strokes on black")
         border = 255.0 - border
 

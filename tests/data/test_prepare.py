@@ -68,7 +68,7 @@ def test_an_inverted_image_gives_the_same_input_tensor():
     b = prepare_image(255 - light)                                      # dark strokes on white paper
     assert torch.equal(a.tensor, b.tensor)
     assert b.steps["inverted"] and not a.steps["inverted"]
-    assert any("inverted" in n for n in b.notes)
+    assert any("border level 255/255): inverted" in n for n in b.notes)
 
 
 def test_thin_and_thick_strokes_give_similar_boxes():
