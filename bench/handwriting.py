@@ -110,6 +110,28 @@ def augment_cost(variants: dict[str, dict], reps: int = 50) -> dict[str, float]:
     return out
 
 
+def figure(path: Path, n: int = 8) -> None:
+    """The first ``n`` UCI digits as a scan gives them (dark on light, 64x64) above what prepare_image makes."""
+    from convscope.viz import new_figure, save_figure
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files, labels = uci_pngs(Path(tmp), size=64)
+        fig = new_figure(1.1 * n, 2.4)
+        axes = fig.subplots(2, n)
+        for i in range(n):
+            with Image.open(files["dark"][i]) as im:
+                img = np.asarray(im)
+            axes[0, i].imshow(img, cmap="gray", vmin=0, vmax=255)
+            axes[1, i].imshow(prepare_image(img).tensor[0].numpy(), cmap="gray", vmin=0, vmax=255)
+            axes[0, i].set_title(str(labels[i]), fontsize=9)
+            for ax in axes[:, i]:
+                ax.set_xticks([])
+                ax.set_yticks([])
+        axes[0, 0].set_ylabel("file", fontsize=8)
+        axes[1, 0].set_ylabel("prepared", fontsize=8)
+        save_figure(fig, path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names of VARIANTS")
@@ -119,8 +141,13 @@ def main() -> None:
     ap.add_argument("--runs-dir", type=Path, help="keep the trained runs here and reuse those already there "
                                                   "(default: a temporary folder)")
     ap.add_argument("--merge", type=Path, nargs="+", help="only merge these result files into --out and print the table")
+    ap.add_argument("--figure", type=Path, help="only draw files vs prepared inputs to this PNG")
     args = ap.parse_args()
+    if args.figure:
+        figure(args.figure)
+        return
     if args.merge:
+        torch.set_num_threads(args.threads or 1)
         parts = [json.loads(p.read_text()) for p in args.merge]
         merged = {**parts[0], "variants": {k: v for p in parts for k, v in p["variants"].items()},
                   "augment_cpu_ms_per_batch256": augment_cost({k: v for p in parts for k, v in p["variants"].items()}),
