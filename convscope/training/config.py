@@ -77,7 +77,7 @@ class TrainConfig:
     rotate: float = 0.0                  # augmentation: random rotation of up to this many degrees (0 = off)
     scale: float = 0.0                   # augmentation: random zoom by a factor in [1/(1+s), 1+s] (0 = off)
     aspect: float = 0.0                  # augmentation: random width/height stretch in [1/(1+a), 1+a] (0 = off)
-    stroke: float = 0.0                  # augmentation: random stroke thickness, blend <= this with a 3x3 dilation/erosion
+    stroke: float = 0.0                  # augmentation: random stroke width, blend up to this with 3x3 dilation/erosion
     blur: float = 0.0                    # augmentation: random Gaussian blur, sigma up to this many pixels (0 = off)
 
     def validate(self) -> TrainConfig:
