@@ -12,7 +12,7 @@ import torch
 from . import rundir as rd
 from .callbacks import Callback
 from .checkpoint import load_state
-from .config import TrainConfig, config_from_dict
+from .config import TrainConfig, config_from_dict, recorded_config
 from .loop import Loop
 from .runtime import torch_settings
 from .setup import prepare
@@ -41,7 +41,7 @@ def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callb
         return rd.load_run(path)
     if not (path / rd.CONFIG).exists():
         raise rd.RunError(f"{path}: no {rd.CONFIG}; not a convscope run directory")
-    recorded = config_from_dict(json.loads((path / rd.CONFIG).read_text()), source=str(path / rd.CONFIG))
+    recorded = recorded_config(json.loads((path / rd.CONFIG).read_text()), source=str(path / rd.CONFIG))
     for stale in path.glob(".*.part"):  # temp files of a write that a kill cut short
         stale.unlink()
     with torch_settings(recorded), torch.random.fork_rng(devices=[]):
