@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ..data.folder import open_image
 from ..errors import DataError
 from ..viz import new_figure, save_figure
 from .evaluate import EvalResult
@@ -49,8 +50,7 @@ def image_to_input(path: Path, shape: tuple[int, int, int]) -> tuple[torch.Tenso
     c, h, w = shape
     notes = []
     try:
-        with Image.open(path) as img:
-            img.load()
+        with open_image(path) as img:  # regular files only, decompression bombs refused from the header
             mode, size = img.mode, img.size
             target = "L" if c == 1 else "RGB"
             if img.mode != target:
