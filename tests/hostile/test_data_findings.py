@@ -16,7 +16,6 @@ from PIL import Image
 
 from convscope.data import FolderOptions, load, read_idx
 from convscope.data import cifar
-from convscope.data.folder import open_image
 from convscope.data.idx import encode_idx, read_idx_bytes
 from convscope.errors import ChecksumError, DataError
 
@@ -148,6 +147,8 @@ def test_predict_fifo_and_bomb_give_messages(tmp_path, fifo):
 
 
 def test_open_image_reads_a_real_png(tmp_path):
+    from convscope.data.folder import open_image
+
     p = tmp_path / "x.png"
     Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(p)
     with open_image(p) as img:
