@@ -171,6 +171,9 @@ def _load_folder(spec: str, split: str, options: FolderOptions) -> ImageDataset:
         if split != "all":
             train_idx, test_idx = stratified_split(labels, 0.2, f"folder:{path.resolve()}")
             idx = train_idx if split == "train" else test_idx
+            if len(idx) == 0:
+                raise DataError(f"folder dataset {path}: the {split} split is empty ({len(labels)} image(s) in all, "
+                                "divided 80/20 per class); add images, or use split 'all'")
             images, labels = images[idx], labels[idx]
     if split == "train" and len(classes) < 2:
         # a classifier trained on one class reaches "100%" by always answering it: refuse rather than mislead

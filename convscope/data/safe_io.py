@@ -74,11 +74,11 @@ def read_regular(path: str | os.PathLike[str], max_bytes: int, what: str = "file
             raise DataError(f"{path}: {size:,} bytes, more than the {max_bytes:,} a {what} may hold; "
                             "it is not the expected file")
         try:
-            data = f.read(max_bytes + 1)
+            data = f.read(size + 1)  # what is there, +1 to notice growth (never a max_bytes-sized buffer)
         except OSError as e:
             raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
-    if len(data) > max_bytes:  # the file grew while we read it
-        raise DataError(f"{path}: more than {max_bytes:,} bytes; it is not the expected file")
+    if len(data) > size:
+        raise DataError(f"{path}: the file grew while it was read; run again once nothing writes to it")
     return data
 
 

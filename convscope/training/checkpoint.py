@@ -19,7 +19,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
 from .._atomic import atomic_write_bytes
-from ..errors import ConvscopeError
+from ..data.safe_io import open_regular
+from ..errors import ConvscopeError, DataError
 
 FORMAT = "convscope-state-v1"
 
@@ -30,7 +31,7 @@ class CheckpointError(ConvscopeError):
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with _open_regular(Path(path), "file") as f:  # a FIFO or device would never end
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -79,11 +80,25 @@ def _digest(skeleton: str, tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def _open_regular(path: Path, what: str = "safetensors file"):
+    """Open a regular file for reading; a FIFO or device (which could block or never end) is refused first."""
+    try:
+        return open_regular(path, what)
+    except DataError as e:
+        raise CheckpointError(str(e)) from None
+
+
 def check_not_pickle(path: Path) -> None:
-    """Refuse pickle and torch.save (zip) files with a clear message, before anything parses them."""
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head[:1] == b"\x80" or head[:2] == b"PK":
+    """Refuse pickle and torch.save (zip) files with a clear message, before anything parses them.
+
+    A safetensors file starts with its header's length (8 bytes, little-endian) and then ``{``; its first
+    byte can be 0x80 (a length of 128 + 256 k), so the pickle test applies only to what is not safetensors.
+    """
+    with _open_regular(path) as f:
+        head = f.read(9)
+    if head[8:9] == b"{":
+        return
+    if (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")) or head[:4] == b"PK\x03\x04":
         raise CheckpointError(f"{path}: is a pickle / torch.save file; convscope never unpickles (it can run code). "
                               "Convert trusted weights with torch.load(weights_only=True) and "
                               "safetensors.torch.save_file")
@@ -98,15 +113,17 @@ def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
 
 
 def _open(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{path}: no such file")
-    check_not_pickle(path)
+    check_not_pickle(path)  # also refuses anything but a regular file
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, KeyError, OverflowError) as e:
         raise CheckpointError(f"{path}: not a valid safetensors file, truncated or corrupt ({e})") from e
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise CheckpointError(f"{path}: malformed safetensors metadata (expected a map of strings)")
     return meta, tensors
 
 
@@ -119,7 +136,11 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     if _digest(meta["skeleton"], tensors) != meta.get("sha256"):
         raise CheckpointError(f"{path}: SHA-256 mismatch: the checkpoint was modified or corrupted; "
                               "delete it to start over, or restore it from a backup")
-    return _unpack(json.loads(meta["skeleton"]), tensors)
+    try:
+        return _unpack(json.loads(meta["skeleton"]), tensors)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"{path}: malformed checkpoint skeleton ({type(e).__name__}: {e}); "
+                              "the file was not written by convscope") from None
 
 
 def save_weights(path: str | os.PathLike[str], state_dict: dict[str, torch.Tensor],
@@ -132,9 +153,76 @@ def save_weights(path: str | os.PathLike[str], state_dict: dict[str, torch.Tenso
 def load_weights(path: str | os.PathLike[str], expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
     """Load safetensors weights; with ``expected_sha256``, a file that differs is refused."""
     path = Path(path)
-    if expected_sha256 is not None and path.is_file():
-        actual = sha256_file(path)
+    if expected_sha256 is not None and path.exists():
+        actual = sha256_file(path)  # refuses a FIFO or device
         if actual != expected_sha256:
             raise CheckpointError(f"{path}: SHA-256 {actual} differs from the recorded {expected_sha256}: "
                                   "the file was truncated, tampered with or replaced")
     return _open(path)[1]
+
+
+# ---- the JSON files of a run directory ---------------------------------------------------------------------------
+
+MAX_JSON_BYTES = 64 << 20  # config.json, model.json, summary.json are kilobytes; anything near this is not ours
+
+
+def read_json_file(path: str | os.PathLike[str], max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """Parse a JSON file of a run directory: a regular file (a FIFO or device is refused), at most ``max_bytes``,
+    nesting bounded by Python's recursion limit (a deeply nested file is an error, not a crash)."""
+    path = Path(path)
+    try:
+        with open_regular(path, "JSON file") as f:
+            size = os.fstat(f.fileno()).st_size  # read what is there (+1 to see growth), not a max_bytes buffer
+            data = f.read(min(size, max_bytes) + 1)
+    except DataError as e:
+        raise CheckpointError(str(e)) from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from e
+    if len(data) > max_bytes:
+        raise CheckpointError(f"{path}: more than {max_bytes:,} bytes; not a convscope run file")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{path}: unreadable or not JSON ({type(e).__name__}: {e})") from None
+
+
+def _finite_list(v: Any, n: int, positive: bool) -> bool:
+    return (isinstance(v, list) and len(v) in (1, n)
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and abs(x) != float("inf")
+                    and (x > 0 or not positive) for x in v))
+
+
+def check_manifest(meta: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Validate the structure of a run's model.json before anything is built from it; errors name the key."""
+    def bad(key: str, want: str) -> CheckpointError:
+        got = meta.get(key, "(missing)") if isinstance(meta, dict) else meta
+        return CheckpointError(f"{path}: {key} must be {want}, got {str(got)[:80]!r}; the file is corrupt or "
+                               "was not written by convscope")
+
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    sha = meta.get("sha256")
+    if not isinstance(sha, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in sha.items()):
+        raise bad("sha256", "a map of file names to SHA-256 hex digests")
+    if not isinstance(meta.get("model"), str):
+        raise bad("model", "a model name (str)")
+    if not isinstance(meta.get("model_args", {}), dict) or not all(isinstance(k, str) for k in meta.get("model_args", {})):
+        raise bad("model_args", "a map of argument names to values")
+    shape = meta.get("input_shape")
+    if not (isinstance(shape, list) and len(shape) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1 << 16 for v in shape)):
+        raise bad("input_shape", "[C, H, W], three ints from 1 to 65536")
+    n = meta.get("num_classes")
+    if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 1 << 20):
+        raise bad("num_classes", "a positive int")
+    classes = meta.get("classes")
+    if not (isinstance(classes, list) and len(classes) == n and all(isinstance(c, str) for c in classes)):
+        raise bad("classes", f"a list of num_classes={n} names")
+    norm = meta.get("normalization")
+    if not (isinstance(norm, dict) and _finite_list(norm.get("mean"), shape[0], False)
+            and _finite_list(norm.get("std"), shape[0], True)):
+        raise bad("normalization", f"{{'mean': [...], 'std': [...]}} with 1 or {shape[0]} finite values "
+                                   "(std positive)")
+    if not isinstance(meta.get("tta", False), bool):
+        raise bad("tta", "true or false")
+    return meta
