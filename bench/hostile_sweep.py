@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hostile_cases import CHECKS, SCENARIOS, Case, build_cases, make_workspace  # noqa: E402
+from hostile_cases import CHECKS, SCENARIOS, Case, build_cases, make_workspace
 
 CATEGORIES = ("clear error", "correct", "traceback", "hang", "wrong result", "loss")
 AS_LIMIT_EXTRA = 3 << 30  # address space a case may add to the server's (torch's mappings included in the base)
@@ -104,6 +104,8 @@ def classify(case: Case, rc: int | None, out: str, err: str, ws: Path, seconds: 
         verdict = CHECKS[case.check](rc, out, err, ws)
         if verdict is not None:
             return verdict
+    if rc == 1 and "Traceback" not in err and "error" in err.lower():  # a command that reports and exits 1
+        return "clear error", ([ln for ln in err.strip().splitlines() if "error" in ln.lower()][-1:] or [""])[0][:200]
     if "Traceback" in err or "MemoryError" in err or rc not in (0, 2):
         last = [ln for ln in err.strip().splitlines() if ln.strip()][-1:] or [f"exit {rc}"]
         return "traceback", last[0][:200]
@@ -114,8 +116,8 @@ def classify(case: Case, rc: int | None, out: str, err: str, ws: Path, seconds: 
     return "correct", ""
 
 
-def run_case(ctx, case: Case, ws: Path, tmp: Path) -> Outcome:
-    out_path, err_path = tmp / f"{case.id}.out", tmp / f"{case.id}.err"
+def run_case(ctx, case: Case, ws: Path, tmp: Path, number: int) -> Outcome:
+    out_path, err_path = tmp / f"{number:04d}.out", tmp / f"{number:04d}.err"
     t0 = time.perf_counter()
     if case.kind == "scenario":
         try:
@@ -175,7 +177,7 @@ def main() -> int:
     tmp.mkdir(exist_ok=True)
     outcomes = []
     for i, case in enumerate(cases, 1):
-        o = run_case(ctx, case, ws, tmp)
+        o = run_case(ctx, case, ws, tmp, i)
         outcomes.append(o)
         flag = "" if not o.issue else "   <--"
         print(f"[{i:>3}/{len(cases)}] {o.area:<9} {o.id:<52} {o.category:<13} {o.seconds:>6.1f}s {o.note[:90]}{flag}",

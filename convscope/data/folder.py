@@ -180,7 +180,14 @@ def read_folder(root: Path, opts: FolderOptions) -> tuple[np.ndarray, np.ndarray
     if channels is None:
         channels = 1 if modes <= {"L", "1", "I;16", "I", "LA"} else 3
     size = opts.size or first_size
-    out = np.empty((len(files), channels, *size), dtype=np.uint8)
+    if size[0] * size[1] > opts.max_pixels:
+        raise DataError(f"size: {size[0]} x {size[1]} is more than max_pixels={opts.max_pixels} pixels per image; "
+                        "choose a smaller size (or raise max_pixels)")
+    try:
+        out = np.empty((len(files), channels, *size), dtype=np.uint8)     # (N, C, H, W)
+    except MemoryError:
+        raise DataError(f"{root}: {len(files):,} images of {channels} x {size[0]} x {size[1]} do not fit in memory; "
+                        "choose a smaller size") from None
     for i, (p, _) in enumerate(files):  # pass 2: decode one at a time into the preallocated tensor
         with _open_image(p, root, opts, load=True) as img:
             out[i] = _to_array(img, p, size, channels, opts.resize)

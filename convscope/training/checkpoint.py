@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,7 @@ def read_json_file(path: str | os.PathLike[str], max_bytes: int = MAX_JSON_BYTES
 
 def _finite_list(v: Any, n: int, positive: bool) -> bool:
     return (isinstance(v, list) and len(v) in (1, n)
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and abs(x) != float("inf")
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
                     and (x > 0 or not positive) for x in v))
 
 

@@ -81,9 +81,9 @@ def test_images_of_the_wrong_shape_are_named():
     assert hook_count(model) == 0
 
 
-@pytest.mark.parametrize("kw", [dict(threshold=float("nan")), dict(threshold=-1.0), dict(bins=0),
-                                dict(batch_size=0), dict(hist_range=(1.0, 0.0)), dict(hist_range=(0, math.inf)),
-                                dict(layers=[]), dict(layers=["nope"])])
+@pytest.mark.parametrize("kw", [{"threshold": float("nan")}, {"threshold": -1.0}, {"bins": 0},
+                                {"batch_size": 0}, {"hist_range": (1.0, 0.0)}, {"hist_range": (0, math.inf)},
+                                {"layers": []}, {"layers": ["nope"]}])
 def test_sparsity_arguments_named(kw):
     model = _model()
     err = outcome(lambda: activation_sparsity(model, _dataset(), Normalization((0.0,), (1.0,)), **kw), seconds=10)
@@ -104,13 +104,13 @@ def test_max_memory_must_be_finite_and_positive(mm):
     assert isinstance(err, ConfigError) and "max_memory" in str(err)
 
 
-CASES = [((16, 8, 3, 3), (8, 48, 48), dict(padding=1)),
-         ((16, 8, 3, 3), (8, 40, 40), dict(padding=1, padding_mode="circular")),
-         ((8, 8, 5, 5), (8, 32, 32), dict(padding=2, padding_mode="reflect", stride=2)),
-         ((32, 1, 3, 3), (1, 96, 96), dict(dilation=2)),
-         ((8, 4, 3, 3), (8, 32, 32), dict(groups=2, padding=3, padding_mode="replicate")),
+CASES = [((16, 8, 3, 3), (8, 48, 48), {"padding": 1}),
+         ((16, 8, 3, 3), (8, 40, 40), {"padding": 1, "padding_mode": "circular"}),
+         ((8, 8, 5, 5), (8, 32, 32), {"padding": 2, "padding_mode": "reflect", "stride": 2}),
+         ((32, 1, 3, 3), (1, 96, 96), {"dilation": 2}),
+         ((8, 4, 3, 3), (8, 32, 32), {"groups": 2, "padding": 3, "padding_mode": "replicate"}),
          ((4, 64, 1, 1), (64, 24, 24), {}),
-         ((6, 2, 3, 3), (2, 2, 2), dict(padding=2))]  # most taps on zero padding
+         ((6, 2, 3, 3), (2, 2, 2), {"padding": 2})]  # most taps on zero padding
 
 
 @pytest.mark.parametrize("fmt", ["csr", "torch"])

@@ -15,8 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from convscope.data import FolderOptions, ImageDataset, load, read_idx
-from convscope.data import cifar
+from convscope.data import FolderOptions, ImageDataset, cifar, load, read_idx
 from convscope.data.idx import encode_idx, read_idx_bytes
 
 from .conftest import outcome, png_header_only

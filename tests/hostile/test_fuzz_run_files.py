@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -49,8 +50,8 @@ def weights_bytes(tmp_path_factory) -> bytes:
 def _same(a, b) -> bool:
     if isinstance(a, torch.Tensor):
         return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-    if isinstance(a, float) and a != a:
-        return isinstance(b, float) and b != b
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
@@ -110,7 +111,7 @@ def test_load_weights_fuzz(weights_bytes, ops, with_sha):
 
 def test_special_files_refused(tmp_path, fifo):
     for fn in (load_state, load_weights):
-        err = outcome(lambda: fn(fifo), seconds=5)
+        err = outcome(lambda fn=fn: fn(fifo), seconds=5)
         assert isinstance(err, convscope.ConvscopeError)
     (tmp_path / "z.safetensors").symlink_to("/dev/zero")
     err = outcome(lambda: load_weights(tmp_path / "z.safetensors", expected_sha256="0" * 64), seconds=5)
@@ -158,14 +159,11 @@ def _edit(obj, path, value):
         return value
     cur = obj
     for key in path[:-1]:
-        if isinstance(cur, dict) and key in cur:
-            cur = cur[key]
-        elif isinstance(cur, list) and isinstance(key, int) and key < len(cur):
+        if (isinstance(cur, dict) and key in cur) or (isinstance(cur, list) and isinstance(key, int) and key < len(cur)):
             cur = cur[key]
     last = path[-1]
-    if isinstance(cur, dict) and isinstance(last, str):
-        cur[last] = value
-    elif isinstance(cur, list) and isinstance(last, int) and last < len(cur):
+    if (isinstance(cur, dict) and isinstance(last, str)) or (isinstance(cur, list) and isinstance(last, int)
+                                                            and last < len(cur)):
         cur[last] = value
     return obj
 
@@ -208,5 +206,5 @@ def test_run_files_replaced_by_special_files(tiny_run, tmp_path):
         shutil.copytree(tiny_run, run)
         (run / file).unlink()
         os.mkfifo(run / file)
-        err = outcome(lambda: convscope.load_run(run), seconds=5)
+        err = outcome(lambda run=run: convscope.load_run(run), seconds=5)
         assert isinstance(err, convscope.ConvscopeError), file
