@@ -144,6 +144,8 @@ def load_run(path: str | os.PathLike[str], map_location: str | torch.device = "c
     """Load a finished run: checks every file's recorded SHA-256 and loads weights from safetensors only."""
     from ..models import create_model, upgrade_state_dict
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise RunError(f"path: expected a run directory (str or Path), got {type(path).__name__}")
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"{path}: no such run directory")
