@@ -216,6 +216,8 @@ def conv_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups: in
         cols, taps, starts, row_len = pat.cols, pat.taps, None, pat.row_len
     else:
         cols, taps, starts, row_len = _merge_duplicates(pat)
+        if len(starts) == len(taps):  # sorted, but no two taps share a column: a plain gather suffices
+            starts = None
     del pat
     u = len(cols)                                                              # entries per output channel
     w2 = weight.reshape(o, -1)                                                 # (O, Ig*kh*kw)
