@@ -478,7 +478,8 @@ def build_cases(ws: Path, timeout: float) -> list[Case]:
     for name in ("unknown.yaml", "wrongtype.yaml", "list.yaml", "nonutf8.yaml", "broken.toml", "nan.json",
                  "deep.json", "bigint.yaml", "fifo.yaml", "devzero.yaml", "empty.yaml", "missing.yaml"):
         cli("config", f"config {name}", ["train", "--config", C / name, "--out", f"{out}/c{name}", *TINY],
-            check="silent" if name in ("nan.json",) else None, timeout=max(timeout, 60))
+            check="silent" if name in ("nan.json",) else None, timeout=max(timeout, 60),
+            expect="ok" if name == "empty.yaml" else "error")  # an empty file: the defaults
     py("config", "train({'lr': nan})", "import convscope; result = convscope.train({'lr': float('nan'), 'epochs': 1, "
        "'train_subset': 64, 'model_args': {'width': 4}, 'threads': 1, 'tta': False}, out=WS/'_o'/'pynan', "
        "progress=False).summary", check="silent", timeout=max(timeout, 90))
@@ -525,7 +526,7 @@ def build_cases(ws: Path, timeout: float) -> list[Case]:
         "sparsity": [("--limit", "-1"), ("--limit", "abc"), ("--threshold", "nan"), ("--threshold", "-1"),
                      ("--threshold", "inf"), ("--layers", "bogus"), ("--layers", ","), ("--layers", "relu1,bogus"),
                      ("--split", "valid"), ("--dataset", "imagenet")],
-        "topk": [("--k", "0"), ("--k", "-3"), ("--k", "abc"), ("--k", "1000000000"), ("--channels", "0"),
+        "topk": [("--k", "0"), ("--k", "-3"), ("--k", "abc"), ("--channels", "0"),
                  ("--channels", "-1"), ("--show", "-1"), ("--limit", "-5"), ("--layer", "bogus"), ("--layer", ""),
                  ("--split", "valid")],
         "features": [("--index", "-1"), ("--index", "1000000"), ("--channels", "0"), ("--channels", "-4"),
@@ -538,6 +539,9 @@ def build_cases(ws: Path, timeout: float) -> list[Case]:
             if cmd == "topk" and flag != "--layer":
                 argv += ["--layer", "relu1"]
             cli("inspect", f"{cmd} {flag} {val}", [*argv, flag, val])
+    cli("inspect", "topk --k 1000000000 (more than the images: all of them)", ["topk", run, "--out", out, "--limit",
+                                                                               "40", "--layer", "relu1", "--k",
+                                                                               "1000000000"], expect="ok")
     cli("inspect", "topk --k 1", ["topk", run, "--out", out, "--limit", "40", "--layer", "relu1", "--k", "1"],
         expect="ok", check="topk1")
     cli("inspect", "topk --layer ReLU (a type)", ["topk", run, "--out", out, "--limit", "40", "--layer", "ReLU"],
@@ -546,7 +550,7 @@ def build_cases(ws: Path, timeout: float) -> list[Case]:
         argv = [cmd, run, "--out", out, "--limit", "40"] + (["--layer", "relu1"] if cmd == "topk" else [])
         for name in ("one", "mixed", "fifo", "bomb", "devzero", "outside", "rgb", "empty"):
             cli("inspect", f"{cmd} --dataset folder:{name}", [*argv, "--dataset", f"folder:{F / name}", "--split",
-                                                              "all"])
+                                                              "all"], expect="ok" if name == "one" else "error")
         cli("inspect", f"{cmd} --dataset folder:mixed --size 0x0", [*argv, "--dataset", f"folder:{F / 'mixed'}",
                                                                     "--resize", "fit", "--size", "0x0", "--split", "all"])
         for sub in ("bomb", "devzero", "fifo", "trunc"):
@@ -558,7 +562,8 @@ def build_cases(ws: Path, timeout: float) -> list[Case]:
             + (["--layer", "relu1"] if cmd == "topk" else []))
     for flag, val in (("--limit", "-1"), ("--filter", "bogus"), ("--dataset", f"folder:{F / 'one'}"),
                       ("--dataset", f"folder:{F / 'fifo'}"), ("--split", "valid")):
-        cli("inspect", f"edges {flag} {Path(val).name}", ["edges", "--out", out, flag, val])
+        cli("inspect", f"edges {flag} {Path(val).name}", ["edges", "--out", out, flag, val],
+            expect="ok" if val.endswith("/one") else "error")  # inspecting one class is fine
     cli("inspect", "edges (sanity)", ["edges", "--out", out, "--limit", "50"], expect="ok")
     # -- matrix -----------------------------------------------------------------------------------------------------
     cli("matrix", "matrix 4x4 3x3", ["matrix", "--input", "4x4", "--kernel", "3x3"], expect="ok")
@@ -612,7 +617,8 @@ def build_cases(ws: Path, timeout: float) -> list[Case]:
         "sparsity(threshold=nan)": "result = activation_sparsity(run.model, ds, run.normalization, threshold=float('nan'))",
         "sparsity(bins=0)": "result = activation_sparsity(run.model, ds, run.normalization, bins=0)",
         "sparsity(hist_range=(1,0))": "result = activation_sparsity(run.model, ds, run.normalization, hist_range=(1, 0))",
-        "edges(tensor)": "from convscope.inspect import edge_experiment; result = edge_experiment(ds.images)",
+        "edges(float tensor)": "from convscope.inspect import edge_experiment; "
+                               "result = edge_experiment(ds.images.float() / 255)",
         "receptive_fields(int shape)": "from convscope.inspect import receptive_fields; "
                                        "result = receptive_fields(run.model, 28)",
         "list_layers(bad shape)": "from convscope.inspect import list_layers; result = list_layers(run.model, (0, 0))",
@@ -649,10 +655,13 @@ def build_cases(ws: Path, timeout: float) -> list[Case]:
                                "result = load_state(WS/'garbage.safetensors')",
         "load_run(model.json deep)": "result = convscope.load_run(WS/'runs_bad'/'meta_deep')",
         "target.from_model_file(NoParams)": "from convscope.inspect import from_model_file; "
-                                            "result = from_model_file(str(WS/'models.py') + ':NoParams', (1, 28, 28)).model",
+                                            "result = from_model_file(str(WS/'models.py') + ':NoParams', None, (1, 28, 28), 'digits', "
+                                            "WS/'_o').model",
     }
     for name, code in api.items():
         py("api", name, pre + code)
+    py("api", "edges(uint8 tensor)", pre + "from convscope.inspect import edge_experiment; "
+       "result = edge_experiment(ds.images)", expect="ok")
     py("api", "topk(layers='relu1') string is a name", pre + "r = topk(run.model, ds, 'relu1', k=2); "
        "result = list(r) == ['relu1'] and all(len(c) == 2 for c in r['relu1'])", expect="ok", check="true")
     py("api", "hooks removed after errors", pre + "import contextlib\nfor bad in (0, -1):\n"
@@ -662,6 +671,6 @@ def build_cases(ws: Path, timeout: float) -> list[Case]:
        "result = len(topk(m, ds, ['0'], k=2)['0']) == 1", expect="ok", check="true")
     py("api", "conv_matrix within max_memory (tracemalloc)", "import tracemalloc, numpy as np\n"
        "from convscope.matrix import conv_matrix\ntracemalloc.start()\n"
-       "m = conv_matrix(np.ones((64,32,3,3), np.float32), (32,64,64), padding=1, max_memory=2**30/8)\n"
+       "m = conv_matrix(np.ones((16,8,3,3), np.float32), (8,64,64), padding=1, max_memory=2**30/8)\n"
        "result = tracemalloc.get_traced_memory()[1] <= 2**30/8", expect="ok", check="true")
     return cases
