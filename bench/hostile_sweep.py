@@ -160,14 +160,18 @@ def table(outcomes: list[Outcome]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="", help="run only cases whose id or area contains this")
+    ap.add_argument("--only", default="", help="run only cases whose id or area contains this (A|B: either)")
     ap.add_argument("--timeout", type=float, default=30.0, help="default per-case timeout, seconds")
     ap.add_argument("--work", type=Path, default=Path("/tmp/convscope-hostile-sweep"))
+    ap.add_argument("--merge", action="store_true", help="with --only: replace those cases in the existing --out")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "hostile_sweep.json")
     args = ap.parse_args()
     t0 = time.perf_counter()
     ws = make_workspace(args.work)
-    cases = [c for c in build_cases(ws, args.timeout) if args.only in c.id or args.only in c.area]
+    all_cases = build_cases(ws, args.timeout)
+    ids_all = [c.id for c in all_cases]
+    wanted = args.only.split("|")  # alternatives: --only "topk --k|predict"
+    cases = [c for c in all_cases if any(w in c.id or w in c.area for w in wanted)]
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids)), "duplicate case ids"
     ctx = mp.get_context("forkserver")
@@ -186,8 +190,15 @@ def main() -> int:
     print(table(outcomes))
     from _machine import machine  # the bench folder's description of this machine
 
+    if args.merge and args.out.exists():  # keep the other cases of the last full run
+        fresh = {o.id for o in outcomes}
+        kept = [Outcome(**c) for c in json.loads(args.out.read_text())["cases"] if c["id"] not in fresh]
+        order = {cid: i for i, cid in enumerate(ids_all)}
+        outcomes = sorted(kept + outcomes, key=lambda o: order.get(o.id, 10**6))
+        print("\nmerged with the last full run:\n" + table(outcomes))
     result = {"machine": machine() if callable(machine) else str(machine), "python": platform.python_version(),
               "seconds": round(time.perf_counter() - t0, 1),
+              "merged_subset": args.only if args.merge else None,  # seconds then count only the rerun subset
               "counts": dict(Counter(o.category for o in outcomes)),
               "by_area": {a: dict(Counter(o.category for o in outcomes if o.area == a))
                           for a in sorted({o.area for o in outcomes})},
