@@ -11,6 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .._atomic import atomic_write_bytes
 from ..data.prepare import Prepared, default_mode, prepare_image
+from ..data.folder import open_image
 from ..errors import DataError
 from ..viz import new_figure, save_figure
 from .evaluate import EvalResult
@@ -52,7 +53,7 @@ def image_to_input(path: Path, shape: tuple[int, int, int], prepare: str = "none
     """Read any PNG/JPEG and prepare it as the model's uint8 input (``convscope.data.prepare.prepare_image``:
     the one function predict, the benchmark and the canvas share); the notes say what was done."""
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:  # regular files only, decompression bombs refused from the header
             img.load()
             return prepare_image(img, shape, mode=prepare)
     except FileNotFoundError:
