@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 from torch import nn
 
 from ._tap import eval_mode
@@ -29,6 +28,8 @@ from .attribution import AttributionFn, attribute, resolve_target
 
 def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N,) Spearman rank correlation of |a[i]| and |b[i]| over pixels (average ranks for ties)."""
+    from scipy.stats import rankdata
+
     ra = rankdata(np.abs(a).reshape(len(a), -1), axis=1)
     rb = rankdata(np.abs(b).reshape(len(b), -1), axis=1)
     ra -= ra.mean(1, keepdims=True)
