@@ -115,7 +115,11 @@ def project(model: nn.Module, inputs: torch.Tensor, layer: str, units: Sequence[
             rule: str = "guided") -> torch.Tensor:
     """Image i's projection of its single activation ``units[i] = (channel, y, x)`` at ``layer``: the other
     activations of the layer are set to zero and this one keeps its value (Zeiler and Fergus). Returns
-    (N, C, H, W) float in input space. ``y, x`` are ignored for fully connected layers."""
+    (N, C, H, W) float in input space. ``y, x`` are ignored for fully connected layers.
+
+    The signal starts as 1 and the result is scaled by the activation's value: the same as starting from the
+    value when it is positive (the ReLU rules are positively homogeneous), and Captum's convention (a unit
+    gradient) times the value when it is negative."""
     layer = resolve_layers(model, [layer])[0]
     if len(units) != len(inputs):
         raise ConfigError(f"project: {len(units)} units for {len(inputs)} images (give one per image)")
@@ -124,11 +128,13 @@ def project(model: nn.Module, inputs: torch.Tensor, layer: str, units: Sequence[
         run(model, x, acts)
     a = acts[layer]                                                        # (N, C', h, w) or (N, C')
     seed = torch.zeros_like(a)
+    value = torch.zeros(len(units), dtype=a.dtype, device=a.device)
     for i, (c, yy, xx) in enumerate(units):
         at = (i, c) if a.ndim == 2 else (i, c, yy, xx)
-        seed[at] = a[at].detach()
+        seed[at] = 1.0
+        value[i] = a[at].detach()
     (grad,) = torch.autograd.grad(a, x, seed)
-    return grad.detach()
+    return grad.detach() * value.view(-1, *([1] * (grad.ndim - 1)))
 
 
 @dataclass
