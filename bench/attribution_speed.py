@@ -23,12 +23,12 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _machine import machine
 
-import convscope  # noqa: E402
-from convscope.data import load  # noqa: E402
-from convscope.inspect import ATTRIBUTION_METHODS, attribute, audit_method  # noqa: E402
-from convscope.inspect.attribution import occlusion_window  # noqa: E402
+import convscope
+from convscope.data import load
+from convscope.inspect import ATTRIBUTION_METHODS, attribute, audit_method
+from convscope.inspect.attribution import occlusion_window
 
 
 def direct(model, x, method, target, layer):

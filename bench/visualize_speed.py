@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _machine import machine
 
-import convscope  # noqa: E402
-from convscope.data import load  # noqa: E402
-from convscope.inspect import visualize  # noqa: E402
+import convscope
+from convscope.data import load
+from convscope.inspect import visualize
 
 
 def main() -> None:
