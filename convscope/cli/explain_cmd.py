@@ -84,7 +84,7 @@ def _audit(args: argparse.Namespace) -> int:
     x = t.preprocess(ds.images)
     rows = []
     for m in _methods(args.method):
-        rows.append(audit_method(t.model, x, m, args.target, args.layer, seed=args.seed))
+        rows.append(audit_method(t.model, x, m, args.target, args.layer, seed=args.seed, with_ssim=args.ssim))
         print(f"  {m}: {rows[-1].seconds:.1f} s")
     table = audit_table(rows)
     head = f"{len(ds):,} {ds.name} {ds.split} images; targets: {'predicted' if args.target is None else args.target}"
@@ -108,5 +108,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", help="Grad-CAM layer (default: the last conv)")
     p.add_argument("--audit", action="store_true", help="randomization sanity check and deletion/insertion per "
                                                         "method on the first --limit images (default 500)")
+    p.add_argument("--ssim", action="store_true", help="--audit: also the SSIM of each randomized map")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_explain)
