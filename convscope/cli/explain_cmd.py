@@ -83,15 +83,16 @@ def _audit(args: argparse.Namespace) -> int:
     ds = load_dataset(args, t)
     x = t.preprocess(ds.images)
     rows = []
+    head = f"{len(ds):,} {ds.name} {ds.split} images; targets: {'predicted' if args.target is None else args.target}"
     for m in _methods(args.method):
         rows.append(audit_method(t.model, x, m, args.target, args.layer, seed=args.seed, with_ssim=args.ssim))
-        print(f"  {m}: {rows[-1].seconds:.1f} s")
-    table = audit_table(rows)
-    head = f"{len(ds):,} {ds.name} {ds.split} images; targets: {'predicted' if args.target is None else args.target}"
+        print(f"  {m}: {rows[-1].seconds:.1f} s", flush=True)
+        table = audit_table(rows)   # written after every method: a long audit leaves its finished rows
+        atomic_write_text(t.out_dir / "audit.json", json.dumps({"images": len(ds), "dataset": ds.name,
+                                                                "split": ds.split,
+                                                                "methods": [r.to_dict() for r in rows]}) + "\n")
+        atomic_write_text(t.out_dir / "audit.md", f"{head}\n\n{table}\n")
     print(f"{head}\n{table}")
-    atomic_write_text(t.out_dir / "audit.json", json.dumps({"images": len(ds), "dataset": ds.name, "split": ds.split,
-                                                            "methods": [r.to_dict() for r in rows]}) + "\n")
-    atomic_write_text(t.out_dir / "audit.md", f"{head}\n\n{table}\n")
     png = audit_png(rows, t.out_dir / "audit.png", f"attribution audit: {head}")
     print(f"wrote {t.out_dir / 'audit.json'}, audit.md, {png.name}")
     return 0
