@@ -134,13 +134,15 @@ def audit_png(rows: list[MethodAudit], path: Path, title: str) -> Path:
         ax_r.set_xticks(range(len(rows[0].randomization)))
         ax_r.set_xticklabels([x["randomized_to"] for x in rows[0].randomization], rotation=60, fontsize=7)
     ax_r.axhline(0, color="0.7", lw=0.5)
-    ax_r.set(title="randomization cascade (top layer first)", ylabel="Spearman rank corr. with original",
-             ylim=(-0.2, 1.05))
-    ax_d.set(title="deletion (lower is better; dotted: random order)", xlabel="fraction of pixels removed",
-             ylabel="probability of the target class")
-    ax_i.set(title="insertion (higher is better)", xlabel="fraction of pixels inserted")
+    low = min([0.0] + [x["spearman"] for r in rows for x in r.randomization])
+    ax_r.set(ylabel="Spearman rank corr. with original", ylim=(low - 0.1, 1.05))
+    ax_r.set_title("randomization cascade, top layer first", fontsize=9)
+    ax_d.set(xlabel="fraction of pixels removed", ylabel="probability of the target class")
+    ax_d.set_title("deletion: lower is better (dotted: random)", fontsize=9)
+    ax_i.set(xlabel="fraction of pixels inserted")
+    ax_i.set_title("insertion: higher is better", fontsize=9)
     for ax in (ax_r, ax_d, ax_i):
         ax.legend(fontsize=6)
-    fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(bottom=0.3, wspace=0.3)
+    fig.suptitle(title, fontsize=10, y=1.0)
+    fig.subplots_adjust(bottom=0.3, wspace=0.3, top=0.85)
     return save_figure(fig, path)
