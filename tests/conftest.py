@@ -22,3 +22,18 @@ def small_run(tmp_path_factory):
     path = tmp_path_factory.mktemp("small_run") / "run"
     return convscope.train({"model": "fast", "model_args": {"width": 8}, "train_subset": 1024, "epochs": 2,
                             "batch_size": 128, "threads": 2}, out=path, progress=False)
+
+
+def run_cli(*args: str, cwd=None, env=None, timeout: float = 300):
+    """``python -m convscope ARGS`` in a real subprocess (this interpreter, this checkout)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "convscope", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=env)
+
+
+@pytest.fixture
+def cli():
+    """The ``convscope`` command as a real subprocess: ``cli("topk", run, "--layer", "relu3")``."""
+    return run_cli

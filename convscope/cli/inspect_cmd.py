@@ -86,7 +86,7 @@ def _write_json(path: Path, obj) -> None:
 def _layer_arg(model: nn.Module, names: str | None) -> list[str] | None:
     from ..inspect.hooks import resolve_layers
 
-    return None if not names else resolve_layers(model, [n.strip() for n in names.split(",")])
+    return None if not names else resolve_layers(model, names)
 
 
 def cmd_layers(args) -> int:
@@ -116,7 +116,7 @@ def cmd_sparsity(args) -> int:
               f"{100 * r.near_zero_fraction:>7.2f}% {r.dead_units:>6}/{r.units:<7} {r.dead_channels:>6}/{r.shape[0]:<7}")
     stem = f"sparsity-{ds.name.replace(':', '_').replace('/', '_')}-{ds.split}"
     _write_json(t.out_dir / f"{stem}.json", {"dataset": ds.name, "split": ds.split, "images": len(ds),
-                                             "threshold": args.threshold, "layers": [r.__dict__ for r in res]})
+                                             "threshold": args.threshold, "layers": [r.to_dict() for r in res]})
     sparsity_png(res, t.out_dir / f"{stem}.png", f"activation sparsity on {ds.name} {ds.split} ({len(ds):,} images)")
     print(f"wrote {t.out_dir / stem}.json and .png")
     return 0
@@ -152,55 +152,27 @@ def cmd_edges(args) -> int:
 
 
 def cmd_rf(args) -> int:
-    from ..inspect import empirical_receptive_field, receptive_fields
+    from ..inspect import receptive_field_report
 
     t = load_target(args)
-    modules = dict(t.model.named_modules())
-    try:
-        fields = receptive_fields(t.model, t.input_shape)
-    except ConfigError as e:
-        return _rf_empirical(t, modules, str(e))
-    w = max(len(n) for n in fields)
-    print(f"{'layer':<{w}}  {'type':<18} {'output':<8} {'size':<8} {'jump':<6} {'start':<8} check (centre unit)")
-    rows = []
-    for name, f in fields.items():
-        kind = type(modules[name]).__name__
-        if f.is_global:
-            print(f"{name:<{w}}  {kind:<18} {'-':<8} {'whole input':<23}")
-            rows.append({"layer": name, "type": kind, "global": True})
-            continue
-        check = ""
-        if isinstance(modules[name], (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-            cy, cx = f.output_hw[0] // 2, f.output_hw[1] // 2
-            top, left, bottom, right = f.box(cy, cx)
-            h, wd = t.input_shape[1:]
-            want = (max(top, 0), max(left, 0), min(bottom, h - 1), min(right, wd - 1))
-            got = empirical_receptive_field(t.model, name, t.input_shape)
-            check = "gradient agrees" if got == want else f"gradient box {got} != {want}"
-        print(f"{name:<{w}}  {kind:<18} {'x'.join(map(str, f.output_hw)):<8} {'x'.join(map(str, f.size)):<8} "
-              f"{'x'.join(map(str, f.jump)):<6} {str(f.start):<8} {check}")
-        rows.append({"layer": name, "type": kind, "size": f.size, "jump": f.jump, "start": f.start,
-                     "output_hw": f.output_hw, "check": check})
-    _write_json(t.out_dir / "receptive-fields.json", rows)
-    print(f"wrote {t.out_dir / 'receptive-fields.json'}")
-    return 0
-
-
-def _rf_empirical(t, modules, reason: str) -> int:
-    """Models that are not a chain: the gradient's field of each conv/pool layer's centre unit."""
-    from ..inspect import empirical_receptive_field
-
-    print(f"the chain formula does not apply ({reason.split(';')[0]});\nempirical fields of each layer's centre "
-          "unit, by gradient (clipped at the image border):")
-    rows = []
-    for name, m in modules.items():
-        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-            top, left, bottom, right = empirical_receptive_field(t.model, name, t.input_shape)
-            size = (bottom - top + 1, right - left + 1)
-            print(f"  {name:<20} {type(m).__name__:<12} box rows {top}-{bottom}, cols {left}-{right}  "
-                  f"(size {size[0]}x{size[1]})")
-            rows.append({"layer": name, "type": type(m).__name__, "empirical_box": [top, left, bottom, right]})
-    _write_json(t.out_dir / "receptive-fields.json", rows)
+    rep = receptive_field_report(t.model, t.input_shape)
+    if rep.method == "gradient":
+        print(f"the chain formula does not apply ({rep.reason});\nempirical fields of each layer's centre "
+              "unit, by gradient (clipped at the image border):")
+        for r in rep.rows:
+            top, left, bottom, right = r.empirical_box
+            print(f"  {r.layer:<20} {r.type:<12} box rows {top}-{bottom}, cols {left}-{right}  "
+                  f"(size {bottom - top + 1}x{right - left + 1})")
+    else:
+        w = max(len(r.layer) for r in rep.rows)
+        print(f"{'layer':<{w}}  {'type':<18} {'output':<8} {'size':<8} {'jump':<6} {'start':<8} check (centre unit)")
+        for r in rep.rows:
+            if r.is_global:
+                print(f"{r.layer:<{w}}  {r.type:<18} {'-':<8} {'whole input':<23}")
+                continue
+            print(f"{r.layer:<{w}}  {r.type:<18} {'x'.join(map(str, r.output_hw)):<8} {'x'.join(map(str, r.size)):<8} "
+                  f"{'x'.join(map(str, r.jump)):<6} {str(r.start):<8} {r.check or ''}")
+    _write_json(t.out_dir / "receptive-fields.json", rep.to_dict())
     print(f"wrote {t.out_dir / 'receptive-fields.json'}")
     return 0
 
@@ -266,8 +238,8 @@ def cmd_topk(args) -> int:
         safe = name.replace("/", "_")
         _write_json(t.out_dir / f"topk-{safe}.json", {
             "layer": name, "dataset": ds.name, "split": ds.split, "k": args.k,
-            "receptive_field": None if name not in fields else fields[name].__dict__,
-            "channels": [[x.__dict__ for x in r] for r in recs]})
+            "receptive_field": None if name not in fields else fields[name].to_dict(),
+            "channels": [[x.to_dict() for x in r] for r in recs]})
         p1, p2 = topk_png(ds.images, recs, fields.get(name), t.out_dir / f"topk-{safe}-patches.png",
                           t.out_dir / f"topk-{safe}-images.png", f"layer {name}", args.channels)
         print(f"wrote {t.out_dir / f'topk-{safe}.json'}, {p1.name}, {p2.name}")

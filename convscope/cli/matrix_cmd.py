@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..errors import ConfigError
 
@@ -50,41 +49,23 @@ def _channels(text: str) -> tuple[int, int]:
         raise ConfigError(f"--channels {text!r}: expected IN:OUT, e.g. 3:8") from None
 
 
-def _layer_from_run(args) -> tuple[nn.Conv2d, tuple[int, int, int], str]:
-    from ..training import load_run
-
-    run = load_run(args.run)
-    convs = {n: m for n, m in run.model.named_modules() if isinstance(m, nn.Conv2d)}
-    if args.layer not in convs:
-        raise ConfigError(f"--layer {args.layer!r}: not a conv layer of {args.run}; valid: {', '.join(convs) or 'none'}")
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def record(module, inputs, output) -> None:  # observe only: a hook that returns a value replaces the output
-        shapes["in"] = tuple(inputs[0].shape[1:])
-
-    hook = convs[args.layer].register_forward_hook(record)
-    try:
-        with torch.no_grad():
-            run.model(torch.zeros(1, *run.input_shape))
-    finally:
-        hook.remove()
-    return convs[args.layer], shapes["in"], f"{args.run}:{args.layer}"
-
-
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from ..matrix import conv_matrix, make_geometry
-    from ..matrix.display import block_structure, format_symbolic, heatmap_png, spectrum_png, symbolic_entries
+    from ..matrix.display import heatmap_png, spectrum_png
+    from ..matrix.report import conv_layer_in_model, describe_conv
 
     if args.run is not None and args.lipschitz:
         return _lipschitz(args)
     if args.run is not None:
+        from ..training import load_run
+
         if not args.layer:
             raise ConfigError("give --layer NAME (a conv layer of the run) or --lipschitz")
-        layer, in_shape, label = _layer_from_run(args)
-        weight = layer.weight.detach().double()
+        run = load_run(args.run)
+        layer, in_shape = conv_layer_in_model(run.model, args.layer, run.input_shape)
+        weight = layer.weight
         conv = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
                     padding_mode=layer.padding_mode)
-        symbolic = False
+        label, symbolic = f"{args.run}:{args.layer}", False
     else:
         if not args.input or not args.kernel:
             raise ConfigError("give --input HxW and --kernel KxK (or a RUN with --layer)")
@@ -97,84 +78,47 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         weight = torch.from_numpy(np.random.default_rng(args.seed).standard_normal((c_out, c_in // args.groups, kh, kw)))
         conv = dict(stride=_hw(args.stride, "--stride"), padding=_padding(args.padding),
                     dilation=_hw(args.dilation, "--dilation"), groups=args.groups, padding_mode=args.padding_mode)
-        label = f"{kh}x{kw} kernel on {c_in}x{h}x{w}"
-        symbolic = True
-    geom = make_geometry(tuple(weight.shape), in_shape, **conv)
-    m = conv_matrix(weight, in_shape, **conv, max_memory=int(args.max_memory * 2**30))
-    rows, cols = m.shape
-    info = {"layer": label, "input_shape": list(geom.input_shape), "output_shape": list(geom.output_shape),
-            "shape": [rows, cols], "nonzeros": int(m.nnz), "density": m.nnz / (rows * cols),
-            "stride": list(geom.stride), "dilation": list(geom.dilation), "padding": list(geom.pad),
-            "padding_order": "top, bottom, left, right", "groups": geom.groups, "padding_mode": geom.padding_mode,
-            "structure": block_structure(geom)}
-    text = format_symbolic(geom) if symbolic else None
-    if text is not None:
-        info["entries"] = {f"{r},{c}": v for (r, c), v in sorted(symbolic_entries(geom).items())}
-    if args.svd:
-        info["spectrum"] = _spectrum(weight, in_shape, conv, geom, args, label, spectrum_png)
+        label, symbolic = f"{kh}x{kw} kernel on {c_in}x{h}x{w}", True
+    res = describe_conv(weight, in_shape, **conv, label=label, symbolic=symbolic, spectrum=args.svd,
+                        max_memory=int(args.max_memory * 2**30))
+    info, geom, m = res.report, res.geometry, res.matrix
+    rows, cols = info.shape
+    spec = info.spectrum
+    if spec is not None and spec.exact:
+        info_png = args.svd_png or (args.png.with_name(args.png.stem + "-spectrum.png") if args.png else None)
+        if info_png is None:  # beside the run's other inspection pictures, or in the working directory
+            info_png = (args.run / "inspect" / f"matrix-{args.layer}-spectrum.png" if args.run is not None
+                        else Path("conv-spectrum.png"))
+        spectrum_png(spec.values, info_png, label)
+        spectrum_file = str(info_png)
     if args.png:
         heatmap_png(m, args.png, f"{label}: {rows:,} x {cols:,}, {m.nnz:,} non-zeros")
-        info["png"] = str(args.png)
+        info.png = str(args.png)
+    out = info.to_dict()
+    if spec is not None and spec.exact:
+        out["spectrum"]["png"] = spectrum_file
     if args.json:
-        json.dump(info, sys.stdout, indent=2)
+        json.dump(out, sys.stdout, indent=2)
         print()
         return 0
     print(f"{label}: input {geom.input_shape} -> output {geom.output_shape}")
-    print(f"matrix {rows:,} x {cols:,}, {m.nnz:,} non-zeros, density {info['density']:.4g}")
-    print(f"structure: {info['structure']}")
-    if text is not None:
+    print(f"matrix {rows:,} x {cols:,}, {m.nnz:,} non-zeros, density {info.density:.4g}")
+    print(f"structure: {info.structure}")
+    if res.symbolic_text is not None:
         print("\nrows = outputs, columns = inputs, both in (C, H, W) order" +
               ("" if geom.out_channels * geom.in_channels == 1 else "; wA.B:ij = weight[A-1, B-1, i-1, j-1]"))
-        print(text)
+        print(res.symbolic_text)
     elif symbolic:
         print("(too large to print; use --png or --json)")
-    if args.svd:
-        s = info["spectrum"]
-        print(f"\nsingular values ({s['method']}): largest {s['largest']:.6g}, smallest {s['smallest']:.6g}, "
-              f"condition number {s['condition_number']:.6g}" if "largest" in s else
-              f"\nspectral norm in [{s['lower']:.6g}, {s['upper']:.6g}] ({s['method']})")
-        if s.get("png"):
-            print(f"wrote {s['png']}")
+    if spec is not None:
+        print(f"\nsingular values ({spec.method}): largest {spec.largest:.6g}, smallest {spec.smallest:.6g}, "
+              f"condition number {spec.condition_number:.6g}" if spec.exact else
+              f"\nspectral norm in [{spec.lower:.6g}, {spec.upper:.6g}] ({spec.method})")
+        if spec.exact:
+            print(f"wrote {spectrum_file}")
     if args.png:
         print(f"wrote {args.png}")
     return 0
-
-
-def _spectrum(weight, in_shape, conv, geom, args, label, spectrum_png) -> dict:
-    from ..matrix.spectrum import circular_singular_values, dense_singular_values, spectral_norm_interval
-
-    rows, cols = geom.shape
-    sv, method = None, None
-    t, b, l, r = geom.pad
-    if geom.padding_mode == "circular":
-        try:
-            sv = circular_singular_values(weight, in_shape, conv["stride"], conv["padding"], conv["dilation"],
-                                          conv["groups"])
-            method = "exact, FFT + per-frequency SVD"
-        except ConfigError:
-            sv = None
-    if sv is None and rows * cols <= 25_000_000:
-        sv, method = dense_singular_values(weight, in_shape, **conv), "exact, dense SVD"
-    out: dict = {"method": method}
-    if sv is not None:
-        pos = sv[sv > sv[0] * 1e-12]
-        out.update(largest=float(sv[0]), smallest=float(sv[-1]),
-                   condition_number=float(sv[0] / pos[-1]) if len(pos) else float("inf"), count=int(len(sv)))
-        if args.svd_png:
-            png = args.svd_png
-        elif args.png:
-            png = args.png.with_name(args.png.stem + "-spectrum.png")
-        elif args.run is not None:  # beside the run's other inspection pictures
-            png = args.run / "inspect" / f"matrix-{args.layer}-spectrum.png"
-        else:
-            png = Path("conv-spectrum.png")
-        spectrum_png(sv, png, label)
-        out["png"] = str(png)
-    else:
-        iv = spectral_norm_interval(weight, in_shape, **conv)
-        out.update(method="power iteration (lower) and Gram iteration (upper)", lower=iv.lower, upper=iv.upper,
-                   iterations=iv.iterations, converged=iv.converged)
-    return out
 
 
 def _lipschitz(args) -> int:
@@ -182,8 +126,7 @@ def _lipschitz(args) -> int:
     from ..training import load_run
 
     run = load_run(args.run)
-    model = run.model.double()
-    layers, total = lipschitz_bound(model, run.input_shape)
+    layers, total = lipschitz_bound(run.model.double(), run.input_shape)
     width = max(len(b.name) for b in layers)
     print(f"{'layer':<{width}}  {'type':<18} {'input':<14} {'lower':>10} {'upper':>10}")
     for b in layers:

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
+from ..models.probe import eval_mode
 from ..distributed import World, all_any, all_max, all_min, all_sum, batch_shard, gather_rows, process_group
 from .edges import EdgeResult, edge_experiment
 from .hooks import capture, default_activation_layers, resolve_layers
@@ -74,9 +75,7 @@ def sharded_activation_sparsity(model: nn.Module, dataset: ImageDataset, norm: N
     device = next(model.parameters()).device
     with process_group() as world:
         start, stop = batch_shard(len(dataset), batch_size, world.rank, world.size)
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             with torch.no_grad(), capture(model, names) as probe:     # one image: which layers fire, their shapes
                 model(norm.apply(dataset.images[:1].to(device)))
             fired = [n for n in names if n in probe]
@@ -88,8 +87,8 @@ def sharded_activation_sparsity(model: nn.Module, dataset: ImageDataset, norm: N
                         model(norm.apply(dataset.images[i:i + batch_size].to(device)))
 
             if hist_range is None:   # pass 1: each layer's value range over the whole dataset
-                lo = {n: np.inf for n in fired}
-                hi = {n: -np.inf for n in fired}
+                lo = dict.fromkeys(fired, np.inf)
+                hi = dict.fromkeys(fired, -np.inf)
 
                 def extent(name: str, out: torch.Tensor) -> None:
                     lo[name] = min(lo[name], float(out.min()))
@@ -103,8 +102,6 @@ def sharded_activation_sparsity(model: nn.Module, dataset: ImageDataset, norm: N
                 edges = {n: np.linspace(*hist_range, bins + 1) for n in fired}
             accs = {n: _Acc(shapes[n], edges[n]) for n in fired}
             stream(lambda name, out: accs[name].add(out, threshold))
-        finally:
-            model.train(was_training)
         for a in accs.values():
             _merge_acc(a, world)
         return [_summary(n, accs[n]) for n in fired]

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .._result import ResultMixin
 from ..errors import ConfigError
+from ..models.probe import eval_mode
 
 
 @dataclass(frozen=True)
-class LayerInfo:
+class LayerInfo(ResultMixin):
     name: str
     kind: str
     output_shape: tuple[int, ...]   # one example's, without the batch dimension
@@ -107,14 +109,10 @@ def list_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInf
     """Every named module with the shape of its output for one input of ``input_shape`` (C, H, W)."""
     shapes: dict[str, tuple[int, ...]] = {}
     modules = _modules(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), capture(model, list(modules), lambda n, t: shapes.__setitem__(n, tuple(t.shape[1:]))):
-            p = next(model.parameters(), None)
-            model(torch.zeros(1, *input_shape, dtype=p.dtype if p is not None else torch.float32,
-                              device=p.device if p is not None else "cpu"))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad(), \
+            capture(model, list(modules), lambda n, t: shapes.__setitem__(n, tuple(t.shape[1:]))):
+        p = next(model.parameters(), None)
+        model(torch.zeros(1, *input_shape, dtype=p.dtype if p is not None else torch.float32,
+                          device=p.device if p is not None else "cpu"))
     return [LayerInfo(n, type(m).__name__, shapes.get(n, ()), sum(q.numel() for q in m.parameters(recurse=False)))
             for n, m in modules.items()]

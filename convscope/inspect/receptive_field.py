@@ -18,8 +18,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .._result import ResultMixin
 from ..errors import ConfigError
 from ..matrix.geometry import pair
+from ..models.probe import eval_mode
 
 POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.BatchNorm2d,
              nn.Dropout, nn.Dropout2d, nn.Identity, nn.GroupNorm, nn.InstanceNorm2d, nn.Hardswish)
@@ -27,7 +29,7 @@ GLOBAL = (nn.Flatten, nn.Linear, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 
 @dataclass(frozen=True)
-class Field:
+class Field(ResultMixin):
     size: tuple[int, int]
     jump: tuple[int, int]
     start: tuple[int, int]
@@ -57,16 +59,13 @@ def _trace(model: nn.Module, input_shape) -> list[tuple[str, nn.Module, torch.Te
     calls = []
     leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
     hooks = [m.register_forward_hook(lambda mod, i, o, n=n: calls.append((n, mod, i[0], o))) for n, m in leaves]
-    was_training = model.training
-    model.eval()
     try:
         p = next(model.parameters(), None)
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(torch.zeros(1, *input_shape, dtype=p.dtype if p is not None else torch.float32))
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     return calls
 
 
@@ -148,3 +147,61 @@ def empirical_receptive_field(model: nn.Module, layer: str, input_shape: tuple[i
     if len(nz) == 0:
         raise ConfigError(f"layer {layer!r}: unit ({y}, {xx}) does not depend on the input")
     return int(nz[:, 0].min()), int(nz[:, 1].min()), int(nz[:, 0].max()), int(nz[:, 1].max())
+
+
+SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+
+
+@dataclass(frozen=True)
+class FieldRow(ResultMixin):
+    """One layer's receptive field, by the chain formula (checked by gradients) or by gradients alone."""
+
+    layer: str
+    type: str
+    is_global: bool = False                                # sees the whole input (after a flatten / linear)
+    size: tuple[int, int] | None = None
+    jump: tuple[int, int] | None = None
+    start: tuple[int, int] | None = None
+    output_hw: tuple[int, int] | None = None
+    check: str | None = None                               # chain: does the centre unit's gradient box agree?
+    empirical_box: tuple[int, int, int, int] | None = None  # gradient box of the centre unit (top, left, bottom, right)
+
+    @property
+    def agrees(self) -> bool | None:
+        return None if self.check is None else self.check == "gradient agrees"
+
+
+@dataclass(frozen=True)
+class FieldReport(ResultMixin):
+    method: str              # "chain formula" or "gradient" (models that are not a chain of layers)
+    reason: str | None       # why the chain formula did not apply
+    rows: list[FieldRow]
+
+
+def receptive_field_report(model: nn.Module, input_shape: tuple[int, int, int]) -> FieldReport:
+    """Every layer's field. For a chain of layers: the formula, with each conv/pool layer's centre unit checked
+    against the gradient (box clipped at the image border). Otherwise: the gradient box of each conv/pool
+    layer's centre unit."""
+    modules = dict(model.named_modules())
+    try:
+        fields = receptive_fields(model, input_shape)
+    except ConfigError as e:
+        rows = [FieldRow(name, type(m).__name__, empirical_box=empirical_receptive_field(model, name, input_shape))
+                for name, m in modules.items() if isinstance(m, SPATIAL)]
+        return FieldReport("gradient", str(e).split(";")[0], rows)
+    h, w = input_shape[1:]
+    rows = []
+    for name, f in fields.items():
+        kind = type(modules[name]).__name__
+        if f.is_global:
+            rows.append(FieldRow(name, kind, is_global=True))
+            continue
+        check, box = None, None
+        if isinstance(modules[name], SPATIAL):
+            cy, cx = f.output_hw[0] // 2, f.output_hw[1] // 2
+            top, left, bottom, right = f.box(cy, cx)
+            want = (max(top, 0), max(left, 0), min(bottom, h - 1), min(right, w - 1))
+            box = empirical_receptive_field(model, name, input_shape)
+            check = "gradient agrees" if box == want else f"gradient box {box} != {want}"
+        rows.append(FieldRow(name, kind, False, f.size, f.jump, f.start, f.output_hw, check, box))
+    return FieldReport("chain formula", None, rows)

@@ -10,12 +10,14 @@ import torch
 from torch import nn
 
 from ..data.dataset import ImageDataset
+from .._result import ResultMixin
 from ..data.normalize import Normalization
+from ..models.probe import eval_mode
 from .hooks import capture, default_activation_layers, resolve_layers
 
 
 @dataclass
-class LayerSparsity:
+class LayerSparsity(ResultMixin):
     name: str
     shape: tuple[int, ...]               # one example's activation shape
     total: int                           # activations counted (examples x units)
@@ -63,9 +65,7 @@ def activation_sparsity(model: nn.Module, dataset: ImageDataset, norm: Normaliza
     device = next(model.parameters()).device
     accs: dict[str, _Acc] = {}
     edges: dict[str, np.ndarray] = {}
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         if hist_range is None:  # pass 1: each layer's value range, so pass 2's histograms hold every value
             lo: dict[str, float] = {}
             hi: dict[str, float] = {}
@@ -88,8 +88,6 @@ def activation_sparsity(model: nn.Module, dataset: ImageDataset, norm: Normaliza
         with torch.no_grad(), capture(model, names, reduce):
             for i in range(0, len(dataset), batch_size):
                 model(norm.apply(dataset.images[i:i + batch_size].to(device)))
-    finally:
-        model.train(was_training)
     return [_summary(n, accs[n]) for n in names if n in accs]
 
 

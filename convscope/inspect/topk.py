@@ -14,12 +14,14 @@ import torch
 from torch import nn
 
 from ..data.dataset import ImageDataset
+from .._result import ResultMixin
 from ..data.normalize import Normalization
+from ..models.probe import eval_mode
 from .hooks import capture, resolve_layers
 
 
 @dataclass(frozen=True)
-class TopRecord:
+class TopRecord(ResultMixin):
     index: int      # dataset index
     y: int          # position in the layer's output (0 for fully connected layers)
     x: int
@@ -61,15 +63,10 @@ def topk(model: nn.Module, dataset: ImageDataset, layers: list[str], k: int = 9,
             widths[name] = out.shape[3] if out.ndim == 4 else 1
         running[name].add(out, state["first"])
 
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), capture(model, names, reduce):
-            for i in range(0, len(dataset), batch_size):
-                state["first"] = i
-                model(norm.apply(dataset.images[i:i + batch_size].to(device)))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad(), capture(model, names, reduce):
+        for i in range(0, len(dataset), batch_size):
+            state["first"] = i
+            model(norm.apply(dataset.images[i:i + batch_size].to(device)))
     result = {}
     for n in names:
         r, w = running[n], widths[n]

@@ -18,7 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._result import ResultMixin
 from ..errors import ConfigError
+from ..models.probe import layer_input_shapes
 from .conv_matrix import _weight_and_geometry
 from .geometry import ConvGeometry
 from .operator import conv_operator
@@ -100,7 +102,7 @@ def gram_upper_bound(blocks: np.ndarray, iterations: int = 6) -> float:
 
 
 @dataclass(frozen=True)
-class NormInterval:
+class NormInterval(ResultMixin):
     """lower <= ||M||_2 <= upper. ``history``: the power iteration's successive estimates."""
 
     lower: float
@@ -163,7 +165,7 @@ def _pad_arg(geom: ConvGeometry):
 
 
 @dataclass(frozen=True)
-class LayerBound:
+class LayerBound(ResultMixin):
     name: str
     kind: str
     input_shape: tuple[int, ...]
@@ -176,19 +178,8 @@ def lipschitz_bound(model: nn.Module, input_shape: tuple[int, int, int]) -> tupl
     bound on the network's Lipschitz constant in the L2 norm (in eval mode). Residual blocks are refused."""
     from .pooling import avg_pool_matrix
 
-    modules = [(n, m) for n, m in model.named_modules() if not list(m.children())]
-    shapes: dict[str, tuple[int, ...]] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: shapes.__setitem__(n, tuple(inp[0].shape[1:])))
-             for n, m in modules]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape, dtype=next(model.parameters()).dtype))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    modules = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    shapes = layer_input_shapes(model, input_shape, [n for n, _ in modules])
     if any(not isinstance(m, nn.Sequential) and list(m.children()) for _, m in model.named_modules()
            if m is not model):
         bad = sorted({type(m).__name__ for _, m in model.named_modules()
@@ -227,3 +218,50 @@ def lipschitz_bound(model: nn.Module, input_shape: tuple[int, int, int]) -> tupl
         out.append(LayerBound(name, type(m).__name__, shape, lo, hi))
         total *= hi
     return out, total
+
+
+DENSE_SVD_LIMIT = 25_000_000   # matrix entries (rows x cols) up to which a dense SVD is affordable (~200 MB)
+
+
+@dataclass(frozen=True)
+class SpectrumSummary(ResultMixin):
+    """What is known of a conv layer's singular values: all of them (``exact``), or an interval for the largest."""
+
+    method: str
+    exact: bool
+    largest: float | None = None            # exact: sigma_max
+    smallest: float | None = None           # exact: sigma_min
+    condition_number: float | None = None   # sigma_max / smallest non-zero sigma (inf if all are zero)
+    count: int | None = None
+    lower: float | None = None              # interval: lower <= sigma_max <= upper
+    upper: float | None = None
+    iterations: int | None = None
+    converged: bool | None = None
+    values: np.ndarray | None = field(default=None, repr=False)   # exact: all singular values, descending
+
+
+def layer_spectrum(weight, input_shape, stride=1, padding=0, dilation=1, groups: int = 1,
+                   padding_mode: str = "zeros", dense_limit: int = DENSE_SVD_LIMIT) -> SpectrumSummary:
+    """The best affordable answer: exact values by FFT for circular padding (where the stride allows it), by a
+    dense SVD when the matrix has at most ``dense_limit`` entries, else the power/Gram spectral-norm interval."""
+    w, geom = _weight_and_geometry(weight, input_shape, stride, padding, dilation, groups, padding_mode)
+    padding_mode = geom.padding_mode   # an nn.Conv2d brings its own settings
+    conv = dict(stride=geom.stride, padding=_pad_arg(geom), dilation=geom.dilation, groups=geom.groups)
+    sv, method = None, ""
+    if geom.padding_mode == "circular":
+        try:
+            sv, method = circular_singular_values(w, input_shape, **conv), "exact, FFT + per-frequency SVD"
+        except ConfigError:  # a stride that does not divide the input: fall through to the dense SVD
+            sv = None
+    rows, cols = geom.shape
+    if sv is None and rows * cols <= dense_limit:
+        sv, method = dense_singular_values(w, input_shape, **conv, padding_mode=padding_mode), "exact, dense SVD"
+    if sv is not None:
+        sv = np.sort(np.asarray(sv, dtype=np.float64))[::-1]
+        positive = sv[sv > sv[0] * 1e-12] if len(sv) and sv[0] > 0 else sv[:0]
+        return SpectrumSummary(method, True, float(sv[0]), float(sv[-1]),
+                               float(sv[0] / positive[-1]) if len(positive) else float("inf"), int(len(sv)),
+                               values=sv)
+    iv = spectral_norm_interval(w, input_shape, **conv, padding_mode=padding_mode)
+    return SpectrumSummary("power iteration (lower) and Gram iteration (upper)", False, lower=iv.lower,
+                           upper=iv.upper, iterations=iv.iterations, converged=iv.converged)

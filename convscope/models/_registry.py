@@ -86,11 +86,8 @@ def flops_per_image(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
     """Forward FLOPs for one image (a multiply-add counts 2), by torch's FLOP counter; eval mode."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(1, *input_shape))
-    finally:
-        model.train(was_training)
+    from .probe import eval_mode
+
+    with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *input_shape))
     return int(counter.get_total_flops())

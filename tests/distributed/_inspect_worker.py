@@ -35,8 +35,8 @@ def main() -> None:
                                                                                     world.size)}))
     if is_main_process():
         (out / "result.json").write_text(json.dumps({
-            "topk": {n: [[r.__dict__ for r in ch] for ch in chans] for n, chans in top.items()},
-            "sparsity": [s.__dict__ for s in spars],
+            "topk": {n: [[r.to_dict() for r in ch] for ch in chans] for n, chans in top.items()},
+            "sparsity": [s.to_dict() for s in spars],
             "edges": {"nonzero_input": edges.nonzero_input.tolist(), "nonzero_before": edges.nonzero_before.tolist(),
                       "nonzero_after": edges.nonzero_after.tolist(), "outputs": edges.outputs.tolist(),
                       "pixels": edges.pixels}}))

@@ -48,8 +48,8 @@ def _reference(model, limit: int, batch: int) -> dict:
     assert hook_count(model) == 0
     # through JSON like the worker's output: Python floats round-trip exactly, so == is bit equality
     return json.loads(json.dumps({
-        "topk": {n: [[r.__dict__ for r in ch] for ch in chans] for n, chans in top.items()},
-        "sparsity": [s.__dict__ for s in spars],
+        "topk": {n: [[r.to_dict() for r in ch] for ch in chans] for n, chans in top.items()},
+        "sparsity": [s.to_dict() for s in spars],
         "edges": {"nonzero_input": edges.nonzero_input.tolist(), "nonzero_before": edges.nonzero_before.tolist(),
                   "nonzero_after": edges.nonzero_after.tolist(), "outputs": edges.outputs.tolist(),
                   "pixels": edges.pixels}}))

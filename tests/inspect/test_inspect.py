@@ -1,7 +1,6 @@
 """Inspection tools against brute force, hand counts, published figures and the gradient."""
 
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -44,13 +43,12 @@ def test_hooks_are_removed_on_success_and_on_failure():
         model(x)
         assert hook_count(model) == 2
     assert hook_count(model) == 0 and set(acts) == {"stem", "body.0"}
-    with pytest.raises(RuntimeError):
-        with capture(model, ["stem", "head"]):
-            model(torch.randn(2, 3, 8, 8))  # wrong channels: the forward raises
+    with pytest.raises(RuntimeError), capture(model, ["stem", "head"]):
+        model(torch.randn(2, 3, 8, 8))  # wrong channels: the forward raises
     assert hook_count(model) == 0
-    with pytest.raises(ConfigError, match="unknown layer.*'nope'.*valid names: stem, act, body"):
-        with capture(model, ["nope"]):
-            pass
+    with pytest.raises(ConfigError, match="unknown layer.*'nope'.*valid names: stem, act, body"), \
+            capture(model, ["nope"]):
+        pass
     assert hook_count(model) == 0
 
 
@@ -194,39 +192,36 @@ def test_topk_ties_are_deterministic():
     assert [(r.index, r.y, r.x) for r in res["0"][0]] == [(0, 0, 0), (1, 0, 0), (2, 0, 0), (3, 0, 0)]
 
 
-def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "convscope", *args], capture_output=True, text=True, timeout=300,
-                          cwd=cwd)
 
-
-def test_commands_on_a_run(small_run, tmp_path):
+def test_commands_on_a_run(small_run, tmp_path, cli):
     run = str(small_run.path)
-    r = _cli("layers", run)
+    r = cli("layers", run)
     assert r.returncode == 0 and "Flatten" in r.stdout and "32x3x3" in r.stdout  # small_run: width 8
-    r = _cli("sparsity", run, "--limit", "500")
+    r = cli("sparsity", run, "--limit", "500")
     assert r.returncode == 0, r.stderr
     data = json.loads((small_run.path / "inspect" / "sparsity-digits-test.json").read_text())
     assert [layer["name"] for layer in data["layers"]] == ["relu1", "relu2", "relu3"] and data["images"] == 500
-    r = _cli("rf", run)
+    r = cli("rf", run)
     assert r.returncode == 0 and r.stdout.count("gradient agrees") == 6
-    r = _cli("topk", run, "--layer", "relu3", "--k", "4", "--limit", "300")
+    r = cli("topk", run, "--layer", "relu3", "--k", "4", "--limit", "300")
     assert r.returncode == 0, r.stderr
     top = json.loads((small_run.path / "inspect" / "topk-relu3.json").read_text())
     assert len(top["channels"]) == 32 and all(len(c) == 4 for c in top["channels"])
     assert (small_run.path / "inspect" / "topk-relu3-patches.png").stat().st_size > 5000
-    for cmd in (["filters", run, "--layer", "conv1,conv2"], ["filters", run, "--layer", "Conv2d"], ["features", run, "--index", "2"]):
-        r = _cli(*cmd)
+    for cmd in (["filters", run, "--layer", "conv1,conv2"], ["filters", run, "--layer", "Conv2d"],
+                ["features", run, "--index", "2"]):
+        r = cli(*cmd)
         assert r.returncode == 0, r.stderr
-    r = _cli("topk", run, "--layer", "nope")
+    r = cli("topk", run, "--layer", "nope")
     assert r.returncode == 2 and "valid names: conv1, bn1, relu1" in r.stderr
-    r = _cli("topk", run, "--layer", "4")
+    r = cli("topk", run, "--layer", "4")
     assert r.returncode == 2 and "named by role" in r.stderr
-    r = _cli("edges", "--limit", "200", "--out", str(tmp_path))
+    r = cli("edges", "--limit", "200", "--out", str(tmp_path))
     assert r.returncode == 0 and "ReLU zeroes" in r.stdout
     assert json.loads((tmp_path / "edges-sobel-x-digits.json").read_text())["images"] == 200
 
 
-def test_commands_on_a_user_model_file(tmp_path):
+def test_commands_on_a_user_model_file(tmp_path, cli):
     from safetensors.torch import save_file
 
     (tmp_path / "mynet.py").write_text(
@@ -247,13 +242,13 @@ def test_commands_on_a_user_model_file(tmp_path):
     save_file(mynet.Net().state_dict(), tmp_path / "w.safetensors")
     base = ["--model-file", f"{tmp_path / 'mynet.py'}:Net", "--weights", str(tmp_path / "w.safetensors"),
             "--out", str(tmp_path / "out")]
-    r = _cli("topk", *base, "--layer", "c2", "--k", "3", "--limit", "100")
+    r = cli("topk", *base, "--layer", "c2", "--k", "3", "--limit", "100")
     assert r.returncode == 0, r.stderr
     assert len(json.loads((tmp_path / "out" / "topk-c2.json").read_text())["channels"]) == 5
-    r = _cli("rf", *base)   # F.relu between modules: no chain formula, the gradient's field instead
+    r = cli("rf", *base)   # F.relu between modules: no chain formula, the gradient's field instead
     assert r.returncode == 0 and "empirical fields" in r.stdout
     assert "c2" in r.stdout and "size 5x5" in r.stdout
-    r = _cli("sparsity", *base, "--limit", "100", "--layers", "c1,c2")
+    r = cli("sparsity", *base, "--limit", "100", "--layers", "c1,c2")
     assert r.returncode == 0 and "c2" in r.stdout
 
 

@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -122,41 +120,37 @@ def test_lipschitz_bound_is_an_upper_bound():
         lipschitz_bound(create_model("resnet-small").double(), (3, 32, 32))
 
 
-def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "convscope", "matrix", *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd)
 
-
-def test_cli_prints_the_textbook_matrix_exactly():
-    r = _cli("--input", "4x4", "--kernel", "3x3")
+def test_cli_prints_the_textbook_matrix_exactly(cli):
+    r = cli("matrix", "--input", "4x4", "--kernel", "3x3")
     assert r.returncode == 0, r.stderr
     assert "matrix 4 x 16, 36 non-zeros, density 0.5625" in r.stdout
     assert "doubly block Toeplitz" in r.stdout
     rows = [line.split() for line in r.stdout.splitlines() if line.lstrip().startswith(("w11", "0 "))]
     assert rows == [
-        "w11 w12 w13 0 w21 w22 w23 0 w31 w32 w33 0 0 0 0 0".split(),
-        "0 w11 w12 w13 0 w21 w22 w23 0 w31 w32 w33 0 0 0 0".split(),
-        "0 0 0 0 w11 w12 w13 0 w21 w22 w23 0 w31 w32 w33 0".split(),
-        "0 0 0 0 0 w11 w12 w13 0 w21 w22 w23 0 w31 w32 w33".split()]
+        ["w11", "w12", "w13", "0", "w21", "w22", "w23", "0", "w31", "w32", "w33", "0", "0", "0", "0", "0"],
+        ["0", "w11", "w12", "w13", "0", "w21", "w22", "w23", "0", "w31", "w32", "w33", "0", "0", "0", "0"],
+        ["0", "0", "0", "0", "w11", "w12", "w13", "0", "w21", "w22", "w23", "0", "w31", "w32", "w33", "0"],
+        ["0", "0", "0", "0", "0", "w11", "w12", "w13", "0", "w21", "w22", "w23", "0", "w31", "w32", "w33"]]
 
 
-def test_cli_json_png_and_svd(tmp_path):
-    r = _cli("--input", "6x6", "--kernel", "3x3", "--padding", "1", "--padding-mode", "circular", "--channels", "2:3",
-             "--svd", "--png", str(tmp_path / "m.png"), "--json")
+def test_cli_json_png_and_svd(tmp_path, cli):
+    r = cli("matrix", "--input", "6x6", "--kernel", "3x3", "--padding", "1", "--padding-mode", "circular",
+            "--channels", "2:3", "--svd", "--png", str(tmp_path / "m.png"), "--json")
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["shape"] == [108, 72] and info["nonzeros"] == 108 * 2 * 9
     assert "block circulant" in info["structure"]
     assert info["spectrum"]["method"].startswith("exact, FFT")
     assert (tmp_path / "m.png").stat().st_size > 1000 and (tmp_path / "m-spectrum.png").stat().st_size > 1000
-    r = _cli("--input", "3x3", "--kernel", "5x5")
+    r = cli("matrix", "--input", "3x3", "--kernel", "5x5")
     assert r.returncode == 2 and "kernel" in r.stderr and "Traceback" not in r.stderr
-    r = _cli("--input", "4xx", "--kernel", "3")
+    r = cli("matrix", "--input", "4xx", "--kernel", "3")
     assert r.returncode == 2 and "--input" in r.stderr
 
 
-def test_cli_on_a_trained_run(small_run, tmp_path):
-    r = _cli(str(small_run.path), "--layer", "conv2", "--json", "--svd", cwd=tmp_path)
+def test_cli_on_a_trained_run(small_run, tmp_path, cli):
+    r = cli("matrix", str(small_run.path), "--layer", "conv2", "--json", "--svd", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert not list(tmp_path.iterdir())   # pictures go into the run, not the working directory
     assert (small_run.path / "inspect" / "matrix-conv2-spectrum.png").stat().st_size > 1000
@@ -165,7 +159,7 @@ def test_cli_on_a_trained_run(small_run, tmp_path):
     layer = small_run.model.conv2
     exact = dense_singular_values(layer.weight.detach().double(), (8, 14, 14), padding=1)
     assert info["spectrum"]["largest"] == pytest.approx(exact[0], rel=1e-9)
-    r = _cli(str(small_run.path), "--lipschitz")
+    r = cli("matrix", str(small_run.path), "--lipschitz")
     assert r.returncode == 0 and "Lipschitz upper bound" in r.stdout
-    r = _cli(str(small_run.path), "--layer", "nope")
+    r = cli("matrix", str(small_run.path), "--layer", "nope")
     assert r.returncode == 2 and "conv1, conv2, conv3" in r.stderr

@@ -1,0 +1,81 @@
+"""One conv layer described as a matrix: shape, non-zeros, block structure, symbolic entries, spectrum.
+
+This is what ``convscope matrix`` prints and writes as JSON; the command itself only parses and prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from .._result import ResultMixin
+from ..errors import ConfigError
+from ..models.probe import layer_input_shapes
+from .conv_matrix import conv_matrix
+from .display import block_structure, format_symbolic, symbolic_entries
+from .geometry import ConvGeometry, make_geometry
+from .spectrum import SpectrumSummary, layer_spectrum
+
+
+@dataclass
+class MatrixReport(ResultMixin):
+    layer: str
+    input_shape: tuple[int, int, int]
+    output_shape: tuple[int, int, int]
+    shape: tuple[int, int]                 # (outputs, inputs) = rows, columns
+    nonzeros: int
+    density: float
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    padding_order: str
+    groups: int
+    padding_mode: str
+    structure: str                         # the block Toeplitz structure, in words
+    entries: dict[str, str] | None = None  # symbolic: "row,col" -> "w11" (weights named, not valued)
+    spectrum: SpectrumSummary | None = None
+    png: str | None = None
+
+
+@dataclass
+class MatrixResult:
+    report: MatrixReport
+    matrix: sp.csr_matrix
+    geometry: ConvGeometry
+    symbolic_text: str | None   # the printed matrix (w11 ... w33), None when too large or not symbolic
+
+
+def conv_layer_in_model(model: nn.Module, layer: str, input_shape: tuple[int, int, int]
+                        ) -> tuple[nn.Conv2d, tuple[int, ...]]:
+    """The conv layer ``layer`` of ``model`` and the shape of its input for a model input of ``input_shape``."""
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    if layer not in convs:
+        raise ConfigError(f"--layer {layer!r}: not a conv layer of the model; conv layers: {', '.join(convs) or 'none'}")
+    return convs[layer], layer_input_shapes(model, input_shape, [layer])[layer]
+
+
+def describe_conv(weight: torch.Tensor | np.ndarray, input_shape: tuple[int, int, int], *, stride=1, padding=0,
+                  dilation=1, groups: int = 1, padding_mode: str = "zeros", label: str = "conv",
+                  symbolic: bool = False, spectrum: bool = False, max_memory: int | None = None) -> MatrixResult:
+    """Build the layer's matrix and describe it. ``symbolic``: name the weights (w11 ...) rather than use their
+    values in the printed form; ``spectrum``: add :func:`layer_spectrum`'s summary."""
+    w = torch.as_tensor(weight).detach().double() if not isinstance(weight, np.ndarray) else weight
+    geom = make_geometry(tuple(w.shape), input_shape, stride, padding, dilation, groups, padding_mode)
+    conv = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
+    m = conv_matrix(w, input_shape, **conv, **({} if max_memory is None else {"max_memory": max_memory}))
+    rows, cols = m.shape
+    report = MatrixReport(label, geom.input_shape, geom.output_shape, (rows, cols), int(m.nnz), m.nnz / (rows * cols),
+                          geom.stride, geom.dilation, geom.pad, "top, bottom, left, right", geom.groups,
+                          geom.padding_mode, block_structure(geom))
+    text = None
+    if symbolic:
+        text = format_symbolic(geom)
+        if text is not None:
+            report.entries = {f"{r},{c}": v for (r, c), v in sorted(symbolic_entries(geom).items())}
+    if spectrum:
+        report.spectrum = layer_spectrum(w, input_shape, **conv)
+    return MatrixResult(report, m, geom, text)
