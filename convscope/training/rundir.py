@@ -24,10 +24,12 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_write_text
+from .._version import __version__
 from ..errors import ConvscopeError
 from .checkpoint import CheckpointError, load_weights, sha256_file
-from .config import TrainConfig, config_from_dict
+from .config import TrainConfig, recorded_config
 from ..data.normalize import Normalization
+from ..data.prepare import default_mode as default_prepare
 
 CONFIG, METRICS, CHECKPOINT, WEIGHTS, META, CURVE, SUMMARY = (
     "config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors", "model.json", "curve.png",
@@ -56,7 +58,8 @@ def new_run_dir(base: Path, name: str, explicit: Path | None) -> Path:
     """``explicit`` (must not already hold a run), or the first free ``base/name``, ``base/name-2``, ..."""
     if explicit is not None:
         if (explicit / CONFIG).exists():
-            raise RunError(f"{explicit}: already holds a run; resume it with --resume {explicit} or choose another --out")
+            raise RunError(f"{explicit}: already holds a run; resume it with --resume {explicit} "
+                           "or choose another --out")
         path = explicit
     else:
         path, k = base / name, 2
@@ -108,8 +111,6 @@ class Run:
 
 
 def model_metadata(model: nn.Module, cfg: TrainConfig, norm: Normalization, classes, input_shape) -> dict[str, Any]:
-    import convscope
-
     spec = getattr(model, "convscope_spec", {})
     return {
         "model": spec.get("name", cfg.model),
@@ -118,8 +119,9 @@ def model_metadata(model: nn.Module, cfg: TrainConfig, norm: Normalization, clas
         "num_classes": len(classes),
         "classes": list(classes),
         "normalization": {"mean": list(norm.mean), "std": list(norm.std)},
+        "prepare": default_prepare({"dataset": cfg.dataset, "input_shape": list(input_shape)}),
         "dataset": cfg.dataset,
-        "convscope_version": convscope.__version__,
+        "convscope_version": __version__,
         "torch_version": torch.__version__,
         "git_commit": git_commit(),
     }
@@ -157,7 +159,7 @@ def load_run(path: str | os.PathLike[str], map_location: str | torch.device = "c
             raise RunError(f"{path / META}: records no SHA-256 for {name}; the run is incomplete")
     if sha256_file(path / CONFIG) != recorded[CONFIG]:
         raise CheckpointError(f"{path / CONFIG}: SHA-256 differs from the one recorded in model.json (modified)")
-    cfg = config_from_dict(_read_json(path / CONFIG), source=str(path / CONFIG))
+    cfg = recorded_config(_read_json(path / CONFIG), source=str(path / CONFIG))
     state = load_weights(path / WEIGHTS, expected_sha256=recorded[WEIGHTS])
     c, h, w = meta["input_shape"]
     model = create_model(meta["model"], in_channels=c, image_size=(h, w), num_classes=meta["num_classes"],

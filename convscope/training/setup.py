@@ -1,0 +1,34 @@
+"""Before a loop starts: the config resolved against the data and the machine, and the seeded model."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+from ..models import create_model, model_kwargs
+from .batches import TrainData, load_data
+from .config import TrainConfig, resolve
+from .optim import init_weights
+from .runtime import native_bf16, resolve_device
+
+
+def prepare(cfg: TrainConfig) -> tuple[TrainConfig, TrainData]:
+    """Load the data and resolve ``cfg`` against it and this machine: the config that will run."""
+    data = load_data(cfg.validate())
+    device = resolve_device("cpu" if cfg.engine == "numpy" else cfg.device)
+    return resolve(cfg, hflip_ok=data.train.hflip_ok, device=str(device), native_bf16=native_bf16(device)), data
+
+
+def build_model(cfg: TrainConfig, data: TrainData) -> torch.nn.Module:
+    """The seeded, initialised model, on the CPU (global RNG: seeded here, then used by dropout)."""
+    torch.manual_seed(cfg.seed)
+    kwargs = dict(cfg.model_args)
+    if cfg.dropout is not None:
+        if "dropout" not in model_kwargs(cfg.model):
+            raise ConfigError(f"dropout: model {cfg.model!r} has a fixed dropout; its arguments: "
+                              f"{', '.join(model_kwargs(cfg.model)) or 'none'}")
+        kwargs["dropout"] = cfg.dropout
+    c, h, w = data.train.shape
+    model = create_model(cfg.model, c, (h, w), len(data.train.classes), **kwargs)
+    init_weights(model, cfg.init)
+    return model

@@ -1,0 +1,192 @@
+"""The FastAPI application behind ``convscope serve``: pages, the JSON API, the run files and the shipped
+static assets. Build it with :func:`create_app`; :func:`convscope.web.server.serve` runs it on uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..data.prepare import default_mode as default_prepare
+from ..errors import ConvscopeError
+from . import compute
+from .runs import RunEntry, discover_runs
+from .security import GuardMiddleware, WebError, allowed_hosts, decode_image, read_capped, safe_child
+from .views import pages
+from .views.layout import page
+
+STATIC = Path(__file__).parent / "static"
+MEDIA = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".png": "image/png",
+         ".txt": "text/plain; charset=utf-8", ".json": "application/json", ".jpg": "image/jpeg", ".svg": "image/svg+xml"}
+RUN_FILE_TYPES = {".png", ".json", ".jpg", ".txt"}     # what a run file URL may return (no HTML, no weights)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, extra_hosts: list[str] = ()) -> FastAPI:
+    """The app serving the runs found under ``paths``; requests must name ``host:port`` (or a loopback name)."""
+    runs = discover_runs([Path(p) for p in paths])
+    app = FastAPI(title="convscope", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(GuardMiddleware, hosts=allowed_hosts(host, port, extra_hosts))
+    static_files = {p.name: p for p in STATIC.iterdir() if p.is_file() and p.suffix in MEDIA}
+
+    @app.exception_handler(WebError)
+    async def _web_error(request: Request, exc: WebError):
+        return _error(exc.status, exc.message)
+
+    @app.exception_handler(ConvscopeError)
+    async def _cs_error(request: Request, exc: ConvscopeError):
+        return _error(400, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        msg = {404: f"not found: {request.url.path}", 405: f"method {request.method} not allowed here"}
+        return _error(exc.status_code, msg.get(exc.status_code, str(exc.detail)))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        items = [f"{'.'.join(str(x) for x in err.get('loc', ()))}: {err.get('msg')}" for err in exc.errors()]
+        return _error(422, "invalid request: " + "; ".join(items))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        return _error(500, f"internal error ({type(exc).__name__}); the server's log has the details")
+
+    def entry(rid: str) -> RunEntry:
+        if rid not in runs:
+            raise WebError(404, f"no run {rid!r} here; runs: {', '.join(runs) or 'none'}")
+        return runs[rid]
+
+    def html(title: str, body: str, rid: str | None = None, scripts: tuple[str, ...] = ()) -> HTMLResponse:
+        return HTMLResponse(page(title, body, nav=pages.nav_for(rid), scripts=["common.js", *scripts] if scripts else []))
+
+    def run_row(r: RunEntry) -> dict[str, Any]:
+        try:
+            run = r.run
+            acc = run.summary.get("test_accuracy")
+            return {"id": r.id, "path": str(r.path), "model": run.meta.get("model"), "dataset": run.config.dataset,
+                    "accuracy": f"{100 * acc:.2f}%" if isinstance(acc, (int, float)) else "–"}
+        except ConvscopeError as e:
+            return {"id": r.id, "path": str(r.path), "model": "unreadable", "dataset": str(e)[:120], "accuracy": "–"}
+
+    # ---- pages
+    @app.get("/", response_class=HTMLResponse)
+    def index():
+        return html("runs", pages.index_body([run_row(r) for r in runs.values()]))
+
+    @app.get("/run/{rid}/draw", response_class=HTMLResponse)
+    def draw_page(rid: str):
+        r = entry(rid)
+        return html(f"draw · {rid}", pages.draw_body(rid, list(r.run.input_shape)), rid, ("draw.js",))
+
+    @app.get("/run/{rid}/unit/{layer}/{ch}", response_class=HTMLResponse)
+    def unit_page(rid: str, layer: str, ch: int):
+        d = compute.unit_data(entry(rid), layer, ch).to_dict()
+        body = pages.unit_body(d, lambda rel: f"/run/{rid}/file/{rel}", lambda lay, c: f"/run/{rid}/unit/{lay}/{c}")
+        return html(f"{layer}:{ch} · {rid}", body, rid)
+
+    @app.get("/matrix", response_class=HTMLResponse)
+    def matrix_page():
+        return html("conv matrix", pages.matrix_body(), None, ("matrix.js",))
+
+    def card(r: RunEntry) -> str:
+        d = compute.training_data(r).to_dict()
+        curve = f"/run/{r.id}/file/curve.png" if (r.path / "curve.png").is_file() else None
+        conf = f"/run/{r.id}/confusion.png" if d["confusion"] is not None else None
+        return pages.training_card(d, curve, conf)
+
+    @app.get("/run/{rid}/training", response_class=HTMLResponse)
+    def training_page(rid: str):
+        return html(f"training · {rid}", pages.training_body([card(entry(rid))], False), rid, ("training.js",))
+
+    @app.get("/training", response_class=HTMLResponse)
+    def training_all():
+        return html("training", pages.training_body([card(r) for r in runs.values()], True), None, ("training.js",))
+
+    # ---- files
+    @app.get("/static/{name}")
+    def static(name: str):
+        if name not in static_files:
+            raise WebError(404, f"no static file {name!r}")
+        p = static_files[name]
+        return Response(p.read_bytes(), media_type=MEDIA[p.suffix], headers={"cache-control": "no-cache"})
+
+    @app.get("/run/{rid}/file/{rel:path}")
+    def run_file(rid: str, rel: str):
+        r = entry(rid)
+        p = safe_child(r.path, rel)
+        if p.suffix.lower() not in RUN_FILE_TYPES:
+            raise WebError(404, f"no such file: {rel!r} (only PNG, JPEG, JSON and text files are served)")
+        return Response(p.read_bytes(), media_type=MEDIA[p.suffix.lower()])
+
+    @app.get("/run/{rid}/confusion.png")
+    def confusion_png(rid: str):
+        r = entry(rid)
+
+        def render() -> bytes:
+            from ..training.report import confusion_png as draw
+
+            res = r.cached("confusion", lambda: compute._evaluate(r.run))
+            with tempfile.TemporaryDirectory() as tmp:
+                return draw(res, r.run.classes, Path(tmp) / "c.png").read_bytes()
+        return Response(r.cached("confusion.png", render), media_type="image/png")
+
+    # ---- JSON API
+    @app.get("/api/runs")
+    def api_runs():
+        return {"runs": [run_row(r) for r in runs.values()]}
+
+    @app.get("/api/run/{rid}/layers")
+    def api_layers(rid: str):
+        return {"layers": compute.shown_layers(entry(rid))}
+
+    @app.post("/api/run/{rid}/predict")
+    async def api_predict(rid: str, request: Request):
+        r = entry(rid)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if not ctype.startswith("image/"):
+            raise WebError(415, f"Content-Type {ctype or 'missing'!r}: send the image itself as the body "
+                                "(image/png or image/jpeg)")
+        data = await read_capped(request)
+
+        def work() -> dict[str, Any]:
+            img = decode_image(data)
+            x = compute.prepare_canvas_image(img, r.run.input_shape, default_prepare(r.run.meta))
+            return compute.predict_with_maps(r, x).to_dict()
+        result = await asyncio.get_running_loop().run_in_executor(r.worker, work)
+        return Response(json.dumps(result), media_type="application/json")   # plain data: no re-encoding pass
+
+    @app.get("/api/run/{rid}/unit/{layer}/{ch}")
+    def api_unit(rid: str, layer: str, ch: int):
+        return compute.unit_data(entry(rid), layer, ch).to_dict()
+
+    @app.get("/api/run/{rid}/training")
+    def api_training(rid: str):
+        return compute.training_data(entry(rid)).to_dict()
+
+    @app.get("/api/training")
+    def api_training_all():
+        out = []
+        for r in runs.values():
+            try:
+                run = r.run
+                out.append({"id": r.id, "epochs": [m for m in run.metrics if m.get("kind") == "epoch"]})
+            except ConvscopeError as e:
+                out.append({"id": r.id, "error": str(e), "epochs": []})
+        return {"runs": out}
+
+    @app.get("/api/matrix")
+    def api_matrix(request: Request):
+        return compute.matrix_data(dict(request.query_params)).to_dict()
+
+    app.state.runs = runs
+    return app

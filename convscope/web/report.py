@@ -1,0 +1,157 @@
+"""``convscope report RUN``: one self-contained HTML file — every image inline as a ``data:`` URI, the style
+sheet inline, no script, and a Content-Security-Policy that forbids any network access when it is opened.
+
+Same content as the server's static pages: summary, curves, confusion, per-class accuracy, layer table,
+sparsity, the edge experiment, the first layer's conv matrix, and a page per unit of one layer.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from torch import nn
+
+from .._atomic import atomic_write_text
+from ..errors import ConfigError, ConvscopeError
+from ..inspect import activation_sparsity, edge_experiment, list_layers, receptive_fields
+from ..inspect.edges import edges_png
+from ..inspect.sparsity import sparsity_png
+from ..matrix import conv_matrix, make_geometry
+from ..matrix.display import block_structure, heatmap_png
+from . import compute, pictures
+from .runs import RunEntry
+from .views import pages
+from .views.layout import e, page, table
+
+REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+STYLE = Path(__file__).parent / "static" / "app.css"
+
+
+def _img(uri: str, alt: str, cls: str = "plot") -> str:
+    return f'<img class="{cls}" src="{uri}" alt="{e(alt)}">'
+
+
+def _section(anchor: str, title: str, body: str) -> str:
+    return f'<section class="page card" id="{e(anchor)}"><h2>{e(title)}</h2>{body}</section>'
+
+
+def _first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
+    return next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+
+
+def build_report(run_path: str | Path, out: str | Path | None = None, layer: str | None = None,
+                 edge_filter: str = "sobel-x", max_units: int = 64) -> Path:
+    """Write the report of the run at ``run_path`` to ``out`` (default RUN/report.html); returns its path.
+    ``layer``: whose channels get a unit page each (default: the first convolution), at most ``max_units``."""
+    run_path = Path(run_path)
+    entry = RunEntry(run_path.name, run_path.resolve())
+    run = entry.run
+    out = Path(out) if out is not None else run_path / "report.html"
+    model, shape = run.model, run.input_shape
+    sections: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+
+        def png(draw, name: str) -> str:
+            return pictures.file_data_uri(draw(tmp / name))
+
+        # summary, curves, confusion, per-class accuracy
+        tdata = compute.training_data(entry).to_dict()
+        curve = pictures.file_data_uri(run_path / "curve.png") if (run_path / "curve.png").is_file() else None
+        conf = None
+        if tdata["confusion"] is not None:
+            from ..training.report import confusion_png
+
+            conf = png(lambda p: confusion_png(entry.cache["confusion"], run.classes, p), "confusion.png")
+        sections.append(("training", "Summary, curves and confusion", pages.training_card(tdata, curve, conf)))
+
+        # layer table with receptive fields
+        try:
+            fields = receptive_fields(model, shape)
+        except ConfigError:
+            fields = {}
+        rows = []
+        for li in list_layers(model, shape):
+            f = fields.get(li.name)
+            rf = "–" if f is None else ("whole input" if f.is_global else f"{f.size[0]}x{f.size[1]} / jump {f.jump[0]}")
+            rows.append([li.name, li.kind, " x ".join(map(str, li.output_shape)), f"{li.parameters:,}", rf])
+        sections.append(("layers", "Layers", table(["layer", "type", "output", "parameters", "receptive field"],
+                                                   rows, "layers")))
+
+        # sparsity and the edge experiment need the test split
+        try:
+            ds = compute.test_dataset(run)
+        except ConvscopeError as err:
+            ds = None
+            sections.append(("data", "Test data", f'<p class="note">{e(err)}</p>'))
+        if ds is not None:
+            sp = activation_sparsity(model, ds, run.normalization)
+            srows = [[s.name, f"{100 * s.zero_fraction:.1f}%", f"{s.dead_units}/{s.units}",
+                      f"{s.dead_channels}/{s.shape[0]}"] for s in sp]
+            body = (f"<p>Exactly-zero activations on the {len(ds):,} test images.</p>"
+                    + table(["layer", "exactly zero", "dead units", "dead channels"], srows)
+                    + _img(png(lambda p: sparsity_png(sp, p), "sparsity.png"), "sparsity"))
+            sections.append(("sparsity", "Sparsity", body))
+            if ds.images.shape[1] == 1:
+                res = edge_experiment(ds.images, edge_filter)
+                s = res.summary()
+                body = (f"<p>A hand-set {e(edge_filter)} filter (zero padding) then ReLU on all {s['images']:,} test "
+                        f"images: {s['input_nonzero']['mean']:.1f} non-zero input pixels of {s['pixels_per_image']} "
+                        f"on average, {s['filtered_nonzero']['mean']:.1f} after the filter, "
+                        f"{s['after_relu_nonzero']['mean']:.1f} after ReLU (ReLU zeroes "
+                        f"{100 * s['relu_zeroed_fraction_of_nonzero']:.1f}% of the filter's non-zero responses).</p>"
+                        + _img(png(lambda p: edges_png(ds.images, res, p), "edges.png"), "edge experiment"))
+                sections.append(("edges", "Edge experiment", body))
+
+        # the first layer as a matrix (its first output channel on the real input size)
+        first = _first_conv(model)
+        if first is not None:
+            name, conv = first
+            c = conv.in_channels
+            w0 = conv.weight.detach()[:1].double()                          # (1, C/groups, kh, kw)
+            kw = {"stride": conv.stride, "padding": conv.padding, "dilation": conv.dilation}
+            m = conv_matrix(w0, (c // conv.groups, *shape[1:]), **kw)
+            geom = make_geometry(tuple(conv.weight.shape), shape, groups=conv.groups, **kw)
+            rows_all, cols_all = geom.shape
+            zr, zc = min(m.shape[0], 2 * shape[2]), min(m.shape[1], 4 * shape[2])   # two output rows, four input rows
+            body = (f"<p><code>{e(name)}</code> on a {shape[1]} x {shape[2]} input is a {rows_all:,} x {cols_all:,} "
+                    f"sparse matrix ({e(block_structure(geom))}). Shown: output channel 0, a {m.shape[0]:,} x "
+                    f"{m.shape[1]:,} matrix with {m.nnz:,} non-zeros (density {m.nnz / (m.shape[0] * m.shape[1]):.4f}"
+                    f"); each band is one kernel row.</p>"
+                    + _img(png(lambda p: heatmap_png(m, p, f"{name}, output channel 0"), "matrix.png"), "conv matrix")
+                    + f"<p>Zoom: the first {zr} rows (output pixels) and {zc} columns (input pixels), every entry a "
+                    "kernel weight (blue &lt; 0 &lt; red).</p>"
+                    + _img(png(lambda p: heatmap_png(m[:zr, :zc], p, f"{name}, rows 0-{zr - 1}, columns 0-{zc - 1}"),
+                               "matrix-zoom.png"), "conv matrix zoom"))
+            sections.append(("matrix", "The first layer as a matrix", body))
+
+        # a page per unit
+        shown = {li["name"]: li for li in compute.shown_layers(entry)}
+        unit_layer = layer or (first[0] if first else next(iter(shown), None))
+        if unit_layer is not None:
+            if unit_layer not in shown:
+                raise ConfigError(f"--layer {unit_layer!r}: not a feature-map layer; choose one of {', '.join(shown)}")
+            n = min(shown[unit_layer]["shape"][0], max_units)
+            units = []
+            for ch in range(n):
+                d = compute.unit_data(entry, unit_layer, ch).to_dict()
+                body = pages.unit_body(d, lambda rel: pictures.file_data_uri(entry.path / rel),
+                                       lambda lay, k: f"#unit-{k}")
+                units.append(f'<section class="page card" id="unit-{ch}">{body}</section>')
+            links = " ".join(f'<a href="#unit-{ch}">{ch}</a>' for ch in range(n))
+            sections.append(("units", f"Units of {unit_layer}", f'<p class="toc">{links}</p>' + "".join(units)))
+
+    toc = '<p class="toc">' + "".join(f'<a href="#{a}">{e(t)}</a>' for a, t, _ in sections) + "</p>"
+    acc = run.summary.get("test_accuracy")
+    head = (f"<h1>Report: {e(run_path.name)}</h1><p>{e(run.meta.get('model'))} on {e(run.config.dataset)}"
+            + (f", test accuracy {100 * acc:.2f}%" if isinstance(acc, (int, float)) else "")
+            + f"; made by convscope {e(run.meta.get('convscope_version', ''))}.</p>{toc}")
+    html = page(f"report · {run_path.name}", head + "".join(_section(a, t, b) for a, t, b in sections),
+                css=STYLE.read_text(), csp=REPORT_CSP)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, html)
+    return out
+
+
+__all__ = ["build_report"]

@@ -1,0 +1,95 @@
+"""Shared fixtures of the web tests: a quickly trained run (a vertical stroke is a "1" for it), a folder of
+runs, and a real ``convscope serve`` process on a free loopback port, always terminated at the end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def runs_dir(tmp_path_factory) -> Path:
+    """runs/digits8 (fast, width 8, 4,000 digits, 3 epochs: ~96% test accuracy) and runs/digits4 (1 epoch)."""
+    import convscope
+
+    root = tmp_path_factory.mktemp("web_runs")
+    base = {"model": "fast", "batch_size": 128, "threads": 1}
+    convscope.train({**base, "model_args": {"width": 8}, "train_subset": 4000, "epochs": 3}, out=root / "digits8",
+                    progress=False)
+    convscope.train({**base, "model_args": {"width": 4}, "train_subset": 1000, "epochs": 1}, out=root / "digits4",
+                    progress=False)
+    # a feature visualization "computed elsewhere", and links that lead outside the run (must never be served)
+    inspect = root / "digits8" / "inspect"
+    inspect.mkdir(exist_ok=True)
+    shutil.copy(root / "digits8" / "curve.png", inspect / "visualize-relu1-channels.png")
+    secret = root / "secret.png"
+    secret.write_bytes(b"SECRET-OUTSIDE-THE-RUN")
+    (root / "digits8" / "link.png").symlink_to(secret)
+    outside = root / "outside"
+    outside.mkdir()
+    (outside / "x.png").write_bytes(b"SECRET-OUTSIDE-THE-RUN")
+    (root / "digits8" / "linkdir").symlink_to(outside, target_is_directory=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def web_run(runs_dir) -> Path:
+    return runs_dir / "digits8"
+
+
+class Server:
+    def __init__(self, args: list[str], port: int) -> None:
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "convscope", "serve", *args, "--port", str(port)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, "MPLBACKEND": "Agg"})
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}: {self.proc.stderr.read()}")
+            try:
+                if httpx.get(self.base + "/api/runs", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise TimeoutError("server did not start")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            stream.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def server(runs_dir):
+    srv = Server([str(runs_dir)], free_port())
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()

@@ -1,0 +1,51 @@
+"""``convscope report``: one self-contained HTML file that opens in Chromium with the network disabled and
+every image rendered; the same numbers as the library functions it is made from."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from html import unescape
+
+from playwright.sync_api import sync_playwright
+
+from convscope.inspect import hook_count
+from convscope.training import load_run
+
+from .test_browser import CHROMIUM_ARGS
+
+
+def test_report_self_contained_and_renders_offline(web_run, tmp_path):
+    out = tmp_path / "report.html"
+    done = subprocess.run([sys.executable, "-m", "convscope", "report", str(web_run), "-o", str(out),
+                           "--layer", "relu1"], check=False, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    html = out.read_text()
+    # nothing that could load from anywhere: no script, no link, every src an inline data: URI
+    assert "<script" not in html and "<link rel=\"stylesheet\"" not in html
+    srcs = re.findall(r'src="([^"]*)"', html)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "default-src 'none'" in unescape(html)
+    for anchor in ("training", "layers", "sparsity", "edges", "matrix", "units"):
+        assert f'id="{anchor}"' in html
+    assert html.count('class="page card" id="unit-') == 8            # relu1 has 8 channels
+    assert "convscope visualize" not in html.split('id="unit-0"')[1].split('id="unit-1"')[0]  # relu1 has a picture
+    run = load_run(web_run)
+    assert f"{100 * run.summary['test_accuracy']:.2f}%" in html
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        context = browser.new_context(offline=True)
+        requests, errors = [], []
+        page = context.new_page()
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(out.as_uri())
+        page.wait_for_load_state("load")
+        images = page.evaluate("[...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+        browser.close()
+    assert len(images) > 8 * 18 and all(c and w > 0 and h > 0 for c, w, h in images)
+    assert [u for u in requests if not u.startswith(("data:", "file:"))] == []
+    assert errors == []
+    assert hook_count(run.model) == 0
