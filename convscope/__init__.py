@@ -5,11 +5,9 @@
     run = convscope.load_run("runs/fast-digits")  # no unpickling: safetensors + JSON, SHA-256 checked
 """
 
+from ._version import __version__
 from .errors import ChecksumError, ConfigError, ConvscopeError, DataError, DatasetNotFoundError, DownloadError
-
-__version__ = "0.1.0"
-
-from .training import Run, TrainConfig, load_run, resume, train  # noqa: E402  (needs __version__ above)
+from .training import Run, TrainConfig, load_run, resume, train
 
 __all__ = ["ChecksumError", "ConfigError", "ConvscopeError", "DataError", "DatasetNotFoundError", "DownloadError",
            "Run", "TrainConfig", "__version__", "load_run", "resume", "train"]

@@ -1,6 +1,11 @@
 """Atomic file writes: temp file in the same folder, fsync, rename, fsync the folder.
 
 A reader (or a crash at any instant) sees either the old file or the complete new one, never a part.
+
+Write observers (:func:`observe_writes`) see each atomic write after its temporary file holds all the data and
+before it is made durable and renamed into place: the moment a crash leaves a stale temp file and the old
+file intact. Tools that audit writes, and crash tests that kill the process there, install one; none is
+installed by convscope itself.
 """
 
 from __future__ import annotations
@@ -8,11 +13,22 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ._faults import maybe_kill
+WriteObserver = Callable[[Path, Path], None]   # (destination, temporary file holding the data, not yet renamed)
+_observers: list[WriteObserver] = []
+
+
+@contextlib.contextmanager
+def observe_writes(fn: WriteObserver) -> Iterator[None]:
+    """Call ``fn(path, tmp)`` on every atomic write in this process while the context is open."""
+    _observers.append(fn)
+    try:
+        yield
+    finally:
+        _observers.remove(fn)
 
 
 def fsync_dir(folder: Path) -> None:
@@ -44,6 +60,8 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
+            for observe in tuple(_observers):
+                observe(path, tmp)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -56,10 +74,7 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_writer(path) as f:
-        half = len(data) // 2
-        f.write(data[:half])
-        maybe_kill(f"write:{Path(path).name}")  # crash tests: die with a half-written temp file
-        f.write(data[half:])
+        f.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

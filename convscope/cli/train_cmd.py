@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
-import re
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from ..training import config as C
-
-
-def _field_help() -> dict[str, str]:
-    """Help for each config key, taken from the comments beside TrainConfig's fields (one source of truth)."""
-    out = {}
-    for line in inspect.getsource(C.TrainConfig).splitlines():
-        m = re.match(r"\s+(\w+): [^=]+= [^#]+#\s*(.*)$", line)
-        if m:
-            out[m.group(1)] = m.group(2)
-    return out
 
 
 def _parse_scalar(text: str) -> Any:
@@ -32,21 +21,21 @@ def _parse_scalar(text: str) -> Any:
 
 
 def add_config_flags(p: argparse.ArgumentParser) -> None:
-    helps = _field_help()
+    """One flag per TrainConfig field: help and choices from the field's metadata, the type from its hint."""
     g = p.add_argument_group("training options (override --recipe and --config)")
     for name, f in C.FIELDS.items():
         flag = "--" + name.replace("_", "-")
-        hint = helps.get(name, "")
-        if name in C.CHOICES:
-            g.add_argument(flag, dest=name, choices=C.CHOICES[name], default=None, help=hint)
-        elif f.type == "bool":
+        hint = f.metadata.get("help", "")
+        scalar = next(t for t in (typing.get_args(C.HINTS[name]) or (C.HINTS[name],)) if t is not type(None))
+        if "choices" in f.metadata:
+            g.add_argument(flag, dest=name, choices=f.metadata["choices"], default=None, help=hint)
+        elif scalar is bool:
             g.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=hint)
-        elif name == "model_args":
-            g.add_argument("--model-arg", dest="model_args", action="append", default=None, metavar="KEY=VALUE",
+        elif scalar is dict:
+            g.add_argument("--model-arg", dest=name, action="append", default=None, metavar="KEY=VALUE",
                            help="model-specific argument, e.g. --model-arg width=48 (repeatable)")
         else:
-            kind = {"int": int, "float": float, "int | None": int, "float | None": float}.get(f.type, str)
-            g.add_argument(flag, dest=name, type=kind, default=None, metavar=name.upper().split("_")[0], help=hint)
+            g.add_argument(flag, dest=name, type=scalar, default=None, metavar=name.upper().split("_")[0], help=hint)
 
 
 def config_from_args(args: argparse.Namespace) -> C.TrainConfig:
@@ -79,12 +68,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..training import TrainingInterrupted, resume, train
 
     quiet = args.quiet
+    callbacks = args.callbacks  # Callback objects, for programs that run this command with their own
     try:
         if args.resume:
-            run = resume(args.resume, progress=not quiet)
+            run = resume(args.resume, progress=not quiet, callbacks=callbacks)
         else:
             cfg = config_from_args(args)
-            run = train(cfg, out=args.out, runs_dir=args.runs_dir, progress=not quiet)
+            run = train(cfg, out=args.out, runs_dir=args.runs_dir, progress=not quiet, callbacks=callbacks)
     except TrainingInterrupted as e:
         print(f"convscope: {e}", file=sys.stderr)
         return 130
@@ -163,7 +153,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue a killed or interrupted run")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     add_config_flags(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, callbacks=())
 
     p = sub.add_parser("eval", help="accuracy, per-class accuracy and confusion matrix of a run")
     p.add_argument("run", type=Path, help="run directory")

@@ -55,7 +55,7 @@ def load_model_file(spec: str, weights: str | Path | None) -> nn.Module:
         raise ConfigError(f"--model-file {file}: no nn.Module subclass named {cls_name!r}")
     model = cls()
     if weights is not None:
-        from ..training.checkpoint import CheckpointError, load_weights
+        from ..models.weights import CheckpointError, load_weights
 
         state = load_weights(weights)
         try:

@@ -1,9 +1,14 @@
-"""Training: ``train(config) -> Run``, ``resume(path)``, ``load_run(path)``."""
+"""Training: ``train(config, callbacks=...) -> Run``, ``resume(path)``, ``load_run(path)``.
 
+The loop (loop.py) drives an engine (engine.py: engines/torch.py, engines/numpy.py) and tells callbacks
+(callbacks.py) of its events; config.py resolves every setting before a run writes anything.
+"""
+
+from .callbacks import Callback, SparsityTracker
 from .checkpoint import CheckpointError
 from .config import RECIPES, TrainConfig, config_from_dict, recipe
-from .loop import TrainingDiverged, TrainingInterrupted, resume, train
+from .loop import Loop, TrainingDiverged, TrainingInterrupted, resume, train
 from .rundir import Run, RunError, load_run
 
-__all__ = ["CheckpointError", "RECIPES", "Run", "RunError", "TrainConfig", "TrainingDiverged", "TrainingInterrupted",
-           "config_from_dict", "load_run", "recipe", "resume", "train"]
+__all__ = ["Callback", "CheckpointError", "Loop", "RECIPES", "Run", "RunError", "SparsityTracker", "TrainConfig",
+           "TrainingDiverged", "TrainingInterrupted", "config_from_dict", "load_run", "recipe", "resume", "train"]

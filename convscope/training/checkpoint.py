@@ -4,10 +4,15 @@ A checkpoint is one safetensors file: every tensor of the training state (model,
 as a named tensor, and the rest of the state (numbers, strings, nesting) as a JSON *skeleton* in the
 file's metadata, with the SHA-256 of skeleton + tensor bytes, so corruption is detected on load.
 Writes are atomic (temp file, fsync, rename): the previous checkpoint survives a crash at any instant.
+
+The training state inside is versioned (``"version"``): :func:`upgrade_state` brings a state written by an
+older convscope to today's layout, filling every key a later version added with the value that reproduces
+the older behaviour, so adding state never breaks resuming an older checkpoint.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -15,25 +20,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
 from .._atomic import atomic_write_bytes
-from ..errors import ConvscopeError
+from ..models.weights import CheckpointError, load_weights, read_safetensors, save_weights, sha256_file
 
-FORMAT = "convscope-state-v1"
+__all__ = ["CheckpointError", "STATE_VERSION", "load_state", "load_weights", "save_state", "save_weights",
+           "sha256_file", "upgrade_state"]
 
+FORMAT = "convscope-state-v1"   # the file encoding (safetensors + JSON skeleton); the state has its own version
+STATE_VERSION = 2
 
-class CheckpointError(ConvscopeError):
-    """A checkpoint or weights file is missing, truncated, tampered with, or not safetensors."""
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+# Keys each state version added, with the value a state written before it is resumed with. A version that adds
+# a key adds it here; only a change of layout needs a migration function as well (version 1 -> 2 below).
+ADDED_KEYS: dict[int, dict[str, Any]] = {
+    2: {"callbacks": {}},         # state of callbacks that keep some (none in 0.1)
+}
 
 
 def _pack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
@@ -79,16 +81,6 @@ def _digest(skeleton: str, tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def check_not_pickle(path: Path) -> None:
-    """Refuse pickle and torch.save (zip) files with a clear message, before anything parses them."""
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head[:1] == b"\x80" or head[:2] == b"PK":
-        raise CheckpointError(f"{path}: is a pickle / torch.save file; convscope never unpickles (it can run code). "
-                              "Convert trusted weights with torch.load(weights_only=True) and "
-                              "safetensors.torch.save_file")
-
-
 def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     """Write a training state (nested dicts/lists of tensors and plain values) atomically."""
     tensors: dict[str, torch.Tensor] = {}
@@ -97,23 +89,10 @@ def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     atomic_write_bytes(path, st_save(tensors, metadata=meta))
 
 
-def _open(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
-    check_not_pickle(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: not a valid safetensors file, truncated or corrupt ({e})") from e
-    return meta, tensors
-
-
 def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a state written by :func:`save_state`, verifying its SHA-256."""
     path = Path(path)
-    meta, tensors = _open(path)
+    meta, tensors = read_safetensors(path)
     if meta.get("format") != FORMAT or "skeleton" not in meta:
         raise CheckpointError(f"{path}: not a convscope checkpoint (format {meta.get('format')!r})")
     if _digest(meta["skeleton"], tensors) != meta.get("sha256"):
@@ -122,19 +101,26 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     return _unpack(json.loads(meta["skeleton"]), tensors)
 
 
-def save_weights(path: str | os.PathLike[str], state_dict: dict[str, torch.Tensor],
-                 metadata: dict[str, str] | None = None) -> None:
-    """A model's state_dict as plain safetensors (readable by any safetensors tool), atomically."""
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-    atomic_write_bytes(path, st_save(tensors, metadata=metadata))
+def _v1_to_v2(state: dict[str, Any]) -> dict[str, Any]:
+    """convscope 0.1's flat state -> the engine / loop / RNG layout of version 2."""
+    loop_keys = ("step", "epoch", "batch", "bad_streak", "skipped", "elapsed", "acc", "history", "best",
+                 "stopped_early")
+    return {"version": 2, "engine": {"model": state["model"], "optimizer": state["optimizer"], **state["extra"]},
+            "loop": {k: state[k] for k in loop_keys},
+            "rng": {"aug": state["aug_rng"], "torch": state["torch_rng"], "cuda": state["cuda_rng"]},
+            "metrics_bytes": state["metrics_bytes"]}
 
 
-def load_weights(path: str | os.PathLike[str], expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
-    """Load safetensors weights; with ``expected_sha256``, a file that differs is refused."""
-    path = Path(path)
-    if expected_sha256 is not None and path.is_file():
-        actual = sha256_file(path)
-        if actual != expected_sha256:
-            raise CheckpointError(f"{path}: SHA-256 {actual} differs from the recorded {expected_sha256}: "
-                                  "the file was truncated, tampered with or replaced")
-    return _open(path)[1]
+def upgrade_state(state: dict[str, Any], source: str = "checkpoint") -> dict[str, Any]:
+    """A training state of any version as today's (``STATE_VERSION``); a newer one is refused."""
+    version = state.get("version", 1)  # 0.1 wrote no version
+    if not isinstance(version, int) or version > STATE_VERSION:
+        raise CheckpointError(f"{source}: state version {version!r} was written by a newer convscope (this one "
+                              f"reads up to {STATE_VERSION}); resume it with that version")
+    if version == 1:
+        state = _v1_to_v2(state)
+    for v in range(version + 1, STATE_VERSION + 1):
+        for key, default in ADDED_KEYS.get(v, {}).items():
+            state.setdefault(key, copy.deepcopy(default))
+    state["version"] = STATE_VERSION
+    return state

@@ -1,7 +1,10 @@
-"""The typed training configuration: strict loading from dicts, YAML or TOML files, and named recipes.
+"""The typed training configuration: strict loading from dicts, YAML or TOML files, named recipes, and
+resolution of every derived value before a run writes anything.
 
-Unknown keys and wrong types are errors that list the valid keys. The resolved config is written into
-every run directory as ``config.json``.
+Each field's help text and choices live in its metadata (the CLI builds its flags from them); types are
+checked against the type hints. Unknown keys and wrong types are errors that list the valid keys.
+:func:`resolve` settles what depends on the engine, the dataset and the machine, so the ``config.json`` of
+a run holds exactly the settings that ran.
 """
 
 from __future__ import annotations
@@ -18,62 +21,77 @@ from typing import Any
 
 from ..errors import ConfigError
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "optimizer": ("sgd", "adam", "adamw", "adadelta"),
-    "schedule": ("constant", "step", "cosine", "onecycle"),
-    "init": ("default", "kaiming", "xavier"),
-    "precision": ("auto", "fp32", "bf16"),
-    "engine": ("torch", "numpy"),
-    "conv_algorithm": ("direct", "im2col", "matrix", "fft"),
-}
+
+def _meta(help: str, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """A field's metadata: its help text (units included) and, for strings, its valid values."""
+    return {"help": help} if choices is None else {"help": help, "choices": choices}
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run. Units are given in the comments."""
+    """Everything that defines a training run. Units are given in the help texts."""
 
-    dataset: str = "digits"
-    data_dir: str | None = None
-    model: str = "fast"
-    model_args: dict = field(default_factory=dict)
-    name: str | None = None              # run name; default "<model>-<dataset>"
-    epochs: int = 12
-    batch_size: int = 256                # images per optimizer step
-    optimizer: str = "sgd"
-    lr: float = 0.1                      # peak learning rate (per step, for batch_size images)
-    momentum: float = 0.9                # SGD momentum (Adam's beta1 is left at 0.9)
-    nesterov: bool = True
-    weight_decay: float = 5e-4           # L2 on every parameter (decoupled for adamw)
-    schedule: str = "onecycle"
-    warmup_epochs: float = 0.0           # linear warmup from 0 over this many epochs (not for onecycle)
-    step_epochs: int = 1                 # 'step' schedule: multiply by step_gamma every this many epochs
-    step_gamma: float = 0.7
-    label_smoothing: float = 0.1
-    dropout: float | None = None         # overrides the model's dropout where it has a 'dropout' argument
-    init: str = "default"                # weight init of conv and linear layers
-    translate: int = 2                   # augmentation: random shift of up to this many pixels (zero fill)
-    hflip: bool = False                  # augmentation: random horizontal flip, only if the dataset allows it
-    cutout: int = 0                      # augmentation: zero a random square of this side (0 = off)
-    grad_clip: float | None = None       # clip the global gradient norm to this value
-    ema: float = 0.99                    # decay of an exponential moving average of the weights, per step (0 = off);
-                                         # evaluation and the saved model use the average
-    tta: bool = True                     # test-time augmentation: average the logits of each image and its mirror
-                                         # (only where the dataset allows flips)
-    val_fraction: float = 0.0            # hold out this fraction of train (stratified, fixed seed) for validation
-    early_stopping: int | None = None    # stop after this many epochs without a better validation accuracy
-    precision: str = "auto"              # auto: bf16 autocast where the CPU has native bf16, else fp32
-    channels_last: bool = True
-    threads: int | None = None           # torch intra-op threads (default: torch's choice)
-    device: str = "auto"                 # auto: cuda when available, else cpu
-    deterministic: bool = False          # deterministic kernels; resumed runs end bit-identical
-    seed: int = 0
-    train_subset: int = 0                # train on a class-stratified subset of N images (0 = all); quick trials
-    checkpoint_every: int = 100          # steps between checkpoints (and one at each epoch end)
-    max_bad_steps: int = 20              # stop after this many non-finite steps in a row
-    log_every: int = 10                  # steps between per-step lines in metrics.jsonl
-    track_sparsity: bool = False         # per epoch: fraction of exactly-zero activations per layer, in metrics.jsonl
-    engine: str = "torch"                # torch, or numpy: the from-scratch reference layers (CPU, sequential models)
-    conv_algorithm: str = "im2col"       # numpy engine: direct, im2col, matrix or fft convolution
+    dataset: str = field(default="digits", metadata=_meta("dataset name (see `convscope data list`) or folder:PATH"))
+    data_dir: str | None = field(default=None, metadata=_meta(
+        "where datasets are looked for and downloaded (default: the user cache)"))
+    model: str = field(default="fast", metadata=_meta("model name from the registry (see `convscope models`)"))
+    model_args: dict = field(default_factory=dict, metadata=_meta("model-specific arguments, e.g. {\"width\": 48}"))
+    name: str | None = field(default=None, metadata=_meta("run name; default \"<model>-<dataset>\""))
+    epochs: int = field(default=12, metadata=_meta("passes over the training set"))
+    batch_size: int = field(default=256, metadata=_meta("images per optimizer step"))
+    optimizer: str = field(default="sgd", metadata=_meta("optimizer", ("sgd", "adam", "adamw", "adadelta")))
+    lr: float = field(default=0.1, metadata=_meta("peak learning rate (per step, for batch_size images)"))
+    momentum: float = field(default=0.9, metadata=_meta("SGD momentum (Adam's beta1 is left at 0.9)"))
+    nesterov: bool = field(default=True, metadata=_meta("Nesterov momentum (SGD)"))
+    weight_decay: float = field(default=5e-4, metadata=_meta("L2 on every parameter (decoupled for adamw)"))
+    schedule: str = field(default="onecycle", metadata=_meta(
+        "learning-rate schedule", ("constant", "step", "cosine", "onecycle")))
+    warmup_epochs: float = field(default=0.0, metadata=_meta(
+        "linear warmup from 0 over this many epochs (not for onecycle)"))
+    step_epochs: int = field(default=1, metadata=_meta(
+        "'step' schedule: multiply by step_gamma every this many epochs"))
+    step_gamma: float = field(default=0.7, metadata=_meta("'step' schedule: the factor"))
+    label_smoothing: float = field(default=0.1, metadata=_meta("label smoothing of the cross-entropy targets"))
+    dropout: float | None = field(default=None, metadata=_meta(
+        "overrides the model's dropout where it has a 'dropout' argument"))
+    init: str = field(default="default", metadata=_meta(
+        "weight init of conv and linear layers", ("default", "kaiming", "xavier")))
+    translate: int = field(default=2, metadata=_meta(
+        "augmentation: random shift of up to this many pixels (zero fill)"))
+    hflip: bool = field(default=False, metadata=_meta(
+        "augmentation: random horizontal flip, only if the dataset allows it"))
+    cutout: int = field(default=0, metadata=_meta("augmentation: zero a random square of this side (0 = off)"))
+    grad_clip: float | None = field(default=None, metadata=_meta("clip the global gradient norm to this value"))
+    ema: float = field(default=0.99, metadata=_meta(
+        "decay of an exponential moving average of the weights, per step (0 = off); "
+        "evaluation and the saved model use the average"))
+    tta: bool = field(default=True, metadata=_meta(
+        "test-time augmentation: average the logits of each image and its mirror (only for "
+        "runs trained with --hflip on a dataset that allows flips)"))
+    val_fraction: float = field(default=0.0, metadata=_meta(
+        "hold out this fraction of train (stratified, fixed seed) for validation"))
+    early_stopping: int | None = field(default=None, metadata=_meta(
+        "stop after this many epochs without a better validation accuracy"))
+    precision: str = field(default="auto", metadata=_meta(
+        "auto: bf16 autocast where the hardware has native bf16, else fp32",
+        ("auto", "fp32", "bf16")))
+    channels_last: bool = field(default=True, metadata=_meta("channels-last memory format for convolutions"))
+    threads: int | None = field(default=None, metadata=_meta("torch intra-op threads (default: torch's choice)"))
+    device: str = field(default="auto", metadata=_meta("auto: cuda when available, else cpu"))
+    deterministic: bool = field(default=False, metadata=_meta("deterministic kernels; resumed runs end bit-identical"))
+    seed: int = field(default=0, metadata=_meta("seed of initialisation, data order, augmentation and dropout"))
+    train_subset: int = field(default=0, metadata=_meta(
+        "train on a class-stratified subset of N images (0 = all); quick trials"))
+    checkpoint_every: int = field(default=100, metadata=_meta("steps between checkpoints (and one at each epoch end)"))
+    max_bad_steps: int = field(default=20, metadata=_meta("stop after this many non-finite steps in a row"))
+    log_every: int = field(default=10, metadata=_meta("steps between per-step lines in metrics.jsonl"))
+    track_sparsity: bool = field(default=False, metadata=_meta(
+        "per epoch: fraction of exactly-zero activations per layer, in metrics.jsonl"))
+    engine: str = field(default="torch", metadata=_meta(
+        "torch, or numpy: the from-scratch reference layers (CPU, sequential models)",
+        ("torch", "numpy")))
+    conv_algorithm: str = field(default="im2col", metadata=_meta(
+        "numpy engine: the convolution algorithm", ("direct", "im2col", "matrix", "fft")))
 
     def validate(self) -> TrainConfig:
         for key, options in CHOICES.items():
@@ -98,6 +116,11 @@ class TrainConfig:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"grad_clip must be positive, got {self.grad_clip}")
+        if self.engine == "numpy":
+            if self.optimizer not in ("sgd", "adam"):
+                raise ConfigError(f"optimizer: the numpy engine has sgd and adam, not {self.optimizer!r}")
+            if self.device not in ("auto", "cpu"):
+                raise ConfigError(f"device: the numpy engine runs on the CPU, not {self.device!r}")
         return self
 
     @property
@@ -109,6 +132,28 @@ class TrainConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+HINTS: dict[str, Any] = typing.get_type_hints(TrainConfig)    # real types, not the strings of the annotations
+CHOICES: dict[str, tuple[str, ...]] = {k: f.metadata["choices"] for k, f in FIELDS.items() if "choices" in f.metadata}
+
+
+def resolve(cfg: TrainConfig, *, hflip_ok: bool, device: str, native_bf16: bool) -> TrainConfig:
+    """``cfg`` with every value that depends on the engine, the dataset or the machine settled: the config
+    that actually runs. ``hflip_ok``: whether the training set allows mirrored images; ``device``: the device
+    ``cfg.device`` resolves to; ``native_bf16``: whether that device runs bf16 autocast natively.
+
+    The numpy engine trains plain fp32 on the CPU (no weight average, no channels-last, no test-time flips);
+    test-time flips apply only to runs trained with flips. Resolving a resolved config changes nothing."""
+    cfg.validate()
+    if cfg.hflip and not hflip_ok:
+        raise ConfigError(f"hflip: dataset {cfg.dataset!r} does not allow horizontal flips "
+                          "(mirrored digits change meaning); remove --hflip")
+    changes: dict[str, Any] = {"device": device, "tta": cfg.tta and cfg.hflip}
+    if cfg.engine == "numpy":
+        changes.update(device="cpu", channels_last=False, ema=0.0, tta=False, precision="fp32")
+    elif cfg.precision == "auto":
+        changes["precision"] = "bf16" if native_bf16 else "fp32"
+    return dataclasses.replace(cfg, **changes).validate()
+
 
 # Named recipes: overrides of the defaults (the defaults are the `fast` recipe).
 RECIPES: dict[str, dict[str, Any]] = {
@@ -125,8 +170,6 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
-    if isinstance(annotation, str):
-        annotation = eval(annotation, {**vars(typing), **vars(sys.modules[__name__])})  # noqa: S307 (our own hints)
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         return any(_type_ok(value, a) for a in typing.get_args(annotation))
@@ -141,6 +184,14 @@ def _type_ok(value: Any, annotation: Any) -> bool:
     return isinstance(value, annotation)
 
 
+def type_name(annotation: Any) -> str:
+    """``float | None`` for the hint float | None, ``int`` for int."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    return "None" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
+
+
 def config_from_dict(values: dict[str, Any], base: TrainConfig | None = None, source: str = "config") -> TrainConfig:
     """A validated TrainConfig: ``base`` (default: defaults) updated with ``values``; strict on keys and types."""
     if not isinstance(values, dict):
@@ -150,10 +201,10 @@ def config_from_dict(values: dict[str, Any], base: TrainConfig | None = None, so
         raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(FIELDS)}")
     merged = (base or TrainConfig()).to_dict()
     for key, value in values.items():
-        if not _type_ok(value, FIELDS[key].type):
-            raise ConfigError(f"{source}: {key} = {value!r} has the wrong type: expected {FIELDS[key].type}; "
+        if not _type_ok(value, HINTS[key]):
+            raise ConfigError(f"{source}: {key} = {value!r} has the wrong type: expected {type_name(HINTS[key])}; "
                               f"valid keys: {', '.join(FIELDS)}")
-        if FIELDS[key].type in ("float", "float | None") and isinstance(value, int):
+        if float in (typing.get_args(HINTS[key]) or (HINTS[key],)) and isinstance(value, int):
             value = float(value)
         merged[key] = value
     return TrainConfig(**merged).validate()

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_write_text
+from .._version import __version__
 from ..errors import ConvscopeError
 from .checkpoint import CheckpointError, load_weights, sha256_file
 from .config import TrainConfig, config_from_dict
@@ -108,8 +109,6 @@ class Run:
 
 
 def model_metadata(model: nn.Module, cfg: TrainConfig, norm: Normalization, classes, input_shape) -> dict[str, Any]:
-    import convscope
-
     spec = getattr(model, "convscope_spec", {})
     return {
         "model": spec.get("name", cfg.model),
@@ -119,7 +118,7 @@ def model_metadata(model: nn.Module, cfg: TrainConfig, norm: Normalization, clas
         "classes": list(classes),
         "normalization": {"mean": list(norm.mean), "std": list(norm.std)},
         "dataset": cfg.dataset,
-        "convscope_version": convscope.__version__,
+        "convscope_version": __version__,
         "torch_version": torch.__version__,
         "git_commit": git_commit(),
     }

@@ -1,0 +1,80 @@
+"""Weights files: a model's ``state_dict`` as plain safetensors, SHA-256 checked, never unpickled; and a
+digest of a state's values that is equal exactly when the weights are bit-identical."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as st_save
+
+from .._atomic import atomic_write_bytes
+from ..errors import ConvscopeError
+
+
+class CheckpointError(ConvscopeError):
+    """A checkpoint or weights file is missing, truncated, tampered with, or not safetensors."""
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_not_pickle(path: Path) -> None:
+    """Refuse pickle and torch.save (zip) files with a clear message, before anything parses them."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[:1] == b"\x80" or head[:2] == b"PK":
+        raise CheckpointError(f"{path}: is a pickle / torch.save file; convscope never unpickles (it can run code). "
+                              "Convert trusted weights with torch.load(weights_only=True) and "
+                              "safetensors.torch.save_file")
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """(metadata, tensors) of a safetensors file; anything else is a :class:`CheckpointError`."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    check_not_pickle(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: not a valid safetensors file, truncated or corrupt ({e})") from e
+    return meta, tensors
+
+
+def save_weights(path: str | os.PathLike[str], state_dict: Mapping[str, torch.Tensor],
+                 metadata: dict[str, str] | None = None) -> None:
+    """A model's state_dict as plain safetensors (readable by any safetensors tool), atomically."""
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
+    atomic_write_bytes(path, st_save(tensors, metadata=metadata))
+
+
+def load_weights(path: str | os.PathLike[str], expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Load safetensors weights; with ``expected_sha256``, a file that differs is refused."""
+    path = Path(path)
+    if expected_sha256 is not None and path.is_file():
+        actual = sha256_file(path)
+        if actual != expected_sha256:
+            raise CheckpointError(f"{path}: SHA-256 {actual} differs from the recorded {expected_sha256}: "
+                                  "the file was truncated, tampered with or replaced")
+    return read_safetensors(path)[1]
+
+
+def named_values_sha256(state: Mapping[str, torch.Tensor], keys: Iterable[str] | None = None) -> str:
+    """SHA-256 over (key name, raw bytes of the tensor) for each key in order (default: ``state``'s order).
+    Pass ``model.state_dict().keys()`` to digest a state in the model's order, whatever order it was saved in."""
+    h = hashlib.sha256()
+    for k in (state.keys() if keys is None else keys):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

@@ -1,0 +1,89 @@
+"""The data side of a run: the splits, and the training batches both engines see.
+
+The whole training set sits on the device as uint8; a batch is indexed, augmented as a batch (translation,
+flips, cutout from one seeded generator whose state goes into the checkpoint) and normalized. The data
+order of an epoch is a pure function of seed and epoch, so resuming needs only the epoch and the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..data import load
+from ..data.augment import cutout, random_hflip, random_translate
+from ..data.dataset import ImageDataset, stratified_split
+from ..data.normalize import Normalization
+from ..errors import ConfigError
+from .config import TrainConfig
+
+
+@dataclass(frozen=True)
+class TrainData:
+    train: ImageDataset
+    test: ImageDataset
+    val: ImageDataset | None
+    norm: Normalization          # per-channel mean and std of the training images
+
+
+def load_data(cfg: TrainConfig) -> TrainData:
+    """The training split (optionally a stratified subset, minus a validation split), the test split, and
+    the normalization computed on the training images."""
+    train = load(cfg.dataset, "train", cfg.data_dir)
+    test = load(cfg.dataset, "test", cfg.data_dir)
+    if 0 < cfg.train_subset < len(train):  # a class-stratified subset (datasets are often sorted by class)
+        _, keep = stratified_split(train.labels.numpy(), cfg.train_subset / len(train), "subset")
+        train = train.subset(keep)
+    val = None
+    if cfg.val_fraction > 0:
+        tr_idx, val_idx = stratified_split(train.labels.numpy(), cfg.val_fraction, f"val:{cfg.seed}")
+        val = train.subset(val_idx, "val")
+        train = train.subset(tr_idx)
+    if len(train) == 0:
+        raise ConfigError(f"dataset {cfg.dataset!r}: no training images left")
+    return TrainData(train, test, val, Normalization.of(train.images))
+
+
+def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).to(device)
+
+
+class BatchFeeder:
+    """Augmented, normalized training batches for a resolved config, on its device."""
+
+    def __init__(self, cfg: TrainConfig, data: TrainData) -> None:
+        self.cfg, self.norm = cfg, data.norm
+        self.device = torch.device(cfg.device)
+        self.images = data.train.images.to(self.device)     # uint8 (N, C, H, W), moved once
+        self.labels = data.train.labels.to(self.device)
+        self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        self.batch_size = min(cfg.batch_size, len(self.labels))
+        self.steps_per_epoch = max(1, len(self.labels) // cfg.batch_size)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        return epoch_order(len(self.labels), self.cfg.seed, epoch, self.device)
+
+    def batch(self, order: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch ``index`` of an epoch's ``order``: x float (B, C, H, W), y int64 (B,)."""
+        return self.take(order[index * self.batch_size:(index + 1) * self.batch_size])
+
+    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        x = self.images[idx].to(torch.float32).div_(255.0)   # (B, C, H, W) in [0, 1]
+        x = random_translate(x, cfg.translate, self.aug_gen)
+        if cfg.hflip:
+            x = random_hflip(x, self.aug_gen)
+        x = cutout(x, cfg.cutout, self.aug_gen)
+        x = self.norm.normalize(x)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, self.labels[idx]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"aug": self.aug_gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.aug_gen.set_state(state["aug"])

@@ -1,0 +1,76 @@
+"""Callbacks: code that attaches to a run's events without touching the loop.
+
+    class Every100(Callback):
+        def on_step_end(self, loop, result):
+            if loop.step % 100 == 0:
+                print(loop.step, loop.engine.evaluate(loop.data.test).accuracy)
+
+    convscope.train(config, callbacks=[Every100()])
+
+The loop calls each event on every callback, in order, with itself as the first argument: ``loop.step``
+(optimizer steps done), ``loop.epoch`` (epochs done), ``loop.cfg``, ``loop.engine``, ``loop.data``, ``loop.path``
+and ``loop.total_steps`` are there to read, and ``loop.request_stop()`` ends the run after the current step
+(the epoch is closed as usual and the run finishes as a run that stopped early).
+A callback with state to keep across a kill implements ``state_dict`` / ``load_state_dict`` and a unique ``key``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .engine import StepResult
+from .evaluate import EvalResult
+
+if TYPE_CHECKING:  # the loop imports this module; this import is for type checkers only
+    from .loop import Loop
+    from .rundir import Run
+
+
+class Callback:
+    """Base class: every event is a no-op."""
+
+    key = ""  # name of the callback's state in checkpoints (only callbacks that have state need one)
+
+    def on_train_start(self, loop: Loop) -> None:
+        """Before the first step of this process (a fresh run, or a resumed one after its state was restored)."""
+
+    def on_step_end(self, loop: Loop, result: StepResult | None) -> None:
+        """After each optimizer step; ``result`` is None for a skipped (non-finite) step."""
+
+    def on_eval(self, loop: Loop, split: str, result: EvalResult, seconds: float) -> None:
+        """After each evaluation the loop makes (``split``: "test" or "val"), with its duration."""
+
+    def on_epoch_end(self, loop: Loop, record: dict[str, Any]) -> None:
+        """At each epoch end, before ``record`` (the epoch's metrics.jsonl line) is written: a callback may add
+        keys to it."""
+
+    def on_checkpoint(self, loop: Loop, path: Path) -> None:
+        """After a checkpoint was written to ``path``."""
+
+    def on_train_end(self, loop: Loop, run: Run) -> None:
+        """After the run directory holds the final weights, summary, curve and manifest."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class SparsityTracker(Callback):
+    """Per epoch, the exactly-zero fraction of each activation layer's output on the first ``probe`` test
+    images, as ``"sparsity": {layer: fraction}`` in the epoch's metrics line (``track_sparsity: true``)."""
+
+    def __init__(self, probe: int = 1000) -> None:
+        self.probe = probe
+
+    def on_epoch_end(self, loop: Loop, record: dict[str, Any]) -> None:
+        from ..inspect.sparsity import activation_sparsity
+
+        test = loop.data.test
+        probe = test.subset(torch.arange(min(self.probe, len(test))))
+        res = activation_sparsity(loop.engine.eval_module(), probe, loop.data.norm, hist_range=(0.0, 1.0), bins=1)
+        record["sparsity"] = {r.name: round(r.zero_fraction, 6) for r in res}

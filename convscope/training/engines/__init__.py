@@ -1,0 +1,1 @@
+"""Training engines (see ``convscope.training.engine`` for the protocol they follow)."""

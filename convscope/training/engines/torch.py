@@ -1,0 +1,95 @@
+"""The PyTorch engine: autocast (bf16 where native), gradient clipping, and an airbench-style weight average
+(EMA) that is evaluated and exported in place of the raw weights."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...data.dataset import ImageDataset
+from ...data.normalize import Normalization
+from ...models import upgrade_state_dict
+from ..config import TrainConfig
+from ..engine import StepResult
+from ..evaluate import EvalResult, autocast_for, evaluate
+from ..optim import build_optimizer, lr_at, set_lr
+
+
+class TorchEngine:
+    """Trains ``model`` (moved to ``cfg.device``) for a resolved config."""
+
+    def __init__(self, cfg: TrainConfig, model: nn.Module, norm: Normalization, steps_per_epoch: int) -> None:
+        self.cfg, self.norm, self.steps_per_epoch = cfg, norm, steps_per_epoch
+        self.device = torch.device(cfg.device)
+        self.bf16 = cfg.precision == "bf16"
+        self.model = model.to(self.device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.ema_model = copy.deepcopy(self.model) if cfg.ema > 0 else None
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> StepResult | None:
+        cfg = self.cfg
+        lr = lr_at(cfg, step, self.steps_per_epoch)
+        set_lr(self.optimizer, lr)
+        buffers = [b.detach().clone() for b in self.model.buffers()]  # BN statistics, restored on a bad step
+        with autocast_for(self.device, self.bf16):
+            logits = self.model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        ok = bool(torch.isfinite(loss))
+        if ok:
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or math.inf)
+            ok = bool(torch.isfinite(norm))
+        if not ok:
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for b, saved in zip(self.model.buffers(), buffers):
+                    b.copy_(saved)
+            return None
+        self.optimizer.step()
+        if self.ema_model is not None:
+            self._update_ema(step)
+        with torch.no_grad():
+            correct = int((logits.argmax(1) == y).sum())
+        return StepResult(float(loss.detach()), correct, float(norm), lr)
+
+    @torch.no_grad()
+    def _update_ema(self, step: int) -> None:
+        """ema = d * ema + (1 - d) * weights; buffers (BN statistics) are copied. Early steps use a smaller d
+        (d_t = min(d, (1 + t) / (10 + t))) so the average is not dominated by the random initialisation."""
+        d = min(self.cfg.ema, (1 + step) / (10 + step))
+        ema_p = list(self.ema_model.parameters())
+        torch._foreach_mul_(ema_p, d)
+        torch._foreach_add_(ema_p, [p.detach() for p in self.model.parameters()], alpha=1 - d)
+        for b_ema, b in zip(self.ema_model.buffers(), self.model.buffers()):
+            b_ema.copy_(b)
+
+    def eval_module(self) -> nn.Module:
+        return self.ema_model if self.ema_model is not None else self.model
+
+    def evaluate(self, dataset: ImageDataset) -> EvalResult:
+        return evaluate(self.eval_module(), dataset, self.norm, bf16=self.bf16, channels_last=self.cfg.channels_last,
+                        tta=self.cfg.tta)
+
+    def export_weights(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.eval_module().state_dict().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                 "optimizer": self.optimizer.state_dict()}
+        if self.ema_model is not None:
+            state["ema"] = self.ema_model.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(upgrade_state_dict(self.model, state["model"], "checkpoint model"))
+        self.optimizer.load_state_dict(state["optimizer"])  # positional: parameter order is unchanged since 0.1
+        if self.ema_model is not None:
+            self.ema_model.load_state_dict(upgrade_state_dict(self.ema_model, state["ema"], "checkpoint ema"))

@@ -1,0 +1,67 @@
+"""A run's progress: the counters that go into every checkpoint, and the progress bar that shows them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm.auto import tqdm
+
+LOOP_KEYS = ("step", "epoch", "batch", "bad_streak", "skipped", "elapsed", "acc", "history", "best", "stopped_early")
+
+
+def _fresh_acc() -> dict[str, Any]:
+    return {"loss": 0.0, "correct": 0, "seen": 0}
+
+
+@dataclass
+class LoopState:
+    """Where a run stands. ``step``: optimizer steps done; ``epoch``: epochs done; ``batch``: batches done in
+    the current epoch; ``acc``: this epoch's running train loss sum, correct count and images seen;
+    ``best``: the best validation accuracy, its epoch and that epoch's weights (None without validation)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0
+    bad_streak: int = 0          # non-finite steps in a row
+    skipped: int = 0             # non-finite steps in all
+    elapsed: float = 0.0         # seconds of training steps (evaluation and checkpoints excluded)
+    acc: dict[str, Any] = field(default_factory=_fresh_acc)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"val_accuracy": -1.0, "epoch": -1, "weights": None})
+    stopped_early: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in LOOP_KEYS}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LoopState:
+        return cls(**{k: d[k] for k in LOOP_KEYS})
+
+
+class Progress:
+    """The tqdm bar (steps) and the per-epoch lines; silent with ``enabled=False``."""
+
+    def __init__(self, enabled: bool, total_steps: int) -> None:
+        self.enabled, self.total_steps = enabled, total_steps
+
+    def bar(self, initial: int) -> tqdm:
+        return tqdm(total=self.total_steps, initial=initial, disable=not self.enabled, leave=False, unit="step",
+                    dynamic_ncols=True)
+
+    def step(self, bar: tqdm, acc: dict[str, Any], images: int, t_epoch: float) -> None:
+        seen = max(1, acc["seen"])
+        bar.set_postfix(loss=f"{acc['loss'] / seen:.3f}", acc=f"{acc['correct'] / seen:.3f}",
+                        img_s=f"{images / max(time.perf_counter() - t_epoch, 1e-9):.0f}", refresh=False)
+        bar.update()
+
+    def write(self, bar: tqdm, line: str) -> None:
+        if self.enabled:
+            bar.write(line)
+
+
+def epoch_line(h: dict[str, Any], epochs: int) -> str:
+    return (f"epoch {h['epoch']:>3}/{epochs}  loss {h['train_loss']:.4f}  train {h['train_accuracy']:.4f}  "
+            f"test {h['test_accuracy']:.4f}" + (f"  val {h['val_accuracy']:.4f}" if "val_accuracy" in h else "")
+            + f"  {h['images_per_s']:.0f} img/s")

@@ -1,0 +1,71 @@
+"""The machine side of a run: which device, whether bf16 is native, torch's threads and determinism for the
+duration of the run, and Ctrl-C turned into a flag checked between steps."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+import torch
+
+from ..errors import ConfigError
+from .config import TrainConfig
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"device: {name!r} is not a device ({e}); use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda requested but no CUDA device is available; use --device cpu")
+    return device
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast runs natively (AVX-512 BF16 / AMX on CPU; Ampere or newer on CUDA)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@contextlib.contextmanager
+def torch_settings(cfg: TrainConfig) -> Iterator[None]:
+    """Apply threads and determinism for the run, and restore the caller's settings afterwards."""
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True)
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(det)
+
+
+@contextlib.contextmanager
+def sigint_flag() -> Iterator[list[bool]]:
+    """Turn Ctrl-C into a flag checked between steps, so a step is never cut in half."""
+    flag = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag[0]:  # a second Ctrl-C: stop at once
+            raise KeyboardInterrupt
+        flag[0] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
