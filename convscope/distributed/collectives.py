@@ -85,3 +85,27 @@ def barrier(world: World) -> None:
         dist.barrier()
     except RuntimeError as e:
         raise lost_peer(world, e) from e
+
+
+def broadcast_text(text: str, world: World) -> str:
+    """Rank 0's ``text`` on every rank (UTF-8 bytes in a uint8 tensor; no pickling)."""
+    if not world.distributed:
+        return text
+    _check(world)
+    try:
+        data = torch.tensor(list(text.encode()) if world.is_main else [], dtype=torch.uint8)
+        n = torch.tensor([len(data)], dtype=torch.int64, device=world.device)
+        dist.broadcast(n, src=0)
+        buf = torch.zeros(int(n), dtype=torch.uint8, device=world.device)
+        if world.is_main:
+            buf.copy_(data)
+        dist.broadcast(buf, src=0)
+    except RuntimeError as e:
+        raise lost_peer(world, e) from e
+    return bytes(buf.cpu().tolist()).decode()
+
+
+def is_comm_failure(err: BaseException) -> bool:
+    """Whether an error raised inside a collective (e.g. DDP's gradient all-reduce) means a lost peer."""
+    text = str(err).lower()
+    return any(w in text for w in ("gloo", "nccl", "connection", "timed out", "timeout", "peer", "socket"))

@@ -10,14 +10,17 @@ leaves the last one intact, and a resumed deterministic run ends bit-identical t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..distributed import (World, barrier, broadcast_text, current_world, is_comm_failure, lost_peer,
+                           process_group)
 from ..errors import ConfigError, ConvscopeError
 from ..models import create_model, model_kwargs, upgrade_state_dict
 from . import rundir as rd
@@ -25,10 +28,10 @@ from .batches import BatchFeeder, TrainData, load_data
 from .callbacks import Callback, SparsityTracker
 from .checkpoint import STATE_VERSION, load_state, save_state, save_weights, upgrade_state
 from .config import TrainConfig, config_from_dict, resolve
+from .distributed import sharded_evaluate
 from .engine import Engine
 from .engines.numpy import NumpyEngine
 from .engines.torch import TorchEngine
-from .evaluate import evaluate
 from .optim import init_weights
 from .progress import LoopState, Progress, epoch_line
 from .runtime import native_bf16, resolve_device, sigint_flag, torch_settings
@@ -46,6 +49,11 @@ def prepare(cfg: TrainConfig) -> tuple[TrainConfig, TrainData]:
     """Load the data and resolve ``cfg`` against it and this machine: the config that will run."""
     data = load_data(cfg.validate())
     device = resolve_device("cpu" if cfg.engine == "numpy" else cfg.device)
+    world = current_world()
+    if world.distributed and device.type == "cuda":   # several processes: each rank on its own GPU
+        device = torch.device("cuda", world.local_rank)
+    if world.distributed and cfg.engine != "torch":
+        raise ConfigError(f"engine {cfg.engine!r}: several processes need the torch engine (--engine torch)")
     return resolve(cfg, hflip_ok=data.train.hflip_ok, device=str(device), native_bf16=native_bf16(device)), data
 
 
@@ -71,14 +79,16 @@ class Loop:
     def __init__(self, cfg: TrainConfig, data: TrainData, path: Path, *, progress: bool = True,
                  callbacks: Sequence[Callback] = (), checkpoints: bool = True) -> None:
         self.cfg, self.data, self.path, self.checkpoints = cfg, data, path, checkpoints
+        self.world: World = current_world()   # rank 0 of several (torchrun) writes every file and shows progress
         self.callbacks = [*callbacks, *([SparsityTracker()] if cfg.track_sparsity else [])]
         self.model = build_model(cfg, data)
-        self.feeder = BatchFeeder(cfg, data)
+        self.feeder = BatchFeeder(cfg, data, self.world)
         self.steps_per_epoch = self.feeder.steps_per_epoch
         self.total_steps = cfg.epochs * self.steps_per_epoch
         engine_cls = NumpyEngine if cfg.engine == "numpy" else TorchEngine
-        self.engine: Engine = engine_cls(cfg, self.model, data.norm, self.steps_per_epoch)
-        self.progress = Progress(progress, self.total_steps)
+        extra = (self.world,) if engine_cls is TorchEngine else ()
+        self.engine: Engine = engine_cls(cfg, self.model, data.norm, self.steps_per_epoch, *extra)
+        self.progress = Progress(progress and self.world.is_main, self.total_steps)
         self.state = LoopState()
 
     @property
@@ -109,6 +119,10 @@ class Loop:
     def save(self) -> None:
         if not self.checkpoints:
             return
+        barrier(self.world)            # every rank has finished the same step: the state is the job's
+        if not self.world.is_main:
+            self._emit("on_checkpoint", self.path / rd.CHECKPOINT)
+            return
         try:
             save_state(self.path / rd.CHECKPOINT, self.checkpoint_state())
         except OSError as e:
@@ -131,11 +145,13 @@ class Loop:
             if cb.key in st["callbacks"]:
                 cb.load_state_dict(st["callbacks"][cb.key])
         metrics = self.path / rd.METRICS
-        if metrics.exists():  # drop lines written after the checkpoint: they will be written again
+        if metrics.exists() and self.world.is_main:  # drop lines written after the checkpoint: written again
             with open(metrics, "r+b") as f:
                 f.truncate(st["metrics_bytes"])
 
     def _metric(self, record: dict[str, Any]) -> None:
+        if not self.world.is_main:
+            return
         try:
             with open(self.path / rd.METRICS, "a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -157,16 +173,17 @@ class Loop:
                     f"lower --lr or set --grad-clip. The last good checkpoint is intact in {self.path / rd.CHECKPOINT}")
         else:
             st.bad_streak = 0
-            st.acc["loss"] += result.loss * len(y)
+            n = len(y) * self.world.size   # result holds the global batch's loss and correct count
+            st.acc["loss"] += result.loss * n
             st.acc["correct"] += result.correct
-            st.acc["seen"] += len(y)
+            st.acc["seen"] += n
             if st.step % cfg.log_every == 0:
                 self._metric({"kind": "step", "step": st.step, "epoch": st.epoch, "loss": result.loss,
                               "lr": result.lr, "grad_norm": result.grad_norm})
         st.step += 1
         st.batch += 1
         self._last = result
-        return len(y)
+        return len(y) * self.world.size   # the global batch (equal parts on every rank)
 
     def _evaluate(self, split: str, dataset) -> Any:
         t = time.perf_counter()
@@ -229,7 +246,7 @@ class Loop:
         if st.best["weights"] is not None and cfg.early_stopping:
             self.model.load_state_dict(st.best["weights"])
         # the final figure in fp32, as `convscope eval` and inference compute it (epochs may evaluate in bf16)
-        test = evaluate(self.model, data.test, data.norm, tta=cfg.tta)
+        test = sharded_evaluate(self.model, data.test, data.norm, self.world, tta=cfg.tta)
         shape = data.train.shape
         meta = rd.model_metadata(self.model, cfg, data.norm, data.train.classes, shape)
         meta["tta"] = cfg.tta  # predictions average the mirror too (resolved: trained with flips, flips allowed)
@@ -243,13 +260,15 @@ class Loop:
             "per_class_accuracy": dict(zip(data.train.classes, test.per_class)),
         }
         try:
-            save_weights(self.path / rd.WEIGHTS, self.model.state_dict(), {"model": meta["model"]})
-            rd.write_json(self.path / rd.SUMMARY, summary)
-            plot_curves(st.history, self.path / rd.CURVE, title=f"{cfg.model} on {cfg.dataset}",
-                        train_label="train (label-smoothed)" if cfg.label_smoothing else "train")
-            rd.write_manifest(self.path, meta)
+            if self.world.is_main:
+                save_weights(self.path / rd.WEIGHTS, self.model.state_dict(), {"model": meta["model"]})
+                rd.write_json(self.path / rd.SUMMARY, summary)
+                plot_curves(st.history, self.path / rd.CURVE, title=f"{cfg.model} on {cfg.dataset}",
+                            train_label="train (label-smoothed)" if cfg.label_smoothing else "train")
+                rd.write_manifest(self.path, meta)
         except OSError as e:
             raise rd.RunError(f"{self.path}: cannot write the run's results ({e.strerror or e})") from e
+        barrier(self.world)   # the run directory is complete before any rank returns
         self.model.eval()
         run = rd.Run(self.path, self.model, cfg, data.norm, data.train.classes, shape, summary, meta)
         self._emit("on_train_end", run)
@@ -259,38 +278,66 @@ class Loop:
 def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path | None = None,
           runs_dir: str | Path = "runs", progress: bool = True, callbacks: Sequence[Callback] = ()) -> rd.Run:
     """Train a model; returns the finished :class:`Run`. ``config``: a TrainConfig or a dict of its keys;
-    ``callbacks``: :class:`~convscope.training.callbacks.Callback` objects told of the run's events."""
+    ``callbacks``: :class:`~convscope.training.callbacks.Callback` objects told of the run's events.
+
+    Under ``torchrun`` (WORLD_SIZE > 1) every process calls this; they train one model with
+    DistributedDataParallel and rank 0 writes the run directory (see training/distributed.py)."""
     cfg = config if isinstance(config, TrainConfig) else config_from_dict(config or {})
     cfg.validate()
-    path = rd.new_run_dir(Path(runs_dir), cfg.run_name, Path(out) if out is not None else None)
-    with torch_settings(cfg), torch.random.fork_rng(devices=[]):
-        cfg, data = prepare(cfg)
-        loop = Loop(cfg, data, path, progress=progress, callbacks=callbacks)
-        rd.write_json(path / rd.CONFIG, cfg.to_dict())   # everything is settled: exactly what runs
-        loop.save()
-        loop.run()
-        return loop.finish()
+    with process_group(_backend(cfg)) as world, _lost_peers(world):
+        path = None
+        if world.is_main:
+            path = rd.new_run_dir(Path(runs_dir), cfg.run_name, Path(out) if out is not None else None)
+        path = Path(broadcast_text(str(path), world))   # rank 0 chose the directory
+        with torch_settings(cfg), torch.random.fork_rng(devices=[]):
+            cfg, data = prepare(cfg)
+            loop = Loop(cfg, data, path, progress=progress, callbacks=callbacks)
+            if world.is_main:
+                rd.write_json(path / rd.CONFIG, cfg.to_dict())   # everything is settled: exactly what runs
+            loop.save()
+            loop.run()
+            return loop.finish()
 
 
 def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callback] = ()) -> rd.Run:
-    """Continue a run from its checkpoint (after a kill, a crash or Ctrl-C); a finished run is just loaded."""
+    """Continue a run from its checkpoint (after a kill, a crash or Ctrl-C); a finished run is just loaded.
+    The data position in the checkpoint is global: a run saved with N processes resumes with M."""
     path = Path(path)
     if (path / rd.META).exists():
         return rd.load_run(path)
     if not (path / rd.CONFIG).exists():
         raise rd.RunError(f"{path}: no {rd.CONFIG}; not a convscope run directory")
     recorded = config_from_dict(json.loads((path / rd.CONFIG).read_text()), source=str(path / rd.CONFIG))
-    for stale in path.glob(".*.part"):  # temp files of a write that a kill cut short
-        stale.unlink()
-    with torch_settings(recorded), torch.random.fork_rng(devices=[]):
-        cfg, data = prepare(recorded)
-        loop = Loop(cfg, data, path, progress=progress, callbacks=callbacks)
-        if cfg != recorded:  # a run written before configs were resolved: record what runs from now on
-            rd.write_json(path / rd.CONFIG, cfg.to_dict())
-        if (path / rd.CHECKPOINT).exists():
-            loop.restore(load_state(path / rd.CHECKPOINT))
-        else:  # killed before the first checkpoint (written before step 1): nothing was trained yet
-            (path / rd.METRICS).unlink(missing_ok=True)
-            loop.save()
-        loop.run()
-        return loop.finish()
+    with process_group(_backend(recorded)) as world, _lost_peers(world):
+        if world.is_main:
+            for stale in path.glob(".*.part"):  # temp files of a write that a kill cut short
+                stale.unlink()
+        with torch_settings(recorded), torch.random.fork_rng(devices=[]):
+            cfg, data = prepare(recorded)
+            loop = Loop(cfg, data, path, progress=progress, callbacks=callbacks)
+            if cfg != recorded and world.is_main:  # written before configs were resolved: record what runs now
+                rd.write_json(path / rd.CONFIG, cfg.to_dict())
+            if (path / rd.CHECKPOINT).exists():
+                loop.restore(load_state(path / rd.CHECKPOINT))
+            else:  # killed before the first checkpoint (written before step 1): nothing was trained yet
+                if world.is_main:
+                    (path / rd.METRICS).unlink(missing_ok=True)
+                loop.save()
+            loop.run()
+            return loop.finish()
+
+
+def _backend(cfg: TrainConfig) -> str:
+    """NCCL when the ranks train on GPUs, gloo on CPUs."""
+    return "nccl" if cfg.engine == "torch" and resolve_device(cfg.device).type == "cuda" else "gloo"
+
+
+@contextlib.contextmanager
+def _lost_peers(world: World) -> Iterator[None]:
+    """A collective that fails inside DDP or a barrier (a peer died) becomes one clear error on every rank."""
+    try:
+        yield
+    except RuntimeError as e:
+        if world.distributed and not isinstance(e, ConvscopeError) and is_comm_failure(e):
+            raise lost_peer(world, e) from e
+        raise
