@@ -10,6 +10,9 @@ import time
 import pytest
 
 import convscope
+from convscope.distributed import World
+from convscope.errors import ConfigError
+from convscope.training.distributed import rank_slice
 
 from .conftest import HERE, torchrun
 
@@ -75,7 +78,9 @@ def test_cli_nproc_2_with_batchnorm_reaches_the_one_process_accuracy_band(tmp_pa
     assert acc["one"] > 0.6 and abs(acc["two"] - acc["one"]) < 0.08, acc
 
 
-def test_batch_not_divisible_by_processes_is_a_clear_error(tmp_path):
-    r = torchrun(2, WORKER, "train", tmp_path / "run", json.dumps({**LENET, "batch_size": 63}), timeout=120)
-    assert r.returncode != 0
-    assert "batch_size 63: must be divisible by the number of processes (2)" in r.stderr
+def test_global_batch_split_into_equal_rank_parts():
+    assert [rank_slice(64, World(r, 4)) for r in range(4)] == [slice(0, 16), slice(16, 32), slice(32, 48),
+                                                                slice(48, 64)]
+    assert rank_slice(63, World(0, 1)) == slice(0, 63)
+    with pytest.raises(ConfigError, match=r"batch_size 63: must be divisible by the number of processes \(2\)"):
+        rank_slice(63, World(1, 2))
