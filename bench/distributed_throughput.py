@@ -46,6 +46,7 @@ def main() -> None:
     common = ["--model", "fast", "--model-arg", f"width={a.width}", "--train-subset", str(a.subset),
               "--epochs", str(a.epochs), "--batch-size", str(a.batch_size), "--checkpoint-every", "1000"]
     configs = {"1 process x 2 threads": [*common, "--threads", "2", "--device", "cpu"],
+               "1 process x 1 thread": [*common, "--threads", "1", "--device", "cpu"],   # control: threading cost
                "2 processes x 1 thread": [*common, "--threads", "1", "--device", "cpu", "--nproc", "2"]}
     if torch.cuda.is_available():
         configs["1 process x 1 GPU"] = [*common, "--device", "cuda"]
