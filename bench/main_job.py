@@ -42,7 +42,8 @@ def main() -> None:
               "mean_wall_seconds": statistics.mean(r["wall_seconds"] for r in runs)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"mean test accuracy {100 * result['mean_test_accuracy']:.2f}%, mean wall {result['mean_wall_seconds']:.1f} s")
+    print(f"mean test accuracy {100 * result['mean_test_accuracy']:.2f}%, "
+          f"mean wall {result['mean_wall_seconds']:.1f} s")
 
 
 if __name__ == "__main__":

@@ -18,29 +18,29 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine  # noqa: E402
 
+from convscope.training.batches import BatchFeeder  # noqa: E402
 from convscope.training.config import config_from_dict  # noqa: E402
-from convscope.training.loop import Trainer  # noqa: E402
+from convscope.training.engines.torch import TorchEngine  # noqa: E402
+from convscope.training.loop import build_model, prepare  # noqa: E402
 
 
 def main() -> None:
-    import tempfile
-
     cfg = config_from_dict({"dataset": "fashion-mnist", "hflip": True, "threads": 2, "checkpoint_every": 10**9})
-    with tempfile.TemporaryDirectory() as tmp:
-        tr = Trainer(cfg, Path(tmp), progress=False)
-        torch.set_num_threads(2)
-        order = torch.randperm(len(tr.train_set))
+    cfg, data = prepare(cfg)
+    feeder = BatchFeeder(cfg, data)
+    engine = TorchEngine(cfg, build_model(cfg, data), data.norm, feeder.steps_per_epoch)
+    torch.set_num_threads(2)
+    order = torch.randperm(len(data.train))
 
-        def step(i):
-            x, y = tr._batch(order[i * 256:(i + 1) * 256])
-            tr._train_step(x, y)
-            tr.step += 1
+    def step(i):
+        x, y = feeder.take(order[i * 256:(i + 1) * 256])
+        engine.train_step(x, y, i)
 
-        for i in range(5):
+    for i in range(5):
+        step(i)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(5, 35):
             step(i)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            for i in range(5, 35):
-                step(i)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:20]

@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from .training.callbacks import Callback
+
 _IMPORTED = time.perf_counter()
 THRESHOLDS = {"fashion-mnist": [0.90, 0.91, 0.92, 0.93, 0.94], "digits": [0.97, 0.98, 0.985, 0.99]}
 
@@ -61,6 +63,31 @@ def parse_recipe(spec: str) -> tuple[str, dict]:
 
 # ---- worker: one recipe, one dataset, one seed, in its own process -------------------------------------------
 
+class AccuracyClock(Callback):
+    """A training callback: the test accuracy every ``every`` steps (and at the last step) against training wall
+    time since ``t0`` with evaluation time taken out; stops the run once that time passes ``max_seconds``."""
+
+    def __init__(self, every: int, max_seconds: float, t0: float) -> None:
+        self.every, self.max_seconds, self.t0 = every, max_seconds, t0
+        self.eval_s = 0.0                 # seconds spent evaluating (the loop's epoch-end evaluations included)
+        self.log: list[dict] = []
+
+    def on_eval(self, loop, split, result, seconds) -> None:
+        self.eval_s += seconds
+
+    def on_step_end(self, loop, result) -> None:
+        if loop.step % self.every and loop.step != loop.total_steps:
+            return
+        t = time.perf_counter()
+        acc = loop.engine.evaluate(loop.data.test).accuracy
+        self.eval_s += time.perf_counter() - t
+        wall = time.perf_counter() - self.t0 - self.eval_s
+        self.log.append({"step": loop.step, "images": loop.step * loop.cfg.batch_size, "wall": round(wall, 3),
+                         "test_accuracy": acc})
+        if wall > self.max_seconds:       # out of time: stop after this step
+            loop.request_stop()
+
+
 def worker(spec: str, dataset: str, seed: int, eval_images: int, max_seconds: float, smoke: bool,
            threads: int) -> dict:
     import tempfile
@@ -69,7 +96,8 @@ def worker(spec: str, dataset: str, seed: int, eval_images: int, max_seconds: fl
 
     from .models import flops_per_image
     from .training.config import config_from_dict, recipe
-    from .training.loop import make_trainer
+    from .training.loop import Loop, prepare
+    from .training.runtime import torch_settings
 
     t0 = time.perf_counter() - process_age()
     name, extra = parse_recipe(spec)
@@ -77,46 +105,23 @@ def worker(spec: str, dataset: str, seed: int, eval_images: int, max_seconds: fl
     if smoke:
         overrides.update(epochs=1, train_subset=1024)
     cfg = config_from_dict(overrides, recipe(name))
-    log: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = make_trainer(cfg, Path(tmp), progress=False)
-        cls = type(trainer)
-        every = max(1, round(eval_images / cfg.batch_size))
-        state = {"eval_s": 0.0}
-
-        def timed_eval(self, ds, _orig=cls.evaluate):
-            t = time.perf_counter()
-            res = _orig(self, ds)
-            state["eval_s"] += time.perf_counter() - t
-            return res
-
-        def step(self, x, y, _orig=cls._train_step):
-            ok = _orig(self, x, y)
-            if (self.step + 1) % every == 0 or (self.step + 1) == self.total_steps:
-                acc = self.evaluate(self.test_set).accuracy
-                wall = time.perf_counter() - t0 - state["eval_s"]
-                log.append({"step": self.step + 1, "images": (self.step + 1) * cfg.batch_size, "wall": round(wall, 3),
-                            "test_accuracy": acc})
-                if wall > max_seconds:             # out of time: stop after this step
-                    self.stopped_early = True
-                    self.batch = self.steps_per_epoch
-            return ok
-
-        trainer.evaluate = timed_eval.__get__(trainer)
-        trainer._train_step = step.__get__(trainer)
-        trainer.save = lambda: None
+    clock = AccuracyClock(max(1, round(eval_images / cfg.batch_size)), max_seconds, t0)
+    with tempfile.TemporaryDirectory() as tmp, torch_settings(cfg):
+        cfg, data = prepare(cfg)
+        # no checkpoint writes, for every recipe alike (the peers' scripts write none)
+        loop = Loop(cfg, data, Path(tmp), progress=False, callbacks=[clock], checkpoints=False)
         setup = time.perf_counter() - t0          # imports, data loading, model building
-        trainer.run()
-        c, h, w = trainer.train_set.shape
-        fwd = flops_per_image(trainer.model.float().cpu(), (c, h, w))
+        loop.run()
+        fwd = flops_per_image(loop.model.float().cpu(), data.train.shape)
+    log = clock.log
     wall = log[-1]["wall"]
     train_images = log[-1]["images"]
     out = {"recipe": spec, "dataset": dataset, "seed": seed, "log": log, "final_accuracy": log[-1]["test_accuracy"],
-           "best_accuracy": max(e["test_accuracy"] for e in log), "wall_seconds": wall, "eval_seconds": state["eval_s"],
+           "best_accuracy": max(e["test_accuracy"] for e in log), "wall_seconds": wall, "eval_seconds": clock.eval_s,
            "setup_seconds": setup, "train_images": train_images,
            "images_per_s": train_images / max(wall - setup, 1e-9), "forward_flops_per_image": fwd,
-           "train_flops_per_image": 3 * fwd, "bf16": trainer.bf16, "batch_size": cfg.batch_size,
-           "epochs_run": trainer.epoch, "torch_threads": torch.get_num_threads(), "config": cfg.to_dict()}
+           "train_flops_per_image": 3 * fwd, "bf16": cfg.precision == "bf16", "batch_size": cfg.batch_size,
+           "epochs_run": loop.epoch, "torch_threads": torch.get_num_threads(), "config": cfg.to_dict()}
     out["achieved_flops"] = out["images_per_s"] * out["train_flops_per_image"]
     for t in THRESHOLDS.get(dataset, []):
         hit = next((e for e in log if e["test_accuracy"] >= t), None)

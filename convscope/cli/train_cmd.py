@@ -85,8 +85,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not is_main_process():   # several processes: rank 0 reports
         return 0
     s = run.summary
-    rows = [("run", str(run.path)), ("model", f"{run.config.model} ({sum(p.numel() for p in run.model.parameters()):,} parameters)"),
-            ("dataset", f"{run.config.dataset} ({s.get('train_images', '?')} train / {s.get('test_images', '?')} test)"),
+    params = sum(p.numel() for p in run.model.parameters())
+    rows = [("run", str(run.path)), ("model", f"{run.config.model} ({params:,} parameters)"),
+            ("dataset", f"{run.config.dataset} ({s.get('train_images', '?')} train / "
+                        f"{s.get('test_images', '?')} test)"),
             ("epochs", f"{s.get('epochs')} ({s.get('steps')} steps)"),
             ("test accuracy", f"{100 * s['test_accuracy']:.2f}%"),
             ("training time", f"{s.get('seconds', 0):.1f} s on {s.get('device')} ({s.get('threads')} threads, "

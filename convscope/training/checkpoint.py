@@ -119,8 +119,8 @@ def upgrade_state(state: dict[str, Any], source: str = "checkpoint") -> dict[str
                               f"reads up to {STATE_VERSION}); resume it with that version")
     if version == 1:
         state = _v1_to_v2(state)
-    for v in range(version + 1, STATE_VERSION + 1):
-        for key, default in ADDED_KEYS.get(v, {}).items():
+    for added in ADDED_KEYS.values():
+        for key, default in added.items():
             state.setdefault(key, copy.deepcopy(default))
     state["version"] = STATE_VERSION
     return state

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..data.dataset import ImageDataset
 from ..distributed import (World, barrier, broadcast_text, current_world, is_comm_failure, lost_peer,
                            process_group)
 from ..errors import ConfigError, ConvscopeError
@@ -29,9 +30,10 @@ from .callbacks import Callback, SparsityTracker
 from .checkpoint import STATE_VERSION, load_state, save_state, save_weights, upgrade_state
 from .config import TrainConfig, config_from_dict, resolve
 from .distributed import sharded_evaluate
-from .engine import Engine
+from .engine import Engine, StepResult
 from .engines.numpy import NumpyEngine
 from .engines.torch import TorchEngine
+from .evaluate import EvalResult
 from .optim import init_weights
 from .progress import LoopState, Progress, epoch_line
 from .runtime import native_bf16, resolve_device, sigint_flag, torch_settings
@@ -159,8 +161,8 @@ class Loop:
             raise rd.RunError(f"{self.path / rd.METRICS}: cannot write ({e.strerror or e})") from e
 
     # ---- the loop --------------------------------------------------------------------------------------
-    def _step(self, order: torch.Tensor) -> int:
-        """One batch through the engine, its bookkeeping and metrics line; returns the batch's image count."""
+    def _step(self, order: torch.Tensor) -> tuple[int, StepResult | None]:
+        """One batch through the engine, its bookkeeping and metrics line: (images, the engine's result)."""
         cfg, st = self.cfg, self.state
         x, y = self.feeder.batch(order, st.batch)
         result = self.engine.train_step(x, y, st.step)
@@ -182,10 +184,9 @@ class Loop:
                               "lr": result.lr, "grad_norm": result.grad_norm})
         st.step += 1
         st.batch += 1
-        self._last = result
-        return len(y) * self.world.size   # the global batch (equal parts on every rank)
+        return len(y) * self.world.size, result   # the global batch (equal parts on every rank)
 
-    def _evaluate(self, split: str, dataset) -> Any:
+    def _evaluate(self, split: str, dataset: ImageDataset) -> EvalResult:
         t = time.perf_counter()
         res = self.engine.evaluate(dataset)
         self._emit("on_eval", split, res, time.perf_counter() - t)
@@ -223,9 +224,10 @@ class Loop:
                 t_epoch, images = time.perf_counter(), 0
                 while st.batch < self.steps_per_epoch and not st.stopped_early:
                     t0 = time.perf_counter()
-                    images += self._step(order)
+                    n, result = self._step(order)
+                    images += n
                     st.elapsed += time.perf_counter() - t0
-                    self._emit("on_step_end", self._last)
+                    self._emit("on_step_end", result)
                     self.progress.step(bar, st.acc, images, t_epoch)
                     if interrupted[0]:
                         self.save()

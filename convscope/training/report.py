@@ -20,7 +20,8 @@ def confusion_table(res: EvalResult, classes: tuple[str, ...]) -> str:
     corner = "true \\ pred"
     lines = [f"{corner:>{w + 2}}" + "".join(f"{n:>{w}}" for n in names) + f"{'acc %':>9}"]
     for i, n in enumerate(names):
-        lines.append(f"{n:>{w + 2}}" + "".join(f"{v:>{w}d}" for v in res.confusion[i]) + f"{100 * res.per_class[i]:>9.2f}")
+        lines.append(f"{n:>{w + 2}}" + "".join(f"{v:>{w}d}" for v in res.confusion[i])
+                     + f"{100 * res.per_class[i]:>9.2f}")
     return "\n".join(lines)
 
 

@@ -57,7 +57,8 @@ def new_run_dir(base: Path, name: str, explicit: Path | None) -> Path:
     """``explicit`` (must not already hold a run), or the first free ``base/name``, ``base/name-2``, ..."""
     if explicit is not None:
         if (explicit / CONFIG).exists():
-            raise RunError(f"{explicit}: already holds a run; resume it with --resume {explicit} or choose another --out")
+            raise RunError(f"{explicit}: already holds a run; resume it with --resume {explicit} "
+                           "or choose another --out")
         path = explicit
     else:
         path, k = base / name, 2

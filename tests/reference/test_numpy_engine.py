@@ -1,20 +1,21 @@
 """`convscope train --engine numpy`: the from-scratch layers train LeNet-5, and the run is a normal run."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
-
+from pathlib import Path
 
 from convscope.data import load
 from convscope.training import load_run
 from convscope.training.evaluate import evaluate
 
 
-def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "convscope", *args], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
+LAUNCHER = Path(__file__).parents[1] / "training" / "launcher.py"
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "convscope", *args], capture_output=True, text=True, timeout=600)
 
 
 def test_numpy_engine_trains_lenet5_to_97_percent(tmp_path):
@@ -34,7 +35,8 @@ def test_numpy_engine_resumes_bit_identically(tmp_path):
             "--epochs", "2", "--checkpoint-every", "3", "--threads", "1", "--quiet", "--conv-algorithm", "im2col"]
     r = cli(*args, "--out", str(tmp_path / "ref"))
     assert r.returncode == 0, r.stderr
-    r = cli(*args, "--out", str(tmp_path / "k"), env={"CONVSCOPE_FAULT": "step:10"})
+    r = subprocess.run([sys.executable, str(LAUNCHER), "--kill-at", "step:10", "--", *args, "--out",
+                        str(tmp_path / "k")], capture_output=True, text=True, timeout=600)
     assert r.returncode == -signal.SIGKILL
     r = cli("train", "--resume", str(tmp_path / "k"), "--quiet")
     assert r.returncode == 0, r.stderr
@@ -46,3 +48,13 @@ def test_numpy_engine_refuses_what_it_cannot_run(tmp_path):
     assert r.returncode == 2 and "layer1: Sequential has no NumPy twin" in r.stderr
     r = cli("train", "--engine", "numpy", "--optimizer", "adadelta", "--out", str(tmp_path / "y"), "--quiet")
     assert r.returncode == 2 and "sgd and adam" in r.stderr
+
+
+def test_numpy_engine_weights_are_those_of_0_1(tmp_path):
+    """`--deterministic` NumPy training gives bit-for-bit the weights convscope 0.1 gave (recorded digest)."""
+    from tests.reference_weights import HASHES, digest
+
+    ref = HASHES["numpy_lenet5"]
+    r = cli(*ref["command"].split()[1:], "--out", str(tmp_path / "np"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert digest(tmp_path / "np") == ref["named_values_sha256"]

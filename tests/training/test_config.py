@@ -39,7 +39,8 @@ def test_recipes_are_valid_and_match_their_sources():
     for name in RECIPES:
         recipe(name)
     pt = recipe("pytorch-example")
-    assert (pt.optimizer, pt.lr, pt.schedule, pt.step_gamma, pt.batch_size, pt.epochs) == ("adadelta", 1.0, "step", 0.7, 64, 14)
+    assert (pt.optimizer, pt.lr, pt.schedule, pt.step_gamma, pt.batch_size, pt.epochs) == (
+        "adadelta", 1.0, "step", 0.7, 64, 14)
     ke = recipe("keras-example")
     assert (ke.optimizer, ke.batch_size, ke.epochs, ke.val_fraction) == ("adam", 128, 15, 0.1)
     assert recipe("fast") == TrainConfig()

@@ -1,4 +1,5 @@
-"""The main job, `convscope train` with no arguments, in full; and the eval/predict/models commands."""
+"""The main job, `convscope train` (in `--deterministic` mode, which changes only the choice of kernels), in
+full; its weights are bit-identical to convscope 0.1's; and the eval/predict/models commands."""
 
 import json
 import subprocess
@@ -14,8 +15,8 @@ from convscope.data import load
 @pytest.fixture(scope="module")
 def main_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("main")
-    r = subprocess.run([sys.executable, "-m", "convscope", "train"], cwd=cwd, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run([sys.executable, "-m", "convscope", "train", "--deterministic"], cwd=cwd, capture_output=True,
+                       text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     return cwd / "runs" / "fast-digits", r
 
@@ -26,6 +27,13 @@ def test_main_job_reaches_98_percent_offline(main_run):
     assert summary["test_accuracy"] >= 0.98 and summary["test_images"] == 2000
     assert "test accuracy" in r.stdout and "summary" in r.stdout
     assert (path / "curve.png").stat().st_size > 10_000
+
+
+def test_main_job_weights_are_those_of_0_1(main_run):
+    from tests.reference_weights import HASHES, digest
+
+    path, _ = main_run
+    assert digest(path) == HASHES["main_job_deterministic"]["named_values_sha256"]
 
 
 def test_eval_prints_confusion_and_writes_png(main_run):

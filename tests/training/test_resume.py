@@ -1,11 +1,11 @@
 """Kill-and-resume with a real SIGKILL in a real subprocess, Ctrl-C, and files that must be refused."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,9 +22,18 @@ ARGS = ["--model", "mlp", "--train-subset", "768", "--batch-size", "64", "--epoc
         "--precision", "fp32", "--no-channels-last", "--quiet"]
 
 
-def cli(*args, env=None, **kw):
-    return subprocess.run([sys.executable, "-m", "convscope", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=300, **kw)
+LAUNCHER = Path(__file__).with_name("launcher.py")
+
+
+def cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "convscope", *args], capture_output=True, text=True, timeout=300,
+                          **kw)
+
+
+def cli_killed_at(point, *args):
+    """The command in a fresh process that SIGKILLs itself at ``point`` (see launcher.py)."""
+    return subprocess.run([sys.executable, str(LAUNCHER), "--kill-at", point, "--", *args], capture_output=True,
+                          text=True, timeout=300)
 
 
 def _epoch_lines(path):
@@ -41,11 +50,11 @@ def reference(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("fault", ["step:3", "step:17", "write:checkpoint.safetensors:4", "write:checkpoint.safetensors:1",
-                                   "write:model.safetensors:1"])
+@pytest.mark.parametrize("fault", ["step:3", "step:17", "write:checkpoint.safetensors:4",
+                                   "write:checkpoint.safetensors:1", "write:model.safetensors:1"])
 def test_sigkill_then_resume_is_bit_identical(tmp_path, reference, fault):
     out = tmp_path / "run"
-    r = cli("train", *ARGS, "--out", str(out), env={"CONVSCOPE_FAULT": fault})
+    r = cli_killed_at(fault, "train", *ARGS, "--out", str(out))
     assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr)
     assert not (out / "model.json").exists()
     r = cli("train", "--resume", str(out), "--quiet")

@@ -11,9 +11,18 @@ import convscope
 from convscope.errors import ConfigError
 from convscope.training import TrainingDiverged, load_run
 from convscope.training.checkpoint import load_state
+from convscope.training.batches import BatchFeeder
 from convscope.training.config import config_from_dict
-from convscope.training.loop import Trainer
+from convscope.training.engines.torch import TorchEngine
+from convscope.training.loop import build_model, prepare
 from convscope.training.optim import init_weights
+
+
+def _engine(values):
+    """A TorchEngine and the batches the loop would feed it, for a config given as a dict."""
+    cfg, data = prepare(config_from_dict(values))
+    feeder = BatchFeeder(cfg, data)
+    return TorchEngine(cfg, build_model(cfg, data), data.norm, feeder.steps_per_epoch), feeder
 
 
 def _steps(run):
@@ -34,11 +43,12 @@ def test_nesterov_changes_the_trajectory(tmp_path, tiny):
     a = convscope.train({**tiny, "nesterov": True, "epochs": 1}, out=tmp_path / "a", progress=False)
     b = convscope.train({**tiny, "nesterov": False, "epochs": 1}, out=tmp_path / "b", progress=False)
     wa, wb = a.model.state_dict(), b.model.state_dict()
-    assert not torch.equal(wa["1.weight"], wb["1.weight"])
+    assert not torch.equal(wa["fc1.weight"], wb["fc1.weight"])
 
 
 def _weight_norm(run):
-    return math.sqrt(sum(float((p.detach().double() ** 2).sum()) for n, p in run.model.named_parameters() if "weight" in n))
+    return math.sqrt(sum(float((p.detach().double() ** 2).sum()) for n, p in run.model.named_parameters()
+                         if "weight" in n))
 
 
 def test_weight_decay_shrinks_weights(tmp_path, tiny):
@@ -87,16 +97,16 @@ def test_weight_init_schemes():
 
 
 def test_gradient_clipping_bounds_the_update(tmp_path, tiny):
-    cfg = config_from_dict({**tiny, "optimizer": "sgd", "momentum": 0.0, "lr": 1.0, "schedule": "constant",
-                            "grad_clip": 1e-3})
-    tr = Trainer(cfg, tmp_path)
-    before = [p.detach().clone() for p in tr.model.parameters()]
-    x, y = tr._batch(torch.arange(64))
-    assert tr._train_step(x, y)
-    moved = math.sqrt(sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(tr.model.parameters(), before)))
+    engine, feeder = _engine({**tiny, "optimizer": "sgd", "momentum": 0.0, "lr": 1.0, "schedule": "constant",
+                              "grad_clip": 1e-3, "ema": 0.0})
+    before = [p.detach().clone() for p in engine.model.parameters()]
+    x, y = feeder.take(torch.arange(64))
+    result = engine.train_step(x, y, 0)
+    moved = math.sqrt(sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(engine.model.parameters(), before)))
     assert moved == pytest.approx(1e-3, rel=1e-3)         # lr * clipped norm
-    line = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
-    assert line["grad_norm"] > 1e-2                       # the logged norm is the one before clipping
+    assert result.grad_norm > 1e-2                        # the reported norm is the one before clipping
+    run = convscope.train({**tiny, "grad_clip": 1e-3, "epochs": 1}, out=tmp_path / "r", progress=False)
+    assert all(m["grad_norm"] > 1e-2 for m in _steps(run))   # and it is the one metrics.jsonl logs
 
 
 def test_hflip_only_where_the_dataset_allows_it(tmp_path, tiny):
@@ -110,7 +120,7 @@ def test_non_finite_steps_are_skipped_then_the_run_stops(tmp_path, tiny):
         convscope.train(cfg, out=tmp_path / "nan", progress=False)
     assert "checkpoint is intact" in str(e.value)
     state = load_state(tmp_path / "nan" / "checkpoint.safetensors")
-    assert all(bool(torch.isfinite(v).all()) for v in state["model"].values())
+    assert all(bool(torch.isfinite(v).all()) for v in state["engine"]["model"].values())
 
 
 def test_early_stopping_stops_and_keeps_the_best_weights(tmp_path, tiny):
@@ -151,23 +161,20 @@ def test_run_directory_and_load_run(tmp_path, tiny):
 def test_ema_is_the_average_the_run_saves(tmp_path, tiny):
     import copy
 
-    from convscope.training.config import config_from_dict
-    from convscope.training.loop import Trainer
-
-    cfg = config_from_dict({**tiny, "ema": 0.9, "optimizer": "sgd", "lr": 0.05, "schedule": "constant"})
-    tr = Trainer(cfg, tmp_path)
-    avg = copy.deepcopy(tr.model)
+    engine, feeder = _engine({**tiny, "ema": 0.9, "optimizer": "sgd", "lr": 0.05, "schedule": "constant"})
+    avg = copy.deepcopy(engine.model)
     for step in range(6):
-        x, y = tr._batch(torch.arange(step * 64, (step + 1) * 64))
-        assert tr._train_step(x, y)
-        d = min(0.9, (1 + tr.step) / (10 + tr.step))
+        x, y = feeder.take(torch.arange(step * 64, (step + 1) * 64))
+        assert engine.train_step(x, y, step) is not None
+        d = min(0.9, (1 + step) / (10 + step))
         with torch.no_grad():
-            for a, p in zip(avg.parameters(), tr.model.parameters()):
+            for a, p in zip(avg.parameters(), engine.model.parameters()):
                 a.mul_(d).add_(p, alpha=1 - d)
-        tr.step += 1
-    for a, e in zip(avg.parameters(), tr.ema_model.parameters()):
+    for a, e in zip(avg.parameters(), engine.ema_model.parameters()):
         torch.testing.assert_close(a, e, rtol=1e-6, atol=1e-7)
-    assert not torch.equal(tr.ema_model.state_dict()["1.weight"], tr.model.state_dict()["1.weight"])
+    exported = engine.export_weights()
+    assert torch.equal(exported["fc1.weight"], engine.ema_model.state_dict()["fc1.weight"])   # the average is exported
+    assert not torch.equal(exported["fc1.weight"], engine.model.state_dict()["fc1.weight"])
     run = convscope.train({**tiny, "ema": 0.9}, out=tmp_path / "run", progress=False)
     assert run.summary["test_accuracy"] > 0.5
 

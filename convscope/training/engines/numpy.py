@@ -63,7 +63,8 @@ class NumpyEngine:
         for i in range(0, len(dataset), 1000):
             x = self.norm.apply(dataset.images[i:i + 1000]).numpy()
             logits.append(self.net.forward(x, train=False))
-        return result_from_logits(torch.from_numpy(np.concatenate(logits)).float(), dataset.labels, len(dataset.classes))
+        return result_from_logits(torch.from_numpy(np.concatenate(logits)).float(), dataset.labels,
+                                  len(dataset.classes))
 
     def export_weights(self) -> dict[str, torch.Tensor]:
         return to_torch_state(self.net, self.model)

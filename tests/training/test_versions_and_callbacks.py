@@ -1,0 +1,151 @@
+"""Checkpoints that can grow (a 0.1 checkpoint resumes bit-identically), callbacks, config resolution, and the
+write observer crash tests use."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import convscope
+from convscope._atomic import atomic_write_bytes, observe_writes
+from convscope.cli import build_parser
+from convscope.errors import ConfigError
+from convscope.training import Callback
+from convscope.training.checkpoint import STATE_VERSION, CheckpointError, upgrade_state
+from convscope.training.config import FIELDS, config_from_dict
+from convscope.training.loop import prepare
+from tests.reference_weights import FIXTURES, HASHES, digest
+
+SMALL = HASHES["small_fast_2_epochs"]["command"].split()[2:]   # the arguments after `convscope train`
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "convscope", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def small_fast(tmp_path_factory):
+    out = tmp_path_factory.mktemp("small") / "run"
+    r = cli("train", *SMALL, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_small_fast_matches_the_0_1_weights(small_fast):
+    assert digest(small_fast) == HASHES["small_fast_2_epochs"][
+        "named_values_sha256"]
+
+
+def test_a_0_1_checkpoint_resumes_bit_identically(tmp_path, small_fast):
+    run = tmp_path / "killed"
+    shutil.copytree(FIXTURES / "v0.1" / "killed-run", run)      # 0.1's state: no version, numeric layer keys
+    r = cli("train", "--resume", str(run), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert digest(run) == digest(small_fast) == HASHES["small_fast_2_epochs"]["named_values_sha256"]
+    epochs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"epoch"' in x[:20]]
+    ref = [json.loads(x) for x in (small_fast / "metrics.jsonl").read_text().splitlines() if '"epoch"' in x[:20]]
+    assert [e["test_accuracy"] for e in epochs] == [e["test_accuracy"] for e in ref]
+
+
+def test_state_versions_fill_added_keys_and_refuse_newer_ones():
+    v2_without_callbacks = {"version": 2, "engine": {}, "loop": {}, "rng": {}, "metrics_bytes": 0}
+    assert upgrade_state(dict(v2_without_callbacks))["callbacks"] == {}
+    v1 = {"model": {}, "optimizer": {}, "extra": {"ema": {}}, "step": 3, "epoch": 0, "batch": 3, "bad_streak": 0,
+          "skipped": 0, "elapsed": 1.0, "acc": {}, "history": [], "best": {}, "stopped_early": False,
+          "aug_rng": 1, "torch_rng": 2, "cuda_rng": [], "metrics_bytes": 10}
+    v2 = upgrade_state(v1)
+    assert v2["version"] == 2 and v2["callbacks"] == {} and v2["engine"] == {"model": {}, "optimizer": {}, "ema": {}}
+    assert v2["loop"]["step"] == 3 and v2["rng"] == {"aug": 1, "torch": 2, "cuda": []}
+    assert STATE_VERSION == 2
+    with pytest.raises(CheckpointError, match="newer convscope"):
+        upgrade_state({"version": STATE_VERSION + 1})
+
+
+class Recorder(Callback):
+    def __init__(self, stop_at=None):
+        self.events, self.stop_at = [], stop_at
+
+    def on_train_start(self, loop):
+        self.events.append(("start", loop.step))
+
+    def on_step_end(self, loop, result):
+        self.events.append(("step", loop.step))
+        if loop.step == self.stop_at:
+            loop.request_stop()
+
+    def on_eval(self, loop, split, result, seconds):
+        self.events.append(("eval", split, result.n))
+
+    def on_epoch_end(self, loop, record):
+        record["note"] = loop.epoch + 1                      # a callback may add keys to the epoch's line
+        self.events.append(("epoch", record["epoch"]))
+
+    def on_checkpoint(self, loop, path):
+        self.events.append(("checkpoint", loop.step))
+
+    def on_train_end(self, loop, run):
+        self.events.append(("end", run.summary["steps"]))
+
+
+def test_callbacks_see_every_event_in_order(tmp_path, tiny):
+    rec = Recorder()
+    run = convscope.train({**tiny, "checkpoint_every": 5}, out=tmp_path / "r", progress=False, callbacks=[rec])
+    kinds = [e[0] for e in rec.events]
+    assert rec.events[0] == ("checkpoint", 0) and rec.events[1] == ("start", 0) and rec.events[-1] == ("end", 16)
+    assert [e[1] for e in rec.events if e[0] == "step"] == list(range(1, 17))
+    assert [e for e in rec.events if e[0] == "eval"] == [("eval", "test", 2000)] * 2
+    # checkpoints: before step 1, every 5 steps inside an epoch (5; 10 and 15 of the second), each epoch end
+    assert [e[1] for e in rec.events if e[0] == "checkpoint"] == [0, 5, 8, 10, 15, 16]
+    assert kinds.index("epoch") < kinds.index("checkpoint", kinds.index("eval"))
+    assert [m["note"] for m in run.metrics if m["kind"] == "epoch"] == [1, 2]
+
+
+def test_a_callback_can_stop_the_run(tmp_path, tiny):
+    run = convscope.train(tiny, out=tmp_path / "r", progress=False, callbacks=[Recorder(stop_at=5)])
+    assert run.summary["steps"] == 5 and run.summary["epochs"] == 1 and run.summary["stopped_early"]
+    assert (tmp_path / "r/model.safetensors").exists()
+
+
+def test_config_json_holds_what_ran(tmp_path, tiny):
+    run = convscope.train({**tiny, "engine": "numpy", "model": "mlp", "epochs": 1, "tta": True, "ema": 0.9,
+                           "channels_last": True}, out=tmp_path / "np", progress=False)
+    written = json.loads((tmp_path / "np/config.json").read_text())
+    assert {k: written[k] for k in ("ema", "tta", "channels_last", "precision", "device")} == {
+        "ema": 0.0, "tta": False, "channels_last": False, "precision": "fp32", "device": "cpu"}
+    assert written == run.config.to_dict()
+
+
+def test_tta_only_for_runs_trained_with_flips():
+    cfg, _ = prepare(config_from_dict({"dataset": "fashion-mnist", "train_subset": 100}))
+    assert cfg.tta is False                           # fashion allows flips, but the run trains without them
+    cfg, _ = prepare(config_from_dict({"dataset": "fashion-mnist", "train_subset": 100, "hflip": True}))
+    assert cfg.tta is True and cfg.precision != "auto" and cfg.device != "auto"
+    with pytest.raises(ConfigError, match="does not allow horizontal flips"):
+        prepare(config_from_dict({"hflip": True, "train_subset": 100}))
+    again, _ = prepare(cfg)
+    assert again == cfg                               # resolving is idempotent
+
+
+def test_flags_carry_the_fields_help_and_choices():
+    train = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+                 if a.dest == "optimizer")
+    assert train.choices == FIELDS["optimizer"].metadata["choices"] == ("sgd", "adam", "adamw", "adadelta")
+    actions = {a.dest: a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions}
+    for name in ("lr", "ema", "tta", "engine", "grad_clip"):
+        assert actions[name].help == FIELDS[name].metadata["help"] and actions[name].help
+    assert actions["grad_clip"].type is float and actions["threads"].type is int
+
+
+def test_write_observer_sees_the_full_temp_file_before_the_rename(tmp_path):
+    seen = []
+
+    def observe(path, tmp):
+        seen.append((path.name, tmp.read_bytes(), path.exists()))
+
+    with observe_writes(observe):
+        atomic_write_bytes(tmp_path / "a.bin", b"0123456789")
+    atomic_write_bytes(tmp_path / "b.bin", b"x")                   # after the context: not observed
+    assert seen == [("a.bin", b"0123456789", False)]
+    assert (tmp_path / "a.bin").read_bytes() == b"0123456789" and not list(tmp_path.glob(".*.part"))
