@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from ..distributed.launch import launch, strip_option
+from ..errors import ConfigError
 
 
 def add_nproc_arg(p: argparse.ArgumentParser) -> None:
@@ -27,6 +28,9 @@ def relaunch(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int
     if getattr(args, "nproc", 0) <= 1:
         return None
     argv = list(sys.argv[1:] if argv is None else argv)
+    if getattr(args, "command", None) not in argv:
+        raise ConfigError(f"--nproc: cannot find the command line of {args.command!r} to rerun "
+                          f"(got {argv}); pass it as argv, or start `torchrun ... -m convscope` yourself")
     status = launch(args.nproc, strip_option(argv, "--nproc"))
     if status != 0:
         print(f"convscope: error: the {args.nproc}-process job failed (exit status {status}); the first failing "
