@@ -21,7 +21,7 @@ from _machine import machine  # noqa: E402
 from convscope.training.batches import BatchFeeder  # noqa: E402
 from convscope.training.config import config_from_dict  # noqa: E402
 from convscope.training.engines.torch import TorchEngine  # noqa: E402
-from convscope.training.loop import build_model, prepare  # noqa: E402
+from convscope.training.setup import build_model, prepare  # noqa: E402
 
 
 def main() -> None:

@@ -96,7 +96,8 @@ def worker(spec: str, dataset: str, seed: int, eval_images: int, max_seconds: fl
 
     from .models import flops_per_image
     from .training.config import config_from_dict, recipe
-    from .training.loop import Loop, prepare
+    from .training.loop import Loop
+    from .training.setup import prepare
     from .training.runtime import torch_settings
 
     t0 = time.perf_counter() - process_age()

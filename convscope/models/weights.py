@@ -29,9 +29,16 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 def check_not_pickle(path: Path) -> None:
-    """Refuse pickle and torch.save (zip) files with a clear message, before anything parses them."""
+    """Refuse pickle and torch.save (zip) files with a clear message, before anything parses them.
+
+    A safetensors file starts with its header's length (8 bytes, little-endian) and the header's ``{``; that
+    length's first byte may well be 0x80, the first byte of a pickle, so the safetensors layout is checked
+    first."""
     with open(path, "rb") as f:
-        head = f.read(8)
+        head = f.read(9)
+    size = path.stat().st_size
+    if len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size:
+        return
     if head[:1] == b"\x80" or head[:2] == b"PK":
         raise CheckpointError(f"{path}: is a pickle / torch.save file; convscope never unpickles (it can run code). "
                               "Convert trusted weights with torch.load(weights_only=True) and "

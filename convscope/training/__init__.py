@@ -7,7 +7,8 @@ The loop (loop.py) drives an engine (engine.py: engines/torch.py, engines/numpy.
 from .callbacks import Callback, SparsityTracker
 from .checkpoint import CheckpointError
 from .config import RECIPES, TrainConfig, config_from_dict, recipe
-from .loop import Loop, TrainingDiverged, TrainingInterrupted, resume, train
+from .api import resume, train
+from .loop import Loop, TrainingDiverged, TrainingInterrupted
 from .rundir import Run, RunError, load_run
 
 __all__ = ["Callback", "CheckpointError", "Loop", "RECIPES", "Run", "RunError", "SparsityTracker", "TrainConfig",

@@ -10,33 +10,31 @@ leaves the last one intact, and a resumed deterministic run ends bit-identical t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..data.dataset import ImageDataset
-from ..distributed import (World, barrier, broadcast_text, current_world, is_comm_failure, lost_peer,
-                           process_group)
-from ..errors import ConfigError, ConvscopeError
-from ..models import create_model, model_kwargs, upgrade_state_dict
+from ..distributed import World, barrier, current_world
+from ..errors import ConvscopeError
+from ..models import upgrade_state_dict
 from . import rundir as rd
-from .batches import BatchFeeder, TrainData, load_data
+from .batches import BatchFeeder, TrainData
 from .callbacks import Callback, SparsityTracker
-from .checkpoint import STATE_VERSION, load_state, save_state, save_weights, upgrade_state
-from .config import TrainConfig, config_from_dict, resolve
-from .distributed import sharded_evaluate
+from .checkpoint import STATE_VERSION, save_state, save_weights, upgrade_state
+from .config import TrainConfig
 from .engine import Engine, StepResult
 from .engines.numpy import NumpyEngine
 from .engines.torch import TorchEngine
+from .distributed import sharded_evaluate
 from .evaluate import EvalResult
-from .optim import init_weights
 from .progress import LoopState, Progress, epoch_line
-from .runtime import native_bf16, resolve_device, sigint_flag, torch_settings
+from .runtime import sigint_flag
+from .setup import build_model
 
 
 class TrainingInterrupted(ConvscopeError):
@@ -45,33 +43,6 @@ class TrainingInterrupted(ConvscopeError):
 
 class TrainingDiverged(ConvscopeError):
     """Too many non-finite steps in a row; the last good checkpoint is intact."""
-
-
-def prepare(cfg: TrainConfig) -> tuple[TrainConfig, TrainData]:
-    """Load the data and resolve ``cfg`` against it and this machine: the config that will run."""
-    data = load_data(cfg.validate())
-    device = resolve_device("cpu" if cfg.engine == "numpy" else cfg.device)
-    world = current_world()
-    if world.distributed and device.type == "cuda":   # several processes: each rank on its own GPU
-        device = torch.device("cuda", world.local_rank)
-    if world.distributed and cfg.engine != "torch":
-        raise ConfigError(f"engine {cfg.engine!r}: several processes need the torch engine (--engine torch)")
-    return resolve(cfg, hflip_ok=data.train.hflip_ok, device=str(device), native_bf16=native_bf16(device)), data
-
-
-def build_model(cfg: TrainConfig, data: TrainData) -> torch.nn.Module:
-    """The seeded, initialised model, on the CPU (global RNG: seeded here, then used by dropout)."""
-    torch.manual_seed(cfg.seed)
-    kwargs = dict(cfg.model_args)
-    if cfg.dropout is not None:
-        if "dropout" not in model_kwargs(cfg.model):
-            raise ConfigError(f"dropout: model {cfg.model!r} has a fixed dropout; its arguments: "
-                              f"{', '.join(model_kwargs(cfg.model)) or 'none'}")
-        kwargs["dropout"] = cfg.dropout
-    c, h, w = data.train.shape
-    model = create_model(cfg.model, c, (h, w), len(data.train.classes), **kwargs)
-    init_weights(model, cfg.init)
-    return model
 
 
 class Loop:
@@ -275,71 +246,3 @@ class Loop:
         run = rd.Run(self.path, self.model, cfg, data.norm, data.train.classes, shape, summary, meta)
         self._emit("on_train_end", run)
         return run
-
-
-def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path | None = None,
-          runs_dir: str | Path = "runs", progress: bool = True, callbacks: Sequence[Callback] = ()) -> rd.Run:
-    """Train a model; returns the finished :class:`Run`. ``config``: a TrainConfig or a dict of its keys;
-    ``callbacks``: :class:`~convscope.training.callbacks.Callback` objects told of the run's events.
-
-    Under ``torchrun`` (WORLD_SIZE > 1) every process calls this; they train one model with
-    DistributedDataParallel and rank 0 writes the run directory (see training/distributed.py)."""
-    cfg = config if isinstance(config, TrainConfig) else config_from_dict(config or {})
-    cfg.validate()
-    with process_group(_backend(cfg)) as world, _lost_peers(world):
-        path = None
-        if world.is_main:
-            path = rd.new_run_dir(Path(runs_dir), cfg.run_name, Path(out) if out is not None else None)
-        path = Path(broadcast_text(str(path), world))   # rank 0 chose the directory
-        with torch_settings(cfg), torch.random.fork_rng(devices=[]):
-            cfg, data = prepare(cfg)
-            loop = Loop(cfg, data, path, progress=progress, callbacks=callbacks)
-            if world.is_main:
-                rd.write_json(path / rd.CONFIG, cfg.to_dict())   # everything is settled: exactly what runs
-            loop.save()
-            loop.run()
-            return loop.finish()
-
-
-def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callback] = ()) -> rd.Run:
-    """Continue a run from its checkpoint (after a kill, a crash or Ctrl-C); a finished run is just loaded.
-    The data position in the checkpoint is global: a run saved with N processes resumes with M."""
-    path = Path(path)
-    if (path / rd.META).exists():
-        return rd.load_run(path)
-    if not (path / rd.CONFIG).exists():
-        raise rd.RunError(f"{path}: no {rd.CONFIG}; not a convscope run directory")
-    recorded = config_from_dict(json.loads((path / rd.CONFIG).read_text()), source=str(path / rd.CONFIG))
-    with process_group(_backend(recorded)) as world, _lost_peers(world):
-        if world.is_main:
-            for stale in path.glob(".*.part"):  # temp files of a write that a kill cut short
-                stale.unlink()
-        with torch_settings(recorded), torch.random.fork_rng(devices=[]):
-            cfg, data = prepare(recorded)
-            loop = Loop(cfg, data, path, progress=progress, callbacks=callbacks)
-            if cfg != recorded and world.is_main:  # written before configs were resolved: record what runs now
-                rd.write_json(path / rd.CONFIG, cfg.to_dict())
-            if (path / rd.CHECKPOINT).exists():
-                loop.restore(load_state(path / rd.CHECKPOINT))
-            else:  # killed before the first checkpoint (written before step 1): nothing was trained yet
-                if world.is_main:
-                    (path / rd.METRICS).unlink(missing_ok=True)
-                loop.save()
-            loop.run()
-            return loop.finish()
-
-
-def _backend(cfg: TrainConfig) -> str:
-    """NCCL when the ranks train on GPUs, gloo on CPUs."""
-    return "nccl" if cfg.engine == "torch" and resolve_device(cfg.device).type == "cuda" else "gloo"
-
-
-@contextlib.contextmanager
-def _lost_peers(world: World) -> Iterator[None]:
-    """A collective that fails inside DDP or a barrier (a peer died) becomes one clear error on every rank."""
-    try:
-        yield
-    except RuntimeError as e:
-        if world.distributed and not isinstance(e, ConvscopeError) and is_comm_failure(e):
-            raise lost_peer(world, e) from e
-        raise

@@ -14,7 +14,7 @@ from convscope.training.checkpoint import load_state
 from convscope.training.batches import BatchFeeder
 from convscope.training.config import config_from_dict
 from convscope.training.engines.torch import TorchEngine
-from convscope.training.loop import build_model, prepare
+from convscope.training.setup import build_model, prepare
 from convscope.training.optim import init_weights
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import convscope
 from convscope._atomic import atomic_write_bytes, observe_writes
@@ -15,7 +16,7 @@ from convscope.errors import ConfigError
 from convscope.training import Callback
 from convscope.training.checkpoint import STATE_VERSION, CheckpointError, upgrade_state
 from convscope.training.config import FIELDS, config_from_dict
-from convscope.training.loop import prepare
+from convscope.training.setup import prepare
 from tests.reference_weights import FIXTURES, HASHES, digest
 
 SMALL = HASHES["small_fast_2_epochs"]["command"].split()[2:]   # the arguments after `convscope train`
@@ -149,3 +150,18 @@ def test_write_observer_sees_the_full_temp_file_before_the_rename(tmp_path):
     atomic_write_bytes(tmp_path / "b.bin", b"x")                   # after the context: not observed
     assert seen == [("a.bin", b"0123456789", False)]
     assert (tmp_path / "a.bin").read_bytes() == b"0123456789" and not list(tmp_path.glob(".*.part"))
+
+
+def test_safetensors_whose_header_length_starts_like_a_pickle_load(tmp_path):
+    # the 8-byte header length comes first; with its low byte 0x80 the file starts as a pickle does
+    from safetensors.torch import save_file
+
+    from convscope.models.weights import load_weights
+
+    for pad in range(0, 300):
+        path = tmp_path / "w.safetensors"
+        save_file({"w": torch.arange(3.0)}, path, metadata={"pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    assert torch.equal(load_weights(path)["w"], torch.arange(3.0))

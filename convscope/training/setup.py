@@ -1,0 +1,40 @@
+"""Before a loop starts: the config resolved against the data and the machine, and the seeded model."""
+
+from __future__ import annotations
+
+import torch
+
+from ..distributed import current_world
+from ..errors import ConfigError
+from ..models import create_model, model_kwargs
+from .batches import TrainData, load_data
+from .config import TrainConfig, resolve
+from .optim import init_weights
+from .runtime import native_bf16, resolve_device
+
+
+def prepare(cfg: TrainConfig) -> tuple[TrainConfig, TrainData]:
+    """Load the data and resolve ``cfg`` against it and this machine: the config that will run."""
+    data = load_data(cfg.validate())
+    device = resolve_device("cpu" if cfg.engine == "numpy" else cfg.device)
+    world = current_world()
+    if world.distributed and device.type == "cuda":   # several processes: each rank on its own GPU
+        device = torch.device("cuda", world.local_rank)
+    if world.distributed and cfg.engine != "torch":
+        raise ConfigError(f"engine {cfg.engine!r}: several processes need the torch engine (--engine torch)")
+    return resolve(cfg, hflip_ok=data.train.hflip_ok, device=str(device), native_bf16=native_bf16(device)), data
+
+
+def build_model(cfg: TrainConfig, data: TrainData) -> torch.nn.Module:
+    """The seeded, initialised model, on the CPU (global RNG: seeded here, then used by dropout)."""
+    torch.manual_seed(cfg.seed)
+    kwargs = dict(cfg.model_args)
+    if cfg.dropout is not None:
+        if "dropout" not in model_kwargs(cfg.model):
+            raise ConfigError(f"dropout: model {cfg.model!r} has a fixed dropout; its arguments: "
+                              f"{', '.join(model_kwargs(cfg.model)) or 'none'}")
+        kwargs["dropout"] = cfg.dropout
+    c, h, w = data.train.shape
+    model = create_model(cfg.model, c, (h, w), len(data.train.classes), **kwargs)
+    init_weights(model, cfg.init)
+    return model
