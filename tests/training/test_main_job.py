@@ -16,7 +16,7 @@ from convscope.data import load
 def main_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("main")
     r = subprocess.run([sys.executable, "-m", "convscope", "train", "--deterministic"], cwd=cwd, capture_output=True,
-                       text=True, timeout=600)
+                       text=True, timeout=3600)
     assert r.returncode == 0, r.stderr
     return cwd / "runs" / "fast-digits", r
 
