@@ -8,7 +8,6 @@ rank exits with an error or is killed, torchrun's agent stops the others and exi
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -38,14 +37,10 @@ def torchrun_command(nproc: int, args: Sequence[str], module: str = "convscope")
             "-m", module, *args]
 
 
-def launch(nproc: int, args: Sequence[str], module: str = "convscope", threads_per_process: int | None = None) -> int:
+def launch(nproc: int, args: Sequence[str], module: str = "convscope") -> int:
     """Run ``python -m module *args`` on ``nproc`` processes of this machine and wait; the job's exit status.
-
-    ``threads_per_process`` sets OMP_NUM_THREADS for the workers (torchrun's own default is 1)."""
+    Each worker gets OMP_NUM_THREADS=1 unless set (torchrun's default); ``--threads`` overrides it."""
     if launch_world().distributed:
         raise ConfigError("--nproc: this process already runs under torchrun (WORLD_SIZE > 1); "
                           "drop --nproc or do not wrap the command in torchrun")
-    env = dict(os.environ)
-    if threads_per_process:
-        env["OMP_NUM_THREADS"] = str(threads_per_process)
-    return subprocess.run(torchrun_command(nproc, args, module), env=env, check=False).returncode
+    return subprocess.run(torchrun_command(nproc, args, module), check=False).returncode

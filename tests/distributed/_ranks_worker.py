@@ -1,6 +1,5 @@
 """A small rank program for the launcher and failure tests. argv: MODE OUT_DIR.
 
-echo: every rank writes rank<r>.json with its world and the all-reduced sum of ranks.
 kill: rank 1 SIGKILLs itself once the group is open; rank 0 then waits in a collective and must fail with
       convscope's DistributedError (written to rank0.json) instead of hanging.
 evaluate: sharded evaluation of a seeded width-4 `fast` model on the digits test split (rank 0 writes it).
@@ -21,12 +20,7 @@ from convscope.distributed import DistributedError, all_sum, barrier, process_gr
 def main() -> None:
     mode, out = sys.argv[1], Path(sys.argv[2])
     with process_group(timeout_s=30) as world:
-        if mode == "echo":
-            total = int(all_sum(torch.tensor([world.rank]), world))
-            (out / f"rank{world.rank}.json").write_text(json.dumps(
-                {"rank": world.rank, "size": world.size, "sum": total, "backend": world.backend,
-                 "threads": torch.get_num_threads()}))
-        elif mode == "kill":
+        if mode == "kill":
             barrier(world)
             if world.rank == 1:
                 os.kill(os.getpid(), signal.SIGKILL)

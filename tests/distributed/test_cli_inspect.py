@@ -4,15 +4,11 @@ from rank 0 only, and prints once."""
 import subprocess
 import sys
 
-import convscope
-
 from .conftest import torchrun
 
 
-def test_torchrun_topk_cli_equals_single_process(tmp_path):
-    run = tmp_path / "run"
-    convscope.train({"model": "fast", "model_args": {"width": 4}, "train_subset": 256, "epochs": 1,
-                           "batch_size": 64, "threads": 1}, out=run, progress=False)
+def test_torchrun_topk_cli_equals_single_process(tmp_path, small_run):
+    run = small_run.path
     args = ["topk", str(run), "--layer", "relu3", "--k", "4", "--limit", "1200"]
     r = torchrun(2, "-m", "convscope", *args, "--out", tmp_path / "two")
     assert r.returncode == 0, r.stderr[-3000:]

@@ -1,4 +1,5 @@
-"""The launcher (`--nproc`), a dead rank stopping its peers with a message, and sharded evaluation."""
+"""The launcher's command line, a dead rank stopping its peers with a message, and sharded evaluation.
+(`launch` itself runs in test_train_distributed.py, through `convscope train --nproc 2`.)"""
 
 import json
 import os
@@ -10,7 +11,7 @@ import torch
 
 from convscope.data import load
 from convscope.data.normalize import Normalization
-from convscope.distributed.launch import launch, strip_option, torchrun_command
+from convscope.distributed.launch import strip_option, torchrun_command
 from convscope.models import create_model
 from convscope.training.evaluate import evaluate
 
@@ -25,15 +26,6 @@ def test_strip_option_and_command():
     cmd = torchrun_command(2, ["train", "--epochs", "1"])
     assert cmd[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "convscope",
                        "train", "--epochs", "1"]
-
-
-def test_launch_runs_n_ranks_that_see_each_other(tmp_path, monkeypatch):
-    monkeypatch.chdir(HERE)   # `-m _ranks_worker` resolves from the working directory
-    assert launch(2, ["echo", str(tmp_path)], module="_ranks_worker",
-                  threads_per_process=1) == 0
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
-    assert [(r["rank"], r["size"], r["sum"], r["backend"], r["threads"]) for r in ranks] == \
-        [(0, 2, 1, "gloo", 1), (1, 2, 1, "gloo", 1)]
 
 
 def test_killed_rank_gives_peers_a_clear_error_without_an_agent(tmp_path):
