@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from convscope.distributed import World, batch_shard, launch_world
 from convscope.errors import ConfigError
+from convscope.training.distributed import rank_slice
 
 
 @given(n=st.integers(0, 5000), batch=st.integers(1, 700), world=st.integers(1, 9))
@@ -38,3 +39,11 @@ def test_launch_world_reads_torchrun_environment():
         launch_world({"WORLD_SIZE": "4", "RANK": "4"})
     with pytest.raises(ConfigError, match="WORLD_SIZE='two'"):
         launch_world({"WORLD_SIZE": "two"})
+
+
+def test_global_batch_split_into_equal_rank_parts():
+    assert [rank_slice(64, World(r, 4)) for r in range(4)] == [slice(0, 16), slice(16, 32), slice(32, 48),
+                                                                slice(48, 64)]
+    assert rank_slice(63, World(0, 1)) == slice(0, 63)
+    with pytest.raises(ConfigError, match=r"batch_size 63: must be divisible by the number of processes \(2\)"):
+        rank_slice(63, World(1, 2))

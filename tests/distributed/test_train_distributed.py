@@ -10,9 +10,6 @@ import time
 import pytest
 
 import convscope
-from convscope.distributed import World
-from convscope.errors import ConfigError
-from convscope.training.distributed import rank_slice
 
 from .conftest import HERE, torchrun
 
@@ -76,11 +73,3 @@ def test_cli_nproc_2_with_batchnorm_reaches_the_one_process_accuracy_band(tmp_pa
     assert one.returncode == 0, one.stderr[-3000:]
     acc = {k: json.loads((tmp_path / k / "summary.json").read_text())["test_accuracy"] for k in ("one", "two")}
     assert acc["one"] > 0.6 and abs(acc["two"] - acc["one"]) < 0.08, acc
-
-
-def test_global_batch_split_into_equal_rank_parts():
-    assert [rank_slice(64, World(r, 4)) for r in range(4)] == [slice(0, 16), slice(16, 32), slice(32, 48),
-                                                                slice(48, 64)]
-    assert rank_slice(63, World(0, 1)) == slice(0, 63)
-    with pytest.raises(ConfigError, match=r"batch_size 63: must be divisible by the number of processes \(2\)"):
-        rank_slice(63, World(1, 2))
