@@ -50,8 +50,8 @@ def wrap_ddp(model: nn.Module, world: World, sync_bn: bool = False) -> nn.Module
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     device = next(model.parameters()).device
     ids = [device.index] if device.type == "cuda" else None
-    # broadcast_buffers: rank 0's BN running statistics are the model's (they are what rank 0 checkpoints)
-    return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=True)
+    # buffers (BN running statistics) are rank 0's, sent to the others before each forward (DDP's default)
+    return DistributedDataParallel(model, device_ids=ids)
 
 
 def reduce_sums(values: list[float | int], world: World) -> list[float]:
