@@ -102,12 +102,16 @@ def cmd_layers(args) -> int:
 
 
 def cmd_sparsity(args) -> int:
-    from ..inspect import activation_sparsity
+    from ..distributed import is_main_process
+    from ..inspect.distributed import sharded_activation_sparsity
     from ..inspect.sparsity import sparsity_png
 
     t = load_target(args)
     ds = load_dataset(args, t)
-    res = activation_sparsity(t.model, ds, t.normalization, _layer_arg(t.model, args.layers), args.threshold)
+    res = sharded_activation_sparsity(t.model, ds, t.normalization, _layer_arg(t.model, args.layers),
+                                      args.threshold)   # one process, or every rank of a torchrun launch
+    if not is_main_process():
+        return 0
     w = max(len(r.name) for r in res)
     print(f"{ds.name} {ds.split}, {len(ds):,} images; near zero: |a| <= {args.threshold}")
     print(f"{'layer':<{w}}  {'shape':<12} {'exactly 0':>10} {'near 0':>8} {'dead units':>14} {'dead channels':>14}")
@@ -216,7 +220,9 @@ def cmd_features(args) -> int:
 
 
 def cmd_topk(args) -> int:
-    from ..inspect import receptive_fields, topk
+    from ..distributed import is_main_process
+    from ..inspect import receptive_fields
+    from ..inspect.distributed import sharded_topk
     from ..inspect.pictures import topk_png
 
     t = load_target(args)
@@ -224,7 +230,9 @@ def cmd_topk(args) -> int:
     layers = _layer_arg(t.model, args.layer)
     if not layers:
         raise ConfigError("give --layer NAME (see `convscope layers RUN`)")
-    res = topk(t.model, ds, layers, args.k, t.normalization)
+    res = sharded_topk(t.model, ds, layers, args.k, t.normalization)   # one process, or every rank of torchrun
+    if not is_main_process():
+        return 0
     try:
         fields = receptive_fields(t.model, t.input_shape)
     except ConfigError:

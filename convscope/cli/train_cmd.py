@@ -65,8 +65,12 @@ def _table(rows: list[tuple[str, str]]) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ..distributed import is_main_process
     from ..training import TrainingInterrupted, resume, train
+    from .launch import relaunch
 
+    if (status := relaunch(args)) is not None:   # --nproc N: this command line on N processes (torchrun)
+        return status
     quiet = args.quiet
     callbacks = args.callbacks  # Callback objects, for programs that run this command with their own
     try:
@@ -78,6 +82,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingInterrupted as e:
         print(f"convscope: {e}", file=sys.stderr)
         return 130
+    if not is_main_process():   # several processes: rank 0 reports
+        return 0
     s = run.summary
     params = sum(p.numel() for p in run.model.parameters())
     rows = [("run", str(run.path)), ("model", f"{run.config.model} ({params:,} parameters)"),
@@ -145,6 +151,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from .data_cmd import add_data_args
+    from .launch import add_nproc_arg
 
     p = sub.add_parser("train", help="train a model (no arguments: the fast model on the embedded digits)",
                        description="Train a CNN. With no arguments: the `fast` recipe on the embedded digits, offline.")
@@ -154,6 +161,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where new run directories go (default runs/)")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue a killed or interrupted run")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    add_nproc_arg(p)
     add_config_flags(p)
     p.set_defaults(func=cmd_train, callbacks=())
 

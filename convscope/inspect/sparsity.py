@@ -91,9 +91,8 @@ def activation_sparsity(model: nn.Module, dataset: ImageDataset, norm: Normaliza
             with torch.no_grad(), capture(model, names, extent):
                 for i in range(0, len(dataset), batch_size):
                     forward(model, norm.apply(dataset.images[i:i + batch_size].to(device)), dataset)
-            for n in lo:
-                top = hi[n] if hi[n] > lo[n] else lo[n] + 1.0
-                edges[n] = np.linspace(lo[n], top, bins + 1)
+            for n, low in lo.items():
+                edges[n] = _bin_edges(low, hi[n], bins)
 
         def reduce(name: str, out: torch.Tensor) -> None:
             if name not in accs:
@@ -103,19 +102,24 @@ def activation_sparsity(model: nn.Module, dataset: ImageDataset, norm: Normaliza
         with torch.no_grad(), capture(model, names, reduce):
             for i in range(0, len(dataset), batch_size):
                 forward(model, norm.apply(dataset.images[i:i + batch_size].to(device)), dataset)
-    out = []
-    for n in names:
-        if n not in accs:
-            continue
-        a = accs[n]
-        units = int(np.prod(a.shape))
-        per_chan = units // a.shape[0]
-        dead_units = int((~a.ever_nonzero).sum())
-        dead_channels = int((~a.ever_nonzero.reshape(a.shape[0], -1).any(1)).sum())
-        out.append(LayerSparsity(n, a.shape, a.n * units, a.zero / (a.n * units), a.near / (a.n * units),
-                                 (a.chan_zero / (a.n * per_chan)).tolist(), dead_units, units, dead_channels,
-                                 a.bins.tolist(), a.hist.tolist()))
-    return out
+    return [_summary(n, accs[n]) for n in names if n in accs]
+
+
+def _bin_edges(lo: float, hi: float, bins: int) -> np.ndarray:
+    """Histogram edges spanning a layer's observed value range [lo, hi] (a constant layer gets width 1)."""
+    top = hi if hi > lo else lo + 1.0
+    return np.linspace(lo, top, bins + 1)
+
+
+def _summary(name: str, a: _Acc) -> LayerSparsity:
+    """The fractions and dead counts of one layer, from its accumulated raw counts."""
+    units = int(np.prod(a.shape))
+    per_chan = units // a.shape[0]
+    dead_units = int((~a.ever_nonzero).sum())
+    dead_channels = int((~a.ever_nonzero.reshape(a.shape[0], -1).any(1)).sum())
+    return LayerSparsity(name, a.shape, a.n * units, a.zero / (a.n * units), a.near / (a.n * units),
+                         (a.chan_zero / (a.n * per_chan)).tolist(), dead_units, units, dead_channels,
+                         a.bins.tolist(), a.hist.tolist())
 
 
 def sparsity_png(results: list[LayerSparsity], path, title: str = ""):

@@ -2,57 +2,88 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..distributed import World, broadcast_text, is_comm_failure, lost_peer, process_group
+from ..errors import ConvscopeError
 from . import rundir as rd
 from .callbacks import Callback
 from .checkpoint import load_state
 from .config import TrainConfig, config_from_dict, recorded_config
 from .loop import Loop
-from .runtime import torch_settings
+from .runtime import resolve_device, torch_settings
 from .setup import prepare
 
 
 def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path | None = None,
           runs_dir: str | Path = "runs", progress: bool = True, callbacks: Sequence[Callback] = ()) -> rd.Run:
     """Train a model; returns the finished :class:`Run`. ``config``: a TrainConfig or a dict of its keys;
-    ``callbacks``: :class:`~convscope.training.callbacks.Callback` objects told of the run's events."""
+    ``callbacks``: :class:`~convscope.training.callbacks.Callback` objects told of the run's events.
+
+    Under ``torchrun`` (WORLD_SIZE > 1) every process calls this; they train one model with
+    DistributedDataParallel and rank 0 writes the run directory (see training/distributed.py)."""
     cfg = config if isinstance(config, TrainConfig) else config_from_dict(config or {})
     cfg.validate()
-    path = rd.new_run_dir(Path(runs_dir), cfg.run_name, Path(out) if out is not None else None)
-    with torch_settings(cfg), torch.random.fork_rng(devices=[]):
-        cfg, data = prepare(cfg)
-        loop = Loop(cfg, data, path, progress=progress, callbacks=callbacks)
-        rd.write_json(path / rd.CONFIG, cfg.to_dict())   # everything is settled: exactly what runs
-        loop.save()
-        loop.run()
-        return loop.finish()
+    with process_group(_backend(cfg)) as world, _lost_peers(world):
+        path = None
+        if world.is_main:
+            path = rd.new_run_dir(Path(runs_dir), cfg.run_name, Path(out) if out is not None else None)
+        path = Path(broadcast_text(str(path), world))   # rank 0 chose the directory
+        with torch_settings(cfg), torch.random.fork_rng(devices=[]):
+            cfg, data = prepare(cfg)
+            loop = Loop(cfg, data, path, progress=progress, callbacks=callbacks)
+            if world.is_main:
+                rd.write_json(path / rd.CONFIG, cfg.to_dict())   # everything is settled: exactly what runs
+            loop.save()
+            loop.run()
+            return loop.finish()
 
 
 def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callback] = ()) -> rd.Run:
-    """Continue a run from its checkpoint (after a kill, a crash or Ctrl-C); a finished run is just loaded."""
+    """Continue a run from its checkpoint (after a kill, a crash or Ctrl-C); a finished run is just loaded.
+    The data position in the checkpoint is global: a run saved with N processes resumes with M."""
     path = Path(path)
     if (path / rd.META).exists():
         return rd.load_run(path)
     if not (path / rd.CONFIG).exists():
         raise rd.RunError(f"{path}: no {rd.CONFIG}; not a convscope run directory")
     recorded = recorded_config(json.loads((path / rd.CONFIG).read_text()), source=str(path / rd.CONFIG))
-    for stale in path.glob(".*.part"):  # temp files of a write that a kill cut short
-        stale.unlink()
-    with torch_settings(recorded), torch.random.fork_rng(devices=[]):
-        cfg, data = prepare(recorded)
-        loop = Loop(cfg, data, path, progress=progress, callbacks=callbacks)
-        if cfg != recorded:  # a run written before configs were resolved: record what runs from now on
-            rd.write_json(path / rd.CONFIG, cfg.to_dict())
-        if (path / rd.CHECKPOINT).exists():
-            loop.restore(load_state(path / rd.CHECKPOINT))
-        else:  # killed before the first checkpoint (written before step 1): nothing was trained yet
-            (path / rd.METRICS).unlink(missing_ok=True)
-            loop.save()
-        loop.run()
-        return loop.finish()
+    with process_group(_backend(recorded)) as world, _lost_peers(world):
+        if world.is_main:
+            for stale in path.glob(".*.part"):  # temp files of a write that a kill cut short
+                stale.unlink()
+        with torch_settings(recorded), torch.random.fork_rng(devices=[]):
+            cfg, data = prepare(recorded)
+            loop = Loop(cfg, data, path, progress=progress, callbacks=callbacks)
+            if cfg != recorded and world.is_main:  # written before configs were resolved: record what runs now
+                rd.write_json(path / rd.CONFIG, cfg.to_dict())
+            if (path / rd.CHECKPOINT).exists():
+                loop.restore(load_state(path / rd.CHECKPOINT))
+            else:  # killed before the first checkpoint (written before step 1): nothing was trained yet
+                if world.is_main:
+                    (path / rd.METRICS).unlink(missing_ok=True)
+                loop.save()
+            loop.run()
+            return loop.finish()
+
+
+def _backend(cfg: TrainConfig) -> str:
+    """NCCL when the ranks train on GPUs, gloo on CPUs."""
+    return "nccl" if cfg.engine == "torch" and resolve_device(cfg.device).type == "cuda" else "gloo"
+
+
+@contextlib.contextmanager
+def _lost_peers(world: World) -> Iterator[None]:
+    """A collective that fails inside DDP or a barrier (a peer died) becomes one clear error on every rank."""
+    try:
+        yield
+    except RuntimeError as e:
+        if world.distributed and not isinstance(e, ConvscopeError) and is_comm_failure(e):
+            raise lost_peer(world, e) from e
+        raise

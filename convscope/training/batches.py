@@ -18,7 +18,9 @@ from ..data.augment import (cutout, random_affine, random_blur, random_hflip, ra
 from ..data.dataset import ImageDataset, stratified_split
 from ..data.normalize import Normalization
 from ..errors import ConfigError
+from ..distributed import World
 from .config import TrainConfig
+from .distributed import rank_slice
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Te
 class BatchFeeder:
     """Augmented, normalized training batches for a resolved config, on its device."""
 
-    def __init__(self, cfg: TrainConfig, data: TrainData) -> None:
+    def __init__(self, cfg: TrainConfig, data: TrainData, world: World | None = None) -> None:
         self.cfg, self.norm = cfg, data.norm
         self.device = torch.device(cfg.device)
         self.images = data.train.images.to(self.device)     # uint8 (N, C, H, W), moved once
@@ -63,13 +65,18 @@ class BatchFeeder:
         self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.batch_size = min(cfg.batch_size, len(self.labels))
         self.steps_per_epoch = max(1, len(self.labels) // cfg.batch_size)
+        # several processes: each trains on its contiguous part of every global batch
+        self.part = rank_slice(self.batch_size, world) if world is not None and world.distributed else slice(None)
 
     def order(self, epoch: int) -> torch.Tensor:
         return epoch_order(len(self.labels), self.cfg.seed, epoch, self.device)
 
     def batch(self, order: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batch ``index`` of an epoch's ``order``: x float (B, C, H, W), y int64 (B,)."""
-        return self.take(order[index * self.batch_size:(index + 1) * self.batch_size])
+        """Batch ``index`` of an epoch's ``order``: x float (B, C, H, W), y int64 (B,); with several processes,
+        this rank's part (B / world size) of the global batch. The whole global batch is augmented on every
+        rank from the same generator, so the examples and their augmentation are those of one process."""
+        x, y = self.take(order[index * self.batch_size:(index + 1) * self.batch_size])
+        return x[self.part], y[self.part]
 
     def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg

@@ -78,6 +78,8 @@ class TrainConfig:
     channels_last: bool = field(default=True, metadata=_meta("channels-last memory format for convolutions"))
     threads: int | None = field(default=None, metadata=_meta("torch intra-op threads (default: torch's choice)"))
     device: str = field(default="auto", metadata=_meta("auto: cuda when available, else cpu"))
+    sync_bn: bool = field(default=False, metadata=_meta(
+        "several processes (torchrun / --nproc): BatchNorm statistics of the whole global batch (SyncBatchNorm)"))
     deterministic: bool = field(default=False, metadata=_meta("deterministic kernels; resumed runs end bit-identical"))
     seed: int = field(default=0, metadata=_meta("seed of initialisation, data order, augmentation and dropout"))
     train_subset: int = field(default=0, metadata=_meta(

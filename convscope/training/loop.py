@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..data.dataset import ImageDataset
+from ..distributed import World, barrier, current_world
 from ..errors import ConvscopeError
 from ..models import upgrade_state_dict
 from . import rundir as rd
@@ -29,7 +30,8 @@ from .config import TrainConfig
 from .engine import Engine, StepResult
 from .engines.numpy import NumpyEngine
 from .engines.torch import TorchEngine
-from .evaluate import EvalResult, evaluate
+from .distributed import sharded_evaluate
+from .evaluate import EvalResult
 from .progress import LoopState, Progress, epoch_line
 from .runtime import sigint_flag
 from .setup import build_model
@@ -50,14 +52,16 @@ class Loop:
     def __init__(self, cfg: TrainConfig, data: TrainData, path: Path, *, progress: bool = True,
                  callbacks: Sequence[Callback] = (), checkpoints: bool = True) -> None:
         self.cfg, self.data, self.path, self.checkpoints = cfg, data, path, checkpoints
+        self.world: World = current_world()   # rank 0 of several (torchrun) writes every file and shows progress
         self.callbacks = [*callbacks, *([SparsityTracker()] if cfg.track_sparsity else [])]
         self.model = build_model(cfg, data)
-        self.feeder = BatchFeeder(cfg, data)
+        self.feeder = BatchFeeder(cfg, data, self.world)
         self.steps_per_epoch = self.feeder.steps_per_epoch
         self.total_steps = cfg.epochs * self.steps_per_epoch
         engine_cls = NumpyEngine if cfg.engine == "numpy" else TorchEngine
-        self.engine: Engine = engine_cls(cfg, self.model, data.norm, self.steps_per_epoch)
-        self.progress = Progress(progress, self.total_steps)
+        extra = (self.world,) if engine_cls is TorchEngine else ()
+        self.engine: Engine = engine_cls(cfg, self.model, data.norm, self.steps_per_epoch, *extra)
+        self.progress = Progress(progress and self.world.is_main, self.total_steps)
         self.state = LoopState()
 
     @property
@@ -88,6 +92,10 @@ class Loop:
     def save(self) -> None:
         if not self.checkpoints:
             return
+        barrier(self.world)            # every rank has finished the same step: the state is the job's
+        if not self.world.is_main:
+            self._emit("on_checkpoint", self.path / rd.CHECKPOINT)
+            return
         try:
             save_state(self.path / rd.CHECKPOINT, self.checkpoint_state())
         except OSError as e:
@@ -110,11 +118,13 @@ class Loop:
             if cb.key in st["callbacks"]:
                 cb.load_state_dict(st["callbacks"][cb.key])
         metrics = self.path / rd.METRICS
-        if metrics.exists():  # drop lines written after the checkpoint: they will be written again
+        if metrics.exists() and self.world.is_main:  # drop lines written after the checkpoint: written again
             with open(metrics, "r+b") as f:
                 f.truncate(st["metrics_bytes"])
 
     def _metric(self, record: dict[str, Any]) -> None:
+        if not self.world.is_main:
+            return
         try:
             with open(self.path / rd.METRICS, "a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -136,15 +146,16 @@ class Loop:
                     f"lower --lr or set --grad-clip. The last good checkpoint is intact in {self.path / rd.CHECKPOINT}")
         else:
             st.bad_streak = 0
-            st.acc["loss"] += result.loss * len(y)
+            n = len(y) * self.world.size   # result holds the global batch's loss and correct count
+            st.acc["loss"] += result.loss * n
             st.acc["correct"] += result.correct
-            st.acc["seen"] += len(y)
+            st.acc["seen"] += n
             if st.step % cfg.log_every == 0:
                 self._metric({"kind": "step", "step": st.step, "epoch": st.epoch, "loss": result.loss,
                               "lr": result.lr, "grad_norm": result.grad_norm})
         st.step += 1
         st.batch += 1
-        return len(y), result
+        return len(y) * self.world.size, result   # the global batch (equal parts on every rank)
 
     def _evaluate(self, split: str, dataset: ImageDataset) -> EvalResult:
         t = time.perf_counter()
@@ -208,7 +219,7 @@ class Loop:
         if st.best["weights"] is not None and cfg.early_stopping:
             self.model.load_state_dict(st.best["weights"])
         # the final figure in fp32, as `convscope eval` and inference compute it (epochs may evaluate in bf16)
-        test = evaluate(self.model, data.test, data.norm, tta=cfg.tta)
+        test = sharded_evaluate(self.model, data.test, data.norm, self.world, tta=cfg.tta)
         shape = data.train.shape
         meta = rd.model_metadata(self.model, cfg, data.norm, data.train.classes, shape)
         meta["tta"] = cfg.tta  # predictions average the mirror too (resolved: trained with flips, flips allowed)
@@ -222,13 +233,15 @@ class Loop:
             "per_class_accuracy": dict(zip(data.train.classes, test.per_class)),
         }
         try:
-            save_weights(self.path / rd.WEIGHTS, self.model.state_dict(), {"model": meta["model"]})
-            rd.write_json(self.path / rd.SUMMARY, summary)
-            plot_curves(st.history, self.path / rd.CURVE, title=f"{cfg.model} on {cfg.dataset}",
-                        train_label="train (label-smoothed)" if cfg.label_smoothing else "train")
-            rd.write_manifest(self.path, meta)
+            if self.world.is_main:
+                save_weights(self.path / rd.WEIGHTS, self.model.state_dict(), {"model": meta["model"]})
+                rd.write_json(self.path / rd.SUMMARY, summary)
+                plot_curves(st.history, self.path / rd.CURVE, title=f"{cfg.model} on {cfg.dataset}",
+                            train_label="train (label-smoothed)" if cfg.label_smoothing else "train")
+                rd.write_manifest(self.path, meta)
         except OSError as e:
             raise rd.RunError(f"{self.path}: cannot write the run's results ({e.strerror or e})") from e
+        barrier(self.world)   # the run directory is complete before any rank returns
         self.model.eval()
         run = rd.Run(self.path, self.model, cfg, data.norm, data.train.classes, shape, summary, meta)
         self._emit("on_train_end", run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..distributed import current_world
 from ..errors import ConfigError
 from ..models import create_model, model_kwargs
 from .batches import TrainData, load_data
@@ -16,6 +17,11 @@ def prepare(cfg: TrainConfig) -> tuple[TrainConfig, TrainData]:
     """Load the data and resolve ``cfg`` against it and this machine: the config that will run."""
     data = load_data(cfg.validate())
     device = resolve_device("cpu" if cfg.engine == "numpy" else cfg.device)
+    world = current_world()
+    if world.distributed and device.type == "cuda":   # several processes: each rank on its own GPU
+        device = torch.device("cuda", world.local_rank)
+    if world.distributed and cfg.engine != "torch":
+        raise ConfigError(f"engine {cfg.engine!r}: several processes need the torch engine (--engine torch)")
     return resolve(cfg, hflip_ok=data.train.hflip_ok, device=str(device), native_bf16=native_bf16(device)), data
 
 

@@ -13,23 +13,34 @@ from torch import nn
 
 from ...data.dataset import ImageDataset
 from ...data.normalize import Normalization
+from ...distributed import World, all_min
+from ...errors import ConfigError
 from ...models import upgrade_state_dict
 from ..config import TrainConfig
+from ..distributed import reduce_sums, sharded_evaluate, wrap_ddp
 from ..engine import StepResult
-from ..evaluate import EvalResult, autocast_for, evaluate
+from ..evaluate import EvalResult, autocast_for
 from ..optim import build_optimizer, lr_at, set_lr
 
 
 class TorchEngine:
     """Trains ``model`` (moved to ``cfg.device``) for a resolved config."""
 
-    def __init__(self, cfg: TrainConfig, model: nn.Module, norm: Normalization, steps_per_epoch: int) -> None:
+    def __init__(self, cfg: TrainConfig, model: nn.Module, norm: Normalization, steps_per_epoch: int,
+                 world: World | None = None) -> None:
         self.cfg, self.norm, self.steps_per_epoch = cfg, norm, steps_per_epoch
+        self.world = world or World()
         self.device = torch.device(cfg.device)
         self.bf16 = cfg.precision == "bf16"
+        if self.world.distributed and cfg.sync_bn and self.device.type != "cuda":
+            raise ConfigError("sync_bn: PyTorch's SyncBatchNorm runs on GPUs only; on CPU drop --sync-bn "
+                              "(each process then normalises with its own batch_size / processes images)")
+        if self.world.distributed and cfg.sync_bn:   # a converted copy; the loop's model keeps plain BatchNorm
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model))
         self.model = model.to(self.device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.forward = wrap_ddp(self.model, self.world)   # DDP averages the gradients over the ranks
         self.optimizer = build_optimizer(cfg, self.model)
         self.ema_model = copy.deepcopy(self.model) if cfg.ema > 0 else None
 
@@ -39,10 +50,10 @@ class TorchEngine:
         set_lr(self.optimizer, lr)
         buffers = [b.detach().clone() for b in self.model.buffers()]  # BN statistics, restored on a bad step
         with autocast_for(self.device, self.bf16):
-            logits = self.model(x)
+            logits = self.forward(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
-        ok = bool(torch.isfinite(loss))
+        ok = bool(all_min(torch.isfinite(loss.detach()).reshape(1), self.world))  # every rank skips, or none
         if ok:
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or math.inf)
@@ -58,7 +69,11 @@ class TorchEngine:
             self._update_ema(step)
         with torch.no_grad():
             correct = int((logits.argmax(1) == y).sum())
-        return StepResult(float(loss.detach()), correct, float(norm), lr)
+        loss_value = float(loss.detach())
+        if self.world.distributed:   # the global batch's figures (equal slices: the mean of the ranks' means)
+            loss_sum, correct = reduce_sums([loss_value, correct], self.world)
+            loss_value, correct = loss_sum / self.world.size, int(correct)
+        return StepResult(loss_value, correct, float(norm), lr)
 
     @torch.no_grad()
     def _update_ema(self, step: int) -> None:
@@ -75,8 +90,8 @@ class TorchEngine:
         return self.ema_model if self.ema_model is not None else self.model
 
     def evaluate(self, dataset: ImageDataset) -> EvalResult:
-        return evaluate(self.eval_module(), dataset, self.norm, bf16=self.bf16, channels_last=self.cfg.channels_last,
-                        tta=self.cfg.tta)
+        return sharded_evaluate(self.eval_module(), dataset, self.norm, self.world, bf16=self.bf16,
+                                channels_last=self.cfg.channels_last, tta=self.cfg.tta)
 
     def export_weights(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.eval_module().state_dict().items()}
