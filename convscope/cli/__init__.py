@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import ConvscopeError
-from . import bench_cmd, data_cmd, inspect_cmd, matrix_cmd, train_cmd
+from . import bench_cmd, data_cmd, experiment_cmd, inspect_cmd, matrix_cmd, train_cmd
 
-COMMAND_MODULES = [train_cmd, data_cmd, matrix_cmd, inspect_cmd, bench_cmd]
+COMMAND_MODULES = [train_cmd, data_cmd, matrix_cmd, inspect_cmd, bench_cmd, experiment_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
