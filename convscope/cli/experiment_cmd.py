@@ -73,15 +73,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--layer", default="conv3", help="the conv layer whose kernels are refined (default conv3)")
     r.add_argument("--response", help="layer whose channel peaks are the kernels' response (default: --layer)")
     r.add_argument("--k", type=int, default=9, help="top images per kernel (default 9)")
-    r.add_argument("--steps", type=int, default=60, help="optimisation steps per variant (default 60)")
-    r.add_argument("--eval-every", type=int, default=20, help="measure every N steps (default 20)")
+    r.add_argument("--steps", type=int, default=30, help="optimisation steps per variant (default 30)")
+    r.add_argument("--eval-every", type=int, default=15, help="measure every N steps (default 15)")
     r.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default 0,1,2,3,4)")
     r.add_argument("--variants", default="maximize,top,random,representative,full",
                    help="comma-separated subset of maximize,top,random,representative,full")
     r.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
     r.add_argument("--lr", type=float, default=0.01, help="fine-tune variants: SGD learning rate (default 0.01)")
     r.add_argument("--momentum", type=float, default=0.9, help="fine-tune variants: SGD momentum (default 0.9)")
-    r.add_argument("--angle", type=float, default=0.02, help="maximize: radians each kernel turns per step (0.02)")
+    r.add_argument("--angle", type=float, default=0.01, help="maximize: radians each kernel turns per step (0.01)")
     r.add_argument("--params", choices=["layer", "all"], default="layer",
                    help="what the fine-tune variants train: the layer's parameters (default) or all")
     r.add_argument("--bn", default="frozen,reestimate", help="BN statistics when measuring: frozen,reestimate")

@@ -217,6 +217,7 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
         runs: list[VariantRun] = []
         kernels = {"before": modules[layer].weight.detach().clone()}
         after: dict = {}
+        cache: dict = {}                                # step-0 measurements, shared by runs with one chosen set
         for variant in cfg.variants:
             for seed in cfg.seeds:
                 t0 = time.perf_counter()
@@ -227,7 +228,7 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
                     chosen = random_subset(len(train), len(top_idx), g)
                 pool = torch.arange(len(train)) if variant == "full" else chosen
                 m, rows = _run_one(base, variant, cfg, layer, response, train, test, norm, tta, chosen, pool,
-                                   owners_all, top_train, top_test, bn_images, modes, g)
+                                   owners_all, top_train, top_test, bn_images, modes, g, cache)
                 mix = torch.bincount(train.labels[chosen], minlength=len(train.classes)).tolist()
                 runs.append(VariantRun(variant, seed, chosen.tolist(), mix, rows, time.perf_counter() - t0))
                 last = rows[-1]["bn"][modes[0]]
@@ -256,7 +257,7 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
 
 
 def _run_one(base, variant, cfg, layer, response, train, test, norm, tta, chosen, pool, owners_all, top_train,
-             top_test, bn_images, modes, g):
+             top_test, bn_images, modes, g, cache):
     """One variant from one seed: (the refined model, its rows of measurements)."""
     model = copy.deepcopy(base).eval()               # eval mode throughout: BN statistics are never updated
     for p in model.parameters():
@@ -288,9 +289,15 @@ def _run_one(base, variant, cfg, layer, response, train, test, norm, tta, chosen
              "objective" if variant == "maximize" else "train_loss": float(np.mean(losses)) if losses else None,
              "bn": {}}
         for mode in modes:
+            key = (mode, chosen.numpy().tobytes())
+            if step == 0 and key in cache:            # every variant starts from the same weights
+                r["bn"][mode] = copy.deepcopy(cache[key])
+                continue
             with (reestimated_bn(model, bn_images, norm) if mode == "reestimate" else contextlib.nullcontext()):
                 r["bn"][mode] = measure(model, norm, tta, response, test, top_test, eval_images, eval_labels,
                                         chosen_pos, train_owners, per_channel=step in (0, cfg.steps))
+            if step == 0:
+                cache[key] = copy.deepcopy(r["bn"][mode])
         losses.clear()
         return r
 

@@ -29,14 +29,14 @@ class RefineConfig:
     layer: str = "conv3"                 # the conv layer whose kernels are refined
     response: str | None = None          # the layer whose channel peaks are each kernel's response (None: `layer`)
     k: int = 9                           # top images per kernel (convscope.inspect.topk)
-    steps: int = 60                      # optimisation steps of every variant
-    eval_every: int = 20                 # measure every this many steps (and at 0 and the last step)
+    steps: int = 30                      # optimisation steps of every variant
+    eval_every: int = 15                 # measure every this many steps (and at 0 and the last step)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     variants: tuple[str, ...] = VARIANTS
     batch_size: int = 128                # images per step (fewer when the chosen set is smaller)
     lr: float = 0.01                     # fine-tune variants: SGD learning rate (per batch, mean loss)
     momentum: float = 0.9                # fine-tune variants: SGD momentum
-    angle: float = 0.02                  # maximize: each step turns each kernel by about this many radians
+    angle: float = 0.01                  # maximize: each step turns each kernel by about this many radians
     params: str = "layer"                # fine-tune variants train 'layer' (its weight and bias) or 'all'
     bn: tuple[str, ...] = BN_MODES       # batch-norm statistics at measurement: frozen and/or re-estimated
     bn_images: int = 2000                # training images for re-estimating BN statistics (fixed sample)
