@@ -63,7 +63,7 @@ def test_float_kernel_counts_with_the_stated_tolerance(digits):
     # counts those of the integer kernel [1, 2, -3]
     res = edge_experiment(digits, kernel=[[0.1, 0.2, -0.3]])
     assert not res.exact and 0 < res.tolerance < 1e-9
-    _, nz_y, nz_relu, y = numpy_counts(digits, np.array([[1, 2, -3]]))
+    _, nz_y, nz_relu, _ = numpy_counts(digits, np.array([[1, 2, -3]]))
     np.testing.assert_array_equal(res.nonzero_before, nz_y)
     np.testing.assert_array_equal(res.nonzero_after, nz_relu)
     raw = edge_experiment(digits, kernel=[[0.1, 0.2, -0.3]], tolerance=0.0)
@@ -101,12 +101,12 @@ def test_kernel_larger_than_the_image():
 def test_cli_any_kernel_on_fashion(tmp_path):
     cmd = [sys.executable, "-m", "convscope", "edges", "--kernel", json.dumps(EDGE_4X4), "--dataset", "fashion-mnist",
            "--limit", "40", "--out", str(tmp_path)]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     data = json.loads((tmp_path / "edges-kernel4x4-fashion-mnist.json").read_text())
     imgs = load("fashion-mnist", "test").images[:40, 0].numpy()
     _, _, nz_relu, _ = numpy_counts(imgs, np.array(EDGE_4X4))
     assert data["nonzero_after"] == nz_relu.tolist() and data["exact"] and data["split"] == "test"
     assert data["padding_left_right_top_bottom"] == [1, 2, 1, 2]
-    p = subprocess.run([*cmd[:5], "[[1, 2], [3]]", "--limit", "2"], capture_output=True, text=True, timeout=300)
+    p = subprocess.run([*cmd[:5], "[[1, 2], [3]]", "--limit", "2"], check=False, capture_output=True, text=True, timeout=300)
     assert p.returncode == 2 and "ragged" in p.stderr
