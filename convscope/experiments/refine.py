@@ -165,6 +165,14 @@ def _load(target, train, test, normalization, tta):
     return target, train, test, normalization or Normalization((0.0,) * c, (1.0,) * c), bool(tta), None
 
 
+def _limit(ds: ImageDataset, n: int, salt: str) -> ImageDataset:
+    """A class-stratified subset of ``n`` images (splits may be sorted by class, so not the first ``n``)."""
+    if not n or n >= len(ds):
+        return ds
+    _, keep = stratified_split(ds.labels.numpy(), n / len(ds), salt)
+    return ds.subset(keep)
+
+
 def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | None = None,
            test: ImageDataset | None = None, normalization: Normalization | None = None, tta: bool | None = None,
            progress: Callable[[str], None] | None = None) -> RefineResult:
@@ -174,10 +182,7 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
     say = progress or (lambda s: None)
     t_start = time.perf_counter()
     model, train, test, norm, tta, _ = _load(target, train, test, normalization, tta)
-    if cfg.train_limit:
-        train = train.subset(torch.arange(min(cfg.train_limit, len(train))))
-    if cfg.test_limit:
-        test = test.subset(torch.arange(min(cfg.test_limit, len(test))))
+    train, test = _limit(train, cfg.train_limit, "refine-train"), _limit(test, cfg.test_limit, "refine-test")
     layer = resolve_layers(model, [cfg.layer])
     if len(layer) != 1:
         raise ConfigError(f"layer {cfg.layer!r}: names {len(layer)} layers ({', '.join(layer)}); give one conv layer")

@@ -40,8 +40,8 @@ class RefineConfig:
     params: str = "layer"                # fine-tune variants train 'layer' (its weight and bias) or 'all'
     bn: tuple[str, ...] = BN_MODES       # batch-norm statistics at measurement: frozen and/or re-estimated
     bn_images: int = 2000                # training images for re-estimating BN statistics (fixed sample)
-    train_limit: int = 0                 # use only the first N training images (0 = all)
-    test_limit: int = 0                  # use only the first N test images (0 = all; then baseline = eval's)
+    train_limit: int = 0                 # use only N training images, class-stratified (0 = all)
+    test_limit: int = 0                  # use only N test images, class-stratified (0 = all: baseline = eval's)
     after_topk: bool = True              # recompute each variant's top-k (seed 0) after refinement
     threads: int | None = None           # torch threads inside the experiment (restored after)
 

@@ -170,3 +170,9 @@ def test_cli_writes_results_and_pictures(small_run, tmp_path):
     for name in ("curves.png", "per-class.png", "kernels.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "maximize" in p.stdout and "BN statistics frozen" in p.stdout
+
+
+def test_limits_take_class_stratified_subsets(result):
+    # the digits splits are sorted by class: the first 400 test images would all be zeros
+    assert result.data["test_images"] == 400
+    assert not any(np.isnan(result.baseline["test_per_class"]))
