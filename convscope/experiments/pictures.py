@@ -107,15 +107,18 @@ def kernels_png(res: RefineResult, images: torch.Tensor, path: Path, variant: st
     gain = r1 / np.where(r0 == 0, np.nan, r0) - 1
     order = [int(c) for c in np.argsort(-np.nan_to_num(gain, nan=-np.inf))[:channels]]
     after_top = res.after.get(variant, {}).get("topk_train")
+    show = min(show, res.config.k)
     cols = 3 + show + (show if after_top else 0)
     fig = new_figure(1.15 * cols + 0.5, 1.3 * len(order) + 0.9)
     axes = fig.subplots(len(order), cols, squeeze=False)
     for row, c in enumerate(order):
         vmax = float(np.abs(before[c]).max()) or 1.0
-        panels = [(_mosaic(before[c]), "before"), (_mosaic(after_w[c]), f"after {variant}"),
-                  (_mosaic(after_w[c] - before[c]), "after - before")]
-        for j, (img, title) in enumerate(panels):
-            axes[row][j].imshow(img, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+        diff = after_w[c] - before[c]
+        dmax = float(np.abs(diff).max()) or 1.0                 # the change on its own scale, to be visible
+        panels = [(_mosaic(before[c]), "before", vmax), (_mosaic(after_w[c]), f"after {variant}", vmax),
+                  (_mosaic(diff), f"change (x{vmax / dmax:.0f})", dmax)]
+        for j, (img, title, lim) in enumerate(panels):
+            axes[row][j].imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
             axes[row][j].set_title(title, fontsize=7)
         tops = [("top before", res.topk_train[c][:show])]
         if after_top:
