@@ -27,7 +27,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
                        eval_every=args.eval_every, seeds=_ints(args.seeds, "--seeds"), variants=_words(args.variants),
                        batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, angle=args.angle,
                        params=args.params, bn=_words(args.bn), bn_images=args.bn_images, train_limit=args.train_limit,
-                       test_limit=args.test_limit, after_topk=not args.no_after_topk, threads=args.threads)
+                       test_limit=args.test_limit, after_topk=args.after_topk, threads=args.threads)
     if args.run is not None and args.model_file:
         raise ConfigError("give a RUN or --model-file, not both")
     kwargs = {}
@@ -74,11 +74,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--response", help="layer whose channel peaks are the kernels' response (default: --layer)")
     r.add_argument("--k", type=int, default=9, help="top images per kernel (default 9)")
     r.add_argument("--steps", type=int, default=30, help="optimisation steps per variant (default 30)")
-    r.add_argument("--eval-every", type=int, default=15, help="measure every N steps (default 15)")
+    r.add_argument("--eval-every", type=int, default=30, help="measure every N steps (default 30: start and end)")
     r.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default 0,1,2,3,4)")
     r.add_argument("--variants", default="maximize,top,random,representative,full",
                    help="comma-separated subset of maximize,top,random,representative,full")
-    r.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
+    r.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
     r.add_argument("--lr", type=float, default=0.01, help="fine-tune variants: SGD learning rate (default 0.01)")
     r.add_argument("--momentum", type=float, default=0.9, help="fine-tune variants: SGD momentum (default 0.9)")
     r.add_argument("--angle", type=float, default=0.01, help="maximize: radians each kernel turns per step (0.01)")
@@ -88,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--bn-images", type=int, default=2000, help="training images to re-estimate BN on (2000)")
     r.add_argument("--train-limit", type=int, default=0, help="use N training images, class-stratified (0 = all)")
     r.add_argument("--test-limit", type=int, default=0, help="use N test images, class-stratified (0 = all)")
-    r.add_argument("--no-after-topk", action="store_true", help="skip recomputing the top-k after refinement")
+    r.add_argument("--after-topk", action="store_true", help="recompute the top-k after refinement (seed 0)")
     r.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     r.add_argument("--out", type=Path, help="output folder (default RUN/experiments/refine-LAYER)")
     r.set_defaults(func=cmd_refine)

@@ -30,10 +30,10 @@ class RefineConfig:
     response: str | None = None          # the layer whose channel peaks are each kernel's response (None: `layer`)
     k: int = 9                           # top images per kernel (convscope.inspect.topk)
     steps: int = 30                      # optimisation steps of every variant
-    eval_every: int = 15                 # measure every this many steps (and at 0 and the last step)
+    eval_every: int = 30                 # measure every this many steps (and at 0 and the last step)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     variants: tuple[str, ...] = VARIANTS
-    batch_size: int = 128                # images per step (fewer when the chosen set is smaller)
+    batch_size: int = 64                 # images per step (fewer when the chosen set is smaller)
     lr: float = 0.01                     # fine-tune variants: SGD learning rate (per batch, mean loss)
     momentum: float = 0.9                # fine-tune variants: SGD momentum
     angle: float = 0.01                  # maximize: each step turns each kernel by about this many radians
@@ -42,7 +42,7 @@ class RefineConfig:
     bn_images: int = 2000                # training images for re-estimating BN statistics (fixed sample)
     train_limit: int = 0                 # use only N training images, class-stratified (0 = all)
     test_limit: int = 0                  # use only N test images, class-stratified (0 = all: baseline = eval's)
-    after_topk: bool = True              # recompute each variant's top-k (seed 0) after refinement
+    after_topk: bool = False             # recompute each variant's top-k (seed 0) after refinement
     threads: int | None = None           # torch threads inside the experiment (restored after)
 
     def __post_init__(self) -> None:

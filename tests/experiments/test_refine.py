@@ -160,7 +160,7 @@ def test_cli_writes_results_and_pictures(small_run, tmp_path):
     out = tmp_path / "refine"
     cmd = [sys.executable, "-m", "convscope", "experiment", "refine", str(small_run.path), "--layer", "conv2",
            "--k", "2", "--steps", "2", "--eval-every", "1", "--seeds", "0,1", "--test-limit", "300",
-           "--bn-images", "128", "--batch-size", "32", "--threads", "1", "--out", str(out)]
+           "--bn-images", "128", "--batch-size", "32", "--threads", "1", "--after-topk", "--out", str(out)]
     p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     data = json.loads((out / "results.json").read_text())
@@ -170,6 +170,7 @@ def test_cli_writes_results_and_pictures(small_run, tmp_path):
     for name in ("curves.png", "per-class.png", "kernels.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "maximize" in p.stdout and "BN statistics frozen" in p.stdout
+    assert len(data["after"]["maximize"]["topk_train"]) == 32                # conv2 of width 8: 32 kernels
 
 
 def test_limits_take_class_stratified_subsets(result):
