@@ -170,7 +170,7 @@ def test_cli_writes_results_and_pictures(small_run, tmp_path):
     for name in ("curves.png", "per-class.png", "kernels.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "maximize" in p.stdout and "BN statistics frozen" in p.stdout
-    assert len(data["after"]["maximize"]["topk_train"]) == 32                # conv2 of width 8: 32 kernels
+    assert len(data["after"]["maximize"]["topk_train"]) == 16                # conv2 of width 8: 16 kernels
 
 
 def test_limits_take_class_stratified_subsets(result):
