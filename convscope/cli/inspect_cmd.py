@@ -127,17 +127,24 @@ def cmd_sparsity(args) -> int:
 
 
 def cmd_edges(args) -> int:
-    from ..inspect.edges import edge_experiment, edges_png
+    from ..distributed import is_main_process
+    from ..inspect.distributed import sharded_edge_experiment
+    from ..inspect.edges import edges_png
     from .data_cmd import load_from_args
 
-    ds = load_from_args(args, args.dataset, args.split)
+    split = args.split or ("all" if args.dataset == "digits" or args.dataset.startswith("folder:") else "test")
+    ds = load_from_args(args, args.dataset, split)
     if args.limit:
         ds = ds.subset(torch.arange(min(args.limit, len(ds))))
-    res = edge_experiment(ds.images, args.filter)
+    res = sharded_edge_experiment(ds.images, args.filter, kernel=args.kernel, tolerance=args.tolerance)
+    if not is_main_process():   # under torchrun every rank counts its shard; rank 0 reports
+        return 0
     s = res.summary()
     px = res.pixels
-    print(f"{args.filter} {res.kernel.tolist()} with zero padding, then ReLU, on {ds.name} {ds.split} "
-          f"({len(ds):,} images of {px} pixels)")
+    kh, kw = res.kernel.shape
+    zero = "exact integer arithmetic" if res.exact else f"|y| <= {res.tolerance:.3g} counted as zero"
+    print(f"{res.filter} {kh}x{kw} {s['kernel']} with zero 'same' padding (left, right, top, bottom = "
+          f"{res.padding}), then ReLU, on {ds.name} {split} ({len(ds):,} images of {px} values; {zero})")
     for key, label in (("input_nonzero", "input"), ("filtered_nonzero", "filter output"),
                        ("after_relu_nonzero", "after ReLU")):
         v = s[key]
@@ -146,8 +153,9 @@ def cmd_edges(args) -> int:
     print(f"  exactly-zero input pixels per image: {s['input_zero_mean']:.1f} of {px} on average")
     print(f"  ReLU zeroes {100 * s['relu_zeroed_fraction_of_nonzero']:.1f}% of the filter's non-zero outputs")
     out = args.out or Path("inspect")
-    stem = f"edges-{args.filter}-{ds.name.replace(':', '_').replace('/', '_')}"
-    _write_json(out / f"{stem}.json", {**s, "dataset": ds.name, "split": ds.split,
+    name = args.filter if args.kernel is None else f"kernel{kh}x{kw}"
+    stem = f"edges-{name}-{ds.name.replace(':', '_').replace('/', '_')}"
+    _write_json(out / f"{stem}.json", {**s, "dataset": ds.name, "split": split,
                                        "nonzero_before": res.nonzero_before.tolist(),
                                        "nonzero_after": res.nonzero_after.tolist()})
     edges_png(ds.images, res, out / f"{stem}.png")
@@ -270,8 +278,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("edges", help="the edge-detector experiment: filter + ReLU, non-zero pixels before/after")
     p.add_argument("--filter", default="sobel-x", choices=list(FILTERS))
+    p.add_argument("--kernel", help='your kernel instead of --filter: JSON rows such as "[[1,1,-1,-1]]", any size '
+                   "(even sizes: extra padding right/bottom), or a .npy file")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="float kernels: |output| <= this counts as zero (default: twice float64's rounding bound)")
     p.add_argument("--dataset", default="digits")
-    p.add_argument("--split", default="all", help="split (default all for digits)")
+    p.add_argument("--split", default=None, help="split (default: all for digits and folders, else test)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N images")
     p.add_argument("--out", type=Path, help="output folder (default ./inspect)")
     add_data_args(p)

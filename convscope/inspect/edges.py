@@ -1,11 +1,15 @@
 """The edge-detector experiment: a hand-set edge filter (zero padding, same size) then ReLU, on every image.
 
-Computed in exact integer arithmetic on the raw 0..255 pixels, so "zero" means exactly zero.
+Any kernel (named, a list, JSON text or a .npy file), any size (even sizes padded as PyTorch's "same"), any
+dataset. Integer kernels are computed in exact integer arithmetic on the raw 0..255 pixels, so "zero" means
+exactly zero; float kernels count |y| <= a stated tolerance as zero.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +28,59 @@ FILTERS: dict[str, np.ndarray] = {
 }
 
 
+def parse_kernel(value) -> np.ndarray:
+    """A 2-D kernel from an array, nested lists, a JSON string such as ``"[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]"``
+    or the path of a ``.npy`` file (read without unpickling). Returns float64 (kh, kw); a clear ConfigError for
+    empty, ragged, non-numeric, non-finite or non-2-D input."""
+    src = "kernel"
+    if isinstance(value, (str, Path)):
+        text = str(value).strip()
+        if text.endswith(".npy") or (not text.startswith("[") and Path(text).is_file()):
+            src = f"kernel file {text}"
+            try:
+                value = np.load(text, allow_pickle=False)
+            except FileNotFoundError:
+                raise ConfigError(f"{src}: no such file; give a .npy file or a JSON list such as [[1,0],[0,-1]]") from None
+            except (OSError, ValueError) as e:
+                raise ConfigError(f"{src}: not a readable NumPy array without pickles ({e})") from None
+        else:
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"kernel {text!r}: not a JSON list of rows ({e.msg}); write it like "
+                                  "[[-1,0,1],[-2,0,2],[-1,0,1]]") from None
+    if isinstance(value, np.ndarray) and value.dtype.kind not in "iuf":
+        raise ConfigError(f"{src}: values must be numbers, got dtype {value.dtype}")
+    if isinstance(value, (list, tuple)):
+        flat = list(value)
+        while flat and all(isinstance(v, (list, tuple)) for v in flat):
+            flat = [x for v in flat for x in v]
+        if any(isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) for v in flat):
+            bad = next((v for v in flat if isinstance(v, bool) or not isinstance(v, (int, float, np.integer,
+                                                                                     np.floating))), None)
+            raise ConfigError(f"{src}: every entry must be a number, found {bad!r}")
+    try:
+        k = np.array(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{src}: rows of different lengths (ragged); every row needs the same number of "
+                          "values") from None
+    if k.size == 0:
+        raise ConfigError(f"{src}: empty; give at least one value, e.g. [[1]]")
+    if k.ndim != 2:
+        raise ConfigError(f"{src}: expected a 2-D kernel (a list of rows, e.g. [[1, -1]]), got {k.ndim} dimension(s) "
+                          f"of shape {k.shape}")
+    if not np.isfinite(k).all():
+        raise ConfigError(f"{src}: contains NaN or infinity")
+    return k
+
+
+def same_padding(kh: int, kw: int) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) zero padding that keeps H x W: PyTorch's ``padding="same"`` rule, the extra
+    pixel of an even kernel going right / bottom."""
+    top, left = (kh - 1) // 2, (kw - 1) // 2
+    return left, kw - 1 - left, top, kh - 1 - top
+
+
 @dataclass
 class EdgeResult:
     filter: str
@@ -31,43 +88,81 @@ class EdgeResult:
     nonzero_input: np.ndarray      # (N,) non-zero pixels of each input image
     nonzero_before: np.ndarray     # (N,) non-zero pixels of the filter output, before ReLU
     nonzero_after: np.ndarray      # (N,) non-zero pixels after ReLU
-    pixels: int                    # pixels per image (H * W)
+    pixels: int                    # values per image (C * H * W)
     outputs: np.ndarray | None = None   # (n_keep, H, W) filter outputs of the first images, for pictures
+    exact: bool = True             # integer kernel on integer images: float64 sums are exact, zero means 0
+    tolerance: float = 0.0         # otherwise an output counts as zero when |y| <= tolerance
+    padding: tuple[int, int, int, int] = (1, 1, 1, 1)   # left, right, top, bottom
 
     def summary(self) -> dict:
         def stats(a):
             return {"mean": float(a.mean()), "median": float(np.median(a)), "min": int(a.min()), "max": int(a.max()),
                     "p10": float(np.percentile(a, 10)), "p90": float(np.percentile(a, 90))}
-        return {"filter": self.filter, "kernel": self.kernel.tolist(), "images": int(len(self.nonzero_input)),
+        kernel = self.kernel.astype(np.int64).tolist() if self.exact else self.kernel.tolist()
+        return {"filter": self.filter, "kernel": kernel, "kernel_shape": list(self.kernel.shape),
+                "padding_left_right_top_bottom": list(self.padding), "exact": self.exact,
+                "zero_tolerance": self.tolerance, "images": len(self.nonzero_input),
                 "pixels_per_image": self.pixels, "input_nonzero": stats(self.nonzero_input),
                 "input_zero_mean": float(self.pixels - self.nonzero_input.mean()),
                 "filtered_nonzero": stats(self.nonzero_before), "after_relu_nonzero": stats(self.nonzero_after),
                 "relu_zeroed_fraction_of_nonzero": float(1 - self.nonzero_after.sum() / max(self.nonzero_before.sum(), 1))}
 
+    def to_dict(self) -> dict:
+        return self.summary()
+
 
 def edge_experiment(images: torch.Tensor | np.ndarray, filter: str = "sobel-x", keep: int = 8,
-                    batch_size: int = 2000) -> EdgeResult:
-    """``images``: uint8 (N, 1, H, W) or (N, H, W). Filter with zero padding (output H x W), then ReLU."""
-    if filter not in FILTERS:
-        raise ConfigError(f"filter: unknown {filter!r}; valid: {', '.join(FILTERS)}")
+                    batch_size: int = 2000, *, kernel=None, tolerance: float | None = None) -> EdgeResult:
+    """``images``: (N, C, H, W) or (N, H, W), integers 0..255 (uint8) or floats. Cross-correlate each channel with
+    the kernel (as ``conv2d`` does; ``kernel`` — any 2-D array, list, JSON text or .npy path — or the named
+    ``filter``) with zero "same" padding (output H x W; an even kernel's extra padding goes right / bottom),
+    then ReLU, and count non-zero outputs.
+
+    Integer kernels on integer images are computed exactly (float64 sums of integers below 2**53), so zero
+    means exactly zero. Otherwise an output counts as zero when |y| <= ``tolerance``, by default
+    ``kh * kw * 2**-52 * max|x| * sum|k|`` — twice the worst-case float64 rounding error of the sum."""
+    if kernel is not None:
+        k_np, name = parse_kernel(kernel), "custom"
+    elif filter in FILTERS:
+        k_np, name = FILTERS[filter].astype(np.float64), filter
+    else:
+        raise ConfigError(f"filter: unknown {filter!r}; valid: {', '.join(FILTERS)} (or give kernel=...)")
     x = torch.as_tensor(np.asarray(images))
     if x.ndim == 3:
         x = x[:, None]
-    if x.ndim != 4 or x.shape[1] != 1:
-        raise ConfigError(f"images: expected grayscale (N, 1, H, W) or (N, H, W), got shape {tuple(x.shape)}")
-    k = torch.from_numpy(FILTERS[filter]).to(torch.float64)[None, None]
+    if x.ndim != 4 or x.shape[0] == 0:
+        raise ConfigError(f"images: expected (N, C, H, W) or (N, H, W) with N >= 1, got shape {tuple(x.shape)}")
+    if x.dtype == torch.bool or x.dtype.is_complex:
+        raise ConfigError(f"images: expected integer or float pixels, got {x.dtype}")
+    n, c, h, w = x.shape
+    kh, kw = k_np.shape
+    if kh > h or kw > w:
+        raise ConfigError(f"kernel {kh}x{kw} is larger than the {h}x{w} images; use a kernel of at most {h}x{w}")
+    integral_images = not x.dtype.is_floating_point
+    exact = integral_images and bool(np.all(k_np == np.round(k_np)))
+    x_max = float(x.abs().max()) if n else 0.0
+    if exact and x_max * np.abs(k_np).sum() >= 2.0 ** 53:
+        exact = False                                          # too large for exact float64 integer sums
+    if tolerance is None:
+        tolerance = 0.0 if exact else kh * kw * 2.0 ** -52 * max(x_max, 1.0) * float(np.abs(k_np).sum())
+    elif exact:
+        exact = tolerance == 0.0
+    if tolerance < 0:
+        raise ConfigError(f"tolerance: expected a number >= 0, got {tolerance}")
+    pad = same_padding(kh, kw)
+    k = torch.from_numpy(k_np)[None, None].expand(c, 1, kh, kw)    # (C, 1, kh, kw): each channel on its own
     nz_in, nz_before, nz_after, kept = [], [], [], []
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].to(torch.float64)             # integers 0..255: float64 sums are exact
-        y = F.conv2d(xb, k, padding=k.shape[-1] // 2)          # (B, 1, H, W), zero padding keeps the size
+    for i in range(0, n, batch_size):
+        xb = x[i:i + batch_size].to(torch.float64)                 # integers 0..255: float64 sums are exact
+        y = F.conv2d(F.pad(xb, pad), k, groups=c)                  # (B, C, H, W)
         nz_in.append((xb != 0).flatten(1).sum(1))
-        nz_before.append((y != 0).flatten(1).sum(1))
-        nz_after.append((torch.relu(y) != 0).flatten(1).sum(1))
+        nz_before.append((y.abs() > tolerance).flatten(1).sum(1))
+        nz_after.append((torch.relu(y) > tolerance).flatten(1).sum(1))
         if sum(len(o) for o in kept) < keep:
             kept.append(y[:, 0].numpy())
     outs = np.concatenate(kept)[:keep] if kept else None
-    return EdgeResult(filter, FILTERS[filter], torch.cat(nz_in).numpy(), torch.cat(nz_before).numpy(),
-                      torch.cat(nz_after).numpy(), int(x.shape[2] * x.shape[3]), outs)
+    return EdgeResult(name, k_np, torch.cat(nz_in).numpy(), torch.cat(nz_before).numpy(),
+                      torch.cat(nz_after).numpy(), int(c * h * w), outs, exact, float(tolerance), pad)
 
 
 def edges_png(images: torch.Tensor, res: EdgeResult, path, n: int = 6):
@@ -80,7 +175,7 @@ def edges_png(images: torch.Tensor, res: EdgeResult, path, n: int = 6):
     vmax = float(np.abs(res.outputs[:n]).max()) or 1.0
     for j in range(n):
         out = res.outputs[j]
-        panels = [(images[j, 0].numpy(), "gray", 0, 255, f"input: {res.nonzero_input[j]} non-zero"),
+        panels = [(np.asarray(images[j, 0]), "gray", 0, 255, f"input: {res.nonzero_input[j]} non-zero"),
                   (out, "RdBu_r", -vmax, vmax, f"filtered: {res.nonzero_before[j]}"),
                   (np.maximum(out, 0), "RdBu_r", -vmax, vmax, f"ReLU: {res.nonzero_after[j]}")]
         for i, (img, cmap, lo, hi, label) in enumerate(panels):

@@ -1,0 +1,160 @@
+"""Pictures and files of the refine experiment: ``results.json``, the curves against steps (mean ± std over
+seeds), per-class changes, and the kernels with their top images before and after refinement."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._atomic import atomic_write_text
+from ..viz import new_figure, save_figure
+from .result import RefineResult
+
+COLOURS = {"maximize": "#d62728", "top": "#ff7f0e", "random": "#7f7f7f", "representative": "#2ca02c",
+           "full": "#1f77b4"}
+BN_LABEL = {"frozen": "BN statistics frozen", "reestimate": "BN statistics re-estimated on training data"}
+
+
+def _series(res: RefineResult, variant: str, bn: str, key: str, relative: bool = False):
+    runs = res.runs_of(variant)
+    steps = np.array([row["step"] for row in runs[0].rows])
+    vals = np.array([[row["bn"][bn][key] for row in r.rows] for r in runs], dtype=np.float64)  # (seeds, points)
+    if relative:
+        vals = vals / vals[:, :1] - 1.0
+    std = vals.std(0, ddof=1) if len(vals) > 1 else np.zeros(vals.shape[1])
+    return steps, vals.mean(0), std
+
+
+def curves_png(res: RefineResult, path: Path) -> Path:
+    """Rows: BN treatments. Columns: test accuracy, chosen-set accuracy, response gain on the kernels' top-k
+    training (solid) and test (dashed) images. Lines: mean over seeds; bands: ± one standard deviation."""
+    modes = list(res.runs[0].rows[0]["bn"])
+    fig = new_figure(15, 3.6 * len(modes) + 0.6)
+    axes = fig.subplots(len(modes), 3, squeeze=False)
+    for i, bn in enumerate(modes):
+        for v in res.config.variants:
+            for j, (key, rel, style) in enumerate((("test_accuracy", False, "-"), ("chosen_accuracy", False, "-"),
+                                                   ("response_topk_train", True, "-"),
+                                                   ("response_topk_test", True, "--"))):
+                ax = axes[i][min(j, 2)]
+                steps, mean, std = _series(res, v, bn, key, rel)
+                scale = 100.0
+                label = v if j != 3 else None
+                ax.plot(steps, scale * mean, style, color=COLOURS[v], label=label, lw=1.6)
+                ax.fill_between(steps, scale * (mean - std), scale * (mean + std), color=COLOURS[v], alpha=0.18, lw=0)
+        axes[i][0].set_ylabel(f"{BN_LABEL[bn]}\ntest accuracy (%)", fontsize=9)
+        axes[i][1].set_ylabel("accuracy on the chosen images (%)", fontsize=9)
+        axes[i][2].set_ylabel("response change (%)\nsolid: top-k train, dashed: top-k test", fontsize=9)
+        for ax in axes[i]:
+            ax.grid(alpha=0.3)
+            ax.set_xlabel("step")
+    axes[0][0].legend(fontsize=8)
+    n = len(res.config.seeds)
+    fig.suptitle(f"refine {res.layer} (response: {res.response}, top {res.config.k}) on {res.data['dataset']}: "
+                 f"mean ± std over {n} seeds", fontsize=11)
+    return save_figure(fig, path)
+
+
+def per_class_png(res: RefineResult, path: Path) -> Path:
+    """Change of each class's test accuracy (percentage points, last step minus step 0, mean over seeds)."""
+    summary = res.summary()
+    classes = res.data["classes"]
+    fig = new_figure(max(8.0, 0.9 * len(classes) + 2), 3.2 * len(summary) + 0.4)
+    axes = fig.subplots(len(summary), 1, squeeze=False)
+    variants = list(res.config.variants)
+    width = 0.8 / len(variants)
+    x = np.arange(len(classes))
+    for ax, (bn, per) in zip(axes[:, 0], summary.items()):
+        for j, v in enumerate(variants):
+            ax.bar(x + (j - (len(variants) - 1) / 2) * width, 100 * np.asarray(per[v]["per_class_change"]), width,
+                   color=COLOURS[v], label=v)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xticks(x, [str(c) for c in classes], fontsize=8)
+        ax.set_ylabel("test accuracy change (pp)", fontsize=9)
+        ax.set_title(BN_LABEL[bn], fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].legend(fontsize=8, ncol=len(variants))
+    return save_figure(fig, path)
+
+
+def _mosaic(w: np.ndarray) -> np.ndarray:
+    """(I, kh, kw) -> one 2-D image: the I input slices tiled in a near-square grid, NaN gaps between them."""
+    i, kh, kw = w.shape
+    cols = math.ceil(math.sqrt(i))
+    rows = math.ceil(i / cols)
+    out = np.full((rows * (kh + 1) - 1, cols * (kw + 1) - 1), np.nan)
+    for a in range(i):
+        r, c = divmod(a, cols)
+        out[r * (kh + 1):r * (kh + 1) + kh, c * (kw + 1):c * (kw + 1) + kw] = w[a]
+    return out
+
+
+def kernels_png(res: RefineResult, images: torch.Tensor, path: Path, variant: str = "maximize",
+                channels: int = 6, show: int = 5) -> Path:
+    """One row per kernel (those whose response on their top-k training images rose most): the kernel before
+    and after ``variant`` (seed 0; its input slices tiled), their difference, and its top images before and
+    after (the images are training images; the after set is recomputed with ``topk``)."""
+    before = res.kernels["before"].float().numpy()
+    after_w = res.kernels[variant].float().numpy()
+    run = res.runs_of(variant)[0]
+    bn = next(iter(run.rows[0]["bn"]))
+    r0 = np.asarray(run.rows[0]["bn"][bn]["response_topk_train_per_channel"])
+    r1 = np.asarray(run.rows[-1]["bn"][bn]["response_topk_train_per_channel"])
+    gain = r1 / np.where(r0 == 0, np.nan, r0) - 1
+    order = [int(c) for c in np.argsort(-np.nan_to_num(gain, nan=-np.inf))[:channels]]
+    after_top = res.after.get(variant, {}).get("topk_train")
+    show = min(show, res.config.k)
+    cols = 3 + show + (show if after_top else 0)
+    fig = new_figure(1.15 * cols + 0.5, 1.3 * len(order) + 0.9)
+    axes = fig.subplots(len(order), cols, squeeze=False)
+    for row, c in enumerate(order):
+        vmax = float(np.abs(before[c]).max()) or 1.0
+        diff = after_w[c] - before[c]
+        dmax = float(np.abs(diff).max()) or 1.0                 # the change on its own scale, to be visible
+        panels = [(_mosaic(before[c]), "before", vmax), (_mosaic(after_w[c]), f"after {variant}", vmax),
+                  (_mosaic(diff), f"change (x{vmax / dmax:.0f})", dmax)]
+        for j, (img, title, lim) in enumerate(panels):
+            axes[row][j].imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+            axes[row][j].set_title(title, fontsize=7)
+        tops = [("top before", res.topk_train[c][:show])]
+        if after_top:
+            tops.append(("top after", after_top[c][:show]))
+        j = 3
+        for label, idx in tops:
+            for n, i in enumerate(idx):
+                img = images[i].permute(1, 2, 0).float().numpy() / 255.0
+                axes[row][j].imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1,
+                                    interpolation="nearest")
+                axes[row][j].set_title(f"{label} #{i}" if n == 0 else f"#{i}", fontsize=6)
+                j += 1
+        overlap = res.after.get(variant, {}).get("overlap")
+        label = f"kernel {c}\nresponse {100 * gain[c]:+.1f}%"
+        if overlap:
+            label += f"\nsame top: {round(overlap[c] * res.config.k)}/{res.config.k}"
+        axes[row][0].set_ylabel(label, fontsize=7)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{res.layer}: kernels whose response on their top-{res.config.k} training images rose most "
+                 f"({variant}, seed {run.seed})",
+                 fontsize=9)
+    return save_figure(fig, path)
+
+
+def save_refine(res: RefineResult, out_dir: str | Path) -> list[Path]:
+    """Write ``results.json``, ``curves.png``, ``per-class.png`` and ``kernels.png`` into ``out_dir``; returns
+    the paths written."""
+    images = res.train_images
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "results.json", json.dumps(res.to_dict(), indent=1) + "\n")
+    paths = [out / "results.json", curves_png(res, out / "curves.png"), per_class_png(res, out / "per-class.png")]
+    if images is not None:
+        variant = "maximize" if "maximize" in res.kernels else next((v for v in res.kernels if v != "before"), None)
+        if variant is not None:
+            paths.append(kernels_png(res, images, out / "kernels.png", variant))
+    return paths

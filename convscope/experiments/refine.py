@@ -1,0 +1,328 @@
+"""Refine kernels on their top images and measure what it does to generalisation.
+
+The lecture's third question: pick, for each kernel of a layer, the training images that excite it most
+(``convscope.inspect.topk``), refine the kernels on those images, and ask whether the network loses its
+ability to generalise. From the same trained weights, each over several seeds:
+
+    maximize        gradient ascent on the layer's kernels only: each kernel's peak response on its own top-k
+                    images, with each kernel's norm held fixed (else scaling the kernel wins trivially)
+    top             fine-tune (cross-entropy) on the union of the top-k images
+    random          the same on as many random training images
+    representative  the same on as many representative images (see ``_selection.REPRESENTATIVE_RULE``)
+    full            the same number of steps on the whole training set
+
+    res = refine("runs/fast-digits", RefineConfig(layer="conv3"))
+    print(res.table())
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import platform
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.dataset import ImageDataset, stratified_split
+from ..data.normalize import Normalization
+from ..errors import ConfigError
+from ..inspect.hooks import resolve_layers
+from ..inspect.topk import topk
+from ..training.evaluate import evaluate
+from ._measure import bn_modules, measure, reestimated_bn
+from ._selection import (
+    REPRESENTATIVE_RULE,
+    owner_matrix,
+    penultimate_features,
+    random_subset,
+    representative_subset,
+    topk_union,
+)
+from .result import DESCRIPTIONS, RefineConfig, RefineResult, VariantRun
+
+SAMPLE_SEED = 7919   # the fixed training sample for BN re-estimation (independent of the variants' seeds)
+BN_NOTE = ("Every variant optimises with batch norm in eval mode: the running statistics of the trained model are "
+           "used and never updated, so a few hundred hand-picked images cannot shift them (that would mix 'the "
+           "kernels overfit' with 'the statistics drift'). 'frozen' measures with those statistics; 'reestimate' "
+           "measures after re-estimating every BN layer's statistics on a fixed random sample of training images "
+           "(exact average), as one would after changing a layer's kernels; the optimisation is the same.")
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the response layer has produced its output."""
+
+
+@contextlib.contextmanager
+def _forward_until(model: nn.Module, name: str) -> Iterator[dict[str, torch.Tensor]]:
+    """Within the block, a forward pass stops (raising ``_Stop``) right after ``name``; its output — not
+    detached, gradients flow — lands in the yielded dict. The hook is removed on leaving."""
+    store: dict[str, torch.Tensor] = {}
+
+    def hook(module, inputs, output) -> None:
+        store["out"] = output
+        raise _Stop
+
+    handle = dict(model.named_modules())[name].register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+@contextlib.contextmanager
+def _deterministic(threads: int | None) -> Iterator[None]:
+    """Deterministic algorithms (and a thread count) inside the block; the previous settings come back."""
+    was, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    old_threads = torch.get_num_threads()
+    torch.use_deterministic_algorithms(True)
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=warn)
+        torch.set_num_threads(old_threads)
+
+
+class _Batches:
+    """Batches from ``pool`` (indices): a fresh permutation each pass, drawn with the seed's generator."""
+
+    def __init__(self, pool: torch.Tensor, batch_size: int, generator: torch.Generator) -> None:
+        self.pool, self.size, self.g = pool, min(batch_size, len(pool)), generator
+        self.queue = torch.empty(0, dtype=torch.int64)
+
+    def next(self) -> torch.Tensor:
+        while len(self.queue) < self.size:
+            self.queue = torch.cat([self.queue, self.pool[torch.randperm(len(self.pool), generator=self.g)]])
+        batch, self.queue = self.queue[:self.size], self.queue[self.size:]
+        return batch
+
+
+def _maximize_step(model: nn.Module, weight: nn.Parameter, norms0: torch.Tensor, response: str, x: torch.Tensor,
+                   owners: torch.Tensor, angle: float) -> float:
+    """One projected ascent step. ``owners`` (B, C) bool: image b is one of kernel c's top-k images.
+    Objective: sum over kernels of the mean peak response on their own images in the batch. Each kernel
+    (row of ``weight`` flattened to (C, D)) moves along its gradient's component orthogonal to itself,
+    by ``angle`` times its norm, and is scaled back to its original norm."""
+    with _forward_until(model, response) as store:
+        try:
+            model(x)
+        except _Stop:
+            pass
+    a = store["out"]                                               # (B, C, H, W) or (B, C)
+    peaks = a.flatten(2).amax(2) if a.ndim > 2 else a              # (B, C): what topk ranks by
+    own = owners.to(peaks.dtype)
+    count = own.sum(0)                                             # (C,) owned images in this batch
+    per_kernel = (peaks * own).sum(0) / count.clamp(min=1)         # (C,)
+    objective = per_kernel[count > 0].sum()
+    (grad,) = torch.autograd.grad(objective, weight)
+    with torch.no_grad():
+        w = weight.flatten(1)                                      # (C, D) view on the parameter
+        g = grad.flatten(1)
+        g = g - (g * w).sum(1, keepdim=True) / w.pow(2).sum(1, keepdim=True) * w   # tangent to the sphere
+        gn = g.norm(dim=1, keepdim=True)
+        step = torch.where(gn > 0, angle * w.norm(dim=1, keepdim=True) * g / gn.clamp(min=1e-30), 0.0)
+        w += step
+        w *= (norms0 / w.norm(dim=1)).unsqueeze(1)                 # back onto the sphere: norms unchanged
+    done = per_kernel.detach()[count > 0]
+    return float(done.mean()) if len(done) else float("nan")
+
+
+def _rel_change(now: list[torch.Tensor], before: list[torch.Tensor]) -> float:
+    num = sum(float((a.detach() - b).pow(2).sum()) for a, b in zip(now, before))
+    den = sum(float(b.pow(2).sum()) for b in before)
+    return (num / den) ** 0.5 if den else 0.0
+
+
+def _load(target, train, test, normalization, tta):
+    """(model, train, test, normalization, tta, out_dir) from a run directory, a Run, or an nn.Module."""
+    from ..data import load
+    from ..training import Run, load_run
+
+    if isinstance(target, (str, Path)):
+        target = load_run(target)
+    if isinstance(target, Run):
+        cfg = target.config
+        if train is None:
+            train = load(cfg.dataset, "train", cfg.data_dir)
+            if 0 < cfg.train_subset < len(train):      # the subset the run trained on (as `convscope train` picks it)
+                _, keep = stratified_split(train.labels.numpy(), cfg.train_subset / len(train), "subset")
+                train = train.subset(keep)
+        test = test if test is not None else load(cfg.dataset, "test", cfg.data_dir)
+        return (target.model, train, test, normalization or target.normalization,
+                target.tta if tta is None else tta, target.path / "experiments")
+    if not isinstance(target, nn.Module):
+        raise ConfigError(f"refine: expected a run directory, a Run or an nn.Module, got {type(target).__name__}")
+    if train is None or test is None:
+        raise ConfigError("refine on an nn.Module: give train= and test= datasets (convscope.data.load(...))")
+    c = train.shape[0]
+    return target, train, test, normalization or Normalization((0.0,) * c, (1.0,) * c), bool(tta), None
+
+
+def _limit(ds: ImageDataset, n: int, salt: str) -> ImageDataset:
+    """A class-stratified subset of ``n`` images (splits may be sorted by class, so not the first ``n``)."""
+    if not n or n >= len(ds):
+        return ds
+    _, keep = stratified_split(ds.labels.numpy(), n / len(ds), salt)
+    return ds.subset(keep)
+
+
+def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | None = None,
+           test: ImageDataset | None = None, normalization: Normalization | None = None, tta: bool | None = None,
+           progress: Callable[[str], None] | None = None) -> RefineResult:
+    """Run the refine experiment on ``target`` (a run directory, a ``Run``, or an ``nn.Module`` with ``train``
+    and ``test`` datasets). The model is not modified: every variant starts from a copy of its weights."""
+    cfg = config or RefineConfig()
+    say = progress or (lambda s: None)
+    t_start = time.perf_counter()
+    model, train, test, norm, tta, _ = _load(target, train, test, normalization, tta)
+    train, test = _limit(train, cfg.train_limit, "refine-train"), _limit(test, cfg.test_limit, "refine-test")
+    layer = resolve_layers(model, [cfg.layer])
+    if len(layer) != 1:
+        raise ConfigError(f"layer {cfg.layer!r}: names {len(layer)} layers ({', '.join(layer)}); give one conv layer")
+    layer = layer[0]
+    modules = dict(model.named_modules())
+    if not isinstance(modules[layer], nn.Conv2d):
+        convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
+        raise ConfigError(f"layer {layer!r} is a {type(modules[layer]).__name__}, not a Conv2d; conv layers: "
+                          f"{', '.join(convs) or 'none'}")
+    response = resolve_layers(model, [cfg.response or layer])[0]
+    device = next(model.parameters()).device
+    if device.type != "cpu":
+        raise ConfigError("refine runs on CPU: move the model to CPU first (model.cpu())")
+    base = copy.deepcopy(model).eval()
+
+    with _deterministic(cfg.threads):
+        say(f"top-{cfg.k} images of {response} on {len(train):,} training and {len(test):,} test images")
+        rec_train = topk(base, train, [response], cfg.k, norm)[response]
+        rec_test = topk(base, test, [response], cfg.k, norm)[response]
+        top_idx = topk_union(rec_train)
+        test_idx = topk_union(rec_test)
+        owners_all = owner_matrix(rec_train, len(train))                     # (N_train, C) bool
+        top_train = (top_idx, owners_all[top_idx])                           # (U,), (U, C)
+        top_test = (test_idx, owner_matrix(rec_test, len(test))[test_idx])
+        sample = random_subset(len(train), min(cfg.bn_images, len(train)), torch.Generator().manual_seed(SAMPLE_SEED))
+        bn_images = train.images[sample]
+        modes = cfg.bn if bn_modules(base) else ("frozen",)
+        rep_idx = None
+        if "representative" in cfg.variants:
+            feats = penultimate_features(base, train, norm)
+            rep_idx = representative_subset(feats, train.labels, len(top_idx), len(train.classes))
+        base_eval = evaluate(base, test, norm, tta=tta)
+        baseline = {"test_accuracy": base_eval.accuracy, "test_loss": base_eval.loss,
+                    "test_per_class": base_eval.per_class, "test_images": base_eval.n, "tta": bool(tta)}
+        say(f"baseline test accuracy {100 * base_eval.accuracy:.2f}%; {len(top_idx)} distinct top images")
+
+        runs: list[VariantRun] = []
+        kernels = {"before": modules[layer].weight.detach().clone()}
+        after: dict = {}
+        cache: dict = {}                                # step-0 measurements, shared by runs with one chosen set
+        for variant in cfg.variants:
+            for seed in cfg.seeds:
+                t0 = time.perf_counter()
+                g = torch.Generator().manual_seed(seed)
+                chosen = {"maximize": top_idx, "top": top_idx, "representative": rep_idx,
+                          "random": None, "full": sample}[variant]
+                if variant == "random":
+                    chosen = random_subset(len(train), len(top_idx), g)
+                pool = torch.arange(len(train)) if variant == "full" else chosen
+                m, rows = _run_one(base, variant, cfg, layer, response, train, test, norm, tta, chosen, pool,
+                                   owners_all, top_train, top_test, bn_images, modes, g, cache)
+                mix = torch.bincount(train.labels[chosen], minlength=len(train.classes)).tolist()
+                runs.append(VariantRun(variant, seed, chosen.tolist(), mix, rows, time.perf_counter() - t0))
+                last = rows[-1]["bn"][modes[0]]
+                say(f"{variant:<15} seed {seed}: test {100 * last['test_accuracy']:.2f}%  chosen "
+                    f"{100 * last['chosen_accuracy']:.2f}%  ({runs[-1].seconds:.1f} s)")
+                if seed == cfg.seeds[0]:
+                    kernels[variant] = dict(m.named_modules())[layer].weight.detach().clone()
+                    if cfg.after_topk:
+                        new = topk(m, train, [response], cfg.k, norm)[response]
+                        after[variant] = {
+                            "seed": seed, "topk_train": [[r.index for r in recs] for recs in new],
+                            "overlap": [len({r.index for r in a} & {r.index for r in b}) / cfg.k
+                                        for a, b in zip(rec_train, new)]}
+    import convscope
+
+    versions = {"convscope": convscope.__version__, "torch": torch.__version__, "numpy": np.__version__,
+                "python": platform.python_version(), "machine": platform.machine(),
+                "processor": platform.processor() or None, "threads": cfg.threads or torch.get_num_threads()}
+    data = {"dataset": train.name, "train_images": len(train), "test_images": len(test), "train_split": train.split,
+            "test_split": test.split, "classes": list(train.classes), "bn_sample": len(sample),
+            "full_data_chosen_set": f"the fixed random sample of {len(sample)} training images (also used for BN)"}
+    return RefineResult(cfg, layer, response, data, baseline,
+                        [[r.index for r in recs] for recs in rec_train], [[r.index for r in recs] for recs in rec_test],
+                        REPRESENTATIVE_RULE, BN_NOTE if bn_modules(base) else "the model has no batch norm",
+                        runs, after, versions, time.perf_counter() - t_start, kernels, train.images)
+
+
+def _run_one(base, variant, cfg, layer, response, train, test, norm, tta, chosen, pool, owners_all, top_train,
+             top_test, bn_images, modes, g, cache):
+    """One variant from one seed: (the refined model, its rows of measurements)."""
+    model = copy.deepcopy(base).eval()               # eval mode throughout: BN statistics are never updated
+    for p in model.parameters():
+        p.requires_grad_(False)
+    conv = dict(model.named_modules())[layer]
+    weight = conv.weight
+    if variant == "maximize":
+        trainable = [weight]                         # a bias would raise responses trivially: it stays fixed
+    elif cfg.params == "layer":
+        trainable = list(conv.parameters())
+    else:
+        trainable = list(model.parameters())
+    for p in trainable:
+        p.requires_grad_(True)
+    before = [p.detach().clone() for p in trainable]
+    w0 = weight.detach().clone()
+    norms0 = w0.flatten(1).norm(dim=1)
+    opt = None if variant == "maximize" else torch.optim.SGD(trainable, lr=cfg.lr, momentum=cfg.momentum)
+    batches = _Batches(pool, cfg.batch_size, g)
+    eval_idx = torch.unique(torch.cat([chosen, top_train[0]]))      # sorted: chosen and top-k training images
+    chosen_pos = torch.searchsorted(eval_idx, chosen)
+    train_owners = (torch.searchsorted(eval_idx, top_train[0]), top_train[1])
+    eval_images, eval_labels = train.images[eval_idx], train.labels[eval_idx]
+    losses: list[float] = []
+
+    def row(step: int) -> dict:
+        r = {"step": step, "weight_change": _rel_change([weight], [w0]), "trainable_change": _rel_change(trainable, before),
+             "kernel_norm_change": float(((weight.detach().flatten(1).norm(dim=1) - norms0).abs() / norms0).max()),
+             "objective" if variant == "maximize" else "train_loss": float(np.mean(losses)) if losses else None,
+             "bn": {}}
+        for mode in modes:
+            key = (mode, chosen.numpy().tobytes())
+            if step == 0 and key in cache:            # every variant starts from the same weights
+                r["bn"][mode] = copy.deepcopy(cache[key])
+                continue
+            with (reestimated_bn(model, bn_images, norm) if mode == "reestimate" else contextlib.nullcontext()):
+                r["bn"][mode] = measure(model, norm, tta, response, test, top_test, eval_images, eval_labels,
+                                        chosen_pos, train_owners, per_channel=step in (0, cfg.steps))
+            if step == 0:
+                cache[key] = copy.deepcopy(r["bn"][mode])
+        losses.clear()
+        return r
+
+    rows = [row(0)]
+    for step in range(1, cfg.steps + 1):
+        idx = batches.next()
+        x = norm.apply(train.images[idx])
+        if variant == "maximize":
+            losses.append(_maximize_step(model, weight, norms0, response, x, owners_all[idx], cfg.angle))
+        else:
+            loss = F.cross_entropy(model(x), train.labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            rows.append(row(step))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, rows
+
+
+__all__ = ["DESCRIPTIONS", "RefineConfig", "RefineResult", "VariantRun", "refine"]

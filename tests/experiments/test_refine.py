@@ -1,0 +1,179 @@
+"""The refine experiment against references: `evaluate` (= `convscope eval`), `topk`, brute-force selection
+rules, direct BN statistics, and the maximize variant's two promises (responses up, norms fixed)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from convscope.data import load
+from convscope.data.dataset import stratified_split
+from convscope.errors import ConfigError
+from convscope.experiments import RefineConfig, refine
+from convscope.experiments._measure import reestimated_bn
+from convscope.experiments._selection import balanced_counts, representative_subset
+from convscope.inspect import hook_count, topk
+from convscope.training.evaluate import evaluate
+
+SMALL = {"k": 2, "steps": 4, "eval_every": 2, "seeds": (0, 1), "batch_size": 32, "test_limit": 400,
+         "bn_images": 256, "after_topk": False, "threads": 1}
+
+
+def _train_of(run):
+    train = load("digits", "train")
+    _, keep = stratified_split(train.labels.numpy(), run.config.train_subset / len(train), "subset")
+    return train.subset(keep)
+
+
+@pytest.fixture(scope="module")
+def result(small_run):
+    return refine(small_run.path, RefineConfig(**SMALL))
+
+
+def test_baseline_equals_evaluate_on_the_full_test_set(small_run):
+    res = refine(small_run.path, RefineConfig(k=2, steps=1, seeds=(0,), variants=("top",), bn=("frozen",),
+                                              after_topk=False, threads=1))
+    ref = evaluate(small_run.model, load("digits", "test"), small_run.normalization, tta=small_run.tta)
+    assert res.baseline["test_accuracy"] == ref.accuracy
+    assert res.baseline["test_images"] == 2000
+    assert res.runs[0].rows[0]["bn"]["frozen"]["test_accuracy"] == ref.accuracy
+    assert res.runs[0].rows[0]["bn"]["frozen"]["test_per_class"] == pytest.approx(ref.per_class, abs=0)
+
+
+def test_chosen_images_are_topk_and_controls_match_in_size(small_run, result):
+    train = _train_of(small_run)
+    recs = topk(small_run.model, train, ["conv3"], 2, small_run.normalization)["conv3"]
+    assert result.topk_train == [[r.index for r in rs] for rs in recs]
+    union = sorted({r.index for rs in recs for r in rs})
+    by = {(r.variant, r.seed): r for r in result.runs}
+    for seed in (0, 1):
+        assert by["top", seed].chosen == union
+        assert by["maximize", seed].chosen == union
+        assert len(by["random", seed].chosen) == len(union) == len(set(by["random", seed].chosen))
+        assert len(by["representative", seed].chosen) == len(union)
+        counts = np.bincount(train.labels[by["representative", seed].chosen], minlength=10)
+        assert counts.max() - counts.min() <= 1                           # class-balanced
+        assert by["top", seed].class_mix == np.bincount(train.labels[union], minlength=10).tolist()
+    assert by["random", 0].chosen != by["random", 1].chosen               # drawn per seed
+
+
+def test_same_seed_twice_gives_identical_numbers(small_run, result):
+    again = refine(small_run.path, RefineConfig(**SMALL))
+    assert json.dumps([r.rows for r in again.runs]) == json.dumps([r.rows for r in result.runs])
+    assert torch.equal(again.kernels["maximize"], result.kernels["maximize"])
+
+
+def test_maximize_raises_every_kernel_response_with_norms_fixed(small_run):
+    res = refine(small_run.path, RefineConfig(k=2, steps=6, eval_every=6, seeds=(0,), variants=("maximize",),
+                                              bn=("frozen",), test_limit=200, batch_size=64, after_topk=False,
+                                              threads=1))
+    rows = res.runs[0].rows
+    r0 = np.array(rows[0]["bn"]["frozen"]["response_topk_train_per_channel"])
+    r1 = np.array(rows[-1]["bn"]["frozen"]["response_topk_train_per_channel"])
+    assert (r1 > r0).all(), np.flatnonzero(r1 <= r0)
+    before, after = res.kernels["before"], res.kernels["maximize"]
+    assert not torch.equal(before, after)
+    n0, n1 = before.flatten(1).norm(dim=1), after.flatten(1).norm(dim=1)
+    assert ((n1 - n0).abs() / n0).max() < 1e-6
+    assert rows[-1]["kernel_norm_change"] < 1e-6
+    # step-0 responses are the values topk ranked by (max over positions of the channel's map)
+    recs = topk(small_run.model, _train_of(small_run), ["conv3"], 2, small_run.normalization)["conv3"]
+    assert r0 == pytest.approx([np.mean([r.value for r in rs]) for rs in recs], rel=1e-5)
+
+
+def test_model_untouched_no_hooks_and_settings_restored(small_run, result):
+    state = {k: v.clone() for k, v in small_run.model.state_dict().items()}
+    det = torch.are_deterministic_algorithms_enabled()
+    threads = torch.get_num_threads()
+    refine(small_run.path, RefineConfig(k=2, steps=1, seeds=(0,), variants=("maximize",), test_limit=100,
+                                        bn_images=64, after_topk=False, threads=1))
+    assert hook_count(small_run.model) == 0
+    assert all(torch.equal(v, small_run.model.state_dict()[k]) for k, v in state.items())
+    assert torch.are_deterministic_algorithms_enabled() == det and torch.get_num_threads() == threads
+
+
+def test_fine_tune_on_chosen_images_fits_them(result):
+    f = result.final("top", "frozen")
+    assert f["chosen_loss_change"]["mean"] < 0                             # the loss on its own images falls
+    assert result.final("maximize", "frozen")["weight_change"]["mean"] > 0
+    assert set(result.summary()) == {"frozen", "reestimate"}
+    json.dumps(result.to_dict())                                           # serialisable
+
+
+def test_reestimated_bn_statistics_equal_a_direct_computation(small_run):
+    model = small_run.model
+    images = load("digits", "train").images[:300]
+    norm = small_run.normalization
+    x = norm.apply(images)
+    with torch.no_grad():
+        z = model.conv1(x)                                                  # (N, C, H, W): bn1's input
+    saved = model.bn1.running_mean.clone()
+    mean, var = z.double().mean((0, 2, 3)), z.double().var((0, 2, 3), unbiased=True)
+    assert (saved.double() - mean).abs().max() > 1e-2                     # the trained statistics differ
+    with reestimated_bn(model, images, norm, batch_size=300):
+        # PyTorch's CPU batch norm sums 235k float32 values (channels-last): agreement to ~1e-4
+        assert torch.allclose(model.bn1.running_mean.double(), mean, rtol=1e-3, atol=3e-4)
+        assert torch.allclose(model.bn1.running_var.double(), var, rtol=1e-3, atol=3e-4)
+        assert not model.bn1.training
+    assert torch.equal(model.bn1.running_mean, saved)
+
+
+def test_representative_rule_matches_brute_force():
+    g = torch.Generator().manual_seed(3)
+    feats = torch.randn(60, 5, generator=g, dtype=torch.float64)
+    labels = torch.arange(60) % 3
+    got = representative_subset(feats, labels, 7, 3)
+    want = []
+    for c, m in enumerate((3, 2, 2)):
+        idx = [i for i in range(60) if labels[i] == c]
+        centre = feats[idx].mean(0)
+        want += sorted(idx, key=lambda i: (float((feats[i] - centre).pow(2).sum()), i))[:m]
+    assert got.tolist() == sorted(want)
+
+
+def test_balanced_counts():
+    assert balanced_counts(10, [5, 5, 5]) == [4, 3, 3]
+    assert balanced_counts(10, [1, 9, 9]) == [1, 5, 4]
+    assert balanced_counts(30, [5, 5, 5]) == [5, 5, 5]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"variants": ("maximise",)}, "variants: unknown"), ({"bn": ("train",)}, "bn: unknown"),
+    ({"k": 0}, "k: expected a positive integer"), ({"seeds": ()}, "seeds"), ({"params": "some"}, "params")])
+def test_bad_config(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        RefineConfig(**kwargs)
+
+
+def test_layer_must_be_a_conv(small_run):
+    with pytest.raises(ConfigError, match="not a Conv2d; conv layers: conv1, conv2, conv3"):
+        refine(small_run.path, RefineConfig(layer="fc"))
+    with pytest.raises(ConfigError, match="unknown layer"):
+        refine(small_run.path, RefineConfig(layer="conv9"))
+    assert hook_count(small_run.model) == 0
+
+
+def test_cli_writes_results_and_pictures(small_run, tmp_path):
+    out = tmp_path / "refine"
+    cmd = [sys.executable, "-m", "convscope", "experiment", "refine", str(small_run.path), "--layer", "conv2",
+           "--k", "2", "--steps", "2", "--eval-every", "1", "--seeds", "0,1", "--test-limit", "300",
+           "--bn-images", "128", "--batch-size", "32", "--threads", "1", "--after-topk", "--out", str(out)]
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    data = json.loads((out / "results.json").read_text())
+    assert data["layer"] == "conv2" and data["config"]["seeds"] == [0, 1]
+    assert len(data["runs"]) == 10 and [r["step"] for r in data["runs"][0]["rows"]] == [0, 1, 2]
+    assert data["versions"]["torch"] == torch.__version__
+    for name in ("curves.png", "per-class.png", "kernels.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "maximize" in p.stdout and "BN statistics frozen" in p.stdout
+    assert len(data["after"]["maximize"]["topk_train"]) == 16                # conv2 of width 8: 16 kernels
+
+
+def test_limits_take_class_stratified_subsets(result):
+    # the digits splits are sorted by class: the first 400 test images would all be zeros
+    assert result.data["test_images"] == 400
+    assert not any(np.isnan(result.baseline["test_per_class"]))
