@@ -1,28 +1,144 @@
-"""What the `fast` recipe's choices buy on Fashion-MNIST: each variant trained for 4 epochs (and two for 12),
-with every setting explicit so the comparison does not drift with the defaults.
+"""What each recipe choice buys, measured side by side.
 
-    python bench/recipe_ablation.py [--only NAME ...]
+Round 2 (issue 15, default): every variant in its own process (bench/speed_worker.py), interleaved seed by
+seed with the baseline (`fast` as it is today) and with the yardstick — one epoch of PyTorch's example recipe
+on Fashion-MNIST — so a figure is a ratio taken in one run, not an absolute time on a shared machine.
 
-Writes bench/results/recipe_ablation.json: per variant, test accuracy after each epoch, training seconds.
+    python bench/recipe_ablation.py --dataset digits --seeds 3 [--only NAME ...] [--jobs 2] [--yardsticks 2]
+    python bench/recipe_ablation.py --round 1                  # the first round (4-epoch Fashion-MNIST runs)
+
+Round 2 writes bench/results/recipe_ablation_speed_<dataset>.json: per run the test accuracy at every
+evaluation, with process CPU seconds and wall seconds from process start (evaluation excluded); per variant
+the per-seed figures and their ratio to the baseline's and to the yardstick epoch's CPU seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine  # noqa: E402
 
-import convscope  # noqa: E402
+RESULTS = Path(__file__).parent / "results"
+BASE = "fast (today)"
+YARDSTICK = {"config": {"recipe": "pytorch-example", "epochs": 1}, "knobs": {"yardstick": True}}
+F2 = {"model": "fast2"}
+# name -> {"config": TrainConfig overrides (+ "recipe"), "knobs": speed-branch patches (bench/speed_worker.py)}
+VARIANTS: dict[str, dict] = {
+    BASE: {},
+    "fused uint8 augmentation": {"knobs": {"fused_aug": True}},
+    "torch.compile (cold cache)": {"knobs": {"compile": True}},
+    "pool before BN-ReLU (fast2)": {"config": F2},
+    "fast2 + fused aug": {"config": F2, "knobs": {"fused_aug": True}},
+    "fast2 + fused aug + shift TTA 1": {"config": F2, "knobs": {"fused_aug": True, "tta_shifts": 1}},
+    "fast2 + whitening 3x3": {"config": {"model": "fast2", "model_args": {"whiten": 3}}, "knobs": {"fused_aug": True}},
+    "fast2, batch 128, lr 0.07": {"config": {**F2, "batch_size": 128, "lr": 0.07}, "knobs": {"fused_aug": True}},
+    "fast2, batch 512, lr 0.2": {"config": {**F2, "batch_size": 512, "lr": 0.2}, "knobs": {"fused_aug": True}},
+    "fast2, 8 epochs": {"config": {**F2, "epochs": 8}, "knobs": {"fused_aug": True}},
+    "fast2, 16 epochs": {"config": {**F2, "epochs": 16}, "knobs": {"fused_aug": True}},
+    "fast2, width 24": {"config": {**F2, "model_args": {"width": 24}}, "knobs": {"fused_aug": True}},
+    "fast2, width 48": {"config": {**F2, "model_args": {"width": 48}}, "knobs": {"fused_aug": True}},
+    "fast2, label smoothing 0": {"config": {**F2, "label_smoothing": 0.0}, "knobs": {"fused_aug": True}},
+    "fast2, EMA 0.995": {"config": {**F2, "ema": 0.995}, "knobs": {"fused_aug": True}},
+    "fast2, EMA off": {"config": {**F2, "ema": 0.0}, "knobs": {"fused_aug": True}},
+    "fast2, translate 1": {"config": {**F2, "translate": 1}, "knobs": {"fused_aug": True}},
+    "fast2, lr 0.2": {"config": {**F2, "lr": 0.2}, "knobs": {"fused_aug": True}},
+    "fast2, cosine schedule": {"config": {**F2, "schedule": "cosine"}, "knobs": {"fused_aug": True}},
+}
+
+
+def run_worker(spec: dict, dataset: str, seed: int, threads: int, eval_images: int) -> dict:
+    cmd = [sys.executable, str(Path(__file__).parent / "speed_worker.py"), json.dumps(spec), dataset, str(seed),
+           "--threads", str(threads), "--eval-images", str(eval_images)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"{spec} {dataset} seed {seed} failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def summarize(runs: list[dict], dataset: str, thresholds: list[float]) -> dict:
+    yard = [r["epoch_cpu"] for r in runs if r["name"] == "yardstick"]
+    yard_cpu = statistics.median(yard) if yard else None
+    by: dict[str, list[dict]] = {}
+    for r in runs:
+        if r["name"] != "yardstick":
+            by.setdefault(r["name"], []).append(r)
+    base = {r["seed"]: r for r in by.get(BASE, [])}
+    rows = []
+    for name, rs in by.items():
+        rs = sorted(rs, key=lambda r: r["seed"])
+        row = {"variant": name, "spec": rs[0]["variant"], "seeds": [r["seed"] for r in rs],
+               "final_accuracy": [r["final_accuracy"] for r in rs],
+               "mean_final_accuracy": statistics.mean(r["final_accuracy"] for r in rs),
+               "cpu_seconds": [r["cpu"] for r in rs], "setup_cpu": [round(r["setup_cpu"], 2) for r in rs],
+               # training CPU per image relative to the baseline's, same seed (the throughput ratio)
+               "cpu_ratio_vs_base": [round(r["cpu"] / base[r["seed"]]["cpu"], 3) for r in rs if r["seed"] in base]}
+        for t in thresholds:
+            per = [r[f"cpu_to_{t}"] for r in rs]
+            row[f"cpu_to_{t}"] = per
+            row[f"reached_{t}"] = sum(x is not None for x in per)
+            if yard_cpu:
+                row[f"yardstick_ratio_to_{t}"] = [None if x is None else round(x / yard_cpu, 3) for x in per]
+        rows.append(row)
+    return {"yardstick_epoch_cpu": yard, "yardstick_epoch_cpu_median": yard_cpu, "variants": rows}
+
+
+def round2(args: argparse.Namespace) -> None:
+    from convscope.benchmark import THRESHOLDS
+
+    names = [n for n in VARIANTS if not args.only or n in args.only or n == BASE]
+    tasks = []
+    for seed in range(args.seed0, args.seed0 + args.seeds):
+        for n in names:
+            spec = json.loads(json.dumps(VARIANTS[n]))
+            if args.epochs and "epochs" not in spec.get("config", {}):
+                spec.setdefault("config", {})["epochs"] = args.epochs
+            if args.hflip:
+                spec.setdefault("config", {})["hflip"] = True
+            tasks.append((n, spec, args.dataset, seed))
+    step = max(1, len(tasks) // max(1, args.yardsticks))
+    for i in range(args.yardsticks):          # spread through the run, so each sees the same machine
+        tasks.insert(min(len(tasks), i * (step + 1)), ("yardstick", YARDSTICK, "fashion-mnist", 0))
+    out = args.out or RESULTS / f"recipe_ablation_speed_{args.dataset}.json"
+    runs: list[dict] = []
+
+    def one(task):
+        n, spec, ds, seed = task
+        r = run_worker(spec, ds, seed, args.threads, args.eval_images)
+        r["name"] = n
+        acc = "" if r["final_accuracy"] is None else f"{100 * r['final_accuracy']:.2f}%"
+        print(f"{n:<40} seed {seed}  {acc:>7}  cpu {r['cpu']:.1f} s  wall {r['wall']:.1f} s  "
+              f"load {r['load_avg']:.1f}", flush=True)
+        return r
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for r in pool.map(one, tasks):
+            runs.append(r)
+            res = {"benchmark": "recipe_ablation_speed", "machine": machine(), "dataset": args.dataset,
+                   "threads_per_run": args.threads, "parallel_runs": args.jobs,
+                   "clock": "process CPU seconds from process start, evaluation excluded (1 thread: what a "
+                            "quiet machine's wall clock shows); wall seconds recorded too",
+                   "summary": summarize(runs, args.dataset, THRESHOLDS.get(args.dataset, [])), "runs": runs}
+            from convscope._atomic import atomic_write_text
+
+            atomic_write_text(out, json.dumps(res, indent=2) + "\n")
+    print(f"done in {time.perf_counter() - t:.0f} s -> {out}")
+
+
+# ---- round 1: the first speed round's 4-epoch Fashion-MNIST comparison (in-process) -------------------------
 
 PLAIN = {"dataset": "fashion-mnist", "epochs": 4, "hflip": True, "threads": 2, "checkpoint_every": 10**9,
          "ema": 0.0, "tta": False, "model_args": {"head": "max"}}
-VARIANTS = {
+ROUND1 = {
     "max head (old default)": {},
     "flatten head": {"model_args": {"head": "flatten"}},
     "average head": {"model_args": {"head": "avg"}},
@@ -38,13 +154,12 @@ VARIANTS = {
 }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", nargs="+", help="variant names to run (default: all)")
-    args = ap.parse_args()
+def round1(only: list[str] | None) -> None:
+    import convscope
+
     results = []
-    for name, over in VARIANTS.items():
-        if args.only and name not in args.only:
+    for name, over in ROUND1.items():
+        if only and name not in only:
             continue
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
@@ -57,7 +172,28 @@ def main() -> None:
         print(f"{name:<50} {100 * results[-1]['final_test_accuracy']:.2f}%  {results[-1]['train_seconds']:.1f} s",
               flush=True)
     out = {"benchmark": "recipe_ablation", "machine": machine(), "results": results}
-    (Path(__file__).parent / "results" / "recipe_ablation.json").write_text(json.dumps(out, indent=2) + "\n")
+    (RESULTS / "recipe_ablation.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--round", type=int, default=2, choices=(1, 2))
+    ap.add_argument("--only", nargs="+", help="variant names to run (the baseline always runs)")
+    ap.add_argument("--dataset", default="digits")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seed0", type=int, default=0, help="first seed")
+    ap.add_argument("--epochs", type=int, default=0, help="override every variant's epochs (0: its own)")
+    ap.add_argument("--hflip", action="store_true", help="train with flips (Fashion-MNIST)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at once")
+    ap.add_argument("--yardsticks", type=int, default=1, help="yardstick epochs interleaved with the runs")
+    ap.add_argument("--eval-images", type=int, default=0)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    if args.round == 1:
+        round1(args.only)
+    else:
+        round2(args)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The model zoo: ``create_model(name, in_channels, image_size, num_classes, **kwargs)``."""
 
-from . import classic, fast  # noqa: F401  (registers the models)
+from . import classic, fast, fast2  # noqa: F401  (registers the models)
 from ._registry import (count_parameters, create_model, flops_per_image, get_entry, list_models, model_kwargs,
                         register_model)
 from .legacy import upgrade_state_dict
