@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _machine import machine
 
 RESULTS = Path(__file__).parent / "results"
 BASE = "fast (today)"
@@ -46,6 +46,8 @@ VARIANTS: dict[str, dict] = {
     "fast2, 16 epochs": {"config": {**F2, "epochs": 16}, "knobs": {"fused_aug": True}},
     "fast2, width 24": {"config": {**F2, "model_args": {"width": 24}}, "knobs": {"fused_aug": True}},
     "fast2, width 48": {"config": {**F2, "model_args": {"width": 48}}, "knobs": {"fused_aug": True}},
+    "fast2, extra conv after pool3": {"config": {**F2, "model_args": {"extra": 1}}, "knobs": {"fused_aug": True}},
+    "fast2, extra conv after every pool": {"config": {**F2, "model_args": {"extra": 3}}, "knobs": {"fused_aug": True}},
     "fast2, label smoothing 0": {"config": {**F2, "label_smoothing": 0.0}, "knobs": {"fused_aug": True}},
     "fast2, EMA 0.995": {"config": {**F2, "ema": 0.995}, "knobs": {"fused_aug": True}},
     "fast2, EMA off": {"config": {**F2, "ema": 0.0}, "knobs": {"fused_aug": True}},
@@ -58,7 +60,7 @@ VARIANTS: dict[str, dict] = {
 def run_worker(spec: dict, dataset: str, seed: int, threads: int, eval_images: int) -> dict:
     cmd = [sys.executable, str(Path(__file__).parent / "speed_worker.py"), json.dumps(spec), dataset, str(seed),
            "--threads", str(threads), "--eval-images", str(eval_images)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{spec} {dataset} seed {seed} failed:\n{r.stderr[-3000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -175,6 +177,26 @@ def round1(only: list[str] | None) -> None:
     (RESULTS / "recipe_ablation.json").write_text(json.dumps(out, indent=2) + "\n")
 
 
+def table(path: Path) -> str:
+    """Markdown: each variant's accuracy per seed, time to each threshold as a ratio to the yardstick epoch."""
+    res = json.loads(path.read_text())
+    sm = res["summary"]
+    ths = [k[len("reached_"):] for k in sm["variants"][0] if k.startswith("reached_")] if sm["variants"] else []
+    lines = [(f"yardstick epoch: {sm['yardstick_epoch_cpu_median'] or float('nan'):.1f} CPU s (median of "
+             f"{len(sm['yardstick_epoch_cpu'])}); ratios below = CPU seconds from process start / that"),
+             "", "| variant | CPU vs today | final acc. per seed | " + " | ".join(f"to {100 * float(t):g}%" for t in ths)
+             + " |", "|---|---|---|" + "---|" * len(ths)]
+    for v in sm["variants"]:
+        cells = []
+        for t in ths:
+            per = v.get(f"yardstick_ratio_to_{t}") or v[f"cpu_to_{t}"]
+            cells.append(" / ".join("—" if x is None else f"{x:.2f}" for x in per))
+        ratio = statistics.mean(v["cpu_ratio_vs_base"]) if v["cpu_ratio_vs_base"] else float("nan")
+        accs = " / ".join(f"{100 * a:.2f}" for a in v["final_accuracy"])
+        lines.append(f"| {v['variant']} | {ratio:.2f} | {accs} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--round", type=int, default=2, choices=(1, 2))
@@ -189,8 +211,11 @@ def main() -> None:
     ap.add_argument("--yardsticks", type=int, default=1, help="yardstick epochs interleaved with the runs")
     ap.add_argument("--eval-images", type=int, default=0)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--table", type=Path, help="print the markdown table of a round-2 results file and exit")
     args = ap.parse_args()
-    if args.round == 1:
+    if args.table:
+        print(table(args.table))
+    elif args.round == 1:
         round1(args.only)
     else:
         round2(args)

@@ -28,7 +28,7 @@ def fused_batch(store: torch.Tensor, pad: int, idx: torch.Tensor, norm: Normaliz
     flip coins ``rand(B) < 0.5``, cutout centres ``randint(0, H, (B,))`` then ``randint(0, W, (B,))``."""
     if translate > pad:
         raise ValueError(f"fused_batch: translate {translate} exceeds the store's padding {pad}")
-    n, c, hp, wp = store.shape
+    _, c, hp, wp = store.shape
     h, w = hp - 2 * pad, wp - 2 * pad
     b, dev = len(idx), store.device
     ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)

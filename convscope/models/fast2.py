@@ -55,26 +55,40 @@ class PatchWhitening(nn.Module):
         return F.conv2d(x, self.weight.to(x.dtype), padding=self.k // 2)
 
 
-def _block(c_in: int, c_out: int, k: int, i: int, pool: str) -> list[tuple[str, nn.Module]]:
-    conv = (f"conv{k}", nn.Conv2d(c_in, c_out, 3, padding=1, bias=False))
-    bn_relu = [(f"bn{k}", nn.BatchNorm2d(c_out)), (f"relu{k}", nn.ReLU(inplace=True))]
+def _conv(c_in: int, c_out: int, k: int) -> tuple[str, nn.Module]:
+    return f"conv{k}", nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+
+
+def _bn_relu(c: int, k: int) -> list[tuple[str, nn.Module]]:
+    return [(f"bn{k}", nn.BatchNorm2d(c)), (f"relu{k}", nn.ReLU(inplace=True))]
+
+
+def _block(c_in: int, c_out: int, k: int, i: int, pool: str, extra: bool) -> list[tuple[str, nn.Module]]:
+    """Block i (convs numbered from k): conv, pool, BN, ReLU [, conv, BN, ReLU at the pooled resolution]."""
     mp = (f"pool{i}", nn.MaxPool2d(2))
-    return [conv, mp, *bn_relu] if pool == "before" else [conv, *bn_relu, mp]
+    layers = [_conv(c_in, c_out, k), mp, *_bn_relu(c_out, k)] if pool == "before" else \
+        [_conv(c_in, c_out, k), *_bn_relu(c_out, k), mp]
+    if extra:  # after the pool: a quarter of the cost of a conv before it
+        layers += [_conv(c_out, c_out, k + 1), *_bn_relu(c_out, k + 1)]
+    return layers
 
 
 @register_model("fast2", "speed round 2: 3 conv blocks that max-pool before BN-ReLU, flatten, linear")
 def fast2(in_channels: int, image_size: tuple[int, int], num_classes: int, width: int = 32, pool: str = "before",
-          whiten: int = 0, widths: tuple[int, int, int] | list[int] | None = None) -> nn.Module:
+          whiten: int = 0, widths: tuple[int, int, int] | list[int] | None = None, extra: int = 0) -> nn.Module:
     """(N, C, 28, 28) -> (N, 4w, 3, 3) -> (N, classes); widths (w, 2w, 4w) unless ``widths`` is given.
 
     ``pool``: ``before`` (conv -> pool -> BN -> ReLU) or ``after`` (conv -> BN -> ReLU -> pool, as ``fast``);
-    ``whiten``: 0 (off) or the patch size k of a fixed whitening layer ``whiten`` in front of conv1."""
+    ``whiten``: 0 (off) or the patch size k of a fixed whitening layer ``whiten`` in front of conv1;
+    ``extra``: the last ``extra`` blocks (0 to 3) get a second conv-BN-ReLU after their pool (airbench's block)."""
     from ..errors import ConfigError
 
     if pool not in ("before", "after"):
         raise ConfigError(f"fast2: pool must be 'before' or 'after', got {pool!r}")
     if whiten not in (0, 3):
         raise ConfigError(f"fast2: whiten must be 0 (off) or 3 (patch size), got {whiten}")
+    if not 0 <= extra <= 3:
+        raise ConfigError(f"fast2: extra must lie in 0..3, got {extra}")
     ws = tuple(widths) if widths is not None else (width, 2 * width, 4 * width)
     if len(ws) != 3 or min(ws) < 1:
         raise ConfigError(f"fast2: widths must be 3 positive channel counts, got {widths}")
@@ -85,8 +99,10 @@ def fast2(in_channels: int, image_size: tuple[int, int], num_classes: int, width
         layers.append(("whiten", wl))
         c_in = wl.out_channels
     h, wd = image_size
+    k = 1
     for i, c_out in enumerate(ws):
-        layers += _block(c_in, c_out, i + 1, i + 1, pool)
-        c_in, h, wd = c_out, h // 2, wd // 2
+        more = i >= 3 - extra
+        layers += _block(c_in, c_out, k, i + 1, pool, more)
+        c_in, h, wd, k = c_out, h // 2, wd // 2, k + 1 + more
     layers += [("flatten", nn.Flatten()), ("fc", nn.Linear(c_in * h * wd, num_classes))]
     return nn.Sequential(OrderedDict(layers))
