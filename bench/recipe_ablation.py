@@ -42,6 +42,7 @@ VARIANTS: dict[str, dict] = {
     "fast2 + whitening 3x3": {"config": {"model": "fast2", "model_args": {"whiten": 3}}, "knobs": {"fused_aug": True}},
     "fast2, batch 128, lr 0.07": {"config": {**F2, "batch_size": 128, "lr": 0.07}, "knobs": {"fused_aug": True}},
     "fast2, batch 512, lr 0.2": {"config": {**F2, "batch_size": 512, "lr": 0.2}, "knobs": {"fused_aug": True}},
+    "fast2, 10 epochs": {"config": {**F2, "epochs": 10}, "knobs": {"fused_aug": True}},
     "fast2, 8 epochs": {"config": {**F2, "epochs": 8}, "knobs": {"fused_aug": True}},
     "fast2, 16 epochs": {"config": {**F2, "epochs": 16}, "knobs": {"fused_aug": True}},
     "fast2, width 24": {"config": {**F2, "model_args": {"width": 24}}, "knobs": {"fused_aug": True}},
@@ -96,7 +97,7 @@ def summarize(runs: list[dict], dataset: str, thresholds: list[float]) -> dict:
 def round2(args: argparse.Namespace) -> None:
     from convscope.benchmark import THRESHOLDS
 
-    names = [n for n in VARIANTS if not args.only or n in args.only or n == BASE]
+    names = [n for n in VARIANTS if not args.only or n in args.only or (n == BASE and not args.no_base)]
     tasks = []
     for seed in range(args.seed0, args.seed0 + args.seeds):
         for n in names:
@@ -210,6 +211,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="runs at once")
     ap.add_argument("--yardsticks", type=int, default=1, help="yardstick epochs interleaved with the runs")
     ap.add_argument("--eval-images", type=int, default=0)
+    ap.add_argument("--no-base", action="store_true", help="skip the baseline (it ran beside these elsewhere)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--table", type=Path, help="print the markdown table of a round-2 results file and exit")
     args = ap.parse_args()

@@ -24,9 +24,10 @@ from .evaluate import EvalResult, autocast_for, result_from_logits
 
 
 def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
-    """Compile ``model`` in place (``nn.Module.compile``: state-dict keys unchanged) when ``enabled``."""
+    """Compile ``model``'s forward in place when ``enabled`` (state-dict keys unchanged, unlike
+    ``torch.compile(model)``; on torch 2.13 CPU ``nn.Module.compile()`` of a Sequential compiled nothing)."""
     if enabled:
-        model.compile()
+        model.forward = torch.compile(model.forward)
     return model
 
 
