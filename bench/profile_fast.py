@@ -30,7 +30,7 @@ from convscope.training.config import config_from_dict
 from convscope.training.loop import Trainer
 
 RESULTS = Path(__file__).parent / "results"
-F2 = {"model": "fast2"}
+F2 = {"model": "fast2", "model_args": {"extra": 0}}  # fast2 without its conv after pool3
 # name -> (TrainConfig overrides, knobs): knobs as in bench/speed_worker.py
 COMPARE: dict[str, tuple[dict, dict]] = {
     "fast (today)": ({}, {}),
@@ -40,9 +40,9 @@ COMPARE: dict[str, tuple[dict, dict]] = {
     "fast2: pool before BN-ReLU": (F2, {}),
     "fast2 + fused aug": (F2, {"fused_aug": True}),
     "fast2 + fused aug, fp32": ({**F2, "precision": "fp32"}, {"fused_aug": True}),
-    "fast2 + fused aug, whitening 3x3": ({**F2, "model_args": {"whiten": 3}}, {"fused_aug": True}),
-    "fast2 + fused aug, width 24": ({**F2, "model_args": {"width": 24}}, {"fused_aug": True}),
-    "fast2 + fused aug, width 48": ({**F2, "model_args": {"width": 48}}, {"fused_aug": True}),
+    "fast2 + fused aug, whitening 3x3": ({**F2, "model_args": {"whiten": 3, "extra": 0}}, {"fused_aug": True}),
+    "fast2 + fused aug, width 24": ({**F2, "model_args": {"width": 24, "extra": 0}}, {"fused_aug": True}),
+    "fast2 + fused aug, width 48": ({**F2, "model_args": {"width": 48, "extra": 0}}, {"fused_aug": True}),
     "fast2 + fused aug, extra conv after pool3": ({**F2, "model_args": {"extra": 1}}, {"fused_aug": True}),
     "fast2 + fused aug, extra conv after every pool": ({**F2, "model_args": {"extra": 3}}, {"fused_aug": True}),
     "fast2 + fused aug, EMA off": ({**F2, "ema": 0.0}, {"fused_aug": True}),

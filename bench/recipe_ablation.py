@@ -30,7 +30,7 @@ from _machine import machine
 RESULTS = Path(__file__).parent / "results"
 BASE = "fast (today)"
 YARDSTICK = {"config": {"recipe": "pytorch-example", "epochs": 1}, "knobs": {"yardstick": True}}
-F2 = {"model": "fast2"}
+F2 = {"model": "fast2", "model_args": {"extra": 0}}  # fast2 without its conv after pool3
 # name -> {"config": TrainConfig overrides (+ "recipe"), "knobs": speed-branch patches (bench/speed_worker.py)}
 VARIANTS: dict[str, dict] = {
     BASE: {},
@@ -39,14 +39,14 @@ VARIANTS: dict[str, dict] = {
     "pool before BN-ReLU (fast2)": {"config": F2},
     "fast2 + fused aug": {"config": F2, "knobs": {"fused_aug": True}},
     "fast2 + fused aug + shift TTA 1": {"config": F2, "knobs": {"fused_aug": True, "tta_shifts": 1}},
-    "fast2 + whitening 3x3": {"config": {"model": "fast2", "model_args": {"whiten": 3}}, "knobs": {"fused_aug": True}},
+    "fast2 + whitening 3x3": {"config": {"model": "fast2", "model_args": {"whiten": 3, "extra": 0}}, "knobs": {"fused_aug": True}},
     "fast2, batch 128, lr 0.07": {"config": {**F2, "batch_size": 128, "lr": 0.07}, "knobs": {"fused_aug": True}},
     "fast2, batch 512, lr 0.2": {"config": {**F2, "batch_size": 512, "lr": 0.2}, "knobs": {"fused_aug": True}},
     "fast2, 10 epochs": {"config": {**F2, "epochs": 10}, "knobs": {"fused_aug": True}},
     "fast2, 8 epochs": {"config": {**F2, "epochs": 8}, "knobs": {"fused_aug": True}},
     "fast2, 16 epochs": {"config": {**F2, "epochs": 16}, "knobs": {"fused_aug": True}},
-    "fast2, width 24": {"config": {**F2, "model_args": {"width": 24}}, "knobs": {"fused_aug": True}},
-    "fast2, width 48": {"config": {**F2, "model_args": {"width": 48}}, "knobs": {"fused_aug": True}},
+    "fast2, width 24": {"config": {**F2, "model_args": {"width": 24, "extra": 0}}, "knobs": {"fused_aug": True}},
+    "fast2, width 48": {"config": {**F2, "model_args": {"width": 48, "extra": 0}}, "knobs": {"fused_aug": True}},
     "fast2, extra conv after pool3": {"config": {**F2, "model_args": {"extra": 1}}, "knobs": {"fused_aug": True}},
     "fast2, extra conv after every pool": {"config": {**F2, "model_args": {"extra": 3}}, "knobs": {"fused_aug": True}},
     "fast2, label smoothing 0": {"config": {**F2, "label_smoothing": 0.0}, "knobs": {"fused_aug": True}},

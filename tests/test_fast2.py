@@ -18,14 +18,14 @@ def test_fast2_layer_order_names_and_shapes():
     assert names[:4] == ["conv1", "pool1", "bn1", "relu1"]          # pool before the batch norm
     assert names[-5:] == ["conv4", "bn4", "relu4", "flatten", "fc"]  # the extra conv follows pool3
     assert m(torch.randn(3, 1, 28, 28)).shape == (3, 10)
-    after = create_model("fast2", 1, (28, 28), 10, width=4, pool="after")
+    after = create_model("fast2", 1, (28, 28), 10, width=4, pool="after", extra=0)
     assert [n for n, _ in after.named_children()][:4] == ["conv1", "bn1", "relu1", "pool1"]
 
 
 def test_fast2_pool_after_is_the_fast_network():
     torch.manual_seed(0)
     a = create_model("fast", 1, (28, 28), 10, width=4)
-    b = create_model("fast2", 1, (28, 28), 10, width=4, pool="after")
+    b = create_model("fast2", 1, (28, 28), 10, width=4, pool="after", extra=0)
     b.load_state_dict(a.state_dict())                                 # same names, same shapes
     x = torch.randn(5, 1, 28, 28)
     assert torch.equal(a.eval()(x), b.eval()(x))

@@ -73,14 +73,15 @@ def _block(c_in: int, c_out: int, k: int, i: int, pool: str, extra: bool) -> lis
     return layers
 
 
-@register_model("fast2", "speed round 2: 3 conv blocks that max-pool before BN-ReLU, flatten, linear")
+@register_model("fast2", "speed round 2: 3 conv blocks that max-pool before BN-ReLU, a conv after pool3, flatten, linear")
 def fast2(in_channels: int, image_size: tuple[int, int], num_classes: int, width: int = 32, pool: str = "before",
-          whiten: int = 0, widths: tuple[int, int, int] | list[int] | None = None, extra: int = 0) -> nn.Module:
+          whiten: int = 0, widths: tuple[int, int, int] | list[int] | None = None, extra: int = 1) -> nn.Module:
     """(N, C, 28, 28) -> (N, 4w, 3, 3) -> (N, classes); widths (w, 2w, 4w) unless ``widths`` is given.
 
     ``pool``: ``before`` (conv -> pool -> BN -> ReLU) or ``after`` (conv -> BN -> ReLU -> pool, as ``fast``);
     ``whiten``: 0 (off) or the patch size k of a fixed whitening layer ``whiten`` in front of conv1;
-    ``extra``: the last ``extra`` blocks (0 to 3) get a second conv-BN-ReLU after their pool (airbench's block)."""
+    ``extra``: the last ``extra`` blocks (0 to 3) get a second conv-BN-ReLU after their pool (airbench's block);
+    the default 1 (a conv on the 3 x 3 maps after pool3) reached 99% on the digits in every seed measured."""
     from ..errors import ConfigError
 
     if pool not in ("before", "after"):
