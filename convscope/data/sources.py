@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -238,8 +237,7 @@ def download(urls: list[str] | tuple[str, ...], dest: str | os.PathLike[str], md
                     if digest.hexdigest() != md5:
                         raise ChecksumError(f"checksum mismatch: MD5 {digest.hexdigest()}, published {md5}")
             return dest
-        except (urllib.error.URLError, http.client.HTTPException, socket.timeout, ConnectionError,
-                DownloadError, ChecksumError) as e:
+        except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError, DownloadError, ChecksumError) as e:
             reason = getattr(e, "reason", None) or e
             failures.append(f"  {url}: {type(e).__name__}: {reason}")
     raise DownloadError(f"could not download {dest.name}; every mirror failed (nothing was kept):\n" + "\n".join(failures))

@@ -92,7 +92,7 @@ def named_values_sha256(state: Mapping[str, torch.Tensor], keys: Iterable[str] |
     """SHA-256 over (key name, raw bytes of the tensor) for each key in order (default: ``state``'s order).
     Pass ``model.state_dict().keys()`` to digest a state in the model's order, whatever order it was saved in."""
     h = hashlib.sha256()
-    for k in (state.keys() if keys is None else keys):
+    for k in (state if keys is None else keys):
         h.update(k.encode())
         h.update(state[k].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()

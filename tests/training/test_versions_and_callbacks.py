@@ -158,7 +158,7 @@ def test_safetensors_whose_header_length_starts_like_a_pickle_load(tmp_path):
 
     from convscope.models.weights import load_weights
 
-    for pad in range(0, 300):
+    for pad in range(300):
         path = tmp_path / "w.safetensors"
         save_file({"w": torch.arange(3.0)}, path, metadata={"pad": "x" * pad})
         if path.read_bytes()[0] == 0x80:
