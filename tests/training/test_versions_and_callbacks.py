@@ -57,9 +57,10 @@ def test_state_versions_fill_added_keys_and_refuse_newer_ones():
           "skipped": 0, "elapsed": 1.0, "acc": {}, "history": [], "best": {}, "stopped_early": False,
           "aug_rng": 1, "torch_rng": 2, "cuda_rng": [], "metrics_bytes": 10}
     v2 = upgrade_state(v1)
-    assert v2["version"] == 2 and v2["callbacks"] == {} and v2["engine"] == {"model": {}, "optimizer": {}, "ema": {}}
+    assert v2["version"] == STATE_VERSION and v2["data_sha256"] is None
+    assert v2["callbacks"] == {} and v2["engine"] == {"model": {}, "optimizer": {}, "ema": {}}
     assert v2["loop"]["step"] == 3 and v2["rng"] == {"aug": 1, "torch": 2, "cuda": []}
-    assert STATE_VERSION == 2
+    assert STATE_VERSION == 3
     with pytest.raises(CheckpointError, match="newer convscope"):
         upgrade_state({"version": STATE_VERSION + 1})
 
