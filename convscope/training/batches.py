@@ -44,6 +44,9 @@ def load_data(cfg: TrainConfig) -> TrainData:
         train = train.subset(tr_idx)
     if len(train) == 0:
         raise ConfigError(f"dataset {cfg.dataset!r}: no training images left")
+    if test.shape != train.shape:  # a model is built for one input size: refuse before anything is written
+        raise ConfigError(f"dataset {cfg.dataset!r}: test images are {test.shape} (C, H, W) but training images "
+                          f"are {train.shape}; give both splits one size (a folder dataset: --resize, size=)")
     return TrainData(train, test, val, Normalization.of(train.images))
 
 
