@@ -273,13 +273,13 @@ def test_progress_through_a_pipe_is_one_line_per_epoch(tmp_path):
 
 # ---- 11. flips by default where the dataset allows them ---------------------------------------------------
 def test_fashion_mnist_trains_with_flips_and_flip_tta_by_default(tmp_path):
-    common = ["--dataset", "fashion-mnist", "--epochs", "1", "--threads", "1", "--quiet"]
+    common = ["--dataset", "fashion-mnist", "--epochs", "1", "--threads", "1", "--quiet", "--model", "mlp"]
     r = cli("train", *common, "--train-subset", "2000", "--out", tmp_path / "on")
     assert r.returncode == 0, r.stderr
     written = json.loads((tmp_path / "on/config.json").read_text())
     assert written["hflip"] is True and written["tta"] is True
     assert json.loads((tmp_path / "on/model.json").read_text())["tta"] is True
-    r = cli("train", *common, "--train-subset", "200", "--model", "mlp", "--no-hflip", "--out", tmp_path / "off")
+    r = cli("train", *common, "--train-subset", "200", "--no-hflip", "--out", tmp_path / "off")
     assert r.returncode == 0, r.stderr
     written = json.loads((tmp_path / "off/config.json").read_text())
     assert written["hflip"] is False and written["tta"] is False
