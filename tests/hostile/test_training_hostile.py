@@ -263,12 +263,15 @@ def test_resume_refuses_changed_training_data(tmp_path):
 
 # ---- 10. logs through a pipe ------------------------------------------------------------------------------
 def test_progress_through_a_pipe_is_one_line_per_epoch(tmp_path):
-    r = cli("train", "--model", "mlp", "--train-subset", "512", "--batch-size", "16", "--epochs", "2",
-            "--threads", "1", "--out", tmp_path / "r")
-    assert r.returncode == 0, r.stderr
-    epoch_lines = [ln for ln in r.stdout.splitlines() if ln.startswith("epoch ")]
+    # bytes, not text: text mode would turn the bar's carriage returns into newlines
+    r = subprocess.run([sys.executable, "-m", "convscope", "train", "--model", "mlp", "--train-subset", "512",
+                        "--batch-size", "16", "--epochs", "2", "--threads", "1", "--out", str(tmp_path / "r")],
+                       capture_output=True, timeout=300)
+    out, err = r.stdout.decode(), r.stderr.decode()
+    assert r.returncode == 0, err
+    epoch_lines = [ln for ln in out.splitlines() if ln.startswith("epoch ")]
     assert [ln.split()[1] for ln in epoch_lines] == ["1/2", "2/2"]
-    assert "\r" not in r.stderr and len(r.stderr) < 2000, r.stderr[:500]   # 64 steps, no bar redraws
+    assert b"\r" not in r.stderr and len(err) < 2000, err[:500]   # 64 steps, no bar redraws
 
 
 # ---- 11. flips by default where the dataset allows them ---------------------------------------------------
