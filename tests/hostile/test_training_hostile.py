@@ -213,24 +213,28 @@ def _folder_dataset(root: Path, sizes: dict[str, tuple[int, int]], n: int = 6, s
 
 @pytest.mark.parametrize("case", ["unknown model", "unknown model argument", "impossible model argument",
                                   "impossible validation fraction", "fixed dropout", "mixed image sizes",
-                                  "hflip on digits"])
+                                  "mixed sizes in one split", "hflip on digits"])
 def test_set_up_failures_leave_no_run_behind(tmp_path, case):
     extra = {"unknown model": {"model": "nope"}, "unknown model argument": {"model_args": {"bogus": 1}},
              "impossible model argument": {"model": "fast", "model_args": {"width": -3}},
              "impossible validation fraction": {"train_subset": 20, "val_fraction": 0.99},
              "fixed dropout": {"model": "fast", "dropout": 0.5}, "hflip on digits": {"hflip": True},
-             "mixed image sizes": {"dataset": f"folder:{tmp_path / 'data'}", "train_subset": 0}}[case]
+             "mixed image sizes": {"dataset": f"folder:{tmp_path / 'data'}", "train_subset": 0},
+             "mixed sizes in one split": {"dataset": f"folder:{tmp_path / 'data'}", "train_subset": 0}}[case]
     if case == "mixed image sizes":
         _folder_dataset(tmp_path / "data", {"train": (8, 8), "test": (10, 10)})
+    if case == "mixed sizes in one split":
+        _folder_dataset(tmp_path / "data", {"train": (8, 8), "test": (8, 8)})
+        Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "data/train/b/odd.png")
     out = tmp_path / "runs" / "r"
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConvscopeError):              # ConfigError, or DataError for the folder's own sizes
         convscope.train({**TINY, **extra}, out=out, progress=False)
     assert not out.exists()
     # a pre-existing folder of the user's keeps its content, and gets nothing of ours
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConvscopeError):
         convscope.train({**TINY, **extra}, out=mine, progress=False)
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
