@@ -17,3 +17,7 @@ def digest(run_dir: Path) -> str:
     model = create_model(meta["model"], c, (h, w), meta["num_classes"], **meta.get("model_args", {}))
     state = upgrade_state_dict(model, load_weights(run_dir / "model.safetensors"))
     return named_values_sha256(state, model.state_dict().keys())
+
+
+# Options added after 0.1 whose defaults differ from what 0.1 did: passing these reproduces a 0.1 command.
+AS_IN_0_1 = ["--stroke", "0", "--blur", "0"]

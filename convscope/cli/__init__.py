@@ -12,9 +12,9 @@ import traceback
 from collections.abc import Sequence
 
 from ..errors import ConvscopeError
-from . import bench_cmd, data_cmd, inspect_cmd, matrix_cmd, train_cmd, web_cmd
+from . import bench_cmd, data_cmd, explain_cmd, inspect_cmd, matrix_cmd, train_cmd, visualize_cmd, web_cmd
 
-COMMAND_MODULES = [train_cmd, data_cmd, matrix_cmd, inspect_cmd, bench_cmd, web_cmd]
+COMMAND_MODULES = [train_cmd, data_cmd, matrix_cmd, inspect_cmd, bench_cmd, visualize_cmd, explain_cmd, web_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -121,7 +121,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..training.report import predict_files
 
     run = load_run(args.run)
-    for path, notes, top in predict_files(run, args.images, k=args.top):
+    for path, notes, top in predict_files(run, args.images, k=args.top, prepare=args.prepare, show=args.show):
         print(f"{path}: " + ", ".join(f"{cls} {100 * p:.1f}%" for cls, p in top))
         for note in notes:
             print(f"  note: {note}")
@@ -168,6 +168,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument("images", nargs="+", type=Path, help="image files")
     p.add_argument("--top", type=int, default=3, help="how many classes to show (default 3)")
+    p.add_argument("--prepare", choices=("none", "mnist"), default=None,
+                   help="mnist: invert a light background, crop to the ink, fit a 20 px box, centre by mass, as "
+                        "MNIST was made; none: only resize (default: the run's, mnist for digit datasets)")
+    p.add_argument("--show", action="store_true", help="write the prepared input beside each image "
+                                                       "(<name>.prepared.png): what the model saw")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("models", help="the model registry: parameters, input shape, FLOPs per image")

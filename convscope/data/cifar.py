@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .safe_io import BoundedGunzip, open_regular, read_regular
 
 RECORD = 1 + 3 * 32 * 32
 TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
@@ -44,15 +45,24 @@ def _members(split: str) -> tuple[str, ...]:
     raise DataError(f"cifar10: unknown split {split!r}; valid: 'train', 'test'")
 
 
-def read_cifar_archive(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read one split from the tar.gz archive, touching only its expected regular-file members."""
+def read_cifar_archive(path: Path, split: str, max_stream_bytes: int = 190_000_000) -> tuple[np.ndarray, np.ndarray]:
+    """Read one split from the tar.gz archive, touching only its expected regular-file members.
+
+    The archive is read as a stream through a bounded gunzip: at most ``max_stream_bytes`` are ever
+    decompressed (the published tar stream is 184 MB), and a member is read only if it has exactly the size
+    of a CIFAR-10 batch, so neither a decompression bomb nor an oversized member can exhaust memory.
+    """
     wanted = _members(split)
     chunks: dict[str, bytes] = {}
     try:
-        with tarfile.open(path, "r:gz") as tar:
+        with open_regular(path, "CIFAR-10 archive") as raw, \
+                tarfile.open(fileobj=BoundedGunzip(raw, max_stream_bytes, str(path)), mode="r|") as tar:
             for member in tar:
                 base = member.name.rsplit("/", 1)[-1]
                 if base in wanted and member.isfile():
+                    if member.size != RECORD * PER_FILE:
+                        raise DataError(f"{path}: member {member.name} holds {member.size:,} bytes, a CIFAR-10 "
+                                        f"batch holds {RECORD * PER_FILE:,}; it is not the CIFAR-10 binary version")
                     f = tar.extractfile(member)
                     if f is not None:
                         chunks[base] = f.read()
@@ -65,13 +75,13 @@ def read_cifar_archive(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_cifar_folder(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read one split from an unpacked ``cifar-10-batches-bin`` folder."""
+    """Read one split from an unpacked ``cifar-10-batches-bin`` folder (regular files of the exact size only)."""
     parts = []
     for m in _members(split):
         p = folder / m
-        if not p.is_file():
+        if not p.exists():
             raise DataError(f"{p}: missing; the folder {folder} is not a complete unpacked CIFAR-10 binary version")
-        parts.append(parse_records(p.read_bytes(), str(p)))
+        parts.append(parse_records(read_regular(p, RECORD * PER_FILE, "CIFAR-10 batch"), str(p)))
     return _stack(parts)
 
 

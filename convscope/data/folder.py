@@ -8,7 +8,11 @@ and symbolic links that point outside ``PATH``.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import struct
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,9 +21,16 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
+from .safe_io import open_regular
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 ResizePolicy = Literal["error", "stretch", "fit", "crop"]
+RESIZE_POLICIES = ("error", "stretch", "fit", "crop")
+DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
+RESIZE_HINT = ("choose a resize policy: in Python FolderOptions(resize='fit') (or 'stretch', 'crop'; size=(H, W) "
+               "sets the target); on the command line --resize fit [--size HxW] for eval, data and the inspection "
+               "commands; for train (and anywhere a dataset name is taken, config files included) name the "
+               "dataset folder:PATH?resize=fit (add &size=HxW to choose the size)")
 
 
 @dataclass(frozen=True)
@@ -35,7 +46,24 @@ class FolderOptions:
     size: tuple[int, int] | None = None
     resize: ResizePolicy = "error"
     channels: int | None = None
-    max_pixels: int = 64 * 1024 * 1024
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def validate(self) -> FolderOptions:
+        """Raise a DataError naming the field when an option is out of range; return self."""
+        if self.size is not None and not (isinstance(self.size, (tuple, list)) and len(self.size) == 2
+                                          and all(_is_int(v) and v >= 1 for v in self.size)):
+            raise DataError(f"size: expected (H, W), two positive ints, got {self.size!r}")
+        if self.resize not in RESIZE_POLICIES:
+            raise DataError(f"resize: {self.resize!r} is not one of {', '.join(RESIZE_POLICIES)}")
+        if self.channels is not None and self.channels not in (1, 3):
+            raise DataError(f"channels: must be 1 (grayscale) or 3 (RGB), got {self.channels!r}")
+        if not (_is_int(self.max_pixels) and self.max_pixels >= 1):
+            raise DataError(f"max_pixels: expected a positive int, got {self.max_pixels!r}")
+        return self
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def _is_hidden(p: Path) -> bool:
@@ -61,35 +89,49 @@ def class_folders(root: Path) -> list[Path]:
     return subdirs
 
 
-def _open_image(path: Path, root: Path, opts: FolderOptions, load: bool) -> Image.Image:
-    """Open ``path`` safely; header checks only unless ``load`` (then decode the pixels too)."""
-    _check_inside(path, root)
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty file (0 bytes)")
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise DataError(f"{path}: not a PNG or JPEG file (suffix {path.suffix or 'none'}); remove it from the class folder")
+@contextlib.contextmanager
+def open_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS, load: bool = True
+               ) -> Iterator[Image.Image]:
+    """Open a PNG or JPEG file safely: a regular file only (a FIFO or device is refused before it can block),
+    at most ``max_pixels`` pixels (a decompression bomb is refused from its header, before decoding), PNG or
+    JPEG only; header checks only unless ``load``. Every failure is a DataError naming the file."""
+    path = Path(path)
+    fp = open_regular(path, "image file")
     img = None
     try:
+        if os.fstat(fp.fileno()).st_size == 0:
+            raise DataError(f"{path}: empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
-            w, h = img.size
-            if w * h > opts.max_pixels:
-                raise DataError(f"{path}: {w} x {h} pixels exceeds max_pixels={opts.max_pixels} "
-                                "(possible decompression bomb); raise max_pixels if the image is genuine")
-            if img.format not in ("PNG", "JPEG"):
-                raise DataError(f"{path}: is a {img.format} image; only PNG and JPEG are read")
-            if load:
-                img.load()
-    except BaseException as e:
+            try:
+                img = Image.open(fp)
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise DataError(f"{path}: {w} x {h} pixels exceeds max_pixels={max_pixels} "
+                                    "(possible decompression bomb); raise max_pixels if the image is genuine")
+                if img.format not in ("PNG", "JPEG"):
+                    raise DataError(f"{path}: is a {img.format} image; only PNG and JPEG are read")
+                if load:
+                    img.load()
+            except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+                raise DataError(f"{path}: not a readable image ({e})") from e
+            except (OSError, SyntaxError, ValueError, struct.error, EOFError) as e:  # Pillow's corrupt-file errors
+                raise DataError(f"{path}: corrupt or truncated image ({e})") from e
+        yield img
+    finally:
         if img is not None:
             img.close()
-        if isinstance(e, (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning)):
-            raise DataError(f"{path}: not a readable image ({e})") from e
-        if isinstance(e, OSError):
-            raise DataError(f"{path}: corrupt or truncated image ({e})") from e
-        raise
-    return img
+        fp.close()
+
+
+@contextlib.contextmanager
+def _open_image(path: Path, root: Path, opts: FolderOptions, load: bool) -> Iterator[Image.Image]:
+    """Open ``path`` safely; header checks only unless ``load`` (then decode the pixels too)."""
+    _check_inside(path, root)
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise DataError(f"{path}: not a PNG or JPEG file (suffix {path.suffix or 'none'}); remove it from the class folder")
+    with open_image(path, opts.max_pixels, load) as img:
+        yield img
 
 
 def _to_array(img: Image.Image, path: Path, size: tuple[int, int], channels: int, policy: ResizePolicy) -> np.ndarray:
@@ -97,8 +139,8 @@ def _to_array(img: Image.Image, path: Path, size: tuple[int, int], channels: int
     h, w = size
     if img.size != (w, h):
         if policy == "error":
-            raise DataError(f"{path}: size {img.size[1]} x {img.size[0]} (H x W) differs from {h} x {w}; "
-                            "pass resize='stretch', 'fit' or 'crop' (--resize) or size=(H, W)")
+            raise DataError(f"{path}: size {img.size[1]} x {img.size[0]} (H x W) differs from {h} x {w} (the "
+                            f"first image's or the chosen size); {RESIZE_HINT}")
         if policy == "stretch":
             img = img.resize((w, h), Image.BILINEAR)
         else:
@@ -114,6 +156,7 @@ def _to_array(img: Image.Image, path: Path, size: tuple[int, int], channels: int
 
 def read_folder(root: Path, opts: FolderOptions) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Read every image under ``root/<class>/``: images (N, C, H, W) uint8, labels (N,), class names."""
+    opts.validate()
     root = root.resolve()
     folders = class_folders(root)
     files: list[tuple[Path, int]] = []
@@ -136,10 +179,15 @@ def read_folder(root: Path, opts: FolderOptions) -> tuple[np.ndarray, np.ndarray
     channels = opts.channels
     if channels is None:
         channels = 1 if modes <= {"L", "1", "I;16", "I", "LA"} else 3
-    if channels not in (1, 3):
-        raise DataError(f"channels must be 1 or 3, got {channels}")
     size = opts.size or first_size
-    out = np.empty((len(files), channels, *size), dtype=np.uint8)
+    if size[0] * size[1] > opts.max_pixels:
+        raise DataError(f"size: {size[0]} x {size[1]} is more than max_pixels={opts.max_pixels} pixels per image; "
+                        "choose a smaller size (or raise max_pixels)")
+    try:
+        out = np.empty((len(files), channels, *size), dtype=np.uint8)     # (N, C, H, W)
+    except MemoryError:
+        raise DataError(f"{root}: {len(files):,} images of {channels} x {size[0]} x {size[1]} do not fit in memory; "
+                        "choose a smaller size") from None
     for i, (p, _) in enumerate(files):  # pass 2: decode one at a time into the preallocated tensor
         with _open_image(p, root, opts, load=True) as img:
             out[i] = _to_array(img, p, size, channels, opts.resize)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -16,7 +16,17 @@ from . import cifar
 from .dataset import ImageDataset, stratified_split
 from .folder import FolderOptions, read_folder
 from .idx import parse_idx, read_idx_bytes
-from .sources import CIFAR10, FASHION_MNIST, MNIST, RemoteSource, fetch, find_file, find_unpacked, read_verified
+from .sources import (
+    CIFAR10,
+    FASHION_MNIST,
+    MNIST,
+    RemoteSource,
+    check_published,
+    fetch,
+    find_file,
+    find_unpacked,
+    read_verified,
+)
 
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -106,15 +116,49 @@ def _load_cifar10(split: str, root, download: bool) -> ImageDataset:
         where = str(folder)
     else:
         path = fetch(CIFAR10, root, download_missing=download)[CIFAR10.files[0].name]
-        read_verified(path, CIFAR10.files[0])  # checksum before trusting the archive
-        images, labels = cifar.read_cifar_archive(path, split)
+        check_published(path, CIFAR10.files[0])  # checksum (streamed, nothing decompressed) before trusting it
+        images, labels = cifar.read_cifar_archive(path, split, CIFAR10.files[0].raw_size)
         where = str(path)
     return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), cifar.CLASSES, "cifar10", split,
                         where, hflip_ok=True)
 
 
+FOLDER_QUERY_KEYS = ("resize", "size", "channels", "max_pixels")
+
+
+def folder_spec(spec: str, options: FolderOptions) -> tuple[Path, FolderOptions]:
+    """``PATH`` or ``PATH?resize=fit&size=28x28&channels=1&max_pixels=N`` -> (path, options).
+
+    The query form lets every place that takes a dataset *name* (``convscope train --dataset``, a config
+    file) choose folder options too; its values override ``options``. A path that exists as written,
+    question mark included, is taken literally.
+    """
+    if "?" not in spec or Path(spec).expanduser().exists():
+        return Path(spec).expanduser(), options
+    spec, query = spec.rsplit("?", 1)
+    changes: dict = {}
+    for item in filter(None, query.split("&")):
+        key, sep, value = item.partition("=")
+        if not sep or key not in FOLDER_QUERY_KEYS:
+            raise DataError(f"folder:{spec}?{query}: {item!r} is not KEY=VALUE with KEY one of "
+                            f"{', '.join(FOLDER_QUERY_KEYS)} (e.g. folder:{spec}?resize=fit&size=28x28)")
+        try:
+            if key == "size":
+                h, w = (int(v) for v in value.lower().split("x"))
+                changes[key] = (h, w)
+            elif key in ("channels", "max_pixels"):
+                changes[key] = int(value)
+            else:
+                changes[key] = value
+        except ValueError:
+            raise DataError(f"folder:{spec}?{query}: {key}={value!r} is not valid "
+                            f"({'HxW, e.g. 28x28' if key == 'size' else 'an integer'})") from None
+    return Path(spec).expanduser(), replace(options, **changes)
+
+
 def _load_folder(spec: str, split: str, options: FolderOptions) -> ImageDataset:
-    path = Path(spec).expanduser()
+    path, options = folder_spec(spec, options)
+    options.validate()
     if not path.exists():
         raise DataError(f"folder dataset {path}: no such folder")
     has_splits = (path / "train").is_dir() and (path / "test").is_dir()
@@ -127,7 +171,14 @@ def _load_folder(spec: str, split: str, options: FolderOptions) -> ImageDataset:
         if split != "all":
             train_idx, test_idx = stratified_split(labels, 0.2, f"folder:{path.resolve()}")
             idx = train_idx if split == "train" else test_idx
+            if len(idx) == 0:
+                raise DataError(f"folder dataset {path}: the {split} split is empty ({len(labels)} image(s) in all, "
+                                "divided 80/20 per class); add images, or use split 'all'")
             images, labels = images[idx], labels[idx]
+    if split == "train" and len(classes) < 2:
+        # a classifier trained on one class reaches "100%" by always answering it: refuse rather than mislead
+        raise DataError(f"folder dataset {path}: {len(classes)} class folder ({', '.join(classes)}); training a "
+                        "classifier needs at least 2 classes, one subfolder each (PATH/<class>/<images>)")
     return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), classes, f"folder:{path}", split,
                         str(path.resolve()), hflip_ok=False)
 
@@ -136,9 +187,19 @@ def load(name: str, split: str = "train", root: str | os.PathLike[str] | None = 
          folder_options: FolderOptions | None = None) -> ImageDataset:
     """Load a dataset split as an :class:`ImageDataset` (uint8 images N x C x H x W, int64 labels).
 
-    ``name``: ``digits`` (embedded, offline), ``mnist``, ``fashion-mnist``, ``cifar10`` or ``folder:PATH``.
+    ``name``: ``digits`` (embedded, offline), ``mnist``, ``fashion-mnist``, ``cifar10`` or ``folder:PATH``
+    (``folder:PATH?resize=fit&size=28x28`` sets folder options inside the name).
     ``root``: a folder searched first (and where downloads go). ``download=False`` never touches the network.
     """
+    if not isinstance(name, str):
+        raise DataError(f"name: expected a dataset name (str), got {type(name).__name__}; valid: "
+                        f"{', '.join(DATASETS)}, folder:PATH")
+    if not isinstance(split, str):
+        raise DataError(f"split: expected 'train', 'test' (or 'all'), got {type(split).__name__} {split!r}")
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise DataError(f"root: expected a folder path (str or Path), got {type(root).__name__}")
+    if folder_options is not None and not isinstance(folder_options, FolderOptions):
+        raise DataError(f"folder_options: expected FolderOptions, got {type(folder_options).__name__}")
     if name.startswith("folder:"):
         return _load_folder(name[len("folder:"):], split, folder_options or FolderOptions())
     if name == "digits":

@@ -18,8 +18,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .._atomic import atomic_writer
-from ..errors import ChecksumError, DatasetNotFoundError, DownloadError
-from .idx import decompress_if_gzip
+from ..errors import ChecksumError, DataError, DatasetNotFoundError, DownloadError
+from .safe_io import DEFAULT_MAX_BYTES, GZIP_MAGIC, gunzip_bounded, open_regular, read_regular
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,15 @@ class RemoteFile:
     name: str
     md5: str
     raw_md5: str | None = None
+    # the published size of the content (decompressed), or for an archive read as a stream a cap on it:
+    # no local copy may decompress beyond it, so a small gzip bomb in --data-dir costs nothing
+    raw_size: int | None = None
+
+    @property
+    def max_file_bytes(self) -> int:
+        """The largest a local copy (compressed or not) may be: the content plus gzip's worst-case overhead."""
+        raw = self.raw_size if self.raw_size is not None else DEFAULT_MAX_BYTES
+        return raw + raw // 1000 + (1 << 16)
 
 
 @dataclass(frozen=True)
@@ -47,10 +56,14 @@ class RemoteSource:
 MNIST = RemoteSource(
     "mnist",
     (
-        RemoteFile("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873", "6bbc9ace898e44ae57da46a324031adb"),
-        RemoteFile("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432", "a25bea736e30d166cdddb491f175f624"),
-        RemoteFile("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3", "2646ac647ad5339dbf082846283269ea"),
-        RemoteFile("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637"),
+        RemoteFile("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                   "6bbc9ace898e44ae57da46a324031adb", 47_040_016),
+        RemoteFile("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432",
+                   "a25bea736e30d166cdddb491f175f624", 60_008),
+        RemoteFile("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3",
+                   "2646ac647ad5339dbf082846283269ea", 7_840_016),
+        RemoteFile("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c",
+                   "27ae3e4e09519cfbb04c329615203637", 10_008),
     ),
     ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
     ("/usr/share/datasets/mnist",),
@@ -59,10 +72,14 @@ MNIST = RemoteSource(
 FASHION_MNIST = RemoteSource(
     "fashion-mnist",
     (
-        RemoteFile("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
-        RemoteFile("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe", "9018921c3c673c538a1fc5bad174d6f9"),
-        RemoteFile("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79", "8181f5470baa50b63fa0f6fddb340f0a"),
-        RemoteFile("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310", "15d484375f8d13e6eb1aabb0c3f46965"),
+        RemoteFile("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                   "f4a8712d7a061bf5bd6d2ca38dc4d50a", 47_040_016),
+        RemoteFile("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe",
+                   "9018921c3c673c538a1fc5bad174d6f9", 60_008),
+        RemoteFile("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79",
+                   "8181f5470baa50b63fa0f6fddb340f0a", 7_840_016),
+        RemoteFile("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310",
+                   "15d484375f8d13e6eb1aabb0c3f46965", 10_008),
     ),
     (
         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
@@ -73,7 +90,9 @@ FASHION_MNIST = RemoteSource(
 
 CIFAR10 = RemoteSource(
     "cifar10",
-    (RemoteFile("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530"),),
+    # 170,052,171 bytes published; its tar stream holds 6 x 30,730,000 bytes of batches plus headers and two
+    # small text files (184,381,440 bytes): 190 MB caps the stream
+    (RemoteFile("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530", raw_size=190_000_000),),
     ("https://www.cs.toronto.edu/~kriz/",),
     ("/usr/share/datasets/cifar10", "/usr/share/datasets/cifar-10"),
     unpacked_dir="cifar-10-batches-bin",
@@ -113,7 +132,7 @@ def find_file(source: RemoteSource, file: RemoteFile, root: str | os.PathLike[st
     """The first existing copy of ``file`` in the search folders, or None."""
     for folder in search_dirs(source, root):
         for path in _candidates(folder, file):
-            if path.is_file():
+            if path.exists() and not path.is_dir():  # a FIFO or device is found too, then refused by name
                 return path
     return None
 
@@ -133,11 +152,29 @@ def read_verified(path: Path, file: RemoteFile) -> bytes:
 
     A gzip file passes if its own MD5 is the published one or its content's MD5 is the published raw one;
     an uncompressed copy passes on the raw MD5 (or, when no raw MD5 is published, is trusted as is).
+    Bounded: the file may not exceed :attr:`RemoteFile.max_file_bytes`, and gzip content is decompressed
+    in a stream that stops at the published size, so a decompression bomb is refused after reading at
+    most that much, not after expanding whole. Only regular files are read (a FIFO or device is refused).
     """
-    data = path.read_bytes()
-    if hashlib.md5(data).hexdigest() == file.md5:
-        return decompress_if_gzip(data, str(path))
-    raw = decompress_if_gzip(data, str(path))
+    data = read_regular(path, file.max_file_bytes, f"copy of {file.name}")
+    md5 = hashlib.md5(data).hexdigest()
+    limit = file.raw_size if file.raw_size is not None else DEFAULT_MAX_BYTES
+    why = f" (the published {file.name} holds {limit:,})" if file.raw_size is not None else ""
+    if data.startswith(GZIP_MAGIC):
+        if md5 == file.md5:
+            return gunzip_bounded(data, limit, str(path), why)
+        if file.raw_md5 is None:  # nothing else could make it pass: refuse without decompressing
+            raise ChecksumError(f"{path}: checksum mismatch: MD5 {md5}, published {file.md5}. The file is corrupt, "
+                                "truncated or not the published one; delete it and run again to re-fetch it")
+        try:
+            raw = gunzip_bounded(data, limit, str(path), why)
+        except DataError as e:
+            raise ChecksumError(f"{e}; MD5 {md5} is not the published {file.md5} either. Delete the file and run "
+                                "again to re-fetch it") from None
+    else:
+        raw = data
+        if md5 == file.md5 and not file.name.endswith(".gz"):
+            return raw
     raw_md5 = hashlib.md5(raw).hexdigest()
     if file.raw_md5 is not None and raw_md5 == file.raw_md5:
         return raw
@@ -145,9 +182,24 @@ def read_verified(path: Path, file: RemoteFile) -> bytes:
         return raw
     want = f"{file.md5}" + (f" (or content MD5 {file.raw_md5})" if file.raw_md5 else "")
     raise ChecksumError(
-        f"{path}: checksum mismatch: MD5 {hashlib.md5(data).hexdigest()}, content MD5 {raw_md5}, published {want}. "
+        f"{path}: checksum mismatch: MD5 {md5}, content MD5 {raw_md5}, published {want}. "
         "The file is corrupt, truncated or not the published one; delete it and run again to re-fetch it"
     )
+
+
+def check_published(path: Path, file: RemoteFile) -> None:
+    """Check a local copy of a (large) published file against its MD5 in a stream, without decompressing it."""
+    h = hashlib.md5()
+    with open_regular(path, f"copy of {file.name}") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > file.max_file_bytes:
+            raise ChecksumError(f"{path}: {size:,} bytes, more than the published {file.name} can be; "
+                                "delete it and run again to re-fetch it")
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    if h.hexdigest() != file.md5:
+        raise ChecksumError(f"{path}: checksum mismatch: MD5 {h.hexdigest()}, published {file.md5}. The file is "
+                            "corrupt, truncated or not the published one; delete it and run again to re-fetch it")
 
 
 def _md5_file(path: Path) -> str:

@@ -12,7 +12,9 @@ from torch import nn
 from ..data.dataset import ImageDataset
 from .._result import ResultMixin
 from ..data.normalize import Normalization
+from ..errors import ConfigError
 from ..models.probe import eval_mode
+from ._args import check_dataset, check_model, check_norm, finite_float, forward, positive_int
 from .hooks import capture, default_activation_layers, resolve_layers
 
 
@@ -61,8 +63,20 @@ def activation_sparsity(model: nn.Module, dataset: ImageDataset, norm: Normaliza
     """Sparsity of each layer's output over ``dataset`` (eval mode). Default layers: the activation modules.
 
     Two streaming passes when ``hist_range`` is None (the first finds each layer's value range)."""
+    device = check_model(model)
+    dataset = check_dataset(dataset)
+    norm = check_norm(norm, dataset, required=True)
+    batch_size, bins = positive_int(batch_size, "batch_size"), positive_int(bins, "bins")
+    threshold = finite_float(threshold, "threshold", minimum=0.0)
+    if hist_range is not None:
+        if not isinstance(hist_range, (tuple, list)) or len(hist_range) != 2:
+            raise ConfigError(f"hist_range: expected (low, high), got {hist_range!r}")
+        lo_, hi_ = (finite_float(v, "hist_range") for v in hist_range)
+        if not lo_ < hi_:
+            raise ConfigError(f"hist_range: low must be below high, got {hist_range!r}")
     names = resolve_layers(model, layers) if layers is not None else default_activation_layers(model)
-    device = next(model.parameters()).device
+    if not names:
+        raise ConfigError("layers: no layer given; name at least one (e.g. 'relu1' or 'ReLU'), or pass None")
     accs: dict[str, _Acc] = {}
     edges: dict[str, np.ndarray] = {}
     with eval_mode(model):
@@ -76,7 +90,7 @@ def activation_sparsity(model: nn.Module, dataset: ImageDataset, norm: Normaliza
 
             with torch.no_grad(), capture(model, names, extent):
                 for i in range(0, len(dataset), batch_size):
-                    model(norm.apply(dataset.images[i:i + batch_size].to(device)))
+                    forward(model, norm.apply(dataset.images[i:i + batch_size].to(device)), dataset)
             for n in lo:
                 top = hi[n] if hi[n] > lo[n] else lo[n] + 1.0
                 edges[n] = np.linspace(lo[n], top, bins + 1)
@@ -88,7 +102,7 @@ def activation_sparsity(model: nn.Module, dataset: ImageDataset, norm: Normaliza
 
         with torch.no_grad(), capture(model, names, reduce):
             for i in range(0, len(dataset), batch_size):
-                model(norm.apply(dataset.images[i:i + batch_size].to(device)))
+                forward(model, norm.apply(dataset.images[i:i + batch_size].to(device)), dataset)
     out = []
     for n in names:
         if n not in accs:

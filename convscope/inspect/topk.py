@@ -16,7 +16,9 @@ from torch import nn
 from ..data.dataset import ImageDataset
 from .._result import ResultMixin
 from ..data.normalize import Normalization
+from ..errors import ConfigError
 from ..models.probe import eval_mode
+from ._args import check_dataset, check_model, check_norm, forward, positive_int
 from .hooks import capture, resolve_layers
 
 
@@ -50,9 +52,14 @@ class _Running:
 def topk(model: nn.Module, dataset: ImageDataset, layers: list[str], k: int = 9,
          norm: Normalization | None = None, batch_size: int = 500) -> dict[str, list[list[TopRecord]]]:
     """Per layer, per channel: the k best records (index, y, x, value), best first."""
+    device = check_model(model)
+    dataset = check_dataset(dataset)
+    k, batch_size = positive_int(k, "k"), positive_int(batch_size, "batch_size")
+    norm = check_norm(norm, dataset, required=False)
     names = resolve_layers(model, layers)
+    if not names:
+        raise ConfigError("layers: no layer given; name at least one (e.g. 'conv1' or 'ReLU')")
     norm = norm or Normalization((0.0,) * dataset.shape[0], (1.0,) * dataset.shape[0])
-    device = next(model.parameters()).device
     running: dict[str, _Running] = {}
     widths: dict[str, int] = {}
     state = {"first": 0}
@@ -66,7 +73,11 @@ def topk(model: nn.Module, dataset: ImageDataset, layers: list[str], k: int = 9,
     with eval_mode(model), torch.no_grad(), capture(model, names, reduce):
         for i in range(0, len(dataset), batch_size):
             state["first"] = i
-            model(norm.apply(dataset.images[i:i + batch_size].to(device)))
+            forward(model, norm.apply(dataset.images[i:i + batch_size].to(device)), dataset)
+    silent = [n for n in names if n not in running]
+    if silent:
+        raise ConfigError(f"layers: {', '.join(silent)} produced no tensor output in the forward pass (not used by "
+                          "the model's forward?); choose layers the forward runs through")
     result = {}
     for n in names:
         r, w = running[n], widths[n]

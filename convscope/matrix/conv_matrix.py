@@ -13,8 +13,10 @@ matrices; with the last three several taps can land on one input pixel and their
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
@@ -62,33 +64,105 @@ def _source_index(out_idx: np.ndarray, tap: np.ndarray, stride: int, dilation: i
     return i, np.ones_like(i, dtype=bool)
 
 
-def conv_pattern(geom: ConvGeometry) -> Pattern:
+def _index_dtype(geom: ConvGeometry, nnz: int) -> np.dtype:
+    """scipy's choice for CSR indices: int32 while every index and the entry count fit, else int64 (matching
+    it means scipy never converts, i.e. never copies, the arrays built here)."""
+    return np.dtype(np.int32 if max(nnz, *geom.shape) < 2**31 - 1 else np.int64)
+
+
+def _valid_per_channel(geom: ConvGeometry) -> tuple[int, int]:
+    """(entries of one output channel's rows before dropping taps on zero padding, after dropping them)."""
+    (h, w), (kh, kw), (ho, wo) = geom.input_hw, geom.kernel, geom.output_hw
+    t, _, l, _ = geom.pad
+    ig = geom.in_channels // geom.groups
+    _, vy = _source_index(np.arange(ho), np.arange(kh), geom.stride[0], geom.dilation[0], t, h, geom.padding_mode)
+    _, vx = _source_index(np.arange(wo), np.arange(kw), geom.stride[1], geom.dilation[1], l, w, geom.padding_mode)
+    return ho * wo * ig * kh * kw, int(vy.sum()) * int(vx.sum()) * ig
+
+
+def conv_pattern(geom: ConvGeometry, idx_dtype: np.dtype | None = None) -> Pattern:
     (h, w), (kh, kw), (ho, wo) = geom.input_hw, geom.kernel, geom.output_hw
     t, _, l, _ = geom.pad
     ig = geom.in_channels // geom.groups
     iy, vy = _source_index(np.arange(ho), np.arange(kh), geom.stride[0], geom.dilation[0], t, h, geom.padding_mode)
     ix, vx = _source_index(np.arange(wo), np.arange(kw), geom.stride[1], geom.dilation[1], l, w, geom.padding_mode)
-    idx_dtype = np.int32 if geom.in_channels * h * w < 2**31 else np.int64
-    # grids of shape (Ho, Wo, Ig, kh, kw): the entries of one output channel's rows, in row order
-    cols = (np.arange(ig, dtype=np.int64)[None, None, :, None, None] * (h * w)
-            + (iy * w)[:, None, None, :, None] + ix[None, :, None, None, :])
-    taps = (np.arange(ig)[:, None, None] * (kh * kw) + np.arange(kh)[None, :, None] * kw
-            + np.arange(kw)[None, None, :])                                   # (Ig, kh, kw)
-    valid = vy[:, None, None, :, None] & vx[None, :, None, None, :]           # (Ho, 1, 1, kh, 1) & ... broadcast
+    idx_dtype = np.dtype(idx_dtype or (np.int32 if geom.in_channels * h * w < 2**31 else np.int64))
+    # grids of shape (Ho, Wo, Ig, kh, kw): the entries of one output channel's rows, in row order; built in the
+    # index dtype so the only full-size temporaries are this grid and the selections below (see build_bytes)
+    cols = (np.arange(ig, dtype=idx_dtype)[None, None, :, None, None] * idx_dtype.type(h * w)
+            + (iy * w).astype(idx_dtype)[:, None, None, :, None] + ix.astype(idx_dtype)[None, :, None, None, :])
+    taps = (np.arange(ig, dtype=np.int32)[:, None, None] * (kh * kw) + np.arange(kh, dtype=np.int32)[None, :, None] * kw
+            + np.arange(kw, dtype=np.int32)[None, None, :])                  # (Ig, kh, kw)
+    valid = vy[:, None, None, :, None] & vx[None, :, None, None, :]           # (Ho, Wo, 1, kh, kw)
+    row_len = valid.reshape(ho * wo, -1).sum(1) * ig
+    if valid.all():                                                           # nothing to drop: no mask needed
+        return Pattern(geom, cols.reshape(-1), np.broadcast_to(taps[None, None], cols.shape).reshape(-1), row_len,
+                       canonical=geom.padding_mode == "zeros")
     valid = np.broadcast_to(valid, cols.shape)
-    row_len = valid.reshape(ho * wo, -1).sum(1)
     taps_full = np.broadcast_to(taps[None, None], cols.shape)
-    return Pattern(geom, cols[valid].astype(idx_dtype), taps_full[valid].astype(np.int64), row_len,
-                   canonical=geom.padding_mode == "zeros")
+    return Pattern(geom, cols[valid], taps_full[valid], row_len, canonical=geom.padding_mode == "zeros")
+
+
+def _merge_duplicates(pat: Pattern) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Circular, reflect and replicate padding can send several taps of a row to one column. Sort each row's
+    entries by column and group equal ones: returns (cols (U,), taps sorted (P,), group starts (U,), row_len)."""
+    rows = np.repeat(np.arange(len(pat.row_len), dtype=np.int64), pat.row_len)   # (P,)
+    key = rows * (int(pat.cols.max(initial=0)) + 1) + pat.cols                  # (P,) int64: row-major, then column
+    del rows
+    order = np.argsort(key, kind="stable")                                       # (P,) int64
+    key = key[order]
+    first = np.empty(len(key), dtype=bool)
+    first[:1] = True
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    del key
+    starts = np.flatnonzero(first)                                               # (U,) int64
+    cols = pat.cols[order][starts]                                               # (U,)
+    taps = pat.taps[order]                                                       # (P,)
+    del order
+    row_of_entry = np.repeat(np.arange(len(pat.row_len)), pat.row_len)[starts]
+    row_len = np.bincount(row_of_entry, minlength=len(pat.row_len))
+    return cols, taps, starts, row_len
+
+
+def build_bytes(geom: ConvGeometry, dtype=np.float32) -> int:
+    """Peak memory of :func:`conv_matrix`: every buffer alive at once, index grids and temporaries included.
+
+    With O output channels, P entries per channel (Pf before dropping taps on zero padding), R rows,
+    ``i`` index bytes and ``f`` value bytes:
+      pattern phase: the (Ho, Wo, Ig, kh, kw) column grid (Pf*i) + its mask (Pf) + the selected columns and
+                     taps (P*(i + 4)); merging duplicates (non-zero padding) adds sort keys, order and group
+                     starts (about P*(8 + 8 + 8 + 8 + i + 4))
+      fill phase:    the matrix, O*P*(f + i) + (R + 1)*i, beside the pattern (P*(i + 4 + 8)), one channel's
+                     gathered weights (P*f), its row lengths and row offsets (2*R/O*8)
+    plus a float64 copy of the weight when it is not float32/float64.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    p_full, p = _valid_per_channel(geom)
+    if geom.padding_mode != "zeros":
+        p = p_full
+    rows, _ = geom.shape
+    o = geom.out_channels
+    i = _index_dtype(geom, o * p).itemsize
+    pattern = p_full * (i + 1) + p * (i + 4)
+    if geom.padding_mode != "zeros":
+        pattern = max(pattern, p * (i + 4) + p * (8 * 4 + i + 4))
+    fill = o * p * (itemsize + i) + (rows + 1) * i + p * (i + 4 + 8 + itemsize) + 2 * (rows // o + 1) * 8
+    weight_copy = o * (geom.in_channels // geom.groups) * geom.kernel[0] * geom.kernel[1] * 8
+    return max(pattern, fill) + weight_copy + (1 << 20)  # + 1 MiB for small arrays and Python objects
 
 
 def estimate_bytes(geom: ConvGeometry, dtype=np.float32) -> int:
-    """Peak memory of building the CSR matrix (data + indices + indptr; twice that when entries are merged)."""
-    nnz = geom.taps_upper_bound
-    rows, cols = geom.shape
-    idx = 4 if max(nnz, cols) < 2**31 else 8
-    base = nnz * (np.dtype(dtype).itemsize + idx) + (rows + 1) * idx
-    return base if geom.padding_mode == "zeros" else 2 * base
+    """Peak memory of building the matrix (see :func:`build_bytes`; kept under its historical name)."""
+    return build_bytes(geom, dtype)
+
+
+def check_max_memory(max_memory) -> float:
+    """``max_memory`` (bytes) must be a finite positive number: inf or nan would silently disable the limit."""
+    if isinstance(max_memory, bool) or not isinstance(max_memory, Real) or not math.isfinite(max_memory) \
+            or max_memory <= 0:
+        raise ConfigError(f"max_memory: expected a finite positive number of bytes, got {max_memory!r} "
+                          "(--max-memory takes GiB, e.g. 4)")
+    return float(max_memory)
 
 
 def _weight_and_geometry(weight, input_shape, stride, padding, dilation, groups, padding_mode):
@@ -99,52 +173,77 @@ def _weight_and_geometry(weight, input_shape, stride, padding, dilation, groups,
         stride, padding, dilation, groups = layer.stride, layer.padding, layer.dilation, layer.groups
         padding_mode = layer.padding_mode
     if isinstance(weight, torch.Tensor):
-        weight = weight.detach().cpu().numpy()
-    weight = np.asarray(weight)
+        weight = weight.detach().cpu()
+        weight = (weight.double() if weight.dtype not in (torch.float32, torch.float64) else weight).numpy()
+    if not isinstance(weight, np.ndarray):
+        raise ConfigError(f"weight: expected a numpy array, a torch tensor or an nn.Conv2d, got {type(weight).__name__}")
     if weight.dtype not in (np.float32, np.float64):
-        if not np.issubdtype(weight.dtype, np.number):
-            raise ConfigError(f"weight: expected a float array, got dtype {weight.dtype}")
+        if weight.dtype == np.bool_ or not np.issubdtype(weight.dtype, np.number) \
+                or np.issubdtype(weight.dtype, np.complexfloating):
+            raise ConfigError(f"weight: expected a real float array, got dtype {weight.dtype}")
         weight = weight.astype(np.float64)
+    if not isinstance(input_shape, (tuple, list, torch.Size)) or \
+            not all(isinstance(v, Integral) and not isinstance(v, bool) for v in input_shape):
+        raise ConfigError(f"input_shape: expected (C, H, W) ints, got {input_shape!r}")
     geom = make_geometry(weight.shape, input_shape, stride, padding, dilation, groups, padding_mode)
     return weight, geom
 
 
 def conv_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups: int = 1, padding_mode: str = "zeros",
-                *, format: str = "csr", max_memory: int = DEFAULT_MAX_MEMORY):
+                *, format: str = "csr", max_memory: float = DEFAULT_MAX_MEMORY):
     """The convolution's matrix: ``scipy.sparse.csr_matrix`` (``format="csr"``) or a torch sparse CSR tensor
     (``format="torch"``). ``weight`` is (out, in/groups, kh, kw) as in PyTorch, or an ``nn.Conv2d``;
-    ``input_shape`` is (C, H, W). Refuses, before allocating, when the estimate exceeds ``max_memory`` bytes.
+    ``input_shape`` is (C, H, W). Refuses, before allocating, when the peak memory of building it
+    (:func:`build_bytes`: the matrix, index grids and every temporary) exceeds ``max_memory`` bytes.
     """
+    max_memory = check_max_memory(max_memory)
+    if format not in ("csr", "torch"):
+        raise ConfigError(f"format: {format!r} is not 'csr' or 'torch' (see conv_operator for a LinearOperator)")
     weight, geom = _weight_and_geometry(weight, input_shape, stride, padding, dilation, groups, padding_mode)
-    need = estimate_bytes(geom, weight.dtype)
+    need = build_bytes(geom, weight.dtype)
     if need > max_memory:
         raise MatrixTooLargeError(
-            f"max_memory: the {geom.shape[0]:,} x {geom.shape[1]:,} matrix needs about {need / 2**30:.2f} GiB "
-            f"({geom.taps_upper_bound:,} entries), over max_memory={max_memory / 2**30:.2f} GiB; raise max_memory "
-            "or use conv_operator() (matrix-free)")
-    pat = conv_pattern(geom)
+            f"max_memory: building the {geom.shape[0]:,} x {geom.shape[1]:,} matrix needs about "
+            f"{need / 2**30:.2f} GiB at its peak ({geom.taps_upper_bound:,} entries, index grids included), over "
+            f"max_memory={max_memory / 2**30:.2f} GiB; raise max_memory or use conv_operator() (matrix-free)")
     o = geom.out_channels
     og = o // geom.groups
+    rows_per_channel = geom.output_hw[0] * geom.output_hw[1]
     ig_hw = (geom.in_channels // geom.groups) * geom.input_hw[0] * geom.input_hw[1]
-    data = weight.reshape(o, -1)[:, pat.taps]                                  # (O, P): one gather
-    group_offset = (np.arange(o) // og * ig_hw).astype(pat.cols.dtype)
-    indices = (pat.cols[None, :] + group_offset[:, None]).ravel()              # (O * P,)
-    indptr = np.zeros(geom.shape[0] + 1, dtype=pat.cols.dtype if geom.taps_upper_bound < 2**31 else np.int64)
-    np.cumsum(np.tile(pat.row_len, o), out=indptr[1:])
-    m = sp.csr_matrix((data.ravel(), indices, indptr), shape=geom.shape)
-    if not pat.canonical:
-        m.sum_duplicates()                                                     # also sorts the columns
+    idx = _index_dtype(geom, o * _valid_per_channel(geom)[geom.padding_mode == "zeros"])
+    pat = conv_pattern(geom, idx)
+    if pat.canonical:
+        cols, taps, starts, row_len = pat.cols, pat.taps, None, pat.row_len
     else:
-        m.has_sorted_indices = True
-    if format == "csr":
-        return m
+        cols, taps, starts, row_len = _merge_duplicates(pat)
+        if len(starts) == len(taps):  # sorted, but no two taps share a column: a plain gather suffices
+            starts = None
+    del pat
+    u = len(cols)                                                              # entries per output channel
+    w2 = weight.reshape(o, -1)                                                 # (O, Ig*kh*kw)
+    data = np.empty(o * u, dtype=weight.dtype)                                 # (O*U,) values, row order
+    indices = np.empty(o * u, dtype=idx)                                       # (O*U,) columns
+    indptr = np.empty(geom.shape[0] + 1, dtype=idx)                            # (R+1,)
+    indptr[0] = 0
+    offsets = np.cumsum(row_len)                                               # (Ho*Wo,) ends of one channel's rows
+    for c in range(o):  # one channel at a time: no (O, P) temporary; every write goes straight into place
+        seg = slice(c * u, (c + 1) * u)
+        if starts is None:
+            np.take(w2[c], taps, out=data[seg])
+        else:
+            np.add.reduceat(w2[c][taps], starts, out=data[seg])                # duplicates summed
+        np.add(cols, idx.type(c // og * ig_hw), out=indices[seg])
+        np.add(offsets, c * u, out=indptr[1 + c * rows_per_channel:1 + (c + 1) * rows_per_channel], casting="unsafe")
     if format == "torch":
         with warnings.catch_warnings():  # torch's notice that sparse CSR is a beta feature
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            return torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int64)),
-                                           torch.from_numpy(m.indices.astype(np.int64)), torch.from_numpy(m.data),
-                                           size=m.shape, check_invariants=False)  # built canonical above
-    raise ConfigError(f"format: {format!r} is not 'csr' or 'torch' (see conv_operator for a LinearOperator)")
+            return torch.sparse_csr_tensor(torch.from_numpy(indptr), torch.from_numpy(indices),
+                                           torch.from_numpy(data), size=geom.shape,
+                                           check_invariants=False)  # canonical by construction, shares the arrays
+    m = sp.csr_matrix((data, indices, indptr), shape=geom.shape, copy=False)
+    m.has_sorted_indices = True
+    m.has_canonical_format = True
+    return m
 
 
 def conv_bias(bias, output_shape: tuple[int, int, int]) -> np.ndarray:

@@ -13,16 +13,25 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
 from .._atomic import atomic_write_bytes
-from ..errors import ConvscopeError
+from ..data.safe_io import open_regular
+from ..errors import ConvscopeError, DataError
 
 
 class CheckpointError(ConvscopeError):
     """A checkpoint or weights file is missing, truncated, tampered with, or not safetensors."""
 
 
+def _open_regular(path: Path, what: str = "safetensors file"):
+    """Open a regular file for reading; a FIFO or device (which could block or never end) is refused first."""
+    try:
+        return open_regular(path, what)
+    except DataError as e:
+        raise CheckpointError(str(e)) from None
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with _open_regular(Path(path), "file") as f:  # a FIFO or device would never end
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -34,9 +43,9 @@ def check_not_pickle(path: Path) -> None:
     A safetensors file starts with its header's length (8 bytes, little-endian) and the header's ``{``; that
     length's first byte may well be 0x80, the first byte of a pickle, so the safetensors layout is checked
     first."""
-    with open(path, "rb") as f:
+    with _open_regular(path) as f:
         head = f.read(9)
-    size = path.stat().st_size
+        size = os.fstat(f.fileno()).st_size
     if len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size:
         return
     if head[:1] == b"\x80" or head[:2] == b"PK":
@@ -47,15 +56,17 @@ def check_not_pickle(path: Path) -> None:
 
 def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """(metadata, tensors) of a safetensors file; anything else is a :class:`CheckpointError`."""
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{path}: no such file")
-    check_not_pickle(path)
+    check_not_pickle(path)  # also refuses anything but a regular file
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, KeyError, OverflowError) as e:
         raise CheckpointError(f"{path}: not a valid safetensors file, truncated or corrupt ({e})") from e
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise CheckpointError(f"{path}: malformed safetensors metadata (expected a map of strings)")
     return meta, tensors
 
 
@@ -69,8 +80,8 @@ def save_weights(path: str | os.PathLike[str], state_dict: Mapping[str, torch.Te
 def load_weights(path: str | os.PathLike[str], expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
     """Load safetensors weights; with ``expected_sha256``, a file that differs is refused."""
     path = Path(path)
-    if expected_sha256 is not None and path.is_file():
-        actual = sha256_file(path)
+    if expected_sha256 is not None and path.exists():
+        actual = sha256_file(path)  # refuses a FIFO or device
         if actual != expected_sha256:
             raise CheckpointError(f"{path}: SHA-256 {actual} differs from the recorded {expected_sha256}: "
                                   "the file was truncated, tampered with or replaced")

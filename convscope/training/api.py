@@ -11,7 +11,7 @@ import torch
 from . import rundir as rd
 from .callbacks import Callback
 from .checkpoint import load_state
-from .config import TrainConfig, config_from_dict, read_config_file
+from .config import TrainConfig, config_from_dict, read_config_file, recorded_config
 from .lock import RunLock
 from .loop import Loop
 from .runtime import torch_settings
@@ -46,7 +46,7 @@ def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callb
     if not (path / rd.CONFIG).exists():
         raise rd.RunError(f"{path}: no {rd.CONFIG}; not a convscope run directory")
     with RunLock(path):  # held until this process ends the run, whichever way it ends
-        recorded = config_from_dict(read_config_file(path / rd.CONFIG), source=str(path / rd.CONFIG))
+        recorded = recorded_config(read_config_file(path / rd.CONFIG), source=str(path / rd.CONFIG))
         for stale in path.glob(".*.part"):  # temp files of a write that a kill cut short
             stale.unlink()
         with torch_settings(recorded), torch.random.fork_rng(devices=[]):

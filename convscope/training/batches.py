@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from ..data import load
-from ..data.augment import cutout, random_hflip, random_translate
+from ..data.augment import (cutout, random_affine, random_blur, random_hflip, random_stroke,
+                            random_translate)
 from ..data.dataset import ImageDataset, stratified_split
 from ..data.normalize import Normalization
 from ..errors import ConfigError
@@ -91,6 +92,9 @@ class BatchFeeder:
         cfg = self.cfg
         x = self.images[idx].to(torch.float32).div_(255.0)   # (B, C, H, W) in [0, 1]
         x = random_translate(x, cfg.translate, self.aug_gen)
+        x = random_affine(x, self.aug_gen, cfg.rotate, cfg.scale, cfg.aspect)   # each a no-op (no RNG draw) at 0
+        x = random_stroke(x, self.aug_gen, cfg.stroke or 0.0)
+        x = random_blur(x, self.aug_gen, cfg.blur or 0.0)
         if cfg.hflip:
             x = random_hflip(x, self.aug_gen)
         x = cutout(x, cfg.cutout, self.aug_gen)

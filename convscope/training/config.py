@@ -95,6 +95,19 @@ class TrainConfig:
         ("torch", "numpy")))
     conv_algorithm: str = field(default="im2col", metadata=_meta(
         "numpy engine: the convolution algorithm", ("direct", "im2col", "matrix", "fft")))
+    # shape augmentations for real handwriting (bench/handwriting.py chose stroke + blur for digit datasets)
+    rotate: float = field(default=0.0, metadata=_meta(
+        "augmentation: random rotation of up to this many degrees (0 = off)"))
+    scale: float = field(default=0.0, metadata=_meta(
+        "augmentation: random zoom by a factor in [1/(1+s), 1+s] (0 = off)"))
+    aspect: float = field(default=0.0, metadata=_meta(
+        "augmentation: random width/height stretch in [1/(1+a), 1+a] (0 = off)"))
+    stroke: float | None = field(default=None, metadata=_meta(
+        "augmentation: random stroke width, blended up to this fraction with a 3x3 dilation or erosion "
+        "(default: 0.6 for handwritten digits, else 0)"))
+    blur: float | None = field(default=None, metadata=_meta(
+        "augmentation: random Gaussian blur, sigma up to this many pixels "
+        "(default: 0.8 for handwritten digits, else 0)"))
 
     def validate(self) -> TrainConfig:
         for key in FLOAT_KEYS:  # nan passes every comparison below (nan < 0 is False): refuse it first
@@ -112,6 +125,10 @@ class TrainConfig:
         for key in ("lr", "weight_decay", "momentum", "warmup_epochs", "translate", "cutout", "train_subset"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must not be negative, got {getattr(self, key)}")
+        for key, limit in (("rotate", 180.0), ("scale", 10.0), ("aspect", 10.0), ("stroke", 1.0), ("blur", 10.0)):
+            value = getattr(self, key)
+            if value is not None and not 0.0 <= value <= limit:
+                raise ConfigError(f"{key} must lie in [0, {limit:g}], got {value}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -162,6 +179,20 @@ def check_run_name(name: str | None) -> None:
                           "run elsewhere")
 
 
+HANDWRITTEN_DIGITS = ("digits", "mnist")
+
+# Keys added after runs were first recorded, with the value that reproduces a run recorded without them.
+KEYS_ADDED_LATER: dict[str, Any] = {"rotate": 0.0, "scale": 0.0, "aspect": 0.0, "stroke": 0.0, "blur": 0.0}
+
+
+def recorded_config(values: dict[str, Any], source: str) -> TrainConfig:
+    """The config of a run directory's ``config.json``: keys it predates are filled with the values that
+    reproduce it (not today's defaults), so resuming an older run continues the same run."""
+    if isinstance(values, dict):
+        values = {**{k: v for k, v in KEYS_ADDED_LATER.items() if k not in values}, **values}
+    return config_from_dict(values, source=source)
+
+
 def resolve(cfg: TrainConfig, *, hflip_ok: bool, device: str, native_bf16: bool) -> TrainConfig:
     """``cfg`` with every value that depends on the engine, the dataset or the machine settled: the config
     that actually runs. ``hflip_ok``: whether the training set allows mirrored images; ``device``: the device
@@ -175,6 +206,11 @@ def resolve(cfg: TrainConfig, *, hflip_ok: bool, device: str, native_bf16: bool)
                           "(mirrored digits change meaning); remove --hflip")
     hflip = hflip_ok if cfg.hflip is None else cfg.hflip  # default: flips wherever the dataset allows them
     changes: dict[str, Any] = {"device": device, "hflip": hflip, "tta": cfg.tta and hflip}
+    digits = cfg.dataset in HANDWRITTEN_DIGITS   # real handwriting needs stroke and blur variation
+    if cfg.stroke is None:
+        changes["stroke"] = 0.6 if digits else 0.0
+    if cfg.blur is None:
+        changes["blur"] = 0.8 if digits else 0.0
     if cfg.engine == "numpy":
         changes.update(device="cpu", channels_last=False, ema=0.0, tta=False, precision="fp32")
     elif cfg.precision == "auto":

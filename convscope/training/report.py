@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .._atomic import atomic_write_bytes
+from ..data.prepare import Prepared, default_mode, prepare_image
+from ..data.folder import open_image
 from ..errors import DataError
 from ..viz import new_figure, save_figure
 from .evaluate import EvalResult
@@ -45,50 +49,52 @@ def confusion_png(res: EvalResult, classes: tuple[str, ...], path: Path) -> Path
     return save_figure(fig, path)
 
 
-def image_to_input(path: Path, shape: tuple[int, int, int]) -> tuple[torch.Tensor, list[str]]:
-    """Read any PNG/JPEG and convert it to the model's (1, C, H, W) uint8 input; the notes say what was done."""
-    c, h, w = shape
-    notes = []
+def image_to_input(path: Path, shape: tuple[int, int, int], prepare: str = "none") -> Prepared:
+    """Read any PNG/JPEG and prepare it as the model's uint8 input (``convscope.data.prepare.prepare_image``:
+    the one function predict, the benchmark and the canvas share); the notes say what was done."""
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:  # regular files only, decompression bombs refused from the header
             img.load()
-            mode, size = img.mode, img.size
-            target = "L" if c == 1 else "RGB"
-            if img.mode != target:
-                img = img.convert(target)
-                notes.append(f"converted {mode} to {'grayscale' if c == 1 else 'RGB'}")
-            if size != (w, h):
-                scale = min(w / size[0], h / size[1])
-                nw, nh = max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
-                img = img.resize((nw, nh), Image.LANCZOS)
-                canvas = Image.new(target, (w, h))
-                canvas.paste(img, ((w - nw) // 2, (h - nh) // 2))
-                img = canvas
-                notes.append(f"resized {size[0]} x {size[1]} to {nw} x {nh}, centred on a black {w} x {h} canvas")
-            arr = np.asarray(img, dtype=np.uint8)
+            return prepare_image(img, shape, mode=prepare)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from e
     except (UnidentifiedImageError, OSError) as e:
         raise DataError(f"{path}: not a readable PNG or JPEG image ({e})") from e
-    if c == 1 and arr.mean() > 127:
-        notes.append("mostly light background: the model was trained on light strokes on black; "
-                     "consider inverting the image")
-    x = torch.from_numpy(arr.copy())
-    x = x[None, None] if c == 1 else x.permute(2, 0, 1)[None]
-    return x, notes
 
 
 @torch.no_grad()
-def predict_files(run: Run, paths: list[Path], k: int = 3) -> list[tuple[Path, list[str], list[tuple[str, float]]]]:
-    out = []
+def predict_files(run: Run, paths: list[Path], k: int = 3, prepare: str | None = None, show: bool = False,
+                  batch_size: int = 256) -> list[tuple[Path, list[str], list[tuple[str, float]]]]:
+    """Top-k classes of each image file. ``prepare``: "mnist" or "none" (default: the run's, from model.json);
+    ``show``: also write the prepared input beside each file as ``<name>.prepared.png``. Images are read and
+    prepared one by one, then classified ``batch_size`` at a time."""
+    mode = prepare or default_mode(run.meta)
+    inputs, all_notes = [], []
     for path in paths:
-        x, notes = image_to_input(path, run.input_shape)
-        inp = run.preprocess(x)
+        prep = image_to_input(path, run.input_shape, mode)
+        notes = [f"prepared: {mode}" + (" (the run's default)" if prepare is None else "")] + prep.notes
+        if show:
+            shown = path.with_name(path.stem + ".prepared.png")
+            arr = prep.tensor.numpy()
+            buf = io.BytesIO()
+            Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)).save(buf, format="PNG")
+            atomic_write_bytes(shown, buf.getvalue())
+            notes.append(f"wrote what the model saw to {shown}")
+        if run.tta:
+            notes.append("averaged with the mirrored image (the run's test-time augmentation)")
+        inputs.append(prep.tensor)
+        all_notes.append(notes)
+    out = []
+    for start in range(0, len(inputs), batch_size):
+        inp = run.preprocess(torch.stack(inputs[start:start + batch_size]))    # (B, C, H, W) float
         logits = run.model(inp).float()
         if run.tta:
             logits = 0.5 * (logits + run.model(inp.flip(3)).float())
-            notes.append("averaged with the mirrored image (the run's test-time augmentation)")
-        probs = torch.softmax(logits, dim=1)[0]
-        p, idx = probs.topk(min(k, len(run.classes)))
-        out.append((path, notes, [(run.classes[i], float(v)) for v, i in zip(p, idx.tolist())]))
+        probs = torch.softmax(logits, dim=1)                                    # (B, classes)
+        p, idx = probs.topk(min(k, len(run.classes)), dim=1)
+        for j in range(len(p)):
+            i = start + j
+            out.append((paths[i], all_notes[i], [(run.classes[c], float(v)) for v, c in zip(p[j], idx[j].tolist())]))
     return out

@@ -28,9 +28,10 @@ from torch import nn
 from .._atomic import atomic_write_text
 from .._version import __version__
 from ..errors import ConvscopeError
-from .checkpoint import CheckpointError, load_weights, sha256_file
-from .config import TrainConfig, config_from_dict
+from .checkpoint import CheckpointError, check_manifest, load_weights, read_json_file, sha256_file
+from .config import TrainConfig, recorded_config
 from ..data.normalize import Normalization
+from ..data.prepare import default_mode as default_prepare
 
 CONFIG, METRICS, CHECKPOINT, WEIGHTS, META, CURVE, SUMMARY = (
     "config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors", "model.json", "curve.png",
@@ -169,6 +170,7 @@ def model_metadata(model: nn.Module, cfg: TrainConfig, norm: Normalization, clas
         "num_classes": len(classes),
         "classes": list(classes),
         "normalization": {"mean": list(norm.mean), "std": list(norm.std)},
+        "prepare": default_prepare({"dataset": cfg.dataset, "input_shape": list(input_shape)}),
         "dataset": cfg.dataset,
         "convscope_version": __version__,
         "torch_version": torch.__version__,
@@ -186,33 +188,36 @@ def write_manifest(path: Path, meta: dict[str, Any]) -> None:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RunError(f"{path}: missing; is {path.parent} a finished convscope run?") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunError(f"{path}: unreadable or not JSON ({e})") from e
+    if not path.exists() and not path.is_symlink():
+        raise RunError(f"{path}: missing; is {path.parent} a finished convscope run?")
+    return read_json_file(path)  # regular files only, size- and depth-bounded; errors are CheckpointError
 
 
 def load_run(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Run:
     """Load a finished run: checks every file's recorded SHA-256 and loads weights from safetensors only."""
     from ..models import create_model, upgrade_state_dict
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise RunError(f"path: expected a run directory (str or Path), got {type(path).__name__}")
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"{path}: no such run directory")
-    meta = _read_json(path / META)
-    recorded = meta.get("sha256", {})
+    meta = check_manifest(_read_json(path / META), path / META)
+    recorded = meta["sha256"]
     for name in (CONFIG, WEIGHTS):
         if name not in recorded:
             raise RunError(f"{path / META}: records no SHA-256 for {name}; the run is incomplete")
     if sha256_file(path / CONFIG) != recorded[CONFIG]:
         raise CheckpointError(f"{path / CONFIG}: SHA-256 differs from the one recorded in model.json (modified)")
-    cfg = config_from_dict(_read_json(path / CONFIG), source=str(path / CONFIG))
+    cfg = recorded_config(_read_json(path / CONFIG), source=str(path / CONFIG))
     state = load_weights(path / WEIGHTS, expected_sha256=recorded[WEIGHTS])
     c, h, w = meta["input_shape"]
-    model = create_model(meta["model"], in_channels=c, image_size=(h, w), num_classes=meta["num_classes"],
-                         **meta.get("model_args", {}))
+    try:
+        model = create_model(meta["model"], in_channels=c, image_size=(h, w), num_classes=meta["num_classes"],
+                             **meta.get("model_args", {}))
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as e:  # arguments the model cannot take
+        raise CheckpointError(f"{path / META}: cannot build model {meta['model']!r} from its recorded arguments "
+                              f"({type(e).__name__}: {e})") from e
     state = upgrade_state_dict(model, state, str(path / WEIGHTS))  # runs saved before layers were named
     try:
         model.load_state_dict(state, strict=True)
@@ -221,4 +226,6 @@ def load_run(path: str | os.PathLike[str], map_location: str | torch.device = "c
     model.to(map_location).eval()
     norm = Normalization(tuple(meta["normalization"]["mean"]), tuple(meta["normalization"]["std"]))
     summary = _read_json(path / SUMMARY) if (path / SUMMARY).exists() else {}
+    if not isinstance(summary, dict):
+        raise RunError(f"{path / SUMMARY}: expected a JSON object, got {type(summary).__name__}")
     return Run(path, model, cfg, norm, tuple(meta["classes"]), (c, h, w), summary, meta)

@@ -96,17 +96,27 @@ class MatrixView(_ToDict):
     entries: list[list[Any]]
 
 
-def prepare_canvas_image(img: Image.Image, input_shape: tuple[int, int, int]) -> torch.Tensor:
+def prepare_canvas_image(img: Image.Image, input_shape: tuple[int, int, int], mode: str = "none") -> torch.Tensor:
     """A drawn canvas or an uploaded picture -> the model's uint8 input (1, C, H, W).
 
-    THE one place where browser images become model input (swap in ``convscope.data.prepare`` here when it
-    lands): transparency becomes black, dark strokes on a light background are inverted (the models learnt
-    light strokes on black), and the picture is fitted into H x W by area averaging (box filter), centred."""
-    c, h, w = input_shape
+    THE one place where browser images become model input. ``mode="mnist"`` (models trained on handwritten
+    digits; see :func:`convscope.data.prepare.default_mode`) prepares it exactly as ``convscope predict`` does:
+    polarity, levelling, crop to the ink, fit into the digit box, centre of mass. ``mode="none"`` (and a blank
+    canvas, which has no ink to find): transparency becomes black, dark strokes on a light background are
+    inverted, and the picture is fitted into H x W by area averaging, centred."""
+    from ..data.prepare import prepare_image
+    from ..errors import DataError
+
     if img.mode in ("RGBA", "LA", "P"):
         img = img.convert("RGBA")
         black = Image.new("RGBA", img.size, (0, 0, 0, 255))
         img = Image.alpha_composite(black, img)
+    if mode == "mnist":
+        try:
+            return prepare_image(img, input_shape, mode="mnist").tensor[None]
+        except DataError:   # a blank canvas: nothing to centre; the plain conversion gives the empty input
+            pass
+    c, h, w = input_shape
     img = img.convert("L" if c == 1 else "RGB")
     if c == 1 and np.asarray(img).mean() > 127:
         img = Image.eval(img, lambda v: 255 - v)

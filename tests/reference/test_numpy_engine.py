@@ -52,9 +52,9 @@ def test_numpy_engine_refuses_what_it_cannot_run(tmp_path):
 
 def test_numpy_engine_weights_are_those_of_0_1(tmp_path):
     """`--deterministic` NumPy training gives bit-for-bit the weights convscope 0.1 gave (recorded digest)."""
-    from tests.reference_weights import HASHES, digest
+    from tests.reference_weights import AS_IN_0_1, HASHES, digest
 
     ref = HASHES["numpy_lenet5"]
-    r = cli(*ref["command"].split()[1:], "--out", str(tmp_path / "np"), "--quiet")
+    r = cli(*ref["command"].split()[1:], *AS_IN_0_1, "--out", str(tmp_path / "np"), "--quiet")
     assert r.returncode == 0, r.stderr
     assert digest(tmp_path / "np") == ref["named_values_sha256"]

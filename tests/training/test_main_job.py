@@ -29,11 +29,21 @@ def test_main_job_reaches_98_percent_offline(main_run):
     assert (path / "curve.png").stat().st_size > 10_000
 
 
-def test_main_job_weights_are_those_of_0_1(main_run):
-    from tests.reference_weights import HASHES, digest
+def test_main_job_weights_are_those_of_0_1(tmp_path):
+    """0.1's main job, with the handwriting augmentations added since switched off, is bit for bit 0.1's."""
+    from tests.reference_weights import AS_IN_0_1, HASHES, digest
 
+    r = subprocess.run([sys.executable, "-m", "convscope", "train", "--deterministic", *AS_IN_0_1, "--quiet",
+                        "--out", str(tmp_path / "v01")], capture_output=True, text=True, timeout=3600)
+    assert r.returncode == 0, r.stderr
+    assert digest(tmp_path / "v01") == HASHES["main_job_deterministic"]["named_values_sha256"]
+
+
+def test_main_job_trains_with_the_handwriting_augmentations(main_run):
     path, _ = main_run
-    assert digest(path) == HASHES["main_job_deterministic"]["named_values_sha256"]
+    cfg = json.loads((path / "config.json").read_text())
+    meta = json.loads((path / "model.json").read_text())
+    assert cfg["stroke"] == 0.6 and cfg["blur"] == 0.8 and meta["prepare"] == "mnist"
 
 
 def test_eval_prints_confusion_and_writes_png(main_run):
@@ -57,7 +67,8 @@ def test_predict_any_size_image(main_run, tmp_path):
     idx = int((test.labels == 7).nonzero()[0])
     digit = Image.fromarray(test.images[idx, 0].numpy()).resize((112, 112), Image.NEAREST).convert("RGB")
     digit.save(tmp_path / "seven.jpg", quality=95)
-    r = subprocess.run([sys.executable, "-m", "convscope", "predict", str(path), str(tmp_path / "seven.jpg")],
+    r = subprocess.run([sys.executable, "-m", "convscope", "predict", str(path), str(tmp_path / "seven.jpg"),
+                        "--prepare", "none"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     first = r.stdout.splitlines()[0]

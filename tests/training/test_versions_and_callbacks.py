@@ -17,9 +17,9 @@ from convscope.training import Callback
 from convscope.training.checkpoint import STATE_VERSION, CheckpointError, upgrade_state
 from convscope.training.config import FIELDS, config_from_dict
 from convscope.training.setup import prepare
-from tests.reference_weights import FIXTURES, HASHES, digest
+from tests.reference_weights import AS_IN_0_1, FIXTURES, HASHES, digest
 
-SMALL = HASHES["small_fast_2_epochs"]["command"].split()[2:]   # the arguments after `convscope train`
+SMALL = HASHES["small_fast_2_epochs"]["command"].split()[2:] + AS_IN_0_1   # the arguments after `convscope train`
 
 
 def cli(*args):

@@ -104,3 +104,18 @@ def test_discover_runs(runs_dir, tmp_path):
     assert list(discover_runs([runs_dir / "digits8"])) == ["digits8"]
     with pytest.raises(ConfigError, match="holds no convscope run"):
         discover_runs([tmp_path])
+
+
+def test_canvas_uses_predicts_preparation_for_digit_models():
+    """mode "mnist": the canvas becomes exactly what `convscope predict` makes of the same picture."""
+    from convscope.data.prepare import prepare_image
+
+    a = np.zeros((200, 200), np.uint8)
+    a[20:120, 130:140] = 255                      # a "1" drawn off-centre, near the top right
+    img = Image.fromarray(a)
+    x = prepare_canvas_image(img, (1, 28, 28), "mnist")
+    assert torch.equal(x[0], prepare_image(img, (1, 28, 28), mode="mnist").tensor)
+    ys, xs = np.nonzero(x[0, 0].numpy())
+    assert abs(ys.mean() - 13.5) < 2 and abs(xs.mean() - 13.5) < 2     # centred, as MNIST digits are
+    blank = prepare_canvas_image(Image.new("L", (50, 50)), (1, 28, 28), "mnist")
+    assert blank.shape == (1, 1, 28, 28) and int(blank.sum()) == 0    # nothing drawn yet: no error

@@ -1,0 +1,90 @@
+"""``convscope visualize RUN --layer NAME`` (activation maximization) and ``convscope project RUN --layer NAME``
+(deconvnet and guided-backprop projections of each unit's top activations)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .._atomic import atomic_write_text
+from .inspect_cmd import add_target_args, load_dataset, load_target
+
+
+def _safe(name: str) -> str:
+    return name.replace("/", "_")
+
+
+def cmd_visualize(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..inspect.visualize import parse_channels, visualize
+    from ..inspect.viz_pictures import visualization_png
+
+    t = load_target(args)
+    if args.class_ is None and not args.layer:
+        raise ConfigError("give --layer NAME (see `convscope layers RUN`) or --class K")
+    layer = None if args.class_ is not None else args.layer
+    spec = args.class_ if args.class_ is not None else args.channels
+    chans = parse_channels(spec) if spec else None
+    ds = None if args.no_natural else load_dataset(args, t)
+    res = visualize(t.model, layer, chans, ds, args.seed, neuron=args.neuron, measure=args.measure,
+                    norm=t.normalization, input_shape=t.input_shape, steps=args.steps, param=args.param,
+                    tv=args.tv, l2=args.l2, blur=args.blur)
+    what = f"layer {layer}" if layer else "class logits"
+    print(f"{what}: {len(res.channels)} units, {res.measure} measure, {args.steps} steps ({args.param}), "
+          f"seed {args.seed}")
+    for c, v, n in list(zip(res.channels, res.values, res.natural_values or [None] * len(res.values)))[:args.show]:
+        print(f"  unit {c:>4}: optimized {v:9.3f}" + ("" if n is None else f"   best natural image {n:9.3f}"))
+    if res.beats_natural() is not None:
+        print(f"optimized image above the best of {len(ds):,} dataset images for {100 * res.beats_natural():.1f}% "
+              "of units")
+    stem = f"visualize-{_safe(layer or 'logits')}{'-neuron' if res.measure == 'neuron' else ''}"
+    atomic_write_text(t.out_dir / f"{stem}.json", json.dumps(res.to_dict(), indent=2) + "\n")
+    png = visualization_png(res, ds.images if ds is not None else None, t.out_dir / f"{stem}.png",
+                            f"{what}: what each unit wants to see")
+    print(f"wrote {t.out_dir / stem}.json and {png.name}")
+    return 0
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    from ..inspect.projection import projections
+    from ..inspect.visualize import parse_channels
+    from ..inspect.viz_pictures import projections_png
+
+    t = load_target(args)
+    ds = load_dataset(args, t)
+    chans = parse_channels(args.channels) if args.channels else list(range(8))
+    res = projections(t.model, ds, args.layer, chans, args.k, t.normalization)
+    stem = f"project-{_safe(res.layer)}"
+    atomic_write_text(t.out_dir / f"{stem}.json", json.dumps(res.to_dict(), indent=2) + "\n")
+    png = projections_png(res, ds.images, t.out_dir / f"{stem}.png", f"layer {res.layer}", len(chans), args.k)
+    print(f"layer {res.layer}: {len(chans)} units x top {args.k} of {len(ds):,} images projected\n"
+          f"wrote {t.out_dir / stem}.json and {png.name}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("visualize", help="feature visualization: the image each unit of a layer wants to see")
+    add_target_args(p)
+    p.add_argument("--layer", help="layer name (see `convscope layers RUN`)")
+    p.add_argument("--channels", help="units, e.g. 0-15 or 0,3,9 (default: all)")
+    p.add_argument("--neuron", action="store_true", help="the centre unit of each channel, not the map's mean")
+    p.add_argument("--class", dest="class_", metavar="K", help="visualize class logits K (e.g. 3 or 0-9)")
+    p.add_argument("--measure", choices=["mean", "max"], default="mean", help="reduce each map by (default mean)")
+    p.add_argument("--steps", type=int, default=256, help="optimization steps (default 256)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--param", choices=["fourier", "pixel"], default="fourier", help="image parameterization")
+    p.add_argument("--tv", type=float, default=0.0, help="total-variation weight (default 0)")
+    p.add_argument("--l2", type=float, default=0.0, help="L2 weight (default 0)")
+    p.add_argument("--blur", type=float, default=0.0, help="blur-penalty weight (default 0)")
+    p.add_argument("--no-natural", action="store_true", help="skip the pass over the dataset for natural values")
+    p.add_argument("--show", type=int, default=16, help="units printed (default 16)")
+    p.set_defaults(func=cmd_visualize)
+
+    p = sub.add_parser("project", help="deconvnet and guided-backprop projections of each unit's top-k activations")
+    add_target_args(p)
+    p.add_argument("--layer", required=True, help="layer name")
+    p.add_argument("--channels", help="units, e.g. 0-7 (default 0-7)")
+    p.add_argument("--k", type=int, default=4, help="top activations per unit (default 4)")
+    p.set_defaults(func=cmd_project)
+
+

@@ -1,0 +1,75 @@
+"""Argument checks shared by the public inspection functions: each error names the argument and the fix."""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import torch
+from torch import nn
+
+from ..data.dataset import ImageDataset
+from ..data.normalize import Normalization
+from ..errors import ConfigError
+
+
+def check_model(model) -> torch.device:
+    """``model`` must be an nn.Module; returns the device its inputs go to (CPU for a model without tensors)."""
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model: expected a torch nn.Module, got {type(model).__name__}")
+    t = next(model.parameters(), None)
+    if t is None:
+        t = next(model.buffers(), None)
+    return t.device if t is not None else torch.device("cpu")
+
+
+def check_dataset(dataset) -> ImageDataset:
+    """``dataset`` must be a non-empty ImageDataset (uint8 images): plain tensors and arrays are refused, since
+    their scale (0..255 or 0..1) and labels cannot be known and a wrong guess gives silently wrong numbers."""
+    if not isinstance(dataset, ImageDataset):
+        kind = type(dataset).__module__.split(".")[0] + "." + type(dataset).__name__
+        raise ConfigError(
+            f"dataset: expected a convscope.data.ImageDataset (uint8 images (N, C, H, W) 0..255 with labels), got "
+            f"{kind}; load one with convscope.data.load(...) or wrap uint8 images with ImageDataset(images, labels, "
+            "classes, name, split, source) — convert float images in [0, 1] with (x * 255).round().to(torch.uint8)")
+    if len(dataset) == 0:
+        raise ConfigError(f"dataset: {dataset.name!r} split {dataset.split!r} holds no images")
+    return dataset
+
+
+def check_norm(norm, dataset: ImageDataset, required: bool) -> Normalization | None:
+    if norm is None:
+        if required:
+            raise ConfigError("norm: expected a convscope.data.Normalization (the model's input normalization)")
+        return None
+    if not isinstance(norm, Normalization):
+        raise ConfigError(f"norm: expected a convscope.data.Normalization, got {type(norm).__name__}")
+    c = dataset.shape[0]
+    if len(norm.mean) not in (1, c) or len(norm.std) not in (1, c):
+        raise ConfigError(f"norm: {len(norm.mean)} means and {len(norm.std)} stds for images with {c} channel(s)")
+    if any(not math.isfinite(s) or s <= 0 for s in norm.std) or any(not math.isfinite(m) for m in norm.mean):
+        raise ConfigError(f"norm: means must be finite and stds finite and positive, got {norm}")
+    return norm
+
+
+def positive_int(value, name: str) -> int:
+    if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def finite_float(value, name: str, minimum: float | None = None) -> float:
+    if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value):
+        raise ConfigError(f"{name}: expected a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}: must be at least {minimum}, got {value!r}")
+    return float(value)
+
+
+def forward(model: nn.Module, x: torch.Tensor, dataset: ImageDataset) -> None:
+    """Run the model; an input it cannot take (shape, channels) is a ConfigError naming the dataset."""
+    try:
+        model(x)
+    except (RuntimeError, ValueError, IndexError, TypeError) as e:
+        raise ConfigError(f"dataset: the model cannot take {dataset.name!r} images of shape {dataset.shape} "
+                          f"({type(e).__name__}: {e}); use a dataset of the model's input shape") from e
