@@ -146,7 +146,7 @@ def test_corrupt_or_binary_config_json_on_resume(tmp_path):
 # ---- 4. finite numbers only; summary.json without bare NaN -----------------------------------------------
 def test_every_float_option_is_listed():
     assert {"lr", "momentum", "weight_decay", "label_smoothing", "ema", "grad_clip", "warmup_epochs", "step_gamma",
-            "val_fraction", "dropout"} <= set(FLOAT_KEYS)
+            "val_fraction", "dropout", "rotate", "scale", "aspect", "stroke", "blur"} <= set(FLOAT_KEYS)
 
 
 @pytest.mark.parametrize("key", FLOAT_KEYS)
