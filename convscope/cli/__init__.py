@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 
 from ..errors import ConvscopeError
@@ -44,6 +45,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("convscope: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug, in convscope (re-raised: a crash with its traceback) or in the user's model
+        from ..inspect.target import user_code_frames
+
+        frames = user_code_frames(e)
+        if not frames:
+            raise
+        print("Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)), end="",
+              file=sys.stderr)
+        print(f"convscope: error: your model raised {type(e).__name__}: {e}\n  (in {frames[-1].filename}, "
+              f"line {frames[-1].lineno}; the traceback above shows your code's frames)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

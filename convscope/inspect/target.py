@@ -1,9 +1,15 @@
-"""What the inspection tools look at: a convscope run, or any user ``nn.Module`` class plus safetensors weights."""
+"""What the inspection tools look at: a convscope run, or any user ``nn.Module`` class plus safetensors weights.
+
+A user model file is imported as a module named ``USER_MODULE_PREFIX + <hash>``; an exception raised inside
+its code (at import, in ``__init__`` or in ``forward``) is the user's, not convscope's: the CLI
+(``convscope.cli.main``) recognises it by a traceback frame in such a module's file and reports
+"your model raised <Type>: <message>" with that traceback (see :func:`user_code_frames`)."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +18,18 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..data.normalize import Normalization
+
+
+USER_MODULE_PREFIX = "convscope_user_model_"
+
+
+def user_code_frames(exc: BaseException) -> list[traceback.FrameSummary]:
+    """The frames of ``exc``'s traceback that lie in a user model file loaded by :func:`load_model_file`
+    (empty: the exception did not pass through the user's code)."""
+    files = {getattr(m, "__file__", None) for name, m in list(sys.modules.items())
+             if name.startswith(USER_MODULE_PREFIX)}
+    files.discard(None)
+    return [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in files]
 
 
 @dataclass
@@ -43,13 +61,16 @@ def load_model_file(spec: str, weights: str | Path | None) -> nn.Module:
     path = Path(file)
     if not path.is_file():
         raise ConfigError(f"--model-file {file}: no such file")
-    module_name = f"convscope_user_model_{abs(hash(str(path.resolve())))}"
+    module_name = f"{USER_MODULE_PREFIX}{abs(hash(str(path.resolve())))}"
     spec_obj = importlib.util.spec_from_file_location(module_name, path)
     if spec_obj is None or spec_obj.loader is None:
         raise ConfigError(f"--model-file {file}: cannot be imported as Python")
     module = importlib.util.module_from_spec(spec_obj)
     sys.modules[module_name] = module
-    spec_obj.loader.exec_module(module)  # the user's own code, run as they asked
+    try:
+        spec_obj.loader.exec_module(module)  # the user's own code, run as they asked
+    except SyntaxError as e:  # no frame of the file to show: say where
+        raise ConfigError(f"--model-file {file}: line {e.lineno}: {e.msg}; your model file is not valid Python") from e
     cls = getattr(module, cls_name, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ConfigError(f"--model-file {file}: no nn.Module subclass named {cls_name!r}")
@@ -62,6 +83,9 @@ def load_model_file(spec: str, weights: str | Path | None) -> nn.Module:
             model.load_state_dict(state, strict=True)
         except RuntimeError as e:
             raise CheckpointError(f"{weights}: weights do not fit {cls_name}: {e}") from e
+    if next(model.parameters(), None) is None:  # the inspection tools read the model's device from a parameter
+        raise ConfigError(f"--model-file {spec}: {cls_name} has no parameters (no trainable layers); the "
+                          "inspection tools look inside models with weights, e.g. an nn.Conv2d")
     return model.eval()
 
 

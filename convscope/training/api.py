@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ from ..errors import ConvscopeError
 from . import rundir as rd
 from .callbacks import Callback
 from .checkpoint import load_state
-from .config import TrainConfig, config_from_dict, recorded_config
+from .config import TrainConfig, config_from_dict, read_config_file, recorded_config
+from .lock import RunLock
 from .loop import Loop
 from .runtime import resolve_device, torch_settings
 from .setup import prepare
@@ -31,13 +31,19 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path
     cfg = config if isinstance(config, TrainConfig) else config_from_dict(config or {})
     cfg.validate()
     with process_group(_backend(cfg)) as world, _lost_peers(world):
-        path = None
-        if world.is_main:
-            path = rd.new_run_dir(Path(runs_dir), cfg.run_name, Path(out) if out is not None else None)
-        path = Path(broadcast_text(str(path), world))   # rank 0 chose the directory
-        with torch_settings(cfg), torch.random.fork_rng(devices=[]):
-            cfg, data = prepare(cfg)
-            loop = Loop(cfg, data, path, progress=progress, callbacks=callbacks)
+        path, created, lock = None, False, contextlib.nullcontext()
+        if world.is_main:   # rank 0 chooses, creates and locks the run directory; the others write nothing
+            path, created, lock = rd.new_run_dir(Path(runs_dir), cfg.run_name,
+                                                 Path(out) if out is not None else None)
+        path = Path(broadcast_text(str(path), world))
+        with lock, torch_settings(cfg), torch.random.fork_rng(devices=[]):
+            try:  # set-up (data, resolution, model): a failure here leaves no run folder behind
+                cfg, data = prepare(cfg)
+                loop = Loop(cfg, data, path, progress=progress, callbacks=callbacks)
+            except BaseException:
+                if world.is_main:
+                    rd.discard_new_run_dir(path, created)
+                raise
             if world.is_main:
                 rd.write_json(path / rd.CONFIG, cfg.to_dict())   # everything is settled: exactly what runs
             loop.save()
@@ -53,8 +59,9 @@ def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callb
         return rd.load_run(path)
     if not (path / rd.CONFIG).exists():
         raise rd.RunError(f"{path}: no {rd.CONFIG}; not a convscope run directory")
-    recorded = recorded_config(json.loads((path / rd.CONFIG).read_text()), source=str(path / rd.CONFIG))
-    with process_group(_backend(recorded)) as world, _lost_peers(world):
+    recorded = recorded_config(read_config_file(path / rd.CONFIG), source=str(path / rd.CONFIG))
+    with process_group(_backend(recorded)) as world, _lost_peers(world), \
+            (RunLock(path) if world.is_main else contextlib.nullcontext()):  # held until the run ends
         if world.is_main:
             for stale in path.glob(".*.part"):  # temp files of a write that a kill cut short
                 stale.unlink()

@@ -7,6 +7,7 @@ order of an epoch is a pure function of seed and epoch, so resuming needs only t
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +47,23 @@ def load_data(cfg: TrainConfig) -> TrainData:
         train = train.subset(tr_idx)
     if len(train) == 0:
         raise ConfigError(f"dataset {cfg.dataset!r}: no training images left")
+    if test.shape != train.shape:  # a model is built for one input size: refuse before anything is written
+        raise ConfigError(f"dataset {cfg.dataset!r}: test images are {test.shape} (C, H, W) but training images "
+                          f"are {train.shape}; give both splits one size (a folder dataset: --resize, size=)")
     return TrainData(train, test, val, Normalization.of(train.images))
+
+
+def fingerprint(data: TrainData) -> str:
+    """SHA-256 of the training (and validation) images and labels as trained on: a resumed run refuses to
+    continue on data that changed since (a folder dataset edited between a kill and --resume). About 0.1 s
+    for 60,000 28x28 images."""
+    h = hashlib.sha256()
+    for split in (data.train, data.val):
+        if split is not None:
+            h.update(str((tuple(split.images.shape), tuple(split.labels.shape))).encode())
+            h.update(split.images.contiguous().numpy().tobytes())   # uint8 (N, C, H, W)
+            h.update(split.labels.contiguous().numpy().tobytes())   # int64 (N,)
+    return h.hexdigest()
 
 
 def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:

@@ -32,12 +32,13 @@ __all__ = ["CheckpointError", "STATE_VERSION", "load_state", "load_weights", "sa
            "check_manifest", "read_json_file", "sha256_file", "upgrade_state"]
 
 FORMAT = "convscope-state-v1"   # the file encoding (safetensors + JSON skeleton); the state has its own version
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 # Keys each state version added, with the value a state written before it is resumed with. A version that adds
 # a key adds it here; only a change of layout needs a migration function as well (version 1 -> 2 below).
 ADDED_KEYS: dict[int, dict[str, Any]] = {
     2: {"callbacks": {}},         # state of callbacks that keep some (none in 0.1)
+    3: {"data_sha256": None},     # fingerprint of the training data (None: not recorded, not checked)
 }
 
 

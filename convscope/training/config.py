@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import stat
 import sys
 import types
 import typing
@@ -58,8 +60,9 @@ class TrainConfig:
         "weight init of conv and linear layers", ("default", "kaiming", "xavier")))
     translate: int = field(default=2, metadata=_meta(
         "augmentation: random shift of up to this many pixels (zero fill)"))
-    hflip: bool = field(default=False, metadata=_meta(
-        "augmentation: random horizontal flip, only if the dataset allows it"))
+    hflip: bool | None = field(default=None, metadata=_meta(
+        "augmentation: random horizontal flip (default: on where the dataset allows mirrors, e.g. Fashion-MNIST "
+        "and CIFAR; off for digits)"))
     cutout: int = field(default=0, metadata=_meta("augmentation: zero a random square of this side (0 = off)"))
     grad_clip: float | None = field(default=None, metadata=_meta("clip the global gradient norm to this value"))
     ema: float = field(default=0.99, metadata=_meta(
@@ -109,6 +112,11 @@ class TrainConfig:
         "(default: 0.8 for handwritten digits, else 0)"))
 
     def validate(self) -> TrainConfig:
+        for key in FLOAT_KEYS:  # nan passes every comparison below (nan < 0 is False): refuse it first
+            value = getattr(self, key)
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"{key} must be a finite number, got {value}")
+        check_run_name(self.name)
         for key, options in CHOICES.items():
             if getattr(self, key) not in options:
                 raise ConfigError(f"{key}: {getattr(self, key)!r} is not one of {', '.join(options)}")
@@ -133,6 +141,10 @@ class TrainConfig:
             raise ConfigError(f"ema must lie in [0, 1), got {self.ema}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if self.step_gamma <= 0:
+            raise ConfigError(f"step_gamma must be positive, got {self.step_gamma}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"grad_clip must be positive, got {self.grad_clip}")
         if self.engine == "numpy":
@@ -153,6 +165,20 @@ class TrainConfig:
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 HINTS: dict[str, Any] = typing.get_type_hints(TrainConfig)    # real types, not the strings of the annotations
 CHOICES: dict[str, tuple[str, ...]] = {k: f.metadata["choices"] for k, f in FIELDS.items() if "choices" in f.metadata}
+FLOAT_KEYS = tuple(k for k, h in HINTS.items() if float in (typing.get_args(h) or (h,)))  # every float option
+
+
+def check_run_name(name: str | None) -> None:
+    """A run name is one plain folder name inside the runs directory: no path separators, not absolute, not
+    empty, not "." or ".." (a name like "../../x" would put the run outside --runs-dir)."""
+    if name is None:
+        return
+    bad = (not isinstance(name, str) or name.strip() in ("", ".", "..") or "/" in name or "\\" in name
+           or "\0" in name or os.path.isabs(name) or (os.altsep is not None and os.altsep in name))
+    if bad:
+        raise ConfigError(f"name: {name!r} is not a plain run name; a run name is one folder name inside "
+                          "--runs-dir (letters, digits, '-', '_', '.'; no '/', no '..'); use --out PATH to put a "
+                          "run elsewhere")
 
 
 HANDWRITTEN_DIGITS = ("digits", "mnist")
@@ -180,7 +206,8 @@ def resolve(cfg: TrainConfig, *, hflip_ok: bool, device: str, native_bf16: bool)
     if cfg.hflip and not hflip_ok:
         raise ConfigError(f"hflip: dataset {cfg.dataset!r} does not allow horizontal flips "
                           "(mirrored digits change meaning); remove --hflip")
-    changes: dict[str, Any] = {"device": device, "tta": cfg.tta and cfg.hflip}
+    hflip = hflip_ok if cfg.hflip is None else cfg.hflip  # default: flips wherever the dataset allows them
+    changes: dict[str, Any] = {"device": device, "hflip": hflip, "tta": cfg.tta and hflip}
     digits = cfg.dataset in HANDWRITTEN_DIGITS   # real handwriting needs stroke and blur variation
     if cfg.stroke is None:
         changes["stroke"] = 0.6 if digits else 0.0
@@ -199,11 +226,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     # PyTorch's official MNIST example: Adadelta lr 1.0, StepLR gamma 0.7 per epoch, batch 64, 14 epochs
     "pytorch-example": dict(model="pytorch-example", optimizer="adadelta", lr=1.0, schedule="step", step_epochs=1,
                             step_gamma=0.7, batch_size=64, epochs=14, weight_decay=0.0, label_smoothing=0.0,
-                            translate=0, precision="fp32", channels_last=False, ema=0.0, tta=False),
+                            translate=0, hflip=False, precision="fp32", channels_last=False, ema=0.0, tta=False),
     # the Keras MNIST convnet example: Adam (lr 1e-3), batch 128, 15 epochs, 10% validation split
     "keras-example": dict(model="keras-example", optimizer="adam", lr=1e-3, schedule="constant", batch_size=128,
                           epochs=15, val_fraction=0.1, weight_decay=0.0, label_smoothing=0.0, translate=0,
-                          precision="fp32", channels_last=False, ema=0.0, tta=False),
+                          hflip=False, precision="fp32", channels_last=False, ema=0.0, tta=False),
 }
 
 
@@ -254,31 +281,73 @@ def recipe(name: str) -> TrainConfig:
     return config_from_dict(RECIPES[name], source=f"recipe {name}")
 
 
-def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Parse a YAML (.yaml/.yml), TOML (.toml) or JSON (.json) config file into a dict (not yet validated)."""
-    path = Path(path)
+MAX_CONFIG_BYTES = 1 << 20  # a config file is a few hundred bytes; anything beyond 1 MiB is not one
+
+
+def _yaml_loader() -> type:
+    """PyYAML's SafeLoader without aliases: ``*name`` repeats a node by reference, so nine lines of aliases
+    (the "billion laughs") describe 10**9 strings that any later copy of the config expands. Config files do
+    not need them; they are refused when composed, before anything is built."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+            if self.check_event(yaml.events.AliasEvent):
+                event = self.peek_event()
+                raise ConfigError(f"line {event.start_mark.line + 1}: YAML alias *{event.anchor} is not allowed "
+                                  "in config files; write the value out")
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
+def _read_text(path: Path) -> str:
+    """The text of a regular file of at most MAX_CONFIG_BYTES (a FIFO would block, a device never end)."""
     try:
-        text = path.read_text()
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise ConfigError(f"{path}: is a directory, not a config file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{path}: not a regular file (a pipe, socket or device); give a config file")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {st.st_size:,} bytes; a config file may hold at most {MAX_CONFIG_BYTES:,}")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config file ({e.strerror or e})") from e
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: more than {MAX_CONFIG_BYTES:,} bytes; not a config file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (a binary file?): byte {e.start} cannot be decoded") from None
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse a YAML (.yaml/.yml), TOML (.toml) or JSON (.json) config file into a dict (not yet validated).
+    Regular files of at most 1 MiB only; YAML aliases are refused."""
+    path = Path(path)
     suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".toml", ".json"):
+        raise ConfigError(f"{path}: unknown config format {suffix or '(none)'}; use .yaml, .yml, .toml or .json")
+    text = _read_text(path)
     try:
         if suffix in (".yaml", ".yml"):
             import yaml
 
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=_yaml_loader()) or {}  # noqa: S506 (a SafeLoader subclass)
         elif suffix == ".toml":
             if sys.version_info >= (3, 11):
                 import tomllib
             else:  # pragma: no cover
                 import tomli as tomllib
             data = tomllib.loads(text)
-        elif suffix == ".json":
-            data = json.loads(text)
         else:
-            raise ConfigError(f"{path}: unknown config format {suffix or '(none)'}; use .yaml, .yml, .toml or .json")
-    except ConfigError:
-        raise
+            data = json.loads(text)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config file") from None
     except Exception as e:  # the parsers' own error types differ; all mean "malformed"
         raise ConfigError(f"{path}: malformed {suffix[1:].upper()}: {e}") from e
     if not isinstance(data, dict):

@@ -23,7 +23,7 @@ from ..distributed import World, barrier, current_world
 from ..errors import ConvscopeError
 from ..models import upgrade_state_dict
 from . import rundir as rd
-from .batches import BatchFeeder, TrainData
+from .batches import BatchFeeder, TrainData, fingerprint
 from .callbacks import Callback, SparsityTracker
 from .checkpoint import STATE_VERSION, save_state, save_weights, upgrade_state
 from .config import TrainConfig
@@ -63,6 +63,7 @@ class Loop:
         self.engine: Engine = engine_cls(cfg, self.model, data.norm, self.steps_per_epoch, *extra)
         self.progress = Progress(progress and self.world.is_main, self.total_steps)
         self.state = LoopState()
+        self.data_sha256 = fingerprint(data)
 
     @property
     def step(self) -> int:
@@ -86,7 +87,7 @@ class Loop:
         return {"version": STATE_VERSION, "engine": self.engine.state_dict(), "loop": self.state.to_dict(),
                 "rng": {**self.feeder.state_dict(), "torch": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state_all() if self.feeder.device.type == "cuda" else []},
-                "metrics_bytes": metrics.stat().st_size if metrics.exists() else 0,
+                "metrics_bytes": metrics.stat().st_size if metrics.exists() else 0, "data_sha256": self.data_sha256,
                 "callbacks": {cb.key: cb.state_dict() for cb in self.callbacks if cb.key}}
 
     def save(self) -> None:
@@ -106,6 +107,10 @@ class Loop:
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint's state (of any version up to today's)."""
         st = upgrade_state(state, str(self.path / rd.CHECKPOINT))
+        if st["data_sha256"] is not None and st["data_sha256"] != self.data_sha256:
+            raise rd.RunError(f"{self.path}: the training data differ from the data this run was trained on "
+                              f"(dataset {self.cfg.dataset!r} changed since the checkpoint); resuming would mix "
+                              "two datasets. Restore the data, or start a new run")
         self.engine.load_state_dict(st["engine"])
         self.state = LoopState.from_dict(st["loop"])
         if self.state.best["weights"] is not None:
@@ -235,7 +240,7 @@ class Loop:
         try:
             if self.world.is_main:
                 save_weights(self.path / rd.WEIGHTS, self.model.state_dict(), {"model": meta["model"]})
-                rd.write_json(self.path / rd.SUMMARY, summary)
+                rd.write_json(self.path / rd.SUMMARY, rd.json_safe(summary))
                 plot_curves(st.history, self.path / rd.CURVE, title=f"{cfg.model} on {cfg.dataset}",
                             train_label="train (label-smoothed)" if cfg.label_smoothing else "train")
                 rd.write_manifest(self.path, meta)

@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import subprocess
 from dataclasses import dataclass, field
@@ -41,7 +43,29 @@ class RunError(ConvscopeError):
 
 
 def write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")  # NaN is not JSON: refuse it
+
+
+def json_safe(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` with every non-finite float (at any depth) as null, listed under "non_finite" with a note:
+    JSON has no NaN, and a bare NaN makes the file unreadable to strict parsers."""
+    bad: list[str] = []
+
+    def clean(v: Any, key: str) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            bad.append(key)
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x, f"{key}.{k}" if key else str(k)) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x, f"{key}[{i}]") for i, x in enumerate(v)]
+        return v
+
+    out = clean(obj, "")
+    if bad:
+        out["non_finite"] = {"keys": bad, "note": "these values were NaN or infinite (e.g. a diverged model); "
+                                                 "written as null because JSON has no NaN"}
+    return out
 
 
 def git_commit() -> str | None:
@@ -54,25 +78,52 @@ def git_commit() -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def new_run_dir(base: Path, name: str, explicit: Path | None) -> Path:
-    """``explicit`` (must not already hold a run), or the first free ``base/name``, ``base/name-2``, ..."""
-    if explicit is not None:
-        if (explicit / CONFIG).exists():
-            raise RunError(f"{explicit}: already holds a run; resume it with --resume {explicit} "
-                           "or choose another --out")
-        path = explicit
-    else:
-        path, k = base / name, 2
-        while (path / CONFIG).exists():
-            path, k = base / f"{name}-{k}", k + 1
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as e:
-        raise RunError(f"{path}: cannot write the run directory ({e.strerror or e}); choose a writable --out") from e
-    return path
+def new_run_dir(base: Path, name: str, explicit: Path | None) -> tuple[Path, bool, Any]:
+    """``explicit`` (must not already hold a run), or the first free ``base/name``, ``base/name-2``, ...:
+    (the path, whether this call created the folder, its held :class:`~.lock.RunLock`). A folder another
+    process holds is refused for ``explicit`` and skipped otherwise; ``name`` must stay inside ``base``."""
+    from .config import check_run_name
+    from .lock import RunLock, RunLocked
+
+    check_run_name(name)
+    k = 2
+    while True:
+        path = explicit if explicit is not None else base / (name if k == 2 else f"{name}-{k - 1}")
+        k += 1
+        if explicit is None and (path / CONFIG).exists():
+            continue
+        created = not path.exists()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".write-test-{os.getpid()}"  # unique: another process may probe the same folder
+            probe.write_bytes(b"ok")
+            probe.unlink()
+            lock = RunLock(path).acquire()
+        except RunLocked:
+            if explicit is not None:
+                raise
+            continue
+        except OSError as e:
+            raise RunError(f"{path}: cannot write the run directory ({e.strerror or e}); "
+                           "choose a writable --out") from e
+        if (path / CONFIG).exists():  # checked again under the lock: a run may have started meanwhile
+            lock.release()
+            if explicit is not None:
+                raise RunError(f"{explicit}: already holds a run; resume it with --resume {explicit} "
+                               "or choose another --out")
+            continue
+        return path, created, lock
+
+
+def discard_new_run_dir(path: Path, created: bool) -> None:
+    """Undo :func:`new_run_dir` after a set-up failure: a folder it created goes (when it holds nothing else),
+    a folder that existed before keeps everything but the lock file."""
+    from .lock import LOCK
+
+    (path / LOCK).unlink(missing_ok=True)
+    if created:
+        with contextlib.suppress(OSError):  # something else appeared in it: leave it
+            path.rmdir()
 
 
 @dataclass

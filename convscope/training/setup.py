@@ -35,6 +35,12 @@ def build_model(cfg: TrainConfig, data: TrainData) -> torch.nn.Module:
                               f"{', '.join(model_kwargs(cfg.model)) or 'none'}")
         kwargs["dropout"] = cfg.dropout
     c, h, w = data.train.shape
-    model = create_model(cfg.model, c, (h, w), len(data.train.classes), **kwargs)
+    try:
+        model = create_model(cfg.model, c, (h, w), len(data.train.classes), **kwargs)
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as e:  # arguments the model cannot take
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"model_args: model {cfg.model!r} cannot be built with {kwargs} for {c}x{h}x{w} images "
+                          f"({type(e).__name__}: {e}); see `convscope models`") from e
     init_weights(model, cfg.init)
     return model

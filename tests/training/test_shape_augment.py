@@ -103,9 +103,19 @@ def test_random_blur_matches_scipy_gaussian_filter():
 
 
 def test_config_keys_default_off_and_are_validated():
+    """Geometric ones off; stroke and blur resolve to 0.6 / 0.8 for handwritten digits only (chosen by
+    bench/handwriting.py), 0 elsewhere; a run recorded before the keys existed resumes with them off."""
+    from convscope.training.config import config_from_dict, recorded_config, resolve
+
     cfg = convscope.TrainConfig()
-    assert (cfg.rotate, cfg.scale, cfg.aspect, cfg.stroke, cfg.blur) == (0.0, 0.0, 0.0, 0.0, 0.0)
-    from convscope.training.config import config_from_dict
+    assert (cfg.rotate, cfg.scale, cfg.aspect, cfg.stroke, cfg.blur) == (0.0, 0.0, 0.0, None, None)
+    digits = resolve(cfg, hflip_ok=False, device="cpu", native_bf16=False)
+    fashion = resolve(config_from_dict({"dataset": "fashion-mnist"}), hflip_ok=True, device="cpu", native_bf16=False)
+    assert (digits.stroke, digits.blur) == (0.6, 0.8) and (fashion.stroke, fashion.blur) == (0.0, 0.0)
+    explicit = resolve(config_from_dict({"stroke": 0.0}), hflip_ok=False, device="cpu", native_bf16=False)
+    assert (explicit.stroke, explicit.blur) == (0.0, 0.8)
+    old = recorded_config({"dataset": "digits"}, "config.json")   # a 0.1 config.json has no such keys
+    assert (old.stroke, old.blur) == (0.0, 0.0)
 
     for key, bad in (("rotate", -1.0), ("stroke", 1.5), ("blur", -0.1), ("scale", 20.0)):
         with pytest.raises(ConfigError, match=key):

@@ -57,9 +57,10 @@ def test_state_versions_fill_added_keys_and_refuse_newer_ones():
           "skipped": 0, "elapsed": 1.0, "acc": {}, "history": [], "best": {}, "stopped_early": False,
           "aug_rng": 1, "torch_rng": 2, "cuda_rng": [], "metrics_bytes": 10}
     v2 = upgrade_state(v1)
-    assert v2["version"] == 2 and v2["callbacks"] == {} and v2["engine"] == {"model": {}, "optimizer": {}, "ema": {}}
+    assert v2["version"] == STATE_VERSION and v2["data_sha256"] is None
+    assert v2["callbacks"] == {} and v2["engine"] == {"model": {}, "optimizer": {}, "ema": {}}
     assert v2["loop"]["step"] == 3 and v2["rng"] == {"aug": 1, "torch": 2, "cuda": []}
-    assert STATE_VERSION == 2
+    assert STATE_VERSION == 3
     with pytest.raises(CheckpointError, match="newer convscope"):
         upgrade_state({"version": STATE_VERSION + 1})
 
@@ -119,8 +120,12 @@ def test_config_json_holds_what_ran(tmp_path, tiny):
 
 
 def test_tta_only_for_runs_trained_with_flips():
-    cfg, _ = prepare(config_from_dict({"dataset": "fashion-mnist", "train_subset": 100}))
+    cfg, _ = prepare(config_from_dict({"dataset": "fashion-mnist", "train_subset": 100, "hflip": False}))
     assert cfg.tta is False                           # fashion allows flips, but the run trains without them
+    cfg, _ = prepare(config_from_dict({"dataset": "fashion-mnist", "train_subset": 100}))
+    assert cfg.hflip is True and cfg.tta is True      # by default, flips wherever the dataset allows them
+    cfg, _ = prepare(config_from_dict({"train_subset": 100}))
+    assert cfg.hflip is False and cfg.tta is False    # digits: no flips, no flip TTA
     cfg, _ = prepare(config_from_dict({"dataset": "fashion-mnist", "train_subset": 100, "hflip": True}))
     assert cfg.tta is True and cfg.precision != "auto" and cfg.device != "auto"
     with pytest.raises(ConfigError, match="does not allow horizontal flips"):
