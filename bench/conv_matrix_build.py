@@ -92,7 +92,8 @@ def main() -> None:
     peak = peak_alloc(lambda: conv_matrix(w, (64, 32, 32), padding=1))
     stored = m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
     results["cases"].append({"case": "64->64, 3x3, 32x32, pad 1", "method": "convscope.conv_matrix",
-                             "seconds_first_call": cold, "seconds_best_repeat": warm, "nnz": int(m.nnz), "matrix_bytes": stored, "peak_traced_bytes": peak,
+                             "seconds_first_call": cold, "seconds_best_repeat": warm, "nnz": int(m.nnz),
+                             "matrix_bytes": stored, "peak_traced_bytes": peak,
                              "peak_rss_growth_bytes": rss})
     print(results["cases"][-1], flush=True)
     # a small case where the alternatives run
@@ -102,7 +103,8 @@ def main() -> None:
     methods = {
         "convscope.conv_matrix": lambda: conv_matrix(w, shape, padding=1),
         "autograd dense Jacobian": lambda: sp.csr_matrix(torch.autograd.functional.jacobian(
-            lambda x: F.conv2d(x, w, padding=1), torch.zeros(1, *shape, dtype=torch.float64)).reshape(ref.shape).numpy()),
+            lambda x: F.conv2d(x, w, padding=1), torch.zeros(1, *shape,
+                                                             dtype=torch.float64)).reshape(ref.shape).numpy()),
         "conv on basis vectors": lambda: identity_trick(w, shape),
         "Python loop over pixels": lambda: python_loop(w, shape),
     }

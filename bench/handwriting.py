@@ -140,7 +140,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "handwriting.json")
     ap.add_argument("--runs-dir", type=Path, help="keep the trained runs here and reuse those already there "
                                                   "(default: a temporary folder)")
-    ap.add_argument("--merge", type=Path, nargs="+", help="only merge these result files into --out and print the table")
+    ap.add_argument("--merge", type=Path, nargs="+", help="only merge these result files into --out and print the "
+                                                          "table")
     ap.add_argument("--figure", type=Path, help="only draw files vs prepared inputs to this PNG")
     args = ap.parse_args()
     if args.figure:

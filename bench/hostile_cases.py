@@ -226,7 +226,8 @@ def build_cases(ws: Path, timeout: float) -> list[Case]:
     cli("train", "train --out /proc", ["train", "--out", "/proc/run", *TINY])
     cli("train", "train --out existing run", ["train", "--out", run, *TINY])
     cli("train", "train --runs-dir FIFO", ["train", "--runs-dir", C / "fifo.yaml", *TINY])
-    for target in ("/nonexistent", str(C / "fifo.yaml"), str(im / "ok.png"), str(ws / "runs_bad" / "checkpoint_garbage")):
+    for target in ("/nonexistent", str(C / "fifo.yaml"), str(im / "ok.png"),
+                   str(ws / "runs_bad" / "checkpoint_garbage")):
         cli("train", f"train --resume {Path(target).name}", ["train", "--resume", target, "--quiet"],
             timeout=max(timeout, 60), expect="ok" if "checkpoint_garbage" in target else "error")
     cli("train", "train tiny (sanity)", ["train", "--out", f"{out}/sane", *TINY], expect="ok", timeout=max(timeout, 90))
@@ -317,8 +318,8 @@ def build_cases(ws: Path, timeout: float) -> list[Case]:
         for name in ("one", "mixed", "fifo", "bomb", "devzero", "outside", "rgb", "empty"):
             cli("inspect", f"{cmd} --dataset folder:{name}", [*argv, "--dataset", f"folder:{F / name}", "--split",
                                                               "all"], expect="ok" if name == "one" else "error")
-        cli("inspect", f"{cmd} --dataset folder:mixed --size 0x0", [*argv, "--dataset", f"folder:{F / 'mixed'}",
-                                                                    "--resize", "fit", "--size", "0x0", "--split", "all"])
+        cli("inspect", f"{cmd} --dataset folder:mixed --size 0x0",
+            [*argv, "--dataset", f"folder:{F / 'mixed'}", "--resize", "fit", "--size", "0x0", "--split", "all"])
         for sub in ("bomb", "devzero", "fifo", "trunc"):
             cli("inspect", f"{cmd} mnist --data-dir {sub}", [*argv, "--dataset", "mnist", "--data-dir", D / sub,
                                                              "--no-download"])
@@ -380,9 +381,11 @@ def build_cases(ws: Path, timeout: float) -> list[Case]:
         "sparsity(tensor)": "result = activation_sparsity(run.model, ds.images, run.normalization)",
         "sparsity(list)": "result = activation_sparsity(run.model, [1, 2], run.normalization)",
         "sparsity(norm=None)": "result = activation_sparsity(run.model, ds, None)",
-        "sparsity(threshold=nan)": "result = activation_sparsity(run.model, ds, run.normalization, threshold=float('nan'))",
+        "sparsity(threshold=nan)": "result = activation_sparsity(run.model, ds, run.normalization, "
+                                   "threshold=float('nan'))",
         "sparsity(bins=0)": "result = activation_sparsity(run.model, ds, run.normalization, bins=0)",
-        "sparsity(hist_range=(1,0))": "result = activation_sparsity(run.model, ds, run.normalization, hist_range=(1, 0))",
+        "sparsity(hist_range=(1,0))": "result = activation_sparsity(run.model, ds, run.normalization, hist_range=(1, "
+                                      "0))",
         "edges(float tensor)": "from convscope.inspect import edge_experiment; "
                                "result = edge_experiment(ds.images.float() / 255)",
         "receptive_fields(int shape)": "from convscope.inspect import receptive_fields; "
@@ -403,9 +406,11 @@ def build_cases(ws: Path, timeout: float) -> list[Case]:
         "load('digits', 5)": "result = load('digits', 5)",
         "load(folder FIFO root)": "result = load('folder:' + str(WS/'folders'/'fifo_root'), 'all')",
         "load(folder one, train)": "result = load('folder:' + str(WS/'folders'/'one'), 'train')",
-        "read_idx(FIFO)": "from convscope.data import read_idx; result = read_idx(WS/'data'/'fifo'/'t10k-labels-idx1-ubyte.gz')",
+        "read_idx(FIFO)": "from convscope.data import read_idx; result = "
+                          "read_idx(WS/'data'/'fifo'/'t10k-labels-idx1-ubyte.gz')",
         "read_idx(/dev/zero)": "from convscope.data import read_idx; result = read_idx('/dev/zero')",
-        "read_idx(bomb)": "from convscope.data import read_idx; result = read_idx(WS/'data'/'bomb'/'t10k-labels-idx1-ubyte.gz')",
+        "read_idx(bomb)": "from convscope.data import read_idx; result = "
+                          "read_idx(WS/'data'/'bomb'/'t10k-labels-idx1-ubyte.gz')",
         "ImageDataset(float images)": "result = ImageDataset(torch.rand(2,1,4,4), torch.zeros(2, dtype=torch.int64), "
                                       "('a',), 'x', 'test', 'mem')",
         "Normalization.apply(float images)": "x = ds.images.float() / 255; result = bool(torch.isfinite("
@@ -416,12 +421,14 @@ def build_cases(ws: Path, timeout: float) -> list[Case]:
                                         "result = evaluate(run.model, ds.images.float() / 255, run.normalization)",
         "load_weights(FIFO)": "from convscope.training.checkpoint import load_weights; "
                               "result = load_weights(WS/'fifo.safetensors')",
-        "load_weights(pickle)": "from convscope.training.checkpoint import load_weights; result = load_weights(WS/'w.pt')",
+        "load_weights(pickle)": "from convscope.training.checkpoint import load_weights; result = "
+                                "load_weights(WS/'w.pt')",
         "load_state(garbage)": "from convscope.training.checkpoint import load_state; "
                                "result = load_state(WS/'garbage.safetensors')",
         "load_run(model.json deep)": "result = convscope.load_run(WS/'runs_bad'/'meta_deep')",
         "target.from_model_file(NoParams)": "from convscope.inspect import from_model_file; "
-                                            "result = from_model_file(str(WS/'models.py') + ':NoParams', None, (1, 28, 28), 'digits', "
+                                            "result = from_model_file(str(WS/'models.py') + ':NoParams', None, (1, "
+                                            "28, 28), 'digits', "
                                             "WS/'_o').model",
     }
     for name, code in api.items():

@@ -60,7 +60,8 @@ def _child(case: Case, ws: str, out_path: str, err_path: str) -> None:
     """Runs inside the forked process: limits, redirected output, then the CLI or the Python snippet."""
     limit = _vm_size() + AS_LIMIT_EXTRA
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    out_fd, err_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    out_fd, err_fd = os.open(out_path, flags), os.open(err_path, flags)
     os.dup2(out_fd, 1)
     os.dup2(err_fd, 2)
     sys.stdout = os.fdopen(1, "w", buffering=1)

@@ -224,9 +224,12 @@ def make_workspace(root: Path) -> Path:
     c = ws / "configs"
     c.mkdir()
     (c / "bomb.yaml").write_text("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
-                                 "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
-                                 "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
-                                 "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]\n"
+                                 "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, "
+                                 "*c]\n"
+                                 "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, "
+                                 "*e]\n"
+                                 "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: &h [*g, *g, *g, *g, *g, *g, *g, *g, "
+                                 "*g]\n"
                                  "i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]\n")
     (c / "name_up.yaml").write_text("name: ../../escaped-run\nepochs: 1\ntrain_subset: 64\nmodel_args: {width: 4}\n"
                                     "threads: 1\ntta: false\n")

@@ -136,7 +136,8 @@ def main() -> None:
             row[f"time_to_{th}"] = statistics.mean(times) if all(t is not None for t in times) else None
         summary.append(row)
         print(row)
-    (HERE / "results" / "keras_reference.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=2) + "\n")
+    (HERE / "results" / "keras_reference.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=2)
+                                                           + "\n")
 
 
 if __name__ == "__main__":

@@ -117,7 +117,8 @@ def cmd_sparsity(args) -> int:
     print(f"{'layer':<{w}}  {'shape':<12} {'exactly 0':>10} {'near 0':>8} {'dead units':>14} {'dead channels':>14}")
     for r in res:
         print(f"{r.name:<{w}}  {'x'.join(map(str, r.shape)):<12} {100 * r.zero_fraction:>9.2f}% "
-              f"{100 * r.near_zero_fraction:>7.2f}% {r.dead_units:>6}/{r.units:<7} {r.dead_channels:>6}/{r.shape[0]:<7}")
+              f"{100 * r.near_zero_fraction:>7.2f}% {r.dead_units:>6}/{r.units:<7} "
+              f"{r.dead_channels:>6}/{r.shape[0]:<7}")
     stem = f"sparsity-{ds.name.replace(':', '_').replace('/', '_')}-{ds.split}"
     _write_json(t.out_dir / f"{stem}.json", {"dataset": ds.name, "split": ds.split, "images": len(ds),
                                              "threshold": args.threshold, "layers": [r.to_dict() for r in res]})

@@ -75,7 +75,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         if args.groups < 1 or c_in % args.groups:
             raise ConfigError(f"--groups {args.groups}: must divide the input channels {c_in}")
         in_shape = (c_in, h, w)
-        weight = torch.from_numpy(np.random.default_rng(args.seed).standard_normal((c_out, c_in // args.groups, kh, kw)))
+        weight = torch.from_numpy(np.random.default_rng(args.seed).standard_normal((c_out, c_in // args.groups, kh,
+                                                                                    kw)))
         conv = dict(stride=_hw(args.stride, "--stride"), padding=_padding(args.padding),
                     dilation=_hw(args.dilation, "--dilation"), groups=args.groups, padding_mode=args.padding_mode)
         label, symbolic = f"{kh}x{kw} kernel on {c_in}x{h}x{w}", True
@@ -130,7 +131,8 @@ def _lipschitz(args) -> int:
     width = max(len(b.name) for b in layers)
     print(f"{'layer':<{width}}  {'type':<18} {'input':<14} {'lower':>10} {'upper':>10}")
     for b in layers:
-        print(f"{b.name:<{width}}  {b.kind:<18} {'x'.join(map(str, b.input_shape)):<14} {b.lower:>10.4g} {b.upper:>10.4g}")
+        print(f"{b.name:<{width}}  {b.kind:<18} {'x'.join(map(str, b.input_shape)):<14} {b.lower:>10.4g} "
+              f"{b.upper:>10.4g}")
     print(f"\nLipschitz upper bound of the network (L2, eval mode, product of layer bounds): {total:.6g}")
     print("(the normalization of the input adds a factor 1/min(std) per unit of pixel value)")
     return 0

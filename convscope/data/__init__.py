@@ -6,5 +6,6 @@ from .idx import read_idx, write_idx
 from .normalize import Normalization
 from .registry import DATASETS, availability, load
 
-__all__ = ["DATASETS", "FolderOptions", "ImageDataset", "Normalization", "availability", "load", "read_idx", "stratified_split",
+__all__ = ["DATASETS", "FolderOptions", "ImageDataset", "Normalization", "availability", "load", "read_idx",
+           "stratified_split",
            "write_idx"]

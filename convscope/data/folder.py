@@ -129,7 +129,8 @@ def _open_image(path: Path, root: Path, opts: FolderOptions, load: bool) -> Iter
     """Open ``path`` safely; header checks only unless ``load`` (then decode the pixels too)."""
     _check_inside(path, root)
     if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise DataError(f"{path}: not a PNG or JPEG file (suffix {path.suffix or 'none'}); remove it from the class folder")
+        raise DataError(f"{path}: not a PNG or JPEG file (suffix {path.suffix or 'none'}); remove it from the class "
+                        f"folder")
     with open_image(path, opts.max_pixels, load) as img:
         yield img
 

@@ -237,10 +237,12 @@ def download(urls: list[str] | tuple[str, ...], dest: str | os.PathLike[str], md
                     if digest.hexdigest() != md5:
                         raise ChecksumError(f"checksum mismatch: MD5 {digest.hexdigest()}, published {md5}")
             return dest
-        except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError, DownloadError, ChecksumError) as e:
+        except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError, DownloadError,
+                ChecksumError) as e:
             reason = getattr(e, "reason", None) or e
             failures.append(f"  {url}: {type(e).__name__}: {reason}")
-    raise DownloadError(f"could not download {dest.name}; every mirror failed (nothing was kept):\n" + "\n".join(failures))
+    raise DownloadError(f"could not download {dest.name}; every mirror failed (nothing was kept):\n"
+                        + "\n".join(failures))
 
 
 def fetch(source: RemoteSource, root: str | os.PathLike[str] | None = None, *, download_missing: bool = True,
@@ -273,6 +275,7 @@ def _not_found_message(source: RemoteSource, file: RemoteFile, root, error: Exce
     }.get(source.name, "")
     return (
         f"dataset {source.name!r}: {file.name} not found. Looked in:\n{looked}{tail}\n"
-        f"To fix: connect to the internet and run again, or copy the published files ({', '.join(f.name for f in source.files)}) "
+        f"To fix: connect to the internet and run again, or copy the published files "
+        f"({', '.join(f.name for f in source.files)}) "
         f"into {download_dir(source, root)} or a folder passed as root=/--data-dir.{hint}"
     )

@@ -289,7 +289,8 @@ def _run_one(base, variant, cfg, layer, response, train, test, norm, tta, chosen
     losses: list[float] = []
 
     def row(step: int) -> dict:
-        r = {"step": step, "weight_change": _rel_change([weight], [w0]), "trainable_change": _rel_change(trainable, before),
+        r = {"step": step, "weight_change": _rel_change([weight], [w0]), "trainable_change": _rel_change(trainable,
+                                                                                                         before),
              "kernel_norm_change": float(((weight.detach().flatten(1).norm(dim=1) - norms0).abs() / norms0).max()),
              "objective" if variant == "maximize" else "train_loss": float(np.mean(losses)) if losses else None,
              "bn": {}}

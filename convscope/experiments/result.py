@@ -129,7 +129,8 @@ class RefineResult:
         """Mean, std (n-1), min, max over seeds of the last step's numbers, and their change from step 0."""
         runs = self.runs_of(variant)
         if not runs:
-            raise ConfigError(f"variant {variant!r}: not run; ran {', '.join(dict.fromkeys(r.variant for r in self.runs))}")
+            raise ConfigError(f"variant {variant!r}: not run; ran "
+                              f"{', '.join(dict.fromkeys(r.variant for r in self.runs))}")
         out: dict = {"chosen_images": _spread([len(r.chosen) for r in runs])}
         first = [r.rows[0]["bn"][bn] for r in runs]
         last = [r.rows[-1]["bn"][bn] for r in runs]
@@ -161,7 +162,8 @@ class RefineResult:
                     return f"{scale * s['mean']:{fmt}}±{scale * s['std']:{fmt}}"
                 lines.append(f"  {v:<15}{int(f['chosen_images']['mean']):>7} {pm(f['test_accuracy']):>15} "
                              f"{pm(f['test_accuracy_change']):>14} {pm(f['chosen_accuracy']):>15} "
-                             f"{100 * f['gap']['mean']:>8.2f} {pm(f['response_topk_train_gain'], 100, '+.1f') + '%':>17}"
+                             f"{100 * f['gap']['mean']:>8.2f} "
+                             f"{pm(f['response_topk_train_gain'], 100, '+.1f') + '%':>17}"
                              f" {pm(f['response_topk_test_gain'], 100, '+.1f') + '%':>16} "
                              f"{f['weight_change']['mean']:>9.4f}")
         return "\n".join(lines)

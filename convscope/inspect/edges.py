@@ -40,7 +40,8 @@ def parse_kernel(value) -> np.ndarray:
             try:
                 value = np.load(text, allow_pickle=False)
             except FileNotFoundError:
-                raise ConfigError(f"{src}: no such file; give a .npy file or a JSON list such as [[1,0],[0,-1]]") from None
+                raise ConfigError(f"{src}: no such file; give a .npy file or a JSON list such as "
+                                  f"[[1,0],[0,-1]]") from None
             except (OSError, ValueError) as e:
                 raise ConfigError(f"{src}: not a readable NumPy array without pickles ({e})") from None
         else:
@@ -105,7 +106,8 @@ class EdgeResult:
                 "pixels_per_image": self.pixels, "input_nonzero": stats(self.nonzero_input),
                 "input_zero_mean": float(self.pixels - self.nonzero_input.mean()),
                 "filtered_nonzero": stats(self.nonzero_before), "after_relu_nonzero": stats(self.nonzero_after),
-                "relu_zeroed_fraction_of_nonzero": float(1 - self.nonzero_after.sum() / max(self.nonzero_before.sum(), 1))}
+                "relu_zeroed_fraction_of_nonzero": float(1 - self.nonzero_after.sum() / max(self.nonzero_before.sum(),
+                                                                                            1))}
 
     def to_dict(self) -> dict:
         return self.summary()

@@ -176,7 +176,8 @@ def _weight_and_geometry(weight, input_shape, stride, padding, dilation, groups,
         weight = weight.detach().cpu()
         weight = (weight.double() if weight.dtype not in (torch.float32, torch.float64) else weight).numpy()
     if not isinstance(weight, np.ndarray):
-        raise ConfigError(f"weight: expected a numpy array, a torch tensor or an nn.Conv2d, got {type(weight).__name__}")
+        raise ConfigError(f"weight: expected a numpy array, a torch tensor or an nn.Conv2d, got "
+                          f"{type(weight).__name__}")
     if weight.dtype not in (np.float32, np.float64):
         if weight.dtype == np.bool_ or not np.issubdtype(weight.dtype, np.number) \
                 or np.issubdtype(weight.dtype, np.complexfloating):

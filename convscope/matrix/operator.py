@@ -40,7 +40,8 @@ def conv_adjoint(w: torch.Tensor, g: torch.Tensor, geom: ConvGeometry) -> torch.
     the padded border back onto the pixels it copied)."""
     t, b, l, r = geom.pad
     if geom.padding_mode == "zeros" and t == b and l == r:
-        return F.conv_transpose2d(g, w, stride=geom.stride, padding=(t, l), output_padding=transpose_output_padding(geom),
+        return F.conv_transpose2d(g, w, stride=geom.stride, padding=(t, l),
+                                  output_padding=transpose_output_padding(geom),
                                   groups=geom.groups, dilation=geom.dilation)
     x = torch.zeros(g.shape[0], *geom.input_shape, dtype=g.dtype, requires_grad=True)
     with torch.enable_grad():

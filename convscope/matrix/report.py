@@ -54,7 +54,8 @@ def conv_layer_in_model(model: nn.Module, layer: str, input_shape: tuple[int, in
     """The conv layer ``layer`` of ``model`` and the shape of its input for a model input of ``input_shape``."""
     convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     if layer not in convs:
-        raise ConfigError(f"--layer {layer!r}: not a conv layer of the model; conv layers: {', '.join(convs) or 'none'}")
+        raise ConfigError(f"--layer {layer!r}: not a conv layer of the model; conv layers: "
+                          f"{', '.join(convs) or 'none'}")
     return convs[layer], layer_input_shapes(model, input_shape, [layer])[layer]
 
 

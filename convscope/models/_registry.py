@@ -71,7 +71,8 @@ def create_model(name: str, in_channels: int | None = None, image_size: tuple[in
     valid = model_kwargs(name)
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
-        raise ConfigError(f"model {name!r} takes no argument(s) {', '.join(unknown)}; valid: {', '.join(valid) or 'none'}")
+        raise ConfigError(f"model {name!r} takes no argument(s) {', '.join(unknown)}; valid: "
+                          f"{', '.join(valid) or 'none'}")
     model = entry.fn(in_channels=in_channels, image_size=tuple(image_size), num_classes=num_classes, **kwargs)
     model.convscope_spec = {"name": name, "in_channels": in_channels, "image_size": list(image_size),
                             "num_classes": num_classes, "kwargs": dict(kwargs)}

@@ -73,7 +73,8 @@ def _block(c_in: int, c_out: int, k: int, i: int, pool: str, extra: bool) -> lis
     return layers
 
 
-@register_model("fast2", "speed round 2: 3 conv blocks that max-pool before BN-ReLU, a conv after pool3, flatten, linear")
+@register_model("fast2", "speed round 2: 3 conv blocks that max-pool before BN-ReLU, a conv after pool3, flatten, "
+                         "linear")
 def fast2(in_channels: int, image_size: tuple[int, int], num_classes: int, width: int = 32, pool: str = "before",
           whiten: int = 0, widths: tuple[int, int, int] | list[int] | None = None, extra: int = 1) -> nn.Module:
     """(N, C, 28, 28) -> (N, 4w, 3, 3) -> (N, classes); widths (w, 2w, 4w) unless ``widths`` is given.

@@ -62,7 +62,7 @@ def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (a safetensors handle, not a dict)
     except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, KeyError, OverflowError) as e:
         raise CheckpointError(f"{path}: not a valid safetensors file, truncated or corrupt ({e})") from e
     if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):

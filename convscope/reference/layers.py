@@ -235,7 +235,8 @@ class BatchNorm2d(Layer):
         self.xhat = (x - mean[None, :, None, None]) * self.inv[None, :, None, None]
         mom = self.momentum
         self.buffers["running_mean"] = ((1 - mom) * self.buffers["running_mean"] + mom * mean).astype(x.dtype)
-        self.buffers["running_var"] = ((1 - mom) * self.buffers["running_var"] + mom * var * m / max(m - 1, 1)).astype(x.dtype)
+        self.buffers["running_var"] = ((1 - mom) * self.buffers["running_var"] + mom * var * m / max(m - 1,
+                                                                                                     1)).astype(x.dtype)
         return g * self.xhat + b
 
     def backward(self, dy):

@@ -179,7 +179,8 @@ def check_manifest(meta: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
         raise bad("sha256", "a map of file names to SHA-256 hex digests")
     if not isinstance(meta.get("model"), str):
         raise bad("model", "a model name (str)")
-    if not isinstance(meta.get("model_args", {}), dict) or not all(isinstance(k, str) for k in meta.get("model_args", {})):
+    if not isinstance(meta.get("model_args", {}), dict) or not all(isinstance(k, str) for k in meta.get("model_args",
+                                                                                                        {})):
         raise bad("model_args", "a map of argument names to values")
     shape = meta.get("input_shape")
     if not (isinstance(shape, list) and len(shape) == 3

@@ -24,7 +24,8 @@ from .views.layout import page
 
 STATIC = Path(__file__).parent / "static"
 MEDIA = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".png": "image/png",
-         ".txt": "text/plain; charset=utf-8", ".json": "application/json", ".jpg": "image/jpeg", ".svg": "image/svg+xml"}
+         ".txt": "text/plain; charset=utf-8", ".json": "application/json", ".jpg": "image/jpeg",
+         ".svg": "image/svg+xml"}
 RUN_FILE_TYPES = {".png", ".json", ".jpg", ".txt"}     # what a run file URL may return (no HTML, no weights)
 
 
@@ -67,7 +68,8 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
         return runs[rid]
 
     def html(title: str, body: str, rid: str | None = None, scripts: tuple[str, ...] = ()) -> HTMLResponse:
-        return HTMLResponse(page(title, body, nav=pages.nav_for(rid), scripts=["common.js", *scripts] if scripts else []))
+        return HTMLResponse(page(title, body, nav=pages.nav_for(rid), scripts=["common.js", *scripts] if scripts
+                                 else []))
 
     def run_row(r: RunEntry) -> dict[str, Any]:
         try:

@@ -245,7 +245,8 @@ def unit_data(entry: RunEntry, layer: str, ch: int) -> UnitView:
                                 "image": pictures.data_uri(pictures.png_bytes(pictures.with_box(img, box)))})
         if rf is None:
             out.notes.append("receptive fields: the chain formula does not apply to this model (boxes not drawn)")
-        sp = entry.cached(("sparsity", layer), lambda: activation_sparsity(run.model, ds, run.normalization, [layer]))[0]
+        sp = entry.cached(("sparsity", layer), lambda: activation_sparsity(run.model, ds, run.normalization,
+                                                                           [layer]))[0]
         out.sparsity = {"channel_zero_fraction": sp.channel_zero_fraction[ch], "layer_zero_fraction": sp.zero_fraction,
                            "dead_channels": sp.dead_channels, "images": len(ds)}
         if rf is not None:

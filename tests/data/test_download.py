@@ -83,7 +83,8 @@ def test_fetch_downloads_into_root_then_finds_it_offline(tmp_path, payload):
         srv.routes["/mirror2/lab.gz"] = labels
         source = RemoteSource(
             "toy",
-            (RemoteFile("img.gz", hashlib.md5(blob).hexdigest()), RemoteFile("lab.gz", hashlib.md5(labels).hexdigest())),
+            (RemoteFile("img.gz", hashlib.md5(blob).hexdigest()), RemoteFile("lab.gz",
+                                                                             hashlib.md5(labels).hexdigest())),
             (dead_url() + "/", srv.url + "/mirror2/"),
         )
         paths = fetch(source, tmp_path, progress=False)

@@ -43,7 +43,8 @@ def test_splits_are_stratified_disjoint_and_complete():
     assert np.all(np.abs(te - np.array(COUNTS) * 0.2) < 1.0)  # each class gives 20%, rounded
     everything = load("digits", "all")
     # each image of the full set lands in exactly one split: compare as byte strings
-    key = lambda ds: sorted(bytes(x) + bytes([int(y)]) for x, y in zip(ds.images.numpy().reshape(len(ds), -1), ds.labels))
+    key = lambda ds: sorted(bytes(x) + bytes([int(y)]) for x, y in zip(ds.images.numpy().reshape(len(ds), -1),
+                                                                       ds.labels))
     assert sorted(key(train) + key(test)) == key(everything)
 
 

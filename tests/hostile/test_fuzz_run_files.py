@@ -141,7 +141,8 @@ def tiny_run(tmp_path_factory) -> Path:
 
 
 _values = st.one_of(st.none(), st.booleans(), st.integers(-3, 2**40), st.floats(), st.text(max_size=6),
-                    st.lists(st.integers(-2, 40), max_size=4), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+                    st.lists(st.integers(-2, 40), max_size=4), st.dictionaries(st.text(max_size=4), st.integers(),
+                                                                               max_size=2))
 
 
 @st.composite
@@ -159,7 +160,8 @@ def _edit(obj, path, value):
         return value
     cur = obj
     for key in path[:-1]:
-        if (isinstance(cur, dict) and key in cur) or (isinstance(cur, list) and isinstance(key, int) and key < len(cur)):
+        if (isinstance(cur, dict) and key in cur) or (isinstance(cur, list) and isinstance(key, int)
+                                                      and key < len(cur)):
             cur = cur[key]
     last = path[-1]
     if (isinstance(cur, dict) and isinstance(last, str)) or (isinstance(cur, list) and isinstance(last, int)

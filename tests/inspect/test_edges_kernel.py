@@ -108,5 +108,6 @@ def test_cli_any_kernel_on_fashion(tmp_path):
     _, _, nz_relu, _ = numpy_counts(imgs, np.array(EDGE_4X4))
     assert data["nonzero_after"] == nz_relu.tolist() and data["exact"] and data["split"] == "test"
     assert data["padding_left_right_top_bottom"] == [1, 2, 1, 2]
-    p = subprocess.run([*cmd[:5], "[[1, 2], [3]]", "--limit", "2"], check=False, capture_output=True, text=True, timeout=300)
+    p = subprocess.run([*cmd[:5], "[[1, 2], [3]]", "--limit", "2"], check=False, capture_output=True, text=True,
+                       timeout=300)
     assert p.returncode == 2 and "ragged" in p.stderr

@@ -211,7 +211,8 @@ def test_adam_matches_torch():
     (lambda: conv2d(np.ones((1, 1, 5, 5), np.int64), np.ones((1, 1, 3, 3), np.int64)), "float32 or float64"),
     (lambda: conv2d(np.ones((1, 1, 5, 5)), np.ones((1, 1, 3, 3)), algorithm="winograd"), "algorithm"),
     (lambda: conv2d(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3))), "kernel"),
-    (lambda: conv2d_backward(np.ones((1, 1, 2, 2)), np.ones((1, 1, 5, 5)), np.ones((1, 1, 3, 3))), "dy: expected shape"),
+    (lambda: conv2d_backward(np.ones((1, 1, 2, 2)), np.ones((1, 1, 5, 5)), np.ones((1, 1, 3, 3))), "dy: expected "
+                                                                                                   "shape"),
 ])
 def test_bad_input_is_a_clear_error(call, fragment):
     with pytest.raises(ConfigError, match=fragment):

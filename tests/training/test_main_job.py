@@ -84,6 +84,6 @@ def test_models_lists_the_zoo():
     r = subprocess.run([sys.executable, "-m", "convscope", "models"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0
     names = [line.split()[0] for line in r.stdout.splitlines()[1:]]
-    assert names == sorted(["fast", "keras-example", "lenet5", "mlp", "pytorch-example", "resnet-small"])
+    assert names == sorted(["fast", "fast2", "keras-example", "lenet5", "mlp", "pytorch-example", "resnet-small"])
     pt = next(line for line in r.stdout.splitlines() if line.startswith("pytorch-example"))
     assert "1,199,882" in pt  # 320 + 18,496 + 1,179,776 + 1,290 parameters

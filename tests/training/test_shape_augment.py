@@ -134,5 +134,6 @@ def test_the_shifted_3x3_extremes_equal_max_pooling():
     x = torch.randn(3, 2, 9, 7, generator=gen())                           # negative values: the border counts
     torch.testing.assert_close(_extreme3x3(x, torch.maximum, float("-inf")), torch.nn.functional.max_pool2d(x, 3, 1, 1),
                                rtol=0, atol=0)
-    torch.testing.assert_close(_extreme3x3(x, torch.minimum, float("inf")), -torch.nn.functional.max_pool2d(-x, 3, 1, 1),
+    torch.testing.assert_close(_extreme3x3(x, torch.minimum, float("inf")), -torch.nn.functional.max_pool2d(-x, 3, 1,
+                                                                                                            1),
                                rtol=0, atol=0)

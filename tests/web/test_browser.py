@@ -92,7 +92,8 @@ def test_draw_predicts_the_digit_and_shows_every_layer(server, browser_page, tmp
         assert page.locator(f'.layer[data-layer="{name}"] canvas').count() == channels
     spread = page.evaluate("""() => { const c = document.querySelector('.layer[data-layer="conv1"] canvas');
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let lo = 255, hi = 0;
-        for (let i = 0; i < d.length; i += 4) { lo = Math.min(lo, d[i]); hi = Math.max(hi, d[i]); } return hi - lo; }""")
+        for (let i = 0; i < d.length; i += 4) { lo = Math.min(lo, d[i]); hi = Math.max(hi, d[i]); }
+        return hi - lo; }""")
     assert spread > 50
     shot(page, "serve-draw.png")
     # an uploaded picture: a test-set 7, dark ink on white paper at 4x size (inverted and fitted by the server)

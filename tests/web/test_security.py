@@ -44,7 +44,8 @@ def bomb_png(side: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 4096)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 4096)) + chunk(b"IEND",
+                                                                                                             b"")
 
 
 def test_binds_loopback_only(server):
@@ -140,7 +141,8 @@ def test_headers_and_json_errors(server):
     assert "script-src 'self'" in csp and "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
     assert page.headers["x-content-type-options"] == "nosniff"
     cases = [("/run/nope/draw", 404, "no run 'nope'"), ("/api/run/digits8/unit/conv1/99", 400, "channels 0..7"),
-             ("/api/run/digits8/unit/fc/0", 400, "not a feature-map layer"), ("/api/run/digits8/unit/conv1/x", 422, "ch"),
+             ("/api/run/digits8/unit/fc/0", 400, "not a feature-map layer"), ("/api/run/digits8/unit/conv1/x", 422,
+                                                                              "ch"),
              ("/api/matrix?h=99", 400, "h: 99 is outside"), ("/api/matrix?kh=5&h=3", 400, "kernel"),
              ("/no/such/page", 404, "not found")]
     for path, status, text in cases:
