@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from ._types import count, number
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -25,8 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "time excluded.")
     p.add_argument("--datasets", nargs="+", default=["digits"])
     p.add_argument("--recipes", nargs="+", default=["fast", "keras-example", "pytorch-example"])
-    p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--max-seconds", type=float, default=60.0, help="training wall time per run (default 60)")
+    p.add_argument("--seeds", type=count(1), default=1)
+    p.add_argument("--max-seconds", type=number(positive=True), default=60.0,
+                   help="training wall time per run (default 60)")
     p.add_argument("--smoke", action="store_true", help="1 epoch on 1,024 images per run")
     p.add_argument("--out", help="also write the JSON results here")
     p.set_defaults(func=cmd_bench)

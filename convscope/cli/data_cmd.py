@@ -8,6 +8,7 @@ from pathlib import Path
 from ..data import DATASETS, availability, load
 from ..data.folder import FolderOptions
 from ..viz import class_grid
+from ._types import count
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -65,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ps = dsub.add_parser("show", help="write a PNG grid of samples, one row per class")
     ps.add_argument("name", help="digits, mnist, fashion-mnist, cifar10 or folder:PATH")
     ps.add_argument("--split", default="train", help="train (default), test, or all (digits/folder)")
-    ps.add_argument("--per-class", type=int, default=8, help="samples per class (default 8)")
+    ps.add_argument("--per-class", type=count(1), default=8, help="samples per class (default 8)")
     ps.add_argument("--out", type=Path, default=None, help="PNG file to write (default NAME-SPLIT-samples.png)")
     add_data_args(ps)
     ps.set_defaults(func=cmd_show)

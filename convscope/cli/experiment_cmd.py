@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError
+from ._types import count, number
 
 
 def _ints(text: str, name: str) -> tuple[int, ...]:
@@ -72,23 +73,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--data-dir", type=Path, default=None, help="folder searched first for dataset files")
     r.add_argument("--layer", default="conv3", help="the conv layer whose kernels are refined (default conv3)")
     r.add_argument("--response", help="layer whose channel peaks are the kernels' response (default: --layer)")
-    r.add_argument("--k", type=int, default=9, help="top images per kernel (default 9)")
-    r.add_argument("--steps", type=int, default=30, help="optimisation steps per variant (default 30)")
-    r.add_argument("--eval-every", type=int, default=30, help="measure every N steps (default 30: start and end)")
+    r.add_argument("--k", type=count(1), default=9, help="top images per kernel (default 9)")
+    r.add_argument("--steps", type=count(1), default=30, help="optimisation steps per variant (default 30)")
+    r.add_argument("--eval-every", type=count(1), default=30, help="measure every N steps (default 30: start and end)")
     r.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default 0,1,2,3,4)")
     r.add_argument("--variants", default="maximize,top,random,representative,full",
                    help="comma-separated subset of maximize,top,random,representative,full")
-    r.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
-    r.add_argument("--lr", type=float, default=0.01, help="fine-tune variants: SGD learning rate (default 0.01)")
-    r.add_argument("--momentum", type=float, default=0.9, help="fine-tune variants: SGD momentum (default 0.9)")
-    r.add_argument("--angle", type=float, default=0.01, help="maximize: radians each kernel turns per step (0.01)")
+    r.add_argument("--batch-size", type=count(1), default=64, help="images per step (default 64)")
+    r.add_argument("--lr", type=number(positive=True), default=0.01,
+                   help="fine-tune variants: SGD learning rate (default 0.01)")
+    r.add_argument("--momentum", type=number(0.0), default=0.9, help="fine-tune variants: SGD momentum (default 0.9)")
+    r.add_argument("--angle", type=number(positive=True), default=0.01,
+                   help="maximize: radians each kernel turns per step (0.01)")
     r.add_argument("--params", choices=["layer", "all"], default="layer",
                    help="what the fine-tune variants train: the layer's parameters (default) or all")
     r.add_argument("--bn", default="frozen,reestimate", help="BN statistics when measuring: frozen,reestimate")
-    r.add_argument("--bn-images", type=int, default=2000, help="training images to re-estimate BN on (2000)")
-    r.add_argument("--train-limit", type=int, default=0, help="use N training images, class-stratified (0 = all)")
-    r.add_argument("--test-limit", type=int, default=0, help="use N test images, class-stratified (0 = all)")
+    r.add_argument("--bn-images", type=count(1), default=2000, help="training images to re-estimate BN on (2000)")
+    r.add_argument("--train-limit", type=count(0), default=0, help="use N training images, class-stratified (0 = all)")
+    r.add_argument("--test-limit", type=count(0), default=0, help="use N test images, class-stratified (0 = all)")
     r.add_argument("--after-topk", action="store_true", help="recompute the top-k after refinement (seed 0)")
-    r.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    r.add_argument("--threads", type=count(1), default=None, help="torch threads (default: torch's)")
     r.add_argument("--out", type=Path, help="output folder (default RUN/experiments/refine-LAYER)")
     r.set_defaults(func=cmd_refine)

@@ -13,6 +13,7 @@ import torch
 from .._atomic import atomic_write_text
 from ..errors import ConfigError
 from .inspect_cmd import add_target_args, load_dataset, load_target
+from ._types import count
 
 
 def _read_image(path: Path, shape: tuple[int, int, int]) -> torch.Tensor:
@@ -102,13 +103,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="attribution maps (Captum) for one image; --audit: which maps to trust")
     add_target_args(p)
     p.add_argument("image", nargs="?", type=Path, help="an image file of the model's size (or use --index)")
-    p.add_argument("--index", type=int, default=0, help="image index in the split (default 0)")
+    p.add_argument("--index", type=count(0), default=0, help="image index in the split (default 0)")
     p.add_argument("--method", help="comma-separated methods (default: all): saliency, smoothgrad, "
                                     "integrated_gradients, gradcam, occlusion, guided_gradcam")
-    p.add_argument("--target", type=int, help="class to explain (default: the predicted one)")
+    p.add_argument("--target", type=count(0), help="class to explain (default: the predicted one)")
     p.add_argument("--layer", help="Grad-CAM layer (default: the last conv)")
     p.add_argument("--audit", action="store_true", help="randomization sanity check and deletion/insertion per "
                                                         "method on the first --limit images (default 500)")
     p.add_argument("--ssim", action="store_true", help="--audit: also the SSIM of each randomized map")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=count(0), default=0)
     p.set_defaults(func=cmd_explain)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 
 from .._atomic import atomic_write_text
 from ..errors import ConfigError
+from ._types import count, number
 
 
 def add_target_args(p: argparse.ArgumentParser, dataset: bool = True) -> None:
@@ -30,12 +32,22 @@ def add_target_args(p: argparse.ArgumentParser, dataset: bool = True) -> None:
 
         p.add_argument("--dataset", help="dataset (default: the run's, or digits)")
         p.add_argument("--split", default="test", help="split (default test)")
-        p.add_argument("--limit", type=int, default=0, help="use only the first N images (0 = all)")
+        p.add_argument("--limit", type=count(0), default=0, help="use only the first N images (0 = all)")
         add_data_args(p)
 
 
-def _floats(text: str | None):
-    return None if text is None else tuple(float(v) for v in text.split(","))
+def _floats(text: str | None, flag: str, positive: bool = False):
+    """``--mean 0.13`` / ``--std 0.3,0.3,0.3``: finite numbers (``positive`` for a std), one per channel."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected comma-separated numbers, e.g. 0.13 or 0.5,0.5,0.5") from None
+    if not all(math.isfinite(v) and (v > 0 or not positive) for v in values):
+        need = "positive finite numbers" if positive else "finite numbers"
+        raise ConfigError(f"{flag} {text!r}: expected {need}")
+    return values
 
 
 def load_target(args: argparse.Namespace):
@@ -59,7 +71,8 @@ def load_target(args: argparse.Namespace):
             shape = load(ds_name, "test", getattr(args, "data_dir", None),
                          download=not getattr(args, "no_download", False)).shape
         t = from_model_file(args.model_file, args.weights, shape, getattr(args, "dataset", None) or "digits",
-                            args.out or Path("inspect"), _floats(args.mean), _floats(args.std))
+                            args.out or Path("inspect"), _floats(args.mean, "--mean"), _floats(args.std, "--std",
+                                                                                               positive=True))
     else:
         raise ConfigError("give a run directory, or --model-file path.py:ClassName --weights file.safetensors")
     if args.out:
@@ -271,7 +284,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sparsity", help="exact and near zeros of every activation layer, dead units, histograms")
     add_target_args(p)
     p.add_argument("--layers", help="comma-separated layer names (default: the activation layers)")
-    p.add_argument("--threshold", type=float, default=1e-3, help="near-zero threshold (default 1e-3)")
+    p.add_argument("--threshold", type=number(0.0), default=1e-3, help="near-zero threshold (default 1e-3)")
     p.set_defaults(func=cmd_sparsity)
 
     from ..inspect.edges import FILTERS
@@ -281,11 +294,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--filter", default="sobel-x", choices=list(FILTERS))
     p.add_argument("--kernel", help='your kernel instead of --filter: JSON rows such as "[[1,1,-1,-1]]", any size '
                    "(even sizes: extra padding right/bottom), or a .npy file")
-    p.add_argument("--tolerance", type=float, default=None,
+    p.add_argument("--tolerance", type=number(0.0), default=None,
                    help="float kernels: |output| <= this counts as zero (default: twice float64's rounding bound)")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--split", default=None, help="split (default: all for digits and folders, else test)")
-    p.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    p.add_argument("--limit", type=count(0), default=0, help="use only the first N images")
     p.add_argument("--out", type=Path, help="output folder (default ./inspect)")
     add_data_args(p)
     p.set_defaults(func=cmd_edges)
@@ -301,15 +314,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("features", help="every layer's feature maps for one image")
     add_target_args(p)
-    p.add_argument("--index", type=int, default=0, help="image index in the split (default 0)")
+    p.add_argument("--index", type=count(0), default=0, help="image index in the split (default 0)")
     p.add_argument("--layers", help="comma-separated layer names (default: every feature-map layer)")
-    p.add_argument("--channels", type=int, default=16, help="channels shown per layer (default 16)")
+    p.add_argument("--channels", type=count(1), default=16, help="channels shown per layer (default 16)")
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("topk", help="the dataset images that activate each channel most (Zeiler & Fergus)")
     add_target_args(p)
     p.add_argument("--layer", help="comma-separated layer names")
-    p.add_argument("--k", type=int, default=9, help="images per channel (default 9)")
-    p.add_argument("--channels", type=int, default=16, help="channels drawn (default 16)")
-    p.add_argument("--show", type=int, default=8, help="channels printed (default 8)")
+    p.add_argument("--k", type=count(1), default=9, help="images per channel (default 9)")
+    p.add_argument("--channels", type=count(1), default=16, help="channels drawn (default 16)")
+    p.add_argument("--show", type=count(0), default=8, help="channels printed (default 8)")
     p.set_defaults(func=cmd_topk)

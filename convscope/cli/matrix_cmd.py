@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ._types import count, number
 
 
 def _hw(text: str, name: str) -> tuple[int, int]:
@@ -149,14 +150,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--padding", default="0", help="N, HxW, L,R,T,B, same or valid (default 0)")
     p.add_argument("--dilation", default="1", help="N or HxW (default 1)")
     p.add_argument("--channels", default="1:1", help="IN:OUT channels (default 1:1)")
-    p.add_argument("--groups", type=int, default=1)
+    p.add_argument("--groups", type=count(1), default=1)
     p.add_argument("--padding-mode", default="zeros", choices=["zeros", "circular", "reflect", "replicate"])
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights used for numbers (default 0)")
+    p.add_argument("--seed", type=count(0), default=0, help="seed of the random weights used for numbers (default 0)")
     p.add_argument("--layer", help="with RUN: the conv layer's name (named_modules)")
     p.add_argument("--lipschitz", action="store_true", help="with RUN: every layer's norm interval and the bound")
     p.add_argument("--png", type=Path, help="write a heatmap of the matrix")
     p.add_argument("--svd", action="store_true", help="singular values: summary and a plot")
     p.add_argument("--svd-png", type=Path, help="where the spectrum plot goes (default beside --png)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--max-memory", type=float, default=4.0, help="refuse matrices needing more GiB (default 4)")
+    p.add_argument("--max-memory", type=number(positive=True), default=4.0,
+                   help="refuse matrices needing more GiB (default 4)")
     p.set_defaults(func=cmd_matrix)

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..training import config as C
+from ._types import count
 
 
 def _parse_scalar(text: str) -> Any:
@@ -175,7 +176,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="top classes for image files (PNG/JPEG of any size)")
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument("images", nargs="+", type=Path, help="image files")
-    p.add_argument("--top", type=int, default=3, help="how many classes to show (default 3)")
+    p.add_argument("--top", type=count(1), default=3, help="how many classes to show (default 3)")
     p.add_argument("--prepare", choices=("none", "mnist"), default=None,
                    help="mnist: invert a light background, crop to the ink, fit a 20 px box, centre by mass, as "
                         "MNIST was made; none: only resize (default: the run's, mnist for digit datasets)")

@@ -8,6 +8,7 @@ import json
 
 from .._atomic import atomic_write_text
 from .inspect_cmd import add_target_args, load_dataset, load_target
+from ._types import count, number
 
 
 def _safe(name: str) -> str:
@@ -70,21 +71,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--neuron", action="store_true", help="the centre unit of each channel, not the map's mean")
     p.add_argument("--class", dest="class_", metavar="K", help="visualize class logits K (e.g. 3 or 0-9)")
     p.add_argument("--measure", choices=["mean", "max"], default="mean", help="reduce each map by (default mean)")
-    p.add_argument("--steps", type=int, default=256, help="optimization steps (default 256)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=count(1), default=256, help="optimization steps (default 256)")
+    p.add_argument("--seed", type=count(0), default=0)
     p.add_argument("--param", choices=["fourier", "pixel"], default="fourier", help="image parameterization")
-    p.add_argument("--tv", type=float, default=0.0, help="total-variation weight (default 0)")
-    p.add_argument("--l2", type=float, default=0.0, help="L2 weight (default 0)")
-    p.add_argument("--blur", type=float, default=0.0, help="blur-penalty weight (default 0)")
+    p.add_argument("--tv", type=number(0.0), default=0.0, help="total-variation weight (default 0)")
+    p.add_argument("--l2", type=number(0.0), default=0.0, help="L2 weight (default 0)")
+    p.add_argument("--blur", type=number(0.0), default=0.0, help="blur-penalty weight (default 0)")
     p.add_argument("--no-natural", action="store_true", help="skip the pass over the dataset for natural values")
-    p.add_argument("--show", type=int, default=16, help="units printed (default 16)")
+    p.add_argument("--show", type=count(0), default=16, help="units printed (default 16)")
     p.set_defaults(func=cmd_visualize)
 
     p = sub.add_parser("project", help="deconvnet and guided-backprop projections of each unit's top-k activations")
     add_target_args(p)
     p.add_argument("--layer", required=True, help="layer name")
     p.add_argument("--channels", help="units, e.g. 0-7 (default 0-7)")
-    p.add_argument("--k", type=int, default=4, help="top activations per unit (default 4)")
+    p.add_argument("--k", type=count(1), default=4, help="top activations per unit (default 4)")
     p.set_defaults(func=cmd_project)
 
 

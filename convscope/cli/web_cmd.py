@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from ._types import count
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="required to bind a non-loopback --host: anyone reaching it can use the server")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="another Host header name to accept (e.g. the machine's DNS name), repeatable")
-    p.add_argument("--threads", type=int, default=1, help="torch threads for the model (default 1)")
+    p.add_argument("--threads", type=count(1), default=1, help="torch threads for the model (default 1)")
     p.set_defaults(func=cmd_serve)
 
     r = sub.add_parser("report", help="one self-contained HTML report of a run (opens offline)",

@@ -1,0 +1,41 @@
+"""Impossible numbers on the command line are usage errors naming the flag (exit 2), found at parse time."""
+
+import pytest
+
+from convscope.cli import build_parser
+
+CASES = [
+    (["topk", "RUN", "--layer", "relu3", "--k", "-3"], "--k", "at least 1"),
+    (["topk", "RUN", "--layer", "relu3", "--k", "0"], "--k", "at least 1"),
+    (["topk", "RUN", "--channels", "0"], "--channels", "at least 1"),
+    (["topk", "RUN", "--show", "-1"], "--show", "at least 0"),
+    (["sparsity", "RUN", "--limit", "-1"], "--limit", "at least 0"),
+    (["sparsity", "RUN", "--threshold", "nan"], "--threshold", "finite"),
+    (["features", "RUN", "--channels", "-4"], "--channels", "at least 1"),
+    (["predict", "RUN", "x.png", "--top", "0"], "--top", "at least 1"),
+    (["matrix", "--input", "4x4", "--kernel", "3", "--max-memory", "inf"], "--max-memory", "finite"),
+    (["matrix", "--input", "4x4", "--kernel", "3", "--max-memory", "0"], "--max-memory", "positive"),
+    (["matrix", "--input", "4x4", "--kernel", "3", "--seed", "-1"], "--seed", "at least 0"),
+    (["data", "show", "digits", "--per-class", "0"], "--per-class", "at least 1"),
+    (["edges", "--tolerance", "-1"], "--tolerance", "at least 0"),
+    (["visualize", "RUN", "--layer", "conv3", "--steps", "0"], "--steps", "at least 1"),
+    (["experiment", "refine", "RUN", "--layer", "conv3", "--lr", "nan"], "--lr", "finite"),
+    (["experiment", "refine", "RUN", "--layer", "conv3", "--k", "abc"], "--k", "whole number"),
+]
+
+
+@pytest.mark.parametrize("argv, flag, words", CASES, ids=[" ".join(c[0][:1] + c[0][-2:]) for c in CASES])
+def test_impossible_numbers_are_usage_errors(argv, flag, words, capsys):
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and flag in err and words in err, err
+
+
+def test_mean_and_std_must_be_finite_and_std_positive(tmp_path, cli):
+    model = tmp_path / "m.py"
+    model.write_text("import torch\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                     "        self.c = torch.nn.Conv2d(1, 2, 3)\n    def forward(self, x):\n        return self.c(x)\n")
+    for flag, value in (("--std", "0"), ("--std", "-1"), ("--mean", "nan"), ("--std", "x")):
+        r = cli("layers", "--model-file", f"{model}:Net", "--input-shape", "1x8x8", flag, value)
+        assert r.returncode == 2 and flag in r.stderr and "Traceback" not in r.stderr, (flag, value, r.stderr)
