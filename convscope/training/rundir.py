@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 import math
 import os
 import subprocess
@@ -213,8 +214,10 @@ def load_run(path: str | os.PathLike[str], map_location: str | torch.device = "c
     state = load_weights(path / WEIGHTS, expected_sha256=recorded[WEIGHTS])
     c, h, w = meta["input_shape"]
     try:
-        model = create_model(meta["model"], in_channels=c, image_size=(h, w), num_classes=meta["num_classes"],
-                             **meta.get("model_args", {}))
+        with warnings.catch_warnings():  # a tampered geometry may build empty layers: the strict load below refuses it
+            warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
+            model = create_model(meta["model"], in_channels=c, image_size=(h, w), num_classes=meta["num_classes"],
+                                 **meta.get("model_args", {}))
     except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as e:  # arguments the model cannot take
         raise CheckpointError(f"{path / META}: cannot build model {meta['model']!r} from its recorded arguments "
                               f"({type(e).__name__}: {e})") from e

@@ -210,3 +210,20 @@ def test_run_files_replaced_by_special_files(tiny_run, tmp_path):
         os.mkfifo(run / file)
         err = outcome(lambda run=run: convscope.load_run(run), seconds=5)
         assert isinstance(err, convscope.ConvscopeError), file
+
+
+def test_a_tampered_geometry_with_empty_layers_is_a_clear_error(tiny_run, tmp_path):
+    """Found by the fuzzer: input_shape [1, 1, 1] builds zero-element layers; the answer is a CheckpointError."""
+    import json
+    import shutil
+
+    from convscope.training.checkpoint import CheckpointError, sha256_file
+
+    run = tmp_path / "r"
+    shutil.copytree(tiny_run, run)
+    meta = json.loads((run / "model.json").read_text())
+    meta["input_shape"] = [1, 1, 1]
+    (run / "model.json").write_text(json.dumps(meta))
+    assert sha256_file(run / "model.safetensors") == meta["sha256"]["model.safetensors"]
+    with pytest.raises(CheckpointError):
+        convscope.load_run(run)
