@@ -53,14 +53,3 @@ def run(model: nn.Module, x: torch.Tensor, store: dict[str, torch.Tensor]) -> to
         return model(x)
     except _Stop:
         return None
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """The model in eval mode within the block (BatchNorm statistics frozen), its mode restored afterwards."""
-    was = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ._tap import eval_mode
+from ..models.probe import eval_mode
 from .hooks import resolve_layers
 
 # method -> how Captum's (N, C, H, W) becomes (N, H, W)

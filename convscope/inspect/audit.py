@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._tap import eval_mode
+from ..models.probe import eval_mode
 from .attribution import AttributionFn, attribute, resolve_target
 
 

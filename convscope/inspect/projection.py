@@ -28,7 +28,8 @@ from torch.overrides import TorchFunctionMode
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
-from ._tap import eval_mode, run, tap
+from ..models.probe import eval_mode
+from ._tap import run, tap
 from .hooks import resolve_layers
 from .topk import TopRecord, topk
 

@@ -21,7 +21,8 @@ from ..data.normalize import Normalization
 from ..errors import ConfigError
 from . import objectives as O
 from . import vis_transforms as T
-from ._tap import eval_mode, run, tap
+from ..models.probe import eval_mode
+from ._tap import run, tap
 from .hooks import capture, resolve_layers
 from .param import make_param
 
