@@ -15,8 +15,13 @@ published facts:
   epoch, batch 64, 14 epochs.
 * keras-example — the Keras MNIST convnet: its network, Adam, batch 128, 15 epochs, 10% validation split.
 
-Also measured in the same run: this machine's peak fp32 and bf16 matmul FLOP/s, and each recipe's achieved
-training FLOP/s (3x forward FLOPs per image: forward, and backward for inputs and weights).
+Also measured in the same run: this machine's peak fp32 and bf16 matmul FLOP/s, each recipe's achieved
+training FLOP/s (3x forward FLOPs per image: forward, and backward for inputs and weights), and the
+**yardstick**: one epoch of the PyTorch example recipe on Fashion-MNIST, timed by the same clock (process start
+to the end of the epoch, evaluation excluded), run once before and once after the recipes. Every time to
+accuracy is also reported as a ratio to the yardstick's mean, which stays comparable across machines and hours
+(the same command can take 2x longer in one hour than in another). The load average at each run's start is
+recorded beside it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from .training.callbacks import Callback
 
 _IMPORTED = time.perf_counter()
 THRESHOLDS = {"fashion-mnist": [0.90, 0.91, 0.92, 0.93, 0.94], "digits": [0.97, 0.98, 0.985, 0.99]}
+PEERS = ("pytorch-example", "keras-example")
+YARDSTICK = ("pytorch-example:epochs=1", "fashion-mnist")
 
 
 def process_age() -> float:
@@ -101,6 +108,7 @@ def worker(spec: str, dataset: str, seed: int, eval_images: int, max_seconds: fl
     from .training.runtime import torch_settings
 
     t0 = time.perf_counter() - process_age()
+    load_average = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     name, extra = parse_recipe(spec)
     overrides = {"dataset": dataset, "seed": seed, "threads": threads, "checkpoint_every": 10**9, **extra}
     if smoke:
@@ -122,7 +130,8 @@ def worker(spec: str, dataset: str, seed: int, eval_images: int, max_seconds: fl
            "setup_seconds": setup, "train_images": train_images,
            "images_per_s": train_images / max(wall - setup, 1e-9), "forward_flops_per_image": fwd,
            "train_flops_per_image": 3 * fwd, "bf16": cfg.precision == "bf16", "batch_size": cfg.batch_size,
-           "epochs_run": loop.epoch, "torch_threads": torch.get_num_threads(), "config": cfg.to_dict()}
+           "epochs_run": loop.epoch, "torch_threads": torch.get_num_threads(), "config": cfg.to_dict(),
+           "load_average_at_start": load_average}
     out["achieved_flops"] = out["images_per_s"] * out["train_flops_per_image"]
     for t in THRESHOLDS.get(dataset, []):
         hit = next((e for e in log if e["test_accuracy"] >= t), None)
@@ -149,7 +158,9 @@ def peak_flops(threads: int) -> dict:
     return res
 
 
-def summarize(runs: list[dict]) -> list[dict]:
+def summarize(runs: list[dict], yardstick: float | None = None) -> list[dict]:
+    """Per (dataset, recipe): means over seeds, how many seeds reached each threshold, per-seed times, and
+    (given the yardstick's seconds) every time as a ratio to it."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in runs:
         groups.setdefault((r["dataset"], r["recipe"]), []).append(r)
@@ -165,12 +176,23 @@ def summarize(runs: list[dict]) -> list[dict]:
             times = [r[f"time_to_{t}"] for r in rs]
             row[f"time_to_{t}"] = statistics.mean(times) if all(x is not None for x in times) else None
             row[f"reached_{t}"] = sum(x is not None for x in times)
+            row[f"per_seed_time_to_{t}"] = times
+            if yardstick:
+                row[f"ratio_to_{t}"] = None if row[f"time_to_{t}"] is None else row[f"time_to_{t}"] / yardstick
+                row[f"worst_ratio_to_{t}"] = (max(times) / yardstick) if all(x is not None for x in times) else None
+        row["per_seed_final_accuracy"] = [r["final_accuracy"] for r in rs]
+        row["min_final_accuracy"] = min(row["per_seed_final_accuracy"])
+        if yardstick:
+            row["ratio_total"] = row["wall_seconds"] / yardstick
         rows.append(row)
     return rows
 
 
-def table(rows: list[dict], peaks: dict) -> str:
+def table(rows: list[dict], peaks: dict, yardstick: float | None = None) -> str:
     lines = []
+    if yardstick:
+        lines.append(f"\nyardstick (one epoch of pytorch-example on Fashion-MNIST): {yardstick:.1f} s; "
+                     "cells: seconds (x yardstick), mean over seeds; n/m seeds where not every seed got there")
     for ds in dict.fromkeys(r["dataset"] for r in rows):
         ths = THRESHOLDS.get(ds, [])
         lines.append(f"\n**{ds}** (mean over seeds; seconds of wall time from process start, evaluation excluded)\n")
@@ -181,11 +203,14 @@ def table(rows: list[dict], peaks: dict) -> str:
             cells = []
             for t in ths:
                 v = r[f"time_to_{t}"]
-                cells.append(f"{v:.1f}" if v is not None else
-                             ("—" if r[f"reached_{t}"] == 0 else f"{r[f'reached_{t}']}/{r['seeds']} seeds"))
+                if v is not None:
+                    cells.append(f"{v:.1f}" + (f" ({v / yardstick:.2f}x)" if yardstick else ""))
+                else:
+                    cells.append("—" if r[f"reached_{t}"] == 0 else f"{r[f'reached_{t}']}/{r['seeds']} seeds")
             g = r["achieved_gflops"]
             lines.append(f"| {r['recipe']} | " + " | ".join(cells) +
-                         f" | {100 * r['final_accuracy']:.2f}% | {r['wall_seconds']:.1f} | {r['images_per_s']:.0f} | "
+                         f" | {100 * r['final_accuracy']:.2f}% (min {100 * r['min_final_accuracy']:.2f}%) | "
+                         f"{r['wall_seconds']:.1f} | {r['images_per_s']:.0f} | "
                          f"{g:.1f} ({100 * g * 1e9 / peaks['bf16']:.1f}% / {100 * g * 1e9 / peaks['fp32']:.1f}%) |")
     return "\n".join(lines)
 
@@ -218,7 +243,11 @@ def main(argv: list[str] | None = None, default_out: Path | None = None) -> None
     ap.add_argument("--recipes", nargs="+", default=["fast", "keras-example", "pytorch-example"],
                     help="recipe names, each optionally with overrides: fast:epochs=14,tta=true")
     ap.add_argument("--datasets", nargs="+", default=["fashion-mnist", "digits"])
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--peer-seeds", type=int, default=None,
+                    help="seeds for the peer recipes (pytorch-example, keras-example); default: --seeds")
+    ap.add_argument("--yardstick", type=int, default=2, help="yardstick runs, split before and after the "
+                    "recipes (0: none; ratios are then not reported)")
     ap.add_argument("--eval-images", type=int, default=0, help="evaluate every N training images "
                     "(default: 10,000 for Fashion-MNIST, 2,000 for digits)")
     ap.add_argument("--max-seconds", type=float, default=900.0, help="stop a run after this much training wall time")
@@ -234,30 +263,39 @@ def main(argv: list[str] | None = None, default_out: Path | None = None) -> None
         return
     peaks = peak_flops(args.threads)
     print(f"peak matmul: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s", flush=True)
+    def run_one(rec: str, ds: str, seed: int) -> dict:
+        cmd = [sys.executable, "-m", "convscope.benchmark", "--worker", rec, ds, str(seed),
+               "--max-seconds", str(args.max_seconds), "--threads", str(args.threads),
+               "--eval-images", str(args.eval_images)]
+        if args.smoke:
+            cmd.append("--smoke")
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SystemExit(f"{ds} {rec} seed {seed} failed:\n{r.stderr[-3000:]}")
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        print(f"{ds} {rec} seed {seed}: final {100 * out['final_accuracy']:.2f}% after "
+              f"{out['wall_seconds']:.1f} s, {out['images_per_s']:.0f} img/s", flush=True)
+        return out
+
+    yard_runs = [run_one(*YARDSTICK, seed) for seed in range((args.yardstick + 1) // 2)]
     runs = []
     for ds in args.datasets:
         for rec in args.recipes:
-            for seed in range(args.seeds):
-                cmd = [sys.executable, "-m", "convscope.benchmark", "--worker", rec, ds, str(seed),
-                       "--max-seconds", str(args.max_seconds), "--threads", str(args.threads),
-                       "--eval-images", str(args.eval_images)]
-                if args.smoke:
-                    cmd.append("--smoke")
-                r = subprocess.run(cmd, capture_output=True, text=True)
-                if r.returncode != 0:
-                    raise SystemExit(f"{ds} {rec} seed {seed} failed:\n{r.stderr[-3000:]}")
-                runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
-                last = runs[-1]
-                print(f"{ds} {rec} seed {seed}: final {100 * last['final_accuracy']:.2f}% after "
-                      f"{last['wall_seconds']:.1f} s, {last['images_per_s']:.0f} img/s", flush=True)
-    rows = summarize(runs)
+            peer = parse_recipe(rec)[0] in PEERS
+            n = args.peer_seeds if peer and args.peer_seeds is not None else args.seeds
+            runs += [run_one(rec, ds, seed) for seed in range(n)]
+    yard_runs += [run_one(*YARDSTICK, seed) for seed in range(args.yardstick // 2)]
+    yardstick = statistics.mean(r["wall_seconds"] for r in yard_runs) if yard_runs else None
+    rows = summarize(runs, yardstick)
     result = {"benchmark": "time_to_accuracy", "machine": machine(), "smoke": args.smoke, "peak_flops": peaks,
-              "thresholds": THRESHOLDS, "summary": rows, "runs": runs}
+              "thresholds": THRESHOLDS, "yardstick_seconds": yardstick,
+              "yardstick_runs": [{k: r[k] for k in ("seed", "wall_seconds", "setup_seconds", "load_average_at_start")}
+                                 for r in yard_runs], "summary": rows, "runs": runs}
     if args.out:
         from ._atomic import atomic_write_text
 
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    print(table(rows, peaks))
+    print(table(rows, peaks, yardstick))
 
 
 if __name__ == "__main__":

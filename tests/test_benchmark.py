@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_harness_smoke(tmp_path):
     out = tmp_path / "tta.json"
     r = subprocess.run([sys.executable, str(ROOT / "bench/time_to_accuracy.py"), "--smoke", "--seeds", "1",
-                        "--datasets", "digits", "--recipes", "fast:epochs=2", "keras-example", "--out", str(out)],
+                        "--datasets", "digits", "--recipes", "fast:epochs=2", "keras-example", "--yardstick", "1",
+                        "--out", str(out)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
@@ -24,6 +25,13 @@ def test_harness_smoke(tmp_path):
     assert run["forward_flops_per_image"] > 0 and data["peak_flops"]["bf16"] > 0
     assert set(f"time_to_{t}" for t in THRESHOLDS["digits"]) <= set(run)
     assert "| fast:epochs=2 |" in r.stdout
+    # the yardstick: one (smoke-size) epoch of the PyTorch example on Fashion-MNIST, times as ratios to it
+    assert data["yardstick_runs"] and data["yardstick_seconds"] == data["yardstick_runs"][0]["wall_seconds"] > 0
+    row = data["summary"][0]
+    for t in THRESHOLDS["digits"]:
+        if row[f"time_to_{t}"] is not None:
+            assert abs(row[f"ratio_to_{t}"] - row[f"time_to_{t}"] / data["yardstick_seconds"]) < 1e-9
+    assert row["per_seed_final_accuracy"] == [run["final_accuracy"]]
 
 
 def test_bench_command_smoke():

@@ -50,12 +50,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         frames = user_code_frames(e)
         if not frames:
+            if isinstance(e, OSError) and e.filename is not None:   # the file system said no: not a bug
+                print(f"convscope: error: {os_error_message(e)}", file=sys.stderr)
+                return 2
             raise
         print("Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)), end="",
               file=sys.stderr)
         print(f"convscope: error: your model raised {type(e).__name__}: {e}\n  (in {frames[-1].filename}, "
               f"line {frames[-1].lineno}; the traceback above shows your code's frames)", file=sys.stderr)
         return 1
+
+
+def os_error_message(e: OSError) -> str:
+    """``cannot write '/proc/x': No such file or directory`` plus what to do, for an OSError naming a file."""
+    name = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+    what = e.strerror or type(e).__name__
+    if isinstance(e, (FileExistsError, NotADirectoryError)):
+        hint = "a file stands where a folder is needed: give a folder path (or remove the file)"
+    elif isinstance(e, IsADirectoryError):
+        hint = "a folder stands where a file is needed: give a file path"
+    elif isinstance(e, PermissionError):
+        hint = "choose a location you may read/write, or change its permissions"
+    elif getattr(e, "errno", None) == 28:
+        hint = "the disk is full: free space or choose another location"
+    else:
+        hint = "check that the path exists and is writable (output) or readable (input)"
+    return f"{what}: {str(name)!r}; {hint}"
 
 
 if __name__ == "__main__":

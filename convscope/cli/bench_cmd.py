@@ -10,7 +10,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ..benchmark import main
 
     argv = ["--datasets", *args.datasets, "--seeds", str(args.seeds), "--max-seconds", str(args.max_seconds),
-            "--recipes", *args.recipes]
+            "--recipes", *args.recipes, "--yardstick", str(args.yardstick)]
     if args.smoke:
         argv.append("--smoke")
     if args.out:
@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=count(1), default=1)
     p.add_argument("--max-seconds", type=number(positive=True), default=60.0,
                    help="training wall time per run (default 60)")
+    p.add_argument("--yardstick", type=count(0), default=1,
+                   help="runs of the yardstick (one epoch of pytorch-example on Fashion-MNIST) to report times "
+                        "as ratios to; 0: none (default 1)")
     p.add_argument("--smoke", action="store_true", help="1 epoch on 1,024 images per run")
     p.add_argument("--out", help="also write the JSON results here")
     p.set_defaults(func=cmd_bench)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Normalization:
@@ -22,6 +24,16 @@ class Normalization:
         return cls(tuple(mean.tolist()), tuple(std.tolist()))
 
     def apply(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """uint8 images (B, C, H, W), pixels 0..255 -> float32 model input. Float images are refused: 0..1 or
+        0..255 cannot be told apart, and a wrong guess gives silently wrong numbers."""
+        if not isinstance(images_u8, torch.Tensor) or images_u8.dtype != torch.uint8:
+            got = f"a {images_u8.dtype} tensor" if isinstance(images_u8, torch.Tensor) else type(images_u8).__name__
+            raise ConfigError(f"Normalization.apply: expected uint8 images (B, C, H, W) with pixels 0..255, got {got}; "
+                              "float images on the [0, 1] scale go through Normalization.normalize(x), and "
+                              "(x * 255).round().to(torch.uint8) converts them")
+        if images_u8.ndim != 4 or len(self.mean) not in (1, images_u8.shape[1]):
+            raise ConfigError(f"Normalization.apply: expected images (B, C, H, W) with {len(self.mean)} channel(s), "
+                              f"got shape {tuple(images_u8.shape)}")
         return self.normalize(images_u8.to(torch.float32).div_(255.0))
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from torch import nn
 
 from .._result import ResultMixin
 from ..errors import ConfigError
-from ..models.probe import eval_mode
+from ..models.probe import eval_mode, zeros_forward
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,6 @@ def list_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInf
     modules = _modules(model)
     with eval_mode(model), torch.no_grad(), \
             capture(model, list(modules), lambda n, t: shapes.__setitem__(n, tuple(t.shape[1:]))):
-        p = next(model.parameters(), None)
-        model(torch.zeros(1, *input_shape, dtype=p.dtype if p is not None else torch.float32,
-                          device=p.device if p is not None else "cpu"))
+        zeros_forward(model, input_shape)
     return [LayerInfo(n, type(m).__name__, shapes.get(n, ()), sum(q.numel() for q in m.parameters(recurse=False)))
             for n, m in modules.items()]

@@ -21,7 +21,7 @@ from torch import nn
 from .._result import ResultMixin
 from ..errors import ConfigError
 from ..matrix.geometry import pair
-from ..models.probe import eval_mode
+from ..models.probe import eval_mode, zeros_forward
 
 POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.BatchNorm2d,
              nn.Dropout, nn.Dropout2d, nn.Identity, nn.GroupNorm, nn.InstanceNorm2d, nn.Hardswish)
@@ -60,9 +60,8 @@ def _trace(model: nn.Module, input_shape) -> list[tuple[str, nn.Module, torch.Te
     leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
     hooks = [m.register_forward_hook(lambda mod, i, o, n=n: calls.append((n, mod, i[0], o))) for n, m in leaves]
     try:
-        p = next(model.parameters(), None)
         with eval_mode(model), torch.no_grad():
-            model(torch.zeros(1, *input_shape, dtype=p.dtype if p is not None else torch.float32))
+            zeros_forward(model, input_shape)
     finally:
         for h in hooks:
             h.remove()

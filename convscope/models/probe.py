@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from numbers import Integral
 
 import torch
 from torch import nn
+
+from ..errors import ConfigError
 
 
 @contextlib.contextmanager
@@ -21,6 +24,35 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
+
+
+def check_input_shape(value, name: str = "input_shape") -> tuple[int, int, int]:
+    """``value`` as a (C, H, W) tuple of positive ints, or a ConfigError naming ``name`` and the fix."""
+    ok = (isinstance(value, (tuple, list, torch.Size)) and len(value) == 3
+          and all(isinstance(v, Integral) and not isinstance(v, bool) and v >= 1 for v in value))
+    if not ok:
+        raise ConfigError(f"{name}: expected (channels, height, width), three positive integers such as (1, 28, 28), "
+                          f"got {value!r}")
+    return tuple(int(v) for v in value)
+
+
+def zeros_forward(model: nn.Module, input_shape, name: str = "input_shape") -> torch.Tensor:
+    """The model's output for one zero image of ``input_shape`` (C, H, W), in the model's dtype and on its device.
+
+    A shape the model cannot take (channels, too small for its kernels) is a ConfigError naming ``name``; the
+    caller sets eval mode / no_grad / hooks as it needs."""
+    shape = check_input_shape(input_shape, name)
+    t = next(iter(model.parameters()), None)
+    if t is None:
+        t = next(iter(model.buffers()), None)
+    dtype = t.dtype if t is not None and t.is_floating_point() else torch.float32
+    device = t.device if t is not None else torch.device("cpu")
+    try:
+        return model(torch.zeros(1, *shape, dtype=dtype, device=device))
+    except (RuntimeError, ValueError, IndexError) as e:
+        raise ConfigError(f"{name}: the model cannot take an image of shape {shape} ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}); give the (C, H, W) the model was built "
+                          "for") from e
 
 
 def layer_input_shapes(model: nn.Module, input_shape: tuple[int, ...], names: list[str] | None = None
@@ -38,15 +70,12 @@ def layer_input_shapes(model: nn.Module, input_shape: tuple[int, ...], names: li
                 shapes[name] = tuple(inputs[0].shape[1:])
         return hook
 
-    param = next(iter(model.parameters()), None)
-    dtype = param.dtype if param is not None else torch.float32
-    device = param.device if param is not None else torch.device("cpu")
     handles = []
     try:
         for n in names:
             handles.append(modules[n].register_forward_hook(make(n)))
         with eval_mode(model), torch.no_grad():
-            model(torch.zeros(1, *input_shape, dtype=dtype, device=device))
+            zeros_forward(model, input_shape)
     finally:
         for h in handles:
             h.remove()

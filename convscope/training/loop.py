@@ -132,7 +132,8 @@ class Loop:
             return
         try:
             with open(self.path / rd.METRICS, "a") as f:
-                f.write(json.dumps(record) + "\n")
+                # a diverged run's NaN loss is written as null (JSON has no NaN; strict parsers refuse it)
+                f.write(json.dumps(rd.json_safe(record), allow_nan=False) + "\n")
         except OSError as e:
             raise rd.RunError(f"{self.path / rd.METRICS}: cannot write ({e.strerror or e})") from e
 

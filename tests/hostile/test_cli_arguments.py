@@ -39,3 +39,17 @@ def test_mean_and_std_must_be_finite_and_std_positive(tmp_path, cli):
     for flag, value in (("--std", "0"), ("--std", "-1"), ("--mean", "nan"), ("--std", "x")):
         r = cli("layers", "--model-file", f"{model}:Net", "--input-shape", "1x8x8", flag, value)
         assert r.returncode == 2 and flag in r.stderr and "Traceback" not in r.stderr, (flag, value, r.stderr)
+
+
+@pytest.mark.parametrize("where", ["under /proc", "a file"])
+def test_an_output_path_the_file_system_refuses_is_a_clear_error(tmp_path, cli, where):
+    """Each command that writes (a picture, a folder of results) names the path and what to do, no traceback."""
+    blocker = tmp_path / "file.png"
+    blocker.write_bytes(b"x")
+    target = {"under /proc": "/proc/convscope-x", "a file": str(blocker)}[where]
+    for argv in (["data", "show", "digits", "--out", f"{target}/grid.png"],
+                 ["matrix", "--input", "4x4", "--kernel", "3", "--png", f"{target}/m.png"],
+                 ["edges", "--limit", "50", "--out", target]):
+        r = cli(*argv)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (argv, r.stderr)
+        assert "convscope: error:" in r.stderr and target in r.stderr, (argv, r.stderr)

@@ -199,6 +199,22 @@ def test_a_nan_model_writes_a_strict_json_summary(tmp_path):
     assert load_run(run.path).summary["test_loss"] is None
 
 
+class PoisonAfterLastStep(Callback):
+    """After the last training step every weight becomes NaN: the last epoch's evaluation is NaN."""
+
+    def on_step_end(self, loop, result) -> None:
+        if loop.step == loop.total_steps:
+            PoisonWeights.on_epoch_end(self, loop, None)
+
+
+def test_a_nan_model_writes_strict_json_metrics(tmp_path):
+    convscope.train(TINY, out=tmp_path / "r", progress=False, callbacks=[PoisonAfterLastStep()])
+    lines = [json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in metrics.jsonl"))
+             for line in (tmp_path / "r/metrics.jsonl").read_text().splitlines()]
+    last = [m for m in lines if m["kind"] == "epoch"][-1]
+    assert last["test_loss"] is None and "test_loss" in last["non_finite"]["keys"]
+
+
 # ---- 5. a set-up failure leaves nothing behind -------------------------------------------------------------
 def _folder_dataset(root: Path, sizes: dict[str, tuple[int, int]], n: int = 6, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
