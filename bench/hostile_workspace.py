@@ -247,4 +247,71 @@ def make_workspace(root: Path) -> Path:
     os.mkfifo(c / "fifo.yaml")
     (c / "devzero.yaml").symlink_to("/dev/zero")
     (c / "empty.yaml").write_text("")
+    wave2(ws)
     return ws
+
+
+# ---- wave 2: kernel files, tampered run directories for report / visualize / refine ----------------------------
+
+class _Evil:
+    """A pickle that writes pwned_npy.txt into the working directory when unpickled."""
+
+    def __reduce__(self):
+        return os.system, ("echo pwned > pwned_npy.txt",)
+
+
+SECRET = b"SECRET-TOKEN-4f2b9c outside the run\n"
+
+
+def wave2(ws: Path) -> None:
+    """The inputs of the wave-2 cases (visualize, project, explain, refine, edges --kernel, report, serve)."""
+    k = ws / "kernels"
+    k.mkdir()
+    np.save(k / "ok.npy", np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]))
+    np.save(k / "pickle.npy", np.array([_Evil()], dtype=object), allow_pickle=True)
+    (k / "pickle.bin").write_bytes((k / "pickle.npy").read_bytes())
+    np.save(k / "3d.npy", np.ones((2, 3, 3)))
+    np.save(k / "0x0.npy", np.zeros((0, 0)))
+    np.save(k / "nan.npy", np.array([[1.0, np.nan], [0.0, 1.0]]))
+    np.save(k / "inf.npy", np.array([[1.0, np.inf]]))
+    np.save(k / "bool.npy", np.ones((3, 3), dtype=bool))
+    np.save(k / "complex.npy", np.ones((3, 3), dtype=complex))
+    np.save(k / "structured.npy", np.zeros((3, 3), dtype=[("a", "i4"), ("b", "f4")]))
+    np.save(k / "scalar.npy", np.array(5.0))
+    huge = np.lib.format.open_memmap(k / "huge.npy", mode="w+", dtype=np.uint8, shape=(10_000, 10_000))  # sparse
+    del huge
+    lie = k / "header_lie.npy"   # a header that claims 100000 x 100000 float64 (80 GB), then 1 KB of data
+    with open(lie, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (100_000, 100_000)})
+        fh.write(b"\0" * 1024)
+    (k / "kernel.json").write_text("[[1, 0], [0, -1]]")
+    (k / "text.npy").write_text("not a numpy file")
+    (k / "empty.npy").write_bytes(b"")
+    os.mkfifo(k / "fifo.npy")
+    (k / "devzero.npy").symlink_to("/dev/zero")
+    (k / "dir.npy").mkdir()
+    # run directories broken in ways wave 1 did not cover (a separate folder: wave 1 loops over runs_bad)
+    (ws / "_o" / "secret.txt").write_bytes(SECRET)
+    (ws / "_o" / "rep-dir").mkdir()   # report -o an existing directory
+
+    def variant(name: str, edit) -> None:
+        d = ws / "runs_bad2" / name
+        shutil.copytree(ws / "run", d)
+        edit(d)
+
+    def fifo(name):
+        def edit(d):
+            (d / name).unlink(missing_ok=True)
+            os.mkfifo(d / name)
+        return edit
+
+    variant("weights_missing", lambda d: (d / "model.safetensors").unlink())
+    variant("metrics_garbage", lambda d: (d / "metrics.jsonl").write_text('{"kind": "epoch", "epoch": 1}\n{oops\n'))
+    variant("metrics_list", lambda d: (d / "metrics.jsonl").write_text("[1, 2]\n\"text\"\n"))
+    variant("metrics_nokeys", lambda d: (d / "metrics.jsonl").write_text('{"kind": "step"}\n'))
+    variant("metrics_fifo", fifo("metrics.jsonl"))
+    variant("summary_fifo", fifo("summary.json"))
+    variant("curve_outside", lambda d: ((d / "curve.png").unlink(),
+                                        (d / "curve.png").symlink_to(ws / "_o" / "secret.txt")))
+    variant("curve_fifo", fifo("curve.png"))
