@@ -33,7 +33,7 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "convscope", "train", "--seed", str(seed), "--quiet"], cwd=tmp,
                            check=True, capture_output=True)
             wall = time.perf_counter() - t0
-            summary = json.loads((Path(tmp) / "runs/fast-digits/summary.json").read_text())
+            summary = json.loads((Path(tmp) / "runs/fast2-digits/summary.json").read_text())
         runs.append({"seed": seed, "wall_seconds": round(wall, 2), "train_seconds": summary["seconds"],
                      "test_accuracy": summary["test_accuracy"]})
         print(runs[-1], flush=True)

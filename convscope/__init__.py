@@ -2,7 +2,7 @@
 
     import convscope
     run = convscope.train({"epochs": 5})          # -> Run (model, config, metrics, summary)
-    run = convscope.load_run("runs/fast-digits")  # no unpickling: safetensors + JSON, SHA-256 checked
+    run = convscope.load_run("runs/fast2-digits")  # no unpickling: safetensors + JSON, SHA-256 checked
 """
 
 from ._version import __version__

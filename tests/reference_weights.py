@@ -19,5 +19,6 @@ def digest(run_dir: Path) -> str:
     return named_values_sha256(state, model.state_dict().keys())
 
 
-# Options added after 0.1 whose defaults differ from what 0.1 did: passing these reproduces a 0.1 command.
-AS_IN_0_1 = ["--stroke", "0", "--blur", "0"]
+# Options whose defaults changed after 0.1 (stroke and blur were added, the model became fast2): passing these
+# reproduces a 0.1 command.
+AS_IN_0_1 = ["--model", "fast", "--stroke", "0", "--blur", "0"]

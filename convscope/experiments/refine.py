@@ -11,7 +11,7 @@ ability to generalise. From the same trained weights, each over several seeds:
     representative  the same on as many representative images (see ``_selection.REPRESENTATIVE_RULE``)
     full            the same number of steps on the whole training set
 
-    res = refine("runs/fast-digits", RefineConfig(layer="conv3"))
+    res = refine("runs/fast2-digits", RefineConfig(layer="conv3"))
     print(res.table())
 """
 

@@ -18,7 +18,7 @@ def main_run(tmp_path_factory):
     r = subprocess.run([sys.executable, "-m", "convscope", "train", "--deterministic"], cwd=cwd, capture_output=True,
                        text=True, timeout=3600)
     assert r.returncode == 0, r.stderr
-    return cwd / "runs" / "fast-digits", r
+    return cwd / "runs" / "fast2-digits", r
 
 
 def test_main_job_reaches_98_percent_offline(main_run):
@@ -44,6 +44,7 @@ def test_main_job_trains_with_the_handwriting_augmentations(main_run):
     cfg = json.loads((path / "config.json").read_text())
     meta = json.loads((path / "model.json").read_text())
     assert cfg["stroke"] == 0.6 and cfg["blur"] == 0.8 and meta["prepare"] == "mnist"
+    assert cfg["model"] == meta["model"] == "fast2"      # the default since speed round 2 (issue 15)
 
 
 def test_eval_prints_confusion_and_writes_png(main_run):
