@@ -135,6 +135,8 @@ def project(model: nn.Module, inputs: torch.Tensor, layer: str, units: Sequence[
                           f"run.preprocess(uint8 images)), got {what}")
     if not torch.isfinite(inputs).all():
         raise ConfigError("inputs: hold NaN or infinite values; projections of them are meaningless")
+    if isinstance(units, (np.ndarray, torch.Tensor)):
+        units = units.tolist()                                             # (N, 3) array of indices
     if not isinstance(units, Sequence) or isinstance(units, str) or not all(
             isinstance(u, Sequence) and len(u) == 3 and all(isinstance(v, Integral) and not isinstance(v, bool)
                                                             for v in u) for u in units):
@@ -186,6 +188,8 @@ def projections(model: nn.Module, dataset: ImageDataset, layer: str, channels: S
     norm = check_norm(norm, dataset, required=False)
     layer = resolve_layer(model, layer)
     k = positive_int(k, "k")
+    if isinstance(channels, (np.ndarray, torch.Tensor)):
+        channels = channels.tolist()
     if channels is not None:
         if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence) or not all(
                 isinstance(c, Integral) and not isinstance(c, bool) for c in channels):

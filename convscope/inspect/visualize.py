@@ -96,6 +96,8 @@ def resolve_layer(model: nn.Module, layer, name: str = "layer") -> str:
     if not isinstance(layer, str) or not layer.strip():
         raise ConfigError(f"{name}: expected one layer name (str, see `convscope layers RUN`), got {layer!r}")
     names = resolve_layers(model, [layer.strip()] if "," not in layer else layer)
+    if not names:
+        raise ConfigError(f"{name} {layer!r}: no layer name given; give one (see `convscope layers RUN`)")
     if len(names) != 1:
         raise ConfigError(f"{name} {layer!r} matches {len(names)} layers ({', '.join(names)}); give one of them")
     return names[0]
@@ -260,6 +262,8 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
 def _channels(model: nn.Module, layer: str | None, channels, shape, device, shape_arg: str = "input_shape"
               ) -> list[int]:
     """Resolve ``channels`` against the layer's channel count (one probe forward)."""
+    if isinstance(channels, (np.ndarray, torch.Tensor)):
+        channels = channels.tolist()                     # an array of indices, as a list (or one index)
     if channels is not None and (isinstance(channels, (str, bytes, bool)) or not (
             isinstance(channels, Integral) or (isinstance(channels, Sequence)
                                                and all(isinstance(c, Integral) and not isinstance(c, bool)
@@ -270,6 +274,8 @@ def _channels(model: nn.Module, layer: str | None, channels, shape, device, shap
     if channels is None:
         return list(range(n))
     chans = [int(channels)] if isinstance(channels, Integral) else [int(c) for c in channels]
+    if not chans:
+        raise ConfigError("channels: empty; give at least one channel index, or None for all")
     bad = [c for c in chans if not 0 <= c < n]
     if bad or not chans:
         raise ConfigError(f"channels {bad or chans}: {layer or 'the output'} has {n} channels (0..{n - 1})")

@@ -113,7 +113,7 @@ def test_visualize_refuses_a_non_module(model):
         visualize(model, "conv1", input_shape=S, steps=1)
 
 
-@pytest.mark.parametrize("layer", [3, ["conv1"], "", None])
+@pytest.mark.parametrize("layer", [3, ["conv1"], "", ",", None])
 def test_visualize_layer_type(net, layer):
     if layer is None:         # None is the class logits: valid
         assert visualize(net, None, [3], input_shape=S, steps=1).channels == [3]
@@ -122,7 +122,13 @@ def test_visualize_layer_type(net, layer):
         visualize(net, layer, input_shape=S, steps=1)
 
 
+def test_visualize_takes_arrays_of_channel_indices(net):
+    assert visualize(net, "conv1", np.array([0, 2]), input_shape=S, steps=1).channels == [0, 2]
+    assert visualize(net, "conv1", torch.tensor(3), input_shape=S, steps=1).channels == [3]
+
+
 def test_visualize_a_model_without_parameters():
+    # like topk, a parameter-free model is a valid (if plain) subject: a result, not a StopIteration
     v = visualize(nn.Sequential(nn.ReLU()), "0", [0], input_shape=S, steps=1)
     assert v.images.shape == (1, 1, 28, 28)
 
@@ -184,6 +190,7 @@ def test_project_valid_inputs(net, x):
     p = project(net, x, "conv1", [(0, 1, 1), (3, 27, 27)])
     assert tuple(p.shape) == (2, 1, 28, 28) and torch.isfinite(p).all()
     assert tuple(project(net, x, "fc", [(9, 0, 0)] * 2).shape) == (2, 1, 28, 28)
+    assert torch.equal(project(net, x, "conv1", np.array([(0, 1, 1), (3, 27, 27)])), p)
 
 
 # -- items 5, 11, 15, 16: the CLI --------------------------------------------------------------------------------------
