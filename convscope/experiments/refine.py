@@ -161,6 +161,10 @@ def _load(target, train, test, normalization, tta):
         raise ConfigError(f"refine: expected a run directory, a Run or an nn.Module, got {type(target).__name__}")
     if train is None or test is None:
         raise ConfigError("refine on an nn.Module: give train= and test= datasets (convscope.data.load(...))")
+    for name, ds in (("train", train), ("test", test)):
+        if not isinstance(ds, ImageDataset):    # tensors have no labels or known scale
+            raise ConfigError(f"{name}: expected a convscope.data.ImageDataset (convscope.data.load(...)), got "
+                              f"{type(ds).__name__}")
     c = train.shape[0]
     return target, train, test, normalization or Normalization((0.0,) * c, (1.0,) * c), bool(tta), None
 

@@ -26,9 +26,9 @@ SEED_LIMIT = 2**63          # torch.manual_seed takes seeds in [0, 2**63)
 
 
 def _names(value, name: str) -> tuple[str, ...]:
-    """A list/tuple of names; a bare string is a comma-separated list ('top' is one name, not 't', 'o', 'p')."""
+    """A list/tuple of names. A bare string is refused: iterated, 'top' would be 't', 'o', 'p'."""
     if isinstance(value, str):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
+        raise ConfigError(f"{name}: expected a list or tuple of names, e.g. ({value!r},), got the string {value!r}")
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{name}: expected a list of names (str), e.g. ('top', 'random'), got {value!r}")
     return tuple(value)

@@ -44,10 +44,12 @@ def test_refine_config_largest_seed_is_accepted():
     assert RefineConfig(seeds=[0, 2**63 - 1]).seeds == (0, 2**63 - 1)
 
 
-def test_refine_config_variants_string_is_names_not_letters():
-    assert RefineConfig(variants="top").variants == ("top",)
-    assert RefineConfig(variants="top,random").variants == ("top", "random")
-    assert RefineConfig(bn="frozen").bn == ("frozen",)
+def test_refine_config_variants_string_is_refused_not_split_into_letters():
+    with pytest.raises(ConfigError, match=r"variants: .*\('top',\)"):
+        RefineConfig(variants="top")
+    with pytest.raises(ConfigError, match="bn"):
+        RefineConfig(bn="frozen")
+    assert RefineConfig(variants=["top", "random"]).variants == ("top", "random")
     with pytest.raises(ConfigError, match="variants"):
         RefineConfig(variants=5)
     with pytest.raises(ConfigError, match="variants"):
@@ -78,6 +80,12 @@ def test_refine_refuses_a_config_of_the_wrong_type(small_run):
         refine(small_run.path, {"layers": "conv3"})
     with pytest.raises(ConfigError, match="k"):
         refine(small_run.path, {"k": 0})
+
+
+def test_refine_refuses_tensors_as_datasets(small_run):
+    x = torch.zeros(4, 1, 28, 28, dtype=torch.uint8)
+    with pytest.raises(ConfigError, match="train: expected a convscope.data.ImageDataset"):
+        refine(small_run.model, RefineConfig(**FAST), train=x, test=x, normalization=small_run.normalization)
 
 
 def test_refine_accepts_a_dict_config(small_run):
