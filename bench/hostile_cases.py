@@ -976,8 +976,10 @@ def _wave2(ws: Path, timeout: float, cli, py) -> None:
         "refine(config as dict)": "result = refine(WS/'run', dict(FAST))",
         "refine(run, layer='relu1')": "result = refine(WS/'run', RefineConfig(layer='relu1', **FAST))",
     }
-    # legitimate requests: a result is fine (a model without parameters still has a well-defined optimal image)
-    either = ("audit_method(one image)", "layer_spectrum(dense_limit=-1)", "visualize(model without parameters)")
+    # legitimate requests: a result is fine (a model without parameters still has a well-defined optimal image;
+    # a plain dict is a fine refine config)
+    either = ("audit_method(one image)", "layer_spectrum(dense_limit=-1)", "visualize(model without parameters)",
+              "refine(config as dict)")
     for name, code in api.items():
         py("api2", name, pre + code, timeout=slow, check="either" if name in either else None)
     py("api2", "visualize(fc, steps=1) (sanity)", pre + "v = visualize(run.model, 'fc', [0, 9], input_shape=S, "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -11,9 +13,34 @@ from ._types import count, number
 
 def _ints(text: str, name: str) -> tuple[int, ...]:
     try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
+        values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise ConfigError(f"{name} {text!r}: expected comma-separated integers, e.g. 0,1,2,3,4") from None
+    if any(not 0 <= v < 2**63 for v in values):      # torch.manual_seed's range
+        raise ConfigError(f"{name} {text!r}: each seed must be from 0 to 2**63 - 1")
+    return values
+
+
+def _threads(text: str) -> int:
+    """--threads: at least 1 and at most the CPU count (a huge count can crash torch)."""
+    value = count(1)(text)
+    cpus = os.cpu_count() or 1
+    if value > cpus:
+        raise argparse.ArgumentTypeError(f"must be at most {cpus} (this machine's CPU count), got {value}")
+    return value
+
+
+def _check_out(folder: Path, flag: str) -> None:
+    """Create ``folder`` and write a probe file in it now, so that a bad --out fails before minutes of work."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-"):
+            pass
+    except FileExistsError:
+        raise ConfigError(f"{flag} {str(folder)!r}: exists and is not a folder; give a folder path") from None
+    except OSError as e:
+        raise ConfigError(f"{flag} {str(folder)!r}: cannot create or write this folder ({e.strerror or e}); give a "
+                          "writable folder") from None
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -31,18 +58,22 @@ def cmd_refine(args: argparse.Namespace) -> int:
                        test_limit=args.test_limit, after_topk=args.after_topk, threads=args.threads)
     if args.run is not None and args.model_file:
         raise ConfigError("give a RUN or --model-file, not both")
+    if args.out is not None:
+        _check_out(args.out, "--out")
+    elif args.run is not None and Path(args.run).is_dir():
+        _check_out(Path(args.run) / "experiments", "RUN")      # the default output lies under the run
     kwargs = {}
     if args.model_file:
         from ..data import load
         from ..inspect.target import from_model_file
+        from .inspect_cmd import _floats
 
         if args.out is None:
             raise ConfigError("--model-file: give --out FOLDER for the results")
+        mean, std = _floats(args.mean, "--mean"), _floats(args.std, "--std", positive=True)  # before loading data
         name = args.dataset or "digits"
         train, test = load(name, "train", args.data_dir), load(name, "test", args.data_dir)
-        t = from_model_file(args.model_file, args.weights, train.shape, name, args.out,
-                            None if args.mean is None else tuple(float(v) for v in args.mean.split(",")),
-                            None if args.std is None else tuple(float(v) for v in args.std.split(",")))
+        t = from_model_file(args.model_file, args.weights, train.shape, name, args.out, mean, std)
         target, kwargs = t.model, {"train": train, "test": test, "normalization": t.normalization}
     elif args.run is not None:
         target = args.run
@@ -92,6 +123,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--train-limit", type=count(0), default=0, help="use N training images, class-stratified (0 = all)")
     r.add_argument("--test-limit", type=count(0), default=0, help="use N test images, class-stratified (0 = all)")
     r.add_argument("--after-topk", action="store_true", help="recompute the top-k after refinement (seed 0)")
-    r.add_argument("--threads", type=count(1), default=None, help="torch threads (default: torch's)")
+    r.add_argument("--threads", type=_threads, default=None, help="torch threads (default: torch's)")
     r.add_argument("--out", type=Path, help="output folder (default RUN/experiments/refine-LAYER)")
     r.set_defaults(func=cmd_refine)

@@ -18,16 +18,11 @@ from ._types import count
 
 def _read_image(path: Path, shape: tuple[int, int, int]) -> torch.Tensor:
     """A PNG/JPEG as (1, C, H, W) uint8; it must already have the model's size."""
-    from PIL import Image
+    from ..data.folder import open_image
 
-    if not path.is_file():
-        raise ConfigError(f"IMAGE {path}: no such file")
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L" if shape[0] == 1 else "RGB")
-            a = np.asarray(im, dtype=np.uint8)
-    except OSError as e:
-        raise ConfigError(f"IMAGE {path}: not a readable image ({e})") from None
+    # the safe reader: a FIFO, device or folder is named as such, a decompression bomb refused from its header
+    with open_image(path) as im:
+        a = np.asarray(im.convert("L" if shape[0] == 1 else "RGB"), dtype=np.uint8)
     a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
     if a.shape != tuple(shape):
         raise ConfigError(f"IMAGE {path}: {a.shape[1]}x{a.shape[2]} pixels, {a.shape[0]} channels; the model takes "
@@ -38,19 +33,35 @@ def _read_image(path: Path, shape: tuple[int, int, int]) -> torch.Tensor:
 def _methods(text: str | None) -> list[str]:
     from ..inspect.attribution import METHODS
 
-    names = list(METHODS) if not text else [m.strip() for m in text.split(",") if m.strip()]
+    names = list(METHODS) if text is None else [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise ConfigError(f"--method {text!r}: names no method; choose from {', '.join(METHODS)} (comma-separated), "
+                          "or leave --method out for all")
     bad = [m for m in names if m not in METHODS]
     if bad:
         raise ConfigError(f"--method {', '.join(bad)}: unknown; choose from {', '.join(METHODS)}")
     return names
 
 
+def _check_args(model: torch.nn.Module, x: torch.Tensor, args: argparse.Namespace, methods: list[str]) -> None:
+    """--target and --layer against the model, before any attribution runs (the messages name the flags)."""
+    from ..inspect.attribution import check_target, gradcam_layer, num_classes
+
+    if args.target is not None:
+        check_target(args.target, num_classes(model, x), len(x), "--target")
+    if any(m in ("gradcam", "guided_gradcam") for m in methods):
+        gradcam_layer(model, x, args.layer, "--layer")
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
+    if args.model_file and args.run is not None and args.image is None and not args.run.is_dir():
+        args.image, args.run = args.run, None    # with --model-file the one positional is the IMAGE
     if args.audit:
         return _audit(args)
     from ..inspect.attribution import attribute, predicted
     from ..inspect.viz_pictures import overlay_png
 
+    methods = _methods(args.method)
     t = load_target(args)
     if args.image is not None:
         img, name = _read_image(args.image, t.input_shape), args.image.stem
@@ -60,9 +71,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
             raise ConfigError(f"--index {args.index}: the {ds.split} split has {len(ds)} images (0..{len(ds) - 1})")
         img, name = ds.images[args.index:args.index + 1], f"{ds.split}-{args.index}"
     x = t.preprocess(img)
+    _check_args(t.model, x, args, methods)
     pred = int(predicted(t.model, x)[0])
     target = pred if args.target is None else args.target
-    maps = {m: attribute(t.model, x, m, target, args.layer)[0] for m in _methods(args.method)}
+    maps = {m: attribute(t.model, x, m, target, args.layer)[0] for m in methods}
     label = (lambda k: t.classes[k] if t.classes and 0 <= k < len(t.classes) else str(k))
     title = f"{name}: predicted {label(pred)}, explaining class {label(target)}"
     png = overlay_png(img[0], maps, t.out_dir / f"explain-{name}.png", title)
@@ -78,14 +90,16 @@ def _audit(args: argparse.Namespace) -> int:
     from ..inspect.audit import audit_method, audit_table
     from ..inspect.viz_pictures import audit_png
 
+    methods = _methods(args.method)
     t = load_target(args)
     if not args.limit:
         args.limit = 500
     ds = load_dataset(args, t)
     x = t.preprocess(ds.images)
+    _check_args(t.model, x, args, methods)
     rows = []
     head = f"{len(ds):,} {ds.name} {ds.split} images; targets: {'predicted' if args.target is None else args.target}"
-    for m in _methods(args.method):
+    for m in methods:
         rows.append(audit_method(t.model, x, m, args.target, args.layer, seed=args.seed, with_ssim=args.ssim))
         print(f"  {m}: {rows[-1].seconds:.1f} s", flush=True)
         table = audit_table(rows)   # written after every method: a long audit leaves its finished rows
@@ -113,3 +127,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ssim", action="store_true", help="--audit: also the SSIM of each randomized map")
     p.add_argument("--seed", type=count(0), default=0)
     p.set_defaults(func=cmd_explain)
+    _image_after_options(p)
+
+
+def _image_after_options(p: argparse.ArgumentParser) -> None:
+    """Accept the IMAGE after options (``explain RUN --out X --method saliency IMAGE``): argparse fills both
+    optional positionals, RUN and IMAGE, from the first group of bare words, so a later IMAGE would be left
+    over as an 'unrecognized argument'. Taken only when nothing else is left over (an unknown option still
+    fails as before)."""
+    parse = p.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        ns, extras = parse(args, namespace)
+        if getattr(ns, "image", None) is None and len(extras) == 1 and not extras[0].startswith("-"):
+            ns.image, extras = Path(extras[0]), []
+        return ns, extras
+    p.parse_known_args = parse_known_args

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -77,8 +78,26 @@ def load_target(args: argparse.Namespace):
         raise ConfigError("give a run directory, or --model-file path.py:ClassName --weights file.safetensors")
     if args.out:
         t.out_dir = args.out
-    t.out_dir.mkdir(parents=True, exist_ok=True)
+    _make_out_dir(t.out_dir)
     return t
+
+
+def _make_out_dir(out: Path) -> None:
+    """Create the output folder and probe it for writing now, before any work: --out naming a file, /proc or a
+    read-only place is a ConfigError saying so."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except (FileExistsError, NotADirectoryError) as e:
+        raise ConfigError(f"--out {out}: a file stands where the output folder is needed ({e.strerror}: "
+                          f"{e.filename}); give a folder") from None
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot create or write the output folder ({e.strerror or e}: "
+                          f"{e.filename}); give a folder you may write, e.g. --out inspect") from None
 
 
 def load_dataset(args, target):
@@ -96,10 +115,17 @@ def _write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
-def _layer_arg(model: nn.Module, names: str | None) -> list[str] | None:
+def _layer_arg(model: nn.Module, names: str | None, flag: str = "--layer") -> list[str] | None:
+    """The layers a comma-separated ``flag`` names (None: the flag was not given). Given but naming nothing
+    (``' '``, ``','``) is an error, not a silent fall-back to the defaults."""
     from ..inspect.hooks import resolve_layers
 
-    return None if not names else resolve_layers(model, names)
+    if names is None:
+        return None
+    if not [n for n in names.split(",") if n.strip()]:
+        raise ConfigError(f"{flag} {names!r}: names no layer; give comma-separated layer names such as relu1,relu2 "
+                          "(see `convscope layers RUN`), or leave the flag out for the default")
+    return resolve_layers(model, names)
 
 
 def cmd_layers(args) -> int:
@@ -121,7 +147,7 @@ def cmd_sparsity(args) -> int:
 
     t = load_target(args)
     ds = load_dataset(args, t)
-    res = sharded_activation_sparsity(t.model, ds, t.normalization, _layer_arg(t.model, args.layers),
+    res = sharded_activation_sparsity(t.model, ds, t.normalization, _layer_arg(t.model, args.layers, "--layers"),
                                       args.threshold)   # one process, or every rank of a torchrun launch
     if not is_main_process():
         return 0
@@ -227,7 +253,7 @@ def cmd_features(args) -> int:
     ds = load_dataset(args, t)
     if not 0 <= args.index < len(ds):
         raise ConfigError(f"--index {args.index}: the {ds.split} split has {len(ds)} images (0..{len(ds) - 1})")
-    names = _layer_arg(t.model, args.layers) or [r.name for r in list_layers(t.model, t.input_shape)
+    names = _layer_arg(t.model, args.layers, "--layers") or [r.name for r in list_layers(t.model, t.input_shape)
                                                   if len(r.output_shape) == 3]
     img = ds.images[args.index:args.index + 1]
     with torch.no_grad(), capture(t.model, names) as maps:

@@ -9,17 +9,36 @@ Two calls wire it into a command (``train`` in cli/train_cmd.py)::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from ..distributed.launch import launch, strip_option
 from ..errors import ConfigError
+from ._types import count
 
 
 def add_nproc_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--nproc", type=int, default=0, metavar="N",
+    p.add_argument("--nproc", type=count(1), default=1, metavar="N",
                    help="run on N processes of this machine (DistributedDataParallel through torchrun; "
                         "for several machines start `torchrun ... -m convscope` yourself)")
+
+
+def check_nproc(nproc: int) -> None:
+    """At most one process per CUDA device, or per CPU core without one: more only oversubscribe the machine
+    (``--nproc 1000`` would start a thousand workers that each hold a copy of the model)."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus:
+        if nproc > gpus:
+            raise ConfigError(f"--nproc {nproc}: this machine has {gpus} CUDA device(s); give --nproc {gpus} or "
+                              "fewer (one process per device)")
+        return
+    cpus = os.cpu_count() or 1
+    if nproc > cpus:
+        raise ConfigError(f"--nproc {nproc}: this machine has {cpus} CPU core(s) and no CUDA device; give --nproc "
+                          f"{cpus} or fewer (more processes only contend for the same cores)")
 
 
 def relaunch(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int | None:
@@ -27,6 +46,7 @@ def relaunch(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int
     under torchrun and return the job's exit status; otherwise None (run here, as one process or one rank)."""
     if getattr(args, "nproc", 0) <= 1:
         return None
+    check_nproc(args.nproc)
     argv = list(sys.argv[1:] if argv is None else argv)
     if getattr(args, "command", None) not in argv:
         raise ConfigError(f"--nproc: cannot find the command line of {args.command!r} to rerun "

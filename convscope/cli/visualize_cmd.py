@@ -17,15 +17,22 @@ def _safe(name: str) -> str:
 
 def cmd_visualize(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..inspect.visualize import parse_channels, visualize
+    from ..inspect.visualize import layer_channels, parse_channels, resolve_layer, visualize
     from ..inspect.viz_pictures import visualization_png
 
     t = load_target(args)
+    if args.class_ is not None and (args.layer is not None or args.channels is not None):
+        flag = "--layer" if args.layer is not None else "--channels"
+        raise ConfigError(f"--class with {flag}: --class K visualizes class logits, {flag} picks units of a layer; "
+                          "give one or the other")
     if args.class_ is None and not args.layer:
         raise ConfigError("give --layer NAME (see `convscope layers RUN`) or --class K")
-    layer = None if args.class_ is not None else args.layer
-    spec = args.class_ if args.class_ is not None else args.channels
-    chans = parse_channels(spec) if spec else None
+    layer = None if args.class_ is not None else resolve_layer(t.model, args.layer, "--layer")
+    spec, flag = (args.class_, "--class") if args.class_ is not None else (args.channels, "--channels")
+    chans = None
+    if spec is not None:   # an empty --channels is refused by parse_channels, not read as "all"
+        n = layer_channels(t.model, layer, t.input_shape, name="--input-shape")
+        chans = parse_channels(spec, n, flag)
     ds = None if args.no_natural else load_dataset(args, t)
     res = visualize(t.model, layer, chans, ds, args.seed, neuron=args.neuron, measure=args.measure,
                     norm=t.normalization, input_shape=t.input_shape, steps=args.steps, param=args.param,
@@ -48,17 +55,20 @@ def cmd_visualize(args: argparse.Namespace) -> int:
 
 def cmd_project(args: argparse.Namespace) -> int:
     from ..inspect.projection import projections
-    from ..inspect.visualize import parse_channels
+    from ..inspect.visualize import layer_channels, parse_channels, resolve_layer
     from ..inspect.viz_pictures import projections_png
 
     t = load_target(args)
+    layer = resolve_layer(t.model, args.layer, "--layer")
+    n = layer_channels(t.model, layer, t.input_shape, name="--input-shape")
+    # default: the layer's first 8 channels (fewer when it has fewer)
+    chans = parse_channels(args.channels, n) if args.channels is not None else list(range(min(8, n)))
     ds = load_dataset(args, t)
-    chans = parse_channels(args.channels) if args.channels else list(range(8))
-    res = projections(t.model, ds, args.layer, chans, args.k, t.normalization)
+    res = projections(t.model, ds, layer, chans, args.k, t.normalization)
     stem = f"project-{_safe(res.layer)}"
     atomic_write_text(t.out_dir / f"{stem}.json", json.dumps(res.to_dict(), indent=2) + "\n")
-    png = projections_png(res, ds.images, t.out_dir / f"{stem}.png", f"layer {res.layer}", len(chans), args.k)
-    print(f"layer {res.layer}: {len(chans)} units x top {args.k} of {len(ds):,} images projected\n"
+    png = projections_png(res, ds.images, t.out_dir / f"{stem}.png", f"layer {res.layer}", len(res.channels), args.k)
+    print(f"layer {res.layer}: {len(res.channels)} units x top {args.k} of {len(ds):,} images projected\n"
           f"wrote {t.out_dir / stem}.json and {png.name}")
     return 0
 
@@ -84,7 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("project", help="deconvnet and guided-backprop projections of each unit's top-k activations")
     add_target_args(p)
     p.add_argument("--layer", required=True, help="layer name")
-    p.add_argument("--channels", help="units, e.g. 0-7 (default 0-7)")
+    p.add_argument("--channels", help="units, e.g. 0-7 (default: the first 8)")
     p.add_argument("--k", type=count(1), default=4, help="top activations per unit (default 4)")
     p.set_defaults(func=cmd_project)
 

@@ -161,8 +161,35 @@ def _load(target, train, test, normalization, tta):
         raise ConfigError(f"refine: expected a run directory, a Run or an nn.Module, got {type(target).__name__}")
     if train is None or test is None:
         raise ConfigError("refine on an nn.Module: give train= and test= datasets (convscope.data.load(...))")
+    for name, ds in (("train", train), ("test", test)):
+        if not isinstance(ds, ImageDataset):    # tensors have no labels or known scale
+            raise ConfigError(f"{name}: expected a convscope.data.ImageDataset (convscope.data.load(...)), got "
+                              f"{type(ds).__name__}")
     c = train.shape[0]
     return target, train, test, normalization or Normalization((0.0,) * c, (1.0,) * c), bool(tta), None
+
+
+def _check_order(model: nn.Module, layer: str, response: str, x: torch.Tensor) -> None:
+    """The response layer must come at or after ``layer`` in a forward pass: an earlier layer's output does not
+    depend on the refined kernels, so the experiment would measure nothing."""
+    if response == layer:
+        return
+    done: list[str] = []
+    modules = dict(model.named_modules())
+    handles = [modules[n].register_forward_hook(lambda m, i, o, n=n: done.append(n) if n not in done else None)
+               for n in (layer, response)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if response not in done:
+        raise ConfigError(f"response {response!r}: not reached by a forward pass of the model; give a layer at or "
+                          f"after {layer!r}")
+    if layer in done and done.index(response) < done.index(layer):
+        raise ConfigError(f"response {response!r}: runs before the refined layer {layer!r}, so its output does not "
+                          f"depend on the refined kernels; give {layer!r} or a layer after it")
 
 
 def _limit(ds: ImageDataset, n: int, salt: str) -> ImageDataset:
@@ -178,7 +205,14 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
            progress: Callable[[str], None] | None = None) -> RefineResult:
     """Run the refine experiment on ``target`` (a run directory, a ``Run``, or an ``nn.Module`` with ``train``
     and ``test`` datasets). The model is not modified: every variant starts from a copy of its weights."""
-    cfg = config or RefineConfig()
+    if config is None:
+        cfg = RefineConfig()
+    elif isinstance(config, dict):
+        cfg = RefineConfig.from_dict(config)
+    elif isinstance(config, RefineConfig):
+        cfg = config
+    else:
+        raise ConfigError(f"config: expected a RefineConfig or a dict of its fields, got {type(config).__name__}")
     say = progress or (lambda s: None)
     t_start = time.perf_counter()
     model, train, test, norm, tta, _ = _load(target, train, test, normalization, tta)
@@ -192,11 +226,16 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
         convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
         raise ConfigError(f"layer {layer!r} is a {type(modules[layer]).__name__}, not a Conv2d; conv layers: "
                           f"{', '.join(convs) or 'none'}")
-    response = resolve_layers(model, [cfg.response or layer])[0]
+    response = resolve_layers(model, [cfg.response or layer])
+    if len(response) != 1:
+        raise ConfigError(f"response {cfg.response!r}: names {len(response)} layers ({', '.join(response)}); "
+                          "give one layer")
+    response = response[0]
     device = next(model.parameters()).device
     if device.type != "cpu":
         raise ConfigError("refine runs on CPU: move the model to CPU first (model.cpu())")
     base = copy.deepcopy(model).eval()
+    _check_order(base, layer, response, norm.apply(train.images[:1]))
 
     with _deterministic(cfg.threads):
         say(f"top-{cfg.k} images of {response} on {len(train):,} training and {len(test):,} test images")

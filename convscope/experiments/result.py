@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,27 @@ DESCRIPTIONS = {
     "full": "fine-tune for the same number of steps on the whole training set (the yardstick)",
 }
 BN_MODES = ("frozen", "reestimate")
+SEED_LIMIT = 2**63          # torch.manual_seed takes seeds in [0, 2**63)
+
+
+def _names(value, name: str) -> tuple[str, ...]:
+    """A list/tuple of names. A bare string is refused: iterated, 'top' would be 't', 'o', 'p'."""
+    if isinstance(value, str):
+        raise ConfigError(f"{name}: expected a list or tuple of names, e.g. ({value!r},), got the string {value!r}")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{name}: expected a list of names (str), e.g. ('top', 'random'), got {value!r}")
+    return tuple(value)
+
+
+def _seeds(value) -> tuple[int, ...]:
+    # a string such as '0,1' is refused rather than parsed: the API takes ints, the CLI parses text
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, Integral) and not isinstance(v, bool)
+                                                       for v in value):
+        raise ConfigError(f"seeds: expected a list of integers, e.g. (0, 1, 2), got {value!r}")
+    bad = [int(v) for v in value if not 0 <= v < SEED_LIMIT]
+    if bad:
+        raise ConfigError(f"seeds: each seed must be in [0, 2**63), got {bad}")
+    return tuple(int(v) for v in value)
 
 
 @dataclass
@@ -46,16 +69,26 @@ class RefineConfig:
     threads: int | None = None           # torch threads inside the experiment (restored after)
 
     def __post_init__(self) -> None:
-        self.seeds = tuple(int(s) for s in self.seeds)
-        self.variants = tuple(self.variants)
-        self.bn = tuple(self.bn)
+        self.seeds = _seeds(self.seeds)
+        self.variants = _names(self.variants, "variants")
+        self.bn = _names(self.bn, "bn")
+        if not isinstance(self.layer, str) or not self.layer.strip():
+            raise ConfigError(f"layer: expected a conv layer name such as 'conv3', got {self.layer!r}")
+        if self.response is not None and (not isinstance(self.response, str) or not self.response.strip()):
+            raise ConfigError(f"response: expected a layer name or None, got {self.response!r}")
+        if self.threads is not None:
+            cpus = os.cpu_count() or 1
+            # far more threads than cores only slows down, and a huge count can crash torch (segfault)
+            if not isinstance(self.threads, int) or isinstance(self.threads, bool) or not 1 <= self.threads <= cpus:
+                raise ConfigError(f"threads: expected an integer from 1 to {cpus} (this machine's CPU count) or "
+                                  f"None, got {self.threads!r}")
         for name in ("k", "steps", "eval_every", "batch_size", "bn_images"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{name}: expected a positive integer, got {v!r}")
         for name in ("train_limit", "test_limit"):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 0:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ConfigError(f"{name}: expected an integer >= 0 (0 = all), got {v!r}")
         if not self.seeds:
             raise ConfigError("seeds: give at least one seed, e.g. 0,1,2,3,4")
@@ -73,8 +106,18 @@ class RefineConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not 0 < v < 10:
                 raise ConfigError(f"{name}: expected a number in (0, 10), got {v!r}")
-        if not 0 <= self.momentum < 1:
+        if not isinstance(self.momentum, (int, float)) or isinstance(self.momentum, bool) \
+                or not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum: expected a number in [0, 1), got {self.momentum!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RefineConfig:
+        """A config from a dict of field values; unknown keys are an error that lists the valid ones."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in values if k not in names]
+        if unknown:
+            raise ConfigError(f"config: unknown key(s) {', '.join(map(repr, unknown))}; valid: {', '.join(names)}")
+        return cls(**values)
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "seeds": list(self.seeds), "variants": list(self.variants),

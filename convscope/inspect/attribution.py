@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -18,7 +19,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models.probe import eval_mode
-from .hooks import resolve_layers
+from ._args import check_model
+from .hooks import capture, resolve_layers
 
 # method -> how Captum's (N, C, H, W) becomes (N, H, W)
 METHODS = {
@@ -38,6 +40,110 @@ def last_conv(model: nn.Module) -> str:
         raise ConfigError("layer: the model has no Conv2d layer for Grad-CAM; give layer=NAME of a layer with "
                           "spatial output")
     return convs[-1]
+
+
+def check_inputs(inputs, name: str = "inputs") -> torch.Tensor:
+    """``inputs`` must be a non-empty, finite, float (N, C, H, W) tensor: the model-ready batch. Anything else
+    would give a traceback deep in Captum or silently NaN maps."""
+    fix = "a model-ready batch: a float tensor (N, C, H, W), normalized as the model expects"
+    if not isinstance(inputs, torch.Tensor):
+        convertible = isinstance(inputs, (list, tuple, np.ndarray))
+        hint = "; convert with torch.as_tensor(x, dtype=torch.float32)" if convertible else ""
+        raise ConfigError(f"{name}: expected {fix}, got {type(inputs).__name__}{hint}")
+    if not inputs.is_floating_point():
+        raise ConfigError(f"{name}: expected {fix}, got dtype {inputs.dtype}; uint8 images (0..255) must be "
+                          "normalized first, e.g. run.normalization.apply(images)")
+    if inputs.ndim != 4:
+        raise ConfigError(f"{name}: expected a model-ready (N, C, H, W) float tensor, got shape {tuple(inputs.shape)}")
+    if len(inputs) == 0:
+        raise ConfigError(f"{name}: the batch is empty (shape {tuple(inputs.shape)}); give at least one image")
+    if not bool(torch.isfinite(inputs).all()):
+        raise ConfigError(f"{name}: holds NaN or infinite values; attribution maps of such inputs are meaningless")
+    return inputs
+
+
+def check_method(method) -> None:
+    if not callable(method) and not (isinstance(method, str) and method in METHODS):
+        raise ConfigError(f"method: {method!r} is not one of {', '.join(METHODS)} (or a callable "
+                          "(model, inputs, target) -> (N, H, W))")
+
+
+def _probe(model: nn.Module, inputs: torch.Tensor, shapes: bool = False
+           ) -> tuple[torch.Tensor, dict[str, tuple[int, ...]]]:
+    """The model's output for the first image, and with ``shapes`` every layer's output shape (batch of 1)."""
+    seen: dict[str, tuple[int, ...]] = {}
+    names = [n for n, _ in model.named_modules() if n] if shapes else []
+    with eval_mode(model), torch.no_grad(), capture(model, names, lambda n, t: seen.setdefault(n, tuple(t.shape))):
+        out = model(inputs[:1])
+    return out, seen
+
+
+def num_classes(model: nn.Module, inputs: torch.Tensor) -> int:
+    """How many class scores the model gives per image (its output must be (N, classes))."""
+    out = _probe(model, inputs)[0]
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"model: its output is {shape}, not class scores (N, classes); attribution explains "
+                          "a classifier's scores")
+    return int(out.shape[1])
+
+
+def check_target(target, classes: int, n: int, name: str = "target", device: torch.device | None = None
+                 ) -> torch.Tensor:
+    """``target`` as (n,) class indices: an int, or integers (list, array, tensor) one per image or just one,
+    each in 0..classes-1. Floats, strings and booleans are refused (never truncated)."""
+    want = f"a class index in 0..{classes - 1} (the model has {classes} classes)"
+    if n > 1 and not name.startswith("--"):     # a flag takes one index; the API also one per image
+        want += f", or a list of {n} such indices (one per image)"
+    values: list = []
+    if isinstance(target, Integral) and not isinstance(target, bool):
+        values = [int(target)]
+    elif isinstance(target, torch.Tensor):
+        if target.dtype == torch.bool or target.is_floating_point() or target.is_complex() or target.ndim > 1:
+            raise ConfigError(f"{name}: expected {want}, got a {target.dtype} tensor of shape {tuple(target.shape)}")
+        values = target.reshape(-1).tolist()
+    elif isinstance(target, np.ndarray):
+        if target.dtype.kind not in "iu" or target.ndim > 1:
+            raise ConfigError(f"{name}: expected {want}, got a {target.dtype} array of shape {target.shape}")
+        values = target.reshape(-1).tolist()
+    elif isinstance(target, (list, tuple)) and all(isinstance(v, Integral) and not isinstance(v, bool)
+                                                   for v in target):
+        values = [int(v) for v in target]
+    else:
+        raise ConfigError(f"{name}: expected {want}, got {target!r}")
+    if len(values) not in (1, n):
+        raise ConfigError(f"{name}: {len(values)} indices for {n} images; expected {want}")
+    bad = [v for v in values if not 0 <= v < classes]
+    if bad:
+        raise ConfigError(f"{name}: {bad[0]} is not a class of the model; expected {want}")
+    t = torch.tensor(values, dtype=torch.long, device=device)
+    return t.expand(n).clone() if len(values) == 1 else t
+
+
+def gradcam_layer(model: nn.Module, inputs: torch.Tensor, layer: str | None, name: str = "layer") -> str:
+    """The one layer Grad-CAM runs at: ``layer`` (a module name, or a type matching a single module) or the last
+    Conv2d, whose output must be a feature map (N, C, H, W): Grad-CAM averages gradients over H and W."""
+    if layer is None:
+        layer = last_conv(model)
+    elif not isinstance(layer, str):
+        raise ConfigError(f"{name}: expected a layer name (str), got {layer!r}")
+    try:
+        matched = resolve_layers(model, [layer])
+    except ConfigError as e:
+        raise ConfigError(f"{name} {layer!r}: {e}") from None
+    _, shapes = _probe(model, inputs, shapes=True)
+    spatial = [n for n, s in shapes.items() if len(s) == 4]
+    valid = f"layers with a (N, C, H, W) output: {', '.join(spatial) or 'none'}"
+    if len(matched) > 1:
+        raise ConfigError(f"{name} {layer!r}: matches {len(matched)} layers ({', '.join(matched)}); Grad-CAM needs "
+                          f"one: name one of the {valid}")
+    found = matched[0]
+    if found not in shapes:
+        raise ConfigError(f"{name} {layer!r}: the layer does not run in the model's forward; name one of the {valid}")
+    if len(shapes[found]) != 4:
+        raise ConfigError(f"{name} {layer!r}: its output {shapes[found]} is not a feature map (N, C, H, W), so "
+                          f"Grad-CAM cannot run there; name one of the {valid}")
+    return found
 
 
 def predicted(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
@@ -102,8 +208,11 @@ def attribute(model: nn.Module, inputs: torch.Tensor, method: str | AttributionF
     model-ready ``inputs`` (N, C, H, W). ``layer``: Grad-CAM's layer (default: the last Conv2d); with
     ``upsample=False`` Grad-CAM's map stays at the layer's resolution. ``method`` may also be a callable
     ``(model, inputs, target) -> (N, H, W)``. The model runs in eval mode; no hook remains afterwards."""
-    if inputs.ndim != 4:
-        raise ConfigError(f"inputs: expected a model-ready (N, C, H, W) float tensor, got shape {tuple(inputs.shape)}")
+    check_model(model)
+    check_inputs(inputs)
+    check_method(method)
+    if method in ("gradcam", "guided_gradcam"):
+        layer = gradcam_layer(model, inputs, layer)
     tgt = resolve_target(model, inputs, target)
     with eval_mode(model):
         if callable(method):
@@ -114,8 +223,7 @@ def attribute(model: nn.Module, inputs: torch.Tensor, method: str | AttributionF
 
 
 def resolve_target(model: nn.Module, inputs: torch.Tensor, target: int | torch.Tensor | None) -> torch.Tensor:
-    """(N,) class indices: ``target`` broadcast, or the model's prediction."""
+    """(N,) class indices: ``target`` checked (:func:`check_target`) and broadcast, or the model's prediction."""
     if target is None:
         return predicted(model, inputs)
-    t = torch.as_tensor(target, dtype=torch.long, device=inputs.device)
-    return t.expand(len(inputs)).clone() if t.ndim == 0 else t
+    return check_target(target, num_classes(model, inputs), len(inputs), device=inputs.device)

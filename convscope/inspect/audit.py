@@ -22,8 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..models.probe import eval_mode
-from .attribution import AttributionFn, attribute, resolve_target
+from ._args import check_model, positive_int
+from .attribution import AttributionFn, attribute, check_inputs, check_method, resolve_target
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -72,6 +74,9 @@ def randomization_check(model: nn.Module, inputs: torch.Tensor, method: str | At
                         with_ssim: bool = False) -> list[dict]:
     """Cascading randomization: one row per step, ``{"randomized_to": name, "spearman": mean, "ssim": mean}``,
     the first row randomizing only the top layer, the last every layer."""
+    check_model(model)
+    check_inputs(inputs)
+    check_method(method)
     tgt = resolve_target(model, inputs, target)
     original = attribute(model, inputs, method, tgt, layer)
     rand = copy.deepcopy(model)
@@ -120,8 +125,14 @@ def deletion_insertion(model: nn.Module, inputs: torch.Tensor, maps: np.ndarray,
                        = None, steps: int = 28, baseline: torch.Tensor | None = None, seed: int = 0,
                        batch: int = 1000) -> dict:
     """Deletion/insertion curves and AUCs for ``maps`` (N, H, W) and for a random pixel order."""
+    check_model(model)
+    check_inputs(inputs)
+    steps = positive_int(steps, "steps")
+    batch = positive_int(batch, "batch")
     tgt = resolve_target(model, inputs, target)
     n, _, h, w = inputs.shape
+    if np.shape(maps) != (n, h, w):
+        raise ConfigError(f"maps: expected one (H, W) map per image, shape {(n, h, w)}, got {np.shape(maps)}")
     if baseline is None:
         baseline = inputs.amin(dim=(0, 2, 3), keepdim=True)                 # (1, C, 1, 1): black
     m = torch.as_tensor(np.asarray(maps, dtype=np.float32)).reshape(n, h * w).to(inputs.device)
@@ -168,6 +179,10 @@ def audit_method(model: nn.Module, inputs: torch.Tensor, method: str | Attributi
     import time
 
     t0 = time.perf_counter()
+    check_model(model)      # every argument before the first (possibly long) attribution
+    check_inputs(inputs)
+    check_method(method)
+    steps = positive_int(steps, "steps")
     tgt = resolve_target(model, inputs, target)
     maps = attribute(model, inputs, method, tgt, layer, seed=seed)
     faith = deletion_insertion(model, inputs, maps, tgt, steps, seed=seed)

@@ -8,6 +8,8 @@ exactly zero; float kernels count |y| <= a stated tolerance as zero.
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 
 FILTERS: dict[str, np.ndarray] = {
     "sobel-x": np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]),
@@ -28,28 +30,86 @@ FILTERS: dict[str, np.ndarray] = {
 }
 
 
+# A hand-set kernel is small: this bounds what a .npy header may make us allocate (checked before loading).
+MAX_KERNEL_SIDE = 1024
+MAX_KERNEL_BYTES = 64 << 20   # a .json kernel file: text of at most this size
+_EXAMPLE = "[[1,0],[0,-1]]"
+
+
+def _read_kernel_file(text: str) -> np.ndarray | object:
+    """The content of a kernel file: a .json file as JSON, anything else as a .npy array (no pickles).
+
+    Only a regular file is opened (a FIFO would block, /dev/zero never ends), and a .npy header is checked
+    against the file's size and a kernel's bounds before a single element is allocated."""
+    from ..data.safe_io import open_regular, read_regular
+
+    src = f"--kernel {text}"
+    try:
+        if text.lower().endswith(".json"):
+            raw = read_regular(text, MAX_KERNEL_BYTES, "file")
+        else:
+            f = open_regular(text, "file")
+    except DataError as e:
+        raise ConfigError(f"--kernel: {e}; give a .npy file, a .json file or a JSON list such as {_EXAMPLE}") from None
+    if text.lower().endswith(".json"):
+        try:
+            return json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise ConfigError(f"{src}: not a JSON list of rows ({e}); write it like {_EXAMPLE}") from None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        fmt = np.lib.format
+        try:
+            version = fmt.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = fmt.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+        except (ValueError, EOFError, SyntaxError) as e:
+            raise ConfigError(f"{src}: not a NumPy .npy file ({e}); save the kernel with numpy.save, or give a "
+                              f".json file or a JSON list such as {_EXAMPLE}") from None
+        if dtype.hasobject:
+            raise ConfigError(f"{src}: holds Python objects (dtype {dtype}), not readable without pickles "
+                              "(unpickling could run code); save a numeric array")
+        count = math.prod(shape)
+        if count > MAX_KERNEL_SIDE ** 2 or any(n > MAX_KERNEL_SIDE for n in shape):
+            raise ConfigError(f"{src}: the header claims an array of shape {tuple(shape)}; a kernel may be at most "
+                              f"{MAX_KERNEL_SIDE}x{MAX_KERNEL_SIDE}")
+        claimed, held = count * dtype.itemsize, size - f.tell()
+        if claimed > held:
+            raise ConfigError(f"{src}: the header claims {claimed:,} bytes of data (shape {tuple(shape)}, {dtype}) "
+                              f"but the file holds {held:,}; it is truncated or corrupt: save the kernel again")
+        f.seek(0)
+        try:
+            return np.load(f, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise ConfigError(f"{src}: not a readable NumPy array without pickles ({e})") from None
+
+
 def parse_kernel(value) -> np.ndarray:
     """A 2-D kernel from an array, nested lists, a JSON string such as ``"[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]"``
-    or the path of a ``.npy`` file (read without unpickling). Returns float64 (kh, kw); a clear ConfigError for
-    empty, ragged, non-numeric, non-finite or non-2-D input."""
+    or the path of a ``.npy`` file (read without unpickling) or a ``.json`` file. Returns float64 (kh, kw); a clear
+    ConfigError for empty, ragged, non-numeric, non-finite, non-2-D or oversized input."""
     src = "kernel"
     if isinstance(value, (str, Path)):
         text = str(value).strip()
-        if text.endswith(".npy") or (not text.startswith("[") and Path(text).is_file()):
-            src = f"kernel file {text}"
-            try:
-                value = np.load(text, allow_pickle=False)
-            except FileNotFoundError:
-                raise ConfigError(f"{src}: no such file; give a .npy file or a JSON list such as "
-                                  f"[[1,0],[0,-1]]") from None
-            except (OSError, ValueError) as e:
-                raise ConfigError(f"{src}: not a readable NumPy array without pickles ({e})") from None
+        is_path = text.lower().endswith((".npy", ".json")) or (not text.startswith(("[", "{"))
+                                                                and os.path.lexists(text))
+        if is_path:
+            src = f"--kernel {text}"
+            value = _read_kernel_file(text)
         else:
             try:
                 value = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"kernel {text!r}: not a JSON list of rows ({e.msg}); write it like "
+            except (json.JSONDecodeError, RecursionError) as e:
+                msg = getattr(e, "msg", "nested too deeply")
+                raise ConfigError(f"kernel {text[:60]!r}: not a JSON list of rows ({msg}); write it like "
                                   "[[-1,0,1],[-2,0,2],[-1,0,1]]") from None
+        if not isinstance(value, (list, np.ndarray, int, float)) or isinstance(value, bool):
+            what = "a JSON object" if isinstance(value, dict) else f"{type(value).__name__} {value!r:.40}"
+            raise ConfigError(f"{src}: expected a 2-D list of numbers such as {_EXAMPLE}, got {what}")
     if isinstance(value, np.ndarray) and value.dtype.kind not in "iuf":
         raise ConfigError(f"{src}: values must be numbers, got dtype {value.dtype}")
     if isinstance(value, (list, tuple)):

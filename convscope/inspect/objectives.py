@@ -76,7 +76,14 @@ def _per_image(units: int | Sequence[int], batch: int) -> torch.Tensor:
 
 def _pick(out: torch.Tensor, units: int | Sequence[int]) -> torch.Tensor:
     """out (B, C, ...) -> (B, ...): for each image its own channel."""
-    idx = _per_image(units, out.shape[0]).to(out.device)
+    idx = _per_image(units, out.shape[0])
+    if out.ndim < 2:
+        raise ConfigError(f"objective: expected a (B, C, ...) layer output, got shape {tuple(out.shape)}")
+    bad = idx[(idx < 0) | (idx >= out.shape[1])].tolist()
+    if bad:   # negative indices would silently wrap around
+        raise ConfigError(f"objective: unit(s) {sorted(set(bad))[:5]} out of range; the layer has {out.shape[1]} "
+                          f"channels (0..{out.shape[1] - 1})")
+    idx = idx.to(out.device)
     return out[torch.arange(out.shape[0], device=out.device), idx]
 
 
@@ -93,7 +100,10 @@ def channel(layer: str, units: int | Sequence[int], measure: str = "mean") -> Ob
         raise ConfigError(f"channel: measure must be 'mean' or 'max', got {measure!r}")
 
     def fn(a: Acts) -> torch.Tensor:
-        m = _pick(a[layer], units).flatten(1)          # (B, H*W), or (B, 1) for a fully connected layer
+        m = _pick(a[layer], units)                     # (B, H, W), or (B,) for a fully connected layer
+        if m.ndim == 1:                                # a linear layer's channel is its one unit
+            return m
+        m = m.flatten(1)
         return m.mean(1) if measure == "mean" else m.amax(1)
     return Objective(fn, f"channel({layer}, {_units_text(units)}, {measure})", [layer])
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -29,9 +30,10 @@ from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..models.probe import eval_mode
+from ._args import check_dataset, check_model, check_norm, positive_int
 from ._tap import run, tap
-from .hooks import resolve_layers
 from .topk import TopRecord, topk
+from .visualize import layer_channels, resolve_layer
 
 
 class _DeconvReLU(torch.autograd.Function):
@@ -121,13 +123,36 @@ def project(model: nn.Module, inputs: torch.Tensor, layer: str, units: Sequence[
     The signal starts as 1 and the result is scaled by the activation's value: the same as starting from the
     value when it is positive (the ReLU rules are positively homogeneous), and Captum's convention (a unit
     gradient) times the value when it is negative."""
-    layer = resolve_layers(model, [layer])[0]
+    check_model(model)
+    layer = resolve_layer(model, layer)
+    if rule not in RULES:
+        raise ConfigError(f"rule: {rule!r}; choose from {', '.join(RULES)}")
+    if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.ndim != 4 \
+            or len(inputs) == 0:
+        what = (f"a {inputs.dtype} tensor of shape {tuple(inputs.shape)}" if isinstance(inputs, torch.Tensor)
+                else type(inputs).__name__)
+        raise ConfigError(f"inputs: expected a float tensor (N, C, H, W) with N >= 1, model-ready (normalized, e.g. "
+                          f"run.preprocess(uint8 images)), got {what}")
+    if not torch.isfinite(inputs).all():
+        raise ConfigError("inputs: hold NaN or infinite values; projections of them are meaningless")
+    if isinstance(units, (np.ndarray, torch.Tensor)):
+        units = units.tolist()                                             # (N, 3) array of indices
+    if not isinstance(units, Sequence) or isinstance(units, str) or not all(
+            isinstance(u, Sequence) and len(u) == 3 and all(isinstance(v, Integral) and not isinstance(v, bool)
+                                                            for v in u) for u in units):
+        raise ConfigError(f"units: expected one (channel, y, x) tuple of integers per image, got {units!r}")
     if len(units) != len(inputs):
         raise ConfigError(f"project: {len(units)} units for {len(inputs)} images (give one per image)")
     x = inputs.detach().clone().requires_grad_()
     with eval_mode(model), tap(model, [layer], stop=True) as acts, relu_rule(model, rule):
         run(model, x, acts)
     a = acts[layer]                                                        # (N, C', h, w) or (N, C')
+    for c, yy, xx in units:     # negative indices would silently wrap to the other end of the map
+        if not 0 <= c < a.shape[1] or (a.ndim == 4 and not (0 <= yy < a.shape[2] and 0 <= xx < a.shape[3])):
+            where = f"channels 0..{a.shape[1] - 1}" + (f", y 0..{a.shape[2] - 1}, x 0..{a.shape[3] - 1}"
+                                                      if a.ndim == 4 else "")
+            raise ConfigError(f"units: ({c}, {yy}, {xx}) is outside layer {layer!r}'s output of shape "
+                              f"{tuple(a.shape[1:])} ({where})")
     seed = torch.zeros_like(a)
     value = torch.zeros(len(units), dtype=a.dtype, device=a.device)
     for i, (c, yy, xx) in enumerate(units):
@@ -158,16 +183,31 @@ def projections(model: nn.Module, dataset: ImageDataset, layer: str, channels: S
     guided-backprop image of that single activation, and the receptive-field box of the unit."""
     from .receptive_field import receptive_fields
 
-    layer = resolve_layers(model, [layer])[0]
+    device = check_model(model)
+    dataset = check_dataset(dataset)
+    norm = check_norm(norm, dataset, required=False)
+    layer = resolve_layer(model, layer)
+    k = positive_int(k, "k")
+    if isinstance(channels, (np.ndarray, torch.Tensor)):
+        channels = channels.tolist()
+    if channels is not None:
+        if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence) or not all(
+                isinstance(c, Integral) and not isinstance(c, bool) for c in channels):
+            raise ConfigError(f"channels: expected a list of channel indices or None (all), got {channels!r}")
+        if not channels:
+            raise ConfigError("channels: empty; give at least one channel index, or None for all")
+    n = layer_channels(model, layer, dataset.shape, device, "dataset")    # checked before the pass over the data
+    chans = list(range(n)) if channels is None else [int(c) for c in channels]
+    bad = [c for c in chans if not 0 <= c < n]
+    if bad:
+        raise ConfigError(f"channels {bad[:5]}: layer {layer!r} has {n} channels (0..{n - 1})")
     norm = norm or Normalization((0.0,) * dataset.shape[0], (1.0,) * dataset.shape[0])
     recs_all = topk(model, dataset, [layer], k, norm)[layer]
-    chans = list(range(len(recs_all))) if channels is None else [int(c) for c in channels]
     try:
         field = receptive_fields(model, dataset.shape)[layer]
     except (ConfigError, KeyError):
         field = None
     h, w = dataset.shape[1:]
-    device = next(model.parameters()).device
     dec, gui, boxes, records = [], [], [], []
     for c in chans:
         recs = recs_all[c]

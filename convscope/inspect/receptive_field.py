@@ -21,7 +21,8 @@ from torch import nn
 from .._result import ResultMixin
 from ..errors import ConfigError
 from ..matrix.geometry import pair
-from ..models.probe import eval_mode, zeros_forward
+from ..models.probe import check_input_shape, eval_mode, zeros_forward
+from ._args import check_model
 
 POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.BatchNorm2d,
              nn.Dropout, nn.Dropout2d, nn.Identity, nn.GroupNorm, nn.InstanceNorm2d, nn.Hardswish)
@@ -54,8 +55,19 @@ def _geometry(m: nn.Module) -> tuple[tuple[int, int], tuple[int, int], tuple[int
     return k, s, pair(m.padding, "padding"), d
 
 
+def _checked(model: nn.Module, input_shape) -> tuple[int, int, int]:
+    """``model`` an nn.Module that takes one zero image of ``input_shape``: a ConfigError naming the argument
+    otherwise (checked up front, so that no later path meets a bad shape as a raw torch error)."""
+    check_model(model)
+    shape = check_input_shape(input_shape)
+    with eval_mode(model), torch.no_grad():
+        zeros_forward(model, shape)
+    return shape
+
+
 def _trace(model: nn.Module, input_shape) -> list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]]:
     """Leaf modules in execution order with their input and output tensors (for one zero input)."""
+    check_model(model)
     calls = []
     leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
     hooks = [m.register_forward_hook(lambda mod, i, o, n=n: calls.append((n, mod, i[0], o))) for n, m in leaves]
@@ -126,6 +138,15 @@ def empirical_receptive_field(model: nn.Module, layer: str, input_shape: tuple[i
                               unit: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
     """Input box (top, left, bottom, right, inclusive) whose pixels change unit ``unit`` (default: the
     centre) of ``layer`` (summed over channels), found by the gradient of a probe copy of the model."""
+    input_shape = _checked(model, input_shape)
+    if not isinstance(layer, str):
+        raise ConfigError(f"layer: expected a layer name (str), got {layer!r}")
+    return _empirical(model, layer, input_shape, unit)
+
+
+def _empirical(model: nn.Module, layer: str, input_shape: tuple[int, int, int],
+               unit: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
+    """empirical_receptive_field for checked arguments."""
     probe = _probe(model)
     modules = dict(probe.named_modules())
     if layer not in modules:
@@ -137,6 +158,8 @@ def empirical_receptive_field(model: nn.Module, layer: str, input_shape: tuple[i
         probe(x)
     finally:
         h.remove()
+    if "out" not in got:
+        raise ConfigError(f"layer {layer!r}: not reached by a forward pass of the model")
     o = got["out"]
     if o.ndim != 4:
         raise ConfigError(f"layer {layer!r}: output is not a feature map (shape {tuple(o.shape)})")
@@ -181,11 +204,12 @@ def receptive_field_report(model: nn.Module, input_shape: tuple[int, int, int]) 
     """Every layer's field. For a chain of layers: the formula, with each conv/pool layer's centre unit checked
     against the gradient (box clipped at the image border). Otherwise: the gradient box of each conv/pool
     layer's centre unit."""
+    input_shape = _checked(model, input_shape)
     modules = dict(model.named_modules())
     try:
         fields = receptive_fields(model, input_shape)
     except ConfigError as e:
-        rows = [FieldRow(name, type(m).__name__, empirical_box=empirical_receptive_field(model, name, input_shape))
+        rows = [FieldRow(name, type(m).__name__, empirical_box=_empirical(model, name, input_shape))
                 for name, m in modules.items() if isinstance(m, SPATIAL)]
         return FieldReport("gradient", str(e).split(";")[0], rows)
     h, w = input_shape[1:]
@@ -200,7 +224,7 @@ def receptive_field_report(model: nn.Module, input_shape: tuple[int, int, int]) 
             cy, cx = f.output_hw[0] // 2, f.output_hw[1] // 2
             top, left, bottom, right = f.box(cy, cx)
             want = (max(top, 0), max(left, 0), min(bottom, h - 1), min(right, w - 1))
-            box = empirical_receptive_field(model, name, input_shape)
+            box = _empirical(model, name, input_shape)
             check = "gradient agrees" if box == want else f"gradient box {box} != {want}"
         rows.append(FieldRow(name, kind, False, f.size, f.jump, f.start, f.output_hw, check, box))
     return FieldReport("chain formula", None, rows)

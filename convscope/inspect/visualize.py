@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -21,12 +22,15 @@ from ..data.normalize import Normalization
 from ..errors import ConfigError
 from . import objectives as O
 from . import vis_transforms as T
-from ..models.probe import eval_mode
+from ..models.probe import check_input_shape, eval_mode, zeros_forward
+from ._args import check_dataset, check_model, finite_float, positive_int
 from ._tap import run, tap
 from .hooks import capture, resolve_layers
 from .param import make_param
 
 MEASURES = ("mean", "max", "neuron")
+MAX_SIDE = 4096        # input_shape's largest height/width: beyond it one batch of images alone fills memory
+MAX_RANGE = 1 << 16    # the widest --channels range parsed without a channel count to bound it
 
 
 @dataclass
@@ -57,20 +61,62 @@ class Visualization:
                 "settings": self.settings}
 
 
-def parse_channels(text: str) -> list[int]:
-    """``"0-15"``, ``"3"``, ``"0,4,9-11"`` -> a list of channel indices."""
+def parse_channels(text: str, n: int | None = None, flag: str = "--channels") -> list[int]:
+    """``"0-15"``, ``"3"``, ``"0,4,9-11"`` -> a list of channel indices. With ``n`` (the layer's channel
+    count) each index and range is checked against 0..n-1 before a range is expanded, so a huge range is a
+    clear error rather than a MemoryError; an empty list is refused."""
+    valid = f" (valid: 0-{n - 1})" if n else ""
     out: list[int] = []
-    try:
-        for part in text.split(","):
-            part = part.strip()
-            if "-" in part:
-                a, b = (int(v) for v in part.split("-"))
-                out += list(range(a, b + 1))
-            elif part:
-                out.append(int(part))
-    except ValueError:
-        raise ConfigError(f"--channels {text!r}: expected indices and ranges such as 0-15 or 0,4,9-11") from None
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            a, b = (int(v) for v in part.split("-")) if "-" in part else (int(part), int(part))
+        except ValueError:
+            raise ConfigError(f"{flag} {text!r}: expected indices and ranges such as 0-15 or 0,4,9-11{valid}"
+                              ) from None
+        if "-" in part and a > b:
+            raise ConfigError(f"{flag} {text!r}: range {part} runs backwards; write it low-high{valid}")
+        if (n is not None and b >= n) or (n is None and b - a >= MAX_RANGE):
+            raise ConfigError(f"{flag} {text!r}: {part} is out of range{valid}")
+        out += list(range(a, b + 1))
+    if not out:
+        raise ConfigError(f"{flag} {text!r}: no channel given; give indices such as 0-15 or 0,4,9-11{valid}, "
+                          f"or leave {flag} out for the default")
+    bad = [c for c in out if n is not None and not 0 <= c < n]
+    if bad:
+        raise ConfigError(f"{flag} {text!r}: {', '.join(map(str, bad[:5]))} out of range{valid}")
     return out
+
+
+def resolve_layer(model: nn.Module, layer, name: str = "layer") -> str:
+    """``layer`` as exactly one module name: a type or list matching several layers is refused (listing them)
+    instead of silently taking the first."""
+    if not isinstance(layer, str) or not layer.strip():
+        raise ConfigError(f"{name}: expected one layer name (str, see `convscope layers RUN`), got {layer!r}")
+    names = resolve_layers(model, [layer.strip()] if "," not in layer else layer)
+    if not names:
+        raise ConfigError(f"{name} {layer!r}: no layer name given; give one (see `convscope layers RUN`)")
+    if len(names) != 1:
+        raise ConfigError(f"{name} {layer!r} matches {len(names)} layers ({', '.join(names)}); give one of them")
+    return names[0]
+
+
+def layer_channels(model: nn.Module, layer: str | None, shape, device: torch.device | None = None,
+                   name: str = "input_shape") -> int:
+    """Channel count of ``layer``'s output (None: the model's output) for images of ``shape`` (one zero-image
+    forward); a shape the model cannot take is a ConfigError naming ``name``."""
+    device = device or check_model(model)
+    with eval_mode(model), torch.no_grad():
+        zeros_forward(model, shape, name)                  # the model takes this shape (clear error if not)
+        with tap(model, [layer] if layer else [], stop=layer is not None) as acts:
+            out = run(model, torch.zeros(1, *shape, device=device), acts)
+    t = acts[layer] if layer else out
+    if not isinstance(t, torch.Tensor) or t.ndim < 2:
+        raise ConfigError(f"{layer or 'the model output'}: expected a (N, C, ...) tensor, got "
+                          f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+    return int(t.shape[1])
 
 
 def unit_values(out: torch.Tensor, channels: Sequence[int] | torch.Tensor, measure: str) -> torch.Tensor:
@@ -93,7 +139,7 @@ def natural_best(model: nn.Module, dataset: ImageDataset, layer: str | None, cha
 
         recs = topk(model, dataset, [layer], 1, norm, batch_size)[layer]
         return [recs[c][0].value for c in channels], [recs[c][0].index for c in channels]
-    device = next(model.parameters()).device
+    device = check_model(model)
     best = torch.full((len(channels),), -torch.inf, dtype=torch.float64)
     where = torch.zeros(len(channels), dtype=torch.long)
     seen: dict[str, torch.Tensor] = {}
@@ -131,19 +177,42 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
     those regularizers with these weights. ``transforms``: ``"standard"``, None, or a list. With a
     ``dataset``, ``natural_values`` holds the best dataset image's value by the same measure.
     ``norm`` maps [0, 1] images to model input (default: identity); ``input_shape`` defaults to the dataset's."""
+    device = check_model(model)
     measure = "neuron" if neuron else measure
     if measure not in MEASURES:
         raise ConfigError(f"measure: {measure!r} is not one of {', '.join(MEASURES)}")
     if layer is not None:
-        layer = resolve_layers(model, [layer])[0]
-    shape = tuple(input_shape or (dataset.shape if dataset is not None else ()))
-    if len(shape) != 3:
+        layer = resolve_layer(model, layer)
+    if dataset is not None:
+        dataset = check_dataset(dataset)
+    if input_shape is None and dataset is None:
         raise ConfigError("visualize: give input_shape=(C, H, W) or a dataset to take it from")
+    shape = check_input_shape(input_shape if input_shape is not None else dataset.shape)
+    if max(shape[1:]) > MAX_SIDE:
+        raise ConfigError(f"input_shape {shape}: sides above {MAX_SIDE} pixels are refused (one batch of such "
+                          "images does not fit in memory); give the (C, H, W) the model was built for")
+    if not isinstance(seed, Integral) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
+    steps = positive_int(steps, "steps")
+    if lr is not None:
+        lr = finite_float(lr, "lr")
+        if lr <= 0:
+            raise ConfigError(f"lr: must be positive, got {lr!r}")
+    l2, tv, blur = (finite_float(v, n, 0.0) for v, n in ((l2, "l2"), (tv, "tv"), (blur, "blur")))
+    if objective is not None and not isinstance(objective, O.Objective):
+        raise ConfigError(f"objective: expected a convscope.inspect.objectives.Objective, got "
+                          f"{type(objective).__name__}")
+    if transforms is not None and not isinstance(transforms, str) and (
+            not isinstance(transforms, Sequence) or not all(callable(t) for t in transforms)):
+        raise ConfigError(f"transforms: expected 'standard', None or a list of transforms (callables "
+                          f"t(x, generator)), got {transforms!r}")
     c_in, h, w = shape
+    if norm is not None and (not isinstance(norm, Normalization) or len(norm.mean) not in (1, c_in)):
+        raise ConfigError(f"norm: expected a convscope.data.Normalization for {c_in} channel(s), got {norm!r}")
     norm = norm or Normalization((0.0,) * c_in, (1.0,) * c_in)
-    device = next(model.parameters()).device
     with eval_mode(model):
-        chans = _channels(model, layer, channels, shape, device)
+        chans = _channels(model, layer, channels, shape, device,
+                          "input_shape" if input_shape is not None else "dataset")
         obj = objective or _default_objective(layer, chans, measure)
         for weight, reg in ((l2, O.l2()), (tv, O.total_variation()), (blur, O.blur())):
             if weight:
@@ -168,6 +237,13 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
                     a[O.OUTPUT] = out
                 val = obj(a)                                                # (N,)
                 grads = torch.autograd.grad(-val.sum(), p.params)           # model parameters get no .grad
+                if not torch.isfinite(val).all() or not all(torch.isfinite(gr).all() for gr in grads):
+                    # a NaN/inf objective would silently give NaN results (e.g. huge regularizer weights)
+                    raise ConfigError(
+                        f"visualize: the objective became non-finite at step {len(history) + 1} "
+                        f"(l2={l2:g}, tv={tv:g}, blur={blur:g}, lr={lr or p.lr:g}); lower the regularizer weights "
+                        "(--l2/--tv/--blur; the penalties are on the 0..1 pixel scale, weights around 0.01-10) "
+                        "or the learning rate")
                 for t, gr in zip(p.params, grads):
                     t.grad = gr
                 opt.step()
@@ -183,14 +259,23 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
                          np.stack(history) if history else np.zeros((0, len(chans))), nat[0], nat[1], settings)
 
 
-def _channels(model: nn.Module, layer: str | None, channels, shape, device) -> list[int]:
+def _channels(model: nn.Module, layer: str | None, channels, shape, device, shape_arg: str = "input_shape"
+              ) -> list[int]:
     """Resolve ``channels`` against the layer's channel count (one probe forward)."""
-    with torch.no_grad(), tap(model, [layer] if layer else [], stop=layer is not None) as acts:
-        out = run(model, torch.zeros(1, *shape, device=device), acts)
-    n = (acts[layer] if layer else out).shape[1]
+    if isinstance(channels, (np.ndarray, torch.Tensor)):
+        channels = channels.tolist()                     # an array of indices, as a list (or one index)
+    if channels is not None and (isinstance(channels, (str, bytes, bool)) or not (
+            isinstance(channels, Integral) or (isinstance(channels, Sequence)
+                                               and all(isinstance(c, Integral) and not isinstance(c, bool)
+                                                       for c in channels)))):
+        raise ConfigError(f"channels: expected an index, a list of indices or None (all), got {channels!r}"
+                          + ("; parse text such as '0-3' with parse_channels" if isinstance(channels, str) else ""))
+    n = layer_channels(model, layer, shape, device, shape_arg)
     if channels is None:
         return list(range(n))
-    chans = [channels] if isinstance(channels, int) else [int(c) for c in channels]
+    chans = [int(channels)] if isinstance(channels, Integral) else [int(c) for c in channels]
+    if not chans:
+        raise ConfigError("channels: empty; give at least one channel index, or None for all")
     bad = [c for c in chans if not 0 <= c < n]
     if bad or not chans:
         raise ConfigError(f"channels {bad or chans}: {layer or 'the output'} has {n} channels (0..{n - 1})")

@@ -14,6 +14,7 @@ from torch import nn
 
 from .._result import ResultMixin
 from ..errors import ConfigError
+from ..inspect.hooks import resolve_layers
 from ..models.probe import layer_input_shapes
 from .conv_matrix import conv_matrix
 from .display import block_structure, format_symbolic, symbolic_entries
@@ -53,10 +54,21 @@ def conv_layer_in_model(model: nn.Module, layer: str, input_shape: tuple[int, in
                         ) -> tuple[nn.Conv2d, tuple[int, ...]]:
     """The conv layer ``layer`` of ``model`` and the shape of its input for a model input of ``input_shape``."""
     convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-    if layer not in convs:
-        raise ConfigError(f"--layer {layer!r}: not a conv layer of the model; conv layers: "
-                          f"{', '.join(convs) or 'none'}")
-    return convs[layer], layer_input_shapes(model, input_shape, [layer])[layer]
+    conv_list = ", ".join(convs) or "none"
+    if not isinstance(layer, str) or not layer.strip():
+        raise ConfigError(f"--layer {layer!r}: give a conv layer name; conv layers: {conv_list}")
+    try:   # names or a type, with the renaming hint for numeric names (one resolution rule for every command)
+        names = resolve_layers(model, [layer.strip()])
+    except ConfigError as e:
+        raise ConfigError(f"--layer {layer!r}: {e}; conv layers: {conv_list}") from None
+    if len(names) != 1:
+        raise ConfigError(f"--layer {layer!r}: names {len(names)} layers ({', '.join(names)}); give one conv layer "
+                          f"by name; conv layers: {conv_list}")
+    name = names[0]
+    if name not in convs:
+        raise ConfigError(f"--layer {layer!r}: {name!r} is a {type(dict(model.named_modules())[name]).__name__}, not "
+                          f"a conv layer; conv layers: {conv_list}")
+    return convs[name], layer_input_shapes(model, input_shape, [name])[name]
 
 
 def describe_conv(weight: torch.Tensor | np.ndarray, input_shape: tuple[int, int, int], *, stride=1, padding=0,
@@ -64,7 +76,21 @@ def describe_conv(weight: torch.Tensor | np.ndarray, input_shape: tuple[int, int
                   symbolic: bool = False, spectrum: bool = False, max_memory: int | None = None) -> MatrixResult:
     """Build the layer's matrix and describe it. ``symbolic``: name the weights (w11 ...) rather than use their
     values in the printed form; ``spectrum``: add :func:`layer_spectrum`'s summary."""
-    w = torch.as_tensor(weight).detach().double() if not isinstance(weight, np.ndarray) else weight
+    if isinstance(weight, (list, tuple)):           # nested lists of numbers, as torch.as_tensor takes them
+        try:
+            weight = torch.as_tensor(weight)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ConfigError(f"weight: cannot read the list as a (out, in/groups, kh, kw) array ({e})") from None
+    if isinstance(weight, torch.Tensor):
+        w = weight.detach().cpu().double()
+    elif isinstance(weight, np.ndarray) and weight.dtype != np.bool_ and np.issubdtype(weight.dtype, np.number):
+        w = weight
+    else:
+        kind = f"array of dtype {weight.dtype}" if isinstance(weight, np.ndarray) else type(weight).__name__
+        raise ConfigError(f"weight: expected a torch tensor or numpy array of numbers, shape (out, in/groups, kh, kw), "
+                          f"got {kind}")
+    if not np.isfinite(np.asarray(w)).all():      # NaN/inf: the matrix and its spectrum would be meaningless
+        raise ConfigError("weight: contains NaN or infinite values; give finite weights")
     geom = make_geometry(tuple(w.shape), input_shape, stride, padding, dilation, groups, padding_mode)
     conv = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
     m = conv_matrix(w, input_shape, **conv, **({} if max_memory is None else {"max_memory": max_memory}))

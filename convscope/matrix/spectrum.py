@@ -26,6 +26,14 @@ from .geometry import ConvGeometry
 from .operator import conv_operator
 
 
+def check_finite_weight(weight: np.ndarray) -> None:
+    """NaN or infinite weights have no spectrum: the SVD fails to converge or returns NaN, so refuse them."""
+    if not np.isfinite(weight).all():
+        bad = int(np.size(weight) - np.isfinite(weight).sum())
+        raise ConfigError(f"weight: {bad} of {np.size(weight)} values are NaN or infinite; the spectrum needs finite "
+                          "weights (check the layer's training)")
+
+
 def _dense_weight(weight: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     """(O, C, kh, kw) with zeros outside the group blocks: a grouped conv is block-diagonal."""
     o, c, g = geom.out_channels, geom.in_channels, geom.groups
@@ -245,6 +253,7 @@ def layer_spectrum(weight, input_shape, stride=1, padding=0, dilation=1, groups:
     """The best affordable answer: exact values by FFT for circular padding (where the stride allows it), by a
     dense SVD when the matrix has at most ``dense_limit`` entries, else the power/Gram spectral-norm interval."""
     w, geom = _weight_and_geometry(weight, input_shape, stride, padding, dilation, groups, padding_mode)
+    check_finite_weight(w)
     padding_mode = geom.padding_mode   # an nn.Conv2d brings its own settings
     conv = dict(stride=geom.stride, padding=_pad_arg(geom), dilation=geom.dilation, groups=geom.groups)
     sv, method = None, ""

@@ -36,6 +36,20 @@ def check_input_shape(value, name: str = "input_shape") -> tuple[int, int, int]:
     return tuple(int(v) for v in value)
 
 
+def _raised_in_user_code(e: BaseException) -> bool:
+    """Whether the innermost Python frame of ``e`` lies outside torch and convscope (the user's model code)."""
+    import os
+
+    tb = e.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    where = os.path.abspath(tb.tb_frame.f_code.co_filename)
+    ours = [os.path.dirname(os.path.abspath(m.__file__)) for m in (torch, __import__("convscope"))]
+    return not any(where.startswith(d + os.sep) for d in ours)
+
+
 def zeros_forward(model: nn.Module, input_shape, name: str = "input_shape") -> torch.Tensor:
     """The model's output for one zero image of ``input_shape`` (C, H, W), in the model's dtype and on its device.
 
@@ -50,6 +64,8 @@ def zeros_forward(model: nn.Module, input_shape, name: str = "input_shape") -> t
     try:
         return model(torch.zeros(1, *shape, dtype=dtype, device=device))
     except (RuntimeError, ValueError, IndexError) as e:
+        if _raised_in_user_code(e):      # the user's own forward raised: theirs to see, with their traceback
+            raise
         raise ConfigError(f"{name}: the model cannot take an image of shape {shape} ({type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}); give the (C, H, W) the model was built "
                           "for") from e

@@ -37,6 +37,7 @@ from ..data.prepare import default_mode as default_prepare
 CONFIG, METRICS, CHECKPOINT, WEIGHTS, META, CURVE, SUMMARY = (
     "config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors", "model.json", "curve.png",
     "summary.json")
+METRICS_MAX_BYTES = 1 << 30   # metrics.jsonl of a very long run is megabytes; more is not a metrics file
 
 
 class RunError(ConvscopeError):
@@ -142,10 +143,36 @@ class Run:
 
     @property
     def metrics(self) -> list[dict[str, Any]]:
+        """The records of metrics.jsonl, one JSON object a line. The file is not covered by model.json's
+        checksums, so it is read defensively: a regular file of bounded size, every line a JSON object."""
+        from ..data.safe_io import read_regular
+        from ..errors import DataError
+
         path = self.path / METRICS
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        try:
+            raw = read_regular(path, METRICS_MAX_BYTES, "metrics file")
+        except DataError as e:
+            raise RunError(f"{e}; metrics.jsonl holds the run's training record (delete it to go without)") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise RunError(f"{path}: not UTF-8 text ({e}); it is not a convscope metrics file") from None
+        records = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as e:
+                raise RunError(f"{path}, line {number}: not JSON ({getattr(e, 'msg', e)}); each line must be one "
+                               "JSON object such as {\"kind\": \"epoch\", ...} (fix or delete the line)") from None
+            if not isinstance(record, dict):
+                raise RunError(f"{path}, line {number}: expected a JSON object such as {{\"kind\": \"epoch\", ...}}, "
+                               f"got a JSON {type(record).__name__}; fix or delete the line")
+            records.append(record)
+        return records
 
     @property
     def tta(self) -> bool:

@@ -265,16 +265,38 @@ def _fields(run: Run) -> dict:
 def training_data(entry: RunEntry) -> TrainingView:
     """Epoch and step records, the summary, and the confusion matrix on the test split (cached)."""
     run = entry.run
-    metrics = run.metrics
+    epochs, steps = _training_records(run)
     out = TrainingView(entry.id, str(entry.path), run.meta.get("model"), run.config.dataset, list(run.classes),
-                       run.summary, [m for m in metrics if m.get("kind") == "epoch"],
-                       [{"step": m["step"], "loss": m.get("loss")} for m in metrics if m.get("kind") == "step"])
+                       run.summary, epochs, [{"step": m["step"], "loss": m.get("loss")} for m in steps])
     try:
         res = entry.cached("confusion", lambda: _evaluate(run))
         out.confusion, out.per_class, out.accuracy = res.confusion.tolist(), res.per_class, res.accuracy
     except ConvscopeError as e:
         out.confusion_error = str(e)
     return out
+
+
+# what each kind of record must hold to be drawn (metrics.jsonl has no checksum: it may say anything)
+_NEEDED = {"epoch": ("epoch",), "step": ("step",)}
+
+
+def _training_records(run: Run) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The epoch and step records of the run's metrics.jsonl; a record of either kind that lacks a key the pages
+    need, or holds a non-number there, is a RunError naming the file."""
+    from ..training.rundir import METRICS, RunError
+
+    out: dict[str, list[dict[str, Any]]] = {"epoch": [], "step": []}
+    for i, m in enumerate(run.metrics, 1):
+        kind = m.get("kind")
+        if kind not in _NEEDED:
+            continue   # other kinds of record are not drawn
+        for key in _NEEDED[kind]:
+            v = m.get(key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise RunError(f"{run.path / METRICS}: record {i} (kind {kind!r}) has no number under {key!r} "
+                               f"(got {v!r:.40}); the file is damaged: fix or delete that line")
+        out[kind].append(m)
+    return out["epoch"], out["step"]
 
 
 def _evaluate(run: Run):

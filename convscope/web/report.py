@@ -7,25 +7,91 @@ sparsity, the edge experiment, the first layer's conv matrix, and a page per uni
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 from torch import nn
 
 from .._atomic import atomic_write_text
-from ..errors import ConfigError, ConvscopeError
+from ..data.safe_io import read_regular
+from ..errors import ConfigError, ConvscopeError, DataError
 from ..inspect import activation_sparsity, edge_experiment, list_layers, receptive_fields
-from ..inspect.edges import edges_png
+from ..inspect.edges import FILTERS, edges_png
+from ..inspect.hooks import resolve_layers
 from ..inspect.sparsity import sparsity_png
 from ..matrix import conv_matrix, make_geometry
 from ..matrix.display import block_structure, heatmap_png
 from . import compute, pictures
 from .runs import RunEntry
+from .security import WebError, safe_child
 from .views import pages
 from .views.layout import e, page, table
 
 REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = Path(__file__).parent / "static" / "app.css"
+MAX_PICTURE_BYTES = 64 << 20   # a run's PNG is well under a megabyte; more is not one of its pictures
+
+
+def _run_file(run_path: Path, rel: str) -> Path | None:
+    """``run_path / rel`` if it is a regular file inside the run reached through no symlink, else None: the
+    report embeds what it reads, so nothing outside the run folder (a link to ~/.ssh/...) may get in."""
+    try:
+        return safe_child(run_path, rel)
+    except WebError:
+        return None
+
+
+def _run_file_uri(run_path: Path, rel: str) -> str:
+    """A ``data:`` URI of a file checked by :func:`_run_file`, read as a regular file of bounded size."""
+    path = _run_file(run_path, rel)
+    if path is None:
+        raise ConfigError(f"{run_path / rel}: not a regular file inside the run (a symlink, a FIFO or missing); "
+                          "the report embeds only the run's own files")
+    return pictures.data_uri(read_regular(path, MAX_PICTURE_BYTES, "picture"))
+
+
+def _check_out(out: Path) -> Path:
+    """The HTML file to write: ``out``, or ``out/report.html`` when ``out`` is a folder; its folder is created and
+    probed for writing now, before minutes of work, so that an unwritable -o fails at once and clearly."""
+    if out.is_dir():
+        out = out / "report.html"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=out.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except (FileExistsError, NotADirectoryError) as err:
+        raise ConfigError(f"-o {out}: a file stands where a folder is needed ({err.strerror}: {err.filename}); give "
+                          "an HTML file path in a folder, or a folder") from None
+    except OSError as err:
+        raise ConfigError(f"-o {out}: cannot write there ({err.strerror or err}); choose a writable location, "
+                          "e.g. -o report.html") from None
+    if out.exists() and not out.is_file():
+        raise ConfigError(f"-o {out}: exists and is not a regular file; give another file name")
+    return out
+
+
+def _unit_layer(entry: RunEntry, layer: str | None, default: str | None) -> str | None:
+    """The layer whose units get pages: ``--layer`` resolved as every inspection command does (so a 0.1-style
+    numeric name gets the renaming hint), and it must be one feature-map layer."""
+    shown = {li["name"]: li for li in compute.shown_layers(entry)}
+    if layer is None:
+        name = default if default is not None else next(iter(shown), None)
+        if name is not None and name not in shown:
+            raise ConfigError(f"the first convolution {name!r} is not a feature-map layer; give --layer, one of "
+                              f"{', '.join(shown)}")
+        return name
+    if not layer.strip():
+        raise ConfigError(f"--layer {layer!r}: empty; give a layer name (see `convscope layers RUN`), e.g. "
+                          f"{next(iter(shown), 'conv1')}")
+    names = resolve_layers(entry.run.model, layer)
+    if len(names) != 1:
+        raise ConfigError(f"--layer {layer!r}: names {len(names)} layers ({', '.join(names)}); the report pages the "
+                          "units of one layer: give one name")
+    if names[0] not in shown:
+        raise ConfigError(f"--layer {layer!r}: not a feature-map layer; choose one of {', '.join(shown)}")
+    return names[0]
 
 
 def _img(uri: str, alt: str, cls: str = "plot") -> str:
@@ -45,10 +111,14 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
     """Write the report of the run at ``run_path`` to ``out`` (default RUN/report.html); returns its path.
     ``layer``: whose channels get a unit page each (default: the first convolution), at most ``max_units``."""
     run_path = Path(run_path)
+    if edge_filter not in FILTERS:
+        raise ConfigError(f"--filter {edge_filter!r}: unknown; choose one of {', '.join(FILTERS)}")
     entry = RunEntry(run_path.name, run_path.resolve())
     run = entry.run
-    out = Path(out) if out is not None else run_path / "report.html"
+    out = _check_out(Path(out) if out is not None else run_path / "report.html")
     model, shape = run.model, run.input_shape
+    first = _first_conv(model)
+    unit_layer = _unit_layer(entry, layer, first[0] if first else None)
     sections: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -58,7 +128,10 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
 
         # summary, curves, confusion, per-class accuracy
         tdata = compute.training_data(entry).to_dict()
-        curve = pictures.file_data_uri(run_path / "curve.png") if (run_path / "curve.png").is_file() else None
+        try:   # no curve (missing, a link, a FIFO): the report without it
+            curve = _run_file_uri(entry.path, "curve.png") if _run_file(entry.path, "curve.png") else None
+        except DataError:
+            curve = None
         conf = None
         if tdata["confusion"] is not None:
             from ..training.report import confusion_png
@@ -105,7 +178,6 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
                 sections.append(("edges", "Edge experiment", body))
 
         # the first layer as a matrix (its first output channel on the real input size)
-        first = _first_conv(model)
         if first is not None:
             name, conv = first
             c = conv.in_channels
@@ -128,16 +200,13 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
 
         # a page per unit
         shown = {li["name"]: li for li in compute.shown_layers(entry)}
-        unit_layer = layer or (first[0] if first else next(iter(shown), None))
         if unit_layer is not None:
-            if unit_layer not in shown:
-                raise ConfigError(f"--layer {unit_layer!r}: not a feature-map layer; choose one of {', '.join(shown)}")
             n = min(shown[unit_layer]["shape"][0], max_units)
             units = []
             for ch in range(n):
                 d = compute.unit_data(entry, unit_layer, ch).to_dict()
-                body = pages.unit_body(d, lambda rel: pictures.file_data_uri(entry.path / rel),
-                                       lambda lay, k: f"#unit-{k}")
+                d["files"] = [rel for rel in d["files"] if _run_file(entry.path, rel)]   # the run's own files only
+                body = pages.unit_body(d, lambda rel: _run_file_uri(entry.path, rel), lambda lay, k: f"#unit-{k}")
                 units.append(f'<section class="page card" id="unit-{ch}">{body}</section>')
             links = " ".join(f'<a href="#unit-{ch}">{ch}</a>' for ch in range(n))
             sections.append(("units", f"Units of {unit_layer}", f'<p class="toc">{links}</p>' + "".join(units)))
@@ -149,7 +218,6 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
             + f"; made by convscope {e(run.meta.get('convscope_version', ''))}.</p>{toc}")
     html = page(f"report · {run_path.name}", head + "".join(_section(a, t, b) for a, t, b in sections),
                 css=STYLE.read_text(), csp=REPORT_CSP)
-    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, html)
     return out
 
