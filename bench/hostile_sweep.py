@@ -5,6 +5,8 @@ limit (resource.setrlimit), and its outcome is classified as
 
     clear error    a convscope error (exit 2, "convscope: error: ..." or argparse's usage error), no traceback
     correct        exit 0 and the result checks out (or an expected success)
+    your model     the user's own model code raised: "convscope: error: your model raised ..." with the frames
+                   of their code (exit 1), as issue 16 asks
     traceback      a Python traceback (or MemoryError) where a message is due
     hang           still running at the timeout
     wrong result   exit 0 where the input should have been refused, or a result that fails its check
@@ -31,7 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hostile_cases import CHECKS, SCENARIOS, Case, build_cases, make_workspace
 
-CATEGORIES = ("clear error", "correct", "traceback", "hang", "wrong result", "loss")
+CATEGORIES = ("clear error", "correct", "your model", "traceback", "hang", "wrong result", "loss")
+FINE = ("clear error", "correct", "your model")
 AS_LIMIT_EXTRA = 3 << 30  # address space a case may add to the server's (torch's mappings included in the base)
 
 
@@ -105,6 +108,8 @@ def classify(case: Case, rc: int | None, out: str, err: str, ws: Path, seconds: 
         verdict = CHECKS[case.check](rc, out, err, ws)
         if verdict is not None:
             return verdict
+    if rc == 1 and "convscope: error: your model raised" in err:   # the user's code raised: their frames shown
+        return "your model", [ln for ln in err.splitlines() if "your model raised" in ln][0][:200]
     if rc == 1 and "Traceback" not in err and "error" in err.lower():  # a command that reports and exits 1
         return "clear error", ([ln for ln in err.strip().splitlines() if "error" in ln.lower()][-1:] or [""])[0][:200]
     if "Traceback" in err or "MemoryError" in err or rc not in (0, 2):
@@ -127,7 +132,7 @@ def run_case(ctx, case: Case, ws: Path, tmp: Path, number: int) -> Outcome:
             category, note = "traceback", f"scenario failed: {type(e).__name__}: {e}"
         dt = time.perf_counter() - t0
         return Outcome(case.id, case.area, category, None, round(dt, 2), case.expect,
-                       category not in ("clear error", "correct"), note)
+                       category not in FINE, note)
     p = ctx.Process(target=_child, args=(case, str(ws), str(out_path), str(err_path)))
     p.start()
     p.join(case.timeout)
@@ -143,7 +148,7 @@ def run_case(ctx, case: Case, ws: Path, tmp: Path, number: int) -> Outcome:
     err = err_path.read_text(errors="replace") if err_path.exists() else ""
     category, note = classify(case, rc, out, err, ws, dt)
     return Outcome(case.id, case.area, category, rc, round(dt, 2), case.expect,
-                   category not in ("clear error", "correct") or (case.expect == "ok" and category != "correct"),
+                   category not in FINE or (case.expect == "ok" and category != "correct"),
                    note, err[-600:])
 
 

@@ -53,6 +53,7 @@ def _floats(text: str | None, flag: str, positive: bool = False):
 
 def load_target(args: argparse.Namespace):
     from ..inspect.target import from_model_file, from_run
+    from ..models.probe import check_input_shape, eval_mode, zeros_forward
 
     if args.run is not None and args.model_file:
         raise ConfigError("give a RUN or --model-file, not both")
@@ -65,6 +66,7 @@ def load_target(args: argparse.Namespace):
                 shape = tuple(int(v) for v in args.input_shape.lower().split("x"))
             except ValueError:
                 raise ConfigError(f"--input-shape {args.input_shape!r}: expected CxHxW, e.g. 1x28x28") from None
+            check_input_shape(shape, f"--input-shape {args.input_shape}")
         if shape is None:
             from ..data import load
 
@@ -74,6 +76,9 @@ def load_target(args: argparse.Namespace):
         t = from_model_file(args.model_file, args.weights, shape, getattr(args, "dataset", None) or "digits",
                             args.out or Path("inspect"), _floats(args.mean, "--mean"), _floats(args.std, "--std",
                                                                                                positive=True))
+        if args.input_shape:   # every command, even those that only read weights (filters), gets a shape it can run
+            with eval_mode(t.model), torch.no_grad():
+                zeros_forward(t.model, shape, f"--input-shape {args.input_shape}")
     else:
         raise ConfigError("give a run directory, or --model-file path.py:ClassName --weights file.safetensors")
     if args.out:

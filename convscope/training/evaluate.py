@@ -11,6 +11,7 @@ from torch import nn
 
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,11 @@ def predict_logits(model: nn.Module, images_u8: torch.Tensor, norm: Normalizatio
 
 def evaluate(model: nn.Module, dataset: ImageDataset, norm: Normalization, batch_size: int = 1024,
              bf16: bool = False, channels_last: bool = False, tta: bool = False) -> EvalResult:
+    if not isinstance(dataset, ImageDataset):
+        raise ConfigError(f"dataset: expected a convscope.data.ImageDataset (uint8 images with labels), got "
+                          f"{type(dataset).__name__}; load one with convscope.data.load(...)")
+    if not isinstance(norm, Normalization):
+        raise ConfigError(f"norm: expected a convscope.data.Normalization, got {type(norm).__name__}")
     logits = predict_logits(model, dataset.images, norm, batch_size, bf16, channels_last, tta and dataset.hflip_ok)
     return result_from_logits(logits, dataset.labels.to(logits.device), len(dataset.classes))
 

@@ -53,3 +53,27 @@ def test_an_output_path_the_file_system_refuses_is_a_clear_error(tmp_path, cli, 
         r = cli(*argv)
         assert r.returncode == 2 and "Traceback" not in r.stderr, (argv, r.stderr)
         assert "convscope: error:" in r.stderr and target in r.stderr, (argv, r.stderr)
+
+
+def test_an_input_shape_the_model_cannot_take_is_refused_by_every_command(tmp_path, cli):
+    """`filters` reads only weights, yet an impossible --input-shape is named, not silently ignored."""
+    model = tmp_path / "m.py"
+    model.write_text("import torch\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                     "        self.c = torch.nn.Conv2d(1, 2, 3)\n    def forward(self, x):\n        return self.c(x)\n")
+    for shape, words in (("0x0x0", "three positive integers"), ("3x28x28", "cannot take an image of shape")):
+        r = cli("filters", "--model-file", f"{model}:Net", "--input-shape", shape, "--out", tmp_path / "o")
+        assert r.returncode == 2 and "--input-shape" in r.stderr and words in r.stderr, (shape, r.stderr)
+        assert "Traceback" not in r.stderr
+    r = cli("filters", "--model-file", f"{model}:Net", "--input-shape", "1x8x8", "--out", tmp_path / "o")
+    assert r.returncode == 0, r.stderr
+
+
+def test_evaluate_names_a_plain_tensor_given_as_dataset():
+    import torch
+
+    from convscope.data import Normalization
+    from convscope.errors import ConfigError
+    from convscope.training.evaluate import evaluate
+
+    with pytest.raises(ConfigError, match="^dataset: expected a convscope.data.ImageDataset"):
+        evaluate(torch.nn.Flatten(), torch.zeros(2, 1, 8, 8), Normalization((0.5,), (0.25,)))
