@@ -20,5 +20,5 @@ def digest(run_dir: Path) -> str:
 
 
 # Options whose defaults changed after 0.1 (stroke and blur were added, the model became fast2): passing these
-# reproduces a 0.1 command.
+# reproduces a 0.1 command (put them before a command's own --model: the last one given wins).
 AS_IN_0_1 = ["--model", "fast", "--stroke", "0", "--blur", "0"]
