@@ -209,8 +209,13 @@ def make_workspace(root: Path) -> Path:
     # images for predict
     im = ws / "images"
     im.mkdir()
-    Image.fromarray(np.zeros((28, 28), np.uint8)).save(im / "ok.png")
-    Image.fromarray(np.zeros((200, 300, 3), np.uint8)).save(im / "big.jpg")
+    # a real digit (predict refuses a blank page: "no ink found"), and a photo-sized dark-on-light copy of it
+    from convscope.data import load
+
+    digit = load("digits", "test").images[0, 0].numpy()                               # (28, 28) uint8
+    Image.fromarray(digit).save(im / "ok.png")
+    big = np.asarray(Image.fromarray(255 - digit).resize((300, 200)).convert("RGB"))
+    Image.fromarray(big).save(im / "big.jpg")
     (im / "bomb.png").write_bytes(_png_header(30_000, 30_000))
     (im / "mid.png").write_bytes(_png_header(10_000, 10_000))
     os.mkfifo(im / "fifo.png")
