@@ -80,3 +80,28 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def writable_folder(folder: str | os.PathLike[str], what: str, example: str = "") -> Path:
+    """Create ``folder`` and probe it for writing now, before minutes of work: a file in the way, /proc or a
+    read-only place is a ConfigError naming ``what`` (e.g. ``"--out runs/x"``) and the fix (``example``)."""
+    import tempfile
+
+    from .errors import ConfigError
+
+    folder = Path(folder)
+    hint = f", e.g. {example}" if example else ""
+    step = "create"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        step = "write in"
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except (FileExistsError, NotADirectoryError) as e:
+        raise ConfigError(f"{what}: {e.filename} is not a folder: a file stands where a folder is needed; give a "
+                          f"folder{hint}") from None
+    except OSError as e:
+        raise ConfigError(f"{what}: cannot {step} the folder {folder} ({e.strerror or e}); give a folder you may "
+                          f"write{hint}") from None
+    return folder

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
+from .._atomic import writable_folder
 from ..errors import ConfigError
 from ._types import count, number
 
@@ -30,19 +30,6 @@ def _threads(text: str) -> int:
     return value
 
 
-def _check_out(folder: Path, flag: str) -> None:
-    """Create ``folder`` and write a probe file in it now, so that a bad --out fails before minutes of work."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-"):
-            pass
-    except FileExistsError:
-        raise ConfigError(f"{flag} {str(folder)!r}: exists and is not a folder; give a folder path") from None
-    except OSError as e:
-        raise ConfigError(f"{flag} {str(folder)!r}: cannot create or write this folder ({e.strerror or e}); give a "
-                          "writable folder") from None
-
-
 def _words(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
@@ -59,9 +46,9 @@ def cmd_refine(args: argparse.Namespace) -> int:
     if args.run is not None and args.model_file:
         raise ConfigError("give a RUN or --model-file, not both")
     if args.out is not None:
-        _check_out(args.out, "--out")
+        writable_folder(args.out, f"--out {args.out}")
     elif args.run is not None and Path(args.run).is_dir():
-        _check_out(Path(args.run) / "experiments", "RUN")      # the default output lies under the run
+        writable_folder(Path(args.run) / "experiments", f"RUN {args.run}")      # the default output lies under the run
     kwargs = {}
     if args.model_file:
         from ..data import load

@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .._atomic import atomic_write_text
+from .._atomic import atomic_write_text, writable_folder
 from ..errors import ConfigError
 from ._types import count, number
 
@@ -83,26 +82,8 @@ def load_target(args: argparse.Namespace):
         raise ConfigError("give a run directory, or --model-file path.py:ClassName --weights file.safetensors")
     if args.out:
         t.out_dir = args.out
-    _make_out_dir(t.out_dir)
+    writable_folder(t.out_dir, f"--out {t.out_dir}", "--out inspect")
     return t
-
-
-def _make_out_dir(out: Path) -> None:
-    """Create the output folder and probe it for writing now, before any work: --out naming a file, /proc or a
-    read-only place is a ConfigError saying so."""
-    import tempfile
-
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=out)
-        os.close(fd)
-        os.unlink(probe)
-    except (FileExistsError, NotADirectoryError) as e:
-        raise ConfigError(f"--out {out}: a file stands where the output folder is needed ({e.strerror}: "
-                          f"{e.filename}); give a folder") from None
-    except OSError as e:
-        raise ConfigError(f"--out {out}: cannot create or write the output folder ({e.strerror or e}: "
-                          f"{e.filename}); give a folder you may write, e.g. --out inspect") from None
 
 
 def load_dataset(args, target):

@@ -7,13 +7,12 @@ sparsity, the edge experiment, the first layer's conv matrix, and a page per uni
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 from torch import nn
 
-from .._atomic import atomic_write_text
+from .._atomic import atomic_write_text, writable_folder
 from ..data.safe_io import read_regular
 from ..errors import ConfigError, ConvscopeError, DataError
 from ..inspect import activation_sparsity, edge_experiment, list_layers, receptive_fields
@@ -56,17 +55,7 @@ def _check_out(out: Path) -> Path:
     probed for writing now, before minutes of work, so that an unwritable -o fails at once and clearly."""
     if out.is_dir():
         out = out / "report.html"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=out.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except (FileExistsError, NotADirectoryError) as err:
-        raise ConfigError(f"-o {out}: a file stands where a folder is needed ({err.strerror}: {err.filename}); give "
-                          "an HTML file path in a folder, or a folder") from None
-    except OSError as err:
-        raise ConfigError(f"-o {out}: cannot write there ({err.strerror or err}); choose a writable location, "
-                          "e.g. -o report.html") from None
+    writable_folder(out.parent, f"-o {out}", "-o report.html")
     if out.exists() and not out.is_file():
         raise ConfigError(f"-o {out}: exists and is not a regular file; give another file name")
     return out

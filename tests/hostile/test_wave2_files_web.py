@@ -280,7 +280,10 @@ def test_layer_arg_empty(small_run, value):
 
 
 def test_out_dir_checks(tmp_path):
-    from convscope.cli.inspect_cmd import _make_out_dir
+    from convscope._atomic import writable_folder
+
+    def _make_out_dir(out):       # what the inspection commands call for --out
+        return writable_folder(out, f"--out {out}", "--out inspect")
 
     (tmp_path / "f").write_text("x")
     with pytest.raises(ConfigError, match="--out .*give a folder"):
