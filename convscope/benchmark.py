@@ -96,7 +96,9 @@ class AccuracyClock(Callback):
 
 
 def worker(spec: str, dataset: str, seed: int, eval_images: int, max_seconds: float, smoke: bool,
-           threads: int) -> dict:
+           threads: int, extra_overrides: dict | None = None) -> dict:
+    """One run of recipe ``spec`` (``name:key=value,...``; ``extra_overrides`` on top, for values such as
+    ``model_args`` dicts that a spec string cannot carry): the accuracy log against the clock, and the rates."""
     import tempfile
 
     import torch
@@ -110,7 +112,8 @@ def worker(spec: str, dataset: str, seed: int, eval_images: int, max_seconds: fl
     t0 = time.perf_counter() - process_age()
     load_average = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     name, extra = parse_recipe(spec)
-    overrides = {"dataset": dataset, "seed": seed, "threads": threads, "checkpoint_every": 10**9, **extra}
+    overrides = {"dataset": dataset, "seed": seed, "threads": threads, "checkpoint_every": 10**9, **extra,
+                 **(extra_overrides or {})}
     if smoke:
         overrides.update(epochs=1, train_subset=1024)
     cfg = config_from_dict(overrides, recipe(name))

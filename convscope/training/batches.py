@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from ..data import load
 from ..data.augment import (cutout, random_affine, random_blur, random_hflip, random_stroke,
@@ -88,14 +89,22 @@ class BatchFeeder:
     def order(self, epoch: int) -> torch.Tensor:
         return epoch_order(len(self.labels), self.cfg.seed, epoch, self.device)
 
-    def batch(self, order: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def size_at(self, epoch: int) -> tuple[int, int] | None:
+        """The (H, W) images are scaled to in ``epoch`` (progressive resizing), or None for their own size."""
+        cfg = self.cfg
+        if not cfg.low_res or epoch >= cfg.low_res_epochs:
+            return None
+        h, w = self.images.shape[-2:]
+        return cfg.low_res, max(1, round(w * cfg.low_res / h))
+
+    def batch(self, order: torch.Tensor, index: int, epoch: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch ``index`` of an epoch's ``order``: x float (B, C, H, W), y int64 (B,); with several processes,
         this rank's part (B / world size) of the global batch. The whole global batch is augmented on every
         rank from the same generator, so the examples and their augmentation are those of one process."""
-        x, y = self.take(order[index * self.batch_size:(index + 1) * self.batch_size])
+        x, y = self.take(order[index * self.batch_size:(index + 1) * self.batch_size], self.size_at(epoch))
         return x[self.part], y[self.part]
 
-    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def take(self, idx: torch.Tensor, size: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
         x = self.images[idx].to(torch.float32).div_(255.0)   # (B, C, H, W) in [0, 1]
         x = random_translate(x, cfg.translate, self.aug_gen)
@@ -105,6 +114,8 @@ class BatchFeeder:
         if cfg.hflip:
             x = random_hflip(x, self.aug_gen)
         x = cutout(x, cfg.cutout, self.aug_gen)
+        if size is not None:   # progressive resizing: (B, C, H, W) -> (B, C, h, w), antialiased
+            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
         x = self.norm.normalize(x)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

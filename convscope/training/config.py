@@ -98,6 +98,15 @@ class TrainConfig:
         ("torch", "numpy")))
     conv_algorithm: str = field(default="im2col", metadata=_meta(
         "numpy engine: the convolution algorithm", ("direct", "im2col", "matrix", "fft")))
+    # speed round 2 (issue 15): step-count ideas, each off by default (bench/recipe_ablation2.py measured them)
+    lookahead: int = field(default=0, metadata=_meta(
+        "Lookahead: every this many steps, move slow weights lookahead_alpha of the way to the trained weights "
+        "and restart from them (0 = off)"))
+    lookahead_alpha: float = field(default=0.5, metadata=_meta("Lookahead: the slow weights' step, in (0, 1]"))
+    low_res: int = field(default=0, metadata=_meta(
+        "progressive resizing: image height in pixels for the first low_res_epochs epochs (width in "
+        "proportion; 0 = off); the model must accept that size"))
+    low_res_epochs: int = field(default=0, metadata=_meta("progressive resizing: epochs at low_res"))
     # shape augmentations for real handwriting (bench/handwriting.py chose stroke + blur for digit datasets)
     rotate: float = field(default=0.0, metadata=_meta(
         "augmentation: random rotation of up to this many degrees (0 = off)"))
@@ -146,6 +155,16 @@ class TrainConfig:
             raise ConfigError(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.step_gamma <= 0:
             raise ConfigError(f"step_gamma must be positive, got {self.step_gamma}")
+        if self.lookahead < 0:
+            raise ConfigError(f"lookahead must be 0 (off) or a number of steps, got {self.lookahead}")
+        if not 0.0 < self.lookahead_alpha <= 1.0:
+            raise ConfigError(f"lookahead_alpha must lie in (0, 1], got {self.lookahead_alpha}")
+        if self.low_res < 0 or self.low_res_epochs < 0:
+            raise ConfigError(f"low_res and low_res_epochs must not be negative, got {self.low_res} and "
+                              f"{self.low_res_epochs}")
+        if (self.low_res > 0) != (self.low_res_epochs > 0):
+            raise ConfigError(f"progressive resizing needs both low_res (pixels) and low_res_epochs, got "
+                              f"low_res={self.low_res}, low_res_epochs={self.low_res_epochs}; set both, or neither")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"grad_clip must be positive, got {self.grad_clip}")
         if self.engine == "numpy":
@@ -216,6 +235,9 @@ def resolve(cfg: TrainConfig, *, hflip_ok: bool, device: str, native_bf16: bool)
         changes["stroke"] = 0.6 if digits else 0.0
     if cfg.blur is None:
         changes["blur"] = 0.8 if digits else 0.0
+    if cfg.engine == "numpy" and cfg.lookahead:
+        raise ConfigError("lookahead: the numpy engine trains with its own plain optimizers; drop --lookahead "
+                          "or use --engine torch")
     if cfg.engine == "numpy":
         changes.update(device="cpu", channels_last=False, ema=0.0, tta=False, precision="fp32")
     elif cfg.precision == "auto":

@@ -34,7 +34,7 @@ from .distributed import sharded_evaluate
 from .evaluate import EvalResult
 from .progress import LoopState, Progress, epoch_line
 from .runtime import sigint_flag
-from .setup import build_model
+from .setup import build_model, check_low_res
 
 
 class TrainingInterrupted(ConvscopeError):
@@ -55,6 +55,7 @@ class Loop:
         self.world: World = current_world()   # rank 0 of several (torchrun) writes every file and shows progress
         self.callbacks = [*callbacks, *([SparsityTracker()] if cfg.track_sparsity else [])]
         self.model = build_model(cfg, data)
+        check_low_res(cfg, self.model, data.train.shape)
         self.feeder = BatchFeeder(cfg, data, self.world)
         self.steps_per_epoch = self.feeder.steps_per_epoch
         self.total_steps = cfg.epochs * self.steps_per_epoch
@@ -141,7 +142,7 @@ class Loop:
     def _step(self, order: torch.Tensor) -> tuple[int, StepResult | None]:
         """One batch through the engine, its bookkeeping and metrics line: (images, the engine's result)."""
         cfg, st = self.cfg, self.state
-        x, y = self.feeder.batch(order, st.batch)
+        x, y = self.feeder.batch(order, st.batch, st.epoch)
         result = self.engine.train_step(x, y, st.step)
         if result is None:
             st.skipped += 1

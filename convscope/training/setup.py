@@ -44,3 +44,32 @@ def build_model(cfg: TrainConfig, data: TrainData) -> torch.nn.Module:
                           f"({type(e).__name__}: {e}); see `convscope models`") from e
     init_weights(model, cfg.init)
     return model
+
+
+def check_low_res(cfg: TrainConfig, model: torch.nn.Module, shape: tuple[int, int, int]) -> None:
+    """Progressive resizing trains on smaller images first: refuse, before anything runs, a size the model
+    cannot take or that changes its output (a flatten head sized for the full images)."""
+    if not cfg.low_res:
+        return
+    import copy
+
+    c, h, w = shape
+    if cfg.low_res >= h:
+        raise ConfigError(f"low_res: {cfg.low_res} px is not below the images' height {h}; give a smaller "
+                          f"size (e.g. {h - 4}) or 0 to train at full size")
+    small = (c, cfg.low_res, max(1, round(w * cfg.low_res / h)))
+    probe = copy.deepcopy(model).train()        # train mode: layers fitted on first use (whitening) may fit
+    with torch.no_grad():
+        outs = []
+        for size in (shape, small):
+            try:
+                outs.append(probe(torch.zeros(2, *size)).shape)
+            except (RuntimeError, ValueError, IndexError) as e:
+                raise ConfigError(f"low_res: model {cfg.model!r} cannot take {size[1]} x {size[2]} images "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); choose a "
+                                  "low_res the model accepts") from e
+    if outs[0] != outs[1]:
+        raise ConfigError(f"low_res: model {cfg.model!r} gives outputs of shape {tuple(outs[1])} for "
+                          f"{small[1]} x {small[2]} images but {tuple(outs[0])} for {h} x {w}; its head is sized "
+                          "for one input size: choose a low_res with the same final feature map (fast2 on 28 x 28: "
+                          "24 or 26)")

@@ -43,6 +43,8 @@ class TorchEngine:
         self.forward = wrap_ddp(self.model, self.world)   # DDP averages the gradients over the ranks
         self.optimizer = build_optimizer(cfg, self.model)
         self.ema_model = copy.deepcopy(self.model) if cfg.ema > 0 else None
+        # Lookahead (Zhang et al. 2019): slow weights that follow the trained ("fast") weights every k steps
+        self.slow = [p.detach().clone() for p in self.model.parameters()] if cfg.lookahead else None
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> StepResult | None:
         cfg = self.cfg
@@ -65,6 +67,8 @@ class TorchEngine:
                     b.copy_(saved)
             return None
         self.optimizer.step()
+        if self.slow is not None and (step + 1) % self.cfg.lookahead == 0:
+            self._lookahead_sync()
         if self.ema_model is not None:
             self._update_ema(step)
         with torch.no_grad():
@@ -74,6 +78,13 @@ class TorchEngine:
             loss_sum, correct = reduce_sums([loss_value, correct], self.world)
             loss_value, correct = loss_sum / self.world.size, int(correct)
         return StepResult(loss_value, correct, float(norm), lr)
+
+    @torch.no_grad()
+    def _lookahead_sync(self) -> None:
+        """slow += alpha * (fast - slow); fast = slow. The optimizer's momentum is kept, as in the paper."""
+        fast = [p.detach() for p in self.model.parameters()]
+        torch._foreach_lerp_(self.slow, fast, self.cfg.lookahead_alpha)
+        torch._foreach_copy_(fast, self.slow)
 
     @torch.no_grad()
     def _update_ema(self, step: int) -> None:
@@ -101,6 +112,8 @@ class TorchEngine:
                  "optimizer": self.optimizer.state_dict()}
         if self.ema_model is not None:
             state["ema"] = self.ema_model.state_dict()
+        if self.slow is not None:
+            state["lookahead"] = [t.clone() for t in self.slow]
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -108,3 +121,10 @@ class TorchEngine:
         self.optimizer.load_state_dict(state["optimizer"])  # positional: parameter order is unchanged since 0.1
         if self.ema_model is not None:
             self.ema_model.load_state_dict(upgrade_state_dict(self.ema_model, state["ema"], "checkpoint ema"))
+        if self.slow is not None:
+            saved = state.get("lookahead")
+            if not isinstance(saved, list) or [t.shape for t in saved] != [t.shape for t in self.slow]:
+                raise ConfigError("checkpoint: no Lookahead slow weights matching this model (was the run "
+                                  "started without --lookahead?); resume with the run's own config")
+            with torch.no_grad():
+                torch._foreach_copy_(self.slow, saved)

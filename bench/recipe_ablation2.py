@@ -1,0 +1,155 @@
+"""Speed round 2 (issue 15), the number of steps: every idea tried on Fashion-MNIST, kept or not.
+
+Each variant is the plain default recipe (``convscope train --dataset fashion-mnist``: fast2, flips, EMA, mirror
+TTA, label smoothing, one-cycle) with a few settings changed, trained in its own process for a short budget;
+the log holds the test accuracy after every epoch (evaluation time excluded from the clock).
+
+    python bench/recipe_ablation2.py [--only NAME ...] [--seeds 0 1] [--jobs 2] [--threads 1]
+    python bench/recipe_ablation2.py --table
+
+Accuracy per epoch does not depend on the machine's load, so variants may run ``--jobs`` at a time (each on
+``--threads`` threads) to explore; the images/s they report are then only comparable within one run.
+Results are merged (by variant and seed) into bench/results/recipe_ablation_round2_fashion-mnist.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine  # noqa: E402
+
+from convscope._atomic import atomic_write_text  # noqa: E402
+
+DATASET = "fashion-mnist"
+RESULTS = Path(__file__).parent / "results" / f"recipe_ablation_round2_{DATASET}.json"
+SHORT = {"epochs": 4}
+# name -> (overrides of the default recipe, why it was tried)
+VARIANTS: dict[str, tuple[dict, str]] = {
+    "default, 4 epochs": (SHORT, "the baseline of every 4-epoch row"),
+    "default, 12 epochs": ({}, "the command as users type it today"),
+    "batch 128, lr 0.07": ({**SHORT, "batch_size": 128, "lr": 0.07}, "twice the steps per epoch"),
+    "batch 128, lr 0.1": ({**SHORT, "batch_size": 128, "lr": 0.1}, "twice the steps, same peak lr"),
+    "lr 0.2": ({**SHORT, "lr": 0.2}, "a higher peak for a shorter budget"),
+    "lr 0.05": ({**SHORT, "lr": 0.05}, "a lower peak"),
+    "no label smoothing": ({**SHORT, "label_smoothing": 0.0}, "label smoothing retuned"),
+    "label smoothing 0.2": ({**SHORT, "label_smoothing": 0.2}, "label smoothing retuned"),
+    "EMA off": ({**SHORT, "ema": 0.0}, "EMA retuned"),
+    "EMA 0.995": ({**SHORT, "ema": 0.995}, "EMA retuned"),
+    "weight decay 1e-3": ({**SHORT, "weight_decay": 1e-3}, "regularization for the short budget"),
+    "weight decay 2.5e-4": ({**SHORT, "weight_decay": 2.5e-4}, "regularization for the short budget"),
+    "translate 1": ({**SHORT, "translate": 1}, "lighter augmentation for the short budget"),
+    "translate 3": ({**SHORT, "translate": 3}, "heavier augmentation"),
+    "no flips": ({**SHORT, "hflip": False, "tta": False}, "flips off (and their TTA)"),
+    "patch whitening 3x3": ({**SHORT, "model_args": {"whiten": 3}}, "airbench's fixed first layer"),
+    "extra convs in blocks 2-3": ({**SHORT, "model_args": {"extra": 2}}, "depth at 7x7 and 3x3"),
+    "no extra conv": ({**SHORT, "model_args": {"extra": 0}}, "depth: fast2 without its pool3 conv"),
+    "width 24": ({**SHORT, "model_args": {"width": 24}}, "width for the budget: cheaper steps"),
+    "width 40": ({**SHORT, "model_args": {"width": 40}}, "width for the budget: more capacity"),
+    "widths 24-64-128": ({**SHORT, "model_args": {"widths": [24, 64, 128]}}, "narrow only the full-res conv"),
+    "widths 32-96-192": ({**SHORT, "model_args": {"widths": [32, 96, 192]}}, "width where the maps are small"),
+    "lookahead k=5": ({**SHORT, "lookahead": 5}, "Lookahead (alpha 0.5)"),
+    "lookahead k=10, alpha 0.8": ({**SHORT, "lookahead": 10, "lookahead_alpha": 0.8}, "Lookahead, gentler"),
+    "24 px for 2 of 4 epochs": ({**SHORT, "low_res": 24, "low_res_epochs": 2},
+                                "progressive resizing: early epochs at 0.73x the pixels"),
+    "24 px for 2 of 5 epochs": ({"epochs": 5, "low_res": 24, "low_res_epochs": 2},
+                                "progressive resizing: a 5th epoch for about the cost of 4"),
+    "5 epochs": ({"epochs": 5}, "epochs for the budget"),
+    "6 epochs": ({"epochs": 6}, "epochs for the budget"),
+    "8 epochs": ({"epochs": 8}, "epochs for the budget"),
+}
+
+
+def run_variant(name: str, seed: int, threads: int) -> dict:
+    over, _ = VARIANTS[name]
+    cmd = [sys.executable, __file__, "--worker", name, str(seed), "--threads", str(threads)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"{name} seed {seed} failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def worker(name: str, seed: int, threads: int) -> dict:
+    from convscope.benchmark import worker as bench_worker
+
+    over, why = VARIANTS[name]
+    out = bench_worker("fast", DATASET, seed, 60_000, 10**6, False, threads, over)
+    acc = [e["test_accuracy"] for e in out["log"]]
+    return {"variant": name, "seed": seed, "why": why, "overrides": over, "threads": threads,
+            "test_accuracy_per_epoch": acc, "final_accuracy": out["final_accuracy"],
+            "wall_seconds": out["wall_seconds"], "setup_seconds": out["setup_seconds"],
+            "images_per_s": out["images_per_s"], "epochs_run": out["epochs_run"],
+            "train_images": out["train_images"], "load_average_at_start": out["load_average_at_start"]}
+
+
+def load_results() -> dict:
+    if RESULTS.exists():
+        return json.loads(RESULTS.read_text())
+    return {"benchmark": "recipe_ablation_round2", "dataset": DATASET, "runs": []}
+
+
+def table(results: dict) -> str:
+    rows = {}
+    for r in results["runs"]:
+        rows.setdefault(r["variant"], []).append(r)
+    lines = ["| variant | epochs | seeds | final acc. per seed | mean | img/s (mean) |", "|---|---|---|---|---|---|"]
+    for name, rs in rows.items():
+        accs = [r["final_accuracy"] for r in sorted(rs, key=lambda r: r["seed"])]
+        lines.append(f"| {name} | {rs[0]['epochs_run']} | {len(rs)} | " + " / ".join(f"{100 * a:.2f}" for a in accs)
+                     + f" | {100 * sum(accs) / len(accs):.2f} | {sum(r['images_per_s'] for r in rs) / len(rs):.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="+", help="variant names to run (default: all)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--table", action="store_true", help="print the table of the results file and stop")
+    ap.add_argument("--worker", nargs=2, metavar=("VARIANT", "SEED"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.threads)))
+        return
+    if args.table:
+        print(table(load_results()))
+        return
+    unknown = [n for n in args.only or [] if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; valid: {list(VARIANTS)}")
+    todo = [(n, s) for n in VARIANTS if not args.only or n in args.only for s in args.seeds]
+
+    def one(job: tuple[str, int]) -> dict:
+        r = run_variant(*job, args.threads)
+        print(f"{r['variant']:<32} seed {r['seed']}: " + " ".join(f"{100 * a:.2f}" for a in
+              r["test_accuracy_per_epoch"]) + f"  ({r['images_per_s']:.0f} img/s)", flush=True)
+        with LOCK:
+            merge(r)
+        return r
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(one, todo))
+    print(table(load_results()))
+
+
+LOCK = threading.Lock()
+
+
+def merge(r: dict) -> None:
+    """Into the results file: a later run of a variant and seed replaces the earlier one."""
+    results = load_results()
+    results["runs"] = [x for x in results["runs"] if (x["variant"], x["seed"]) != (r["variant"], r["seed"])]
+    results["runs"].append(r)
+    results["machine"] = machine()
+    atomic_write_text(RESULTS, json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
