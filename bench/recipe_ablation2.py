@@ -29,6 +29,9 @@ from convscope._atomic import atomic_write_text  # noqa: E402
 
 DATASET = "fashion-mnist"
 RESULTS = Path(__file__).parent / "results" / f"recipe_ablation_round2_{DATASET}.json"
+# the default recipe as round 2 found it (epochs and translate since depend on the dataset): every variant is
+# these settings plus its own changes, so a label means the same whatever today's defaults are
+BEFORE = {"epochs": 12, "translate": 2}
 SHORT = {"epochs": 4}
 # name -> (overrides of the default recipe, why it was tried)
 VARIANTS: dict[str, tuple[dict, str]] = {
@@ -46,6 +49,7 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "weight decay 2.5e-4": ({**SHORT, "weight_decay": 2.5e-4}, "regularization for the short budget"),
     "translate 1": ({**SHORT, "translate": 1}, "lighter augmentation for the short budget"),
     "translate 3": ({**SHORT, "translate": 3}, "heavier augmentation"),
+    "translate 0": ({**SHORT, "translate": 0}, "no shifts at all for the short budget"),
     "no flips": ({**SHORT, "hflip": False, "tta": False}, "flips off (and their TTA)"),
     "patch whitening 3x3": ({**SHORT, "model_args": {"whiten": 3}}, "airbench's fixed first layer"),
     "extra convs in blocks 2-3": ({**SHORT, "model_args": {"extra": 2}}, "depth at 7x7 and 3x3"),
@@ -60,6 +64,19 @@ VARIANTS: dict[str, tuple[dict, str]] = {
                                 "progressive resizing: early epochs at 0.73x the pixels"),
     "24 px for 2 of 5 epochs": ({"epochs": 5, "low_res": 24, "low_res_epochs": 2},
                                 "progressive resizing: a 5th epoch for about the cost of 4"),
+    "shift TTA 1 px": ({**SHORT, "tta_shift": 1}, "translation test-time augmentation (evaluation only)"),
+    "translate 1 + shift TTA": ({**SHORT, "translate": 1, "tta_shift": 1}, "the two together"),
+    "translate 1, 12 epochs": ({"translate": 1}, "lighter augmentation for the default budget"),
+    "translate 1 + shift TTA, 12 epochs": ({"translate": 1, "tta_shift": 1}, "both, default budget"),
+    "shift TTA, 12 epochs": ({"tta_shift": 1}, "translation TTA, default budget"),
+    "translate 0, 5 epochs": ({"epochs": 5, "translate": 0}, "no shifts, one more epoch"),
+    "translate 0 + shift TTA, 5 epochs": ({"epochs": 5, "translate": 0, "tta_shift": 1},
+                                          "no shifts in training, shifted views at test time"),
+    "translate 0, 24 px for 2 of 5 epochs": ({"epochs": 5, "translate": 0, "low_res": 24, "low_res_epochs": 2},
+                                             "no shifts; 5 epochs for about the cost of 4.5"),
+    "translate 0, 12 epochs": ({"translate": 0}, "no shifts over the default budget: overfits?"),
+    "translate 0, 8 epochs": ({"epochs": 8, "translate": 0}, "no shifts, 8 epochs"),
+    "translate 0, 6 epochs": ({"epochs": 6, "translate": 0}, "no shifts, 6 epochs"),
     "5 epochs": ({"epochs": 5}, "epochs for the budget"),
     "6 epochs": ({"epochs": 6}, "epochs for the budget"),
     "8 epochs": ({"epochs": 8}, "epochs for the budget"),
@@ -79,13 +96,14 @@ def worker(name: str, seed: int, threads: int) -> dict:
     from convscope.benchmark import worker as bench_worker
 
     over, why = VARIANTS[name]
-    out = bench_worker("fast", DATASET, seed, 60_000, 10**6, False, threads, over)
+    out = bench_worker("fast", DATASET, seed, 60_000, 10**6, False, threads, {**BEFORE, **over})
     acc = [e["test_accuracy"] for e in out["log"]]
     return {"variant": name, "seed": seed, "why": why, "overrides": over, "threads": threads,
             "test_accuracy_per_epoch": acc, "final_accuracy": out["final_accuracy"],
             "wall_seconds": out["wall_seconds"], "setup_seconds": out["setup_seconds"],
             "images_per_s": out["images_per_s"], "epochs_run": out["epochs_run"],
-            "train_images": out["train_images"], "load_average_at_start": out["load_average_at_start"]}
+            "train_images": out["train_images"], "load_average_at_start": out["load_average_at_start"],
+            "config": out["config"]}
 
 
 def load_results() -> dict:

@@ -21,7 +21,7 @@ from ..data.dataset import ImageDataset, stratified_split
 from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..distributed import World
-from .config import TrainConfig
+from .config import TrainConfig, require_resolved
 from .distributed import rank_slice
 
 
@@ -76,6 +76,7 @@ class BatchFeeder:
     """Augmented, normalized training batches for a resolved config, on its device."""
 
     def __init__(self, cfg: TrainConfig, data: TrainData, world: World | None = None) -> None:
+        require_resolved(cfg, "BatchFeeder")
         self.cfg, self.norm = cfg, data.norm
         self.device = torch.device(cfg.device)
         self.images = data.train.images.to(self.device)     # uint8 (N, C, H, W), moved once

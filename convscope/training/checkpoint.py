@@ -199,4 +199,7 @@ def check_manifest(meta: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
                                    "(std positive)")
     if not isinstance(meta.get("tta", False), bool):
         raise bad("tta", "true or false")
+    shift = meta.get("tta_shift", 0)
+    if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift <= 8:
+        raise bad("tta_shift", "an int of pixels in 0..8")
     return meta

@@ -226,10 +226,12 @@ class Loop:
         if st.best["weights"] is not None and cfg.early_stopping:
             self.model.load_state_dict(st.best["weights"])
         # the final figure in fp32, as `convscope eval` and inference compute it (epochs may evaluate in bf16)
-        test = sharded_evaluate(self.model, data.test, data.norm, self.world, tta=cfg.tta)
+        test = sharded_evaluate(self.model, data.test, data.norm, self.world, tta=cfg.tta, tta_shift=cfg.tta_shift)
         shape = data.train.shape
         meta = rd.model_metadata(self.model, cfg, data.norm, data.train.classes, shape)
         meta["tta"] = cfg.tta  # predictions average the mirror too (resolved: trained with flips, flips allowed)
+        if cfg.tta_shift:
+            meta["tta_shift"] = cfg.tta_shift  # and shifted views
         summary = {
             "test_accuracy": test.accuracy, "test_loss": test.loss, "epochs": st.epoch, "steps": st.step,
             "seconds": round(st.elapsed, 3), "skipped_steps": st.skipped, "stopped_early": st.stopped_early,

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .config import TrainConfig
 
 
@@ -29,6 +30,8 @@ def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     ``onecycle`` (linear 0 -> peak over the first 25% of steps, then linear down to 0, as in airbench).
     Linear warmup over ``warmup_epochs`` multiplies any schedule but onecycle.
     """
+    if cfg.epochs is None:
+        raise ConfigError("lr_at: epochs not set; resolve the config first (convscope.training.setup.prepare)")
     total = max(1, cfg.epochs * steps_per_epoch)
     t = min(step, total - 1)
     if cfg.schedule == "onecycle":

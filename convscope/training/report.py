@@ -84,14 +84,14 @@ def predict_files(run: Run, paths: list[Path], k: int = 3, prepare: str | None =
             notes.append(f"wrote what the model saw to {shown}")
         if run.tta:
             notes.append("averaged with the mirrored image (the run's test-time augmentation)")
+        if run.tta_shift:
+            notes.append(f"averaged with copies shifted {run.tta_shift} px (the run's test-time augmentation)")
         inputs.append(prep.tensor)
         all_notes.append(notes)
     out = []
     for start in range(0, len(inputs), batch_size):
         inp = run.preprocess(torch.stack(inputs[start:start + batch_size]))    # (B, C, H, W) float
-        logits = run.model(inp).float()
-        if run.tta:
-            logits = 0.5 * (logits + run.model(inp.flip(3)).float())
+        logits = run.logits(inp)
         probs = torch.softmax(logits, dim=1)                                    # (B, classes)
         p, idx = probs.topk(min(k, len(run.classes)), dim=1)
         for j in range(len(p)):

@@ -179,6 +179,18 @@ class Run:
         """Whether this run's predictions average each image with its mirror (flip test-time augmentation)."""
         return bool(self.meta.get("tta", False))
 
+    @property
+    def tta_shift(self) -> int:
+        """Pixels by which predictions also average shifted views (0: none); see evaluate.tta_logits."""
+        return int(self.meta.get("tta_shift", 0))
+
+    def logits(self, inp: torch.Tensor) -> torch.Tensor:
+        """Float32 logits (B, classes) of preprocessed input (B, C, H, W), with the run's test-time views."""
+        from .evaluate import black, tta_logits
+
+        fill = black(self.normalization, inp.shape[1], inp.device, inp.dtype) if self.tta_shift else None
+        return tta_logits(self.model, inp, self.tta, self.tta_shift, fill)
+
     def preprocess(self, images_u8: torch.Tensor) -> torch.Tensor:
         """uint8 (B, C, H, W) -> the normalized float input the model was trained on."""
         return self.normalization.apply(images_u8)

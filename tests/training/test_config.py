@@ -87,3 +87,27 @@ def test_flags_override_file_which_overrides_recipe(tmp_path):
     assert cfg.batch_size == 32       # file beats recipe
     assert cfg.optimizer == "adam"    # recipe beats defaults
     assert cfg.channels_last is False
+
+
+def test_dataset_defaults_fill_only_what_the_user_left_unset():
+    from convscope.training.config import resolve
+
+    def run_cfg(**values):
+        return resolve(config_from_dict(values), hflip_ok=values.get("dataset") == "fashion-mnist", device="cpu",
+                       native_bf16=False)
+
+    fashion = run_cfg(dataset="fashion-mnist")
+    assert (fashion.epochs, fashion.translate) == (5, 0)          # speed round 2: no shifts, 5 epochs
+    digits = run_cfg(dataset="digits")
+    assert (digits.epochs, digits.translate) == (12, 2)
+    mine = run_cfg(dataset="fashion-mnist", epochs=12, translate=2)
+    assert (mine.epochs, mine.translate) == (12, 2)               # an explicit value is never replaced
+    assert run_cfg(dataset="fashion-mnist", translate=1).epochs == 5
+    assert resolve(fashion, hflip_ok=True, device="cpu", native_bf16=False) == fashion   # idempotent
+
+
+def test_an_unresolved_config_is_refused_by_the_parts_that_need_it():
+    from convscope.training.optim import lr_at
+
+    with pytest.raises(ConfigError, match="epochs not set"):
+        lr_at(config_from_dict({}), 0, 10)

@@ -28,8 +28,8 @@ ARGS = ["--model", "fast2", "--model-arg", "width=4", "--train-subset", "768", "
 
 
 def _engine(lookahead: int, alpha: float) -> tuple[TorchEngine, nn.Module]:
-    cfg = config_from_dict({"optimizer": "sgd", "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "lr": 0.5,
-                            "schedule": "constant", "label_smoothing": 0.0, "ema": 0.0, "precision": "fp32",
+    cfg = config_from_dict({"epochs": 1, "optimizer": "sgd", "momentum": 0.0, "nesterov": False, "weight_decay": 0.0,
+                            "lr": 0.5, "schedule": "constant", "label_smoothing": 0.0, "ema": 0.0, "precision": "fp32",
                             "channels_last": False, "device": "cpu", "lookahead": lookahead,
                             "lookahead_alpha": alpha})
     torch.manual_seed(0)
@@ -97,13 +97,14 @@ def test_progressive_resizing_batches_shrink_then_return_to_full_size():
     ({"low_res": 28, "low_res_epochs": 1}, "not below the images' height 28"),
     ({"low_res": 24}, "needs both low_res"),
     ({"low_res_epochs": 2}, "needs both low_res"),
+    ({"low_res": 24, "low_res_epochs": 2}, "leaves none at the images' own size"),
     ({"lookahead": -1}, "lookahead must be 0"),
     ({"lookahead_alpha": 1.5}, r"lookahead_alpha must lie in \(0, 1\]"),
     ({"lookahead": 5, "engine": "numpy", "model": "lenet5"}, "numpy engine"),
 ])
 def test_bad_step_count_options_are_clear_errors(tmp_path, over, match):
     with pytest.raises(ConfigError, match=match):
-        convscope.train({"dataset": "digits", "train_subset": 128, "epochs": 1, "threads": 1, **over},
+        convscope.train({"dataset": "digits", "train_subset": 128, "epochs": 2, "threads": 1, **over},
                         out=tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
@@ -124,3 +125,53 @@ def test_lookahead_and_progressive_resizing_resume_bit_identically(tmp_path, kil
     r = _cli("train", "--resume", str(out), "--quiet")
     assert r.returncode == 0, r.stderr
     assert (out / "model.safetensors").read_bytes() == (ref / "model.safetensors").read_bytes()
+
+
+def test_shifted_views_fill_the_border_with_black():
+    x = torch.arange(1.0, 17.0).reshape(1, 1, 4, 4)
+    fill = torch.full((1, 1, 1, 1), -9.0)
+    down = convscope.training.evaluate.shifted(x, 1, 0, fill)
+    assert torch.equal(down[0, 0, 0], torch.full((4,), -9.0)) and torch.equal(down[0, 0, 1:], x[0, 0, :3])
+    left = convscope.training.evaluate.shifted(x, 0, -2, fill)
+    assert torch.equal(left[0, 0, :, :2], x[0, 0, :, 2:]) and torch.equal(left[0, 0, :, 2:], torch.full((4, 2), -9.0))
+
+
+def test_tta_logits_weighs_the_views_as_documented():
+    from convscope.training.evaluate import tta_logits
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(25, 3))
+    x = torch.randn(2, 1, 5, 5)
+    fill = torch.full((1, 1, 1, 1), 0.3)
+
+    def by_hand(v, flip):   # rolls with the wrapped-around row/column overwritten by the fill
+        out = model(v)
+        return 0.5 * (out + model(v.flip(3))) if flip else out
+
+    def moved(dy, dx):
+        v = torch.roll(x, (dy, dx), (2, 3)).clone()
+        if dy:
+            v[:, :, 0 if dy > 0 else -1, :] = 0.3
+        if dx:
+            v[:, :, :, 0 if dx > 0 else -1] = 0.3
+        return v
+
+    for flip in (False, True):
+        want = 0.5 * by_hand(x, flip) + 0.125 * sum(by_hand(moved(dy, dx), flip)
+                                                    for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)))
+        torch.testing.assert_close(tta_logits(model, x, flip, 1, fill), want)
+        torch.testing.assert_close(tta_logits(model, x, flip, 0), by_hand(x, flip))
+
+
+def test_a_run_with_shift_tta_records_it_and_eval_reproduces_its_accuracy(tmp_path):
+    out = tmp_path / "run"
+    run = convscope.train({"dataset": "digits", "train_subset": 512, "epochs": 1, "threads": 1, "tta_shift": 1,
+                           "model_args": {"width": 8}}, out=out, progress=False)
+    again = convscope.load_run(out)
+    assert again.tta_shift == 1 and again.meta["tta_shift"] == 1
+    r = _cli("eval", str(out))
+    assert r.returncode == 0, r.stderr
+    assert f"{100 * run.summary['test_accuracy']:.2f}%" in r.stdout
+    plain = convscope.training.evaluate.evaluate(again.model, convscope.data.load("digits", "test"),
+                                                 again.normalization)
+    assert plain.accuracy != run.summary["test_accuracy"]     # the shifted views did change the predictions

@@ -102,7 +102,7 @@ class TorchEngine:
 
     def evaluate(self, dataset: ImageDataset) -> EvalResult:
         return sharded_evaluate(self.eval_module(), dataset, self.norm, self.world, bf16=self.bf16,
-                                channels_last=self.cfg.channels_last, tta=self.cfg.tta)
+                                channels_last=self.cfg.channels_last, tta=self.cfg.tta, tta_shift=self.cfg.tta_shift)
 
     def export_weights(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.eval_module().state_dict().items()}
