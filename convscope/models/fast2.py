@@ -6,7 +6,8 @@ passes then touch a quarter of the elements: on a 2-core CPU those memory-bound 
 convolutions (bench/profile_fast.py). Optional: a fixed patch-whitening first layer (``whiten``), computed
 from the first training batch it sees, as airbench does on CIFAR-10.
 
-Evidence (bench/recipe_ablation.py, 2-core AMD EPYC, torch 2.13 CPU): see docs/sections/speed.md.
+Evidence (bench/profile_fast.py, bench/recipe_ablation2.py; 2-core AMD EPYC, torch 2.13 CPU): see
+docs/sections/speed.md.
 """
 
 from __future__ import annotations

@@ -97,12 +97,12 @@ def test_dataset_defaults_fill_only_what_the_user_left_unset():
                        native_bf16=False)
 
     fashion = run_cfg(dataset="fashion-mnist")
-    assert (fashion.epochs, fashion.translate) == (5, 0)          # speed round 2: no shifts, 5 epochs
+    assert (fashion.epochs, fashion.translate) == (6, 0)          # speed round 2: no shifts, 6 epochs
     digits = run_cfg(dataset="digits")
     assert (digits.epochs, digits.translate) == (12, 2)
     mine = run_cfg(dataset="fashion-mnist", epochs=12, translate=2)
     assert (mine.epochs, mine.translate) == (12, 2)               # an explicit value is never replaced
-    assert run_cfg(dataset="fashion-mnist", translate=1).epochs == 5
+    assert run_cfg(dataset="fashion-mnist", translate=1).epochs == 6
     assert resolve(fashion, hflip_ok=True, device="cpu", native_bf16=False) == fashion   # idempotent
 
 
