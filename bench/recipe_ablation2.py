@@ -76,7 +76,6 @@ VARIANTS: dict[str, tuple[dict, str]] = {
 
 
 def run_variant(name: str, seed: int, threads: int) -> dict:
-    over, _ = VARIANTS[name]
     cmd = [sys.executable, __file__, "--worker", name, str(seed), "--threads", str(threads)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:

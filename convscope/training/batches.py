@@ -67,6 +67,11 @@ def fingerprint(data: TrainData) -> str:
     return h.hexdigest()
 
 
+def low_res_size(low_res: int, h: int, w: int) -> tuple[int, int]:
+    """Progressive resizing: (height, width) of an H x W image scaled to ``low_res`` pixels high."""
+    return low_res, max(1, round(w * low_res / h))
+
+
 def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g).to(device)
@@ -95,8 +100,7 @@ class BatchFeeder:
         cfg = self.cfg
         if not cfg.low_res or epoch >= cfg.low_res_epochs:
             return None
-        h, w = self.images.shape[-2:]
-        return cfg.low_res, max(1, round(w * cfg.low_res / h))
+        return low_res_size(cfg.low_res, *self.images.shape[-2:])
 
     def batch(self, order: torch.Tensor, index: int, epoch: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch ``index`` of an epoch's ``order``: x float (B, C, H, W), y int64 (B,); with several processes,

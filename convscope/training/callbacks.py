@@ -17,16 +17,37 @@ A callback with state to keep across a kill implements ``state_dict`` / ``load_s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from .engine import StepResult
 from .evaluate import EvalResult
 
-if TYPE_CHECKING:  # the loop imports this module; this import is for type checkers only
-    from .loop import Loop
+if TYPE_CHECKING:  # for type checkers only
+    from .batches import TrainData
+    from .config import TrainConfig
+    from .engine import Engine
     from .rundir import Run
+
+
+class LoopView(Protocol):
+    """What a callback may use of the loop that calls it (convscope.training.loop.Loop is one). Declared here, so
+    this module does not import the loop that imports it."""
+
+    cfg: TrainConfig
+    engine: Engine
+    data: TrainData
+    path: Path
+    total_steps: int
+
+    @property
+    def step(self) -> int: ...          # optimizer steps done
+
+    @property
+    def epoch(self) -> int: ...         # epochs done
+
+    def request_stop(self) -> None: ...
 
 
 class Callback:
@@ -34,23 +55,23 @@ class Callback:
 
     key = ""  # name of the callback's state in checkpoints (only callbacks that have state need one)
 
-    def on_train_start(self, loop: Loop) -> None:
+    def on_train_start(self, loop: LoopView) -> None:
         """Before the first step of this process (a fresh run, or a resumed one after its state was restored)."""
 
-    def on_step_end(self, loop: Loop, result: StepResult | None) -> None:
+    def on_step_end(self, loop: LoopView, result: StepResult | None) -> None:
         """After each optimizer step; ``result`` is None for a skipped (non-finite) step."""
 
-    def on_eval(self, loop: Loop, split: str, result: EvalResult, seconds: float) -> None:
+    def on_eval(self, loop: LoopView, split: str, result: EvalResult, seconds: float) -> None:
         """After each evaluation the loop makes (``split``: "test" or "val"), with its duration."""
 
-    def on_epoch_end(self, loop: Loop, record: dict[str, Any]) -> None:
+    def on_epoch_end(self, loop: LoopView, record: dict[str, Any]) -> None:
         """At each epoch end, before ``record`` (the epoch's metrics.jsonl line) is written: a callback may add
         keys to it."""
 
-    def on_checkpoint(self, loop: Loop, path: Path) -> None:
+    def on_checkpoint(self, loop: LoopView, path: Path) -> None:
         """After a checkpoint was written to ``path``."""
 
-    def on_train_end(self, loop: Loop, run: Run) -> None:
+    def on_train_end(self, loop: LoopView, run: Run) -> None:
         """After the run directory holds the final weights, summary, curve and manifest."""
 
     def state_dict(self) -> dict[str, Any]:
@@ -67,7 +88,7 @@ class SparsityTracker(Callback):
     def __init__(self, probe: int = 1000) -> None:
         self.probe = probe
 
-    def on_epoch_end(self, loop: Loop, record: dict[str, Any]) -> None:
+    def on_epoch_end(self, loop: LoopView, record: dict[str, Any]) -> None:
         from ..inspect.sparsity import activation_sparsity
 
         test = loop.data.test

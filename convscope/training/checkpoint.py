@@ -27,6 +27,8 @@ from .._atomic import atomic_write_bytes
 from ..models.weights import CheckpointError, load_weights, read_safetensors, save_weights, sha256_file
 from ..data.safe_io import open_regular
 from ..errors import DataError
+from .config import MAX_TTA_SHIFT
+from .evaluate import valid_tta_shift
 
 __all__ = ["CheckpointError", "STATE_VERSION", "load_state", "load_weights", "save_state", "save_weights",
            "check_manifest", "read_json_file", "sha256_file", "upgrade_state"]
@@ -199,7 +201,6 @@ def check_manifest(meta: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
                                    "(std positive)")
     if not isinstance(meta.get("tta", False), bool):
         raise bad("tta", "true or false")
-    shift = meta.get("tta_shift", 0)
-    if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift <= 8:
-        raise bad("tta_shift", "an int of pixels in 0..8")
+    if not valid_tta_shift(meta.get("tta_shift", 0)):
+        raise bad("tta_shift", f"an int of pixels in 0..{MAX_TTA_SHIFT}")
     return meta

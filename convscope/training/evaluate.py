@@ -12,6 +12,7 @@ from torch import nn
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
+from .config import MAX_TTA_SHIFT
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,11 @@ def autocast_for(device: torch.device, bf16: bool):
     if not bf16:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def valid_tta_shift(value: object) -> bool:
+    """Whether ``value`` is a test-time shift in pixels: an int (not a bool) in 0..MAX_TTA_SHIFT."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TTA_SHIFT
 
 
 def shifted(x: torch.Tensor, dy: int, dx: int, fill: torch.Tensor) -> torch.Tensor:
@@ -73,6 +79,7 @@ def predict_logits(model: nn.Module, images_u8: torch.Tensor, norm: Normalizatio
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    fill = black(norm, images_u8.shape[1], device) if tta_shift else None     # (1, C, 1, 1)
     out = []
     try:
         for i in range(0, len(images_u8), batch_size):
@@ -80,7 +87,6 @@ def predict_logits(model: nn.Module, images_u8: torch.Tensor, norm: Normalizatio
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast_for(device, bf16):
-                fill = black(norm, x.shape[1], device) if tta_shift else None
                 out.append(tta_logits(model, x, tta, tta_shift, fill))
     finally:
         model.train(was_training)
@@ -94,8 +100,8 @@ def evaluate(model: nn.Module, dataset: ImageDataset, norm: Normalization, batch
                           f"{type(dataset).__name__}; load one with convscope.data.load(...)")
     if not isinstance(norm, Normalization):
         raise ConfigError(f"norm: expected a convscope.data.Normalization, got {type(norm).__name__}")
-    if isinstance(tta_shift, bool) or not isinstance(tta_shift, int) or not 0 <= tta_shift <= 8:
-        raise ConfigError(f"tta_shift: expected 0..8 pixels, got {tta_shift!r}")
+    if not valid_tta_shift(tta_shift):
+        raise ConfigError(f"tta_shift: expected 0..{MAX_TTA_SHIFT} pixels, got {tta_shift!r}")
     logits = predict_logits(model, dataset.images, norm, batch_size, bf16, channels_last, tta and dataset.hflip_ok,
                             tta_shift)
     return result_from_logits(logits, dataset.labels.to(logits.device), len(dataset.classes))

@@ -7,7 +7,7 @@ import torch
 from ..distributed import current_world
 from ..errors import ConfigError
 from ..models import create_model, model_kwargs
-from .batches import TrainData, load_data
+from .batches import TrainData, load_data, low_res_size
 from .config import TrainConfig, resolve
 from .optim import init_weights
 from .runtime import native_bf16, resolve_device
@@ -57,7 +57,7 @@ def check_low_res(cfg: TrainConfig, model: torch.nn.Module, shape: tuple[int, in
     if cfg.low_res >= h:
         raise ConfigError(f"low_res: {cfg.low_res} px is not below the images' height {h}; give a smaller "
                           f"size (e.g. {h - 4}) or 0 to train at full size")
-    small = (c, cfg.low_res, max(1, round(w * cfg.low_res / h)))
+    small = (c, *low_res_size(cfg.low_res, h, w))
     probe = copy.deepcopy(model).train()        # train mode: layers fitted on first use (whitening) may fit
     with torch.no_grad():
         outs = []
