@@ -37,3 +37,15 @@ def run_cli(*args: str, cwd=None, env=None, timeout: float = 300):
 def cli():
     """The ``convscope`` command as a real subprocess: ``cli("topk", run, "--layer", "relu3")``."""
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def v0_1(tmp_path_factory):
+    """convscope 0.1's source tree (from git history), to run beside today's code on the same machine."""
+    from tests.reference_weights import V0_1_COMMIT, extract_v0_1
+
+    tree = extract_v0_1(tmp_path_factory.mktemp("v0_1"))
+    if tree is None:
+        pytest.skip(f"no git history with convscope 0.1 (commit {V0_1_COMMIT}) in this checkout: the 0.1 "
+                    "comparison needs a git clone")
+    return tree
