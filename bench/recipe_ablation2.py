@@ -9,7 +9,12 @@ the log holds the test accuracy after every epoch (evaluation time excluded from
 
 Accuracy per epoch does not depend on the machine's load, so variants may run ``--jobs`` at a time (each on
 ``--threads`` threads) to explore; the images/s they report are then only comparable within one run.
-Results are merged (by variant and seed) into bench/results/recipe_ablation_round2_fashion-mnist.json.
+Results are merged (by variant and seed) into bench/results/recipe_ablation_round2_fashion-mnist.json; each run
+records the commit it ran on, the file the command and machine of its last merge.
+
+Lookahead, progressive resizing and shift TTA were rejected by this ablation and removed from convscope (issue
+22): their variants stay in VARIANTS and their rows in the results file (``--table`` prints them), but the driver
+refuses to run them.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _machine import provenance  # noqa: E402
 
 from convscope._atomic import atomic_write_text  # noqa: E402
 
@@ -74,6 +79,15 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "6 epochs": ({"epochs": 6}, "epochs for the budget"),
 }
 
+# training options this ablation rejected, since removed from convscope: a variant that sets one cannot run
+REMOVED = {"lookahead": "Lookahead", "lookahead_alpha": "Lookahead", "low_res": "progressive resizing",
+           "low_res_epochs": "progressive resizing", "tta_shift": "shift test-time augmentation"}
+
+
+def removed_options(name: str) -> list[str]:
+    """The removed options variant ``name`` sets, as 'key (feature)'; empty when it can run."""
+    return [f"{k} ({REMOVED[k]})" for k in VARIANTS[name][0] if k in REMOVED]
+
 
 def run_variant(name: str, seed: int, threads: int) -> dict:
     cmd = [sys.executable, __file__, "--worker", name, str(seed), "--threads", str(threads)]
@@ -86,6 +100,9 @@ def run_variant(name: str, seed: int, threads: int) -> dict:
 def worker(name: str, seed: int, threads: int) -> dict:
     from convscope.benchmark import worker as bench_worker
 
+    if removed_options(name):
+        raise SystemExit(f"variant {name!r} sets {', '.join(removed_options(name))}, removed from convscope; "
+                         "its stored rows stay in the results file (--table)")
     over, why = VARIANTS[name]
     out = bench_worker("fast", DATASET, seed, 60_000, 10**6, False, threads, {**BEFORE, **over})
     acc = [e["test_accuracy"] for e in out["log"]]
@@ -133,7 +150,14 @@ def main() -> None:
     unknown = [n for n in args.only or [] if n not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; valid: {list(VARIANTS)}")
-    todo = [(n, s) for n in VARIANTS if not args.only or n in args.only for s in args.seeds]
+    gone = {n: removed_options(n) for n in args.only or VARIANTS if removed_options(n)}
+    if args.only and gone:
+        raise SystemExit("cannot run " + "; ".join(f"{n!r}: sets {', '.join(o)}" for n, o in gone.items())
+                         + " — removed from convscope (issue 22); their stored rows stay in the results file "
+                           "(--table prints them)")
+    if gone:
+        print(f"skipped (they set options removed from convscope; stored rows kept): {', '.join(gone)}", flush=True)
+    todo = [(n, s) for n in VARIANTS if (not args.only or n in args.only) and n not in gone for s in args.seeds]
 
     def one(job: tuple[str, int]) -> dict:
         r = run_variant(*job, args.threads)
@@ -154,9 +178,12 @@ LOCK = threading.Lock()
 def merge(r: dict) -> None:
     """Into the results file: a later run of a variant and seed replaces the earlier one."""
     results = load_results()
+    prov = provenance()
+    r = {**r, "commit": prov["commit"], "dirty": prov["dirty"]}  # runs merged at different times: each its commit
     results["runs"] = [x for x in results["runs"] if (x["variant"], x["seed"]) != (r["variant"], r["seed"])]
     results["runs"].append(r)
-    results["machine"] = machine()
+    results.pop("machine", None)
+    results["provenance"] = prov
     atomic_write_text(RESULTS, json.dumps(results, indent=2) + "\n")
 
 

@@ -27,6 +27,7 @@ recorded beside it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -241,6 +242,36 @@ def machine() -> dict:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+def provenance(argv: list[str] | None = None) -> dict:
+    """What makes a result file evidence: the git commit it was measured on (``dirty``: the tree had uncommitted
+    changes to tracked files), the command that wrote it, the machine, and when (UTC). ``commit`` is None when the
+    code does not run from a git checkout (an installed package); the rest is recorded anyway."""
+    import shlex
+    from datetime import datetime, timezone
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    args = list(sys.argv if argv is None else argv)
+    head = Path(args[0]) if args else Path("python")
+    if head.name in ("__main__.py", "convscope") and head.parent.name in ("convscope", "bin"):
+        command = ["convscope", *args[1:]]  # `python -m convscope ...` or the console script
+    else:
+        with contextlib.suppress(ValueError):
+            head = head.resolve().relative_to(root)
+        command = ["python", str(head), *args[1:]]
+    return {"commit": commit, "dirty": None if status is None else bool(status), "command": shlex.join(command),
+            "machine": machine(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
 def main(argv: list[str] | None = None, default_out: Path | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipes", nargs="+", default=["fast", "keras-example", "pytorch-example"],
@@ -290,7 +321,7 @@ def main(argv: list[str] | None = None, default_out: Path | None = None) -> None
     yard_runs += [run_one(*YARDSTICK, seed) for seed in range(args.yardstick // 2)]
     yardstick = statistics.mean(r["wall_seconds"] for r in yard_runs) if yard_runs else None
     rows = summarize(runs, yardstick)
-    result = {"benchmark": "time_to_accuracy", "machine": machine(), "smoke": args.smoke, "peak_flops": peaks,
+    result = {"benchmark": "time_to_accuracy", "provenance": provenance(), "smoke": args.smoke, "peak_flops": peaks,
               "thresholds": THRESHOLDS, "yardstick_seconds": yardstick,
               "yardstick_runs": [{k: r[k] for k in ("seed", "wall_seconds", "setup_seconds", "load_average_at_start")}
                                  for r in yard_runs], "summary": rows, "runs": runs}

@@ -1,4 +1,4 @@
-"""Issue 16, wave 2: ``attribute`` / ``audit_method`` and ``convscope explain`` at their argument boundary:
+"""Hostile inputs (issue 16): ``attribute`` / ``audit_method`` and ``convscope explain`` at their argument boundary:
 targets, Grad-CAM layers, inputs, steps, --method, the IMAGE positional and hostile image files."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hostile inputs to feature visualization and projections (issue 16, wave 2): each ends in a correct result or a
+"""Hostile inputs to feature visualization and projections (issue 16): each ends in a correct result or a
 ConfigError naming the argument, never a traceback, a MemoryError or NaN in the results."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Issue 16, part B (training and run directories): hostile configs, config files, set-up failures, changed
-data on resume, non-finite results, logs through a pipe, flips, and user models. Each test fails on the code
-before its fix."""
+"""Hostile input to training (issue 16, part B): run names, configs and config files, non-finite options
+and results, set-up failures, changed data on resume, logs through a pipe, flips, user models and --nproc. Each
+test fails on the code before its fix."""
 
 from __future__ import annotations
 
@@ -343,3 +343,22 @@ def test_user_models_without_parameters_or_with_their_own_bugs(tmp_path):
     (tmp_path / "bad.py").write_text("class Net(:\n")
     r = cli("layers", "--model-file", f"{tmp_path / 'bad.py'}:Net", "--input-shape", "1x8x8")
     assert r.returncode == 2 and "line 1" in r.stderr and "not valid Python" in r.stderr
+
+
+# ---- train --nproc (item 31) ----------------------------------------------------------------------------------
+
+
+def test_nproc_bounds():
+    from convscope.cli.launch import check_nproc
+
+    check_nproc(1)
+    with pytest.raises(ConfigError, match="--nproc 100000: this machine has"):
+        check_nproc(100_000)
+
+
+@pytest.mark.parametrize("value, match", [("0", "--nproc: must be at least 1"), ("-1", "--nproc: must be at least 1"),
+                                          ("1000", "--nproc 1000: this machine has")])
+def test_cli_nproc(cli, tmp_path, value, match):
+    r = cli("train", "--nproc", value, "--out", tmp_path / "r", "--epochs", "1", "--train-subset", "64", timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert match in r.stderr

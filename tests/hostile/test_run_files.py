@@ -1,12 +1,14 @@
-"""Property-based fuzzing of the run files: safetensors checkpoints and weights (load_state, load_weights) and
-the JSON of a run directory (load_run), mutated byte by byte and value by value — including mutations that
-keep every recorded SHA-256 consistent, as a hostile author of a run directory could."""
+"""Hostile run files: safetensors checkpoints and weights (load_state, load_weights), the JSON of a run
+directory (load_run) and its metrics.jsonl, fuzzed byte by byte and value by value — including mutations that keep
+every recorded SHA-256 consistent, as a hostile author of a run directory could — and replaced by special files."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,13 +23,17 @@ import convscope
 from convscope.training import rundir as rd
 from convscope.training.checkpoint import FORMAT, _digest, load_state, load_weights, save_state, save_weights
 from convscope.training.config import TrainConfig
+from convscope.training.rundir import RunError
 
-from .conftest import outcome
-from .test_fuzz_readers import _op, mutate
+from .conftest import outcome, time_bound
+from .test_data_files_fuzz import _op, mutate
 
 MB = 1 << 20
+
+
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                       HealthCheck.function_scoped_fixture])
+
 
 STATE = {"epoch": 3, "lr": 0.1, "nan": float("nan"), "t": torch.arange(6.0).reshape(2, 3), "n": None,
          "nested": {1: (torch.tensor([1, 2], dtype=torch.int64), "x"), "k": [True, 2.5]}}
@@ -227,3 +233,47 @@ def test_a_tampered_geometry_with_empty_layers_is_a_clear_error(tiny_run, tmp_pa
     assert sha256_file(run / "model.safetensors") == meta["sha256"]["model.safetensors"]
     with pytest.raises(CheckpointError):
         convscope.load_run(run)
+
+
+# ---- metrics.jsonl (item 28) ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def run_copy(small_run, tmp_path):
+    """The small run's Run object pointed at a fresh folder whose metrics.jsonl the test writes."""
+    return dataclasses.replace(small_run, path=tmp_path)
+
+
+@pytest.mark.parametrize("text, match", [
+    ('{"kind": "epoch", "epoch": 1}\n{oops\n', r"metrics.jsonl, line 2: not JSON"),
+    ("[1, 2]\n", r"metrics.jsonl, line 1: expected a JSON object.*list"),
+    ('\n"text"\n', r"metrics.jsonl, line 2: expected a JSON object.*str"),
+    (b"\xff\xfe", r"metrics.jsonl: not UTF-8"),
+])
+def test_metrics_lines_that_are_not_objects(run_copy, text, match):
+    p = run_copy.path / "metrics.jsonl"
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(RunError, match=match):
+        _ = run_copy.metrics
+
+
+def test_metrics_fifo_does_not_hang(run_copy):
+    os.mkfifo(run_copy.path / "metrics.jsonl")
+    with time_bound(10), pytest.raises(RunError, match="metrics.jsonl.*FIFO"):
+        _ = run_copy.metrics
+
+
+def test_metrics_valid_and_missing(run_copy, small_run):
+    assert run_copy.metrics == []
+    (run_copy.path / "metrics.jsonl").write_bytes((small_run.path / "metrics.jsonl").read_bytes())
+    assert run_copy.metrics and all(isinstance(m, dict) for m in run_copy.metrics)
+
+
+@pytest.mark.parametrize("line", ['{"kind": "step"}', '{"kind": "epoch", "epoch": "x"}'])
+def test_training_data_refuses_records_without_keys(run_copy, line):
+    from convscope.web.compute import training_data
+    from convscope.web.runs import RunEntry
+
+    (run_copy.path / "metrics.jsonl").write_text(line + "\n")
+    with pytest.raises(RunError, match="metrics.jsonl: record 1"):
+        training_data(RunEntry("x", run_copy.path, _run=run_copy))
