@@ -124,11 +124,6 @@ def read_folder(root: Path, opts: FolderOptions) -> tuple[np.ndarray, np.ndarray
     if channels is None:
         channels = 1 if modes <= GRAY_MODES else 3
     size = opts.size or sizes[0]
-    if opts.resize == "error":
-        for (p, _), hw in zip(files, sizes):
-            if hw != tuple(size):
-                raise DataError(f"{p}: size {hw[0]} x {hw[1]} (H x W) differs from {size[0]} x {size[1]} (the "
-                                f"first image's or the chosen size); {RESIZE_HINT}")
     if size[0] * size[1] > opts.max_pixels:
         raise DataError(f"size: {size[0]} x {size[1]} is more than max_pixels={opts.max_pixels} pixels per image; "
                         "choose a smaller size (or raise max_pixels)")
@@ -138,6 +133,9 @@ def read_folder(root: Path, opts: FolderOptions) -> tuple[np.ndarray, np.ndarray
         raise DataError(f"{root}: {len(files):,} images of {channels} x {size[0]} x {size[1]} do not fit in memory; "
                         "choose a smaller size") from None
     for i, (p, _) in enumerate(files):  # pass 2: decode one at a time into the preallocated tensor
+        if opts.resize == "error" and sizes[i] != tuple(size):
+            raise DataError(f"{p}: size {sizes[i][0]} x {sizes[i][1]} (H x W) differs from {size[0]} x {size[1]} "
+                            f"(the first image's or the chosen size); {RESIZE_HINT}")
         with _open_image(p, root, opts, load=True) as img:   # the one image -> input path, as predict's
             out[i] = prepare_image(img, (channels, *size), mode="none", resize=opts.resize).tensor.numpy()
     labels = np.asarray([lab for _, lab in files], dtype=np.int64)
