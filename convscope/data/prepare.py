@@ -138,16 +138,20 @@ def _marks(mask: np.ndarray) -> int:
 
 
 def prepare_image(source: ImageSource, shape: tuple[int, int, int] = (1, 28, 28), box: int | None = None,
-                  mode: str = "mnist", resize: str = "fit", max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
+                  mode: str = "mnist", resize: str = "fit", max_pixels: int = DEFAULT_MAX_PIXELS,
+                  blank: str = "error") -> Prepared:
     """THE path from an image to a model's uint8 input (C, H, W) = ``shape``: predict, explain, the folder
     dataset and the web canvas/upload all call it. ``source``: a file path (read safely, at most ``max_pixels``
     pixels), encoded bytes, a PIL image or an array. The picture is made upright, 8-bit and opaque by
     :func:`convscope.data.image.to_8bit`, then ``mode`` "none" sizes it by ``resize`` (fit, stretch, crop,
     error) and "mnist" prepares it as MNIST's digits were (the module's docstring). ``box``: the side of the
-    digit box (default: 20/28 of the input, MNIST's 20 px in 28). Raises NoInkError, a DataError, for a blank
-    image in mnist mode; errors after reading a file name the file."""
+    digit box (default: 20/28 of the input, MNIST's 20 px in 28). A blank image in mnist mode raises NoInkError
+    (a DataError; ``predict``) or, with ``blank="plain"``, gets the plain conversion (the web's empty canvas,
+    ``explain``); errors after reading a file name the file."""
     if mode not in MODES:
         raise ConfigError(f"prepare: {mode!r} is not one of {', '.join(MODES)}")
+    if blank not in ("error", "plain"):
+        raise ConfigError(f"blank: {blank!r} is not one of error, plain")
     if resize not in RESIZE_POLICIES:
         raise ConfigError(f"resize: {resize!r} is not one of {', '.join(RESIZE_POLICIES)}")
     c, h, w = shape
@@ -158,7 +162,15 @@ def prepare_image(source: ImageSource, shape: tuple[int, int, int] = (1, 28, 28)
     notes: list[str] = []
     try:
         img = to_8bit(pil, c, notes)
-        return _plain(img, shape, resize, notes) if mode == "none" else _mnist(img, shape, box, notes)
+        if mode == "mnist":
+            try:
+                return _mnist(img, shape, box, notes)
+            except NoInkError:
+                if blank != "plain":
+                    raise
+                notes = [*notes, "no ink found (a blank image, nothing to centre): the plain conversion is used, "
+                                 "as --prepare none"]
+        return _plain(img, shape, resize, notes)
     except DataError as e:
         if isinstance(source, (str, os.PathLike)):
             raise type(e)(f"{source}: {e}") from e

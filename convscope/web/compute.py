@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..data.prepare import NoInkError, prepare_image
+from ..data.prepare import prepare_image
 from ..errors import ConfigError, ConvscopeError
 from ..inspect import activation_sparsity, capture, list_layers, receptive_fields, topk
 from ..matrix import make_geometry
@@ -102,10 +102,7 @@ def prepare_canvas_image(img: Image.Image, input_shape: tuple[int, int, int], mo
     (:func:`convscope.data.prepare.prepare_image`, as ``convscope predict`` reads the same file). A blank canvas
     has no ink for ``mode="mnist"`` to find: it gets the plain conversion (the empty input), so the page shows
     the layers before anything is drawn."""
-    try:
-        return prepare_image(img, input_shape, mode=mode).tensor[None]
-    except NoInkError:
-        return prepare_image(img, input_shape, mode="none").tensor[None]
+    return prepare_image(img, input_shape, mode=mode, blank="plain").tensor[None]
 
 
 def shown_layers(entry: RunEntry) -> list[dict[str, Any]]:
