@@ -16,18 +16,14 @@ from .inspect_cmd import add_target_args, load_dataset, load_target
 from ._types import count
 
 
-def _read_image(path: Path, shape: tuple[int, int, int]) -> torch.Tensor:
-    """A PNG/JPEG as (1, C, H, W) uint8; it must already have the model's size."""
-    from ..data.folder import open_image
+def _read_image(path: Path, shape: tuple[int, int, int], mode: str = "none") -> tuple[torch.Tensor, list[str]]:
+    """Any PNG/JPEG as the model's (1, C, H, W) uint8 input, prepared as ``predict`` prepares it (the one
+    image -> input path: safe read, upright, 8-bit, sized; ``mode`` "mnist" for digit models), and the notes.
+    A blank image (nothing for mnist mode to centre) is explained as the plain conversion, with a note."""
+    from ..data.prepare import prepare_image
 
-    # the safe reader: a FIFO, device or folder is named as such, a decompression bomb refused from its header
-    with open_image(path) as im:
-        a = np.asarray(im.convert("L" if shape[0] == 1 else "RGB"), dtype=np.uint8)
-    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-    if a.shape != tuple(shape):
-        raise ConfigError(f"IMAGE {path}: {a.shape[1]}x{a.shape[2]} pixels, {a.shape[0]} channels; the model takes "
-                          f"{shape[1]}x{shape[2]}, {shape[0]} channels (resize it first)")
-    return torch.from_numpy(a.copy())[None]
+    prep = prepare_image(path, shape, mode=mode, blank="plain")
+    return prep.tensor[None], prep.notes
 
 
 def _methods(text: str | None) -> list[str]:
@@ -64,7 +60,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     methods = _methods(args.method)
     t = load_target(args)
     if args.image is not None:
-        img, name = _read_image(args.image, t.input_shape), args.image.stem
+        mode = args.prepare or t.prepare
+        img, notes = _read_image(args.image, t.input_shape, mode)
+        name = args.image.stem
+        for note in [f"prepared: {mode}" + (" (the run's default)" if args.prepare is None else ""), *notes]:
+            print(f"note: {note}")
     else:
         ds = load_dataset(args, t)
         if not 0 <= args.index < len(ds):
@@ -116,7 +116,10 @@ def _audit(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="attribution maps (Captum) for one image; --audit: which maps to trust")
     add_target_args(p)
-    p.add_argument("image", nargs="?", type=Path, help="an image file of the model's size (or use --index)")
+    p.add_argument("image", nargs="?", type=Path, help="a PNG/JPEG file of any size, prepared as predict prepares "
+                                                       "it (or use --index)")
+    p.add_argument("--prepare", choices=("none", "mnist"), default=None,
+                   help="how IMAGE becomes input, as for predict (default: the run's, from model.json)")
     p.add_argument("--index", type=count(0), default=0, help="image index in the split (default 0)")
     p.add_argument("--method", help="comma-separated methods (default: all): saliency, smoothgrad, "
                                     "integrated_gradients, gradcam, occlusion, guided_gradcam")

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..data.prepare import prepare_image
 from ..errors import ConfigError, ConvscopeError
 from ..inspect import activation_sparsity, capture, list_layers, receptive_fields, topk
 from ..matrix import make_geometry
@@ -97,37 +98,11 @@ class MatrixView(_ToDict):
 
 
 def prepare_canvas_image(img: Image.Image, input_shape: tuple[int, int, int], mode: str = "none") -> torch.Tensor:
-    """A drawn canvas or an uploaded picture -> the model's uint8 input (1, C, H, W).
-
-    THE one place where browser images become model input. ``mode="mnist"`` (models trained on handwritten
-    digits; see :func:`convscope.data.prepare.default_mode`) prepares it exactly as ``convscope predict`` does:
-    polarity, levelling, crop to the ink, fit into the digit box, centre of mass. ``mode="none"`` (and a blank
-    canvas, which has no ink to find): transparency becomes black, dark strokes on a light background are
-    inverted, and the picture is fitted into H x W by area averaging, centred."""
-    from ..data.prepare import prepare_image
-    from ..errors import DataError
-
-    if img.mode in ("RGBA", "LA", "P"):
-        img = img.convert("RGBA")
-        black = Image.new("RGBA", img.size, (0, 0, 0, 255))
-        img = Image.alpha_composite(black, img)
-    if mode == "mnist":
-        try:
-            return prepare_image(img, input_shape, mode="mnist").tensor[None]
-        except DataError:   # a blank canvas: nothing to centre; the plain conversion gives the empty input
-            pass
-    c, h, w = input_shape
-    img = img.convert("L" if c == 1 else "RGB")
-    if c == 1 and np.asarray(img).mean() > 127:
-        img = Image.eval(img, lambda v: 255 - v)
-    scale = min(w / img.width, h / img.height)
-    nw, nh = max(1, round(img.width * scale)), max(1, round(img.height * scale))
-    small = img.resize((nw, nh), Image.BOX)                 # area averaging
-    canvas = Image.new(img.mode, (w, h))
-    canvas.paste(small, ((w - nw) // 2, (h - nh) // 2))
-    arr = np.asarray(canvas, dtype=np.uint8)
-    x = torch.from_numpy(arr.copy())
-    return x[None, None] if c == 1 else x.permute(2, 0, 1)[None]
+    """A drawn canvas or an uploaded picture -> the model's uint8 input (1, C, H, W), by the one path
+    (:func:`convscope.data.prepare.prepare_image`, as ``convscope predict`` reads the same file). A blank canvas
+    has no ink for ``mode="mnist"`` to find: it gets the plain conversion (the empty input), so the page shows
+    the layers before anything is drawn."""
+    return prepare_image(img, input_shape, mode=mode, blank="plain").tensor[None]
 
 
 def shown_layers(entry: RunEntry) -> list[dict[str, Any]]:

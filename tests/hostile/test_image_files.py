@@ -17,7 +17,10 @@ MB = 1 << 20
 
 
 def test_predict_fifo_and_bomb_give_messages(tmp_path, fifo):
-    from convscope.training.report import image_to_input
+    from convscope.data.prepare import prepare_image
+
+    def image_to_input(path, shape):                   # what predict runs on each file
+        return prepare_image(path, shape, mode="none")
 
     assert "FIFO" in str(outcome(lambda: image_to_input(fifo, (1, 28, 28)), seconds=5))
     bomb = tmp_path / "bomb.png"
@@ -31,7 +34,7 @@ def test_predict_fifo_and_bomb_give_messages(tmp_path, fifo):
 
 
 def test_open_image_reads_a_real_png(tmp_path):
-    from convscope.data.folder import open_image
+    from convscope.data.image import open_image
 
     p = tmp_path / "x.png"
     Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(p)
