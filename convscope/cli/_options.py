@@ -13,7 +13,7 @@ from ..errors import ConfigError
 
 
 def flag(name: str, meta: dict[str, Any]) -> str:
-    """The CLI flag of a config field: declared, or ``--`` and the name with dashes (``eval_every`` -> ``--eval-every``)."""
+    """A config field's CLI flag: declared, or ``--`` and the name with dashes (``eval_every`` -> ``--eval-every``)."""
     return meta["flag"] or "--" + name.replace("_", "-")
 
 

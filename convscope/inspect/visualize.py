@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .._check import instance, is_int
-from ..configs import MEASURES, VisualizeConfig
+from ..configs import VisualizeConfig
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
