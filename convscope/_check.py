@@ -53,8 +53,7 @@ def integer(value: object, name: str, lo: int | None = None, hi: int | None = No
         raise fail(name, f"expected a whole number{' ' + _range(lo, hi) if lo is not None or hi is not None else ''}"
                          f", got {value!r}{fix and '; ' + fix}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        want = "expected a positive integer (at least 1)" if (lo, hi) == (1, None) else f"must be {_range(lo, hi)}"
-        raise fail(name, f"{want}, got {value!r}{fix and '; ' + fix}")
+        raise fail(name, f"must be {_range(lo, hi)}, got {value!r}{fix and '; ' + fix}")
     return int(value)
 
 

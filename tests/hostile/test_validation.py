@@ -37,7 +37,7 @@ def test_integer_refuses_bools_floats_and_text(value):
 
 def test_integer_range_and_numpy_ints():
     assert _check.integer(np.int64(3), "k", 1, 5) == 3 and type(_check.integer(np.int64(3), "k", 1)) is int
-    with pytest.raises(ConfigError, match=r"^k: expected a positive integer \(at least 1\), got 0"):
+    with pytest.raises(ConfigError, match=r"^k: must be at least 1, got 0"):
         _check.integer(0, "k", 1)
     with pytest.raises(ConfigError, match=r"^k: must be \[1, 5\], got 6"):
         _check.integer(6, "k", 1, 5)
@@ -119,7 +119,7 @@ def test_the_configs_choices_are_the_libraries():
 def test_library_errors_name_python_arguments_and_the_cli_names_flags(small_run, tmp_path, cli):
     from convscope.inspect.visualize import visualize
 
-    with pytest.raises(ConfigError, match=r"^steps: expected a positive integer"):
+    with pytest.raises(ConfigError, match=r"^steps: must be at least 1"):
         visualize(small_run.model, "conv1", [0], input_shape=(1, 28, 28), steps=0)
     with pytest.raises(ConfigError, match=r"^config: expected a convscope.configs.VisualizeConfig"):
         visualize(small_run.model, "conv1", [0], input_shape=(1, 28, 28), config={"steps": 1})
