@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from .._check import is_int
 from ..errors import DataError
 from .image import DEFAULT_MAX_PIXELS, GRAY_MODES, open_image, upright_size
 from .prepare import prepare_image
@@ -48,19 +49,15 @@ class FolderOptions:
     def validate(self) -> FolderOptions:
         """Raise a DataError naming the field when an option is out of range; return self."""
         if self.size is not None and not (isinstance(self.size, (tuple, list)) and len(self.size) == 2
-                                          and all(_is_int(v) and v >= 1 for v in self.size)):
+                                          and all(is_int(v) and v >= 1 for v in self.size)):
             raise DataError(f"size: expected (H, W), two positive ints, got {self.size!r}")
         if self.resize not in RESIZE_POLICIES:
             raise DataError(f"resize: {self.resize!r} is not one of {', '.join(RESIZE_POLICIES)}")
         if self.channels is not None and self.channels not in (1, 3):
             raise DataError(f"channels: must be 1 (grayscale) or 3 (RGB), got {self.channels!r}")
-        if not (_is_int(self.max_pixels) and self.max_pixels >= 1):
+        if not (is_int(self.max_pixels) and self.max_pixels >= 1):
             raise DataError(f"max_pixels: expected a positive int, got {self.max_pixels!r}")
         return self
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def _is_hidden(p: Path) -> bool:

@@ -205,14 +205,7 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
            progress: Callable[[str], None] | None = None) -> RefineResult:
     """Run the refine experiment on ``target`` (a run directory, a ``Run``, or an ``nn.Module`` with ``train``
     and ``test`` datasets). The model is not modified: every variant starts from a copy of its weights."""
-    if config is None:
-        cfg = RefineConfig()
-    elif isinstance(config, dict):
-        cfg = RefineConfig.from_dict(config)
-    elif isinstance(config, RefineConfig):
-        cfg = config
-    else:
-        raise ConfigError(f"config: expected a RefineConfig or a dict of its fields, got {type(config).__name__}")
+    cfg = config if isinstance(config, RefineConfig) else RefineConfig.from_dict({} if config is None else config)
     say = progress or (lambda s: None)
     t_start = time.perf_counter()
     model, train, test, norm, tta, _ = _load(target, train, test, normalization, tta)

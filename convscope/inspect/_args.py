@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
 
 import torch
 from torch import nn
@@ -50,20 +49,6 @@ def check_norm(norm, dataset: ImageDataset, required: bool) -> Normalization | N
     if any(not math.isfinite(s) or s <= 0 for s in norm.std) or any(not math.isfinite(m) for m in norm.mean):
         raise ConfigError(f"norm: means must be finite and stds finite and positive, got {norm}")
     return norm
-
-
-def positive_int(value, name: str) -> int:
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
-
-
-def finite_float(value, name: str, minimum: float | None = None) -> float:
-    if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value):
-        raise ConfigError(f"{name}: expected a finite number, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name}: must be at least {minimum}, got {value!r}")
-    return float(value)
 
 
 def forward(model: nn.Module, x: torch.Tensor, dataset: ImageDataset) -> None:

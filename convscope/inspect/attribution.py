@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from numbers import Integral
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._check import is_int
 from ..errors import ConfigError
 from ..models.probe import eval_mode
 from ._args import check_model
@@ -96,7 +96,7 @@ def check_target(target, classes: int, n: int, name: str = "target", device: tor
     if n > 1 and not name.startswith("--"):     # a flag takes one index; the API also one per image
         want += f", or a list of {n} such indices (one per image)"
     values: list = []
-    if isinstance(target, Integral) and not isinstance(target, bool):
+    if is_int(target):
         values = [int(target)]
     elif isinstance(target, torch.Tensor):
         if target.dtype == torch.bool or target.is_floating_point() or target.is_complex() or target.ndim > 1:
@@ -106,7 +106,7 @@ def check_target(target, classes: int, n: int, name: str = "target", device: tor
         if target.dtype.kind not in "iu" or target.ndim > 1:
             raise ConfigError(f"{name}: expected {want}, got a {target.dtype} array of shape {target.shape}")
         values = target.reshape(-1).tolist()
-    elif isinstance(target, (list, tuple)) and all(isinstance(v, Integral) and not isinstance(v, bool)
+    elif isinstance(target, (list, tuple)) and all(is_int(v)
                                                    for v in target):
         values = [int(v) for v in target]
     else:

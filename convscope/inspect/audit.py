@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._check import integer
 from ..errors import ConfigError
 from ..models.probe import eval_mode
-from ._args import check_model, positive_int
+from ._args import check_model
 from .attribution import AttributionFn, attribute, check_inputs, check_method, resolve_target
 
 
@@ -127,8 +128,8 @@ def deletion_insertion(model: nn.Module, inputs: torch.Tensor, maps: np.ndarray,
     """Deletion/insertion curves and AUCs for ``maps`` (N, H, W) and for a random pixel order."""
     check_model(model)
     check_inputs(inputs)
-    steps = positive_int(steps, "steps")
-    batch = positive_int(batch, "batch")
+    steps = integer(steps, "steps", 1)
+    batch = integer(batch, "batch", 1)
     tgt = resolve_target(model, inputs, target)
     n, _, h, w = inputs.shape
     if np.shape(maps) != (n, h, w):
@@ -182,7 +183,7 @@ def audit_method(model: nn.Module, inputs: torch.Tensor, method: str | Attributi
     check_model(model)      # every argument before the first (possibly long) attribution
     check_inputs(inputs)
     check_method(method)
-    steps = positive_int(steps, "steps")
+    steps = integer(steps, "steps", 1)
     tgt = resolve_target(model, inputs, target)
     maps = attribute(model, inputs, method, tgt, layer, seed=seed)
     faith = deletion_insertion(model, inputs, maps, tgt, steps, seed=seed)

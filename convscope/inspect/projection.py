@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from numbers import Integral
 
 import numpy as np
 import torch
@@ -26,11 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from .._check import integer, is_int
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..models.probe import eval_mode
-from ._args import check_dataset, check_model, check_norm, positive_int
+from ._args import check_dataset, check_model, check_norm
 from ._tap import run, tap
 from .topk import TopRecord, topk
 from .visualize import layer_channels, resolve_layer
@@ -138,7 +138,7 @@ def project(model: nn.Module, inputs: torch.Tensor, layer: str, units: Sequence[
     if isinstance(units, (np.ndarray, torch.Tensor)):
         units = units.tolist()                                             # (N, 3) array of indices
     if not isinstance(units, Sequence) or isinstance(units, str) or not all(
-            isinstance(u, Sequence) and len(u) == 3 and all(isinstance(v, Integral) and not isinstance(v, bool)
+            isinstance(u, Sequence) and len(u) == 3 and all(is_int(v)
                                                             for v in u) for u in units):
         raise ConfigError(f"units: expected one (channel, y, x) tuple of integers per image, got {units!r}")
     if len(units) != len(inputs):
@@ -187,12 +187,12 @@ def projections(model: nn.Module, dataset: ImageDataset, layer: str, channels: S
     dataset = check_dataset(dataset)
     norm = check_norm(norm, dataset, required=False)
     layer = resolve_layer(model, layer)
-    k = positive_int(k, "k")
+    k = integer(k, "k", 1)
     if isinstance(channels, (np.ndarray, torch.Tensor)):
         channels = channels.tolist()
     if channels is not None:
         if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence) or not all(
-                isinstance(c, Integral) and not isinstance(c, bool) for c in channels):
+                is_int(c) for c in channels):
             raise ConfigError(f"channels: expected a list of channel indices or None (all), got {channels!r}")
         if not channels:
             raise ConfigError("channels: empty; give at least one channel index, or None for all")

@@ -9,12 +9,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._check import integer, number
 from ..data.dataset import ImageDataset
 from .._result import ResultMixin
 from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..models.probe import eval_mode
-from ._args import check_dataset, check_model, check_norm, finite_float, forward, positive_int
+from ._args import check_dataset, check_model, check_norm, forward
 from .hooks import capture, default_activation_layers, resolve_layers
 
 
@@ -66,12 +67,12 @@ def activation_sparsity(model: nn.Module, dataset: ImageDataset, norm: Normaliza
     device = check_model(model)
     dataset = check_dataset(dataset)
     norm = check_norm(norm, dataset, required=True)
-    batch_size, bins = positive_int(batch_size, "batch_size"), positive_int(bins, "bins")
-    threshold = finite_float(threshold, "threshold", minimum=0.0)
+    batch_size, bins = integer(batch_size, "batch_size", 1), integer(bins, "bins", 1)
+    threshold = number(threshold, "threshold", 0)
     if hist_range is not None:
         if not isinstance(hist_range, (tuple, list)) or len(hist_range) != 2:
             raise ConfigError(f"hist_range: expected (low, high), got {hist_range!r}")
-        lo_, hi_ = (finite_float(v, "hist_range") for v in hist_range)
+        lo_, hi_ = (number(v, "hist_range") for v in hist_range)
         if not lo_ < hi_:
             raise ConfigError(f"hist_range: low must be below high, got {hist_range!r}")
     names = resolve_layers(model, layers) if layers is not None else default_activation_layers(model)

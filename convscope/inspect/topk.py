@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .._check import integer
 from ..data.dataset import ImageDataset
 from .._result import ResultMixin
 from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..models.probe import eval_mode
-from ._args import check_dataset, check_model, check_norm, forward, positive_int
+from ._args import check_dataset, check_model, check_norm, forward
 from .hooks import capture, resolve_layers
 
 
@@ -54,7 +55,7 @@ def topk(model: nn.Module, dataset: ImageDataset, layers: list[str], k: int = 9,
     """Per layer, per channel: the k best records (index, y, x, value), best first."""
     device = check_model(model)
     dataset = check_dataset(dataset)
-    k, batch_size = positive_int(k, "k"), positive_int(batch_size, "batch_size")
+    k, batch_size = integer(k, "k", 1), integer(batch_size, "batch_size", 1)
     norm = check_norm(norm, dataset, required=False)
     names = resolve_layers(model, layers)
     if not names:

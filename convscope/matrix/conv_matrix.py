@@ -13,16 +13,15 @@ matrices; with the last three several taps can land on one input pixel and their
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
-from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 
+from .._check import is_int, number
 from ..errors import ConfigError
 from .geometry import ConvGeometry, make_geometry
 
@@ -158,11 +157,7 @@ def estimate_bytes(geom: ConvGeometry, dtype=np.float32) -> int:
 
 def check_max_memory(max_memory) -> float:
     """``max_memory`` (bytes) must be a finite positive number: inf or nan would silently disable the limit."""
-    if isinstance(max_memory, bool) or not isinstance(max_memory, Real) or not math.isfinite(max_memory) \
-            or max_memory <= 0:
-        raise ConfigError(f"max_memory: expected a finite positive number of bytes, got {max_memory!r} "
-                          "(--max-memory takes GiB, e.g. 4)")
-    return float(max_memory)
+    return number(max_memory, "max_memory", 0, lo_open=True)
 
 
 def _weight_and_geometry(weight, input_shape, stride, padding, dilation, groups, padding_mode):
@@ -184,7 +179,7 @@ def _weight_and_geometry(weight, input_shape, stride, padding, dilation, groups,
             raise ConfigError(f"weight: expected a real float array, got dtype {weight.dtype}")
         weight = weight.astype(np.float64)
     if not isinstance(input_shape, (tuple, list, torch.Size)) or \
-            not all(isinstance(v, Integral) and not isinstance(v, bool) for v in input_shape):
+            not all(is_int(v) for v in input_shape):
         raise ConfigError(f"input_shape: expected (C, H, W) ints, got {input_shape!r}")
     geom = make_geometry(weight.shape, input_shape, stride, padding, dilation, groups, padding_mode)
     return weight, geom

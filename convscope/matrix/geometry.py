@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .._check import choice, integer, is_int
 from ..errors import ConfigError
 
 PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
@@ -15,7 +16,7 @@ PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
 
 def pair(value, name: str) -> tuple[int, int]:
     """An int or an (h, w) pair of ints, as PyTorch takes them."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_int(value):
         return value, value
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
         return int(value[0]), int(value[1])
@@ -97,8 +98,7 @@ def make_geometry(weight_shape: tuple[int, ...], input_shape, stride=1, padding=
     c, h, w = (int(v) for v in input_shape)
     if min(o, ig, kh, kw) < 1 or min(c, h, w) < 1:
         raise ConfigError(f"weight shape {tuple(weight_shape)} and input_shape {tuple(input_shape)} must be positive")
-    if not isinstance(groups, int) or groups < 1:
-        raise ConfigError(f"groups: expected a positive int, got {groups!r}")
+    groups = integer(groups, "groups", 1)
     if c % groups or o % groups:
         raise ConfigError(f"groups={groups} must divide both in_channels={c} and out_channels={o}")
     if c // groups != ig:
@@ -109,8 +109,7 @@ def make_geometry(weight_shape: tuple[int, ...], input_shape, stride=1, padding=
         raise ConfigError(f"stride: must be positive, got {stride!r}")
     if min(d) < 1:
         raise ConfigError(f"dilation: must be positive, got {dilation!r}")
-    if padding_mode not in PADDING_MODES:
-        raise ConfigError(f"padding_mode: {padding_mode!r} is not one of {', '.join(PADDING_MODES)}")
+    choice(padding_mode, "padding_mode", PADDING_MODES)
     pad = resolve_padding(padding, (kh, kw), d, s)
     if min(pad) < 0:
         raise ConfigError(f"padding: must not be negative, got {padding!r}")

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from numbers import Integral
 
 import torch
 from torch import nn
 
+from .._check import is_int
 from ..errors import ConfigError
 
 
@@ -29,7 +29,7 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 def check_input_shape(value, name: str = "input_shape") -> tuple[int, int, int]:
     """``value`` as a (C, H, W) tuple of positive ints, or a ConfigError naming ``name`` and the fix."""
     ok = (isinstance(value, (tuple, list, torch.Size)) and len(value) == 3
-          and all(isinstance(v, Integral) and not isinstance(v, bool) and v >= 1 for v in value))
+          and all(is_int(v) and v >= 1 for v in value))
     if not ok:
         raise ConfigError(f"{name}: expected (channels, height, width), three positive integers such as (1, 28, 28), "
                           f"got {value!r}")

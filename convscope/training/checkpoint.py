@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,10 @@ def check_manifest(meta: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
     classes = meta.get("classes")
     if not (isinstance(classes, list) and len(classes) == n and all(isinstance(c, str) for c in classes)):
         raise bad("classes", f"a list of num_classes={n} names")
+    repeated = sorted(c for c, k in Counter(classes).items() if k > 1)
+    if repeated:    # two outputs with one name: a prediction or per-class figure could not say which it means
+        raise CheckpointError(f"{path}: classes names {', '.join(map(repr, repeated[:5]))} more than once; each of "
+                              "the model's outputs needs its own class name (the file is corrupt or was edited)")
     norm = meta.get("normalization")
     if not (isinstance(norm, dict) and _finite_list(norm.get("mean"), shape[0], False)
             and _finite_list(norm.get("std"), shape[0], True)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,8 +94,27 @@ def predict_logits(model: nn.Module, images_u8: torch.Tensor, norm: Normalizatio
     return torch.cat(out) if out else torch.empty(0)
 
 
+def check_classes(model_classes: Sequence[str], dataset: ImageDataset) -> None:
+    """The dataset's classes must be the model's, by name and in order: label k of the dataset is then output k
+    of the model. Otherwise accuracy compares unrelated labels (a reshape error, or "100%" when two folder
+    classes happen to line up with the model's first two outputs)."""
+    mine, theirs = tuple(model_classes), tuple(dataset.classes)
+    if mine == theirs:
+        return
+    shown = (lambda c: ", ".join(c[:12]) + (", ..." if len(c) > 12 else ""))
+    why = ("the same names in another order" if sorted(mine) == sorted(theirs) else
+           f"{len(theirs)} classes ({shown(theirs)}) where the model has {len(mine)} ({shown(mine)})")
+    raise ConfigError(f"dataset: {dataset.name!r} has {why}; accuracy would compare unrelated labels. Evaluate on "
+                      "a dataset with the model's classes, named as the model names them, in the same order",
+                      arg="dataset")
+
+
 def evaluate(model: nn.Module, dataset: ImageDataset, norm: Normalization, batch_size: int = 1024,
-             bf16: bool = False, channels_last: bool = False, tta: bool = False, tta_shift: int = 0) -> EvalResult:
+             bf16: bool = False, channels_last: bool = False, tta: bool = False, tta_shift: int = 0,
+             classes: Sequence[str] | None = None) -> EvalResult:
+    """Accuracy, per-class accuracy, confusion and loss of ``model`` on ``dataset``. ``classes``: the model's
+    class names (``run.classes``), checked against the dataset's before any work; without them the model's output
+    width is checked against the dataset's class count."""
     if not isinstance(dataset, ImageDataset):
         raise ConfigError(f"dataset: expected a convscope.data.ImageDataset (uint8 images with labels), got "
                           f"{type(dataset).__name__}; load one with convscope.data.load(...)")
@@ -102,8 +122,14 @@ def evaluate(model: nn.Module, dataset: ImageDataset, norm: Normalization, batch
         raise ConfigError(f"norm: expected a convscope.data.Normalization, got {type(norm).__name__}")
     if not valid_tta_shift(tta_shift):
         raise ConfigError(f"tta_shift: expected 0..{MAX_TTA_SHIFT} pixels, got {tta_shift!r}")
+    if classes is not None:
+        check_classes(classes, dataset)
     logits = predict_logits(model, dataset.images, norm, batch_size, bf16, channels_last, tta and dataset.hflip_ok,
                             tta_shift)
+    if len(dataset) and (logits.ndim != 2 or logits.shape[1] != len(dataset.classes)):
+        raise ConfigError(f"dataset: {dataset.name!r} has {len(dataset.classes)} classes but the model gives "
+                          f"{tuple(logits.shape[1:])} outputs per image; evaluate on a dataset with the model's "
+                          "classes", arg="dataset")
     return result_from_logits(logits, dataset.labels.to(logits.device), len(dataset.classes))
 
 

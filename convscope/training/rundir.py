@@ -7,6 +7,8 @@
       model.safetensors    final weights
       model.json           model name and arguments, input shape, classes, normalization, versions,
                            git commit, and the SHA-256 of every other file
+      model.json.sha256    the SHA-256 of model.json itself (`sha256sum -c` reads it); runs written before it
+                           existed load without it
       curve.png            training curve
       summary.json         test_accuracy (fraction), epochs, seconds, ...
 """
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import warnings
 import math
@@ -37,6 +40,7 @@ from ..data.prepare import default_mode as default_prepare
 CONFIG, METRICS, CHECKPOINT, WEIGHTS, META, CURVE, SUMMARY = (
     "config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors", "model.json", "curve.png",
     "summary.json")
+META_SHA256 = META + ".sha256"
 METRICS_MAX_BYTES = 1 << 30   # metrics.jsonl of a very long run is megabytes; more is not a metrics file
 
 
@@ -219,12 +223,36 @@ def model_metadata(model: nn.Module, cfg: TrainConfig, norm: Normalization, clas
 
 
 def write_manifest(path: Path, meta: dict[str, Any]) -> None:
-    """model.json, with the SHA-256 of every file of the run (written last, so it covers them all)."""
+    """model.json, with the SHA-256 of every file of the run (written last, so it covers them all), and
+    model.json.sha256 with model.json's own digest. The digest goes first: model.json marks a run finished, so
+    a kill between the two leaves an unfinished run (resumed, both rewritten), never an unchecked finished one."""
     files = {}
     for name in (CONFIG, WEIGHTS, SUMMARY, CURVE, METRICS):
         if (path / name).exists():
             files[name] = sha256_file(path / name)
-    write_json(path / META, {**meta, "sha256": files})
+    text = json.dumps({**meta, "sha256": files}, indent=2, allow_nan=False) + "\n"
+    atomic_write_text(path / META_SHA256, f"{hashlib.sha256(text.encode()).hexdigest()}  {META}\n")
+    atomic_write_text(path / META, text)
+
+
+def check_meta_digest(path: Path) -> None:
+    """model.json against model.json.sha256 (absent in runs written before it existed: nothing to check)."""
+    digest_file = path / META_SHA256
+    if not digest_file.exists() and not digest_file.is_symlink():
+        return
+    from ..data.safe_io import read_regular
+    from ..errors import DataError
+
+    try:
+        line = read_regular(digest_file, 4096, "digest file").decode("ascii", "replace").split()
+    except DataError as e:
+        raise CheckpointError(str(e)) from None
+    if len(line) != 2 or line[1] != META or len(line[0]) != 64:
+        raise CheckpointError(f"{digest_file}: expected one line '<64 hex digits>  {META}'; the file is corrupt "
+                              f"(delete it to load the run unchecked, as runs before it were)")
+    if sha256_file(path / META) != line[0].lower():
+        raise CheckpointError(f"{path / META}: SHA-256 differs from the one recorded in {META_SHA256} (modified "
+                              "after the run finished); restore the original or retrain")
 
 
 def _read_json(path: Path) -> Any:
@@ -270,4 +298,5 @@ def load_run(path: str | os.PathLike[str], map_location: str | torch.device = "c
     summary = _read_json(path / SUMMARY) if (path / SUMMARY).exists() else {}
     if not isinstance(summary, dict):
         raise RunError(f"{path / SUMMARY}: expected a JSON object, got {type(summary).__name__}")
+    check_meta_digest(path)   # last: a file-specific message (a pickle, a bad key) says more than "modified"
     return Run(path, model, cfg, norm, tuple(meta["classes"]), (c, h, w), summary, meta)

@@ -13,6 +13,7 @@ from pathlib import Path
 from torch import nn
 
 from .._atomic import atomic_write_text, writable_folder
+from .._check import fail
 from ..data.safe_io import read_regular
 from ..errors import ConfigError, ConvscopeError, DataError
 from ..inspect import activation_sparsity, edge_experiment, list_layers, receptive_fields
@@ -48,6 +49,22 @@ def _run_file_uri(run_path: Path, rel: str) -> str:
         raise ConfigError(f"{run_path / rel}: not a regular file inside the run (a symlink, a FIFO or missing); "
                           "the report embeds only the run's own files")
     return pictures.data_uri(read_regular(path, MAX_PICTURE_BYTES, "picture"))
+
+
+def _not_a_run_file(out: Path, run_path: Path) -> None:
+    """Inside the run folder the report writes only an .html file: ``out`` at the weights, model.json or any other
+    file of the run would destroy it (checked before anything is written, symlinks followed)."""
+    target, root = out.resolve(), run_path.resolve()
+    if target.is_dir():
+        target = target / "report.html"
+    own = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() not in (".html", ".htm")] \
+        if root.is_dir() else []
+    inside = target.is_relative_to(root)
+    clash = next((p for p in own if p == target or (target.exists() and p.samefile(target))), None)
+    if clash is not None or (inside and target.suffix.lower() not in (".html", ".htm")):
+        what = f"the run's own {clash.name}" if clash is not None else "inside the run folder and not an .html file"
+        raise fail("out", f"{out} is {what}; writing the report there would destroy the run's files; give an "
+                          f".html file, e.g. {run_path / 'report.html'}")
 
 
 def _check_out(out: Path) -> Path:
@@ -104,7 +121,9 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
         raise ConfigError(f"--filter {edge_filter!r}: unknown; choose one of {', '.join(FILTERS)}")
     entry = RunEntry(run_path.name, run_path.resolve())
     run = entry.run
-    out = _check_out(Path(out) if out is not None else run_path / "report.html")
+    out = Path(out) if out is not None else run_path / "report.html"
+    _not_a_run_file(out, run_path)
+    out = _check_out(out)
     model, shape = run.model, run.input_shape
     first = _first_conv(model)
     unit_layer = _unit_layer(entry, layer, first[0] if first else None)

@@ -142,7 +142,7 @@ def test_balanced_counts():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"variants": ("maximise",)}, "variants: unknown"), ({"bn": ("train",)}, "bn: unknown"),
-    ({"k": 0}, "k: expected a positive integer"), ({"seeds": ()}, "seeds"), ({"params": "some"}, "params")])
+    ({"k": 0}, "k: must be at least 1"), ({"seeds": ()}, "seeds"), ({"params": "some"}, "params")])
 def test_bad_config(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         RefineConfig(**kwargs)

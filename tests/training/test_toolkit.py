@@ -143,7 +143,7 @@ def test_run_directory_and_load_run(tmp_path, tiny):
     run = convscope.train(tiny, out=tmp_path / "r", progress=False)
     files = sorted(p.name for p in (tmp_path / "r").iterdir())
     assert files == ["checkpoint.safetensors", "config.json", "curve.png", "metrics.jsonl", "model.json",
-                     "model.safetensors", "summary.json"]
+                     "model.json.sha256", "model.safetensors", "summary.json"]
     summary = json.loads((tmp_path / "r/summary.json").read_text())
     assert 0 < summary["test_accuracy"] <= 1 and summary["epochs"] == 2 and summary["seconds"] > 0
     meta = json.loads((tmp_path / "r/model.json").read_text())
