@@ -35,6 +35,7 @@ from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..inspect.hooks import resolve_layers
 from ..inspect.topk import topk
+from ..models.conv_layers import conv_layers
 from ..models.hooks import observe
 from ..models.forward import iter_batches
 from ..training.evaluate import EvalResult, result_from_logits, tta_logits
@@ -229,8 +230,8 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
         raise ConfigError(f"layer {cfg.layer!r}: names {len(layer)} layers ({', '.join(layer)}); give one conv layer")
     layer = layer[0]
     modules = dict(model.named_modules())
-    if not isinstance(modules[layer], nn.Conv2d):
-        convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
+    convs = conv_layers(model)
+    if layer not in convs:
         raise ConfigError(f"layer {layer!r} is a {type(modules[layer]).__name__}, not a Conv2d; conv layers: "
                           f"{', '.join(convs) or 'none'}")
     response = resolve_layers(model, [cfg.response or layer])
