@@ -220,11 +220,11 @@ def cmd_rf(args) -> int:
 
 
 def cmd_filters(args) -> int:
-    from torch import nn
     from ..inspect.pictures import kernels_png
+    from ..models.conv_layers import conv_layers
 
     t = load_target(args)
-    convs = {n: m for n, m in t.model.named_modules() if isinstance(m, nn.Conv2d)}
+    convs = conv_layers(t.model)
     if not convs:
         raise ConfigError("the model has no Conv2d layer")
     names = _layer_arg(t.model, args.layer) if args.layer else list(convs)[:1]

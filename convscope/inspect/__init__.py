@@ -2,13 +2,14 @@
 filters, feature maps, top-k activating images, feature visualization, projections to pixels and attribution
 with sanity checks. Works on any ``nn.Module`` through named layers."""
 
+from ..models.hooks import hook_count
 from ..models.probe import eval_mode, layer_input_shapes
 from . import objectives
 from .attribution import METHODS as ATTRIBUTION_METHODS
 from .attribution import attribute
 from .audit import MethodAudit, audit_method, audit_table, deletion_insertion, randomization_check
 from .edges import FILTERS, EdgeResult, edge_experiment
-from .hooks import LayerInfo, capture, default_activation_layers, hook_count, list_layers, resolve_layers
+from .hooks import LayerInfo, capture, default_activation_layers, list_layers, resolve_layers
 from .projection import Projections, project, projections
 from .receptive_field import (Field, FieldReport, FieldRow, empirical_receptive_field, receptive_field_report,
                               receptive_fields)

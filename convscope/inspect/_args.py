@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -10,6 +11,7 @@ from torch import nn
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
+from ..models.forward import iter_batches
 
 
 def check_model(model) -> torch.device:
@@ -51,10 +53,19 @@ def check_norm(norm, dataset: ImageDataset, required: bool) -> Normalization | N
     return norm
 
 
-def forward(model: nn.Module, x: torch.Tensor, dataset: ImageDataset) -> None:
-    """Run the model; an input it cannot take (shape, channels) is a ConfigError naming the dataset."""
-    try:
-        model(x)
-    except (RuntimeError, ValueError, IndexError, TypeError) as e:
-        raise ConfigError(f"dataset: the model cannot take {dataset.name!r} images of shape {dataset.shape} "
-                          f"({type(e).__name__}: {e}); use a dataset of the model's input shape") from e
+def stream(model: nn.Module, dataset: ImageDataset, norm: Normalization, batch_size: int, start: int = 0,
+           stop: int | None = None, after: Callable[[int], None] | None = None) -> None:
+    """Every batch of ``dataset[start:stop]`` through the model, for the hooks the caller holds (eval mode, no
+    gradients); ``after(n)`` follows each batch of ``n`` images. An input the model cannot take (shape,
+    channels) is a ConfigError naming the dataset."""
+    def forward(x: torch.Tensor) -> None:
+        try:
+            model(x)
+        except (RuntimeError, ValueError, IndexError, TypeError) as e:
+            raise ConfigError(f"dataset: the model cannot take {dataset.name!r} images of shape {dataset.shape} "
+                              f"({type(e).__name__}: {e}); use a dataset of the model's input shape") from e
+        if after is not None:
+            after(len(x))
+
+    for _ in iter_batches(model, dataset.images, norm, batch_size, forward=forward, start=start, stop=stop):
+        pass

@@ -18,6 +18,7 @@ from torch import nn
 
 from .._check import is_int
 from ..errors import ConfigError
+from ..models.conv_layers import last_conv
 from ..models.probe import eval_mode
 from ._args import check_model
 from .hooks import capture, resolve_layers
@@ -34,12 +35,13 @@ METHODS = {
 AttributionFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], np.ndarray]
 
 
-def last_conv(model: nn.Module) -> str:
-    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    if not convs:
+def _last_conv_or_error(model: nn.Module) -> str:
+    """Grad-CAM's default layer: the model's last conv."""
+    name = last_conv(model)
+    if name is None:
         raise ConfigError("layer: the model has no Conv2d layer for Grad-CAM; give layer=NAME of a layer with "
                           "spatial output")
-    return convs[-1]
+    return name
 
 
 def check_inputs(inputs, name: str = "inputs") -> torch.Tensor:
@@ -124,7 +126,7 @@ def gradcam_layer(model: nn.Module, inputs: torch.Tensor, layer: str | None, nam
     """The one layer Grad-CAM runs at: ``layer`` (a module name, or a type matching a single module) or the last
     Conv2d, whose output must be a feature map (N, C, H, W): Grad-CAM averages gradients over H and W."""
     if layer is None:
-        layer = last_conv(model)
+        layer = _last_conv_or_error(model)
     elif not isinstance(layer, str):
         raise ConfigError(f"{name}: expected a layer name (str), got {layer!r}")
     try:
@@ -166,7 +168,7 @@ def captum_call(model: nn.Module, inputs: torch.Tensor, method: str, target: tor
     x = inputs.detach().clone().requires_grad_()      # Captum warns (an error in strict tests) otherwise
     modules = dict(model.named_modules())
     if method in ("gradcam", "guided_gradcam"):
-        layer = resolve_layers(model, [layer or last_conv(model)])[0]
+        layer = resolve_layers(model, [layer or _last_conv_or_error(model)])[0]
     if method == "saliency":
         return attr.Saliency(model).attribute(x, target=target)
     if method == "smoothgrad":

@@ -24,7 +24,7 @@ from torch import nn
 
 from .._check import integer
 from ..errors import ConfigError
-from ..models.probe import eval_mode
+from ..models.forward import iter_batches
 from ._args import check_model
 from .attribution import AttributionFn, attribute, check_inputs, check_method, resolve_target
 
@@ -102,18 +102,16 @@ def _curves(model: nn.Module, inputs: torch.Tensor, order: torch.Tensor, tgt: to
     rank.scatter_(1, order, torch.arange(h * w, device=order.device).expand(n, -1))   # rank[i, p]: p's place
     counts = [round(s * h * w / steps) for s in range(steps + 1)]
     out = {k: np.zeros(steps + 1) for k in ("deletion_prob", "deletion_acc", "insertion_prob", "insertion_acc")}
-    with eval_mode(model), torch.no_grad():
-        for s, k in enumerate(counts):
-            chosen = (rank < k).view(n, 1, h, w)                             # (N, 1, H, W) the first k pixels
-            for kind, x in (("deletion", torch.where(chosen, baseline, inputs)),
-                            ("insertion", torch.where(chosen, inputs, baseline))):
-                probs, hits = [], []
-                for i in range(0, n, batch):
-                    logits = model(x[i:i + batch])
-                    probs.append(logits.softmax(1).gather(1, tgt[i:i + batch, None])[:, 0])
-                    hits.append(logits.argmax(1) == tgt[i:i + batch])
-                out[f"{kind}_prob"][s] = float(torch.cat(probs).double().mean())
-                out[f"{kind}_acc"][s] = float(torch.cat(hits).double().mean())
+    for s, k in enumerate(counts):
+        chosen = (rank < k).view(n, 1, h, w)                                 # (N, 1, H, W) the first k pixels
+        for kind, x in (("deletion", torch.where(chosen, baseline, inputs)),
+                        ("insertion", torch.where(chosen, inputs, baseline))):
+            probs, hits = [], []
+            for i, logits in iter_batches(model, x, None, batch):          # x is model input: no normalization
+                probs.append(logits.softmax(1).gather(1, tgt[i:i + batch, None])[:, 0])
+                hits.append(logits.argmax(1) == tgt[i:i + batch])
+            out[f"{kind}_prob"][s] = float(torch.cat(probs).double().mean())
+            out[f"{kind}_acc"][s] = float(torch.cat(hits).double().mean())
     return out
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from .._result import ResultMixin
 from ..errors import ConfigError
+from ..models.hooks import observe
 from ..models.probe import eval_mode, zeros_forward
 
 
@@ -69,40 +70,27 @@ def default_activation_layers(model: nn.Module) -> list[str]:
 
 
 @contextlib.contextmanager
-def capture(model: nn.Module, layers: list[str], fn: Callable[[str, torch.Tensor], None] | None = None
-            ) -> Iterator[dict[str, torch.Tensor]]:
-    """Within the block, each forward stores ``layers``' outputs (detached) in the yielded dict, or passes
-    them to ``fn(name, output)`` instead (to reduce them on the fly). The hooks are removed on leaving the
-    block, also when the forward raises."""
+def capture(model: nn.Module, layers: list[str], fn: Callable[[str, torch.Tensor], None] | None = None,
+            detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+    """Within the block, each forward stores ``layers``' outputs (detached clones) in the yielded dict, or passes
+    them to ``fn(name, output)`` instead (to reduce them on the fly; ``detach=False`` hands ``fn`` the output
+    still attached to the graph). The hooks are removed on leaving the block, also when the forward raises."""
     modules = _modules(model)
-    names = resolve_layers(model, layers)
     store: dict[str, torch.Tensor] = {}
-    handles = []
 
     def make(name: str):
-        def hook(module, inputs, output) -> None:  # returns None: observes, never replaces the output
+        def hook(module, inputs, output) -> None:
             out = output[0] if isinstance(output, (tuple, list)) else output
             if not isinstance(out, torch.Tensor):
                 return
             if fn is not None:
-                fn(name, out.detach())
+                fn(name, out.detach() if detach else out)
             else:
                 store[name] = out.detach().clone()  # clone: an in-place op later in the forward must not alter it
         return hook
 
-    try:
-        for name in names:
-            handles.append(modules[name].register_forward_hook(make(name)))
+    with observe([(modules[name], make(name)) for name in resolve_layers(model, layers)]):
         yield store
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def hook_count(model: nn.Module) -> int:
-    """Forward (pre-)hooks and backward hooks registered on any module: 0 when nothing was left behind."""
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               for m in model.modules())
 
 
 def list_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo]:

@@ -29,6 +29,7 @@ from .._check import integer, is_int
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
+from ..models.hooks import observe
 from ..models.probe import eval_mode
 from ._args import check_dataset, check_model, check_norm
 from ._tap import run, tap
@@ -96,22 +97,15 @@ def relu_rule(model: nn.Module, rule: str) -> Iterator[None]:
     if rule not in RULES:
         raise ConfigError(f"rule: {rule!r}; choose from {', '.join(RULES)}")
     stack: list[str] = []
-    handles = []
 
-    def pop(mod, inputs, output) -> None:          # returns None: never replaces the output
+    def pop(mod, inputs, output) -> None:
         if stack:
             stack.pop()
 
-    try:
-        for name, m in model.named_modules():
-            if name:
-                handles.append(m.register_forward_pre_hook(lambda mod, i, n=name: stack.append(n)))
-                handles.append(m.register_forward_hook(pop))
-        with _ReluRule(RULES[rule], stack):
-            yield
-    finally:
-        for h in handles:
-            h.remove()
+    named = [(n, m) for n, m in model.named_modules() if n]
+    with observe(forward=[(m, pop) for _, m in named],
+                 pre=[(m, lambda mod, i, n=n: stack.append(n)) for n, m in named]), _ReluRule(RULES[rule], stack):
+        yield
 
 
 def project(model: nn.Module, inputs: torch.Tensor, layer: str, units: Sequence[tuple[int, int, int]],

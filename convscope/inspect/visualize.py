@@ -24,6 +24,7 @@ from ..data.normalize import Normalization
 from ..errors import ConfigError
 from . import objectives as O
 from . import vis_transforms as T
+from ..models.forward import iter_batches
 from ..models.probe import check_input_shape, eval_mode, zeros_forward
 from ._args import check_dataset, check_model
 from ._tap import run, tap
@@ -140,14 +141,12 @@ def natural_best(model: nn.Module, dataset: ImageDataset, layer: str | None, cha
 
         recs = topk(model, dataset, [layer], 1, norm, batch_size)[layer]
         return [recs[c][0].value for c in channels], [recs[c][0].index for c in channels]
-    device = check_model(model)
+    check_model(model)
     best = torch.full((len(channels),), -torch.inf, dtype=torch.float64)
     where = torch.zeros(len(channels), dtype=torch.long)
     seen: dict[str, torch.Tensor] = {}
-    with eval_mode(model), torch.no_grad(), capture(model, [layer] if layer else [],
-                                                    lambda n, t: seen.__setitem__(n, t)):
-        for i in range(0, len(dataset), batch_size):
-            out = model(norm.apply(dataset.images[i:i + batch_size].to(device)))
+    with capture(model, [layer] if layer else [], lambda n, t: seen.__setitem__(n, t)):
+        for i, out in iter_batches(model, dataset.images, norm, batch_size):
             v = unit_values(seen[layer] if layer else out, channels, measure).double().cpu()  # (B, N)
             m, idx = v.max(0)                                    # first maximum: lowest index on ties
             better = m > best

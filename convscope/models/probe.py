@@ -13,6 +13,7 @@ from torch import nn
 
 from .._check import is_int
 from ..errors import ConfigError
+from .hooks import observe
 
 
 @contextlib.contextmanager
@@ -81,18 +82,11 @@ def layer_input_shapes(model: nn.Module, input_shape: tuple[int, ...], names: li
     shapes: dict[str, tuple[int, ...]] = {}
 
     def make(name: str):
-        def hook(module, inputs, output) -> None:  # returns None: observes only
+        def hook(module, inputs, output) -> None:
             if inputs and isinstance(inputs[0], torch.Tensor) and name not in shapes:
                 shapes[name] = tuple(inputs[0].shape[1:])
         return hook
 
-    handles = []
-    try:
-        for n in names:
-            handles.append(modules[n].register_forward_hook(make(n)))
-        with eval_mode(model), torch.no_grad():
-            zeros_forward(model, input_shape)
-    finally:
-        for h in handles:
-            h.remove()
+    with observe([(modules[n], make(n)) for n in names]), eval_mode(model), torch.no_grad():
+        zeros_forward(model, input_shape)
     return shapes

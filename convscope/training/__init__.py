@@ -10,6 +10,8 @@ from .config import RECIPES, TrainConfig, config_from_dict, recipe
 from .api import resume, train
 from .loop import Loop, TrainingDiverged, TrainingInterrupted
 from .rundir import Run, RunError, load_run
+from .split import TrainingSplit, training_split
 
 __all__ = ["Callback", "CheckpointError", "Loop", "RECIPES", "Run", "RunError", "SparsityTracker", "TrainConfig",
-           "TrainingDiverged", "TrainingInterrupted", "config_from_dict", "load_run", "recipe", "resume", "train"]
+           "TrainingDiverged", "TrainingInterrupted", "TrainingSplit", "config_from_dict", "load_run", "recipe",
+           "resume", "train", "training_split"]

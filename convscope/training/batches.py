@@ -17,12 +17,13 @@ import torch.nn.functional as F
 from ..data import load
 from ..data.augment import (cutout, random_affine, random_blur, random_hflip, random_stroke,
                             random_translate)
-from ..data.dataset import ImageDataset, stratified_split
+from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..distributed import World
 from .config import TrainConfig, require_resolved
 from .distributed import rank_slice
+from .split import training_split
 
 
 @dataclass(frozen=True)
@@ -36,16 +37,9 @@ class TrainData:
 def load_data(cfg: TrainConfig) -> TrainData:
     """The training split (optionally a stratified subset, minus a validation split), the test split, and
     the normalization computed on the training images."""
-    train = load(cfg.dataset, "train", cfg.data_dir)
+    split = training_split(cfg)
+    train, val = split.train, split.val
     test = load(cfg.dataset, "test", cfg.data_dir)
-    if 0 < cfg.train_subset < len(train):  # a class-stratified subset (datasets are often sorted by class)
-        _, keep = stratified_split(train.labels.numpy(), cfg.train_subset / len(train), "subset")
-        train = train.subset(keep)
-    val = None
-    if cfg.val_fraction > 0:
-        tr_idx, val_idx = stratified_split(train.labels.numpy(), cfg.val_fraction, f"val:{cfg.seed}")
-        val = train.subset(val_idx, "val")
-        train = train.subset(tr_idx)
     if len(train) == 0:
         raise ConfigError(f"dataset {cfg.dataset!r}: no training images left")
     if test.shape != train.shape:  # a model is built for one input size: refuse before anything is written

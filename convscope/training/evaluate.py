@@ -13,6 +13,7 @@ from torch import nn
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
+from ..models.forward import iter_batches, model_device
 from .config import MAX_TTA_SHIFT
 
 
@@ -77,20 +78,16 @@ def predict_logits(model: nn.Module, images_u8: torch.Tensor, norm: Normalizatio
     """Float32 logits (N, classes) for uint8 images, in eval mode (the mode is restored afterwards).
     ``tta``: the mean of the logits of each image and its left-right mirror; ``tta_shift``: also views moved
     that many pixels (see :func:`tta_logits`)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     fill = black(norm, images_u8.shape[1], device) if tta_shift else None     # (1, C, 1, 1)
-    out = []
-    try:
-        for i in range(0, len(images_u8), batch_size):
-            x = norm.apply(images_u8[i:i + batch_size].to(device))
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast_for(device, bf16):
-                out.append(tta_logits(model, x, tta, tta_shift, fill))
-    finally:
-        model.train(was_training)
+
+    def views(x: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_for(device, bf16):
+            return tta_logits(model, x, tta, tta_shift, fill)
+
+    out = [logits for _, logits in iter_batches(model, images_u8, norm, batch_size, forward=views)]
     return torch.cat(out) if out else torch.empty(0)
 
 

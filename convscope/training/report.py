@@ -11,6 +11,7 @@ from PIL import Image
 
 from .._atomic import atomic_write_bytes
 from ..data.prepare import default_mode, prepare_image
+from ..models.forward import iter_batches
 from ..viz import new_figure, save_figure
 from .evaluate import EvalResult
 from .rundir import Run
@@ -72,9 +73,8 @@ def predict_files(run: Run, paths: list[Path], k: int = 3, prepare: str | None =
         inputs.append(prep.tensor)
         all_notes.append(notes)
     out = []
-    for start in range(0, len(inputs), batch_size):
-        inp = run.preprocess(torch.stack(inputs[start:start + batch_size]))    # (B, C, H, W) float
-        logits = run.logits(inp)
+    images = torch.stack(inputs) if inputs else torch.empty(0, dtype=torch.uint8)   # (N, C, H, W) uint8
+    for start, logits in iter_batches(run.model, images, run.normalization, batch_size, forward=run.logits):
         probs = torch.softmax(logits, dim=1)                                    # (B, classes)
         p, idx = probs.topk(min(k, len(run.classes)), dim=1)
         for j in range(len(p)):

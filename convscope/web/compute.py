@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
 from ..data.prepare import prepare_image
 from ..errors import ConfigError, ConvscopeError
 from ..inspect import activation_sparsity, capture, list_layers, receptive_fields, topk
 from ..matrix import make_geometry
 from ..matrix.display import block_structure, symbolic_entries, tap_names
+from ..models.conv_layers import conv_layers, last_conv
 from ..training import Run
 from . import pictures
 from .runs import RunEntry
@@ -156,17 +156,6 @@ def test_dataset(run: Run):
     return load(run.config.dataset, "test", run.config.data_dir, download=False)
 
 
-def layer_conv(model: nn.Module, layer: str) -> tuple[str, nn.Conv2d] | None:
-    """The convolution whose output channels ``layer`` shows: the layer itself, or the last Conv2d before it."""
-    last = None
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
-            last = (name, m)
-        if name == layer:
-            return last
-    return None
-
-
 def inspect_files(run_path: Path, layer: str) -> list[str]:
     """Feature visualizations and projections already computed for ``layer`` (paths relative to the run)."""
     folder = run_path / "inspect"
@@ -192,7 +181,8 @@ def unit_data(entry: RunEntry, layer: str, ch: int) -> UnitView:
         raise ConfigError(f"channel {ch}: layer {layer!r} has channels 0..{channels - 1}")
     out = UnitView(entry.id, layer, layers[layer]["kind"], ch, channels, layers[layer]["shape"],
                    f"convscope visualize {entry.path} --layer {layer}")
-    conv = layer_conv(run.model, layer)
+    name = last_conv(run.model, upto=layer)                              # the conv whose channels it shows
+    conv = (name, conv_layers(run.model)[name]) if name is not None else None
     if conv is not None and conv[1].out_channels == channels:
         w = conv[1].weight.detach().float()[ch].numpy()                  # (in/groups, kh, kw)
         vmax = float(np.abs(w).max()) or 1.0

@@ -10,8 +10,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from torch import nn
-
 from .._atomic import atomic_write_text, writable_folder
 from .._check import fail
 from ..data.safe_io import read_regular
@@ -21,6 +19,7 @@ from ..inspect.edges import FILTERS, edges_png
 from ..inspect.hooks import resolve_layers
 from ..inspect.sparsity import sparsity_png
 from ..matrix import conv_matrix, make_geometry
+from ..models.conv_layers import conv_layers
 from ..matrix.display import block_structure, heatmap_png
 from . import compute, pictures
 from .runs import RunEntry
@@ -108,10 +107,6 @@ def _section(anchor: str, title: str, body: str) -> str:
     return f'<section class="page card" id="{e(anchor)}"><h2>{e(title)}</h2>{body}</section>'
 
 
-def _first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
-    return next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
-
-
 def build_report(run_path: str | Path, out: str | Path | None = None, layer: str | None = None,
                  edge_filter: str = "sobel-x", max_units: int = 64) -> Path:
     """Write the report of the run at ``run_path`` to ``out`` (default RUN/report.html); returns its path.
@@ -125,7 +120,7 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
     _not_a_run_file(out, run_path)
     out = _check_out(out)
     model, shape = run.model, run.input_shape
-    first = _first_conv(model)
+    first = next(iter(conv_layers(model).items()), None)                  # (name, nn.Conv2d) or None
     unit_layer = _unit_layer(entry, layer, first[0] if first else None)
     sections: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp_name:

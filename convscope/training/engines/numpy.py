@@ -14,6 +14,7 @@ from torch import nn
 from ...data.dataset import ImageDataset
 from ...data.normalize import Normalization
 from ...models import upgrade_state_dict
+from ...models.forward import iter_batches
 from ...reference import SGD, Adam, from_torch, softmax_cross_entropy, to_torch_state
 from ..config import TrainConfig
 from ..engine import StepResult
@@ -59,10 +60,8 @@ class NumpyEngine:
         return StepResult(loss, int((logits.argmax(1) == ya).sum()), norm, self.opt.lr)
 
     def evaluate(self, dataset: ImageDataset) -> EvalResult:
-        logits = []
-        for i in range(0, len(dataset), 1000):
-            x = self.norm.apply(dataset.images[i:i + 1000]).numpy()
-            logits.append(self.net.forward(x, train=False))
+        logits = [out for _, out in iter_batches(None, dataset.images, self.norm, 1000,
+                                                 forward=lambda x: self.net.forward(x.numpy(), train=False))]
         return result_from_logits(torch.from_numpy(np.concatenate(logits)).float(), dataset.labels,
                                   len(dataset.classes))
 
