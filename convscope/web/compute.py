@@ -166,7 +166,7 @@ def predict_with_maps(entry: RunEntry, x_u8: torch.Tensor) -> Prediction:
         inp = run.preprocess(x_u8)
         with capture(run.model, names) as maps:
             logits = run.model(inp).float()
-        if run.tta or run.tta_shift:  # the run's own test-time averaging, as `convscope predict` does
+        if run.tta:  # the run's own test-time averaging, as `convscope predict` does
             logits = run.logits(inp)
     probs = torch.softmax(logits, dim=1)[0]
     top = int(probs.argmax())
@@ -302,7 +302,7 @@ def _training_records(run: Run) -> tuple[list[dict[str, Any]], list[dict[str, An
 def _evaluate(run: Run):
     from ..training.evaluate import evaluate
 
-    return evaluate(run.model, test_dataset(run), run.normalization, tta=run.tta, tta_shift=run.tta_shift)
+    return evaluate(run.model, test_dataset(run), run.normalization, tta=run.tta)
 
 
 def _int(params: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:

@@ -155,7 +155,7 @@ def test_run_directory_and_load_run(tmp_path, tiny):
     assert torch.equal(loaded.model(loaded.preprocess(x)), run.model(run.preprocess(x)))
     epochs = [m for m in loaded.metrics if m["kind"] == "epoch"]
     assert [m["epoch"] for m in epochs] == [1, 2]
-    assert loaded.dataset_spec["name"] == "digits" and loaded.config.model == "mlp"
+    assert loaded.dataset_spec["name"] == "digits" and loaded.config.model.name == "mlp"
 
 
 def test_ema_is_the_average_the_run_saves(tmp_path, tiny):
