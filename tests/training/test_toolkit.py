@@ -173,7 +173,7 @@ def test_ema_is_the_average_the_run_saves(tmp_path, tiny):
     for a, e in zip(avg.parameters(), engine.ema.average.parameters()):
         torch.testing.assert_close(a, e, rtol=1e-6, atol=1e-7)
     exported = engine.export_weights()
-    assert torch.equal(exported["fc1.weight"], engine.ema.average.state_dict()["fc1.weight"])   # the average is exported
+    assert torch.equal(exported["fc1.weight"], engine.ema.average.state_dict()["fc1.weight"])  # the average is exported
     assert not torch.equal(exported["fc1.weight"], engine.model.state_dict()["fc1.weight"])
     run = convscope.train({**tiny, "ema": 0.9}, out=tmp_path / "run", progress=False)
     assert run.summary["test_accuracy"] > 0.5
