@@ -15,4 +15,5 @@ from .loop import Loop, TrainingDiverged, TrainingInterrupted
 from .rundir import Run, RunError, load_run
 
 __all__ = ["BestWeights", "Callback", "CheckpointError", "EarlyStopping", "Loop", "RECIPES", "Run", "RunError",
-           "SparsityTracker", "TrainConfig", "TrainingDiverged", "TrainingInterrupted", "config_from_dict", "load_run", "recipe", "resume", "train"]
+           "SparsityTracker", "TrainConfig", "TrainingDiverged", "TrainingInterrupted", "config_from_dict", "load_run",
+           "recipe", "resume", "train"]
