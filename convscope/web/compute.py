@@ -178,7 +178,7 @@ def predict_with_maps(entry: RunEntry, x_u8: torch.Tensor) -> Prediction:
 def test_dataset(run: Run):
     from ..data import load
 
-    return load(run.config.dataset, "test", run.config.data_dir, download=False)
+    return load(run.config.data.dataset, "test", run.config.data.data_dir, download=False)
 
 
 def layer_conv(model: nn.Module, layer: str) -> tuple[str, nn.Conv2d] | None:
@@ -228,7 +228,7 @@ def unit_data(entry: RunEntry, layer: str, ch: int) -> UnitView:
     try:
         ds = test_dataset(run)
     except ConvscopeError as e:
-        out.notes.append(f"top-k and sparsity need the {run.config.dataset!r} test split: {e}")
+        out.notes.append(f"top-k and sparsity need the {run.config.data.dataset!r} test split: {e}")
         ds = None
     if ds is not None:
         recs = entry.cached(("topk", layer), lambda: topk(run.model, ds, [layer], k=TOPK, norm=run.normalization))
@@ -266,7 +266,7 @@ def training_data(entry: RunEntry) -> TrainingView:
     """Epoch and step records, the summary, and the confusion matrix on the test split (cached)."""
     run = entry.run
     epochs, steps = _training_records(run)
-    out = TrainingView(entry.id, str(entry.path), run.meta.get("model"), run.config.dataset, list(run.classes),
+    out = TrainingView(entry.id, str(entry.path), run.meta.get("model"), run.config.data.dataset, list(run.classes),
                        run.summary, epochs, [{"step": m["step"], "loss": m.get("loss")} for m in steps])
     try:
         res = entry.cached("confusion", lambda: _evaluate(run))
