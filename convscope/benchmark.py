@@ -133,8 +133,8 @@ def worker(spec: str, dataset: str, seed: int, eval_images: int, max_seconds: fl
            "setup_seconds": setup, "train_images": train_images,
            "images_per_s": train_images / max(wall - setup, 1e-9), "forward_flops_per_image": fwd,
            "train_flops_per_image": 3 * fwd, "bf16": cfg.runtime.precision == "bf16",
-           "batch_size": cfg.optim.batch_size, "epochs_run": loop.epoch, "torch_threads": torch.get_num_threads(), "config": cfg.flat(),
-           "load_average_at_start": load_average}
+           "batch_size": cfg.optim.batch_size, "epochs_run": loop.epoch, "torch_threads": torch.get_num_threads(),
+           "config": cfg.flat(), "load_average_at_start": load_average}   # flat keys, as the results files hold them
     out["achieved_flops"] = out["images_per_s"] * out["train_flops_per_image"]
     for t in THRESHOLDS.get(dataset, []):
         hit = next((e for e in log if e["test_accuracy"] >= t), None)
