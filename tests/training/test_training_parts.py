@@ -139,3 +139,21 @@ def test_an_unfinished_run_trained_with_lookahead_is_refused_on_resume(tmp_path,
     with pytest.raises(RunError, match="lookahead=5, which convscope removed.*cannot continue"):
         convscope.resume(tmp_path / "r", progress=False)
     assert run.summary["steps"] == 16
+
+
+def test_best_weights_survive_a_kill_and_resume(tmp_path):
+    """The best epoch (and its weights) live in the BestWeights callback's checkpointed state: a run killed after
+    its best epoch resumes to the same final weights and summary as one never killed."""
+    from tests.training.test_resume import ARGS, cli_killed_at
+
+    args = [*ARGS, "--epochs", "4", "--val-fraction", "0.2", "--early-stopping", "2", "--lr", "0.5"]
+    ref = cli("train", *args, "--out", tmp_path / "ref")
+    assert ref.returncode == 0, ref.stderr
+    r = cli_killed_at("step:20", "train", *args, "--out", str(tmp_path / "killed"))   # in epoch 3 of 4
+    assert not (tmp_path / "killed" / rd.META).exists()
+    r = cli("train", "--resume", tmp_path / "killed", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "killed" / rd.WEIGHTS).read_bytes() == (tmp_path / "ref" / rd.WEIGHTS).read_bytes()
+    summaries = [json.loads((tmp_path / d / rd.SUMMARY).read_text()) for d in ("ref", "killed")]
+    assert [(s["best_val_epoch"], s["best_val_accuracy"], s["epochs"]) for s in summaries] == [
+        (summaries[0]["best_val_epoch"], summaries[0]["best_val_accuracy"], summaries[0]["epochs"])] * 2
