@@ -90,7 +90,7 @@ class AccuracyClock(Callback):
         acc = loop.engine.evaluate(loop.data.test).accuracy
         self.eval_s += time.perf_counter() - t
         wall = time.perf_counter() - self.t0 - self.eval_s
-        self.log.append({"step": loop.step, "images": loop.step * loop.cfg.batch_size, "wall": round(wall, 3),
+        self.log.append({"step": loop.step, "images": loop.step * loop.cfg.optim.batch_size, "wall": round(wall, 3),
                          "test_accuracy": acc})
         if wall > self.max_seconds:       # out of time: stop after this step
             loop.request_stop()
@@ -118,7 +118,7 @@ def worker(spec: str, dataset: str, seed: int, eval_images: int, max_seconds: fl
     if smoke:
         overrides.update(epochs=1, train_subset=1024)
     cfg = config_from_dict(overrides, recipe(name))
-    clock = AccuracyClock(max(1, round(eval_images / cfg.batch_size)), max_seconds, t0)
+    clock = AccuracyClock(max(1, round(eval_images / cfg.optim.batch_size)), max_seconds, t0)
     with tempfile.TemporaryDirectory() as tmp, torch_settings(cfg):
         cfg, data = prepare(cfg)
         # no checkpoint writes, for every recipe alike (the peers' scripts write none)
@@ -133,9 +133,9 @@ def worker(spec: str, dataset: str, seed: int, eval_images: int, max_seconds: fl
            "best_accuracy": max(e["test_accuracy"] for e in log), "wall_seconds": wall, "eval_seconds": clock.eval_s,
            "setup_seconds": setup, "train_images": train_images,
            "images_per_s": train_images / max(wall - setup, 1e-9), "forward_flops_per_image": fwd,
-           "train_flops_per_image": 3 * fwd, "bf16": cfg.precision == "bf16", "batch_size": cfg.batch_size,
-           "epochs_run": loop.epoch, "torch_threads": torch.get_num_threads(), "config": cfg.to_dict(),
-           "load_average_at_start": load_average}
+           "train_flops_per_image": 3 * fwd, "bf16": cfg.runtime.precision == "bf16",
+           "batch_size": cfg.optim.batch_size, "epochs_run": loop.epoch, "torch_threads": torch.get_num_threads(),
+           "config": cfg.flat(), "load_average_at_start": load_average}   # flat keys, as the results files hold them
     out["achieved_flops"] = out["images_per_s"] * out["train_flops_per_image"]
     for t in THRESHOLDS.get(dataset, []):
         hit = next((e for e in log if e["test_accuracy"] >= t), None)

@@ -14,9 +14,9 @@ from ..errors import ConvscopeError
 from . import rundir as rd
 from .callbacks import Callback
 from .checkpoint import load_state
-from .config import TrainConfig, config_from_dict, read_config_file, recorded_config
+from .config import TrainConfig, config_from_dict, read_config_file, recorded_config, retired_settings
 from .lock import RunLock
-from .loop import Loop
+from .loop import Loop, check_callbacks
 from .runtime import resolve_device, torch_settings
 from .setup import prepare
 
@@ -30,6 +30,7 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path
     DistributedDataParallel and rank 0 writes the run directory (see training/distributed.py)."""
     cfg = config if isinstance(config, TrainConfig) else config_from_dict(config or {})
     cfg.validate()
+    callbacks = check_callbacks(callbacks)
     with process_group(_backend(cfg)) as world, _lost_peers(world):
         path, created, lock = None, False, contextlib.nullcontext()
         if world.is_main:   # rank 0 chooses, creates and locks the run directory; the others write nothing
@@ -55,11 +56,18 @@ def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callb
     """Continue a run from its checkpoint (after a kill, a crash or Ctrl-C); a finished run is just loaded.
     The data position in the checkpoint is global: a run saved with N processes resumes with M."""
     path = Path(path)
+    callbacks = check_callbacks(callbacks)
     if (path / rd.META).exists():
         return rd.load_run(path)
     if not (path / rd.CONFIG).exists():
         raise rd.RunError(f"{path}: no {rd.CONFIG}; not a convscope run directory")
-    recorded = recorded_config(read_config_file(path / rd.CONFIG), source=str(path / rd.CONFIG))
+    raw = read_config_file(path / rd.CONFIG)
+    recorded = recorded_config(raw, source=str(path / rd.CONFIG))
+    changed = {k: v for k, v in retired_settings(raw).items() if k != "tta_shift"}   # shifts were for evaluation only
+    if changed:
+        raise rd.RunError(f"{path}: this run trains with {', '.join(f'{k}={v!r}' for k, v in changed.items())}, which "
+                          "convscope removed (our ablations found no gain); it cannot continue as the same run. "
+                          "Start a new run without it")
     with process_group(_backend(recorded)) as world, _lost_peers(world), \
             (RunLock(path) if world.is_main else contextlib.nullcontext()):  # held until the run ends
         if world.is_main:
@@ -82,7 +90,7 @@ def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callb
 
 def _backend(cfg: TrainConfig) -> str:
     """NCCL when the ranks train on GPUs, gloo on CPUs."""
-    return "nccl" if cfg.engine == "torch" and resolve_device(cfg.device).type == "cuda" else "gloo"
+    return "nccl" if cfg.runtime.engine == "torch" and resolve_device(cfg.runtime.device).type == "cuda" else "gloo"
 
 
 @contextlib.contextmanager

@@ -28,17 +28,15 @@ from .._atomic import atomic_write_bytes
 from ..models.weights import CheckpointError, load_weights, read_safetensors, save_weights, sha256_file
 from ..data.safe_io import open_regular
 from ..errors import DataError
-from .config import MAX_TTA_SHIFT
-from .evaluate import valid_tta_shift
 
 __all__ = ["CheckpointError", "STATE_VERSION", "load_state", "load_weights", "save_state", "save_weights",
            "check_manifest", "read_json_file", "sha256_file", "upgrade_state"]
 
 FORMAT = "convscope-state-v1"   # the file encoding (safetensors + JSON skeleton); the state has its own version
-STATE_VERSION = 3
+STATE_VERSION = 4
 
 # Keys each state version added, with the value a state written before it is resumed with. A version that adds
-# a key adds it here; only a change of layout needs a migration function as well (version 1 -> 2 below).
+# a key adds it here; only a change of layout needs a migration function as well (versions 1 -> 2, 3 -> 4 below).
 ADDED_KEYS: dict[int, dict[str, Any]] = {
     2: {"callbacks": {}},         # state of callbacks that keep some (none in 0.1)
     3: {"data_sha256": None},     # fingerprint of the training data (None: not recorded, not checked)
@@ -122,6 +120,14 @@ def _v1_to_v2(state: dict[str, Any]) -> dict[str, Any]:
             "metrics_bytes": state["metrics_bytes"]}
 
 
+def _v3_to_v4(state: dict[str, Any]) -> dict[str, Any]:
+    """The best validation epoch moved from the loop's counters into the BestWeights callback's state."""
+    best = state.get("loop", {}).pop("best", None)
+    if best is not None:
+        state.setdefault("callbacks", {})["best"] = best
+    return state
+
+
 def upgrade_state(state: dict[str, Any], source: str = "checkpoint") -> dict[str, Any]:
     """A training state of any version as today's (``STATE_VERSION``); a newer one is refused."""
     version = state.get("version", 1)  # 0.1 wrote no version
@@ -133,6 +139,8 @@ def upgrade_state(state: dict[str, Any], source: str = "checkpoint") -> dict[str
     for added in ADDED_KEYS.values():
         for key, default in added.items():
             state.setdefault(key, copy.deepcopy(default))
+    if version <= 3:
+        state = _v3_to_v4(state)
     state["version"] = STATE_VERSION
     return state
 
@@ -206,6 +214,7 @@ def check_manifest(meta: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
                                    "(std positive)")
     if not isinstance(meta.get("tta", False), bool):
         raise bad("tta", "true or false")
-    if not valid_tta_shift(meta.get("tta_shift", 0)):
-        raise bad("tta_shift", f"an int of pixels in 0..{MAX_TTA_SHIFT}")
+    shift = meta.get("tta_shift", 0)   # written by runs before shifted test-time views were removed
+    if not (isinstance(shift, int) and not isinstance(shift, bool) and shift >= 0):
+        raise bad("tta_shift", "a number of pixels (int, 0 or more)")
     return meta

@@ -14,7 +14,6 @@ from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..models.forward import iter_batches, model_device
-from .config import MAX_TTA_SHIFT
 
 
 @dataclass(frozen=True)
@@ -32,60 +31,33 @@ def autocast_for(device: torch.device, bf16: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def valid_tta_shift(value: object) -> bool:
-    """Whether ``value`` is a test-time shift in pixels: an int (not a bool) in 0..MAX_TTA_SHIFT."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TTA_SHIFT
+class TTA(nn.Module):
+    """``model`` as the run predicts with it: float32 logits (B, classes) of normalized images x (B, C, H, W),
+    with ``flip`` the mean of each image's logits and its left-right mirror's. The one test-time averaging of
+    convscope: evaluation, ``predict``, the web app and refine's baseline all go through it."""
 
+    def __init__(self, model: nn.Module, flip: bool) -> None:
+        super().__init__()
+        self.model, self.flip = model, flip
 
-def shifted(x: torch.Tensor, dy: int, dx: int, fill: torch.Tensor) -> torch.Tensor:
-    """x (B, C, H, W) moved dy pixels down and dx right, the uncovered border set to ``fill`` (1, C, 1, 1):
-    the normalized value of a black pixel, as the training translation fills with black."""
-    s = max(abs(dy), abs(dx))
-    h, w = x.shape[-2:]
-    padded = torch.nn.functional.pad(x - fill, (s, s, s, s)) + fill
-    return padded[..., s - dy:s - dy + h, s - dx:s - dx + w]
-
-
-def tta_logits(model: nn.Module, x: torch.Tensor, flip: bool = False, shift: int = 0,
-               fill: torch.Tensor | None = None) -> torch.Tensor:
-    """Float32 logits (B, classes) of normalized images x (B, C, H, W), averaged over test-time views.
-
-    ``flip``: each view and its left-right mirror, equally. ``shift``: the image keeps half the weight and its
-    four copies moved ``shift`` pixels up, down, left and right share the other half (airbench weighs its
-    translated views the same way); ``fill`` (1, C, 1, 1) is the normalized value of the uncovered border."""
-    def view(v: torch.Tensor) -> torch.Tensor:
-        out = model(v).float()
-        return 0.5 * (out + model(v.flip(3)).float()) if flip else out
-
-    logits = view(x)
-    if shift:
-        fill = torch.zeros((1, x.shape[1], 1, 1), dtype=x.dtype, device=x.device) if fill is None else fill
-        moved = [view(shifted(x, dy, dx, fill)) for dy, dx in ((shift, 0), (-shift, 0), (0, shift), (0, -shift))]
-        logits = 0.5 * logits + 0.125 * sum(moved)
-    return logits
-
-
-def black(norm: Normalization, channels: int, device: torch.device, dtype: torch.dtype = torch.float32
-          ) -> torch.Tensor:
-    """The normalized value of a black pixel, (1, C, 1, 1): what the border of a shifted view is filled with."""
-    return norm.apply(torch.zeros((1, channels, 1, 1), dtype=torch.uint8, device=device)).to(dtype)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x).float()
+        return 0.5 * (out + self.model(x.flip(3)).float()) if self.flip else out
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images_u8: torch.Tensor, norm: Normalization, batch_size: int = 1024,
-                   bf16: bool = False, channels_last: bool = False, tta: bool = False,
-                   tta_shift: int = 0) -> torch.Tensor:
+                   bf16: bool = False, channels_last: bool = False, tta: bool = False) -> torch.Tensor:
     """Float32 logits (N, classes) for uint8 images, in eval mode (the mode is restored afterwards).
-    ``tta``: the mean of the logits of each image and its left-right mirror; ``tta_shift``: also views moved
-    that many pixels (see :func:`tta_logits`)."""
+    ``tta``: the mean of the logits of each image and its left-right mirror (:class:`TTA`)."""
     device = model_device(model)
-    fill = black(norm, images_u8.shape[1], device) if tta_shift else None     # (1, C, 1, 1)
+    predictor = TTA(model, tta)
 
     def views(x: torch.Tensor) -> torch.Tensor:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast_for(device, bf16):
-            return tta_logits(model, x, tta, tta_shift, fill)
+            return predictor(x)
 
     out = [logits for _, logits in iter_batches(model, images_u8, norm, batch_size, forward=views)]
     return torch.cat(out) if out else torch.empty(0)
@@ -107,7 +79,7 @@ def check_classes(model_classes: Sequence[str], dataset: ImageDataset) -> None:
 
 
 def evaluate(model: nn.Module, dataset: ImageDataset, norm: Normalization, batch_size: int = 1024,
-             bf16: bool = False, channels_last: bool = False, tta: bool = False, tta_shift: int = 0,
+             bf16: bool = False, channels_last: bool = False, tta: bool = False,
              classes: Sequence[str] | None = None) -> EvalResult:
     """Accuracy, per-class accuracy, confusion and loss of ``model`` on ``dataset``. ``classes``: the model's
     class names (``run.classes``), checked against the dataset's before any work; without them the model's output
@@ -117,12 +89,9 @@ def evaluate(model: nn.Module, dataset: ImageDataset, norm: Normalization, batch
                           f"{type(dataset).__name__}; load one with convscope.data.load(...)")
     if not isinstance(norm, Normalization):
         raise ConfigError(f"norm: expected a convscope.data.Normalization, got {type(norm).__name__}")
-    if not valid_tta_shift(tta_shift):
-        raise ConfigError(f"tta_shift: expected 0..{MAX_TTA_SHIFT} pixels, got {tta_shift!r}")
     if classes is not None:
         check_classes(classes, dataset)
-    logits = predict_logits(model, dataset.images, norm, batch_size, bf16, channels_last, tta and dataset.hflip_ok,
-                            tta_shift)
+    logits = predict_logits(model, dataset.images, norm, batch_size, bf16, channels_last, tta and dataset.hflip_ok)
     if len(dataset) and (logits.ndim != 2 or logits.shape[1] != len(dataset.classes)):
         raise ConfigError(f"dataset: {dataset.name!r} has {len(dataset.classes)} classes but the model gives "
                           f"{tuple(logits.shape[1:])} outputs per image; evaluate on a dataset with the model's "

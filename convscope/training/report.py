@@ -68,8 +68,9 @@ def predict_files(run: Run, paths: list[Path], k: int = 3, prepare: str | None =
             notes.append(f"wrote what the model saw to {shown}")
         if run.tta:
             notes.append("averaged with the mirrored image (the run's test-time augmentation)")
-        if run.tta_shift:
-            notes.append(f"averaged with copies shifted {run.tta_shift} px (the run's test-time augmentation)")
+        if run.meta.get("tta_shift"):
+            notes.append(f"not averaged with copies shifted {run.meta['tta_shift']} px as this run recorded "
+                         "(convscope removed shifted test-time views)")
         inputs.append(prep.tensor)
         all_notes.append(notes)
     out = []

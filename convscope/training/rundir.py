@@ -33,7 +33,7 @@ from .._atomic import atomic_write_text
 from .._version import __version__
 from ..errors import ConvscopeError
 from .checkpoint import CheckpointError, check_manifest, load_weights, read_json_file, sha256_file
-from .config import TrainConfig, recorded_config
+from .config import TrainConfig, recorded_config, retired_settings
 from ..data.normalize import Normalization
 from ..data.prepare import default_mode as default_prepare
 
@@ -183,17 +183,11 @@ class Run:
         """Whether this run's predictions average each image with its mirror (flip test-time augmentation)."""
         return bool(self.meta.get("tta", False))
 
-    @property
-    def tta_shift(self) -> int:
-        """Pixels by which predictions also average shifted views (0: none); see evaluate.tta_logits."""
-        return int(self.meta.get("tta_shift", 0))
-
     def logits(self, inp: torch.Tensor) -> torch.Tensor:
-        """Float32 logits (B, classes) of preprocessed input (B, C, H, W), with the run's test-time views."""
-        from .evaluate import black, tta_logits
+        """Float32 logits (B, classes) of preprocessed input (B, C, H, W), with the run's test-time averaging."""
+        from .evaluate import TTA
 
-        fill = black(self.normalization, inp.shape[1], inp.device, inp.dtype) if self.tta_shift else None
-        return tta_logits(self.model, inp, self.tta, self.tta_shift, fill)
+        return TTA(self.model, self.tta)(inp)
 
     def preprocess(self, images_u8: torch.Tensor) -> torch.Tensor:
         """uint8 (B, C, H, W) -> the normalized float input the model was trained on."""
@@ -208,14 +202,14 @@ class Run:
 def model_metadata(model: nn.Module, cfg: TrainConfig, norm: Normalization, classes, input_shape) -> dict[str, Any]:
     spec = getattr(model, "convscope_spec", {})
     return {
-        "model": spec.get("name", cfg.model),
-        "model_args": spec.get("kwargs", cfg.model_args),
+        "model": spec.get("name", cfg.model.name),
+        "model_args": spec.get("kwargs", cfg.model.args),
         "input_shape": list(input_shape),
         "num_classes": len(classes),
         "classes": list(classes),
         "normalization": {"mean": list(norm.mean), "std": list(norm.std)},
-        "prepare": default_prepare({"dataset": cfg.dataset, "input_shape": list(input_shape)}),
-        "dataset": cfg.dataset,
+        "prepare": default_prepare({"dataset": cfg.data.dataset, "input_shape": list(input_shape)}),
+        "dataset": cfg.data.dataset,
         "convscope_version": __version__,
         "torch_version": torch.__version__,
         "git_commit": git_commit(),
@@ -277,7 +271,13 @@ def load_run(path: str | os.PathLike[str], map_location: str | torch.device = "c
             raise RunError(f"{path / META}: records no SHA-256 for {name}; the run is incomplete")
     if sha256_file(path / CONFIG) != recorded[CONFIG]:
         raise CheckpointError(f"{path / CONFIG}: SHA-256 differs from the one recorded in model.json (modified)")
-    cfg = recorded_config(_read_json(path / CONFIG), source=str(path / CONFIG))
+    raw_config = _read_json(path / CONFIG)
+    cfg = recorded_config(raw_config, source=str(path / CONFIG))
+    shift = retired_settings(raw_config).get("tta_shift") or meta.get("tta_shift")
+    if shift:
+        warnings.warn(f"{path}: this run recorded test-time shifts of {shift} px (tta_shift), which convscope no "
+                      "longer averages (the ablation measured -0.07 points); its evaluation and predictions use "
+                      "the image itself" + (" and its mirror" if meta.get("tta") else ""), UserWarning, stacklevel=2)
     state = load_weights(path / WEIGHTS, expected_sha256=recorded[WEIGHTS])
     c, h, w = meta["input_shape"]
     try:

@@ -44,8 +44,9 @@ def training_split(run, full: ImageDataset | None = None) -> TrainingSplit:
     dataset's stored ``train`` split if already loaded (else it is loaded as training loads it)."""
     cfg = getattr(run, "config", run)
     if full is None:
-        full = load(cfg.dataset, "train", cfg.data_dir)
-    rows, val = split_indices(full.labels.numpy(), cfg.train_subset, cfg.val_fraction, cfg.seed)
+        full = load(cfg.data.dataset, "train", cfg.data.data_dir)
+    rows, val = split_indices(full.labels.numpy(), cfg.data.train_subset, cfg.data.val_fraction,
+                              cfg.runtime.seed)
     train = full if rows is None else full.subset(rows)
-    return TrainingSplit(train, full.subset(val, "val") if cfg.val_fraction > 0 else None,
+    return TrainingSplit(train, full.subset(val, "val") if cfg.data.val_fraction > 0 else None,
                          np.arange(len(full), dtype=np.int64) if rows is None else rows, val)

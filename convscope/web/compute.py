@@ -141,7 +141,7 @@ def predict_with_maps(entry: RunEntry, x_u8: torch.Tensor) -> Prediction:
         inp = run.preprocess(x_u8)
         with capture(run.model, names) as maps:
             logits = run.model(inp).float()
-        if run.tta or run.tta_shift:  # the run's own test-time averaging, as `convscope predict` does
+        if run.tta:  # the run's own test-time averaging, as `convscope predict` does
             logits = run.logits(inp)
     probs = torch.softmax(logits, dim=1)[0]
     top = int(probs.argmax())
@@ -153,7 +153,7 @@ def predict_with_maps(entry: RunEntry, x_u8: torch.Tensor) -> Prediction:
 def test_dataset(run: Run):
     from ..data import load
 
-    return load(run.config.dataset, "test", run.config.data_dir, download=False)
+    return load(run.config.data.dataset, "test", run.config.data.data_dir, download=False)
 
 
 def inspect_files(run_path: Path, layer: str) -> list[str]:
@@ -193,7 +193,7 @@ def unit_data(entry: RunEntry, layer: str, ch: int) -> UnitView:
     try:
         ds = test_dataset(run)
     except ConvscopeError as e:
-        out.notes.append(f"top-k and sparsity need the {run.config.dataset!r} test split: {e}")
+        out.notes.append(f"top-k and sparsity need the {run.config.data.dataset!r} test split: {e}")
         ds = None
     if ds is not None:
         recs = entry.cached(("topk", layer), lambda: topk(run.model, ds, [layer], k=TOPK, norm=run.normalization))
@@ -231,7 +231,7 @@ def training_data(entry: RunEntry) -> TrainingView:
     """Epoch and step records, the summary, and the confusion matrix on the test split (cached)."""
     run = entry.run
     epochs, steps = _training_records(run)
-    out = TrainingView(entry.id, str(entry.path), run.meta.get("model"), run.config.dataset, list(run.classes),
+    out = TrainingView(entry.id, str(entry.path), run.meta.get("model"), run.config.data.dataset, list(run.classes),
                        run.summary, epochs, [{"step": m["step"], "loss": m.get("loss")} for m in steps])
     try:
         res = entry.cached("confusion", lambda: _evaluate(run))
@@ -267,7 +267,7 @@ def _training_records(run: Run) -> tuple[list[dict[str, Any]], list[dict[str, An
 def _evaluate(run: Run):
     from ..training.evaluate import evaluate
 
-    return evaluate(run.model, test_dataset(run), run.normalization, tta=run.tta, tta_shift=run.tta_shift)
+    return evaluate(run.model, test_dataset(run), run.normalization, tta=run.tta)
 
 
 def _int(params: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:

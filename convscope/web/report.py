@@ -216,7 +216,7 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
 
     toc = '<p class="toc">' + "".join(f'<a href="#{a}">{e(t)}</a>' for a, t, _ in sections) + "</p>"
     acc = run.summary.get("test_accuracy")
-    head = (f"<h1>Report: {e(run_path.name)}</h1><p>{e(run.meta.get('model'))} on {e(run.config.dataset)}"
+    head = (f"<h1>Report: {e(run_path.name)}</h1><p>{e(run.meta.get('model'))} on {e(run.config.data.dataset)}"
             + (f", test accuracy {100 * acc:.2f}%" if isinstance(acc, (int, float)) else "")
             + f"; made by convscope {e(run.meta.get('convscope_version', ''))}.</p>{toc}")
     html = page(f"report · {run_path.name}", head + "".join(_section(a, t, b) for a, t, b in sections),

@@ -134,7 +134,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
     path = tmp_path_factory.mktemp("run") / "r"
     path.mkdir()
-    cfg = TrainConfig(model_args={"width": 4})
+    cfg = TrainConfig().replace(model_args={"width": 4})
     torch.manual_seed(0)
     model = create_model("fast", in_channels=1, image_size=(28, 28), num_classes=10, width=4)
     rd.write_json(path / rd.CONFIG, cfg.to_dict())

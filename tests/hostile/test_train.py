@@ -155,7 +155,7 @@ def test_non_finite_float_options_are_refused_by_name(key, value):
     with pytest.raises(ConfigError, match=rf"^{key} must be a finite number"):
         config_from_dict({key: value})
     with pytest.raises(ConfigError, match=rf"^{key} must be a finite number"):
-        TrainConfig(**{key: value}).validate()
+        TrainConfig().replace(**{key: value}).validate()
 
 
 def test_nan_on_the_command_line_and_in_json(tmp_path):
@@ -300,12 +300,12 @@ def test_fashion_mnist_trains_with_flips_and_flip_tta_by_default(tmp_path):
     r = cli("train", *common, "--train-subset", "2000", "--out", tmp_path / "on")
     assert r.returncode == 0, r.stderr
     written = json.loads((tmp_path / "on/config.json").read_text())
-    assert written["hflip"] is True and written["tta"] is True
+    assert written["augment"]["hflip"] is True and written["eval"]["tta"] is True
     assert json.loads((tmp_path / "on/model.json").read_text())["tta"] is True
     r = cli("train", *common, "--train-subset", "200", "--no-hflip", "--out", tmp_path / "off")
     assert r.returncode == 0, r.stderr
     written = json.loads((tmp_path / "off/config.json").read_text())
-    assert written["hflip"] is False and written["tta"] is False
+    assert written["augment"]["hflip"] is False and written["eval"]["tta"] is False
 
 
 # ---- 9. user models --------------------------------------------------------------------------------------
