@@ -38,7 +38,7 @@ from ..inspect.topk import topk
 from ..models.conv_layers import conv_layers
 from ..models.hooks import observe
 from ..models.forward import iter_batches
-from ..training.evaluate import EvalResult, result_from_logits, tta_logits
+from ..training.evaluate import TTA, EvalResult, result_from_logits
 from ._measure import bn_modules, measure, reestimated_bn
 from ._selection import (
     REPRESENTATIVE_RULE,
@@ -173,7 +173,7 @@ def _load(target, train, test, normalization, tta):
 def _flip_views(tta: bool | None, test: ImageDataset):
     """Logits without the run's own views: plain, or with ``tta`` averaged with the mirrored input where a
     mirror keeps the label (as ``evaluate`` decides)."""
-    return lambda m, x: tta_logits(m, x, flip=bool(tta) and test.hflip_ok)
+    return lambda m, x: TTA(m, bool(tta) and test.hflip_ok)(x)
 
 
 def _evaluate(model: nn.Module, test: ImageDataset, norm: Normalization, views) -> EvalResult:
