@@ -398,16 +398,16 @@ def build_cases(ws: Path, timeout: float) -> list[Case]:
         "receptive_fields(int shape)": "from convscope.inspect import receptive_fields; "
                                        "result = receptive_fields(run.model, 28)",
         "list_layers(bad shape)": "from convscope.inspect import list_layers; result = list_layers(run.model, (0, 0))",
-        "conv_matrix(max_memory=nan)": "from convscope.matrix import conv_matrix; "
+        "conv_matrix(max_memory=nan)": "from convscope.conv import conv_matrix; "
                                        "result = conv_matrix(np.ones((1,1,3,3)), (1,4,4), max_memory=float('nan'))",
-        "conv_matrix(max_memory=inf)": "from convscope.matrix import conv_matrix; "
+        "conv_matrix(max_memory=inf)": "from convscope.conv import conv_matrix; "
                                        "result = conv_matrix(np.ones((1,1,3,3)), (1,4,4), max_memory=float('inf'))",
-        "conv_matrix(weight='w')": "from convscope.matrix import conv_matrix; result = conv_matrix('w', (1,4,4))",
-        "conv_matrix(input_shape='1x4x4')": "from convscope.matrix import conv_matrix; "
+        "conv_matrix(weight='w')": "from convscope.conv import conv_matrix; result = conv_matrix('w', (1,4,4))",
+        "conv_matrix(input_shape='1x4x4')": "from convscope.conv import conv_matrix; "
                                             "result = conv_matrix(np.ones((1,1,3,3)), '1x4x4')",
-        "conv_matrix(huge)": "from convscope.matrix import conv_matrix; "
+        "conv_matrix(huge)": "from convscope.conv import conv_matrix; "
                              "result = conv_matrix(np.ones((512,512,3,3)), (512,512,512))",
-        "conv_operator(input_shape=0)": "from convscope.matrix import conv_operator; "
+        "conv_operator(input_shape=0)": "from convscope.conv import conv_operator; "
                                         "result = conv_operator(np.ones((1,1,3,3)), (1,0,0))",
         "load(None)": "result = load(None)",
         "load('digits', 5)": "result = load('digits', 5)",
@@ -453,7 +453,7 @@ def build_cases(ws: Path, timeout: float) -> list[Case]:
     py("api", "topk on a model without parameters", pre + "m = torch.nn.Sequential(torch.nn.ReLU()); "
        "result = len(topk(m, ds, ['0'], k=2)['0']) == 1", expect="ok", check="true")
     py("api", "conv_matrix within max_memory (tracemalloc)", "import tracemalloc, numpy as np\n"
-       "from convscope.matrix import conv_matrix\ntracemalloc.start()\n"
+       "from convscope.conv import conv_matrix\ntracemalloc.start()\n"
        "m = conv_matrix(np.ones((16,8,3,3), np.float32), (8,64,64), padding=1, max_memory=2**30/8)\n"
        "result = tracemalloc.get_traced_memory()[1] <= 2**30/8", expect="ok", check="true")
     add_wave2_cases(ws, timeout, cli, py)

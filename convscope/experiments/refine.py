@@ -32,7 +32,7 @@ from torch import nn
 from ..data.dataset import ImageDataset, stratified_split
 from ..data.normalize import Normalization
 from ..errors import ConfigError
-from ..inspect.hooks import resolve_layers
+from ..models.layers import resolve_layers
 from ..inspect.topk import topk
 from ..training.evaluate import evaluate
 from ._measure import bn_modules, measure, reestimated_bn

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from .hooks import resolve_layers
+from ..models.layers import resolve_layers
 
 
 class _Stop(Exception):

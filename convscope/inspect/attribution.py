@@ -20,7 +20,8 @@ from torch import nn
 from ..errors import ConfigError
 from ..models.probe import eval_mode
 from ._args import check_model
-from .hooks import capture, resolve_layers
+from ..models.layers import resolve_layers
+from .hooks import capture
 
 # method -> how Captum's (N, C, H, W) becomes (N, H, W)
 METHODS = {

@@ -27,7 +27,8 @@ from ..data.normalize import Normalization
 from ..models.probe import eval_mode
 from ..distributed import World, all_any, all_max, all_min, all_sum, batch_shard, gather_rows, process_group
 from .edges import EdgeResult, edge_experiment
-from .hooks import capture, default_activation_layers, resolve_layers
+from ..models.layers import default_activation_layers, resolve_layers
+from .hooks import capture
 from .sparsity import LayerSparsity, _Acc, _bin_edges, _summary
 from .topk import TopRecord, topk
 

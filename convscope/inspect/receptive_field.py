@@ -20,7 +20,7 @@ from torch import nn
 
 from .._result import ResultMixin
 from ..errors import ConfigError
-from ..matrix.geometry import pair
+from ..conv.geometry import pair
 from ..models.probe import check_input_shape, eval_mode, zeros_forward
 from ._args import check_model
 

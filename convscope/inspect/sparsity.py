@@ -15,7 +15,8 @@ from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..models.probe import eval_mode
 from ._args import check_dataset, check_model, check_norm, finite_float, forward, positive_int
-from .hooks import capture, default_activation_layers, resolve_layers
+from ..models.layers import default_activation_layers, resolve_layers
+from .hooks import capture
 
 
 @dataclass

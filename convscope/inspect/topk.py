@@ -19,7 +19,8 @@ from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..models.probe import eval_mode
 from ._args import check_dataset, check_model, check_norm, forward, positive_int
-from .hooks import capture, resolve_layers
+from ..models.layers import resolve_layers
+from .hooks import capture
 
 
 @dataclass(frozen=True)

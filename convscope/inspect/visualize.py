@@ -25,7 +25,8 @@ from . import vis_transforms as T
 from ..models.probe import check_input_shape, eval_mode, zeros_forward
 from ._args import check_dataset, check_model, finite_float, positive_int
 from ._tap import run, tap
-from .hooks import capture, resolve_layers
+from ..models.layers import resolve_layers
+from .hooks import capture
 from .param import make_param
 
 MEASURES = ("mean", "max", "neuron")

@@ -14,11 +14,11 @@ from torch import nn
 
 from .._result import ResultMixin
 from ..errors import ConfigError
-from ..inspect.hooks import resolve_layers
+from ..models.layers import resolve_layers
 from ..models.probe import layer_input_shapes
-from .conv_matrix import conv_matrix
+from ..conv.conv_matrix import conv_matrix
 from .display import block_structure, format_symbolic, symbolic_entries
-from .geometry import ConvGeometry, make_geometry
+from ..conv.geometry import ConvGeometry, make_geometry
 from .spectrum import SpectrumSummary, layer_spectrum
 
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import ConfigError, ConvscopeError
 from ..inspect import activation_sparsity, capture, list_layers, receptive_fields, topk
-from ..matrix import make_geometry
+from ..conv import make_geometry
 from ..matrix.display import block_structure, symbolic_entries, tap_names
 from ..training import Run
 from . import pictures

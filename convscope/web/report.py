@@ -17,9 +17,9 @@ from ..data.safe_io import read_regular
 from ..errors import ConfigError, ConvscopeError, DataError
 from ..inspect import activation_sparsity, edge_experiment, list_layers, receptive_fields
 from ..inspect.edges import FILTERS, edges_png
-from ..inspect.hooks import resolve_layers
+from ..models.layers import resolve_layers
 from ..inspect.sparsity import sparsity_png
-from ..matrix import conv_matrix, make_geometry
+from ..conv import conv_matrix, make_geometry
 from ..matrix.display import block_structure, heatmap_png
 from . import compute, pictures
 from .runs import RunEntry

@@ -13,8 +13,8 @@ from torch import nn
 from convscope.data import ImageDataset, Normalization
 from convscope.errors import ConfigError
 from convscope.inspect import activation_sparsity, hook_count, topk
-from convscope.matrix import MatrixTooLargeError, conv_matrix, make_geometry
-from convscope.matrix.conv_matrix import build_bytes
+from convscope.conv import MatrixTooLargeError, conv_matrix, make_geometry
+from convscope.conv.conv_matrix import build_bytes
 
 from .conftest import outcome
 
