@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._version import __version__
 from ..data.dataset import ImageDataset, stratified_split
 from ..data.normalize import Normalization
 from ..errors import ConfigError
@@ -286,9 +287,7 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
                             "seed": seed, "topk_train": [[r.index for r in recs] for recs in new],
                             "overlap": [len({r.index for r in a} & {r.index for r in b}) / cfg.k
                                         for a, b in zip(rec_train, new)]}
-    import convscope
-
-    versions = {"convscope": convscope.__version__, "torch": torch.__version__, "numpy": np.__version__,
+    versions = {"convscope": __version__, "torch": torch.__version__, "numpy": np.__version__,
                 "python": platform.python_version(), "machine": platform.machine(),
                 "processor": platform.processor() or None, "threads": cfg.threads or torch.get_num_threads()}
     data = {"dataset": train.name, "train_images": len(train), "test_images": len(test), "train_split": train.split,

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..runs.manifest import MAX_TTA_SHIFT
+from ..runs.rundir import check_run_name
 
 
 def _meta(help: str, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -195,21 +197,7 @@ CHOICES: dict[str, tuple[str, ...]] = {k: f.metadata["choices"] for k, f in FIEL
 FLOAT_KEYS = tuple(k for k, h in HINTS.items() if float in (typing.get_args(h) or (h,)))  # every float option
 
 
-def check_run_name(name: str | None) -> None:
-    """A run name is one plain folder name inside the runs directory: no path separators, not absolute, not
-    empty, not "." or ".." (a name like "../../x" would put the run outside --runs-dir)."""
-    if name is None:
-        return
-    bad = (not isinstance(name, str) or name.strip() in ("", ".", "..") or "/" in name or "\\" in name
-           or "\0" in name or os.path.isabs(name) or (os.altsep is not None and os.altsep in name))
-    if bad:
-        raise ConfigError(f"name: {name!r} is not a plain run name; a run name is one folder name inside "
-                          "--runs-dir (letters, digits, '-', '_', '.'; no '/', no '..'); use --out PATH to put a "
-                          "run elsewhere")
-
-
 HANDWRITTEN_DIGITS = ("digits", "mnist")
-MAX_TTA_SHIFT = 8   # pixels of a test-time shifted view; more moves a 28 x 28 image's content out of view
 # Defaults that depend on the dataset, for keys the user left unset. Fashion-MNIST (speed round 2, issue 15,
 # bench/results/recipe_ablation_round2_fashion-mnist.json): without translation a run learns the clothes much
 # sooner (4 epochs: 92.96% against 91.91% with +-2 px shifts); 6 epochs without shifts end at 93.4%, as the

@@ -12,7 +12,7 @@ from torch import nn
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
-from .config import MAX_TTA_SHIFT
+from ..runs.manifest import MAX_TTA_SHIFT, valid_tta_shift
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,6 @@ def autocast_for(device: torch.device, bf16: bool):
     if not bf16:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-def valid_tta_shift(value: object) -> bool:
-    """Whether ``value`` is a test-time shift in pixels: an int (not a bool) in 0..MAX_TTA_SHIFT."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TTA_SHIFT
 
 
 def shifted(x: torch.Tensor, dy: int, dx: int, fill: torch.Tensor) -> torch.Tensor:

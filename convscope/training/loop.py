@@ -22,9 +22,10 @@ from ..data.dataset import ImageDataset
 from ..distributed import World, barrier, current_world
 from ..errors import ConvscopeError
 from ..models import upgrade_state_dict
-from . import rundir as rd
+from ..runs import rundir as rd
+from .run import Run, model_metadata
 from .batches import BatchFeeder, TrainData, fingerprint
-from .callbacks import Callback, SparsityTracker
+from ..runs.callbacks import Callback
 from .checkpoint import STATE_VERSION, save_state, save_weights, upgrade_state
 from .config import TrainConfig
 from .engine import Engine, StepResult
@@ -53,7 +54,11 @@ class Loop:
                  callbacks: Sequence[Callback] = (), checkpoints: bool = True) -> None:
         self.cfg, self.data, self.path, self.checkpoints = cfg, data, path, checkpoints
         self.world: World = current_world()   # rank 0 of several (torchrun) writes every file and shows progress
-        self.callbacks = [*callbacks, *([SparsityTracker()] if cfg.track_sparsity else [])]
+        self.callbacks = [*callbacks]
+        if cfg.track_sparsity:  # imported here: a run that tracks nothing never loads the inspection tools
+            from ..inspect.sparsity import SparsityTracker
+
+            self.callbacks.append(SparsityTracker())
         self.model = build_model(cfg, data)
         check_low_res(cfg, self.model, data.train.shape)
         self.feeder = BatchFeeder(cfg, data, self.world)
@@ -217,7 +222,7 @@ class Loop:
                 self.save()
                 self.progress.write(bar, epoch_line(st.history[-1], cfg.epochs))
 
-    def finish(self) -> rd.Run:
+    def finish(self) -> Run:
         """Final weights (the best validation epoch's, with early stopping), summary, curve, manifest."""
         from .curves import plot_curves
 
@@ -228,7 +233,7 @@ class Loop:
         # the final figure in fp32, as `convscope eval` and inference compute it (epochs may evaluate in bf16)
         test = sharded_evaluate(self.model, data.test, data.norm, self.world, tta=cfg.tta, tta_shift=cfg.tta_shift)
         shape = data.train.shape
-        meta = rd.model_metadata(self.model, cfg, data.norm, data.train.classes, shape)
+        meta = model_metadata(self.model, cfg, data.norm, data.train.classes, shape)
         meta["tta"] = cfg.tta  # predictions average the mirror too (resolved: trained with flips, flips allowed)
         if cfg.tta_shift:
             meta["tta_shift"] = cfg.tta_shift  # and shifted views
@@ -252,6 +257,6 @@ class Loop:
             raise rd.RunError(f"{self.path}: cannot write the run's results ({e.strerror or e})") from e
         barrier(self.world)   # the run directory is complete before any rank returns
         self.model.eval()
-        run = rd.Run(self.path, self.model, cfg, data.norm, data.train.classes, shape, summary, meta)
+        run = Run(self.path, self.model, cfg, data.norm, data.train.classes, shape, summary, meta)
         self._emit("on_train_end", run)
         return run

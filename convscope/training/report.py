@@ -15,7 +15,7 @@ from ..data.folder import open_image
 from ..errors import DataError
 from ..viz import new_figure, save_figure
 from .evaluate import EvalResult
-from .rundir import Run
+from .run import Run
 
 
 def confusion_table(res: EvalResult, classes: tuple[str, ...]) -> str:

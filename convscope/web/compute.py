@@ -283,7 +283,7 @@ _NEEDED = {"epoch": ("epoch",), "step": ("step",)}
 def _training_records(run: Run) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The epoch and step records of the run's metrics.jsonl; a record of either kind that lacks a key the pages
     need, or holds a non-number there, is a RunError naming the file."""
-    from ..training.rundir import METRICS, RunError
+    from ..runs.rundir import METRICS, RunError
 
     out: dict[str, list[dict[str, Any]]] = {"epoch": [], "step": []}
     for i, m in enumerate(run.metrics, 1):

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..training import Run, load_run
-from ..training.rundir import META
+from ..runs.rundir import META
 
 
 @dataclass

@@ -15,7 +15,7 @@ import pytest
 
 from convscope.errors import ConfigError
 from convscope.inspect.edges import parse_kernel
-from convscope.training.rundir import RunError
+from convscope.runs import RunError
 
 from .conftest import time_bound
 
