@@ -1,4 +1,5 @@
-"""The run directory: everything a run leaves behind, and loading it back without unpickling anything.
+"""The run directory: everything a run leaves behind, how it is created and locked, and reading it back
+without unpickling anything (:func:`load_run_model`; ``convscope.training.load_run`` adds the config).
 
     runs/<name>/
       config.json          the resolved TrainConfig
@@ -9,6 +10,7 @@
                            git commit, and the SHA-256 of every other file
       curve.png            training curve
       summary.json         test_accuracy (fraction), epochs, seconds, ...
+      .lock                held by the process writing the run (lock.py)
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from .setup import prepare
 def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path | None = None,
           runs_dir: str | Path = "runs", progress: bool = True, callbacks: Sequence[Callback] = ()) -> Run:
     """Train a model; returns the finished :class:`Run`. ``config``: a TrainConfig or a dict of its keys;
-    ``callbacks``: :class:`~convscope.training.callbacks.Callback` objects told of the run's events.
+    ``callbacks``: :class:`~convscope.runs.callbacks.Callback` objects told of the run's events.
 
     Under ``torchrun`` (WORLD_SIZE > 1) every process calls this; they train one model with
     DistributedDataParallel and rank 0 writes the run directory (see training/distributed.py)."""
