@@ -27,7 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import provenance  # noqa: E402
 
-from convscope.matrix import conv_matrix  # noqa: E402
+from convscope.conv import conv_matrix  # noqa: E402
 
 
 def timed(fn, repeat=3):

@@ -181,7 +181,7 @@ def main() -> int:
     assert len(ids) == len(set(ids)), "duplicate case ids"
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["torch", "numpy", "convscope", "convscope.cli", "convscope.inspect",
-                                "convscope.matrix", "hostile_cases"])
+                                "convscope.conv", "convscope.matrix", "hostile_cases"])
     tmp = ws / "_io"
     tmp.mkdir(exist_ok=True)
     outcomes = []

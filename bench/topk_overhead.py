@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import provenance  # noqa: E402
 
 from convscope.data import load  # noqa: E402
-from convscope.inspect import default_activation_layers, topk  # noqa: E402
-from convscope.models import create_model  # noqa: E402
+from convscope.inspect import topk  # noqa: E402
+from convscope.models import create_model, default_activation_layers  # noqa: E402
 from convscope.data.normalize import Normalization  # noqa: E402
 
 

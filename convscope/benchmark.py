@@ -36,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from .training.callbacks import Callback
+from .runs.callbacks import Callback
 
 _IMPORTED = time.perf_counter()
 THRESHOLDS = {"fashion-mnist": [0.90, 0.91, 0.92, 0.93, 0.94], "digits": [0.97, 0.98, 0.985, 0.99]}

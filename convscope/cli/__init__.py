@@ -20,7 +20,7 @@ COMMAND_MODULES = [train_cmd, data_cmd, matrix_cmd, inspect_cmd, bench_cmd, visu
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="convscope", description="Build, train and look inside convolutional neural networks.")

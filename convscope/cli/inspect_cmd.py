@@ -107,7 +107,7 @@ def _write_json(path: Path, obj) -> None:
 def _layer_arg(model: nn.Module, names: str | None, flag: str = "--layer") -> list[str] | None:
     """The layers a comma-separated ``flag`` names (None: the flag was not given). Given but naming nothing
     (``' '``, ``','``) is an error, not a silent fall-back to the defaults."""
-    from ..inspect.hooks import resolve_layers
+    from ..models.layers import resolve_layers
 
     if names is None:
         return None

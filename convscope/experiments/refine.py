@@ -30,10 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._version import __version__
 from ..data.dataset import ImageDataset, stratified_split
 from ..data.normalize import Normalization
 from ..errors import ConfigError
-from ..inspect.hooks import resolve_layers
+from ..models.layers import resolve_layers
 from ..inspect.topk import topk
 from ..models.conv_layers import conv_layers
 from ..models.hooks import observe
@@ -287,9 +288,7 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
                             "seed": seed, "topk_train": [[r.index for r in recs] for recs in new],
                             "overlap": [len({r.index for r in a} & {r.index for r in b}) / cfg.k
                                         for a, b in zip(rec_train, new)]}
-    import convscope
-
-    versions = {"convscope": convscope.__version__, "torch": torch.__version__, "numpy": np.__version__,
+    versions = {"convscope": __version__, "torch": torch.__version__, "numpy": np.__version__,
                 "python": platform.python_version(), "machine": platform.machine(),
                 "processor": platform.processor() or None, "threads": cfg.threads or torch.get_num_threads()}
     data = {"dataset": train.name, "train_images": len(train), "test_images": len(test), "train_split": train.split,

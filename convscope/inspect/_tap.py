@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from .hooks import capture, resolve_layers
+from ..models.layers import resolve_layers
+from .hooks import capture
 
 
 class _Stop(Exception):

@@ -19,9 +19,10 @@ from torch import nn
 from .._check import is_int
 from ..errors import ConfigError
 from ..models.conv_layers import last_conv
+from ..models.layers import resolve_layers
 from ..models.probe import eval_mode
 from ._args import check_model
-from .hooks import capture, resolve_layers
+from .hooks import capture
 
 # method -> how Captum's (N, C, H, W) becomes (N, H, W)
 METHODS = {

@@ -26,8 +26,16 @@ from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..distributed import World, all_any, all_max, all_min, all_sum, batch_shard, gather_rows, process_group
 from .edges import EdgeResult, edge_experiment
-from .sparsity import (LayerCounts, LayerSparsity, check_sparsity_args, hist_edges, layer_shapes, sparsity_counts,
-                       summarize, value_ranges)
+from .sparsity import (
+    LayerCounts,
+    LayerSparsity,
+    check_sparsity_args,
+    hist_edges,
+    layer_shapes,
+    sparsity_counts,
+    summarize,
+    value_ranges,
+)
 from .topk import TopRecord, topk
 
 

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from .._result import ResultMixin
+from ..conv.geometry import pair
 from ..errors import ConfigError
-from ..matrix.geometry import pair
 from ..models.hooks import observe
 from ..models.probe import check_input_shape, eval_mode, zeros_forward
 from ._args import check_model

@@ -4,18 +4,21 @@ under a threshold, dead units, and histograms — in one streaming pass with bou
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from .._check import integer, number
-from ..data.dataset import ImageDataset
 from .._result import ResultMixin
+from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
+from ..models.layers import default_activation_layers, resolve_layers
+from ..runs.callbacks import Callback, LoopView
 from ._args import check_dataset, check_model, check_norm, stream
-from .hooks import capture, default_activation_layers, resolve_layers
+from .hooks import capture
 
 
 @dataclass
@@ -199,3 +202,18 @@ def sparsity_png(results: list[LayerSparsity], path, title: str = ""):
         ax.set_xlabel("activation value")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+class SparsityTracker(Callback):
+    """Per epoch, the exactly-zero fraction of each activation layer's output on the first ``probe`` test
+    images, as ``"sparsity": {layer: fraction}`` in the epoch's metrics line (``track_sparsity: true`` adds one
+    to a run; any run may take one through ``callbacks=``)."""
+
+    def __init__(self, probe: int = 1000) -> None:
+        self.probe = probe
+
+    def on_epoch_end(self, loop: LoopView, record: dict[str, Any]) -> None:
+        test = loop.data.test
+        probe = test.subset(torch.arange(min(self.probe, len(test))))
+        res = activation_sparsity(loop.engine.eval_module(), probe, loop.data.norm, hist_range=(0.0, 1.0), bins=1)
+        record["sparsity"] = {r.name: round(r.zero_fraction, 6) for r in res}

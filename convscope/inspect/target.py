@@ -47,12 +47,11 @@ class Target:
 
 
 def from_run(path: str | Path) -> Target:
-    from ..training import load_run
-
     from ..data.prepare import default_mode
+    from ..runs.rundir import load_run_model
 
-    run = load_run(path)
-    return Target(run.model.eval(), run.input_shape, run.normalization, run.classes, run.config.dataset,
+    run = load_run_model(path)
+    return Target(run.model.eval(), run.input_shape, run.normalization, run.classes, run.dataset,
                   Path(path) / "inspect", default_mode(run.meta))
 
 

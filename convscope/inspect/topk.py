@@ -14,12 +14,13 @@ import torch
 from torch import nn
 
 from .._check import integer
-from ..data.dataset import ImageDataset
 from .._result import ResultMixin
+from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
+from ..models.layers import resolve_layers
 from ._args import check_dataset, check_model, check_norm, stream
-from .hooks import capture, resolve_layers
+from .hooks import capture
 
 
 @dataclass(frozen=True)

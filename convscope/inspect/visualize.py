@@ -22,13 +22,14 @@ from ..configs import VisualizeConfig
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
+from ..models.forward import iter_batches
+from ..models.layers import resolve_layers
+from ..models.probe import check_input_shape, eval_mode, zeros_forward
 from . import objectives as O
 from . import vis_transforms as T
-from ..models.forward import iter_batches
-from ..models.probe import check_input_shape, eval_mode, zeros_forward
 from ._args import check_dataset, check_model
 from ._tap import run, tap
-from .hooks import capture, resolve_layers
+from .hooks import capture
 from .param import make_param
 
 MAX_SIDE = 4096        # input_shape's largest height/width: beyond it one batch of images alone fills memory

@@ -13,13 +13,13 @@ import torch
 from torch import nn
 
 from .._result import ResultMixin
+from ..conv.conv_matrix import conv_matrix
+from ..conv.geometry import ConvGeometry, make_geometry
 from ..errors import ConfigError
-from ..inspect.hooks import resolve_layers
 from ..models.conv_layers import conv_layers
+from ..models.layers import resolve_layers
 from ..models.probe import layer_input_shapes
-from .conv_matrix import conv_matrix
 from .display import block_structure, format_symbolic, symbolic_entries
-from .geometry import ConvGeometry, make_geometry
 from .spectrum import SpectrumSummary, layer_spectrum
 
 

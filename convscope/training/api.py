@@ -11,20 +11,21 @@ import torch
 
 from ..distributed import World, broadcast_text, is_comm_failure, lost_peer, process_group
 from ..errors import ConvscopeError
-from . import rundir as rd
-from .callbacks import Callback
+from ..runs import rundir as rd
+from ..runs.callbacks import Callback
+from ..runs.lock import RunLock
+from .run import Run, load_run
 from .checkpoint import load_state
 from .config import TrainConfig, config_from_dict, read_config_file, recorded_config, retired_settings
-from .lock import RunLock
 from .loop import Loop, check_callbacks
 from .runtime import resolve_device, torch_settings
 from .setup import prepare
 
 
 def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path | None = None,
-          runs_dir: str | Path = "runs", progress: bool = True, callbacks: Sequence[Callback] = ()) -> rd.Run:
+          runs_dir: str | Path = "runs", progress: bool = True, callbacks: Sequence[Callback] = ()) -> Run:
     """Train a model; returns the finished :class:`Run`. ``config``: a TrainConfig or a dict of its keys;
-    ``callbacks``: :class:`~convscope.training.callbacks.Callback` objects told of the run's events.
+    ``callbacks``: :class:`~convscope.runs.callbacks.Callback` objects told of the run's events.
 
     Under ``torchrun`` (WORLD_SIZE > 1) every process calls this; they train one model with
     DistributedDataParallel and rank 0 writes the run directory (see training/distributed.py)."""
@@ -52,13 +53,13 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path
             return loop.finish()
 
 
-def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callback] = ()) -> rd.Run:
+def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callback] = ()) -> Run:
     """Continue a run from its checkpoint (after a kill, a crash or Ctrl-C); a finished run is just loaded.
     The data position in the checkpoint is global: a run saved with N processes resumes with M."""
     path = Path(path)
     callbacks = check_callbacks(callbacks)
     if (path / rd.META).exists():
-        return rd.load_run(path)
+        return load_run(path)
     if not (path / rd.CONFIG).exists():
         raise rd.RunError(f"{path}: no {rd.CONFIG}; not a convscope run directory")
     raw = read_config_file(path / rd.CONFIG)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..runs.rundir import check_run_name
 from .configfile import read_config_file
 
 __all__ = ["FIELDS", "FLAT", "RECIPES", "SECTIONS", "TrainConfig", "config_from_dict", "read_config_file", "recipe",
@@ -245,19 +245,6 @@ def _check_range(key: str, value: float, interval: str) -> None:
             f"must be at least {lo:g}"
         raise ConfigError(f"{key} {want}, got {value}")
     raise ConfigError(f"{key} must lie in {interval}, got {value}")
-
-
-def check_run_name(name: str | None) -> None:
-    """A run name is one plain folder name inside the runs directory: no path separators, not absolute, not
-    empty, not "." or ".." (a name like "../../x" would put the run outside --runs-dir)."""
-    if name is None:
-        return
-    bad = (not isinstance(name, str) or name.strip() in ("", ".", "..") or "/" in name or "\\" in name
-           or "\0" in name or os.path.isabs(name) or (os.altsep is not None and os.altsep in name))
-    if bad:
-        raise ConfigError(f"name: {name!r} is not a plain run name; a run name is one folder name inside "
-                          "--runs-dir (letters, digits, '-', '_', '.'; no '/', no '..'); use --out PATH to put a "
-                          "run elsewhere")
 
 
 # Defaults that depend on the dataset: None in a config until :func:`resolve` fills them, with what the

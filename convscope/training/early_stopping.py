@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .callbacks import Callback, LoopView
+from ..runs.callbacks import Callback, LoopView
 
 
 class BestWeights(Callback):

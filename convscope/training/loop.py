@@ -22,9 +22,10 @@ from ..data.dataset import ImageDataset
 from ..distributed import World, barrier, current_world
 from ..errors import ConvscopeError
 from ..models import upgrade_state_dict
-from . import rundir as rd
+from ..runs import rundir as rd
+from .run import Run, model_metadata
 from .batches import BatchFeeder, TrainData, fingerprint
-from .callbacks import Callback, SparsityTracker
+from ..runs.callbacks import Callback
 from .checkpoint import STATE_VERSION, save_state, save_weights, upgrade_state
 from .config import TrainConfig
 from .early_stopping import BestWeights, EarlyStopping
@@ -69,8 +70,11 @@ class Loop:
         self.best = BestWeights(keep_weights=bool(cfg.eval.early_stopping)) if data.val is not None else None
         patience = cfg.eval.early_stopping
         stopping = [EarlyStopping(patience, self.best)] if self.best is not None and patience else []
-        self.callbacks = [*([self.best] if self.best is not None else []), *stopping, *check_callbacks(callbacks),
-                          *([SparsityTracker()] if cfg.runtime.track_sparsity else [])]
+        self.callbacks = [*([self.best] if self.best is not None else []), *stopping, *check_callbacks(callbacks)]
+        if cfg.runtime.track_sparsity:  # imported here: a run that tracks nothing never loads the inspection tools
+            from ..inspect.sparsity import SparsityTracker
+
+            self.callbacks.append(SparsityTracker())
         self.model = build_model(cfg, data)
         self.feeder = BatchFeeder(cfg, data, self.world)
         self.steps_per_epoch = self.feeder.steps_per_epoch
@@ -227,7 +231,7 @@ class Loop:
                 self.save()
                 self.progress.write(bar, epoch_line(st.history[-1], cfg.schedule.epochs))
 
-    def finish(self) -> rd.Run:
+    def finish(self) -> Run:
         """Final weights (the best validation epoch's, with early stopping), summary, curve, manifest."""
         from .curves import plot_curves
 
@@ -238,7 +242,7 @@ class Loop:
         # the final figure in fp32, as `convscope eval` and inference compute it (epochs may evaluate in bf16)
         test = sharded_evaluate(self.model, data.test, data.norm, self.world, tta=cfg.eval.tta)
         shape = data.train.shape
-        meta = rd.model_metadata(self.model, cfg, data.norm, data.train.classes, shape)
+        meta = model_metadata(self.model, cfg, data.norm, data.train.classes, shape)
         meta["tta"] = cfg.eval.tta  # predictions average the mirror too (resolved: trained with flips, flips allowed)
         summary = {
             "test_accuracy": test.accuracy, "test_loss": test.loss, "epochs": st.epoch, "steps": st.step,
@@ -260,6 +264,6 @@ class Loop:
             raise rd.RunError(f"{self.path}: cannot write the run's results ({e.strerror or e})") from e
         barrier(self.world)   # the run directory is complete before any rank returns
         self.model.eval()
-        run = rd.Run(self.path, self.model, cfg, data.norm, data.train.classes, shape, summary, meta)
+        run = Run(self.path, self.model, cfg, data.norm, data.train.classes, shape, summary, meta)
         self._emit("on_train_end", run)
         return run

@@ -14,7 +14,7 @@ from ..data.prepare import default_mode, prepare_image
 from ..models.forward import iter_batches
 from ..viz import new_figure, save_figure
 from .evaluate import EvalResult
-from .rundir import Run
+from .run import Run
 
 
 def confusion_table(res: EvalResult, classes: tuple[str, ...]) -> str:

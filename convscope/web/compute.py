@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..conv import make_geometry
 from ..data.prepare import prepare_image
 from ..errors import ConfigError, ConvscopeError
 from ..inspect import activation_sparsity, capture, list_layers, receptive_fields, topk
-from ..matrix import make_geometry
 from ..matrix.display import block_structure, symbolic_entries, tap_names
 from ..models.conv_layers import conv_layers, last_conv
 from ..training import Run
@@ -248,7 +248,7 @@ _NEEDED = {"epoch": ("epoch",), "step": ("step",)}
 def _training_records(run: Run) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The epoch and step records of the run's metrics.jsonl; a record of either kind that lacks a key the pages
     need, or holds a non-number there, is a RunError naming the file."""
-    from ..training.rundir import METRICS, RunError
+    from ..runs.rundir import METRICS, RunError
 
     out: dict[str, list[dict[str, Any]]] = {"epoch": [], "step": []}
     for i, m in enumerate(run.metrics, 1):

@@ -12,15 +12,15 @@ from pathlib import Path
 
 from .._atomic import atomic_write_text, writable_folder
 from .._check import fail
+from ..conv import conv_matrix, make_geometry
 from ..data.safe_io import read_regular
 from ..errors import ConfigError, ConvscopeError, DataError
 from ..inspect import activation_sparsity, edge_experiment, list_layers, receptive_fields
 from ..inspect.edges import FILTERS, edges_png
-from ..inspect.hooks import resolve_layers
 from ..inspect.sparsity import sparsity_png
-from ..matrix import conv_matrix, make_geometry
-from ..models.conv_layers import conv_layers
 from ..matrix.display import block_structure, heatmap_png
+from ..models.conv_layers import conv_layers
+from ..models.layers import resolve_layers
 from . import compute, pictures
 from .runs import RunEntry
 from .security import WebError, safe_child

@@ -13,7 +13,7 @@ from torch import nn
 
 from convscope.errors import ConfigError
 from convscope.matrix import MatrixTooLargeError, conv_matrix, make_geometry
-from convscope.matrix.conv_matrix import build_bytes
+from convscope.conv.conv_matrix import build_bytes
 from convscope.matrix.report import conv_layer_in_model, describe_conv
 from convscope.matrix.spectrum import layer_spectrum
 

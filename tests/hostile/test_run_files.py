@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 from safetensors.torch import save as st_save
 
 import convscope
-from convscope.training import rundir as rd
+from convscope.runs import rundir as rd
+from convscope.training.run import Run, model_metadata
 from convscope.training.checkpoint import FORMAT, _digest, load_state, load_weights, save_state, save_weights
 from convscope.training.config import TrainConfig
-from convscope.training.rundir import RunError
+from convscope.runs import RunError
 
 from .conftest import outcome, time_bound
 from .test_data_files_fuzz import _op, mutate
@@ -140,9 +141,9 @@ def tiny_run(tmp_path_factory) -> Path:
     rd.write_json(path / rd.CONFIG, cfg.to_dict())
     save_weights(path / rd.WEIGHTS, model.state_dict())
     rd.write_json(path / rd.SUMMARY, {"test_accuracy": 0.1})
-    meta = rd.model_metadata(model, cfg, Normalization((0.13,), (0.31,)), tuple("0123456789"), (1, 28, 28))
+    meta = model_metadata(model, cfg, Normalization((0.13,), (0.31,)), tuple("0123456789"), (1, 28, 28))
     rd.write_manifest(path, meta)
-    assert isinstance(convscope.load_run(path), rd.Run)
+    assert isinstance(convscope.load_run(path), Run)
     return path
 
 
@@ -191,7 +192,7 @@ def test_load_run_fuzz_json(tiny_run, edits):
                     meta["sha256"][file] = rd.sha256_file(run / file)
                     (run / rd.META).write_text(json.dumps(meta))
         res = outcome(lambda: convscope.load_run(run), seconds=20, max_bytes=64 * MB)
-        if isinstance(res, rd.Run):
+        if isinstance(res, Run):
             x = torch.zeros(1, *res.input_shape)
             assert res.model(res.preprocess(x.to(torch.uint8))).shape == (1, len(res.classes))
 

@@ -21,7 +21,7 @@ import convscope
 from convscope.errors import ConfigError, ConvscopeError
 from convscope.training import Callback, load_run, resume
 from convscope.training.config import FLOAT_KEYS, TrainConfig, config_from_dict, read_config_file
-from convscope.training.rundir import RunError, json_safe, write_json
+from convscope.runs.rundir import RunError, json_safe, write_json
 
 TINY = dict(model="mlp", train_subset=256, batch_size=64, epochs=1, threads=1, precision="fp32",
             channels_last=False, translate=0, ema=0.0)

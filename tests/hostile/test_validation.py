@@ -20,7 +20,7 @@ import convscope
 from convscope import _check
 from convscope.configs import ATTRIBUTION_METHODS, PARAMS, ExplainConfig, RefineConfig, VisualizeConfig
 from convscope.errors import ConfigError
-from convscope.training import rundir as rd
+from convscope.runs import rundir as rd
 from convscope.training.checkpoint import CheckpointError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "v0.1" / "finished-run"

@@ -12,7 +12,7 @@ import torch
 import convscope
 from convscope.errors import ConfigError
 from convscope.training import Callback, RunError
-from convscope.training import rundir as rd
+from convscope.runs import rundir as rd
 from convscope.training.evaluate import TTA, evaluate
 from tests.reference_weights import FIXTURES
 

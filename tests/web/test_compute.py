@@ -12,7 +12,7 @@ from PIL import Image
 
 from convscope.errors import ConfigError
 from convscope.inspect import hook_count
-from convscope.matrix import conv_matrix
+from convscope.conv import conv_matrix
 from convscope.web.compute import matrix_data, predict_with_maps, prepare_canvas_image, unit_data
 from convscope.web.runs import RunEntry, discover_runs
 

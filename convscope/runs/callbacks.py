@@ -1,5 +1,8 @@
 """Callbacks: code that attaches to a run's events without touching the loop.
 
+The protocol lives here, below ``training`` and ``inspect``, because both implement it: training's own parts
+and ``inspect.sparsity.SparsityTracker`` (inspect never imports training).
+
     class Every100(Callback):
         def on_step_end(self, loop, result):
             if loop.step % 100 == 0:
@@ -19,16 +22,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
-
-from .engine import StepResult
-from .evaluate import EvalResult
-
-if TYPE_CHECKING:  # for type checkers only
-    from .batches import TrainData
-    from .config import TrainConfig
-    from .engine import Engine
-    from .rundir import Run
+if TYPE_CHECKING:  # names for type checkers only: the loop's types live in training, a level above this package
+    from ..training.batches import TrainData
+    from ..training.config import TrainConfig
+    from ..training.engine import Engine, StepResult
+    from ..training.evaluate import EvalResult
+    from ..training.run import Run
 
 
 class LoopView(Protocol):
@@ -79,19 +78,3 @@ class Callback:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
-
-
-class SparsityTracker(Callback):
-    """Per epoch, the exactly-zero fraction of each activation layer's output on the first ``probe`` test
-    images, as ``"sparsity": {layer: fraction}`` in the epoch's metrics line (``track_sparsity: true``)."""
-
-    def __init__(self, probe: int = 1000) -> None:
-        self.probe = probe
-
-    def on_epoch_end(self, loop: LoopView, record: dict[str, Any]) -> None:
-        from ..inspect.sparsity import activation_sparsity
-
-        test = loop.data.test
-        probe = test.subset(torch.arange(min(self.probe, len(test))))
-        res = activation_sparsity(loop.engine.eval_module(), probe, loop.data.norm, hist_range=(0.0, 1.0), bins=1)
-        record["sparsity"] = {r.name: round(r.zero_fraction, 6) for r in res}

@@ -1,4 +1,5 @@
-"""The run directory: everything a run leaves behind, and loading it back without unpickling anything.
+"""The run directory: everything a run leaves behind, how it is created and locked, and reading it back
+without unpickling anything (:func:`load_run_model`; ``convscope.training.load_run`` adds the config).
 
     runs/<name>/
       config.json          the resolved TrainConfig
@@ -11,6 +12,7 @@
                            existed load without it
       curve.png            training curve
       summary.json         test_accuracy (fraction), epochs, seconds, ...
+      .lock                held by the process writing the run (lock.py)
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import warnings
 import math
 import os
 import subprocess
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +32,10 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_write_text
-from .._version import __version__
-from ..errors import ConvscopeError
-from .checkpoint import CheckpointError, check_manifest, load_weights, read_json_file, sha256_file
-from .config import TrainConfig, recorded_config, retired_settings
 from ..data.normalize import Normalization
-from ..data.prepare import default_mode as default_prepare
+from ..errors import ConfigError, ConvscopeError
+from ..models.weights import CheckpointError, load_weights, sha256_file
+from .manifest import check_manifest, read_json_file
 
 CONFIG, METRICS, CHECKPOINT, WEIGHTS, META, CURVE, SUMMARY = (
     "config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors", "model.json", "curve.png",
@@ -84,11 +84,23 @@ def git_commit() -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def check_run_name(name: str | None) -> None:
+    """A run name is one plain folder name inside the runs directory: no path separators, not absolute, not
+    empty, not "." or ".." (a name like "../../x" would put the run outside --runs-dir)."""
+    if name is None:
+        return
+    bad = (not isinstance(name, str) or name.strip() in ("", ".", "..") or "/" in name or "\\" in name
+           or "\0" in name or os.path.isabs(name) or (os.altsep is not None and os.altsep in name))
+    if bad:
+        raise ConfigError(f"name: {name!r} is not a plain run name; a run name is one folder name inside "
+                          "--runs-dir (letters, digits, '-', '_', '.'; no '/', no '..'); use --out PATH to put a "
+                          "run elsewhere")
+
+
 def new_run_dir(base: Path, name: str, explicit: Path | None) -> tuple[Path, bool, Any]:
     """``explicit`` (must not already hold a run), or the first free ``base/name``, ``base/name-2``, ...:
     (the path, whether this call created the folder, its held :class:`~.lock.RunLock`). A folder another
     process holds is refused for ``explicit`` and skipped otherwise; ``name`` must stay inside ``base``."""
-    from .config import check_run_name
     from .lock import RunLock, RunLocked
 
     check_run_name(name)
@@ -132,90 +144,6 @@ def discard_new_run_dir(path: Path, created: bool) -> None:
             path.rmdir()
 
 
-@dataclass
-class Run:
-    """A finished (or loaded) run: the model with its weights, its config and what it measured."""
-
-    path: Path
-    model: nn.Module
-    config: TrainConfig
-    normalization: Normalization
-    classes: tuple[str, ...]
-    input_shape: tuple[int, int, int]
-    summary: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def metrics(self) -> list[dict[str, Any]]:
-        """The records of metrics.jsonl, one JSON object a line. The file is not covered by model.json's
-        checksums, so it is read defensively: a regular file of bounded size, every line a JSON object."""
-        from ..data.safe_io import read_regular
-        from ..errors import DataError
-
-        path = self.path / METRICS
-        if not path.exists() and not path.is_symlink():
-            return []
-        try:
-            raw = read_regular(path, METRICS_MAX_BYTES, "metrics file")
-        except DataError as e:
-            raise RunError(f"{e}; metrics.jsonl holds the run's training record (delete it to go without)") from None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise RunError(f"{path}: not UTF-8 text ({e}); it is not a convscope metrics file") from None
-        records = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except (json.JSONDecodeError, RecursionError) as e:
-                raise RunError(f"{path}, line {number}: not JSON ({getattr(e, 'msg', e)}); each line must be one "
-                               "JSON object such as {\"kind\": \"epoch\", ...} (fix or delete the line)") from None
-            if not isinstance(record, dict):
-                raise RunError(f"{path}, line {number}: expected a JSON object such as {{\"kind\": \"epoch\", ...}}, "
-                               f"got a JSON {type(record).__name__}; fix or delete the line")
-            records.append(record)
-        return records
-
-    @property
-    def tta(self) -> bool:
-        """Whether this run's predictions average each image with its mirror (flip test-time augmentation)."""
-        return bool(self.meta.get("tta", False))
-
-    def logits(self, inp: torch.Tensor) -> torch.Tensor:
-        """Float32 logits (B, classes) of preprocessed input (B, C, H, W), with the run's test-time averaging."""
-        from .evaluate import TTA
-
-        return TTA(self.model, self.tta)(inp)
-
-    def preprocess(self, images_u8: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, C, H, W) -> the normalized float input the model was trained on."""
-        return self.normalization.apply(images_u8)
-
-    @property
-    def dataset_spec(self) -> dict[str, Any]:
-        return {"name": self.config.dataset, "data_dir": self.config.data_dir, "input_shape": list(self.input_shape),
-                "classes": list(self.classes)}
-
-
-def model_metadata(model: nn.Module, cfg: TrainConfig, norm: Normalization, classes, input_shape) -> dict[str, Any]:
-    spec = getattr(model, "convscope_spec", {})
-    return {
-        "model": spec.get("name", cfg.model.name),
-        "model_args": spec.get("kwargs", cfg.model.args),
-        "input_shape": list(input_shape),
-        "num_classes": len(classes),
-        "classes": list(classes),
-        "normalization": {"mean": list(norm.mean), "std": list(norm.std)},
-        "prepare": default_prepare({"dataset": cfg.data.dataset, "input_shape": list(input_shape)}),
-        "dataset": cfg.data.dataset,
-        "convscope_version": __version__,
-        "torch_version": torch.__version__,
-        "git_commit": git_commit(),
-    }
-
-
 def write_manifest(path: Path, meta: dict[str, Any]) -> None:
     """model.json, with the SHA-256 of every file of the run (written last, so it covers them all), and
     model.json.sha256 with model.json's own digest. The digest goes first: model.json marks a run finished, so
@@ -249,14 +177,66 @@ def check_meta_digest(path: Path) -> None:
                               "after the run finished); restore the original or retrain")
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """A JSON file of a run; a missing one is a RunError that asks whether this is a finished run."""
     if not path.exists() and not path.is_symlink():
         raise RunError(f"{path}: missing; is {path.parent} a finished convscope run?")
     return read_json_file(path)  # regular files only, size- and depth-bounded; errors are CheckpointError
 
 
-def load_run(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Run:
-    """Load a finished run: checks every file's recorded SHA-256 and loads weights from safetensors only."""
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a run's metrics.jsonl (``path``), one JSON object a line ([] when there is none). The file
+    is not covered by model.json's checksums, so it is read defensively: a regular file of bounded size, every
+    line a JSON object."""
+    from ..data.safe_io import read_regular
+    from ..errors import DataError
+
+    if not path.exists() and not path.is_symlink():
+        return []
+    try:
+        raw = read_regular(path, METRICS_MAX_BYTES, "metrics file")
+    except DataError as e:
+        raise RunError(f"{e}; metrics.jsonl holds the run's training record (delete it to go without)") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RunError(f"{path}: not UTF-8 text ({e}); it is not a convscope metrics file") from None
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise RunError(f"{path}, line {number}: not JSON ({getattr(e, 'msg', e)}); each line must be one "
+                           "JSON object such as {\"kind\": \"epoch\", ...} (fix or delete the line)") from None
+        if not isinstance(record, dict):
+            raise RunError(f"{path}, line {number}: expected a JSON object such as {{\"kind\": \"epoch\", ...}}, "
+                           f"got a JSON {type(record).__name__}; fix or delete the line")
+        records.append(record)
+    return records
+
+
+@dataclass
+class RunModel:
+    """The trained model of a run with what model.json says about its input: all a tool that looks at the model
+    needs (the inspection tools, the matrix reports); :func:`convscope.training.load_run` adds the config."""
+
+    path: Path
+    model: nn.Module
+    meta: dict[str, Any]               # model.json, structure checked
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    classes: tuple[str, ...]
+    normalization: Normalization
+
+    @property
+    def dataset(self) -> str:
+        return str(self.meta.get("dataset", ""))
+
+
+def load_run_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> RunModel:
+    """The model of a finished run in eval mode: model.json's structure is checked, the weights' SHA-256 is the
+    one it records, the weights are loaded from safetensors only (nothing is unpickled) and strictly."""
     from ..models import create_model, upgrade_state_dict
 
     if not isinstance(path, (str, os.PathLike)):
@@ -264,20 +244,11 @@ def load_run(path: str | os.PathLike[str], map_location: str | torch.device = "c
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"{path}: no such run directory")
-    meta = check_manifest(_read_json(path / META), path / META)
+    meta = check_manifest(read_json(path / META), path / META)
     recorded = meta["sha256"]
     for name in (CONFIG, WEIGHTS):
         if name not in recorded:
             raise RunError(f"{path / META}: records no SHA-256 for {name}; the run is incomplete")
-    if sha256_file(path / CONFIG) != recorded[CONFIG]:
-        raise CheckpointError(f"{path / CONFIG}: SHA-256 differs from the one recorded in model.json (modified)")
-    raw_config = _read_json(path / CONFIG)
-    cfg = recorded_config(raw_config, source=str(path / CONFIG))
-    shift = retired_settings(raw_config).get("tta_shift") or meta.get("tta_shift")
-    if shift:
-        warnings.warn(f"{path}: this run recorded test-time shifts of {shift} px (tta_shift), which convscope no "
-                      "longer averages (the ablation measured -0.07 points); its evaluation and predictions use "
-                      "the image itself" + (" and its mirror" if meta.get("tta") else ""), UserWarning, stacklevel=2)
     state = load_weights(path / WEIGHTS, expected_sha256=recorded[WEIGHTS])
     c, h, w = meta["input_shape"]
     try:
@@ -295,8 +266,5 @@ def load_run(path: str | os.PathLike[str], map_location: str | torch.device = "c
         raise CheckpointError(f"{path / WEIGHTS}: weights do not fit model {meta['model']!r}: {e}") from e
     model.to(map_location).eval()
     norm = Normalization(tuple(meta["normalization"]["mean"]), tuple(meta["normalization"]["std"]))
-    summary = _read_json(path / SUMMARY) if (path / SUMMARY).exists() else {}
-    if not isinstance(summary, dict):
-        raise RunError(f"{path / SUMMARY}: expected a JSON object, got {type(summary).__name__}")
     check_meta_digest(path)   # last: a file-specific message (a pickle, a bad key) says more than "modified"
-    return Run(path, model, cfg, norm, tuple(meta["classes"]), (c, h, w), summary, meta)
+    return RunModel(path, model, meta, (c, h, w), tuple(meta["classes"]), norm)
