@@ -6,7 +6,7 @@
 
 Importing ``convscope`` (which every ``import convscope.<anything>`` does first) loads only the errors and the
 version: the training API below is imported on first use, so ``convscope.data`` does not drag in the training
-loop and ``convscope --help`` does not import torch.
+loop.
 """
 
 from __future__ import annotations

@@ -108,7 +108,8 @@ def test_resume_with_training_flags_is_refused_by_name(tmp_path, flags, named):
 # ---- runs recorded with options convscope removed ---------------------------------------------------------------
 def _as_old_run(path, **retired):
     """Make the finished run in ``path`` look as if written before the options were removed: flat config.json
-    with ``retired`` keys, model.json with tta_shift, manifest updated."""
+    with ``retired`` keys, model.json with tta_shift, manifest updated (and no model.json.sha256, which runs of
+    that time did not write)."""
     run = convscope.load_run(path)
     rd.write_json(path / rd.CONFIG, {**run.config.flat(), **retired})
     meta = json.loads((path / rd.META).read_text())
@@ -116,6 +117,7 @@ def _as_old_run(path, **retired):
     if "tta_shift" in retired:
         meta["tta_shift"] = retired["tta_shift"]
     (path / rd.META).write_text(json.dumps(meta))
+    (path / rd.META_SHA256).unlink()
 
 
 def test_a_run_trained_with_tta_shift_loads_and_evaluates_without_the_shift(tmp_path, tiny):
