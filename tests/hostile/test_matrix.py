@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from convscope.errors import ConfigError
-from convscope.matrix import MatrixTooLargeError, conv_matrix, make_geometry
+from convscope.conv import MatrixTooLargeError, conv_matrix, make_geometry
 from convscope.conv.conv_matrix import build_bytes
 from convscope.matrix.report import conv_layer_in_model, describe_conv
 from convscope.matrix.spectrum import layer_spectrum
