@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine
+from _machine import provenance
 
 import convscope
 from convscope.data import load
@@ -92,7 +92,7 @@ def main() -> None:
         audits[m] = {"wall_seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - c,
                      "passes_randomization": a.passes_randomization, "passes_faithfulness": a.passes_faithfulness}
         print("audit", m, audits[m], flush=True)
-    result = {"benchmark": "attribution_speed", "machine": machine(), "threads": args.threads, "run": args.run,
+    result = {"benchmark": "attribution_speed", "provenance": provenance(), "threads": args.threads, "run": args.run,
               "images": 100, "methods": rows, "total_ours_seconds": total_ours, "total_captum_seconds": total_captum,
               "total_ratio": total_ours / total_captum, "audit_images": 500, "audit": audits,
               "load_average_end": os.getloadavg()[0],

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _machine import provenance  # noqa: E402
 
-from convscope.matrix import conv_matrix  # noqa: E402
+from convscope.conv import conv_matrix  # noqa: E402
 
 
 def timed(fn, repeat=3):
@@ -83,7 +83,7 @@ def python_loop(w, shape):
 
 def main() -> None:
     torch.set_num_threads(2)
-    results = {"benchmark": "conv_matrix_build", "machine": machine(), "cases": []}
+    results = {"benchmark": "conv_matrix_build", "provenance": provenance(), "cases": []}
     # the case
     w = torch.randn(64, 64, 3, 3)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _machine import provenance  # noqa: E402
 
 
 def run(args: list[str], out: Path) -> dict:
@@ -60,7 +60,7 @@ def main() -> None:
                       f"test accuracy {res['test_accuracy']:.4f}", flush=True)
     median = {k: statistics.median(r["images_per_s"] for r in v) for k, v in runs.items()}
     base = median["1 process x 2 threads"]
-    result = {"benchmark": "distributed_throughput", "machine": machine(), "config": vars(a),
+    result = {"benchmark": "distributed_throughput", "provenance": provenance(), "config": vars(a),
               "load_average_1_5_15_min": os.getloadavg(),   # the 2 cores are shared: other work skews figures
               "args": configs, "runs": runs, "median_images_per_s": median,
               "ratio_to_1x2": {k: v / base for k, v in median.items()}}

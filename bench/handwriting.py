@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine
+from _machine import provenance
 
 import convscope
 from convscope.data import load
@@ -159,7 +159,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)     # evaluation too: oversubscribed threads crawl on a shared machine
     names = [v for v in args.variants.split(",") if v]
-    result: dict = {"benchmark": "handwriting", "machine": machine(), "variants": {n: VARIANTS[n] for n in names},
+    result: dict = {"benchmark": "handwriting", "provenance": provenance(), "variants": {n: VARIANTS[n] for n in names},
                     "augment_cpu_ms_per_batch256": augment_cost({n: VARIANTS[n] for n in names}),
                     "uci": "sklearn load_digits, 1797 images, 8x8 -> 64x64 bilinear PNG", "runs": []}
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,7 +22,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import resource
 import sys
 import time
@@ -182,7 +181,7 @@ def main() -> int:
     assert len(ids) == len(set(ids)), "duplicate case ids"
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["torch", "numpy", "convscope", "convscope.cli", "convscope.inspect",
-                                "convscope.matrix", "hostile_cases", "hostile_cases_wave2"])
+                                "convscope.conv", "convscope.matrix", "hostile_cases"])
     tmp = ws / "_io"
     tmp.mkdir(exist_ok=True)
     outcomes = []
@@ -194,17 +193,20 @@ def main() -> int:
               flush=True)
     print()
     print(table(outcomes))
-    from _machine import machine  # the bench folder's description of this machine
+    from _machine import provenance
 
+    merged_into = None
     if args.merge and args.out.exists():  # keep the other cases of the last full run
         fresh = {o.id for o in outcomes}
-        kept = [Outcome(**c) for c in json.loads(args.out.read_text())["cases"] if c["id"] not in fresh]
+        last = json.loads(args.out.read_text())
+        merged_into = last.get("provenance")  # the full run these cases are merged into
+        kept = [Outcome(**c) for c in last["cases"] if c["id"] not in fresh]
         order = {cid: i for i, cid in enumerate(ids_all)}
         outcomes = sorted(kept + outcomes, key=lambda o: order.get(o.id, 10**6))
         print("\nmerged with the last full run:\n" + table(outcomes))
-    result = {"machine": machine() if callable(machine) else str(machine), "python": platform.python_version(),
-              "seconds": round(time.perf_counter() - t0, 1),
+    result = {"benchmark": "hostile_sweep", "provenance": provenance(), "seconds": round(time.perf_counter() - t0, 1),
               "merged_subset": args.only if args.merge else None,  # seconds then count only the rerun subset
+              "merged_into": merged_into,
               "counts": dict(Counter(o.category for o in outcomes)),
               "by_area": {a: dict(Counter(o.category for o in outcomes if o.area == a))
                           for a in sorted({o.area for o in outcomes})},

@@ -252,11 +252,11 @@ def make_workspace(root: Path) -> Path:
     os.mkfifo(c / "fifo.yaml")
     (c / "devzero.yaml").symlink_to("/dev/zero")
     (c / "empty.yaml").write_text("")
-    wave2(ws)
+    tool_inputs(ws)
     return ws
 
 
-# ---- wave 2: kernel files, tampered run directories for report / visualize / refine ----------------------------
+# ---- kernel files, tampered run directories for report / visualize / refine -----------------------------------
 
 class _Evil:
     """A pickle that writes pwned_npy.txt into the working directory when unpickled."""
@@ -268,8 +268,8 @@ class _Evil:
 SECRET = b"SECRET-TOKEN-4f2b9c outside the run\n"
 
 
-def wave2(ws: Path) -> None:
-    """The inputs of the wave-2 cases (visualize, project, explain, refine, edges --kernel, report, serve)."""
+def tool_inputs(ws: Path) -> None:
+    """The inputs of the visualize, project, explain, refine, edges --kernel, report and serve cases."""
     k = ws / "kernels"
     k.mkdir()
     np.save(k / "ok.npy", np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]))
@@ -296,7 +296,7 @@ def wave2(ws: Path) -> None:
     os.mkfifo(k / "fifo.npy")
     (k / "devzero.npy").symlink_to("/dev/zero")
     (k / "dir.npy").mkdir()
-    # run directories broken in ways wave 1 did not cover (a separate folder: wave 1 loops over runs_bad)
+    # run directories broken in ways runs_bad does not cover (a separate folder: the runs unit loops over runs_bad)
     (ws / "_o" / "secret.txt").write_bytes(SECRET)
     (ws / "_o" / "rep-dir").mkdir()   # report -o an existing directory
 

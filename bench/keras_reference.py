@@ -4,7 +4,7 @@ TensorFlow lives in its own virtual environment inside bench/ — never a convsc
 
     python3 -m venv bench/.venv-tf && bench/.venv-tf/bin/pip install tensorflow-cpu==2.21.0
     python bench/keras_reference.py prepare            # (convscope's venv) writes the same splits as .npz
-    bench/.venv-tf/bin/python bench/keras_reference.py run --seeds 3
+    python bench/keras_reference.py run --seeds 3      # (convscope's venv) each run in bench/.venv-tf's Python
 
 The example as published on keras.io: inputs scaled to [0, 1]; Conv2D(32, 3, relu), MaxPool(2),
 Conv2D(64, 3, relu), MaxPool(2), Flatten, Dropout(0.5), Dense(10, softmax); Adam; batch 128; 15 epochs;
@@ -104,6 +104,8 @@ def main() -> None:
     ap.add_argument("mode", choices=["prepare", "run", "worker"])
     ap.add_argument("--datasets", nargs="+", default=["digits", "fashion-mnist"])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--tf-python", type=Path, default=HERE / ".venv-tf" / "bin" / "python",
+                    help="the Python of the TensorFlow environment that runs each training (default: %(default)s)")
     ap.add_argument("--worker-args", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.mode == "prepare":
@@ -116,10 +118,16 @@ def main() -> None:
     import statistics
     import subprocess
 
+    sys.path.insert(0, str(HERE))
+    from _machine import provenance  # convscope's side: the workers alone import TensorFlow
+
+    if not args.tf_python.exists():
+        raise SystemExit(f"--tf-python {args.tf_python} does not exist: create the TensorFlow environment first "
+                         "(see this script's docstring)")
     runs = []
     for ds in args.datasets:
         for seed in range(args.seeds):
-            r = subprocess.run([sys.executable, __file__, "worker", "--worker-args", ds, str(seed)],
+            r = subprocess.run([str(args.tf_python), __file__, "worker", "--worker-args", ds, str(seed)],
                                capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
             if r.returncode:
                 raise SystemExit(r.stderr[-3000:])
@@ -136,8 +144,8 @@ def main() -> None:
             row[f"time_to_{th}"] = statistics.mean(times) if all(t is not None for t in times) else None
         summary.append(row)
         print(row)
-    (HERE / "results" / "keras_reference.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=2)
-                                                           + "\n")
+    result = {"benchmark": "keras_reference", "provenance": provenance(), "summary": summary, "runs": runs}
+    (HERE / "results" / "keras_reference.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

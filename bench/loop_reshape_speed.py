@@ -62,10 +62,11 @@ def write(args: argparse.Namespace, runs: dict[str, list[dict]]) -> None:
         return statistics.mean(n[key] for _, n in pairs) / statistics.mean(o[key] for o, _ in pairs)
 
     sys.path.insert(0, str(ROOT / "bench"))
-    from _machine import machine
+    from _machine import provenance
 
     result = {"benchmark": "loop_reshape_speed", "recipe": args.recipe, "dataset": "digits", "seed": args.seed,
-              "machine": machine(), "note": "machine shared with other jobs; old and new interleaved", "runs": runs,
+              "provenance": provenance(), "note": "machine shared with other jobs; old and new interleaved",
+              "runs": runs,
               "ratio_time_to_97": ratio("time_to_0.97"), "ratio_time_to_98": ratio("time_to_0.98"),
               "ratio_wall_seconds": ratio("wall_seconds"), "ratio_images_per_s": ratio("images_per_s")}
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _machine import provenance  # noqa: E402
 
 
 def main() -> None:
@@ -37,7 +37,8 @@ def main() -> None:
         runs.append({"seed": seed, "wall_seconds": round(wall, 2), "train_seconds": summary["seconds"],
                      "test_accuracy": summary["test_accuracy"]})
         print(runs[-1], flush=True)
-    result = {"benchmark": "main_job", "command": "convscope train --seed S", "machine": machine(), "runs": runs,
+    result = {"benchmark": "main_job", "provenance": provenance(), "timed_command": "convscope train --seed S --quiet",
+              "runs": runs,
               "mean_test_accuracy": statistics.mean(r["test_accuracy"] for r in runs),
               "mean_wall_seconds": statistics.mean(r["wall_seconds"] for r in runs)}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _machine import provenance  # noqa: E402
 
 from convscope.training.batches import BatchFeeder  # noqa: E402
 from convscope.training.config import config_from_dict  # noqa: E402
@@ -48,7 +48,7 @@ def main() -> None:
              "share": e.self_cpu_time_total / total, "calls_per_step": e.count / 30} for e in top]
     for r in rows:
         print(f"{r['op']:<45} {r['self_ms_per_step']:8.2f} ms/step  {100 * r['share']:5.1f}%")
-    out = {"benchmark": "profile_fast", "machine": machine(), "steps": 30, "batch": 256,
+    out = {"benchmark": "profile_fast", "provenance": provenance(), "steps": 30, "batch": 256,
            "total_self_ms_per_step": total / 1e3 / 30, "top": rows}
     (Path(__file__).parent / "results" / "profile_fast.json").write_text(json.dumps(out, indent=2) + "\n")
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _machine import provenance  # noqa: E402
 
 import convscope  # noqa: E402
 
@@ -58,7 +58,7 @@ def main() -> None:
                             "train_seconds": run.summary["seconds"], "wall_seconds": time.perf_counter() - t})
         print(f"{name:<50} {100 * results[-1]['final_test_accuracy']:.2f}%  {results[-1]['train_seconds']:.1f} s",
               flush=True)
-    out = {"benchmark": "recipe_ablation", "machine": machine(), "results": results}
+    out = {"benchmark": "recipe_ablation", "provenance": provenance(), "results": results}
     (Path(__file__).parent / "results" / "recipe_ablation.json").write_text(json.dumps(out, indent=2) + "\n")
 
 

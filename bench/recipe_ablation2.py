@@ -9,7 +9,12 @@ the log holds the test accuracy after every epoch (evaluation time excluded from
 
 Accuracy per epoch does not depend on the machine's load, so variants may run ``--jobs`` at a time (each on
 ``--threads`` threads) to explore; the images/s they report are then only comparable within one run.
-Results are merged (by variant and seed) into bench/results/recipe_ablation_round2_fashion-mnist.json.
+Results are merged (by variant and seed) into bench/results/recipe_ablation_round2_fashion-mnist.json; each run
+records the commit it ran on, the file the command and machine of its last merge.
+
+Lookahead, progressive resizing and shift TTA were rejected by this ablation and removed from convscope (issue
+22): their variants stay in VARIANTS and their rows in the results file (``--table`` prints them), but the driver
+refuses to run them.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _machine import provenance  # noqa: E402
 
 from convscope._atomic import atomic_write_text  # noqa: E402
 
@@ -56,16 +61,7 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "width 40": ({**SHORT, "model_args": {"width": 40}}, "width for the budget: more capacity"),
     "widths 24-64-128": ({**SHORT, "model_args": {"widths": [24, 64, 128]}}, "narrow only the full-res conv"),
     "widths 32-96-192": ({**SHORT, "model_args": {"widths": [32, 96, 192]}}, "width where the maps are small"),
-    "lookahead k=5": ({**SHORT, "lookahead": 5}, "Lookahead (alpha 0.5)"),
-    "lookahead k=10, alpha 0.8": ({**SHORT, "lookahead": 10, "lookahead_alpha": 0.8}, "Lookahead, gentler"),
-    "24 px for 2 of 4 epochs": ({**SHORT, "low_res": 24, "low_res_epochs": 2},
-                                "progressive resizing: early epochs at 0.73x the pixels"),
-    "shift TTA 1 px": ({**SHORT, "tta_shift": 1}, "translation test-time augmentation (evaluation only)"),
     "translate 0, 5 epochs": ({"epochs": 5, "translate": 0}, "no shifts, one more epoch"),
-    "translate 0 + shift TTA, 5 epochs": ({"epochs": 5, "translate": 0, "tta_shift": 1},
-                                          "no shifts in training, shifted views at test time"),
-    "translate 0, 24 px for 2 of 5 epochs": ({"epochs": 5, "translate": 0, "low_res": 24, "low_res_epochs": 2},
-                                             "no shifts; 5 epochs for about the cost of 4.5"),
     "translate 0, 12 epochs": ({"translate": 0}, "no shifts over the default budget: overfits?"),
     "translate 0, 8 epochs": ({"epochs": 8, "translate": 0}, "no shifts, 8 epochs"),
     "translate 0, 6 epochs": ({"epochs": 6, "translate": 0}, "no shifts, 6 epochs (the Fashion-MNIST default since)"),
@@ -73,6 +69,20 @@ VARIANTS: dict[str, tuple[dict, str]] = {
                                         "no shifts, cheaper steps"),
     "6 epochs": ({"epochs": 6}, "epochs for the budget"),
 }
+# Variants of options this ablation rejected and convscope then removed (Lookahead, progressive resizing, shifted
+# test-time views; issue 22): their results stay in the results file and the table, marked historical, but
+# today's convscope cannot run them again.
+HISTORICAL = {"lookahead k=5", "lookahead k=10, alpha 0.8", "24 px for 2 of 4 epochs", "shift TTA 1 px",
+              "translate 0 + shift TTA, 5 epochs", "translate 0, 24 px for 2 of 5 epochs"}
+
+# training options this ablation rejected, since removed from convscope: a variant that sets one cannot run
+REMOVED = {"lookahead": "Lookahead", "lookahead_alpha": "Lookahead", "low_res": "progressive resizing",
+           "low_res_epochs": "progressive resizing", "tta_shift": "shift test-time augmentation"}
+
+
+def removed_options(name: str) -> list[str]:
+    """The removed options variant ``name`` sets, as 'key (feature)'; empty when it can run."""
+    return [f"{k} ({REMOVED[k]})" for k in VARIANTS[name][0] if k in REMOVED]
 
 
 def run_variant(name: str, seed: int, threads: int) -> dict:
@@ -86,6 +96,9 @@ def run_variant(name: str, seed: int, threads: int) -> dict:
 def worker(name: str, seed: int, threads: int) -> dict:
     from convscope.benchmark import worker as bench_worker
 
+    if removed_options(name):
+        raise SystemExit(f"variant {name!r} sets {', '.join(removed_options(name))}, removed from convscope; "
+                         "its stored rows stay in the results file (--table)")
     over, why = VARIANTS[name]
     out = bench_worker("fast", DATASET, seed, 60_000, 10**6, False, threads, {**BEFORE, **over})
     acc = [e["test_accuracy"] for e in out["log"]]
@@ -110,7 +123,8 @@ def table(results: dict) -> str:
     lines = ["| variant | epochs | seeds | final acc. per seed | mean | img/s (mean) |", "|---|---|---|---|---|---|"]
     for name, rs in rows.items():
         accs = [r["final_accuracy"] for r in sorted(rs, key=lambda r: r["seed"])]
-        lines.append(f"| {name} | {rs[0]['epochs_run']} | {len(rs)} | " + " / ".join(f"{100 * a:.2f}" for a in accs)
+        label = f"{name} (historical: option removed)" if name in HISTORICAL else name
+        lines.append(f"| {label} | {rs[0]['epochs_run']} | {len(rs)} | " + " / ".join(f"{100 * a:.2f}" for a in accs)
                      + f" | {100 * sum(accs) / len(accs):.2f} | {sum(r['images_per_s'] for r in rs) / len(rs):.0f} |")
     return "\n".join(lines)
 
@@ -131,9 +145,19 @@ def main() -> None:
         print(table(load_results()))
         return
     unknown = [n for n in args.only or [] if n not in VARIANTS]
+    if set(unknown) & HISTORICAL:
+        raise SystemExit(f"{sorted(set(unknown) & HISTORICAL)}: options convscope removed; only their recorded "
+                         "results remain (--table shows them)")
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; valid: {list(VARIANTS)}")
-    todo = [(n, s) for n in VARIANTS if not args.only or n in args.only for s in args.seeds]
+    gone = {n: removed_options(n) for n in args.only or VARIANTS if removed_options(n)}
+    if args.only and gone:
+        raise SystemExit("cannot run " + "; ".join(f"{n!r}: sets {', '.join(o)}" for n, o in gone.items())
+                         + " — removed from convscope (issue 22); their stored rows stay in the results file "
+                           "(--table prints them)")
+    if gone:
+        print(f"skipped (they set options removed from convscope; stored rows kept): {', '.join(gone)}", flush=True)
+    todo = [(n, s) for n in VARIANTS if (not args.only or n in args.only) and n not in gone for s in args.seeds]
 
     def one(job: tuple[str, int]) -> dict:
         r = run_variant(*job, args.threads)
@@ -154,9 +178,12 @@ LOCK = threading.Lock()
 def merge(r: dict) -> None:
     """Into the results file: a later run of a variant and seed replaces the earlier one."""
     results = load_results()
+    prov = provenance()
+    r = {**r, "commit": prov["commit"], "dirty": prov["dirty"]}  # runs merged at different times: each its commit
     results["runs"] = [x for x in results["runs"] if (x["variant"], x["seed"]) != (r["variant"], r["seed"])]
     results["runs"].append(r)
-    results["machine"] = machine()
+    results.pop("machine", None)
+    results["provenance"] = prov
     atomic_write_text(RESULTS, json.dumps(results, indent=2) + "\n")
 
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _machine import provenance  # noqa: E402
 
 from convscope.reference import ALGORITHMS, Conv2d  # noqa: E402
 
@@ -73,7 +73,7 @@ def main() -> None:
             rows.append({"case": name, "algorithm": alg, "seconds": t, "ratio": t / t_torch})
         for r in rows[-5:]:
             print(r, flush=True)
-    out = {"benchmark": "reference_speed", "machine": machine(), "numpy": np.__version__, "rows": rows}
+    out = {"benchmark": "reference_speed", "provenance": provenance(), "numpy": np.__version__, "rows": rows}
     (Path(__file__).parent / "results" / "reference_speed.json").write_text(json.dumps(out, indent=2) + "\n")
     print("\n| case | PyTorch (ms) | " + " | ".join(f"{a} (ms, x)" for a in ALGORITHMS) + " |")
     print("|---|---|" + "---|" * len(ALGORITHMS))

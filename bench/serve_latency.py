@@ -21,7 +21,7 @@ import httpx
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine
+from _machine import provenance
 from _serve import drawing_frames, main_job_run, percentile, start_server, stop_server
 
 from convscope.web.compute import predict_with_maps, prepare_canvas_image
@@ -75,7 +75,7 @@ def main() -> None:
         stop_server(proc)
     out = {"model": "fast (width 32), the main job", "run": str(run_path), "torch_threads": 1, "results": results,
            "http_over_forward_p50": results["http"]["p50_ms"] / results["forward"]["p50_ms"],
-           "response_bytes": size, "goal_ms": 100, "machine": machine()}
+           "response_bytes": size, "goal_ms": 100, "provenance": provenance()}
     Path(__file__).resolve().parent.joinpath("results", "serve_latency.json").write_text(json.dumps(out, indent=2))
     for k, v in results.items():
         print(f"{k:>11}: p50 {v['p50_ms']:.2f} ms  p90 {v['p90_ms']:.2f} ms  p99 {v['p99_ms']:.2f} ms")

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine
+from _machine import provenance
 from _serve import drawing_frames, main_job_run, percentile, rss_mb, start_server, stop_server
 
 
@@ -77,7 +77,7 @@ def main() -> None:
     out = {"clients": args.clients, "seconds": args.seconds, "model": "fast (width 32), the main job",
            "load": first, "repeat": second,
            "rss_mb": {"after_warmup": rss_warm, "after_load": rss_after, "after_second_load": rss_after2},
-           "machine": machine()}
+           "provenance": provenance()}
     Path(__file__).resolve().parent.joinpath("results", "serve_load.json").write_text(json.dumps(out, indent=2))
     for name, r in (("load", first), ("repeat", second)):
         print(f"{name}: {r['requests']} requests in {r['seconds']:.1f} s ({r['throughput_per_s']:.0f}/s), "

@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _machine import provenance  # noqa: E402
 
 from convscope.data import load  # noqa: E402
-from convscope.inspect import default_activation_layers, topk  # noqa: E402
-from convscope.models import create_model  # noqa: E402
+from convscope.inspect import topk  # noqa: E402
+from convscope.models import create_model, default_activation_layers  # noqa: E402
 from convscope.data.normalize import Normalization  # noqa: E402
 
 
@@ -53,7 +53,7 @@ def main() -> None:
         t = time.perf_counter()
         streaming()
         t_topk.append(time.perf_counter() - t)
-    result = {"benchmark": "topk_overhead", "machine": machine(), "dataset": f"{ds.name} {ds.split}",
+    result = {"benchmark": "topk_overhead", "provenance": provenance(), "dataset": f"{ds.name} {ds.split}",
               "images": len(ds), "layers": layers, "k": 9, "plain_seconds": statistics.median(t_plain),
               "topk_seconds": statistics.median(t_topk)}
     result["ratio"] = result["topk_seconds"] / result["plain_seconds"]

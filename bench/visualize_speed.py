@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine
+from _machine import provenance
 
 import convscope
 from convscope.data import load
@@ -44,7 +44,7 @@ def main() -> None:
     t, c = time.perf_counter(), time.process_time()
     res = visualize(run.model, args.layer, None, ds, seed=0, norm=run.normalization, steps=args.steps)
     wall, cpu = time.perf_counter() - t, time.process_time() - c
-    result = {"benchmark": "visualize_speed", "machine": machine(), "threads": args.threads, "run": args.run,
+    result = {"benchmark": "visualize_speed", "provenance": provenance(), "threads": args.threads, "run": args.run,
               "layer": args.layer, "channels": len(res.channels), "steps": args.steps, "param": "fourier",
               "natural_images": len(ds), "measure": res.measure, "wall_seconds": wall, "cpu_seconds": cpu,
               "load_average_before_after": [load_before[0], os.getloadavg()[0]],

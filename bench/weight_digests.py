@@ -9,8 +9,8 @@ made it (CPU model, vector-ISA flags, torch build: ``tests/reference_weights.py:
 compares against a record only on a matching machine. The cases and the digest function are the tests'
 (``tests/reference_weights.py``), so this script and the tests cannot drift apart.
 
-Writes bench/results/weight_digests.json: {"records": [{"machine", "commit", "date", "digests": {case:
-{"command", "named_values_sha256", "file_sha256", "seconds"}}}]}.
+Writes bench/results/weight_digests.json: {"provenance": (the last write's commit, command, machine), "records":
+[{"machine", "commit", "date", "digests": {case: {"command", "named_values_sha256", "file_sha256", "seconds"}}}]}.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from convscope._atomic import atomic_write_bytes  # noqa: E402
-from convscope.benchmark import machine  # noqa: E402
+from convscope.benchmark import machine, provenance  # noqa: E402
 from convscope.models.weights import sha256_file  # noqa: E402
 from tests.reference_weights import CASES, RECORD, digest, load_record, machine_key  # noqa: E402
 
@@ -70,6 +70,7 @@ def main() -> int:
              "date": datetime.date.today().isoformat(),
              "digests": {**(mine or {}).get("digests", {}), **digests}}
     record["records"] = [r for r in record["records"] if r is not mine] + [entry]
+    record["provenance"] = provenance()   # the last writer; each record keeps its own machine and commit
     atomic_write_bytes(RECORD, (json.dumps(record, indent=2) + "\n").encode())
     print(f"wrote {RECORD.relative_to(ROOT)}")
     return 0

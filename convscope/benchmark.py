@@ -27,6 +27,7 @@ recorded beside it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -35,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from .training.callbacks import Callback
+from .runs.callbacks import Callback
 
 _IMPORTED = time.perf_counter()
 THRESHOLDS = {"fashion-mnist": [0.90, 0.91, 0.92, 0.93, 0.94], "digits": [0.97, 0.98, 0.985, 0.99]}
@@ -89,7 +90,7 @@ class AccuracyClock(Callback):
         acc = loop.engine.evaluate(loop.data.test).accuracy
         self.eval_s += time.perf_counter() - t
         wall = time.perf_counter() - self.t0 - self.eval_s
-        self.log.append({"step": loop.step, "images": loop.step * loop.cfg.batch_size, "wall": round(wall, 3),
+        self.log.append({"step": loop.step, "images": loop.step * loop.cfg.optim.batch_size, "wall": round(wall, 3),
                          "test_accuracy": acc})
         if wall > self.max_seconds:       # out of time: stop after this step
             loop.request_stop()
@@ -117,7 +118,7 @@ def worker(spec: str, dataset: str, seed: int, eval_images: int, max_seconds: fl
     if smoke:
         overrides.update(epochs=1, train_subset=1024)
     cfg = config_from_dict(overrides, recipe(name))
-    clock = AccuracyClock(max(1, round(eval_images / cfg.batch_size)), max_seconds, t0)
+    clock = AccuracyClock(max(1, round(eval_images / cfg.optim.batch_size)), max_seconds, t0)
     with tempfile.TemporaryDirectory() as tmp, torch_settings(cfg):
         cfg, data = prepare(cfg)
         # no checkpoint writes, for every recipe alike (the peers' scripts write none)
@@ -132,9 +133,9 @@ def worker(spec: str, dataset: str, seed: int, eval_images: int, max_seconds: fl
            "best_accuracy": max(e["test_accuracy"] for e in log), "wall_seconds": wall, "eval_seconds": clock.eval_s,
            "setup_seconds": setup, "train_images": train_images,
            "images_per_s": train_images / max(wall - setup, 1e-9), "forward_flops_per_image": fwd,
-           "train_flops_per_image": 3 * fwd, "bf16": cfg.precision == "bf16", "batch_size": cfg.batch_size,
-           "epochs_run": loop.epoch, "torch_threads": torch.get_num_threads(), "config": cfg.to_dict(),
-           "load_average_at_start": load_average}
+           "train_flops_per_image": 3 * fwd, "bf16": cfg.runtime.precision == "bf16",
+           "batch_size": cfg.optim.batch_size, "epochs_run": loop.epoch, "torch_threads": torch.get_num_threads(),
+           "config": cfg.flat(), "load_average_at_start": load_average}   # flat keys, as the results files hold them
     out["achieved_flops"] = out["images_per_s"] * out["train_flops_per_image"]
     for t in THRESHOLDS.get(dataset, []):
         hit = next((e for e in log if e["test_accuracy"] >= t), None)
@@ -241,6 +242,36 @@ def machine() -> dict:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+def provenance(argv: list[str] | None = None) -> dict:
+    """What makes a result file evidence: the git commit it was measured on (``dirty``: the tree had uncommitted
+    changes to tracked files), the command that wrote it, the machine, and when (UTC). ``commit`` is None when the
+    code does not run from a git checkout (an installed package); the rest is recorded anyway."""
+    import shlex
+    from datetime import datetime, timezone
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    args = list(sys.argv if argv is None else argv)
+    head = Path(args[0]) if args else Path("python")
+    if head.name in ("__main__.py", "convscope") and head.parent.name in ("convscope", "bin"):
+        command = ["convscope", *args[1:]]  # `python -m convscope ...` or the console script
+    else:
+        with contextlib.suppress(ValueError):
+            head = head.resolve().relative_to(root)
+        command = ["python", str(head), *args[1:]]
+    return {"commit": commit, "dirty": None if status is None else bool(status), "command": shlex.join(command),
+            "machine": machine(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
 def main(argv: list[str] | None = None, default_out: Path | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipes", nargs="+", default=["fast", "keras-example", "pytorch-example"],
@@ -290,7 +321,7 @@ def main(argv: list[str] | None = None, default_out: Path | None = None) -> None
     yard_runs += [run_one(*YARDSTICK, seed) for seed in range(args.yardstick // 2)]
     yardstick = statistics.mean(r["wall_seconds"] for r in yard_runs) if yard_runs else None
     rows = summarize(runs, yardstick)
-    result = {"benchmark": "time_to_accuracy", "machine": machine(), "smoke": args.smoke, "peak_flops": peaks,
+    result = {"benchmark": "time_to_accuracy", "provenance": provenance(), "smoke": args.smoke, "peak_flops": peaks,
               "thresholds": THRESHOLDS, "yardstick_seconds": yardstick,
               "yardstick_runs": [{k: r[k] for k in ("seed", "wall_seconds", "setup_seconds", "load_average_at_start")}
                                  for r in yard_runs], "summary": rows, "runs": runs}

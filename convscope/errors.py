@@ -28,4 +28,9 @@ class DownloadError(DataError):
 
 
 class ConfigError(ConvscopeError, ValueError):
-    """An argument or configuration value is invalid."""
+    """An argument or configuration value is invalid. ``arg``: the argument's Python name when the message starts
+    with it (``top_k: ...``), so that the CLI can name its flag (``--top-k``) instead."""
+
+    def __init__(self, message: str = "", *, arg: str | None = None) -> None:
+        super().__init__(message)
+        self.arg = arg

@@ -25,6 +25,7 @@ def test_harness_smoke(tmp_path):
     assert run["forward_flops_per_image"] > 0 and data["peak_flops"]["bf16"] > 0
     assert set(f"time_to_{t}" for t in THRESHOLDS["digits"]) <= set(run)
     assert "| fast:epochs=2 |" in r.stdout
+    assert data["provenance"]["command"].startswith("python bench/time_to_accuracy.py --smoke --seeds 1")
     # the yardstick: one (smoke-size) epoch of the PyTorch example on Fashion-MNIST, times as ratios to it
     assert data["yardstick_runs"] and data["yardstick_seconds"] == data["yardstick_runs"][0]["wall_seconds"] > 0
     row = data["summary"][0]

@@ -15,11 +15,10 @@ from torch import nn
 
 import convscope
 from convscope.errors import ConfigError
-from convscope.inspect import (eval_mode, hook_count, layer_input_shapes, receptive_field_report,
-                               receptive_fields, resolve_layers)
+from convscope.inspect import eval_mode, hook_count, layer_input_shapes, receptive_field_report, receptive_fields
 from convscope.matrix.report import conv_layer_in_model, describe_conv
 from convscope.matrix.spectrum import dense_singular_values, layer_spectrum
-from convscope.models import create_model, upgrade_state_dict
+from convscope.models import create_model, resolve_layers, upgrade_state_dict
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -20,7 +20,7 @@ COMMAND_MODULES = [train_cmd, data_cmd, matrix_cmd, inspect_cmd, bench_cmd, visu
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="convscope", description="Build, train and look inside convolutional neural networks.")
@@ -28,7 +28,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(sub)
+    _record_flags(parser)
     return parser
+
+
+def _record_flags(parser: argparse.ArgumentParser) -> None:
+    """Give every (sub)command's namespace ``_flags``: argument name -> how its command line spells it (``top_k``
+    -> ``--top-k``, ``out`` -> ``-o``, ``run`` -> ``RUN``), for :func:`cli_message`."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for p in action.choices.values():
+                flags = {a.dest: a.option_strings[0] if a.option_strings else (a.metavar or a.dest.upper())
+                         for a in p._actions if a.dest not in ("help", argparse.SUPPRESS)}
+                p.set_defaults(_flags=flags)
+                _record_flags(p)
+
+
+def cli_message(e: ConvscopeError, flags: dict[str, str]) -> str:
+    """The one place where library errors, which name Python arguments (``top_k: must be ...``), are put in the
+    command line's terms (``--top-k: must be ...``)."""
+    text, arg = str(e), getattr(e, "arg", None)
+    if arg in flags and text.startswith((f"{arg}:", f"{arg} ")):
+        return flags[arg] + text[len(arg):]
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConvscopeError as e:
-        print(f"convscope: error: {e}", file=sys.stderr)
+        print(f"convscope: error: {cli_message(e, getattr(args, '_flags', {}))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("convscope: interrupted", file=sys.stderr)

@@ -6,101 +6,91 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from .._atomic import atomic_write_text
+from ..configs import ExplainConfig
 from ..errors import ConfigError
+from ._options import add_options, config_from_args
 from .inspect_cmd import add_target_args, load_dataset, load_target
-from ._types import count
+
+if TYPE_CHECKING:
+    import torch
 
 
-def _read_image(path: Path, shape: tuple[int, int, int]) -> torch.Tensor:
-    """A PNG/JPEG as (1, C, H, W) uint8; it must already have the model's size."""
-    from ..data.folder import open_image
+def _read_image(path: Path, shape: tuple[int, int, int], mode: str = "none") -> tuple[torch.Tensor, list[str]]:
+    """Any PNG/JPEG as the model's (1, C, H, W) uint8 input, prepared as ``predict`` prepares it (the one
+    image -> input path: safe read, upright, 8-bit, sized; ``mode`` "mnist" for digit models), and the notes.
+    A blank image (nothing for mnist mode to centre) is explained as the plain conversion, with a note."""
+    from ..data.prepare import prepare_image
 
-    # the safe reader: a FIFO, device or folder is named as such, a decompression bomb refused from its header
-    with open_image(path) as im:
-        a = np.asarray(im.convert("L" if shape[0] == 1 else "RGB"), dtype=np.uint8)
-    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-    if a.shape != tuple(shape):
-        raise ConfigError(f"IMAGE {path}: {a.shape[1]}x{a.shape[2]} pixels, {a.shape[0]} channels; the model takes "
-                          f"{shape[1]}x{shape[2]}, {shape[0]} channels (resize it first)")
-    return torch.from_numpy(a.copy())[None]
+    prep = prepare_image(path, shape, mode=mode, blank="plain")
+    return prep.tensor[None], prep.notes
 
 
-def _methods(text: str | None) -> list[str]:
-    from ..inspect.attribution import METHODS
-
-    names = list(METHODS) if text is None else [m.strip() for m in text.split(",") if m.strip()]
-    if not names:
-        raise ConfigError(f"--method {text!r}: names no method; choose from {', '.join(METHODS)} (comma-separated), "
-                          "or leave --method out for all")
-    bad = [m for m in names if m not in METHODS]
-    if bad:
-        raise ConfigError(f"--method {', '.join(bad)}: unknown; choose from {', '.join(METHODS)}")
-    return names
-
-
-def _check_args(model: torch.nn.Module, x: torch.Tensor, args: argparse.Namespace, methods: list[str]) -> None:
+def _check_args(model: torch.nn.Module, x: torch.Tensor, cfg: ExplainConfig) -> None:
     """--target and --layer against the model, before any attribution runs (the messages name the flags)."""
     from ..inspect.attribution import check_target, gradcam_layer, num_classes
 
-    if args.target is not None:
-        check_target(args.target, num_classes(model, x), len(x), "--target")
-    if any(m in ("gradcam", "guided_gradcam") for m in methods):
-        gradcam_layer(model, x, args.layer, "--layer")
+    if cfg.target is not None:
+        check_target(cfg.target, num_classes(model, x), len(x), "--target")
+    if any(m in ("gradcam", "guided_gradcam") for m in cfg.methods):
+        gradcam_layer(model, x, cfg.layer, "--layer")
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     if args.model_file and args.run is not None and args.image is None and not args.run.is_dir():
         args.image, args.run = args.run, None    # with --model-file the one positional is the IMAGE
-    if args.audit:
-        return _audit(args)
+    cfg = config_from_args(ExplainConfig, args)
+    if cfg.audit:
+        return _audit(args, cfg)
+    import numpy as np
+
     from ..inspect.attribution import attribute, predicted
     from ..inspect.viz_pictures import overlay_png
 
-    methods = _methods(args.method)
     t = load_target(args)
     if args.image is not None:
-        img, name = _read_image(args.image, t.input_shape), args.image.stem
+        mode = args.prepare or t.prepare
+        img, notes = _read_image(args.image, t.input_shape, mode)
+        name = args.image.stem
+        for note in [f"prepared: {mode}" + (" (the run's default)" if args.prepare is None else ""), *notes]:
+            print(f"note: {note}")
     else:
         ds = load_dataset(args, t)
-        if not 0 <= args.index < len(ds):
-            raise ConfigError(f"--index {args.index}: the {ds.split} split has {len(ds)} images (0..{len(ds) - 1})")
-        img, name = ds.images[args.index:args.index + 1], f"{ds.split}-{args.index}"
+        if not cfg.index < len(ds):
+            raise ConfigError(f"--index {cfg.index}: the {ds.split} split has {len(ds)} images (0..{len(ds) - 1})")
+        img, name = ds.images[cfg.index:cfg.index + 1], f"{ds.split}-{cfg.index}"
     x = t.preprocess(img)
-    _check_args(t.model, x, args, methods)
+    _check_args(t.model, x, cfg)
     pred = int(predicted(t.model, x)[0])
-    target = pred if args.target is None else args.target
-    maps = {m: attribute(t.model, x, m, target, args.layer)[0] for m in methods}
+    target = pred if cfg.target is None else cfg.target
+    maps = {m: attribute(t.model, x, m, target, cfg.layer)[0] for m in cfg.methods}
     label = (lambda k: t.classes[k] if t.classes and 0 <= k < len(t.classes) else str(k))
     title = f"{name}: predicted {label(pred)}, explaining class {label(target)}"
     png = overlay_png(img[0], maps, t.out_dir / f"explain-{name}.png", title)
     atomic_write_text(t.out_dir / f"explain-{name}.json", json.dumps(
-        {"image": name, "predicted": pred, "target": target, "layer": args.layer,
+        {"image": name, "predicted": pred, "target": target, "layer": cfg.layer,
          "maps": {m: v.tolist() for m, v in maps.items()}}) + "\n")
     print(f"{title}\n" + "\n".join(f"  {m:<22} |map| max {np.abs(v).max():.4g}" for m, v in maps.items())
           + f"\nwrote {png} and explain-{name}.json")
     return 0
 
 
-def _audit(args: argparse.Namespace) -> int:
+def _audit(args: argparse.Namespace, cfg: ExplainConfig) -> int:
     from ..inspect.audit import audit_method, audit_table
     from ..inspect.viz_pictures import audit_png
 
-    methods = _methods(args.method)
     t = load_target(args)
     if not args.limit:
         args.limit = 500
     ds = load_dataset(args, t)
     x = t.preprocess(ds.images)
-    _check_args(t.model, x, args, methods)
+    _check_args(t.model, x, cfg)
     rows = []
-    head = f"{len(ds):,} {ds.name} {ds.split} images; targets: {'predicted' if args.target is None else args.target}"
-    for m in methods:
-        rows.append(audit_method(t.model, x, m, args.target, args.layer, seed=args.seed, with_ssim=args.ssim))
+    head = f"{len(ds):,} {ds.name} {ds.split} images; targets: {'predicted' if cfg.target is None else cfg.target}"
+    for m in cfg.methods:
+        rows.append(audit_method(t.model, x, m, cfg.target, cfg.layer, seed=cfg.seed, with_ssim=cfg.ssim))
         print(f"  {m}: {rows[-1].seconds:.1f} s", flush=True)
         table = audit_table(rows)   # written after every method: a long audit leaves its finished rows
         atomic_write_text(t.out_dir / "audit.json", json.dumps({"images": len(ds), "dataset": ds.name,
@@ -116,16 +106,11 @@ def _audit(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="attribution maps (Captum) for one image; --audit: which maps to trust")
     add_target_args(p)
-    p.add_argument("image", nargs="?", type=Path, help="an image file of the model's size (or use --index)")
-    p.add_argument("--index", type=count(0), default=0, help="image index in the split (default 0)")
-    p.add_argument("--method", help="comma-separated methods (default: all): saliency, smoothgrad, "
-                                    "integrated_gradients, gradcam, occlusion, guided_gradcam")
-    p.add_argument("--target", type=count(0), help="class to explain (default: the predicted one)")
-    p.add_argument("--layer", help="Grad-CAM layer (default: the last conv)")
-    p.add_argument("--audit", action="store_true", help="randomization sanity check and deletion/insertion per "
-                                                        "method on the first --limit images (default 500)")
-    p.add_argument("--ssim", action="store_true", help="--audit: also the SSIM of each randomized map")
-    p.add_argument("--seed", type=count(0), default=0)
+    p.add_argument("image", nargs="?", type=Path, help="a PNG/JPEG file of any size, prepared as predict prepares "
+                                                       "it (or use --index)")
+    p.add_argument("--prepare", choices=("none", "mnist"), default=None,
+                   help="how IMAGE becomes input, as for predict (default: the run's, from model.json)")
+    add_options(p, ExplainConfig)
     p.set_defaults(func=cmd_explain)
     _image_after_options(p)
 

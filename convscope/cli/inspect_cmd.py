@@ -10,13 +10,14 @@ import argparse
 import json
 import math
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .._atomic import atomic_write_text, writable_folder
 from ..errors import ConfigError
 from ._types import count, number
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def add_target_args(p: argparse.ArgumentParser, dataset: bool = True) -> None:
@@ -51,6 +52,7 @@ def _floats(text: str | None, flag: str, positive: bool = False):
 
 
 def load_target(args: argparse.Namespace):
+    import torch
     from ..inspect.target import from_model_file, from_run
     from ..models.probe import check_input_shape, eval_mode, zeros_forward
 
@@ -87,6 +89,7 @@ def load_target(args: argparse.Namespace):
 
 
 def load_dataset(args, target):
+    import torch
     from .data_cmd import load_from_args
 
     ds = load_from_args(args, args.dataset or target.dataset, args.split)
@@ -104,7 +107,7 @@ def _write_json(path: Path, obj) -> None:
 def _layer_arg(model: nn.Module, names: str | None, flag: str = "--layer") -> list[str] | None:
     """The layers a comma-separated ``flag`` names (None: the flag was not given). Given but naming nothing
     (``' '``, ``','``) is an error, not a silent fall-back to the defaults."""
-    from ..inspect.hooks import resolve_layers
+    from ..models.layers import resolve_layers
 
     if names is None:
         return None
@@ -153,6 +156,7 @@ def cmd_sparsity(args) -> int:
 
 
 def cmd_edges(args) -> int:
+    import torch
     from ..distributed import is_main_process
     from ..inspect.distributed import sharded_edge_experiment
     from ..inspect.edges import edges_png
@@ -217,9 +221,10 @@ def cmd_rf(args) -> int:
 
 def cmd_filters(args) -> int:
     from ..inspect.pictures import kernels_png
+    from ..models.conv_layers import conv_layers
 
     t = load_target(args)
-    convs = {n: m for n, m in t.model.named_modules() if isinstance(m, nn.Conv2d)}
+    convs = conv_layers(t.model)
     if not convs:
         raise ConfigError("the model has no Conv2d layer")
     names = _layer_arg(t.model, args.layer) if args.layer else list(convs)[:1]
@@ -232,6 +237,7 @@ def cmd_filters(args) -> int:
 
 
 def cmd_features(args) -> int:
+    import torch
     from ..inspect import capture, list_layers
     from ..inspect.pictures import feature_maps_png
 

@@ -22,9 +22,13 @@ def _parse_scalar(text: str) -> Any:
 
 
 def add_config_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field: help and choices from the field's metadata, the type from its hint."""
-    g = p.add_argument_group("training options (override --recipe and --config)")
+    """One flag per TrainConfig field, named by its flat key (``--lr`` for optim.lr), in one group per section:
+    help and choices from the field's metadata, the type from its hint, no default (the config supplies it)."""
+    groups = {None: p.add_argument_group("training options (override --recipe and --config)")}
+    for sec, cls in C.SECTIONS.items():
+        groups[sec] = p.add_argument_group(f"{sec} options: {cls.__doc__.splitlines()[0].rstrip('.').lower()}")
     for name, f in C.FIELDS.items():
+        g = groups[C.FLAT[name][0]]
         flag = "--" + name.replace("_", "-")
         hint = f.metadata.get("help", "")
         scalar = next(t for t in (typing.get_args(C.HINTS[name]) or (C.HINTS[name],)) if t is not type(None))
@@ -55,9 +59,23 @@ def config_from_args(args: argparse.Namespace) -> C.TrainConfig:
                     raise ConfigError(f"--model-arg {item!r}: expected KEY=VALUE, e.g. width=48")
                 k, v = item.split("=", 1)
                 parsed[k] = _parse_scalar(v)
-            value = {**base.model_args, **parsed}
+            value = {**base.model.args, **parsed}
         overrides[name] = value
     return C.config_from_dict(overrides, base, source="command line")
+
+
+def refuse_flags_on_resume(args: argparse.Namespace) -> None:
+    """``--resume`` continues a run with the config it recorded (a finished run is only loaded): a training flag
+    given with it would be silently ignored, so it is refused, by name. Extending a finished run (more epochs)
+    would change its learning-rate schedule from the first step: that is a new run."""
+    given = ["--" + name.replace("_", "-") for name in C.FIELDS if getattr(args, name, None) is not None]
+    given = [("--model-arg" if g == "--model-args" else g) for g in given]
+    given += [flag for flag, dest, default in (("--recipe", "recipe", "fast"), ("--config", "config", None),
+                                               ("--out", "out", None)) if getattr(args, dest) != default]
+    if given:
+        raise ConfigError(f"--resume {args.resume}: continues the run with the config it recorded, so "
+                          f"{', '.join(given)} would be ignored; drop {'it' if len(given) == 1 else 'them'}, or "
+                          "start a new run with those options (--out NEW_DIR)")
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
@@ -74,6 +92,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return status
     quiet = args.quiet
     callbacks = args.callbacks  # Callback objects, for programs that run this command with their own
+    if args.resume:
+        refuse_flags_on_resume(args)
     try:
         if args.resume:
             run = resume(args.resume, progress=not quiet, callbacks=callbacks)
@@ -87,8 +107,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     s = run.summary
     params = sum(p.numel() for p in run.model.parameters())
-    rows = [("run", str(run.path)), ("model", f"{run.config.model} ({params:,} parameters)"),
-            ("dataset", f"{run.config.dataset} ({s.get('train_images', '?')} train / "
+    rows = [("run", str(run.path)), ("model", f"{run.config.model.name} ({params:,} parameters)"),
+            ("dataset", f"{run.config.data.dataset} ({s.get('train_images', '?')} train / "
                         f"{s.get('test_images', '?')} test)"),
             ("epochs", f"{s.get('epochs')} ({s.get('steps')} steps)"),
             ("test accuracy", f"{100 * s['test_accuracy']:.2f}%"),
@@ -109,11 +129,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .data_cmd import load_from_args
 
     run = load_run(args.run)
-    name = args.dataset or run.config.dataset
+    name = args.dataset or run.config.data.dataset
     ds = load_from_args(args, name, args.split)
     if ds.shape != run.input_shape:
         raise ConfigError(f"--dataset {name}: images are {ds.shape}, the model takes {run.input_shape}")
-    res = evaluate(run.model, ds, run.normalization, tta=run.tta, tta_shift=run.tta_shift)
+    res = evaluate(run.model, ds, run.normalization, tta=run.tta, classes=run.classes)
     print(f"{run.path}: {name} {args.split}, {res.n:,} images\naccuracy {100 * res.accuracy:.2f}%  "
           f"(loss {res.loss:.4f})\n")
     print(confusion_table(res, ds.classes))

@@ -7,8 +7,10 @@ import argparse
 import json
 
 from .._atomic import atomic_write_text
+from ..configs import VisualizeConfig
+from ._options import add_options, config_from_args
 from .inspect_cmd import add_target_args, load_dataset, load_target
-from ._types import count, number
+from ._types import count
 
 
 def _safe(name: str) -> str:
@@ -20,6 +22,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     from ..inspect.visualize import layer_channels, parse_channels, resolve_layer, visualize
     from ..inspect.viz_pictures import visualization_png
 
+    cfg = config_from_args(VisualizeConfig, args)
     t = load_target(args)
     if args.class_ is not None and (args.layer is not None or args.channels is not None):
         flag = "--layer" if args.layer is not None else "--channels"
@@ -34,12 +37,10 @@ def cmd_visualize(args: argparse.Namespace) -> int:
         n = layer_channels(t.model, layer, t.input_shape, name="--input-shape")
         chans = parse_channels(spec, n, flag)
     ds = None if args.no_natural else load_dataset(args, t)
-    res = visualize(t.model, layer, chans, ds, args.seed, neuron=args.neuron, measure=args.measure,
-                    norm=t.normalization, input_shape=t.input_shape, steps=args.steps, param=args.param,
-                    tv=args.tv, l2=args.l2, blur=args.blur)
+    res = visualize(t.model, layer, chans, ds, norm=t.normalization, input_shape=t.input_shape, config=cfg)
     what = f"layer {layer}" if layer else "class logits"
-    print(f"{what}: {len(res.channels)} units, {res.measure} measure, {args.steps} steps ({args.param}), "
-          f"seed {args.seed}")
+    print(f"{what}: {len(res.channels)} units, {res.measure} measure, {cfg.steps} steps ({cfg.param}), "
+          f"seed {cfg.seed}")
     for c, v, n in list(zip(res.channels, res.values, res.natural_values or [None] * len(res.values)))[:args.show]:
         print(f"  unit {c:>4}: optimized {v:9.3f}" + ("" if n is None else f"   best natural image {n:9.3f}"))
     if res.beats_natural() is not None:
@@ -78,15 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_target_args(p)
     p.add_argument("--layer", help="layer name (see `convscope layers RUN`)")
     p.add_argument("--channels", help="units, e.g. 0-15 or 0,3,9 (default: all)")
-    p.add_argument("--neuron", action="store_true", help="the centre unit of each channel, not the map's mean")
     p.add_argument("--class", dest="class_", metavar="K", help="visualize class logits K (e.g. 3 or 0-9)")
-    p.add_argument("--measure", choices=["mean", "max"], default="mean", help="reduce each map by (default mean)")
-    p.add_argument("--steps", type=count(1), default=256, help="optimization steps (default 256)")
-    p.add_argument("--seed", type=count(0), default=0)
-    p.add_argument("--param", choices=["fourier", "pixel"], default="fourier", help="image parameterization")
-    p.add_argument("--tv", type=number(0.0), default=0.0, help="total-variation weight (default 0)")
-    p.add_argument("--l2", type=number(0.0), default=0.0, help="L2 weight (default 0)")
-    p.add_argument("--blur", type=number(0.0), default=0.0, help="blur-penalty weight (default 0)")
+    add_options(p, VisualizeConfig)
     p.add_argument("--no-natural", action="store_true", help="skip the pass over the dataset for natural values")
     p.add_argument("--show", type=count(0), default=16, help="units printed (default 16)")
     p.set_defaults(func=cmd_visualize)

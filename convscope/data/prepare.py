@@ -1,23 +1,29 @@
-"""Prepare a user's image the way MNIST's digits were prepared, so a model trained on MNIST-like data can read it.
+"""THE one path from an image to a model's input: ``prepare_image`` (predict, explain, the ``folder:`` dataset,
+the web canvas and upload). Reading and the 8-bit conversion (EXIF orientation, palette, 16-bit scaling, alpha
+composited by ink polarity, grayscale/RGB) are :mod:`convscope.data.image`'s; sizing and the MNIST-style
+preparation are here.
+
+``mode="mnist"`` prepares a user's image the way MNIST's digits were, so a model trained on them can read it.
 
 MNIST (LeCun et al.): each digit was fitted into a 20 x 20 box keeping its aspect ratio (anti-aliased), then
 placed in a 28 x 28 image so that its centre of mass sits at the centre; light strokes on black. A photo or scan
 of paper is none of that: dark ink on a light, uneven background, any size, anywhere in the frame.
 ``prepare_image`` undoes the difference step by step and says what it did:
 
-    1. grayscale       colour -> luminance; a transparent background is composited so the strokes stand out
+    1. grayscale       ``to_8bit``: upright, 8-bit, transparency composited by ink polarity, luminance
     2. polarity        light background (median of the border) -> inverted to light strokes on black
     3. level           background -> 0, ink (99.9th percentile) -> 1, the paper's texture (from the border) -> 0
     4. crop            to the bounding box of the ink (specks under 2% of the ink dropped)
     5. fit             longest side -> ``box`` pixels, aspect kept, anti-aliased (Lanczos) resampling
     6. centre          placed so the centre of mass lands on the centre pixel (H // 2, W // 2), as in MNIST
 
-``mode="none"`` keeps the plain conversion (fit the whole image into the input, centred on black). The CLI's
-``predict``, the benchmark in ``bench/handwriting.py`` and the drawing canvas all call this one function.
+``mode="none"`` keeps the plain conversion: the 8-bit picture sized to the input by a resize policy (``fit``,
+the default: aspect kept, centred on black; ``stretch``; ``crop``; ``error``), Lanczos resampling throughout.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +32,10 @@ import torch
 from PIL import Image
 
 from ..errors import ConfigError, DataError
+from .image import DEFAULT_MAX_PIXELS, ImageSource, read_image, to_8bit
 
 MODES = ("none", "mnist")
+RESIZE_POLICIES = ("fit", "stretch", "crop", "error")
 MNIST_LIKE = ("digits", "mnist")          # datasets prepared as MNIST was (Fashion-MNIST was not: no digit box)
 
 _INK_FLOOR = 0.08        # minimum ink-background contrast (fraction of full scale) to count as ink at all
@@ -35,6 +43,10 @@ _NOISE_FLOOR = 0.3       # at most this much of the levelled range is taken as b
 _MASK_LEVEL = 0.25       # levelled value above which a pixel counts as ink for the box and the components
 _SPECK = 0.02            # components with less than this fraction of the ink's pixels are dropped as specks
 _MARK = 0.10             # a column group with at least this fraction of the ink counts as a separate mark
+
+
+class NoInkError(DataError):
+    """MNIST-style preparation found nothing that stands out from the background (a blank image)."""
 
 
 @dataclass
@@ -65,56 +77,33 @@ def default_mode(meta: dict[str, Any]) -> str:
     return "mnist" if name in MNIST_LIKE or "mnist" in name or "digit" in name else "none"
 
 
-def _to_gray(img: Image.Image, notes: list[str]) -> np.ndarray:
-    """float32 (H, W) luminance in [0, 255] (integers for 8-bit input, so inverting twice is exact); a transparent
-    background is composited on black or white, whichever makes the strokes stand out more (a canvas may draw
-    dark or light strokes on transparency)."""
-    mode = img.mode
-    if "A" in img.getbands() or (mode == "P" and "transparency" in img.info):
-        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)                  # (H, W, 4)
-        alpha = rgba[..., 3] / 255.0
-        if alpha.min() < 1.0:
-            lum = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)      # (H, W), ITU-R 601-2 as PIL
-            on_black, on_white = lum * alpha, lum * alpha + 255.0 * (1 - alpha)
-            gray = on_black if on_black.std() >= on_white.std() else on_white
-            notes.append(f"composited the transparent background on {'black' if gray is on_black else 'white'}")
-            return gray.astype(np.float32)
-    if mode != "L":
-        notes.append(f"converted {mode} to grayscale")
-    return np.asarray(img.convert("L"), dtype=np.float32)
-
-
-def _as_image(img: np.ndarray | Image.Image) -> Image.Image:
-    if isinstance(img, Image.Image):
-        return img
-    a = np.asarray(img)
-    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4):   # (C, H, W) -> (H, W, C)
-        a = a.transpose(1, 2, 0)
-    if a.ndim == 3 and a.shape[-1] == 1:
-        a = a[..., 0]
-    if a.ndim not in (2, 3) or a.size == 0:
-        raise DataError(f"image array of shape {a.shape}: expected (H, W), (H, W, C) or (C, H, W)")
-    if a.dtype != np.uint8:
-        a = np.clip(a.astype(np.float64) * (255.0 if a.max() <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
-    return Image.fromarray(a)
-
-
-def _plain(img: Image.Image, shape: tuple[int, int, int], notes: list[str]) -> Prepared:
-    """mode none: convert, fit the whole image into the input (Lanczos), centred on black."""
-    c, h, w = shape
-    target = "L" if c == 1 else "RGB"
+def _fit(img: Image.Image, shape: tuple[int, int, int], resize: str, notes: list[str]) -> Image.Image:
+    """Size the 8-bit picture to the model's H x W: ``fit`` (aspect kept, centred on black), ``stretch``
+    (aspect ignored), ``crop`` (aspect kept, the centre cut out) or ``error`` (refuse another size); one
+    resampling filter everywhere, Lanczos (anti-aliased when shrinking)."""
+    _, h, w = shape
     size = img.size
-    if img.mode != target:
-        notes.append(f"converted {img.mode} to {'grayscale' if c == 1 else 'RGB'}")
-        img = img.convert(target)
-    if size != (w, h):
-        scale = min(w / size[0], h / size[1])
-        nw, nh = max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
-        canvas = Image.new(target, (w, h))
-        canvas.paste(img.resize((nw, nh), Image.LANCZOS), ((w - nw) // 2, (h - nh) // 2))
-        img = canvas
-        notes.append(f"resized {size[0]} x {size[1]} to {nw} x {nh}, centred on a black {w} x {h} canvas")
-    arr = np.asarray(img, dtype=np.uint8)
+    if size == (w, h):
+        return img
+    if resize == "error":
+        raise DataError(f"size {size[1]} x {size[0]} (H x W) differs from the model's {h} x {w}")
+    if resize == "stretch":
+        notes.append(f"resized {size[0]} x {size[1]} to {w} x {h}, aspect not kept")
+        return img.resize((w, h), Image.LANCZOS)
+    scale = (min if resize == "fit" else max)(w / size[0], h / size[1])
+    nw, nh = max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+    canvas = Image.new(img.mode, (w, h))
+    canvas.paste(img.resize((nw, nh), Image.LANCZOS), ((w - nw) // 2, (h - nh) // 2))  # negative: centre crop
+    notes.append(f"resized {size[0]} x {size[1]} to {nw} x {nh}, "
+                 + (f"centred on a black {w} x {h} canvas" if resize == "fit" else f"centre cropped to {w} x {h}"))
+    return canvas
+
+
+def _plain(img: Image.Image, shape: tuple[int, int, int], resize: str, notes: list[str]) -> Prepared:
+    """mode none: the 8-bit picture sized to the input, nothing else changed."""
+    c = shape[0]
+    size = img.size
+    arr = np.asarray(_fit(img, shape, resize, notes), dtype=np.uint8)        # (H, W) or (H, W, 3)
     if c == 1 and arr.mean() > 127:
         notes.append("mostly light background: the model was trained on light strokes on black; "
                      "try --prepare mnist, which inverts it")
@@ -148,26 +137,52 @@ def _marks(mask: np.ndarray) -> int:
     return sum(g >= _MARK * total for g in groups)
 
 
-def prepare_image(img: np.ndarray | Image.Image, shape: tuple[int, int, int] = (1, 28, 28), box: int | None = None,
-                  mode: str = "mnist") -> Prepared:
-    """Prepare one image for a model whose input is ``shape`` = (C, H, W); see the module's docstring.
-
-    ``box``: the side of the digit box (default: 20/28 of the input, MNIST's 20 px in 28). ``mode``: "mnist" or
-    "none". Raises DataError("no ink found") for a blank image in mnist mode.
-    """
+def prepare_image(source: ImageSource, shape: tuple[int, int, int] = (1, 28, 28), box: int | None = None,
+                  mode: str = "mnist", resize: str = "fit", max_pixels: int = DEFAULT_MAX_PIXELS,
+                  blank: str = "error") -> Prepared:
+    """THE path from an image to a model's uint8 input (C, H, W) = ``shape``: predict, explain, the folder
+    dataset and the web canvas/upload all call it. ``source``: a file path (read safely, at most ``max_pixels``
+    pixels), encoded bytes, a PIL image or an array. The picture is made upright, 8-bit and opaque by
+    :func:`convscope.data.image.to_8bit`, then ``mode`` "none" sizes it by ``resize`` (fit, stretch, crop,
+    error) and "mnist" prepares it as MNIST's digits were (the module's docstring). ``box``: the side of the
+    digit box (default: 20/28 of the input, MNIST's 20 px in 28). A blank image in mnist mode raises NoInkError
+    (a DataError; ``predict``) or, with ``blank="plain"``, gets the plain conversion (the web's empty canvas,
+    ``explain``); errors after reading a file name the file."""
     if mode not in MODES:
         raise ConfigError(f"prepare: {mode!r} is not one of {', '.join(MODES)}")
+    if blank not in ("error", "plain"):
+        raise ConfigError(f"blank: {blank!r} is not one of error, plain")
+    if resize not in RESIZE_POLICIES:
+        raise ConfigError(f"resize: {resize!r} is not one of {', '.join(RESIZE_POLICIES)}")
     c, h, w = shape
-    pil = _as_image(img)
-    notes: list[str] = []
-    if mode == "none":
-        return _plain(pil, shape, notes)
-    if c != 1:
+    if mode == "mnist" and c != 1:
         raise ConfigError(f"prepare mnist: the model takes {c}-channel images; MNIST preparation is for grayscale "
                           "digits (use --prepare none)")
+    pil = read_image(source, max_pixels)
+    notes: list[str] = []
+    try:
+        img = to_8bit(pil, c, notes)
+        if mode == "mnist":
+            try:
+                return _mnist(img, shape, box, notes)
+            except NoInkError:
+                if blank != "plain":
+                    raise
+                notes = [*notes, "no ink found (a blank image, nothing to centre): the plain conversion is used, "
+                                 "as --prepare none"]
+        return _plain(img, shape, resize, notes)
+    except DataError as e:
+        if isinstance(source, (str, os.PathLike)):
+            raise type(e)(f"{source}: {e}") from e
+        raise
+
+
+def _mnist(img: Image.Image, shape: tuple[int, int, int], box: int | None, notes: list[str]) -> Prepared:
+    """mode mnist on the 8-bit grayscale picture: polarity, level, crop, fit, centre (the module's docstring)."""
+    _, h, w = shape
     box = box or round(20 * min(h, w) / 28)
-    steps: dict[str, Any] = {"mode": "mnist", "input_size": [pil.size[0], pil.size[1]]}
-    a = _to_gray(pil, notes)                                                   # (H0, W0) in [0, 255]
+    steps: dict[str, Any] = {"mode": "mnist", "input_size": [img.size[0], img.size[1]]}
+    a = np.asarray(img, dtype=np.float32)                                      # (H0, W0) in [0, 255]
 
     # polarity: the background is what the border mostly shows
     ring = max(1, min(a.shape) // 20)
@@ -186,7 +201,7 @@ def prepare_image(img: np.ndarray | Image.Image, shape: tuple[int, int, int] = (
     orig_bg, orig_ink = (255 * (1 - bg), 255 * (1 - ink)) if inv else (255 * bg, 255 * ink)   # the file's levels
     steps["background"], steps["ink"] = round(orig_bg), round(orig_ink)
     if ink - bg < _INK_FLOOR:
-        raise DataError(f"no ink found: the image is nearly uniform (background level {orig_bg:.0f}, strokes "
+        raise NoInkError(f"no ink found: the image is nearly uniform (background level {orig_bg:.0f}, strokes "
                         f"{orig_ink:.0f} of 255); draw or photograph a digit with visible strokes")
     a = np.clip((a / 255.0 - bg) / (ink - bg), 0.0, 1.0)
     # the paper's texture: the border's brightest 1% after levelling (0 for a clean image, which stays as it is)
@@ -207,7 +222,7 @@ def prepare_image(img: np.ndarray | Image.Image, shape: tuple[int, int, int] = (
         notes.append(f"ignored {specks.size} speck{'s' * (specks.size > 1)} (under {100 * _SPECK:.0f}% of the ink)")
     steps["specks"] = int(specks.size)
     if not mask.any():
-        raise DataError("no ink found: nothing stands out from the background; draw or photograph a digit with "
+        raise NoInkError("no ink found: nothing stands out from the background; draw or photograph a digit with "
                         "visible strokes")
     from scipy import ndimage
 

@@ -4,7 +4,7 @@ their top-k images; and the two batch-norm treatments (frozen running statistics
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -12,6 +12,9 @@ from torch import nn
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..inspect.hooks import capture
+from ..errors import ConfigError
+from ..models.forward import iter_batches
+from ..models.hooks import observe
 from ..training.evaluate import result_from_logits
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -37,9 +40,8 @@ def reestimated_bn(model: nn.Module, images_u8: torch.Tensor, norm: Normalizatio
         model.eval()
         for m in bns:
             m.train()                                          # only BN in train mode: dropout etc. stay off
-        with torch.no_grad():
-            for i in range(0, len(images_u8), batch_size):
-                model(norm.apply(images_u8[i:i + batch_size]))
+        for _ in iter_batches(model, images_u8, norm, batch_size, eval=False):
+            pass
         model.eval()
         yield
     finally:
@@ -52,34 +54,38 @@ def reestimated_bn(model: nn.Module, images_u8: torch.Tensor, norm: Normalizatio
             m.train(t)
 
 
-@torch.no_grad()
-def logits_and_peaks(model: nn.Module, layer: str, images_u8: torch.Tensor, norm: Normalization, tta: bool = False,
-                     batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pass in eval mode: float32 logits (N, classes), computed exactly as ``evaluate`` does (same batches;
-    with ``tta`` the mean with the mirror's logits), and (N, C) float64 peaks of each channel of ``layer`` (the
-    maximum over positions, the value ``topk`` ranks images by; from the unmirrored images)."""
-    peaks: list[torch.Tensor] = []
-    logits: list[torch.Tensor] = []
-    state = {"on": True}
+Views = Callable[[nn.Module, torch.Tensor], torch.Tensor]   # (model, input (B, C, H, W)) -> logits (B, classes)
 
-    def reduce(name: str, a: torch.Tensor) -> None:
-        if state["on"]:
+
+def plain_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x).float()
+
+
+def logits_and_peaks(model: nn.Module, layer: str, images_u8: torch.Tensor, norm: Normalization,
+                     views: Views | None = None, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass in eval mode: float32 logits (N, classes), computed as the run evaluates (``views``: the run's
+    own logits, test-time views included; default the plain forward) in ``evaluate``'s batches, and (N, C)
+    float64 peaks of each channel of ``layer`` (the maximum over positions, the value ``topk`` ranks images by)
+    from the first forward of each batch, which ``views`` must make on the unchanged input (checked)."""
+    peaks: list[torch.Tensor] = []
+    first = {"on": False}
+
+    def peak(name: str, a: torch.Tensor) -> None:                  # a: (B, C, H, W) or (B, C)
+        if first["on"]:
             peaks.append(a.reshape(a.shape[0], a.shape[1], -1).amax(2).double() if a.ndim > 2 else a.double())
 
-    was_training = model.training
-    model.eval()
-    try:
-        with capture(model, [layer], reduce):
-            for i in range(0, len(images_u8), batch_size):
-                x = norm.apply(images_u8[i:i + batch_size])
-                state["on"] = True
-                out = model(x).float()
-                if tta:
-                    state["on"] = False
-                    out = 0.5 * (out + model(x.flip(3)).float())
-                logits.append(out)
-    finally:
-        model.train(was_training)
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        def enter(m: nn.Module, inputs: tuple) -> None:
+            if first["on"] and inputs[0] is not x:
+                raise ConfigError("views: the first forward of a batch must take the unchanged input (the peaks "
+                                  "are read from it); run the model on x before any other view")
+
+        first["on"] = True
+        with observe(forward=[(model, lambda m, i, o: first.__setitem__("on", False))], pre=[(model, enter)]), \
+                capture(model, [layer], peak):
+            return (views or plain_logits)(model, x)
+
+    logits = [out for _, out in iter_batches(model, images_u8, norm, batch_size, forward=forward)]
     return torch.cat(logits), torch.cat(peaks)
 
 
@@ -89,7 +95,7 @@ def mean_on_owned(peaks: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
     return (peaks * o).sum(0) / o.sum(0).clamp(min=1)
 
 
-def measure(model: nn.Module, norm: Normalization, tta: bool, response: str, test: ImageDataset,
+def measure(model: nn.Module, norm: Normalization, views: Views | None, response: str, test: ImageDataset,
             test_owners: tuple[torch.Tensor, torch.Tensor], train_images: torch.Tensor, train_labels: torch.Tensor,
             chosen_pos: torch.Tensor, train_owners: tuple[torch.Tensor, torch.Tensor], per_channel: bool) -> dict:
     """One row of a variant's curve, from two forward passes: the test set, and ``train_images`` (the chosen
@@ -97,10 +103,10 @@ def measure(model: nn.Module, norm: Normalization, tta: bool, response: str, tes
     ``*_owners``: (rows of the top-k union, (U, channels) bool owners) — each kernel's top-k images, fixed
     before refinement."""
     k = len(test.classes)
-    logits, peaks = logits_and_peaks(model, response, test.images, norm, tta)
+    logits, peaks = logits_and_peaks(model, response, test.images, norm, views)
     t = result_from_logits(logits, test.labels, k)
     r_test = mean_on_owned(peaks[test_owners[0]], test_owners[1])
-    logits, peaks = logits_and_peaks(model, response, train_images, norm, tta)
+    logits, peaks = logits_and_peaks(model, response, train_images, norm, views)
     ch = result_from_logits(logits[chosen_pos], train_labels[chosen_pos], k)
     r_train = mean_on_owned(peaks[train_owners[0]], train_owners[1])
     row = {"test_accuracy": t.accuracy, "test_loss": t.loss, "test_per_class": t.per_class,

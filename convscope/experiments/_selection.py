@@ -13,6 +13,8 @@ from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..inspect.topk import TopRecord
+from ..models.forward import iter_batches
+from ..models.hooks import observe
 
 REPRESENTATIVE_RULE = ("per class, the training images nearest the class centroid (Euclidean) in the penultimate "
                        "features (the input of the last nn.Linear), class-balanced: the same total as the top-image "
@@ -61,25 +63,16 @@ def _last_linear_input(model: nn.Module) -> Iterator[list[torch.Tensor]]:
         raise ConfigError("variant 'representative': the model has no nn.Linear layer whose input could serve as "
                           "penultimate features; leave the variant out (variants=...)")
     store: list[torch.Tensor] = []
-    handle = linears[-1].register_forward_pre_hook(lambda m, inputs: store.append(inputs[0].detach().flatten(1)))
-    try:
+    with observe(pre=[(linears[-1], lambda m, inputs: store.append(inputs[0].detach().flatten(1)))]):
         yield store
-    finally:
-        handle.remove()
 
 
-@torch.no_grad()
 def penultimate_features(model: nn.Module, dataset: ImageDataset, norm: Normalization,
                          batch_size: int = 1000) -> torch.Tensor:
     """(N, D) float64: the input of the model's last linear layer for every image, in eval mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        with _last_linear_input(model) as store:
-            for i in range(0, len(dataset), batch_size):
-                model(norm.apply(dataset.images[i:i + batch_size]))
-    finally:
-        model.train(was_training)
+    with _last_linear_input(model) as store:
+        for _ in iter_batches(model, dataset.images, norm, batch_size):
+            pass
     return torch.cat(store).double()
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -29,12 +30,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._version import __version__
 from ..data.dataset import ImageDataset, stratified_split
 from ..data.normalize import Normalization
 from ..errors import ConfigError
-from ..inspect.hooks import resolve_layers
+from ..models.layers import resolve_layers
 from ..inspect.topk import topk
-from ..training.evaluate import evaluate
+from ..models.conv_layers import conv_layers
+from ..models.hooks import observe
+from ..models.forward import iter_batches
+from ..training.evaluate import TTA, EvalResult, result_from_logits
 from ._measure import bn_modules, measure, reestimated_bn
 from ._selection import (
     REPRESENTATIVE_RULE,
@@ -68,11 +73,8 @@ def _forward_until(model: nn.Module, name: str) -> Iterator[dict[str, torch.Tens
         store["out"] = output
         raise _Stop
 
-    handle = dict(model.named_modules())[name].register_forward_hook(hook)
-    try:
+    with observe([(dict(model.named_modules())[name], hook)]):
         yield store
-    finally:
-        handle.remove()
 
 
 @contextlib.contextmanager
@@ -141,22 +143,21 @@ def _rel_change(now: list[torch.Tensor], before: list[torch.Tensor]) -> float:
 
 
 def _load(target, train, test, normalization, tta):
-    """(model, train, test, normalization, tta, out_dir) from a run directory, a Run, or an nn.Module."""
+    """(model, train, test, normalization, views, tta, out_dir) from a run directory, a Run, or an nn.Module.
+    ``views`` turns (model, input) into the logits the measurements use: a run's own evaluation
+    (``Run.logits``, with whatever test-time views the run records) unless ``tta`` overrides it."""
     from ..data import load
-    from ..training import Run, load_run
+    from ..training import Run, load_run, training_split
 
     if isinstance(target, (str, Path)):
         target = load_run(target)
     if isinstance(target, Run):
-        cfg = target.config
-        if train is None:
-            train = load(cfg.dataset, "train", cfg.data_dir)
-            if 0 < cfg.train_subset < len(train):      # the subset the run trained on (as `convscope train` picks it)
-                _, keep = stratified_split(train.labels.numpy(), cfg.train_subset / len(train), "subset")
-                train = train.subset(keep)
-        test = test if test is not None else load(cfg.dataset, "test", cfg.data_dir)
-        return (target.model, train, test, normalization or target.normalization,
-                target.tta if tta is None else tta, target.path / "experiments")
+        run = target
+        train = train if train is not None else training_split(run).train   # exactly the images it trained on
+        test = test if test is not None else load(run.config.dataset, "test", run.config.data_dir)
+        views = (lambda m, x: dataclasses.replace(run, model=m).logits(x)) if tta is None else _flip_views(tta, test)
+        return (run.model, train, test, normalization or run.normalization, views, run.tta if tta is None else tta,
+                run.path / "experiments")
     if not isinstance(target, nn.Module):
         raise ConfigError(f"refine: expected a run directory, a Run or an nn.Module, got {type(target).__name__}")
     if train is None or test is None:
@@ -166,7 +167,20 @@ def _load(target, train, test, normalization, tta):
             raise ConfigError(f"{name}: expected a convscope.data.ImageDataset (convscope.data.load(...)), got "
                               f"{type(ds).__name__}")
     c = train.shape[0]
-    return target, train, test, normalization or Normalization((0.0,) * c, (1.0,) * c), bool(tta), None
+    norm = normalization or Normalization((0.0,) * c, (1.0,) * c)
+    return target, train, test, norm, _flip_views(tta, test), bool(tta), None
+
+
+def _flip_views(tta: bool | None, test: ImageDataset):
+    """Logits without the run's own views: plain, or with ``tta`` averaged with the mirrored input where a
+    mirror keeps the label (as ``evaluate`` decides)."""
+    return lambda m, x: TTA(m, bool(tta) and test.hflip_ok)(x)
+
+
+def _evaluate(model: nn.Module, test: ImageDataset, norm: Normalization, views) -> EvalResult:
+    """The baseline: ``evaluate``'s batches and metrics, with the logits the measurements use."""
+    logits = [out for _, out in iter_batches(model, test.images, norm, 1024, forward=lambda x: views(model, x))]
+    return result_from_logits(torch.cat(logits), test.labels, len(test.classes))
 
 
 def _check_order(model: nn.Module, layer: str, response: str, x: torch.Tensor) -> None:
@@ -176,14 +190,9 @@ def _check_order(model: nn.Module, layer: str, response: str, x: torch.Tensor) -
         return
     done: list[str] = []
     modules = dict(model.named_modules())
-    handles = [modules[n].register_forward_hook(lambda m, i, o, n=n: done.append(n) if n not in done else None)
-               for n in (layer, response)]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    with observe([(modules[n], lambda m, i, o, n=n: done.append(n) if n not in done else None)
+                  for n in (layer, response)]), torch.no_grad():
+        model(x)
     if response not in done:
         raise ConfigError(f"response {response!r}: not reached by a forward pass of the model; give a layer at or "
                           f"after {layer!r}")
@@ -205,25 +214,18 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
            progress: Callable[[str], None] | None = None) -> RefineResult:
     """Run the refine experiment on ``target`` (a run directory, a ``Run``, or an ``nn.Module`` with ``train``
     and ``test`` datasets). The model is not modified: every variant starts from a copy of its weights."""
-    if config is None:
-        cfg = RefineConfig()
-    elif isinstance(config, dict):
-        cfg = RefineConfig.from_dict(config)
-    elif isinstance(config, RefineConfig):
-        cfg = config
-    else:
-        raise ConfigError(f"config: expected a RefineConfig or a dict of its fields, got {type(config).__name__}")
+    cfg = config if isinstance(config, RefineConfig) else RefineConfig.from_dict({} if config is None else config)
     say = progress or (lambda s: None)
     t_start = time.perf_counter()
-    model, train, test, norm, tta, _ = _load(target, train, test, normalization, tta)
+    model, train, test, norm, views, tta, _ = _load(target, train, test, normalization, tta)
     train, test = _limit(train, cfg.train_limit, "refine-train"), _limit(test, cfg.test_limit, "refine-test")
     layer = resolve_layers(model, [cfg.layer])
     if len(layer) != 1:
         raise ConfigError(f"layer {cfg.layer!r}: names {len(layer)} layers ({', '.join(layer)}); give one conv layer")
     layer = layer[0]
     modules = dict(model.named_modules())
-    if not isinstance(modules[layer], nn.Conv2d):
-        convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
+    convs = conv_layers(model)
+    if layer not in convs:
         raise ConfigError(f"layer {layer!r} is a {type(modules[layer]).__name__}, not a Conv2d; conv layers: "
                           f"{', '.join(convs) or 'none'}")
     response = resolve_layers(model, [cfg.response or layer])
@@ -253,7 +255,7 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
         if "representative" in cfg.variants:
             feats = penultimate_features(base, train, norm)
             rep_idx = representative_subset(feats, train.labels, len(top_idx), len(train.classes))
-        base_eval = evaluate(base, test, norm, tta=tta)
+        base_eval = _evaluate(base, test, norm, views)
         baseline = {"test_accuracy": base_eval.accuracy, "test_loss": base_eval.loss,
                     "test_per_class": base_eval.per_class, "test_images": base_eval.n, "tta": bool(tta)}
         say(f"baseline test accuracy {100 * base_eval.accuracy:.2f}%; {len(top_idx)} distinct top images")
@@ -271,7 +273,7 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
                 if variant == "random":
                     chosen = random_subset(len(train), len(top_idx), g)
                 pool = torch.arange(len(train)) if variant == "full" else chosen
-                m, rows = _run_one(base, variant, cfg, layer, response, train, test, norm, tta, chosen, pool,
+                m, rows = _run_one(base, variant, cfg, layer, response, train, test, norm, views, chosen, pool,
                                    owners_all, top_train, top_test, bn_images, modes, g, cache)
                 mix = torch.bincount(train.labels[chosen], minlength=len(train.classes)).tolist()
                 runs.append(VariantRun(variant, seed, chosen.tolist(), mix, rows, time.perf_counter() - t0))
@@ -286,9 +288,7 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
                             "seed": seed, "topk_train": [[r.index for r in recs] for recs in new],
                             "overlap": [len({r.index for r in a} & {r.index for r in b}) / cfg.k
                                         for a, b in zip(rec_train, new)]}
-    import convscope
-
-    versions = {"convscope": convscope.__version__, "torch": torch.__version__, "numpy": np.__version__,
+    versions = {"convscope": __version__, "torch": torch.__version__, "numpy": np.__version__,
                 "python": platform.python_version(), "machine": platform.machine(),
                 "processor": platform.processor() or None, "threads": cfg.threads or torch.get_num_threads()}
     data = {"dataset": train.name, "train_images": len(train), "test_images": len(test), "train_split": train.split,
@@ -300,7 +300,7 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
                         runs, after, versions, time.perf_counter() - t_start, kernels, train.images)
 
 
-def _run_one(base, variant, cfg, layer, response, train, test, norm, tta, chosen, pool, owners_all, top_train,
+def _run_one(base, variant, cfg, layer, response, train, test, norm, views, chosen, pool, owners_all, top_train,
              top_test, bn_images, modes, g, cache):
     """One variant from one seed: (the refined model, its rows of measurements)."""
     model = copy.deepcopy(base).eval()               # eval mode throughout: BN statistics are never updated
@@ -339,7 +339,7 @@ def _run_one(base, variant, cfg, layer, response, train, test, norm, tta, chosen
                 r["bn"][mode] = copy.deepcopy(cache[key])
                 continue
             with (reestimated_bn(model, bn_images, norm) if mode == "reestimate" else contextlib.nullcontext()):
-                r["bn"][mode] = measure(model, norm, tta, response, test, top_test, eval_images, eval_labels,
+                r["bn"][mode] = measure(model, norm, views, response, test, top_test, eval_images, eval_labels,
                                         chosen_pos, train_owners, per_channel=step in (0, cfg.steps))
             if step == 0:
                 cache[key] = copy.deepcopy(r["bn"][mode])

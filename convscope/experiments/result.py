@@ -1,18 +1,17 @@
-"""The refine experiment's configuration and result types (dataclasses with ``to_dict()``)."""
+"""The refine experiment's result types (dataclasses with ``to_dict()``); its config, RefineConfig, lives in
+convscope/configs.py with the other typed configs (torch-free: the CLI builds its flags from it)."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 
+from ..configs import BN_MODES, VARIANTS, RefineConfig
 from ..errors import ConfigError
 
-VARIANTS = ("maximize", "top", "random", "representative", "full")
 DESCRIPTIONS = {
     "maximize": "gradient ascent on the layer's kernels only, raising each kernel's peak response on its own top-k "
                 "training images, each kernel's norm held fixed (the student's procedure)",
@@ -21,107 +20,6 @@ DESCRIPTIONS = {
     "representative": "fine-tune on as many representative training images",
     "full": "fine-tune for the same number of steps on the whole training set (the yardstick)",
 }
-BN_MODES = ("frozen", "reestimate")
-SEED_LIMIT = 2**63          # torch.manual_seed takes seeds in [0, 2**63)
-
-
-def _names(value, name: str) -> tuple[str, ...]:
-    """A list/tuple of names. A bare string is refused: iterated, 'top' would be 't', 'o', 'p'."""
-    if isinstance(value, str):
-        raise ConfigError(f"{name}: expected a list or tuple of names, e.g. ({value!r},), got the string {value!r}")
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{name}: expected a list of names (str), e.g. ('top', 'random'), got {value!r}")
-    return tuple(value)
-
-
-def _seeds(value) -> tuple[int, ...]:
-    # a string such as '0,1' is refused rather than parsed: the API takes ints, the CLI parses text
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, Integral) and not isinstance(v, bool)
-                                                       for v in value):
-        raise ConfigError(f"seeds: expected a list of integers, e.g. (0, 1, 2), got {value!r}")
-    bad = [int(v) for v in value if not 0 <= v < SEED_LIMIT]
-    if bad:
-        raise ConfigError(f"seeds: each seed must be in [0, 2**63), got {bad}")
-    return tuple(int(v) for v in value)
-
-
-@dataclass
-class RefineConfig:
-    """What the refine experiment runs. Units in comments; defaults fit 10 minutes on a 2-core CPU."""
-
-    layer: str = "conv3"                 # the conv layer whose kernels are refined
-    response: str | None = None          # the layer whose channel peaks are each kernel's response (None: `layer`)
-    k: int = 9                           # top images per kernel (convscope.inspect.topk)
-    steps: int = 30                      # optimisation steps of every variant
-    eval_every: int = 30                 # measure every this many steps (and at 0 and the last step)
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    variants: tuple[str, ...] = VARIANTS
-    batch_size: int = 64                 # images per step (fewer when the chosen set is smaller)
-    lr: float = 0.01                     # fine-tune variants: SGD learning rate (per batch, mean loss)
-    momentum: float = 0.9                # fine-tune variants: SGD momentum
-    angle: float = 0.01                  # maximize: each step turns each kernel by about this many radians
-    params: str = "layer"                # fine-tune variants train 'layer' (its weight and bias) or 'all'
-    bn: tuple[str, ...] = BN_MODES       # batch-norm statistics at measurement: frozen and/or re-estimated
-    bn_images: int = 2000                # training images for re-estimating BN statistics (fixed sample)
-    train_limit: int = 0                 # use only N training images, class-stratified (0 = all)
-    test_limit: int = 0                  # use only N test images, class-stratified (0 = all: baseline = eval's)
-    after_topk: bool = False             # recompute each variant's top-k (seed 0) after refinement
-    threads: int | None = None           # torch threads inside the experiment (restored after)
-
-    def __post_init__(self) -> None:
-        self.seeds = _seeds(self.seeds)
-        self.variants = _names(self.variants, "variants")
-        self.bn = _names(self.bn, "bn")
-        if not isinstance(self.layer, str) or not self.layer.strip():
-            raise ConfigError(f"layer: expected a conv layer name such as 'conv3', got {self.layer!r}")
-        if self.response is not None and (not isinstance(self.response, str) or not self.response.strip()):
-            raise ConfigError(f"response: expected a layer name or None, got {self.response!r}")
-        if self.threads is not None:
-            cpus = os.cpu_count() or 1
-            # far more threads than cores only slows down, and a huge count can crash torch (segfault)
-            if not isinstance(self.threads, int) or isinstance(self.threads, bool) or not 1 <= self.threads <= cpus:
-                raise ConfigError(f"threads: expected an integer from 1 to {cpus} (this machine's CPU count) or "
-                                  f"None, got {self.threads!r}")
-        for name in ("k", "steps", "eval_every", "batch_size", "bn_images"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{name}: expected a positive integer, got {v!r}")
-        for name in ("train_limit", "test_limit"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ConfigError(f"{name}: expected an integer >= 0 (0 = all), got {v!r}")
-        if not self.seeds:
-            raise ConfigError("seeds: give at least one seed, e.g. 0,1,2,3,4")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"seeds: repeated seeds in {self.seeds}")
-        bad = [v for v in self.variants if v not in VARIANTS]
-        if bad or not self.variants:
-            raise ConfigError(f"variants: unknown {bad or 'none given'}; valid: {', '.join(VARIANTS)}")
-        bad = [m for m in self.bn if m not in BN_MODES]
-        if bad or not self.bn:
-            raise ConfigError(f"bn: unknown {bad or 'none given'}; valid: {', '.join(BN_MODES)}")
-        if self.params not in ("layer", "all"):
-            raise ConfigError(f"params: expected 'layer' or 'all', got {self.params!r}")
-        for name in ("lr", "angle"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not 0 < v < 10:
-                raise ConfigError(f"{name}: expected a number in (0, 10), got {v!r}")
-        if not isinstance(self.momentum, (int, float)) or isinstance(self.momentum, bool) \
-                or not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum: expected a number in [0, 1), got {self.momentum!r}")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> RefineConfig:
-        """A config from a dict of field values; unknown keys are an error that lists the valid ones."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in values if k not in names]
-        if unknown:
-            raise ConfigError(f"config: unknown key(s) {', '.join(map(repr, unknown))}; valid: {', '.join(names)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "seeds": list(self.seeds), "variants": list(self.variants),
-                "bn": list(self.bn)}
 
 
 @dataclass
@@ -219,3 +117,6 @@ class RefineResult:
                 "topk_train": self.topk_train, "topk_test": self.topk_test, "summary": self.summary(),
                 "runs": [r.to_dict() for r in self.runs], "after": self.after, "versions": self.versions,
                 "seconds": self.seconds}
+
+
+__all__ = ["BN_MODES", "DESCRIPTIONS", "VARIANTS", "RefineConfig", "RefineResult", "VariantRun"]

@@ -2,24 +2,31 @@
 filters, feature maps, top-k activating images, feature visualization, projections to pixels and attribution
 with sanity checks. Works on any ``nn.Module`` through named layers."""
 
+from ..models.hooks import hook_count
 from ..models.probe import eval_mode, layer_input_shapes
 from . import objectives
 from .attribution import METHODS as ATTRIBUTION_METHODS
 from .attribution import attribute
 from .audit import MethodAudit, audit_method, audit_table, deletion_insertion, randomization_check
 from .edges import FILTERS, EdgeResult, edge_experiment
-from .hooks import LayerInfo, capture, default_activation_layers, hook_count, list_layers, resolve_layers
+from .hooks import LayerInfo, capture, list_layers
 from .projection import Projections, project, projections
-from .receptive_field import (Field, FieldReport, FieldRow, empirical_receptive_field, receptive_field_report,
-                              receptive_fields)
-from .sparsity import LayerSparsity, activation_sparsity
+from .receptive_field import (
+                              Field,
+                              FieldReport,
+                              FieldRow,
+                              empirical_receptive_field,
+                              receptive_field_report,
+                              receptive_fields,
+)
+from .sparsity import LayerSparsity, SparsityTracker, activation_sparsity
 from .target import Target, from_model_file, from_run
 from .topk import TopRecord, topk
 from .visualize import Visualization, visualize
 
-__all__ = ["ATTRIBUTION_METHODS", "FILTERS", "EdgeResult", "Field", "FieldReport", "FieldRow", "LayerInfo",
-           "LayerSparsity", "MethodAudit", "Projections", "Target", "TopRecord", "Visualization", "activation_sparsity",
-           "attribute", "audit_method", "audit_table", "capture", "default_activation_layers", "deletion_insertion",
+__all__ = ["ATTRIBUTION_METHODS", "EdgeResult", "FILTERS", "Field", "FieldReport", "FieldRow", "LayerInfo",
+           "LayerSparsity", "MethodAudit", "Projections", "SparsityTracker", "Target", "TopRecord", "Visualization",
+           "activation_sparsity", "attribute", "audit_method", "audit_table", "capture", "deletion_insertion",
            "edge_experiment", "empirical_receptive_field", "eval_mode", "from_model_file", "from_run", "hook_count",
            "layer_input_shapes", "list_layers", "objectives", "project", "projections", "randomization_check",
-           "receptive_field_report", "receptive_fields", "resolve_layers", "topk", "visualize"]
+           "receptive_field_report", "receptive_fields", "topk", "visualize"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -11,6 +11,7 @@ from torch import nn
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
+from ..models.forward import iter_batches
 
 
 def check_model(model) -> torch.device:
@@ -52,24 +53,19 @@ def check_norm(norm, dataset: ImageDataset, required: bool) -> Normalization | N
     return norm
 
 
-def positive_int(value, name: str) -> int:
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
+def stream(model: nn.Module, dataset: ImageDataset, norm: Normalization, batch_size: int, start: int = 0,
+           stop: int | None = None, after: Callable[[int], None] | None = None) -> None:
+    """Every batch of ``dataset[start:stop]`` through the model, for the hooks the caller holds (eval mode, no
+    gradients); ``after(n)`` follows each batch of ``n`` images. An input the model cannot take (shape,
+    channels) is a ConfigError naming the dataset."""
+    def forward(x: torch.Tensor) -> None:
+        try:
+            model(x)
+        except (RuntimeError, ValueError, IndexError, TypeError) as e:
+            raise ConfigError(f"dataset: the model cannot take {dataset.name!r} images of shape {dataset.shape} "
+                              f"({type(e).__name__}: {e}); use a dataset of the model's input shape") from e
+        if after is not None:
+            after(len(x))
 
-
-def finite_float(value, name: str, minimum: float | None = None) -> float:
-    if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value):
-        raise ConfigError(f"{name}: expected a finite number, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name}: must be at least {minimum}, got {value!r}")
-    return float(value)
-
-
-def forward(model: nn.Module, x: torch.Tensor, dataset: ImageDataset) -> None:
-    """Run the model; an input it cannot take (shape, channels) is a ConfigError naming the dataset."""
-    try:
-        model(x)
-    except (RuntimeError, ValueError, IndexError, TypeError) as e:
-        raise ConfigError(f"dataset: the model cannot take {dataset.name!r} images of shape {dataset.shape} "
-                          f"({type(e).__name__}: {e}); use a dataset of the model's input shape") from e
+    for _ in iter_batches(model, dataset.images, norm, batch_size, forward=forward, start=start, stop=stop):
+        pass

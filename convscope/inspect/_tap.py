@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from .hooks import resolve_layers
+from ..models.layers import resolve_layers
+from .hooks import capture
 
 
 class _Stop(Exception):
@@ -23,27 +24,17 @@ def tap(model: nn.Module, layers: list[str], stop: bool) -> Iterator[dict[str, t
     an in-place op later in the forward does not change it). The first call of a module is kept (a reused
     module's later calls are ignored). With ``stop``, use :func:`run` to end the forward at the last layer."""
     names = resolve_layers(model, layers) if layers else []
-    modules = dict(model.named_modules())
     store: dict[str, torch.Tensor] = {}
-    handles = []
 
-    def make(name: str):
-        def hook(module, inputs, output) -> None:
-            if name in store:
-                return
-            out = output[0] if isinstance(output, (tuple, list)) else output
-            store[name] = out.clone()
-            if stop and len(store) == len(names):
-                raise _Stop
-        return hook
+    def keep(name: str, out: torch.Tensor) -> None:
+        if name in store:
+            return
+        store[name] = out.clone()
+        if stop and len(store) == len(names):
+            raise _Stop
 
-    try:
-        for n in names:
-            handles.append(modules[n].register_forward_hook(make(n)))
+    with capture(model, names, keep, detach=False):
         yield store
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def run(model: nn.Module, x: torch.Tensor, store: dict[str, torch.Tensor]) -> torch.Tensor | None:

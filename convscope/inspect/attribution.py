@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from numbers import Integral
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._check import is_int
 from ..errors import ConfigError
+from ..models.conv_layers import last_conv
+from ..models.layers import resolve_layers
 from ..models.probe import eval_mode
 from ._args import check_model
-from .hooks import capture, resolve_layers
+from .hooks import capture
 
 # method -> how Captum's (N, C, H, W) becomes (N, H, W)
 METHODS = {
@@ -34,12 +36,13 @@ METHODS = {
 AttributionFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], np.ndarray]
 
 
-def last_conv(model: nn.Module) -> str:
-    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    if not convs:
+def _last_conv_or_error(model: nn.Module) -> str:
+    """Grad-CAM's default layer: the model's last conv."""
+    name = last_conv(model)
+    if name is None:
         raise ConfigError("layer: the model has no Conv2d layer for Grad-CAM; give layer=NAME of a layer with "
                           "spatial output")
-    return convs[-1]
+    return name
 
 
 def check_inputs(inputs, name: str = "inputs") -> torch.Tensor:
@@ -96,7 +99,7 @@ def check_target(target, classes: int, n: int, name: str = "target", device: tor
     if n > 1 and not name.startswith("--"):     # a flag takes one index; the API also one per image
         want += f", or a list of {n} such indices (one per image)"
     values: list = []
-    if isinstance(target, Integral) and not isinstance(target, bool):
+    if is_int(target):
         values = [int(target)]
     elif isinstance(target, torch.Tensor):
         if target.dtype == torch.bool or target.is_floating_point() or target.is_complex() or target.ndim > 1:
@@ -106,7 +109,7 @@ def check_target(target, classes: int, n: int, name: str = "target", device: tor
         if target.dtype.kind not in "iu" or target.ndim > 1:
             raise ConfigError(f"{name}: expected {want}, got a {target.dtype} array of shape {target.shape}")
         values = target.reshape(-1).tolist()
-    elif isinstance(target, (list, tuple)) and all(isinstance(v, Integral) and not isinstance(v, bool)
+    elif isinstance(target, (list, tuple)) and all(is_int(v)
                                                    for v in target):
         values = [int(v) for v in target]
     else:
@@ -124,7 +127,7 @@ def gradcam_layer(model: nn.Module, inputs: torch.Tensor, layer: str | None, nam
     """The one layer Grad-CAM runs at: ``layer`` (a module name, or a type matching a single module) or the last
     Conv2d, whose output must be a feature map (N, C, H, W): Grad-CAM averages gradients over H and W."""
     if layer is None:
-        layer = last_conv(model)
+        layer = _last_conv_or_error(model)
     elif not isinstance(layer, str):
         raise ConfigError(f"{name}: expected a layer name (str), got {layer!r}")
     try:
@@ -166,7 +169,7 @@ def captum_call(model: nn.Module, inputs: torch.Tensor, method: str, target: tor
     x = inputs.detach().clone().requires_grad_()      # Captum warns (an error in strict tests) otherwise
     modules = dict(model.named_modules())
     if method in ("gradcam", "guided_gradcam"):
-        layer = resolve_layers(model, [layer or last_conv(model)])[0]
+        layer = resolve_layers(model, [layer or _last_conv_or_error(model)])[0]
     if method == "saliency":
         return attr.Saliency(model).attribute(x, target=target)
     if method == "smoothgrad":

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._check import integer
 from ..errors import ConfigError
-from ..models.probe import eval_mode
-from ._args import check_model, positive_int
+from ..models.forward import iter_batches
+from ._args import check_model
 from .attribution import AttributionFn, attribute, check_inputs, check_method, resolve_target
 
 
@@ -101,18 +102,16 @@ def _curves(model: nn.Module, inputs: torch.Tensor, order: torch.Tensor, tgt: to
     rank.scatter_(1, order, torch.arange(h * w, device=order.device).expand(n, -1))   # rank[i, p]: p's place
     counts = [round(s * h * w / steps) for s in range(steps + 1)]
     out = {k: np.zeros(steps + 1) for k in ("deletion_prob", "deletion_acc", "insertion_prob", "insertion_acc")}
-    with eval_mode(model), torch.no_grad():
-        for s, k in enumerate(counts):
-            chosen = (rank < k).view(n, 1, h, w)                             # (N, 1, H, W) the first k pixels
-            for kind, x in (("deletion", torch.where(chosen, baseline, inputs)),
-                            ("insertion", torch.where(chosen, inputs, baseline))):
-                probs, hits = [], []
-                for i in range(0, n, batch):
-                    logits = model(x[i:i + batch])
-                    probs.append(logits.softmax(1).gather(1, tgt[i:i + batch, None])[:, 0])
-                    hits.append(logits.argmax(1) == tgt[i:i + batch])
-                out[f"{kind}_prob"][s] = float(torch.cat(probs).double().mean())
-                out[f"{kind}_acc"][s] = float(torch.cat(hits).double().mean())
+    for s, k in enumerate(counts):
+        chosen = (rank < k).view(n, 1, h, w)                                 # (N, 1, H, W) the first k pixels
+        for kind, x in (("deletion", torch.where(chosen, baseline, inputs)),
+                        ("insertion", torch.where(chosen, inputs, baseline))):
+            probs, hits = [], []
+            for i, logits in iter_batches(model, x, None, batch):          # x is model input: no normalization
+                probs.append(logits.softmax(1).gather(1, tgt[i:i + batch, None])[:, 0])
+                hits.append(logits.argmax(1) == tgt[i:i + batch])
+            out[f"{kind}_prob"][s] = float(torch.cat(probs).double().mean())
+            out[f"{kind}_acc"][s] = float(torch.cat(hits).double().mean())
     return out
 
 
@@ -127,8 +126,8 @@ def deletion_insertion(model: nn.Module, inputs: torch.Tensor, maps: np.ndarray,
     """Deletion/insertion curves and AUCs for ``maps`` (N, H, W) and for a random pixel order."""
     check_model(model)
     check_inputs(inputs)
-    steps = positive_int(steps, "steps")
-    batch = positive_int(batch, "batch")
+    steps = integer(steps, "steps", 1)
+    batch = integer(batch, "batch", 1)
     tgt = resolve_target(model, inputs, target)
     n, _, h, w = inputs.shape
     if np.shape(maps) != (n, h, w):
@@ -182,7 +181,7 @@ def audit_method(model: nn.Module, inputs: torch.Tensor, method: str | Attributi
     check_model(model)      # every argument before the first (possibly long) attribution
     check_inputs(inputs)
     check_method(method)
-    steps = positive_int(steps, "steps")
+    steps = integer(steps, "steps", 1)
     tgt = resolve_target(model, inputs, target)
     maps = attribute(model, inputs, method, tgt, layer, seed=seed)
     faith = deletion_insertion(model, inputs, maps, tgt, steps, seed=seed)

@@ -24,11 +24,18 @@ from torch import nn
 
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
-from ..models.probe import eval_mode
 from ..distributed import World, all_any, all_max, all_min, all_sum, batch_shard, gather_rows, process_group
 from .edges import EdgeResult, edge_experiment
-from .hooks import capture, default_activation_layers, resolve_layers
-from .sparsity import LayerSparsity, _Acc, _bin_edges, _summary
+from .sparsity import (
+    LayerCounts,
+    LayerSparsity,
+    check_sparsity_args,
+    hist_edges,
+    layer_shapes,
+    sparsity_counts,
+    summarize,
+    value_ranges,
+)
 from .topk import TopRecord, topk
 
 
@@ -70,45 +77,27 @@ def _merge_topk(recs: list[list[TopRecord]], offset: int, empty: bool, k: int, w
 def sharded_activation_sparsity(model: nn.Module, dataset: ImageDataset, norm: Normalization,
                                 layers: list[str] | None = None, threshold: float = 1e-3, batch_size: int = 500,
                                 bins: int = 60, hist_range: tuple[float, float] | None = None) -> list[LayerSparsity]:
-    """:func:`convscope.inspect.activation_sparsity` over this launch's ranks; identical results."""
-    names = resolve_layers(model, layers) if layers is not None else default_activation_layers(model)
-    device = next(model.parameters()).device
+    """:func:`convscope.inspect.activation_sparsity` over this launch's ranks; identical results: the same
+    argument checks and partial counts, merged over the ranks instead of computed over one range."""
+    args = check_sparsity_args(model, dataset, norm, layers, threshold, batch_size, bins, hist_range)
     with process_group() as world:
         start, stop = batch_shard(len(dataset), batch_size, world.rank, world.size)
-        with eval_mode(model):
-            with torch.no_grad(), capture(model, names) as probe:     # one image: which layers fire, their shapes
-                model(norm.apply(dataset.images[:1].to(device)))
-            fired = [n for n in names if n in probe]
-            shapes = {n: tuple(probe[n].shape[1:]) for n in fired}
-
-            def stream(fn) -> None:
-                with torch.no_grad(), capture(model, fired, fn):
-                    for i in range(start, stop, batch_size):          # the single-process batches of this shard
-                        model(norm.apply(dataset.images[i:i + batch_size].to(device)))
-
-            if hist_range is None:   # pass 1: each layer's value range over the whole dataset
-                lo = dict.fromkeys(fired, np.inf)
-                hi = dict.fromkeys(fired, -np.inf)
-
-                def extent(name: str, out: torch.Tensor) -> None:
-                    lo[name] = min(lo[name], float(out.min()))
-                    hi[name] = max(hi[name], float(out.max()))
-
-                stream(extent)
-                los = all_min(torch.tensor([lo[n] for n in fired], dtype=torch.float64), world).tolist()
-                his = all_max(torch.tensor([hi[n] for n in fired], dtype=torch.float64), world).tolist()
-                edges = {n: _bin_edges(a, b, bins) for n, a, b in zip(fired, los, his)}
-            else:
-                edges = {n: np.linspace(*hist_range, bins + 1) for n in fired}
-            accs = {n: _Acc(shapes[n], edges[n]) for n in fired}
-            stream(lambda name, out: accs[name].add(out, threshold))
-        for a in accs.values():
-            _merge_acc(a, world)
-        return [_summary(n, accs[n]) for n in fired]
+        shapes = layer_shapes(model, dataset, args)
+        fired = list(shapes)
+        ranges = dict.fromkeys(fired)
+        if hist_range is None:   # pass 1: each layer's value range over the whole dataset
+            local = value_ranges(model, dataset, args, fired, start, stop)
+            los = all_min(torch.tensor([local[n][0] for n in fired], dtype=torch.float64), world).tolist()
+            his = all_max(torch.tensor([local[n][1] for n in fired], dtype=torch.float64), world).tolist()
+            ranges = {n: (a, b) for n, a, b in zip(fired, los, his)}
+        counts = sparsity_counts(model, dataset, args, shapes, hist_edges(args, ranges), start, stop)
+        for c in counts.values():
+            _merge_counts(c, world)
+        return summarize(counts)
 
 
-def _merge_acc(a: _Acc, world: World) -> None:
-    """Sum one layer's raw counts over the ranks, in place (exact: integers, or float64 holding integers)."""
+def _merge_counts(a: LayerCounts, world: World) -> None:
+    """:meth:`LayerCounts.merge` over the ranks, in place (exact: integer sums, OR of masks)."""
     a.n, a.zero, a.near = all_sum(torch.tensor([a.n, a.zero, a.near], dtype=torch.int64), world).tolist()
     a.chan_zero = all_sum(a.chan_zero, world)
     a.ever_nonzero = all_any(a.ever_nonzero, world)

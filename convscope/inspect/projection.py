@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from numbers import Integral
 
 import numpy as np
 import torch
@@ -26,11 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from .._check import integer, is_int
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
+from ..models.hooks import observe
 from ..models.probe import eval_mode
-from ._args import check_dataset, check_model, check_norm, positive_int
+from ._args import check_dataset, check_model, check_norm
 from ._tap import run, tap
 from .topk import TopRecord, topk
 from .visualize import layer_channels, resolve_layer
@@ -96,22 +97,15 @@ def relu_rule(model: nn.Module, rule: str) -> Iterator[None]:
     if rule not in RULES:
         raise ConfigError(f"rule: {rule!r}; choose from {', '.join(RULES)}")
     stack: list[str] = []
-    handles = []
 
-    def pop(mod, inputs, output) -> None:          # returns None: never replaces the output
+    def pop(mod, inputs, output) -> None:
         if stack:
             stack.pop()
 
-    try:
-        for name, m in model.named_modules():
-            if name:
-                handles.append(m.register_forward_pre_hook(lambda mod, i, n=name: stack.append(n)))
-                handles.append(m.register_forward_hook(pop))
-        with _ReluRule(RULES[rule], stack):
-            yield
-    finally:
-        for h in handles:
-            h.remove()
+    named = [(n, m) for n, m in model.named_modules() if n]
+    with observe(forward=[(m, pop) for _, m in named],
+                 pre=[(m, lambda mod, i, n=n: stack.append(n)) for n, m in named]), _ReluRule(RULES[rule], stack):
+        yield
 
 
 def project(model: nn.Module, inputs: torch.Tensor, layer: str, units: Sequence[tuple[int, int, int]],
@@ -138,7 +132,7 @@ def project(model: nn.Module, inputs: torch.Tensor, layer: str, units: Sequence[
     if isinstance(units, (np.ndarray, torch.Tensor)):
         units = units.tolist()                                             # (N, 3) array of indices
     if not isinstance(units, Sequence) or isinstance(units, str) or not all(
-            isinstance(u, Sequence) and len(u) == 3 and all(isinstance(v, Integral) and not isinstance(v, bool)
+            isinstance(u, Sequence) and len(u) == 3 and all(is_int(v)
                                                             for v in u) for u in units):
         raise ConfigError(f"units: expected one (channel, y, x) tuple of integers per image, got {units!r}")
     if len(units) != len(inputs):
@@ -187,12 +181,12 @@ def projections(model: nn.Module, dataset: ImageDataset, layer: str, channels: S
     dataset = check_dataset(dataset)
     norm = check_norm(norm, dataset, required=False)
     layer = resolve_layer(model, layer)
-    k = positive_int(k, "k")
+    k = integer(k, "k", 1)
     if isinstance(channels, (np.ndarray, torch.Tensor)):
         channels = channels.tolist()
     if channels is not None:
         if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence) or not all(
-                isinstance(c, Integral) and not isinstance(c, bool) for c in channels):
+                is_int(c) for c in channels):
             raise ConfigError(f"channels: expected a list of channel indices or None (all), got {channels!r}")
         if not channels:
             raise ConfigError("channels: empty; give at least one channel index, or None for all")

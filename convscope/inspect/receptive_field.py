@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from .._result import ResultMixin
+from ..conv.geometry import pair
 from ..errors import ConfigError
-from ..matrix.geometry import pair
+from ..models.hooks import observe
 from ..models.probe import check_input_shape, eval_mode, zeros_forward
 from ._args import check_model
 
@@ -70,13 +71,9 @@ def _trace(model: nn.Module, input_shape) -> list[tuple[str, nn.Module, torch.Te
     check_model(model)
     calls = []
     leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
-    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: calls.append((n, mod, i[0], o))) for n, m in leaves]
-    try:
-        with eval_mode(model), torch.no_grad():
-            zeros_forward(model, input_shape)
-    finally:
-        for h in hooks:
-            h.remove()
+    with observe([(m, lambda mod, i, o, n=n: calls.append((n, mod, i[0], o))) for n, m in leaves]), \
+            eval_mode(model), torch.no_grad():
+        zeros_forward(model, input_shape)
     return calls
 
 
@@ -152,12 +149,9 @@ def _empirical(model: nn.Module, layer: str, input_shape: tuple[int, int, int],
     if layer not in modules:
         raise ConfigError(f"unknown layer {layer!r}; valid: {', '.join(n for n in modules if n)}")
     got = {}
-    h = modules[layer].register_forward_hook(lambda m, i, o: got.__setitem__("out", o))
     x = torch.ones(1, *input_shape, dtype=torch.float64, requires_grad=True)
-    try:
+    with observe([(modules[layer], lambda m, i, o: got.__setitem__("out", o))]):
         probe(x)
-    finally:
-        h.remove()
     if "out" not in got:
         raise ConfigError(f"layer {layer!r}: not reached by a forward pass of the model")
     o = got["out"]

@@ -4,18 +4,21 @@ under a threshold, dead units, and histograms — in one streaming pass with bou
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..data.dataset import ImageDataset
+from .._check import integer, number
 from .._result import ResultMixin
+from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
-from ..models.probe import eval_mode
-from ._args import check_dataset, check_model, check_norm, finite_float, forward, positive_int
-from .hooks import capture, default_activation_layers, resolve_layers
+from ..models.layers import default_activation_layers, resolve_layers
+from ..runs.callbacks import Callback, LoopView
+from ._args import check_dataset, check_model, check_norm, stream
+from .hooks import capture
 
 
 @dataclass
@@ -33,28 +36,117 @@ class LayerSparsity(ResultMixin):
     hist_counts: list[int] = field(default_factory=list)
 
 
-class _Acc:
-    """Running sums for one layer; O(units) memory."""
+class LayerCounts:
+    """Raw integer counts of one layer's outputs over some images: the partial result. Two partials over
+    disjoint images (with the same histogram edges) merge exactly into the counts over their union."""
 
     def __init__(self, shape: tuple[int, ...], bins: np.ndarray) -> None:
         self.shape, self.bins = shape, bins
-        self.n = 0
-        self.zero = 0
-        self.near = 0
-        c = shape[0]
-        self.chan_zero = torch.zeros(c, dtype=torch.float64)
-        self.ever_nonzero = torch.zeros(shape, dtype=torch.bool)
+        self.n = 0                                                       # images
+        self.zero = 0                                                    # activations exactly 0
+        self.near = 0                                                    # |a| <= threshold
+        self.chan_zero = torch.zeros(shape[0], dtype=torch.int64)       # (C,) zeros per channel
+        self.ever_nonzero = torch.zeros(shape, dtype=torch.bool)        # one image's shape: unit ever non-zero
         self.hist = np.zeros(len(bins) - 1, dtype=np.int64)
 
     def add(self, a: torch.Tensor, threshold: float) -> None:
+        """Count a batch of outputs ``a`` (B, *shape)."""
         a = a.float()
         z = a == 0
         self.n += a.shape[0]
         self.zero += int(z.sum())
         self.near += int((a.abs() <= threshold).sum())
-        self.chan_zero += z.transpose(0, 1).reshape(a.shape[1], -1).sum(1).double()
+        self.chan_zero += z.transpose(0, 1).reshape(a.shape[1], -1).sum(1).cpu()
         self.ever_nonzero |= (~z).any(0).cpu()
         self.hist += np.histogram(a.cpu().numpy(), bins=self.bins)[0]
+
+    def merge(self, other: LayerCounts) -> None:
+        """Add ``other``'s counts (same layer, same edges, other images) in place."""
+        if other.shape != self.shape or not np.array_equal(other.bins, self.bins):
+            raise ConfigError("sparsity partials: counts of different layers or histogram edges cannot be merged; "
+                              "compute both with the same edges (hist_edges of the merged value ranges)")
+        self.n, self.zero, self.near = self.n + other.n, self.zero + other.zero, self.near + other.near
+        self.chan_zero += other.chan_zero
+        self.ever_nonzero |= other.ever_nonzero
+        self.hist += other.hist
+
+
+@dataclass(frozen=True)
+class SparsityArgs:
+    """The checked arguments of :func:`activation_sparsity` (shared by the sharded path)."""
+
+    norm: Normalization
+    names: list[str]
+    threshold: float
+    batch_size: int
+    bins: int
+    hist_range: tuple[float, float] | None
+
+
+def check_sparsity_args(model: nn.Module, dataset: ImageDataset, norm: Normalization, layers: list[str] | None,
+                        threshold: float, batch_size: int, bins: int,
+                        hist_range: tuple[float, float] | None) -> SparsityArgs:
+    check_model(model)
+    dataset = check_dataset(dataset)
+    norm = check_norm(norm, dataset, required=True)
+    batch_size, bins = integer(batch_size, "batch_size", 1), integer(bins, "bins", 1)
+    threshold = number(threshold, "threshold", 0)
+    if hist_range is not None:
+        if not isinstance(hist_range, (tuple, list)) or len(hist_range) != 2:
+            raise ConfigError(f"hist_range: expected (low, high), got {hist_range!r}")
+        hist_range = tuple(number(v, "hist_range") for v in hist_range)
+        if not hist_range[0] < hist_range[1]:
+            raise ConfigError(f"hist_range: low must be below high, got {hist_range!r}")
+    names = resolve_layers(model, layers) if layers is not None else default_activation_layers(model)
+    if not names:
+        raise ConfigError("layers: no layer given; name at least one (e.g. 'relu1' or 'ReLU'), or pass None")
+    return SparsityArgs(norm, names, threshold, batch_size, bins, hist_range)
+
+
+def layer_shapes(model: nn.Module, dataset: ImageDataset, args: SparsityArgs) -> dict[str, tuple[int, ...]]:
+    """The layers of ``args.names`` that output a tensor in a forward pass, with one example's output shape
+    (a one-image probe: every shard knows them, also one without images)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    with capture(model, args.names, lambda n, t: shapes.setdefault(n, tuple(t.shape[1:]))):
+        stream(model, dataset, args.norm, 1, stop=1)
+    return {n: shapes[n] for n in args.names if n in shapes}
+
+
+def value_ranges(model: nn.Module, dataset: ImageDataset, args: SparsityArgs, layers: list[str], start: int = 0,
+                 stop: int | None = None) -> dict[str, tuple[float, float]]:
+    """Partial: each layer's (min, max) over images ``[start, stop)``; (inf, -inf) where there are none.
+    Partials merge by the min of the lows and the max of the highs."""
+    lo = dict.fromkeys(layers, np.inf)
+    hi = dict.fromkeys(layers, -np.inf)
+
+    def extent(name: str, out: torch.Tensor) -> None:
+        lo[name] = min(lo[name], float(out.min()))
+        hi[name] = max(hi[name], float(out.max()))
+
+    with capture(model, layers, extent):
+        stream(model, dataset, args.norm, args.batch_size, start, stop)
+    return {n: (lo[n], hi[n]) for n in layers}
+
+
+def hist_edges(args: SparsityArgs, ranges: dict[str, tuple[float, float]]) -> dict[str, np.ndarray]:
+    """Each layer's histogram edges: ``args.hist_range`` if given, else spanning its (merged) value range."""
+    if args.hist_range is not None:
+        return {n: np.linspace(*args.hist_range, args.bins + 1) for n in ranges}
+    return {n: _bin_edges(lo, hi, args.bins) for n, (lo, hi) in ranges.items()}
+
+
+def sparsity_counts(model: nn.Module, dataset: ImageDataset, args: SparsityArgs, shapes: dict[str, tuple[int, ...]],
+                    edges: dict[str, np.ndarray], start: int = 0, stop: int | None = None) -> dict[str, LayerCounts]:
+    """Partial: each layer's counts over images ``[start, stop)`` (the single-process batches of that range)."""
+    counts = {n: LayerCounts(shapes[n], edges[n]) for n in shapes}
+    with capture(model, list(shapes), lambda name, out: counts[name].add(out, args.threshold)):
+        stream(model, dataset, args.norm, args.batch_size, start, stop)
+    return counts
+
+
+def summarize(counts: dict[str, LayerCounts]) -> list[LayerSparsity]:
+    """The result of merged counts (all the images), in layer order."""
+    return [_summary(n, c) for n, c in counts.items()]
 
 
 def activation_sparsity(model: nn.Module, dataset: ImageDataset, norm: Normalization, layers: list[str] | None = None,
@@ -63,46 +155,10 @@ def activation_sparsity(model: nn.Module, dataset: ImageDataset, norm: Normaliza
     """Sparsity of each layer's output over ``dataset`` (eval mode). Default layers: the activation modules.
 
     Two streaming passes when ``hist_range`` is None (the first finds each layer's value range)."""
-    device = check_model(model)
-    dataset = check_dataset(dataset)
-    norm = check_norm(norm, dataset, required=True)
-    batch_size, bins = positive_int(batch_size, "batch_size"), positive_int(bins, "bins")
-    threshold = finite_float(threshold, "threshold", minimum=0.0)
-    if hist_range is not None:
-        if not isinstance(hist_range, (tuple, list)) or len(hist_range) != 2:
-            raise ConfigError(f"hist_range: expected (low, high), got {hist_range!r}")
-        lo_, hi_ = (finite_float(v, "hist_range") for v in hist_range)
-        if not lo_ < hi_:
-            raise ConfigError(f"hist_range: low must be below high, got {hist_range!r}")
-    names = resolve_layers(model, layers) if layers is not None else default_activation_layers(model)
-    if not names:
-        raise ConfigError("layers: no layer given; name at least one (e.g. 'relu1' or 'ReLU'), or pass None")
-    accs: dict[str, _Acc] = {}
-    edges: dict[str, np.ndarray] = {}
-    with eval_mode(model):
-        if hist_range is None:  # pass 1: each layer's value range, so pass 2's histograms hold every value
-            lo: dict[str, float] = {}
-            hi: dict[str, float] = {}
-
-            def extent(name: str, out: torch.Tensor) -> None:
-                lo[name] = min(lo.get(name, np.inf), float(out.min()))
-                hi[name] = max(hi.get(name, -np.inf), float(out.max()))
-
-            with torch.no_grad(), capture(model, names, extent):
-                for i in range(0, len(dataset), batch_size):
-                    forward(model, norm.apply(dataset.images[i:i + batch_size].to(device)), dataset)
-            for n, low in lo.items():
-                edges[n] = _bin_edges(low, hi[n], bins)
-
-        def reduce(name: str, out: torch.Tensor) -> None:
-            if name not in accs:
-                accs[name] = _Acc(tuple(out.shape[1:]), edges.get(name, np.linspace(*(hist_range or (0, 1)), bins + 1)))
-            accs[name].add(out, threshold)
-
-        with torch.no_grad(), capture(model, names, reduce):
-            for i in range(0, len(dataset), batch_size):
-                forward(model, norm.apply(dataset.images[i:i + batch_size].to(device)), dataset)
-    return [_summary(n, accs[n]) for n in names if n in accs]
+    args = check_sparsity_args(model, dataset, norm, layers, threshold, batch_size, bins, hist_range)
+    shapes = layer_shapes(model, dataset, args)
+    ranges = value_ranges(model, dataset, args, list(shapes)) if hist_range is None else dict.fromkeys(shapes)
+    return summarize(sparsity_counts(model, dataset, args, shapes, hist_edges(args, ranges)))
 
 
 def _bin_edges(lo: float, hi: float, bins: int) -> np.ndarray:
@@ -111,14 +167,14 @@ def _bin_edges(lo: float, hi: float, bins: int) -> np.ndarray:
     return np.linspace(lo, top, bins + 1)
 
 
-def _summary(name: str, a: _Acc) -> LayerSparsity:
+def _summary(name: str, a: LayerCounts) -> LayerSparsity:
     """The fractions and dead counts of one layer, from its accumulated raw counts."""
     units = int(np.prod(a.shape))
     per_chan = units // a.shape[0]
     dead_units = int((~a.ever_nonzero).sum())
     dead_channels = int((~a.ever_nonzero.reshape(a.shape[0], -1).any(1)).sum())
     return LayerSparsity(name, a.shape, a.n * units, a.zero / (a.n * units), a.near / (a.n * units),
-                         (a.chan_zero / (a.n * per_chan)).tolist(), dead_units, units, dead_channels,
+                         (a.chan_zero.double() / (a.n * per_chan)).tolist(), dead_units, units, dead_channels,
                          a.bins.tolist(), a.hist.tolist())
 
 
@@ -146,3 +202,18 @@ def sparsity_png(results: list[LayerSparsity], path, title: str = ""):
         ax.set_xlabel("activation value")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+class SparsityTracker(Callback):
+    """Per epoch, the exactly-zero fraction of each activation layer's output on the first ``probe`` test
+    images, as ``"sparsity": {layer: fraction}`` in the epoch's metrics line (``track_sparsity: true`` adds one
+    to a run; any run may take one through ``callbacks=``)."""
+
+    def __init__(self, probe: int = 1000) -> None:
+        self.probe = probe
+
+    def on_epoch_end(self, loop: LoopView, record: dict[str, Any]) -> None:
+        test = loop.data.test
+        probe = test.subset(torch.arange(min(self.probe, len(test))))
+        res = activation_sparsity(loop.engine.eval_module(), probe, loop.data.norm, hist_range=(0.0, 1.0), bins=1)
+        record["sparsity"] = {r.name: round(r.zero_fraction, 6) for r in res}

@@ -40,17 +40,19 @@ class Target:
     classes: tuple[str, ...] | None
     dataset: str
     out_dir: Path            # where PNG + JSON go (the run's inspect/ folder)
+    prepare: str = "none"    # how an image file becomes input (convscope.data.prepare.default_mode of the run)
 
     def preprocess(self, images_u8: torch.Tensor) -> torch.Tensor:
         return self.normalization.apply(images_u8)
 
 
 def from_run(path: str | Path) -> Target:
-    from ..training import load_run
+    from ..data.prepare import default_mode
+    from ..runs.rundir import load_run_model
 
-    run = load_run(path)
-    return Target(run.model.eval(), run.input_shape, run.normalization, run.classes, run.config.dataset,
-                  Path(path) / "inspect")
+    run = load_run_model(path)
+    return Target(run.model.eval(), run.input_shape, run.normalization, run.classes, run.dataset,
+                  Path(path) / "inspect", default_mode(run.meta))
 
 
 def load_model_file(spec: str, weights: str | Path | None) -> nn.Module:

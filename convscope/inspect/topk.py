@@ -13,13 +13,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data.dataset import ImageDataset
+from .._check import integer
 from .._result import ResultMixin
+from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
-from ..models.probe import eval_mode
-from ._args import check_dataset, check_model, check_norm, forward, positive_int
-from .hooks import capture, resolve_layers
+from ..models.layers import resolve_layers
+from ._args import check_dataset, check_model, check_norm, stream
+from .hooks import capture
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,9 @@ class _Running:
 def topk(model: nn.Module, dataset: ImageDataset, layers: list[str], k: int = 9,
          norm: Normalization | None = None, batch_size: int = 500) -> dict[str, list[list[TopRecord]]]:
     """Per layer, per channel: the k best records (index, y, x, value), best first."""
-    device = check_model(model)
+    check_model(model)
     dataset = check_dataset(dataset)
-    k, batch_size = positive_int(k, "k"), positive_int(batch_size, "batch_size")
+    k, batch_size = integer(k, "k", 1), integer(batch_size, "batch_size", 1)
     norm = check_norm(norm, dataset, required=False)
     names = resolve_layers(model, layers)
     if not names:
@@ -70,10 +71,8 @@ def topk(model: nn.Module, dataset: ImageDataset, layers: list[str], k: int = 9,
             widths[name] = out.shape[3] if out.ndim == 4 else 1
         running[name].add(out, state["first"])
 
-    with eval_mode(model), torch.no_grad(), capture(model, names, reduce):
-        for i in range(0, len(dataset), batch_size):
-            state["first"] = i
-            forward(model, norm.apply(dataset.images[i:i + batch_size].to(device)), dataset)
+    with capture(model, names, reduce):      # the hooks read the batch's first dataset index from state
+        stream(model, dataset, norm, batch_size, after=lambda n: state.__setitem__("first", state["first"] + n))
     silent = [n for n in names if n not in running]
     if silent:
         raise ConfigError(f"layers: {', '.join(silent)} produced no tensor output in the forward pass (not used by "

@@ -17,18 +17,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._check import instance, is_int
+from ..configs import VisualizeConfig
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
+from ..models.forward import iter_batches
+from ..models.layers import resolve_layers
+from ..models.probe import check_input_shape, eval_mode, zeros_forward
 from . import objectives as O
 from . import vis_transforms as T
-from ..models.probe import check_input_shape, eval_mode, zeros_forward
-from ._args import check_dataset, check_model, finite_float, positive_int
+from ._args import check_dataset, check_model
 from ._tap import run, tap
-from .hooks import capture, resolve_layers
+from .hooks import capture
 from .param import make_param
 
-MEASURES = ("mean", "max", "neuron")
 MAX_SIDE = 4096        # input_shape's largest height/width: beyond it one batch of images alone fills memory
 MAX_RANGE = 1 << 16    # the widest --channels range parsed without a channel count to bound it
 
@@ -139,14 +142,12 @@ def natural_best(model: nn.Module, dataset: ImageDataset, layer: str | None, cha
 
         recs = topk(model, dataset, [layer], 1, norm, batch_size)[layer]
         return [recs[c][0].value for c in channels], [recs[c][0].index for c in channels]
-    device = check_model(model)
+    check_model(model)
     best = torch.full((len(channels),), -torch.inf, dtype=torch.float64)
     where = torch.zeros(len(channels), dtype=torch.long)
     seen: dict[str, torch.Tensor] = {}
-    with eval_mode(model), torch.no_grad(), capture(model, [layer] if layer else [],
-                                                    lambda n, t: seen.__setitem__(n, t)):
-        for i in range(0, len(dataset), batch_size):
-            out = model(norm.apply(dataset.images[i:i + batch_size].to(device)))
+    with capture(model, [layer] if layer else [], lambda n, t: seen.__setitem__(n, t)):
+        for i, out in iter_batches(model, dataset.images, norm, batch_size):
             v = unit_values(seen[layer] if layer else out, channels, measure).double().cpu()  # (B, N)
             m, idx = v.max(0)                                    # first maximum: lowest index on ties
             better = m > best
@@ -168,7 +169,8 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
               objective: O.Objective | None = None, norm: Normalization | None = None,
               input_shape: tuple[int, int, int] | None = None, steps: int = 256, param: str = "fourier",
               lr: float | None = None, transforms: Sequence[T.Transform] | str | None = "standard",
-              l2: float = 0.0, tv: float = 0.0, blur: float = 0.0) -> Visualization:
+              l2: float = 0.0, tv: float = 0.0, blur: float = 0.0,
+              config: VisualizeConfig | None = None) -> Visualization:
     """One image per channel of ``layer`` (None: the class logits) that maximizes its activation.
 
     ``channels``: an index, a list, or None for every channel. ``measure``: ``mean`` over the channel's map
@@ -176,11 +178,15 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
     default (the measure of each image's own channel) for the optimization; ``l2``, ``tv`` and ``blur`` add
     those regularizers with these weights. ``transforms``: ``"standard"``, None, or a list. With a
     ``dataset``, ``natural_values`` holds the best dataset image's value by the same measure.
-    ``norm`` maps [0, 1] images to model input (default: identity); ``input_shape`` defaults to the dataset's."""
+    ``norm`` maps [0, 1] images to model input (default: identity); ``input_shape`` defaults to the dataset's.
+    ``config``: a :class:`~convscope.configs.VisualizeConfig` in place of seed, neuron, measure, steps, param, lr,
+    l2, tv and blur (the CLI passes one)."""
     device = check_model(model)
-    measure = "neuron" if neuron else measure
-    if measure not in MEASURES:
-        raise ConfigError(f"measure: {measure!r} is not one of {', '.join(MEASURES)}")
+    cfg = config if config is not None else VisualizeConfig(
+        measure=measure, neuron=neuron, steps=steps, seed=seed, param=param, lr=lr, tv=tv, l2=l2, blur=blur)
+    instance(cfg, "config", VisualizeConfig, "a convscope.configs.VisualizeConfig")
+    measure, steps, seed, param, lr, l2, tv, blur = (cfg.measure, cfg.steps, cfg.seed, cfg.param, cfg.lr, cfg.l2,
+                                                     cfg.tv, cfg.blur)
     if layer is not None:
         layer = resolve_layer(model, layer)
     if dataset is not None:
@@ -191,14 +197,6 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
     if max(shape[1:]) > MAX_SIDE:
         raise ConfigError(f"input_shape {shape}: sides above {MAX_SIDE} pixels are refused (one batch of such "
                           "images does not fit in memory); give the (C, H, W) the model was built for")
-    if not isinstance(seed, Integral) or isinstance(seed, bool) or seed < 0:
-        raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
-    steps = positive_int(steps, "steps")
-    if lr is not None:
-        lr = finite_float(lr, "lr")
-        if lr <= 0:
-            raise ConfigError(f"lr: must be positive, got {lr!r}")
-    l2, tv, blur = (finite_float(v, n, 0.0) for v, n in ((l2, "l2"), (tv, "tv"), (blur, "blur")))
     if objective is not None and not isinstance(objective, O.Objective):
         raise ConfigError(f"objective: expected a convscope.inspect.objectives.Objective, got "
                           f"{type(objective).__name__}")
@@ -266,8 +264,7 @@ def _channels(model: nn.Module, layer: str | None, channels, shape, device, shap
         channels = channels.tolist()                     # an array of indices, as a list (or one index)
     if channels is not None and (isinstance(channels, (str, bytes, bool)) or not (
             isinstance(channels, Integral) or (isinstance(channels, Sequence)
-                                               and all(isinstance(c, Integral) and not isinstance(c, bool)
-                                                       for c in channels)))):
+                                               and all(is_int(c) for c in channels)))):
         raise ConfigError(f"channels: expected an index, a list of indices or None (all), got {channels!r}"
                           + ("; parse text such as '0-3' with parse_channels" if isinstance(channels, str) else ""))
     n = layer_channels(model, layer, shape, device, shape_arg)

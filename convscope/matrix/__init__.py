@@ -1,11 +1,2 @@
-"""Convolution as an explicit sparse matrix: build it, verify it, transpose it, draw it, measure its spectrum."""
-
-from .conv_matrix import (AffineConv, MatrixTooLargeError, conv_affine, conv_bias, conv_matrix, estimate_bytes,
-                          output_shape)
-from .geometry import ConvGeometry, make_geometry
-from .operator import conv_operator, transpose_output_padding
-from .pooling import StackMatrix, avg_pool_matrix, max_pool_selection, stack_matrix
-
-__all__ = ["AffineConv", "ConvGeometry", "MatrixTooLargeError", "StackMatrix", "avg_pool_matrix", "conv_affine",
-           "conv_bias", "conv_matrix", "conv_operator", "estimate_bytes", "make_geometry", "max_pool_selection",
-           "output_shape", "stack_matrix", "transpose_output_padding"]
+"""Model-walking matrix reports on top of the conv core (:mod:`convscope.conv`): a model's conv layer as its
+explicit matrix (report), the matrix drawn and printed (display), its singular values (spectrum)."""

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from ..conv.conv_matrix import conv_pattern
+from ..conv.geometry import ConvGeometry
 from ..viz import new_figure, save_figure
-from .conv_matrix import conv_pattern
-from .geometry import ConvGeometry
 
 
 def tap_names(geom: ConvGeometry) -> list[str]:

@@ -13,12 +13,13 @@ import torch
 from torch import nn
 
 from .._result import ResultMixin
+from ..conv.conv_matrix import conv_matrix
+from ..conv.geometry import ConvGeometry, make_geometry
 from ..errors import ConfigError
-from ..inspect.hooks import resolve_layers
+from ..models.conv_layers import conv_layers
+from ..models.layers import resolve_layers
 from ..models.probe import layer_input_shapes
-from .conv_matrix import conv_matrix
 from .display import block_structure, format_symbolic, symbolic_entries
-from .geometry import ConvGeometry, make_geometry
 from .spectrum import SpectrumSummary, layer_spectrum
 
 
@@ -53,7 +54,7 @@ class MatrixResult:
 def conv_layer_in_model(model: nn.Module, layer: str, input_shape: tuple[int, int, int]
                         ) -> tuple[nn.Conv2d, tuple[int, ...]]:
     """The conv layer ``layer`` of ``model`` and the shape of its input for a model input of ``input_shape``."""
-    convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    convs = conv_layers(model)
     conv_list = ", ".join(convs) or "none"
     if not isinstance(layer, str) or not layer.strip():
         raise ConfigError(f"--layer {layer!r}: give a conv layer name; conv layers: {conv_list}")

@@ -19,11 +19,11 @@ import torch
 from torch import nn
 
 from .._result import ResultMixin
+from ..conv.conv_matrix import _weight_and_geometry
+from ..conv.geometry import ConvGeometry
+from ..conv.operator import conv_operator
 from ..errors import ConfigError
 from ..models.probe import layer_input_shapes
-from .conv_matrix import _weight_and_geometry
-from .geometry import ConvGeometry
-from .operator import conv_operator
 
 
 def check_finite_weight(weight: np.ndarray) -> None:
@@ -87,7 +87,7 @@ def circular_singular_values(weight, input_shape, stride=1, padding=0, dilation=
 
 def dense_singular_values(weight, input_shape, **conv_kwargs) -> np.ndarray:
     """Reference: ``numpy.linalg.svd`` of the explicit (densified) matrix. Small layers only."""
-    from .conv_matrix import conv_matrix
+    from ..conv.conv_matrix import conv_matrix
 
     m = conv_matrix(weight, input_shape, **conv_kwargs)
     if m.shape[0] * m.shape[1] > 25_000_000:
@@ -158,7 +158,7 @@ def spectral_norm_interval(weight, input_shape, stride=1, padding=0, dilation=1,
         upper = gram_upper_bound(frequency_blocks(weight, geom, canvas), gram_iterations)
     else:
         # other paddings copy border pixels: bound by the Frobenius-free rule ||M||_2 <= sqrt(||M||_1 ||M||_inf)
-        from .conv_matrix import conv_matrix
+        from ..conv.conv_matrix import conv_matrix
 
         m = conv_matrix(weight.astype(np.float64), geom.input_shape, geom.stride, _pad_arg(geom), geom.dilation,
                         geom.groups, geom.padding_mode)
@@ -184,7 +184,7 @@ class LayerBound(ResultMixin):
 def lipschitz_bound(model: nn.Module, input_shape: tuple[int, int, int]) -> tuple[list[LayerBound], float]:
     """Per-layer spectral-norm intervals of a feed-forward chain, and the product of upper bounds: an upper
     bound on the network's Lipschitz constant in the L2 norm (in eval mode). Residual blocks are refused."""
-    from .pooling import avg_pool_matrix
+    from ..conv.pooling import avg_pool_matrix
 
     modules = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
     shapes = layer_input_shapes(model, input_shape, [n for n, _ in modules])

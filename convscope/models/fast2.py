@@ -7,7 +7,7 @@ convolutions (bench/profile_fast.py). Optional: a fixed patch-whitening first la
 from the first training batch it sees, as airbench does on CIFAR-10.
 
 Evidence (bench/profile_fast.py, bench/recipe_ablation2.py; 2-core AMD EPYC, torch 2.13 CPU): see
-docs/sections/speed.md.
+docs/speed.md.
 """
 
 from __future__ import annotations

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from numbers import Integral
 
 import torch
 from torch import nn
 
+from .._check import is_int
 from ..errors import ConfigError
+from .hooks import observe
 
 
 @contextlib.contextmanager
@@ -29,7 +30,7 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 def check_input_shape(value, name: str = "input_shape") -> tuple[int, int, int]:
     """``value`` as a (C, H, W) tuple of positive ints, or a ConfigError naming ``name`` and the fix."""
     ok = (isinstance(value, (tuple, list, torch.Size)) and len(value) == 3
-          and all(isinstance(v, Integral) and not isinstance(v, bool) and v >= 1 for v in value))
+          and all(is_int(v) and v >= 1 for v in value))
     if not ok:
         raise ConfigError(f"{name}: expected (channels, height, width), three positive integers such as (1, 28, 28), "
                           f"got {value!r}")
@@ -81,18 +82,11 @@ def layer_input_shapes(model: nn.Module, input_shape: tuple[int, ...], names: li
     shapes: dict[str, tuple[int, ...]] = {}
 
     def make(name: str):
-        def hook(module, inputs, output) -> None:  # returns None: observes only
+        def hook(module, inputs, output) -> None:
             if inputs and isinstance(inputs[0], torch.Tensor) and name not in shapes:
                 shapes[name] = tuple(inputs[0].shape[1:])
         return hook
 
-    handles = []
-    try:
-        for n in names:
-            handles.append(modules[n].register_forward_hook(make(n)))
-        with eval_mode(model), torch.no_grad():
-            zeros_forward(model, input_shape)
-    finally:
-        for h in handles:
-            h.remove()
+    with observe([(modules[n], make(n)) for n in names]), eval_mode(model), torch.no_grad():
+        zeros_forward(model, input_shape)
     return shapes

@@ -9,7 +9,7 @@ zero-upsampled dy with w, cropped by the padding.
 
 * ``direct``  — the loops of the definition over output pixels (the (c, p, q) sum vectorised).
 * ``im2col``  — sliding windows by stride tricks, one GEMM; col2im loops over the kh x kw kernel offsets.
-* ``matrix``  — the explicit sparse matrix of :mod:`convscope.matrix`: y = M x, dx = M^T dy.
+* ``matrix``  — the explicit sparse matrix of :mod:`convscope.conv`: y = M x, dx = M^T dy.
 * ``fft``     — rfft2 at full size; correlation = convolution with the flipped kernel.
 """
 
@@ -19,8 +19,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ConfigError
-from ..matrix.conv_matrix import conv_matrix, conv_pattern
-from ..matrix.geometry import ConvGeometry, make_geometry
+from ..conv.conv_matrix import conv_matrix, conv_pattern
+from ..conv.geometry import ConvGeometry, make_geometry
 from .checks import check_array
 
 ALGORITHMS = ("direct", "im2col", "matrix", "fft")

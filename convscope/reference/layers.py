@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..matrix.geometry import pair
+from ..conv.geometry import pair
 from .checks import check_array
 from .conv import ALGORITHMS, conv2d, conv2d_backward
 

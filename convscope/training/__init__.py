@@ -1,15 +1,22 @@
 """Training: ``train(config, callbacks=...) -> Run``, ``resume(path)``, ``load_run(path)``.
 
-The loop (loop.py) drives an engine (engine.py: engines/torch.py, engines/numpy.py) and tells callbacks
-(callbacks.py) of its events; config.py resolves every setting before a run writes anything.
+The loop (loop.py) drives an engine (engine.py; created by engines.create_engine: engines/torch.py with the
+EMA wrapper of ema.py, engines/numpy.py) and tells callbacks (the protocol in :mod:`convscope.runs.callbacks`;
+best weights and early stopping in early_stopping.py) of its events; config.py (typed sections, read flat or
+nested) resolves every setting before a run writes anything. The run directory it writes is
+:mod:`convscope.runs`' layout; run.py reads it back as a :class:`Run`.
 """
 
-from .callbacks import Callback, SparsityTracker
+from ..runs.callbacks import Callback
+from ..runs.rundir import RunError
 from .checkpoint import CheckpointError
 from .config import RECIPES, TrainConfig, config_from_dict, recipe
+from .early_stopping import BestWeights, EarlyStopping
 from .api import resume, train
 from .loop import Loop, TrainingDiverged, TrainingInterrupted
-from .rundir import Run, RunError, load_run
+from .run import Run, load_run
+from .split import TrainingSplit, training_split
 
-__all__ = ["Callback", "CheckpointError", "Loop", "RECIPES", "Run", "RunError", "SparsityTracker", "TrainConfig",
-           "TrainingDiverged", "TrainingInterrupted", "config_from_dict", "load_run", "recipe", "resume", "train"]
+__all__ = ["BestWeights", "Callback", "CheckpointError", "EarlyStopping", "Loop", "RECIPES", "Run", "RunError",
+           "TrainConfig", "TrainingDiverged", "TrainingInterrupted", "TrainingSplit",
+           "config_from_dict", "load_run", "recipe", "resume", "train", "training_split"]

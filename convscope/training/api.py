@@ -11,25 +11,27 @@ import torch
 
 from ..distributed import World, broadcast_text, is_comm_failure, lost_peer, process_group
 from ..errors import ConvscopeError
-from . import rundir as rd
-from .callbacks import Callback
+from ..runs import rundir as rd
+from ..runs.callbacks import Callback
+from ..runs.lock import RunLock
+from .run import Run, load_run
 from .checkpoint import load_state
-from .config import TrainConfig, config_from_dict, read_config_file, recorded_config
-from .lock import RunLock
-from .loop import Loop
+from .config import TrainConfig, config_from_dict, read_config_file, recorded_config, retired_settings
+from .loop import Loop, check_callbacks
 from .runtime import resolve_device, torch_settings
 from .setup import prepare
 
 
 def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path | None = None,
-          runs_dir: str | Path = "runs", progress: bool = True, callbacks: Sequence[Callback] = ()) -> rd.Run:
+          runs_dir: str | Path = "runs", progress: bool = True, callbacks: Sequence[Callback] = ()) -> Run:
     """Train a model; returns the finished :class:`Run`. ``config``: a TrainConfig or a dict of its keys;
-    ``callbacks``: :class:`~convscope.training.callbacks.Callback` objects told of the run's events.
+    ``callbacks``: :class:`~convscope.runs.callbacks.Callback` objects told of the run's events.
 
     Under ``torchrun`` (WORLD_SIZE > 1) every process calls this; they train one model with
     DistributedDataParallel and rank 0 writes the run directory (see training/distributed.py)."""
     cfg = config if isinstance(config, TrainConfig) else config_from_dict(config or {})
     cfg.validate()
+    callbacks = check_callbacks(callbacks)
     with process_group(_backend(cfg)) as world, _lost_peers(world):
         path, created, lock = None, False, contextlib.nullcontext()
         if world.is_main:   # rank 0 chooses, creates and locks the run directory; the others write nothing
@@ -51,15 +53,22 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path
             return loop.finish()
 
 
-def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callback] = ()) -> rd.Run:
+def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callback] = ()) -> Run:
     """Continue a run from its checkpoint (after a kill, a crash or Ctrl-C); a finished run is just loaded.
     The data position in the checkpoint is global: a run saved with N processes resumes with M."""
     path = Path(path)
+    callbacks = check_callbacks(callbacks)
     if (path / rd.META).exists():
-        return rd.load_run(path)
+        return load_run(path)
     if not (path / rd.CONFIG).exists():
         raise rd.RunError(f"{path}: no {rd.CONFIG}; not a convscope run directory")
-    recorded = recorded_config(read_config_file(path / rd.CONFIG), source=str(path / rd.CONFIG))
+    raw = read_config_file(path / rd.CONFIG)
+    recorded = recorded_config(raw, source=str(path / rd.CONFIG))
+    changed = {k: v for k, v in retired_settings(raw).items() if k != "tta_shift"}   # shifts were for evaluation only
+    if changed:
+        raise rd.RunError(f"{path}: this run trains with {', '.join(f'{k}={v!r}' for k, v in changed.items())}, which "
+                          "convscope removed (our ablations found no gain); it cannot continue as the same run. "
+                          "Start a new run without it")
     with process_group(_backend(recorded)) as world, _lost_peers(world), \
             (RunLock(path) if world.is_main else contextlib.nullcontext()):  # held until the run ends
         if world.is_main:
@@ -82,7 +91,7 @@ def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callb
 
 def _backend(cfg: TrainConfig) -> str:
     """NCCL when the ranks train on GPUs, gloo on CPUs."""
-    return "nccl" if cfg.engine == "torch" and resolve_device(cfg.device).type == "cuda" else "gloo"
+    return "nccl" if cfg.runtime.engine == "torch" and resolve_device(cfg.runtime.device).type == "cuda" else "gloo"
 
 
 @contextlib.contextmanager

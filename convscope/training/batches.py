@@ -12,17 +12,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..data import load
 from ..data.augment import (cutout, random_affine, random_blur, random_hflip, random_stroke,
                             random_translate)
-from ..data.dataset import ImageDataset, stratified_split
+from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..distributed import World
 from .config import TrainConfig, require_resolved
 from .distributed import rank_slice
+from .split import training_split
 
 
 @dataclass(frozen=True)
@@ -36,20 +36,13 @@ class TrainData:
 def load_data(cfg: TrainConfig) -> TrainData:
     """The training split (optionally a stratified subset, minus a validation split), the test split, and
     the normalization computed on the training images."""
-    train = load(cfg.dataset, "train", cfg.data_dir)
-    test = load(cfg.dataset, "test", cfg.data_dir)
-    if 0 < cfg.train_subset < len(train):  # a class-stratified subset (datasets are often sorted by class)
-        _, keep = stratified_split(train.labels.numpy(), cfg.train_subset / len(train), "subset")
-        train = train.subset(keep)
-    val = None
-    if cfg.val_fraction > 0:
-        tr_idx, val_idx = stratified_split(train.labels.numpy(), cfg.val_fraction, f"val:{cfg.seed}")
-        val = train.subset(val_idx, "val")
-        train = train.subset(tr_idx)
+    split = training_split(cfg)
+    train, val = split.train, split.val
+    test = load(cfg.data.dataset, "test", cfg.data.data_dir)
     if len(train) == 0:
-        raise ConfigError(f"dataset {cfg.dataset!r}: no training images left")
+        raise ConfigError(f"dataset {cfg.data.dataset!r}: no training images left")
     if test.shape != train.shape:  # a model is built for one input size: refuse before anything is written
-        raise ConfigError(f"dataset {cfg.dataset!r}: test images are {test.shape} (C, H, W) but training images "
+        raise ConfigError(f"dataset {cfg.data.dataset!r}: test images are {test.shape} (C, H, W) but training images "
                           f"are {train.shape}; give both splits one size (a folder dataset: --resize, size=)")
     return TrainData(train, test, val, Normalization.of(train.images))
 
@@ -67,11 +60,6 @@ def fingerprint(data: TrainData) -> str:
     return h.hexdigest()
 
 
-def low_res_size(low_res: int, h: int, w: int) -> tuple[int, int]:
-    """Progressive resizing: (height, width) of an H x W image scaled to ``low_res`` pixels high."""
-    return low_res, max(1, round(w * low_res / h))
-
-
 def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g).to(device)
@@ -83,46 +71,37 @@ class BatchFeeder:
     def __init__(self, cfg: TrainConfig, data: TrainData, world: World | None = None) -> None:
         require_resolved(cfg, "BatchFeeder")
         self.cfg, self.norm = cfg, data.norm
-        self.device = torch.device(cfg.device)
+        self.device = torch.device(cfg.runtime.device)
         self.images = data.train.images.to(self.device)     # uint8 (N, C, H, W), moved once
         self.labels = data.train.labels.to(self.device)
-        self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
-        self.batch_size = min(cfg.batch_size, len(self.labels))
-        self.steps_per_epoch = max(1, len(self.labels) // cfg.batch_size)
+        self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg.runtime.seed + 1)
+        self.batch_size = min(cfg.optim.batch_size, len(self.labels))
+        self.steps_per_epoch = max(1, len(self.labels) // cfg.optim.batch_size)
         # several processes: each trains on its contiguous part of every global batch
         self.part = rank_slice(self.batch_size, world) if world is not None and world.distributed else slice(None)
 
     def order(self, epoch: int) -> torch.Tensor:
-        return epoch_order(len(self.labels), self.cfg.seed, epoch, self.device)
+        return epoch_order(len(self.labels), self.cfg.runtime.seed, epoch, self.device)
 
-    def size_at(self, epoch: int) -> tuple[int, int] | None:
-        """The (H, W) images are scaled to in ``epoch`` (progressive resizing), or None for their own size."""
-        cfg = self.cfg
-        if not cfg.low_res or epoch >= cfg.low_res_epochs:
-            return None
-        return low_res_size(cfg.low_res, *self.images.shape[-2:])
-
-    def batch(self, order: torch.Tensor, index: int, epoch: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, order: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch ``index`` of an epoch's ``order``: x float (B, C, H, W), y int64 (B,); with several processes,
         this rank's part (B / world size) of the global batch. The whole global batch is augmented on every
         rank from the same generator, so the examples and their augmentation are those of one process."""
-        x, y = self.take(order[index * self.batch_size:(index + 1) * self.batch_size], self.size_at(epoch))
+        x, y = self.take(order[index * self.batch_size:(index + 1) * self.batch_size])
         return x[self.part], y[self.part]
 
-    def take(self, idx: torch.Tensor, size: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.cfg
+    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg, a = self.cfg, self.cfg.augment
         x = self.images[idx].to(torch.float32).div_(255.0)   # (B, C, H, W) in [0, 1]
-        x = random_translate(x, cfg.translate, self.aug_gen)
-        x = random_affine(x, self.aug_gen, cfg.rotate, cfg.scale, cfg.aspect)   # each a no-op (no RNG draw) at 0
-        x = random_stroke(x, self.aug_gen, cfg.stroke or 0.0)
-        x = random_blur(x, self.aug_gen, cfg.blur or 0.0)
-        if cfg.hflip:
+        x = random_translate(x, a.translate, self.aug_gen)
+        x = random_affine(x, self.aug_gen, a.rotate, a.scale, a.aspect)   # each a no-op (no RNG draw) at 0
+        x = random_stroke(x, self.aug_gen, a.stroke or 0.0)
+        x = random_blur(x, self.aug_gen, a.blur or 0.0)
+        if a.hflip:
             x = random_hflip(x, self.aug_gen)
-        x = cutout(x, cfg.cutout, self.aug_gen)
-        if size is not None:   # progressive resizing: (B, C, H, W) -> (B, C, h, w), antialiased
-            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+        x = cutout(x, cfg.augment.cutout, self.aug_gen)
         x = self.norm.normalize(x)
-        if cfg.channels_last:
+        if cfg.runtime.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, self.labels[idx]
 

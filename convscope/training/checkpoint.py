@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -25,19 +24,15 @@ from safetensors.torch import save as st_save
 
 from .._atomic import atomic_write_bytes
 from ..models.weights import CheckpointError, load_weights, read_safetensors, save_weights, sha256_file
-from ..data.safe_io import open_regular
-from ..errors import DataError
-from .config import MAX_TTA_SHIFT
-from .evaluate import valid_tta_shift
 
 __all__ = ["CheckpointError", "STATE_VERSION", "load_state", "load_weights", "save_state", "save_weights",
-           "check_manifest", "read_json_file", "sha256_file", "upgrade_state"]
+           "sha256_file", "upgrade_state"]
 
 FORMAT = "convscope-state-v1"   # the file encoding (safetensors + JSON skeleton); the state has its own version
-STATE_VERSION = 3
+STATE_VERSION = 4
 
 # Keys each state version added, with the value a state written before it is resumed with. A version that adds
-# a key adds it here; only a change of layout needs a migration function as well (version 1 -> 2 below).
+# a key adds it here; only a change of layout needs a migration function as well (versions 1 -> 2, 3 -> 4 below).
 ADDED_KEYS: dict[int, dict[str, Any]] = {
     2: {"callbacks": {}},         # state of callbacks that keep some (none in 0.1)
     3: {"data_sha256": None},     # fingerprint of the training data (None: not recorded, not checked)
@@ -121,6 +116,14 @@ def _v1_to_v2(state: dict[str, Any]) -> dict[str, Any]:
             "metrics_bytes": state["metrics_bytes"]}
 
 
+def _v3_to_v4(state: dict[str, Any]) -> dict[str, Any]:
+    """The best validation epoch moved from the loop's counters into the BestWeights callback's state."""
+    best = state.get("loop", {}).pop("best", None)
+    if best is not None:
+        state.setdefault("callbacks", {})["best"] = best
+    return state
+
+
 def upgrade_state(state: dict[str, Any], source: str = "checkpoint") -> dict[str, Any]:
     """A training state of any version as today's (``STATE_VERSION``); a newer one is refused."""
     version = state.get("version", 1)  # 0.1 wrote no version
@@ -132,75 +135,7 @@ def upgrade_state(state: dict[str, Any], source: str = "checkpoint") -> dict[str
     for added in ADDED_KEYS.values():
         for key, default in added.items():
             state.setdefault(key, copy.deepcopy(default))
+    if version <= 3:
+        state = _v3_to_v4(state)
     state["version"] = STATE_VERSION
     return state
-
-
-# ---- the JSON files of a run directory ---------------------------------------------------------------------------
-
-MAX_JSON_BYTES = 64 << 20  # config.json, model.json, summary.json are kilobytes; anything near this is not ours
-
-
-def read_json_file(path: str | os.PathLike[str], max_bytes: int = MAX_JSON_BYTES) -> Any:
-    """Parse a JSON file of a run directory: a regular file (a FIFO or device is refused), at most ``max_bytes``,
-    nesting bounded by Python's recursion limit (a deeply nested file is an error, not a crash)."""
-    path = Path(path)
-    try:
-        with open_regular(path, "JSON file") as f:
-            size = os.fstat(f.fileno()).st_size  # read what is there (+1 to see growth), not a max_bytes buffer
-            data = f.read(min(size, max_bytes) + 1)
-    except DataError as e:
-        raise CheckpointError(str(e)) from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from e
-    if len(data) > max_bytes:
-        raise CheckpointError(f"{path}: more than {max_bytes:,} bytes; not a convscope run file")
-    try:
-        return json.loads(data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise CheckpointError(f"{path}: unreadable or not JSON ({type(e).__name__}: {e})") from None
-
-
-def _finite_list(v: Any, n: int, positive: bool) -> bool:
-    return (isinstance(v, list) and len(v) in (1, n)
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-                    and (x > 0 or not positive) for x in v))
-
-
-def check_manifest(meta: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Validate the structure of a run's model.json before anything is built from it; errors name the key."""
-    def bad(key: str, want: str) -> CheckpointError:
-        got = meta.get(key, "(missing)") if isinstance(meta, dict) else meta
-        return CheckpointError(f"{path}: {key} must be {want}, got {str(got)[:80]!r}; the file is corrupt or "
-                               "was not written by convscope")
-
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, got {type(meta).__name__}")
-    sha = meta.get("sha256")
-    if not isinstance(sha, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in sha.items()):
-        raise bad("sha256", "a map of file names to SHA-256 hex digests")
-    if not isinstance(meta.get("model"), str):
-        raise bad("model", "a model name (str)")
-    if not isinstance(meta.get("model_args", {}), dict) or not all(isinstance(k, str) for k in meta.get("model_args",
-                                                                                                        {})):
-        raise bad("model_args", "a map of argument names to values")
-    shape = meta.get("input_shape")
-    if not (isinstance(shape, list) and len(shape) == 3
-            and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1 << 16 for v in shape)):
-        raise bad("input_shape", "[C, H, W], three ints from 1 to 65536")
-    n = meta.get("num_classes")
-    if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 1 << 20):
-        raise bad("num_classes", "a positive int")
-    classes = meta.get("classes")
-    if not (isinstance(classes, list) and len(classes) == n and all(isinstance(c, str) for c in classes)):
-        raise bad("classes", f"a list of num_classes={n} names")
-    norm = meta.get("normalization")
-    if not (isinstance(norm, dict) and _finite_list(norm.get("mean"), shape[0], False)
-            and _finite_list(norm.get("std"), shape[0], True)):
-        raise bad("normalization", f"{{'mean': [...], 'std': [...]}} with 1 or {shape[0]} finite values "
-                                   "(std positive)")
-    if not isinstance(meta.get("tta", False), bool):
-        raise bad("tta", "true or false")
-    if not valid_tta_shift(meta.get("tta_shift", 0)):
-        raise bad("tta_shift", f"an int of pixels in 0..{MAX_TTA_SHIFT}")
-    return meta

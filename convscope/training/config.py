@@ -1,297 +1,273 @@
-"""The typed training configuration: strict loading from dicts, YAML or TOML files, named recipes, and
-resolution of every derived value before a run writes anything.
+"""The typed training configuration: seven sections of typed fields, strict loading from dicts or files,
+named recipes, and resolution of every derived value before a run writes anything.
 
-Each field's help text and choices live in its metadata (the CLI builds its flags from them); types are
-checked against the type hints. Unknown keys and wrong types are errors that list the valid keys.
-:func:`resolve` settles what depends on the engine, the dataset and the machine, so the ``config.json`` of
-a run holds exactly the settings that ran.
+    TrainConfig(name, data, model, optim, schedule, augment, eval, runtime)
+
+Each field's metadata carries its help text (units included), its flat key (the name a flat config and the
+command-line flag use: ``lr`` / ``--lr`` for ``optim.lr``), its valid ``range`` and its ``choices``; these
+drive both :meth:`TrainConfig.validate` and the ``convscope train`` flags, and every float must be finite.
+A config is read flat (``{"lr": 0.05}``, as 0.1 wrote config.json) or in sections (``{"optim": {"lr": 0.05}}``,
+as runs write it now); unknown keys and wrong types are errors that list the valid keys. :func:`resolve`
+settles what depends on the engine, the dataset and the machine, so a run's ``config.json`` holds exactly the
+settings that ran.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-import stat
-import sys
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..runs.rundir import check_run_name
+from .configfile import read_config_file
+
+__all__ = ["FIELDS", "FLAT", "RECIPES", "SECTIONS", "TrainConfig", "config_from_dict", "read_config_file", "recipe",
+           "recorded_config", "resolve", "retired_settings"]
+
+_UNSET: Any = dataclasses.MISSING
 
 
-def _meta(help: str, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """A field's metadata: its help text (units included) and, for strings, its valid values."""
-    return {"help": help} if choices is None else {"help": help, "choices": choices}
+def _f(default: Any = _UNSET, help: str = "", *, key: str | None = None, range: str | None = None,
+       choices: tuple[str, ...] | None = None, factory: Any = _UNSET) -> Any:
+    """A config field. ``key``: its flat name when it differs from the field's; ``range``: an interval such as
+    "[0, 1)" or "[1, inf)"; ``choices``: the valid strings."""
+    meta: dict[str, Any] = {"help": help}
+    for name, value in (("key", key), ("range", range), ("choices", choices)):
+        if value is not None:
+            meta[name] = value
+    return field(default=default, default_factory=factory, metadata=meta)
 
 
-@dataclass
+@dataclass(frozen=True)
+class DataConfig:
+    """What the run trains on."""
+
+    dataset: str = _f("digits", "dataset name (see `convscope data list`) or folder:PATH")
+    data_dir: str | None = _f(None, "where datasets are looked for and downloaded (default: the user cache)")
+    train_subset: int = _f(0, "train on a class-stratified subset of N images (0 = all); quick trials",
+                           range="[0, inf)")
+    val_fraction: float = _f(0.0, "hold out this fraction of train (stratified, fixed seed) for validation",
+                             range="[0, 1)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network: a registry name, its arguments, and how its weights start."""
+
+    name: str = _f("fast2", "model name from the registry (see `convscope models`); fast2 since speed round 2, "
+                   "fast before", key="model")
+    args: dict = _f(help="model-specific arguments, e.g. {\"width\": 48}", key="model_args", factory=dict)
+    dropout: float | None = _f(None, "overrides the model's dropout where it has a 'dropout' argument",
+                               range="[0, 1)")
+    init: str = _f("default", "weight init of conv and linear layers", choices=("default", "kaiming", "xavier"))
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The optimizer, its loss, and the weight average evaluated in place of the raw weights."""
+
+    batch_size: int = _f(256, "images per optimizer step", range="[1, inf)")
+    optimizer: str = _f("sgd", "optimizer", choices=("sgd", "adam", "adamw", "adadelta"))
+    lr: float = _f(0.1, "peak learning rate (per step, for batch_size images)", range="[0, inf)")
+    momentum: float = _f(0.9, "SGD momentum (Adam's beta1 is left at 0.9)", range="[0, inf)")
+    nesterov: bool = _f(True, "Nesterov momentum (SGD)")
+    weight_decay: float = _f(5e-4, "L2 on every parameter (decoupled for adamw)", range="[0, inf)")
+    label_smoothing: float = _f(0.1, "label smoothing of the cross-entropy targets", range="[0, 1)")
+    grad_clip: float | None = _f(None, "clip the global gradient norm to this value", range="(0, inf)")
+    ema: float = _f(0.99, "decay of an exponential moving average of the weights, per step (0 = off); "
+                    "evaluation and the saved model use the average", range="[0, 1)")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """How long the run trains and the learning rate as a function of the step."""
+
+    epochs: int | None = _f(None, "passes over the training set (default: 12; the dataset may declare its own, "
+                            "e.g. 6 on Fashion-MNIST)", range="[1, inf)")
+    name: str = _f("onecycle", "learning-rate schedule", key="schedule",
+                   choices=("constant", "step", "cosine", "onecycle"))
+    warmup_epochs: float = _f(0.0, "linear warmup from 0 over this many epochs (not for onecycle)", range="[0, inf)")
+    step_epochs: int = _f(1, "'step' schedule: multiply by step_gamma every this many epochs", range="[1, inf)")
+    step_gamma: float = _f(0.7, "'step' schedule: the factor", range="(0, inf)")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Random changes to each training batch (pure batched functions of one seeded generator)."""
+
+    translate: int | None = _f(None, "augmentation: random shift of up to this many pixels, zero fill (default: 2; "
+                               "the dataset may declare its own, e.g. 0 on Fashion-MNIST)", range="[0, inf)")
+    hflip: bool | None = _f(None, "augmentation: random horizontal flip (default: on where the dataset allows "
+                            "mirrors, e.g. Fashion-MNIST and CIFAR; off for digits)")
+    cutout: int = _f(0, "augmentation: zero a random square of this side (0 = off)", range="[0, inf)")
+    rotate: float = _f(0.0, "augmentation: random rotation of up to this many degrees (0 = off)", range="[0, 180]")
+    scale: float = _f(0.0, "augmentation: random zoom by a factor in [1/(1+s), 1+s] (0 = off)", range="[0, 10]")
+    aspect: float = _f(0.0, "augmentation: random width/height stretch in [1/(1+a), 1+a] (0 = off)",
+                       range="[0, 10]")
+    stroke: float | None = _f(None, "augmentation: random stroke width, blended up to this fraction with a 3x3 "
+                              "dilation or erosion (default: 0.6 for handwritten digits, else 0)", range="[0, 1]")
+    blur: float | None = _f(None, "augmentation: random Gaussian blur, sigma up to this many pixels "
+                            "(default: 0.8 for handwritten digits, else 0)", range="[0, 10]")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How the run is evaluated: test-time averaging and the validation stop rule."""
+
+    tta: bool = _f(True, "test-time augmentation: average the logits of each image and its mirror (only for "
+                   "runs trained with --hflip on a dataset that allows flips)")
+    early_stopping: int | None = _f(None, "stop after this many epochs without a better validation accuracy "
+                                    "(the run then ends with the best epoch's weights)", range="[1, inf)")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how the computation runs, and the run's bookkeeping."""
+
+    engine: str = _f("torch", "torch, or numpy: the from-scratch reference layers (CPU, sequential models)",
+                     choices=("torch", "numpy"))
+    conv_algorithm: str = _f("im2col", "numpy engine: the convolution algorithm",
+                             choices=("direct", "im2col", "matrix", "fft"))
+    precision: str = _f("auto", "auto: bf16 autocast where the hardware has native bf16, else fp32",
+                        choices=("auto", "fp32", "bf16"))
+    channels_last: bool = _f(True, "channels-last memory format for convolutions")
+    threads: int | None = _f(None, "torch intra-op threads (default: torch's choice)", range="[1, inf)")
+    device: str = _f("auto", "auto: cuda when available, else cpu")
+    sync_bn: bool = _f(False, "several processes (torchrun / --nproc): BatchNorm statistics of the whole global "
+                       "batch (SyncBatchNorm)")
+    deterministic: bool = _f(False, "deterministic kernels; resumed runs end bit-identical")
+    seed: int = _f(0, "seed of initialisation, data order, augmentation and dropout")
+    checkpoint_every: int = _f(100, "steps between checkpoints (and one at each epoch end)", range="[1, inf)")
+    max_bad_steps: int = _f(20, "stop after this many non-finite steps in a row", range="[1, inf)")
+    log_every: int = _f(10, "steps between per-step lines in metrics.jsonl", range="[1, inf)")
+    track_sparsity: bool = _f(False, "per epoch: fraction of exactly-zero activations per layer, in metrics.jsonl")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run. Units are given in the help texts."""
+    """Everything that defines a training run, in sections. Units are given in the fields' help texts.
 
-    dataset: str = field(default="digits", metadata=_meta("dataset name (see `convscope data list`) or folder:PATH"))
-    data_dir: str | None = field(default=None, metadata=_meta(
-        "where datasets are looked for and downloaded (default: the user cache)"))
-    model: str = field(default="fast2", metadata=_meta(
-        "model name from the registry (see `convscope models`); fast2 since speed round 2, fast before"))
-    model_args: dict = field(default_factory=dict, metadata=_meta("model-specific arguments, e.g. {\"width\": 48}"))
-    name: str | None = field(default=None, metadata=_meta("run name; default \"<model>-<dataset>\""))
-    epochs: int | None = field(default=None, metadata=_meta(
-        "passes over the training set (default: 12; 6 on Fashion-MNIST, see DATASET_DEFAULTS)"))
-    batch_size: int = field(default=256, metadata=_meta("images per optimizer step"))
-    optimizer: str = field(default="sgd", metadata=_meta("optimizer", ("sgd", "adam", "adamw", "adadelta")))
-    lr: float = field(default=0.1, metadata=_meta("peak learning rate (per step, for batch_size images)"))
-    momentum: float = field(default=0.9, metadata=_meta("SGD momentum (Adam's beta1 is left at 0.9)"))
-    nesterov: bool = field(default=True, metadata=_meta("Nesterov momentum (SGD)"))
-    weight_decay: float = field(default=5e-4, metadata=_meta("L2 on every parameter (decoupled for adamw)"))
-    schedule: str = field(default="onecycle", metadata=_meta(
-        "learning-rate schedule", ("constant", "step", "cosine", "onecycle")))
-    warmup_epochs: float = field(default=0.0, metadata=_meta(
-        "linear warmup from 0 over this many epochs (not for onecycle)"))
-    step_epochs: int = field(default=1, metadata=_meta(
-        "'step' schedule: multiply by step_gamma every this many epochs"))
-    step_gamma: float = field(default=0.7, metadata=_meta("'step' schedule: the factor"))
-    label_smoothing: float = field(default=0.1, metadata=_meta("label smoothing of the cross-entropy targets"))
-    dropout: float | None = field(default=None, metadata=_meta(
-        "overrides the model's dropout where it has a 'dropout' argument"))
-    init: str = field(default="default", metadata=_meta(
-        "weight init of conv and linear layers", ("default", "kaiming", "xavier")))
-    translate: int | None = field(default=None, metadata=_meta(
-        "augmentation: random shift of up to this many pixels, zero fill (default: 2; 0 on Fashion-MNIST, see "
-        "DATASET_DEFAULTS)"))
-    hflip: bool | None = field(default=None, metadata=_meta(
-        "augmentation: random horizontal flip (default: on where the dataset allows mirrors, e.g. Fashion-MNIST "
-        "and CIFAR; off for digits)"))
-    cutout: int = field(default=0, metadata=_meta("augmentation: zero a random square of this side (0 = off)"))
-    grad_clip: float | None = field(default=None, metadata=_meta("clip the global gradient norm to this value"))
-    ema: float = field(default=0.99, metadata=_meta(
-        "decay of an exponential moving average of the weights, per step (0 = off); "
-        "evaluation and the saved model use the average"))
-    tta: bool = field(default=True, metadata=_meta(
-        "test-time augmentation: average the logits of each image and its mirror (only for "
-        "runs trained with --hflip on a dataset that allows flips)"))
-    tta_shift: int = field(default=0, metadata=_meta(
-        "test-time augmentation: also average the views shifted this many pixels up, down, left and right "
-        "(0 = off; evaluation and prediction only)"))
-    val_fraction: float = field(default=0.0, metadata=_meta(
-        "hold out this fraction of train (stratified, fixed seed) for validation"))
-    early_stopping: int | None = field(default=None, metadata=_meta(
-        "stop after this many epochs without a better validation accuracy"))
-    precision: str = field(default="auto", metadata=_meta(
-        "auto: bf16 autocast where the hardware has native bf16, else fp32",
-        ("auto", "fp32", "bf16")))
-    channels_last: bool = field(default=True, metadata=_meta("channels-last memory format for convolutions"))
-    threads: int | None = field(default=None, metadata=_meta("torch intra-op threads (default: torch's choice)"))
-    device: str = field(default="auto", metadata=_meta("auto: cuda when available, else cpu"))
-    sync_bn: bool = field(default=False, metadata=_meta(
-        "several processes (torchrun / --nproc): BatchNorm statistics of the whole global batch (SyncBatchNorm)"))
-    deterministic: bool = field(default=False, metadata=_meta("deterministic kernels; resumed runs end bit-identical"))
-    seed: int = field(default=0, metadata=_meta("seed of initialisation, data order, augmentation and dropout"))
-    train_subset: int = field(default=0, metadata=_meta(
-        "train on a class-stratified subset of N images (0 = all); quick trials"))
-    checkpoint_every: int = field(default=100, metadata=_meta("steps between checkpoints (and one at each epoch end)"))
-    max_bad_steps: int = field(default=20, metadata=_meta("stop after this many non-finite steps in a row"))
-    log_every: int = field(default=10, metadata=_meta("steps between per-step lines in metrics.jsonl"))
-    track_sparsity: bool = field(default=False, metadata=_meta(
-        "per epoch: fraction of exactly-zero activations per layer, in metrics.jsonl"))
-    engine: str = field(default="torch", metadata=_meta(
-        "torch, or numpy: the from-scratch reference layers (CPU, sequential models)",
-        ("torch", "numpy")))
-    conv_algorithm: str = field(default="im2col", metadata=_meta(
-        "numpy engine: the convolution algorithm", ("direct", "im2col", "matrix", "fft")))
-    # speed round 2 (issue 15): step-count ideas, each off by default (bench/recipe_ablation2.py measured them)
-    lookahead: int = field(default=0, metadata=_meta(
-        "Lookahead: every this many steps, move slow weights lookahead_alpha of the way to the trained weights "
-        "and restart from them (0 = off)"))
-    lookahead_alpha: float = field(default=0.5, metadata=_meta("Lookahead: the slow weights' step, in (0, 1]"))
-    low_res: int = field(default=0, metadata=_meta(
-        "progressive resizing: image height in pixels for the first low_res_epochs epochs (width in "
-        "proportion; 0 = off); the model must accept that size"))
-    low_res_epochs: int = field(default=0, metadata=_meta("progressive resizing: epochs at low_res"))
-    # shape augmentations for real handwriting (bench/handwriting.py chose stroke + blur for digit datasets)
-    rotate: float = field(default=0.0, metadata=_meta(
-        "augmentation: random rotation of up to this many degrees (0 = off)"))
-    scale: float = field(default=0.0, metadata=_meta(
-        "augmentation: random zoom by a factor in [1/(1+s), 1+s] (0 = off)"))
-    aspect: float = field(default=0.0, metadata=_meta(
-        "augmentation: random width/height stretch in [1/(1+a), 1+a] (0 = off)"))
-    stroke: float | None = field(default=None, metadata=_meta(
-        "augmentation: random stroke width, blended up to this fraction with a 3x3 dilation or erosion "
-        "(default: 0.6 for handwritten digits, else 0)"))
-    blur: float | None = field(default=None, metadata=_meta(
-        "augmentation: random Gaussian blur, sigma up to this many pixels "
-        "(default: 0.8 for handwritten digits, else 0)"))
+    Flat names read through to their section (``cfg.lr`` is ``cfg.optim.lr``) for callers written before the
+    sections, except ``model`` and ``schedule``, which name sections (``cfg.model.name``, ``cfg.schedule.name``).
+    """
+
+    name: str | None = _f(None, "run name; default \"<model>-<dataset>\"")
+    data: DataConfig = _f(factory=DataConfig)
+    model: ModelConfig = _f(factory=ModelConfig)
+    optim: OptimConfig = _f(factory=OptimConfig)
+    schedule: ScheduleConfig = _f(factory=ScheduleConfig)
+    augment: AugmentConfig = _f(factory=AugmentConfig)
+    eval: EvalConfig = _f(factory=EvalConfig)
+    runtime: RuntimeConfig = _f(factory=RuntimeConfig)
+
+    def __getattr__(self, key: str) -> Any:   # only called when normal lookup fails: flat names
+        where = FLAT.get(key)
+        if where is None or where[0] not in self.__dict__:
+            raise AttributeError(f"TrainConfig has no field {key!r}; valid keys: {', '.join(FIELDS)}")
+        return getattr(self.__dict__[where[0]], where[1])
 
     def validate(self) -> TrainConfig:
-        for key in FLOAT_KEYS:  # nan passes every comparison below (nan < 0 is False): refuse it first
-            value = getattr(self, key)
-            if value is not None and not math.isfinite(value):
-                raise ConfigError(f"{key} must be a finite number, got {value}")
+        """Every field against its metadata (finite, range, choices), then the rules that tie fields together."""
+        flat = self.flat()
+        for key in FLOAT_KEYS:   # nan passes every comparison (nan < 0 is False): refuse it first
+            if flat[key] is not None and not math.isfinite(flat[key]):
+                raise ConfigError(f"{key} must be a finite number, got {flat[key]}")
         check_run_name(self.name)
-        for key, options in CHOICES.items():
-            if getattr(self, key) not in options:
-                raise ConfigError(f"{key}: {getattr(self, key)!r} is not one of {', '.join(options)}")
-        positive = ["epochs", "batch_size", "checkpoint_every", "max_bad_steps", "log_every", "step_epochs"]
-        for key in positive:
-            if getattr(self, key) is not None and getattr(self, key) < 1:   # epochs: None until resolved
-                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
-        for key in ("lr", "weight_decay", "momentum", "warmup_epochs", "translate", "cutout", "train_subset"):
-            if getattr(self, key) is not None and getattr(self, key) < 0:   # translate: None until resolved
-                raise ConfigError(f"{key} must not be negative, got {getattr(self, key)}")
-        for key, limit in (("rotate", 180.0), ("scale", 10.0), ("aspect", 10.0), ("stroke", 1.0), ("blur", 10.0)):
-            value = getattr(self, key)
-            if value is not None and not 0.0 <= value <= limit:
-                raise ConfigError(f"{key} must lie in [0, {limit:g}], got {value}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
-        if self.early_stopping is not None and self.val_fraction == 0.0:
+        for key, f in FIELDS.items():
+            value = flat[key]
+            if "choices" in f.metadata and value not in f.metadata["choices"]:
+                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(f.metadata['choices'])}")
+            if "range" in f.metadata and value is not None:
+                _check_range(key, value, f.metadata["range"])
+        if self.eval.early_stopping is not None and self.data.val_fraction == 0.0:
             raise ConfigError("early_stopping needs a validation split: set val_fraction (e.g. 0.1)")
-        if not 0.0 <= self.ema < 1.0:
-            raise ConfigError(f"ema must lie in [0, 1), got {self.ema}")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be at least 1, got {self.threads}")
-        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must lie in [0, 1), got {self.dropout}")
-        if self.step_gamma <= 0:
-            raise ConfigError(f"step_gamma must be positive, got {self.step_gamma}")
-        if not 0 <= self.tta_shift <= MAX_TTA_SHIFT:
-            raise ConfigError(f"tta_shift must lie in 0..{MAX_TTA_SHIFT} pixels, got {self.tta_shift}")
-        if self.lookahead < 0:
-            raise ConfigError(f"lookahead must be 0 (off) or a number of steps, got {self.lookahead}")
-        if not 0.0 < self.lookahead_alpha <= 1.0:
-            raise ConfigError(f"lookahead_alpha must lie in (0, 1], got {self.lookahead_alpha}")
-        if self.low_res < 0 or self.low_res_epochs < 0:
-            raise ConfigError(f"low_res and low_res_epochs must not be negative, got {self.low_res} and "
-                              f"{self.low_res_epochs}")
-        if (self.low_res > 0) != (self.low_res_epochs > 0):
-            raise ConfigError(f"progressive resizing needs both low_res (pixels) and low_res_epochs, got "
-                              f"low_res={self.low_res}, low_res_epochs={self.low_res_epochs}; set both, or neither")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ConfigError(f"grad_clip must be positive, got {self.grad_clip}")
-        if self.engine == "numpy":
-            if self.optimizer not in ("sgd", "adam"):
-                raise ConfigError(f"optimizer: the numpy engine has sgd and adam, not {self.optimizer!r}")
-            if self.device not in ("auto", "cpu"):
-                raise ConfigError(f"device: the numpy engine runs on the CPU, not {self.device!r}")
+        if self.runtime.engine == "numpy":
+            if self.optim.optimizer not in ("sgd", "adam"):
+                raise ConfigError(f"optimizer: the numpy engine has sgd and adam, not {self.optim.optimizer!r}")
+            if self.runtime.device not in ("auto", "cpu"):
+                raise ConfigError(f"device: the numpy engine runs on the CPU, not {self.runtime.device!r}")
         return self
 
     @property
     def run_name(self) -> str:
-        return self.name or f"{self.model}-{self.dataset.replace('folder:', 'folder-').replace('/', '_')}"
+        return self.name or f"{self.model.name}-{self.data.dataset.replace('folder:', 'folder-').replace('/', '_')}"
 
     def to_dict(self) -> dict[str, Any]:
+        """The config in sections, as a run's config.json holds it."""
         return dataclasses.asdict(self)
 
+    def flat(self) -> dict[str, Any]:
+        """The config as flat keys (``{"lr": 0.1, "model": "fast2", ...}``), the names of the CLI flags."""
+        return {key: (self.name if sec is None else getattr(getattr(self, sec), fld)) for key, (sec, fld) in
+                FLAT.items()}
 
-FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-HINTS: dict[str, Any] = typing.get_type_hints(TrainConfig)    # real types, not the strings of the annotations
-CHOICES: dict[str, tuple[str, ...]] = {k: f.metadata["choices"] for k, f in FIELDS.items() if "choices" in f.metadata}
+    def replace(self, **values: Any) -> TrainConfig:
+        """A copy with the given flat keys changed (not validated: :meth:`validate` it)."""
+        unknown = sorted(set(values) - set(FLAT))
+        if unknown:
+            raise ConfigError(f"unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(FIELDS)}")
+        by_section: dict[str | None, dict[str, Any]] = {}
+        for key, value in values.items():
+            sec, fld = FLAT[key]
+            by_section.setdefault(sec, {})[fld] = value
+        top = by_section.pop(None, {})
+        sections = {sec: dataclasses.replace(getattr(self, sec), **v) for sec, v in by_section.items()}
+        return dataclasses.replace(self, **{**top, **sections})
+
+
+SECTIONS: dict[str, type] = {k: t for k, t in typing.get_type_hints(TrainConfig).items() if k != "name"}
+# flat key -> (section, field); the run name is the one top-level field (section None)
+FLAT: dict[str, tuple[str | None, str]] = {"name": (None, "name")}
+FIELDS: dict[str, dataclasses.Field] = {"name": next(f for f in dataclasses.fields(TrainConfig) if f.name == "name")}
+HINTS: dict[str, Any] = {"name": str | None}
+for _sec, _cls in SECTIONS.items():
+    _hints = typing.get_type_hints(_cls)   # real types, not the strings of the annotations
+    for _f_ in dataclasses.fields(_cls):
+        _key = _f_.metadata.get("key", _f_.name)
+        FLAT[_key], FIELDS[_key], HINTS[_key] = (_sec, _f_.name), _f_, _hints[_f_.name]
 FLOAT_KEYS = tuple(k for k, h in HINTS.items() if float in (typing.get_args(h) or (h,)))  # every float option
+CHOICES: dict[str, tuple[str, ...]] = {k: f.metadata["choices"] for k, f in FIELDS.items() if "choices" in f.metadata}
 
 
-def check_run_name(name: str | None) -> None:
-    """A run name is one plain folder name inside the runs directory: no path separators, not absolute, not
-    empty, not "." or ".." (a name like "../../x" would put the run outside --runs-dir)."""
-    if name is None:
+def _check_range(key: str, value: float, interval: str) -> None:
+    """``value`` inside ``interval`` ("[0, 1)", "(0, inf)", "[1, inf)"), or a ConfigError saying so in words."""
+    lo_text, hi_text = interval[1:-1].split(",")
+    lo, hi = float(lo_text), float(hi_text)
+    ok = (value >= lo if interval[0] == "[" else value > lo) and (value <= hi if interval[-1] == "]" else value < hi)
+    if ok:
         return
-    bad = (not isinstance(name, str) or name.strip() in ("", ".", "..") or "/" in name or "\\" in name
-           or "\0" in name or os.path.isabs(name) or (os.altsep is not None and os.altsep in name))
-    if bad:
-        raise ConfigError(f"name: {name!r} is not a plain run name; a run name is one folder name inside "
-                          "--runs-dir (letters, digits, '-', '_', '.'; no '/', no '..'); use --out PATH to put a "
-                          "run elsewhere")
+    if hi == math.inf:
+        want = ("must be positive" if interval[0] == "(" else "must not be negative") if lo == 0 else \
+            f"must be at least {lo:g}"
+        raise ConfigError(f"{key} {want}, got {value}")
+    raise ConfigError(f"{key} must lie in {interval}, got {value}")
 
 
-HANDWRITTEN_DIGITS = ("digits", "mnist")
-MAX_TTA_SHIFT = 8   # pixels of a test-time shifted view; more moves a 28 x 28 image's content out of view
-# Defaults that depend on the dataset, for keys the user left unset. Fashion-MNIST (speed round 2, issue 15,
-# bench/results/recipe_ablation_round2_fashion-mnist.json): without translation a run learns the clothes much
-# sooner (4 epochs: 92.96% against 91.91% with +-2 px shifts); 6 epochs without shifts end at 93.4%, as the
-# 12 epochs with shifts did, in half the time. Everything else takes the generic defaults.
-GENERIC_DEFAULTS: dict[str, Any] = {"epochs": 12, "translate": 2}
-DATASET_DEFAULTS: dict[str, dict[str, Any]] = {"fashion-mnist": {"epochs": 6, "translate": 0}}
-
-
-def dataset_default(key: str, dataset: str) -> Any:
-    return DATASET_DEFAULTS.get(dataset, {}).get(key, GENERIC_DEFAULTS[key])
+# Defaults that depend on the dataset: None in a config until :func:`resolve` fills them, with what the
+# dataset registry declares for the dataset (convscope.data.registry, DatasetInfo.train_defaults), else these.
+GENERIC_DEFAULTS: dict[str, Any] = {"epochs": 12, "translate": 2, "stroke": 0.0, "blur": 0.0}
 
 # Keys added after runs were first recorded (and "model", whose default changed; every config.json records it, so
 # this only matters to a hand-written one), with the value that reproduces a run recorded without them.
 KEYS_ADDED_LATER: dict[str, Any] = {"model": "fast", "rotate": 0.0, "scale": 0.0, "aspect": 0.0, "stroke": 0.0,
                                     "blur": 0.0}
 
-
-def recorded_config(values: dict[str, Any], source: str) -> TrainConfig:
-    """The config of a run directory's ``config.json``: keys it predates are filled with the values that
-    reproduce it (not today's defaults), so resuming an older run continues the same run."""
-    if isinstance(values, dict):
-        values = {**{k: v for k, v in KEYS_ADDED_LATER.items() if k not in values}, **values}
-    return config_from_dict(values, source=source)
+# Options our own ablations rejected and convscope removed (bench/results/recipe_ablation_round2_fashion-mnist.json:
+# Lookahead and progressive resizing did not shorten the run; shifted test-time views cost 0.07 points), with
+# the value that meant "off". Configs may still carry them switched off; runs recorded with them on still load.
+RETIRED: dict[str, Any] = {"lookahead": 0, "lookahead_alpha": None, "low_res": 0, "low_res_epochs": 0,
+                           "tta_shift": 0}
 
 
-def require_resolved(cfg: TrainConfig, who: str) -> None:
-    """Engines and the batch feeder take a resolved config: dataset-dependent defaults (epochs, translate) are
-    None until :func:`resolve` settles them."""
-    unset = [k for k in GENERIC_DEFAULTS if getattr(cfg, k) is None]
-    if unset:
-        raise ConfigError(f"{who}: {', '.join(unset)} not set; resolve the config first "
-                          "(convscope.training.setup.prepare(cfg) returns the config that runs), or set them")
-
-
-def resolve(cfg: TrainConfig, *, hflip_ok: bool, device: str, native_bf16: bool) -> TrainConfig:
-    """``cfg`` with every value that depends on the engine, the dataset or the machine settled: the config
-    that actually runs. ``hflip_ok``: whether the training set allows mirrored images; ``device``: the device
-    ``cfg.device`` resolves to; ``native_bf16``: whether that device runs bf16 autocast natively.
-
-    Unset dataset-dependent keys (epochs, translate) take :data:`DATASET_DEFAULTS`. The numpy engine trains
-    plain fp32 on the CPU (no weight average, no channels-last, no test-time flips); test-time flips apply only
-    to runs trained with flips. Resolving a resolved config changes nothing."""
-    cfg.validate()
-    if cfg.hflip and not hflip_ok:
-        raise ConfigError(f"hflip: dataset {cfg.dataset!r} does not allow horizontal flips "
-                          "(mirrored digits change meaning); remove --hflip")
-    hflip = hflip_ok if cfg.hflip is None else cfg.hflip  # default: flips wherever the dataset allows them
-    changes: dict[str, Any] = {"device": device, "hflip": hflip, "tta": cfg.tta and hflip}
-    for key in GENERIC_DEFAULTS:
-        if getattr(cfg, key) is None:
-            changes[key] = dataset_default(key, cfg.dataset)
-    epochs = changes.get("epochs", cfg.epochs)
-    if cfg.low_res_epochs and cfg.low_res_epochs >= epochs:
-        raise ConfigError(f"low_res_epochs: {cfg.low_res_epochs} of {epochs} epochs at low_res leaves none at "
-                          "the images' own size, the size the model is tested at; give fewer low_res_epochs")
-    digits = cfg.dataset in HANDWRITTEN_DIGITS   # real handwriting needs stroke and blur variation
-    if cfg.stroke is None:
-        changes["stroke"] = 0.6 if digits else 0.0
-    if cfg.blur is None:
-        changes["blur"] = 0.8 if digits else 0.0
-    if cfg.engine == "numpy" and cfg.lookahead:
-        raise ConfigError("lookahead: the numpy engine trains with its own plain optimizers; drop --lookahead "
-                          "or use --engine torch")
-    if cfg.engine == "numpy":
-        changes.update(device="cpu", channels_last=False, ema=0.0, tta=False, tta_shift=0, precision="fp32")
-    elif cfg.precision == "auto":
-        changes["precision"] = "bf16" if native_bf16 else "fp32"
-    return dataclasses.replace(cfg, **changes).validate()
-
-
-# Named recipes: overrides of the defaults (the defaults are the `fast` recipe).
-RECIPES: dict[str, dict[str, Any]] = {
-    "fast": {},
-    # PyTorch's official MNIST example: Adadelta lr 1.0, StepLR gamma 0.7 per epoch, batch 64, 14 epochs
-    "pytorch-example": dict(model="pytorch-example", optimizer="adadelta", lr=1.0, schedule="step", step_epochs=1,
-                            step_gamma=0.7, batch_size=64, epochs=14, weight_decay=0.0, label_smoothing=0.0,
-                            translate=0, hflip=False, precision="fp32", channels_last=False, ema=0.0, tta=False),
-    # the Keras MNIST convnet example: Adam (lr 1e-3), batch 128, 15 epochs, 10% validation split
-    "keras-example": dict(model="keras-example", optimizer="adam", lr=1e-3, schedule="constant", batch_size=128,
-                          epochs=15, val_fraction=0.1, weight_decay=0.0, label_smoothing=0.0, translate=0,
-                          hflip=False, precision="fp32", channels_last=False, ema=0.0, tta=False),
-}
+def retired_settings(values: Any) -> dict[str, Any]:
+    """The removed options a (flat, pre-removal) config dict switched on: {key: value}."""
+    if not isinstance(values, dict):
+        return {}
+    return {k: values[k] for k, off in RETIRED.items() if k in values and off is not None and values[k] != off}
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
@@ -317,99 +293,125 @@ def type_name(annotation: Any) -> str:
     return "None" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
 
 
-def config_from_dict(values: dict[str, Any], base: TrainConfig | None = None, source: str = "config") -> TrainConfig:
-    """A validated TrainConfig: ``base`` (default: defaults) updated with ``values``; strict on keys and types."""
+def _flat_values(values: Any, source: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(flat keys -> values, retired keys -> values) of a config dict written flat, in sections, or mixed;
+    strict on keys (each given once) and types."""
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(values).__name__}")
-    unknown = sorted(set(values) - set(FIELDS))
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(FIELDS)}")
-    merged = (base or TrainConfig()).to_dict()
-    for key, value in values.items():
+    flat: dict[str, Any] = {}
+    retired: dict[str, Any] = {}
+
+    def put(key: str, value: Any, where: str) -> None:
+        if key in flat:
+            raise ConfigError(f"{source}: {key} is given twice (flat and in its section); give it once")
         if not _type_ok(value, HINTS[key]):
-            raise ConfigError(f"{source}: {key} = {value!r} has the wrong type: expected {type_name(HINTS[key])}; "
+            raise ConfigError(f"{source}: {where} = {value!r} has the wrong type: expected {type_name(HINTS[key])}; "
                               f"valid keys: {', '.join(FIELDS)}")
-        if float in (typing.get_args(HINTS[key]) or (HINTS[key],)) and isinstance(value, int):
-            value = float(value)
-        merged[key] = value
-    return TrainConfig(**merged).validate()
+        flat[key] = float(value) if key in FLOAT_KEYS and isinstance(value, int) else value
+
+    for key, value in values.items():
+        if key in SECTIONS and isinstance(value, dict):
+            by_field = {FLAT[k][1]: k for k, (s, _) in FLAT.items() if s == key}
+            unknown = sorted(set(value) - set(by_field))
+            if unknown:
+                raise ConfigError(f"{source}: unknown key(s) {', '.join(f'{key}.{u}' for u in unknown)}; valid keys "
+                                  f"of {key}: {', '.join(by_field)}")
+            for fld, v in value.items():
+                put(by_field[fld], v, f"{key}.{fld}")
+        elif key in FLAT:
+            put(key, value, key)
+        elif key in RETIRED:
+            retired[key] = value
+        else:
+            raise ConfigError(f"{source}: unknown key(s) {key}; valid keys: {', '.join(FIELDS)} (or sections "
+                              f"{', '.join(SECTIONS)})")
+    return flat, retired
+
+
+def _build(flat: dict[str, Any]) -> TrainConfig:
+    return TrainConfig().replace(**flat).validate()
+
+
+def config_from_dict(values: dict[str, Any], base: TrainConfig | None = None, source: str = "config") -> TrainConfig:
+    """A validated TrainConfig: ``base`` (default: defaults) updated with ``values``, flat keys or sections;
+    strict on keys and types. An option convscope removed is refused unless it is switched off."""
+    flat, retired = _flat_values(values, source)
+    on = retired_settings(retired)
+    if on:
+        raise ConfigError(f"{source}: {', '.join(f'{k}={v!r}' for k, v in on.items())}: removed from convscope "
+                          "(our ablations found no gain: bench/results/recipe_ablation_round2_fashion-mnist.json); "
+                          "drop the key")
+    return _build({**(base or TrainConfig()).flat(), **flat})
+
+
+def recorded_config(values: dict[str, Any], source: str) -> TrainConfig:
+    """The config of a run directory's ``config.json`` (flat or in sections): keys it predates are filled with the
+    values that reproduce it (not today's defaults), so resuming an older run continues the same run; options
+    convscope removed are dropped (see :func:`retired_settings` for what they were)."""
+    flat, _ = _flat_values(values, source)
+    return _build({**TrainConfig().flat(), **{k: v for k, v in KEYS_ADDED_LATER.items() if k not in flat}, **flat})
+
+
+def require_resolved(cfg: TrainConfig, who: str) -> None:
+    """Engines and the batch feeder take a resolved config: dataset-dependent defaults (epochs, translate) are
+    None until :func:`resolve` settles them."""
+    flat = cfg.flat()
+    unset = [k for k in GENERIC_DEFAULTS if flat[k] is None]
+    if unset:
+        raise ConfigError(f"{who}: {', '.join(unset)} not set; resolve the config first "
+                          "(convscope.training.setup.prepare(cfg) returns the config that runs), or set them")
+
+
+def dataset_defaults(dataset: str) -> dict[str, Any]:
+    """The dataset-dependent defaults for ``dataset``: what its registry entry declares, else the generic ones."""
+    from ..data.registry import train_defaults
+
+    declared = train_defaults(dataset)
+    unknown = sorted(set(declared) - set(GENERIC_DEFAULTS))
+    if unknown:   # a registry entry may only set what depends on the dataset
+        raise ConfigError(f"dataset {dataset!r}: the registry declares defaults for {', '.join(unknown)}; only "
+                          f"{', '.join(GENERIC_DEFAULTS)} depend on the dataset")
+    return {**GENERIC_DEFAULTS, **declared}
+
+
+def resolve(cfg: TrainConfig, *, hflip_ok: bool, device: str, native_bf16: bool) -> TrainConfig:
+    """``cfg`` with every value that depends on the engine, the dataset or the machine settled: the config
+    that actually runs. ``hflip_ok``: whether the training set allows mirrored images; ``device``: the device
+    ``cfg.runtime.device`` resolves to; ``native_bf16``: whether that device runs bf16 autocast natively.
+
+    Unset dataset-dependent keys (epochs, translate, stroke, blur) take the dataset's declared defaults. The
+    numpy engine trains plain fp32 on the CPU (no weight average, no channels-last, no test-time flips);
+    test-time flips apply only to runs trained with flips. Resolving a resolved config changes nothing."""
+    cfg.validate()
+    if cfg.augment.hflip and not hflip_ok:
+        raise ConfigError(f"hflip: dataset {cfg.data.dataset!r} does not allow horizontal flips "
+                          "(mirrored digits change meaning); remove --hflip")
+    hflip = hflip_ok if cfg.augment.hflip is None else cfg.augment.hflip  # default: flips where the data allow
+    changes: dict[str, Any] = {"device": device, "hflip": hflip, "tta": cfg.eval.tta and hflip}
+    flat = cfg.flat()
+    changes.update({k: v for k, v in dataset_defaults(cfg.data.dataset).items() if flat[k] is None})
+    if cfg.runtime.engine == "numpy":
+        changes.update(device="cpu", channels_last=False, ema=0.0, tta=False, precision="fp32")
+    elif cfg.runtime.precision == "auto":
+        changes["precision"] = "bf16" if native_bf16 else "fp32"
+    return cfg.replace(**changes).validate()
+
+
+# Named recipes: overrides of the defaults (the defaults are the `fast` recipe).
+RECIPES: dict[str, dict[str, Any]] = {
+    "fast": {},
+    # PyTorch's official MNIST example: Adadelta lr 1.0, StepLR gamma 0.7 per epoch, batch 64, 14 epochs
+    "pytorch-example": dict(model="pytorch-example", optimizer="adadelta", lr=1.0, schedule="step", step_epochs=1,
+                            step_gamma=0.7, batch_size=64, epochs=14, weight_decay=0.0, label_smoothing=0.0,
+                            translate=0, hflip=False, precision="fp32", channels_last=False, ema=0.0, tta=False),
+    # the Keras MNIST convnet example: Adam (lr 1e-3), batch 128, 15 epochs, 10% validation split
+    "keras-example": dict(model="keras-example", optimizer="adam", lr=1e-3, schedule="constant", batch_size=128,
+                          epochs=15, val_fraction=0.1, weight_decay=0.0, label_smoothing=0.0, translate=0,
+                          hflip=False, precision="fp32", channels_last=False, ema=0.0, tta=False),
+}
 
 
 def recipe(name: str) -> TrainConfig:
     if name not in RECIPES:
         raise ConfigError(f"unknown recipe {name!r}; valid: {', '.join(RECIPES)}")
     return config_from_dict(RECIPES[name], source=f"recipe {name}")
-
-
-MAX_CONFIG_BYTES = 1 << 20  # a config file is a few hundred bytes; anything beyond 1 MiB is not one
-
-
-def _yaml_loader() -> type:
-    """PyYAML's SafeLoader without aliases: ``*name`` repeats a node by reference, so nine lines of aliases
-    (the "billion laughs") describe 10**9 strings that any later copy of the config expands. Config files do
-    not need them; they are refused when composed, before anything is built."""
-    import yaml
-
-    class NoAliasLoader(yaml.SafeLoader):
-        def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
-            if self.check_event(yaml.events.AliasEvent):
-                event = self.peek_event()
-                raise ConfigError(f"line {event.start_mark.line + 1}: YAML alias *{event.anchor} is not allowed "
-                                  "in config files; write the value out")
-            return super().compose_node(parent, index)
-
-    return NoAliasLoader
-
-
-def _read_text(path: Path) -> str:
-    """The text of a regular file of at most MAX_CONFIG_BYTES (a FIFO would block, a device never end)."""
-    try:
-        st = path.stat()
-        if stat.S_ISDIR(st.st_mode):
-            raise ConfigError(f"{path}: is a directory, not a config file")
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{path}: not a regular file (a pipe, socket or device); give a config file")
-        if st.st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: {st.st_size:,} bytes; a config file may hold at most {MAX_CONFIG_BYTES:,}")
-        with open(path, "rb") as f:
-            raw = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read config file ({e.strerror or e})") from e
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: more than {MAX_CONFIG_BYTES:,} bytes; not a config file")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text (a binary file?): byte {e.start} cannot be decoded") from None
-
-
-def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Parse a YAML (.yaml/.yml), TOML (.toml) or JSON (.json) config file into a dict (not yet validated).
-    Regular files of at most 1 MiB only; YAML aliases are refused."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".yaml", ".yml", ".toml", ".json"):
-        raise ConfigError(f"{path}: unknown config format {suffix or '(none)'}; use .yaml, .yml, .toml or .json")
-    text = _read_text(path)
-    try:
-        if suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.load(text, Loader=_yaml_loader()) or {}  # noqa: S506 (a SafeLoader subclass)
-        elif suffix == ".toml":
-            if sys.version_info >= (3, 11):
-                import tomllib
-            else:  # pragma: no cover
-                import tomli as tomllib
-            data = tomllib.loads(text)
-        else:
-            data = json.loads(text)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply to be a config file") from None
-    except Exception as e:  # the parsers' own error types differ; all mean "malformed"
-        raise ConfigError(f"{path}: malformed {suffix[1:].upper()}: {e}") from e
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
-    return data

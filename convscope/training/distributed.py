@@ -62,17 +62,17 @@ def reduce_sums(values: list[float | int], world: World) -> list[float]:
 @torch.no_grad()
 def sharded_evaluate(model: nn.Module, dataset: ImageDataset, norm: Normalization, world: World,
                      batch_size: int = 1024, bf16: bool = False, channels_last: bool = False,
-                     tta: bool = False, tta_shift: int = 0) -> EvalResult:
+                     tta: bool = False) -> EvalResult:
     """:func:`~convscope.training.evaluate.evaluate` with each rank predicting its batch-aligned shard;
     every rank returns the same result, equal to one process's."""
     if not world.distributed:
         from .evaluate import evaluate
 
-        return evaluate(model, dataset, norm, batch_size, bf16, channels_last, tta, tta_shift)
+        return evaluate(model, dataset, norm, batch_size, bf16, channels_last, tta)
     start, stop = batch_shard(len(dataset), batch_size, world.rank, world.size)
     k = len(dataset.classes)
     logits = predict_logits(model, dataset.images[start:stop], norm, batch_size, bf16, channels_last,
-                            tta and dataset.hflip_ok, tta_shift)
+                            tta and dataset.hflip_ok)
     logits = logits.reshape(-1, k).float().cpu()            # (n_r, k); an empty shard gives (0, k)
     logits = gather_rows(logits, world)                     # (N, k) in dataset order
     return result_from_logits(logits, dataset.labels, k)

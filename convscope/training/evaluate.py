@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +13,7 @@ from torch import nn
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
-from .config import MAX_TTA_SHIFT
+from ..models.forward import iter_batches, model_device
 
 
 @dataclass(frozen=True)
@@ -30,80 +31,71 @@ def autocast_for(device: torch.device, bf16: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def valid_tta_shift(value: object) -> bool:
-    """Whether ``value`` is a test-time shift in pixels: an int (not a bool) in 0..MAX_TTA_SHIFT."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TTA_SHIFT
+class TTA(nn.Module):
+    """``model`` as the run predicts with it: float32 logits (B, classes) of normalized images x (B, C, H, W),
+    with ``flip`` the mean of each image's logits and its left-right mirror's. The one test-time averaging of
+    convscope: evaluation, ``predict``, the web app and refine's baseline all go through it."""
 
+    def __init__(self, model: nn.Module, flip: bool) -> None:
+        super().__init__()
+        self.model, self.flip = model, flip
 
-def shifted(x: torch.Tensor, dy: int, dx: int, fill: torch.Tensor) -> torch.Tensor:
-    """x (B, C, H, W) moved dy pixels down and dx right, the uncovered border set to ``fill`` (1, C, 1, 1):
-    the normalized value of a black pixel, as the training translation fills with black."""
-    s = max(abs(dy), abs(dx))
-    h, w = x.shape[-2:]
-    padded = torch.nn.functional.pad(x - fill, (s, s, s, s)) + fill
-    return padded[..., s - dy:s - dy + h, s - dx:s - dx + w]
-
-
-def tta_logits(model: nn.Module, x: torch.Tensor, flip: bool = False, shift: int = 0,
-               fill: torch.Tensor | None = None) -> torch.Tensor:
-    """Float32 logits (B, classes) of normalized images x (B, C, H, W), averaged over test-time views.
-
-    ``flip``: each view and its left-right mirror, equally. ``shift``: the image keeps half the weight and its
-    four copies moved ``shift`` pixels up, down, left and right share the other half (airbench weighs its
-    translated views the same way); ``fill`` (1, C, 1, 1) is the normalized value of the uncovered border."""
-    def view(v: torch.Tensor) -> torch.Tensor:
-        out = model(v).float()
-        return 0.5 * (out + model(v.flip(3)).float()) if flip else out
-
-    logits = view(x)
-    if shift:
-        fill = torch.zeros((1, x.shape[1], 1, 1), dtype=x.dtype, device=x.device) if fill is None else fill
-        moved = [view(shifted(x, dy, dx, fill)) for dy, dx in ((shift, 0), (-shift, 0), (0, shift), (0, -shift))]
-        logits = 0.5 * logits + 0.125 * sum(moved)
-    return logits
-
-
-def black(norm: Normalization, channels: int, device: torch.device, dtype: torch.dtype = torch.float32
-          ) -> torch.Tensor:
-    """The normalized value of a black pixel, (1, C, 1, 1): what the border of a shifted view is filled with."""
-    return norm.apply(torch.zeros((1, channels, 1, 1), dtype=torch.uint8, device=device)).to(dtype)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x).float()
+        return 0.5 * (out + self.model(x.flip(3)).float()) if self.flip else out
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images_u8: torch.Tensor, norm: Normalization, batch_size: int = 1024,
-                   bf16: bool = False, channels_last: bool = False, tta: bool = False,
-                   tta_shift: int = 0) -> torch.Tensor:
+                   bf16: bool = False, channels_last: bool = False, tta: bool = False) -> torch.Tensor:
     """Float32 logits (N, classes) for uint8 images, in eval mode (the mode is restored afterwards).
-    ``tta``: the mean of the logits of each image and its left-right mirror; ``tta_shift``: also views moved
-    that many pixels (see :func:`tta_logits`)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    fill = black(norm, images_u8.shape[1], device) if tta_shift else None     # (1, C, 1, 1)
-    out = []
-    try:
-        for i in range(0, len(images_u8), batch_size):
-            x = norm.apply(images_u8[i:i + batch_size].to(device))
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast_for(device, bf16):
-                out.append(tta_logits(model, x, tta, tta_shift, fill))
-    finally:
-        model.train(was_training)
+    ``tta``: the mean of the logits of each image and its left-right mirror (:class:`TTA`)."""
+    device = model_device(model)
+    predictor = TTA(model, tta)
+
+    def views(x: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_for(device, bf16):
+            return predictor(x)
+
+    out = [logits for _, logits in iter_batches(model, images_u8, norm, batch_size, forward=views)]
     return torch.cat(out) if out else torch.empty(0)
 
 
+def check_classes(model_classes: Sequence[str], dataset: ImageDataset) -> None:
+    """The dataset's classes must be the model's, by name and in order: label k of the dataset is then output k
+    of the model. Otherwise accuracy compares unrelated labels (a reshape error, or "100%" when two folder
+    classes happen to line up with the model's first two outputs)."""
+    mine, theirs = tuple(model_classes), tuple(dataset.classes)
+    if mine == theirs:
+        return
+    shown = (lambda c: ", ".join(c[:12]) + (", ..." if len(c) > 12 else ""))
+    why = ("the same names in another order" if sorted(mine) == sorted(theirs) else
+           f"{len(theirs)} classes ({shown(theirs)}) where the model has {len(mine)} ({shown(mine)})")
+    raise ConfigError(f"dataset: {dataset.name!r} has {why}; accuracy would compare unrelated labels. Evaluate on "
+                      "a dataset with the model's classes, named as the model names them, in the same order",
+                      arg="dataset")
+
+
 def evaluate(model: nn.Module, dataset: ImageDataset, norm: Normalization, batch_size: int = 1024,
-             bf16: bool = False, channels_last: bool = False, tta: bool = False, tta_shift: int = 0) -> EvalResult:
+             bf16: bool = False, channels_last: bool = False, tta: bool = False,
+             classes: Sequence[str] | None = None) -> EvalResult:
+    """Accuracy, per-class accuracy, confusion and loss of ``model`` on ``dataset``. ``classes``: the model's
+    class names (``run.classes``), checked against the dataset's before any work; without them the model's output
+    width is checked against the dataset's class count."""
     if not isinstance(dataset, ImageDataset):
         raise ConfigError(f"dataset: expected a convscope.data.ImageDataset (uint8 images with labels), got "
                           f"{type(dataset).__name__}; load one with convscope.data.load(...)")
     if not isinstance(norm, Normalization):
         raise ConfigError(f"norm: expected a convscope.data.Normalization, got {type(norm).__name__}")
-    if not valid_tta_shift(tta_shift):
-        raise ConfigError(f"tta_shift: expected 0..{MAX_TTA_SHIFT} pixels, got {tta_shift!r}")
-    logits = predict_logits(model, dataset.images, norm, batch_size, bf16, channels_last, tta and dataset.hflip_ok,
-                            tta_shift)
+    if classes is not None:
+        check_classes(classes, dataset)
+    logits = predict_logits(model, dataset.images, norm, batch_size, bf16, channels_last, tta and dataset.hflip_ok)
+    if len(dataset) and (logits.ndim != 2 or logits.shape[1] != len(dataset.classes)):
+        raise ConfigError(f"dataset: {dataset.name!r} has {len(dataset.classes)} classes but the model gives "
+                          f"{tuple(logits.shape[1:])} outputs per image; evaluate on a dataset with the model's "
+                          "classes", arg="dataset")
     return result_from_logits(logits, dataset.labels.to(logits.device), len(dataset.classes))
 
 

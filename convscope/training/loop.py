@@ -22,19 +22,20 @@ from ..data.dataset import ImageDataset
 from ..distributed import World, barrier, current_world
 from ..errors import ConvscopeError
 from ..models import upgrade_state_dict
-from . import rundir as rd
+from ..runs import rundir as rd
+from .run import Run, model_metadata
 from .batches import BatchFeeder, TrainData, fingerprint
-from .callbacks import Callback, SparsityTracker
+from ..runs.callbacks import Callback
 from .checkpoint import STATE_VERSION, save_state, save_weights, upgrade_state
 from .config import TrainConfig
+from .early_stopping import BestWeights, EarlyStopping
 from .engine import Engine, StepResult
-from .engines.numpy import NumpyEngine
-from .engines.torch import TorchEngine
+from .engines import create_engine
 from .distributed import sharded_evaluate
 from .evaluate import EvalResult
 from .progress import LoopState, Progress, epoch_line
 from .runtime import sigint_flag
-from .setup import build_model, check_low_res
+from .setup import build_model
 
 
 class TrainingInterrupted(ConvscopeError):
@@ -45,6 +46,18 @@ class TrainingDiverged(ConvscopeError):
     """Too many non-finite steps in a row; the last good checkpoint is intact."""
 
 
+def check_callbacks(callbacks: Sequence[Callback]) -> list[Callback]:
+    """``callbacks`` as a list, each a :class:`Callback` (a TypeError names the argument and the culprit)."""
+    if isinstance(callbacks, (Callback, str, bytes)) or not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks: expected a list of convscope.training.Callback objects, got "
+                        f"{type(callbacks).__name__}; pass callbacks=[MyCallback()]")
+    for i, cb in enumerate(callbacks):
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks[{i}]: {type(cb).__name__} is not a convscope.training.Callback; subclass "
+                            "Callback and override the events it needs (on_step_end, on_epoch_end, ...)")
+    return list(callbacks)
+
+
 class Loop:
     """One run of a resolved config in ``path``: :meth:`run` trains (resumable), :meth:`finish` writes the
     final weights, summary, curve and manifest."""
@@ -53,15 +66,20 @@ class Loop:
                  callbacks: Sequence[Callback] = (), checkpoints: bool = True) -> None:
         self.cfg, self.data, self.path, self.checkpoints = cfg, data, path, checkpoints
         self.world: World = current_world()   # rank 0 of several (torchrun) writes every file and shows progress
-        self.callbacks = [*callbacks, *([SparsityTracker()] if cfg.track_sparsity else [])]
+        # with a validation split: the best epoch (and its weights, to end with them, under early stopping)
+        self.best = BestWeights(keep_weights=bool(cfg.eval.early_stopping)) if data.val is not None else None
+        patience = cfg.eval.early_stopping
+        stopping = [EarlyStopping(patience, self.best)] if self.best is not None and patience else []
+        self.callbacks = [*([self.best] if self.best is not None else []), *stopping, *check_callbacks(callbacks)]
+        if cfg.runtime.track_sparsity:  # imported here: a run that tracks nothing never loads the inspection tools
+            from ..inspect.sparsity import SparsityTracker
+
+            self.callbacks.append(SparsityTracker())
         self.model = build_model(cfg, data)
-        check_low_res(cfg, self.model, data.train.shape)
         self.feeder = BatchFeeder(cfg, data, self.world)
         self.steps_per_epoch = self.feeder.steps_per_epoch
-        self.total_steps = cfg.epochs * self.steps_per_epoch
-        engine_cls = NumpyEngine if cfg.engine == "numpy" else TorchEngine
-        extra = (self.world,) if engine_cls is TorchEngine else ()
-        self.engine: Engine = engine_cls(cfg, self.model, data.norm, self.steps_per_epoch, *extra)
+        self.total_steps = cfg.schedule.epochs * self.steps_per_epoch
+        self.engine: Engine = create_engine(cfg, self.model, data.norm, self.steps_per_epoch, self.world)
         self.progress = Progress(progress and self.world.is_main, self.total_steps)
         self.state = LoopState()
         self.data_sha256 = fingerprint(data)
@@ -110,12 +128,13 @@ class Loop:
         st = upgrade_state(state, str(self.path / rd.CHECKPOINT))
         if st["data_sha256"] is not None and st["data_sha256"] != self.data_sha256:
             raise rd.RunError(f"{self.path}: the training data differ from the data this run was trained on "
-                              f"(dataset {self.cfg.dataset!r} changed since the checkpoint); resuming would mix "
+                              f"(dataset {self.cfg.data.dataset!r} changed since the checkpoint); resuming would mix "
                               "two datasets. Restore the data, or start a new run")
         self.engine.load_state_dict(st["engine"])
         self.state = LoopState.from_dict(st["loop"])
-        if self.state.best["weights"] is not None:
-            self.state.best["weights"] = upgrade_state_dict(self.model, self.state.best["weights"], "checkpoint best")
+        best = st["callbacks"].get(BestWeights.key)
+        if best is not None and best["weights"] is not None:   # weights saved before layers were named
+            best["weights"] = upgrade_state_dict(self.model, best["weights"], "checkpoint best")
         self.feeder.load_state_dict(st["rng"])
         torch.set_rng_state(st["rng"]["torch"])
         if st["rng"]["cuda"]:
@@ -142,12 +161,12 @@ class Loop:
     def _step(self, order: torch.Tensor) -> tuple[int, StepResult | None]:
         """One batch through the engine, its bookkeeping and metrics line: (images, the engine's result)."""
         cfg, st = self.cfg, self.state
-        x, y = self.feeder.batch(order, st.batch, st.epoch)
+        x, y = self.feeder.batch(order, st.batch)
         result = self.engine.train_step(x, y, st.step)
         if result is None:
             st.skipped += 1
             st.bad_streak += 1
-            if st.bad_streak >= cfg.max_bad_steps:
+            if st.bad_streak >= cfg.runtime.max_bad_steps:
                 raise TrainingDiverged(
                     f"{st.bad_streak} non-finite steps in a row at step {st.step} (loss or gradients are inf/NaN); "
                     f"lower --lr or set --grad-clip. The last good checkpoint is intact in {self.path / rd.CHECKPOINT}")
@@ -157,7 +176,7 @@ class Loop:
             st.acc["loss"] += result.loss * n
             st.acc["correct"] += result.correct
             st.acc["seen"] += n
-            if st.step % cfg.log_every == 0:
+            if st.step % cfg.runtime.log_every == 0:
                 self._metric({"kind": "step", "step": st.step, "epoch": st.epoch, "loss": result.loss,
                               "lr": result.lr, "grad_norm": result.grad_norm})
         st.step += 1
@@ -171,7 +190,7 @@ class Loop:
         return res
 
     def _end_epoch(self, seconds: float, images: int) -> None:
-        cfg, st = self.cfg, self.state
+        st = self.state
         test = self._evaluate("test", self.data.test)
         record = {"kind": "epoch", "epoch": st.epoch + 1, "step": st.step,
                   "train_loss": st.acc["loss"] / max(1, st.acc["seen"]),
@@ -179,13 +198,8 @@ class Loop:
                   "test_accuracy": test.accuracy, "test_loss": test.loss, "seconds": round(st.elapsed, 3),
                   "images_per_s": round(images / max(seconds, 1e-9), 1), "skipped_steps": st.skipped}
         if self.data.val is not None:
-            val = self._evaluate("val", self.data.val)
-            record["val_accuracy"] = val.accuracy
-            if val.accuracy > st.best["val_accuracy"]:
-                st.best = {"val_accuracy": val.accuracy, "epoch": st.epoch + 1, "weights": self.engine.export_weights()}
-            elif cfg.early_stopping and st.epoch + 1 - st.best["epoch"] >= cfg.early_stopping:
-                st.stopped_early = True
-        self._emit("on_epoch_end", record)
+            record["val_accuracy"] = self._evaluate("val", self.data.val).accuracy
+        self._emit("on_epoch_end", record)   # BestWeights and EarlyStopping first: they may end the run
         st.history.append(record)
         self._metric(record)
         st.acc = {"loss": 0.0, "correct": 0, "seen": 0}
@@ -196,9 +210,9 @@ class Loop:
         cfg, st = self.cfg, self.state
         self._emit("on_train_start")
         with sigint_flag() as interrupted, self.progress.bar(st.step) as bar:
-            while st.epoch < cfg.epochs and not st.stopped_early:
+            while st.epoch < cfg.schedule.epochs and not st.stopped_early:
                 order = self.feeder.order(st.epoch)
-                bar.set_description(f"epoch {st.epoch + 1}/{cfg.epochs}")
+                bar.set_description(f"epoch {st.epoch + 1}/{cfg.schedule.epochs}")
                 t_epoch, images = time.perf_counter(), 0
                 while st.batch < self.steps_per_epoch and not st.stopped_early:
                     t0 = time.perf_counter()
@@ -211,47 +225,45 @@ class Loop:
                         self.save()
                         raise TrainingInterrupted(f"interrupted at step {st.step}; checkpoint saved. "
                                                   f"Continue with: convscope train --resume {self.path}")
-                    if st.step % cfg.checkpoint_every == 0 and st.batch < self.steps_per_epoch:
+                    if st.step % cfg.runtime.checkpoint_every == 0 and st.batch < self.steps_per_epoch:
                         self.save()
                 self._end_epoch(time.perf_counter() - t_epoch, images)
                 self.save()
-                self.progress.write(bar, epoch_line(st.history[-1], cfg.epochs))
+                self.progress.write(bar, epoch_line(st.history[-1], cfg.schedule.epochs))
 
-    def finish(self) -> rd.Run:
+    def finish(self) -> Run:
         """Final weights (the best validation epoch's, with early stopping), summary, curve, manifest."""
         from .curves import plot_curves
 
         cfg, st, data = self.cfg, self.state, self.data
         self.model.load_state_dict(self.engine.export_weights())
-        if st.best["weights"] is not None and cfg.early_stopping:
-            self.model.load_state_dict(st.best["weights"])
+        if self.best is not None and self.best.weights is not None:   # early stopping: the best epoch's weights
+            self.model.load_state_dict(self.best.weights)
         # the final figure in fp32, as `convscope eval` and inference compute it (epochs may evaluate in bf16)
-        test = sharded_evaluate(self.model, data.test, data.norm, self.world, tta=cfg.tta, tta_shift=cfg.tta_shift)
+        test = sharded_evaluate(self.model, data.test, data.norm, self.world, tta=cfg.eval.tta)
         shape = data.train.shape
-        meta = rd.model_metadata(self.model, cfg, data.norm, data.train.classes, shape)
-        meta["tta"] = cfg.tta  # predictions average the mirror too (resolved: trained with flips, flips allowed)
-        if cfg.tta_shift:
-            meta["tta_shift"] = cfg.tta_shift  # and shifted views
+        meta = model_metadata(self.model, cfg, data.norm, data.train.classes, shape)
+        meta["tta"] = cfg.eval.tta  # predictions average the mirror too (resolved: trained with flips, flips allowed)
         summary = {
             "test_accuracy": test.accuracy, "test_loss": test.loss, "epochs": st.epoch, "steps": st.step,
             "seconds": round(st.elapsed, 3), "skipped_steps": st.skipped, "stopped_early": st.stopped_early,
-            "best_val_accuracy": st.best["val_accuracy"] if data.val is not None else None,
-            "best_val_epoch": st.best["epoch"] if data.val is not None else None,
+            "best_val_accuracy": self.best.val_accuracy if self.best is not None else None,
+            "best_val_epoch": self.best.epoch if self.best is not None else None,
             "train_images": len(data.train), "test_images": len(data.test),
-            "device": cfg.device, "bf16": cfg.precision == "bf16", "threads": torch.get_num_threads(),
+            "device": cfg.runtime.device, "bf16": cfg.runtime.precision == "bf16", "threads": torch.get_num_threads(),
             "per_class_accuracy": dict(zip(data.train.classes, test.per_class)),
         }
         try:
             if self.world.is_main:
                 save_weights(self.path / rd.WEIGHTS, self.model.state_dict(), {"model": meta["model"]})
                 rd.write_json(self.path / rd.SUMMARY, rd.json_safe(summary))
-                plot_curves(st.history, self.path / rd.CURVE, title=f"{cfg.model} on {cfg.dataset}",
-                            train_label="train (label-smoothed)" if cfg.label_smoothing else "train")
+                plot_curves(st.history, self.path / rd.CURVE, title=f"{cfg.model.name} on {cfg.data.dataset}",
+                            train_label="train (label-smoothed)" if cfg.optim.label_smoothing else "train")
                 rd.write_manifest(self.path, meta)
         except OSError as e:
             raise rd.RunError(f"{self.path}: cannot write the run's results ({e.strerror or e})") from e
         barrier(self.world)   # the run directory is complete before any rank returns
         self.model.eval()
-        run = rd.Run(self.path, self.model, cfg, data.norm, data.train.classes, shape, summary, meta)
+        run = Run(self.path, self.model, cfg, data.norm, data.train.classes, shape, summary, meta)
         self._emit("on_train_end", run)
         return run

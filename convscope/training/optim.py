@@ -13,14 +13,15 @@ from .config import TrainConfig
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
-                               weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.Adadelta(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    o = cfg.optim
+    if o.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
+                               weight_decay=o.weight_decay)
+    if o.optimizer == "adam":
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    if o.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.Adadelta(params, lr=o.lr, weight_decay=o.weight_decay)
 
 
 def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -30,24 +31,24 @@ def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     ``onecycle`` (linear 0 -> peak over the first 25% of steps, then linear down to 0, as in airbench).
     Linear warmup over ``warmup_epochs`` multiplies any schedule but onecycle.
     """
-    if cfg.epochs is None:
+    if cfg.schedule.epochs is None:
         raise ConfigError("lr_at: epochs not set; resolve the config first (convscope.training.setup.prepare)")
-    total = max(1, cfg.epochs * steps_per_epoch)
+    total = max(1, cfg.schedule.epochs * steps_per_epoch)
     t = min(step, total - 1)
-    if cfg.schedule == "onecycle":
+    if cfg.schedule.name == "onecycle":
         peak = 0.25 * total
         factor = t / peak if t < peak else max(0.0, (total - t) / (total - peak))
-        return cfg.lr * factor
-    if cfg.schedule == "constant":
+        return cfg.optim.lr * factor
+    if cfg.schedule.name == "constant":
         factor = 1.0
-    elif cfg.schedule == "step":
-        factor = cfg.step_gamma ** ((t // steps_per_epoch) // cfg.step_epochs)
+    elif cfg.schedule.name == "step":
+        factor = cfg.schedule.step_gamma ** ((t // steps_per_epoch) // cfg.schedule.step_epochs)
     else:  # cosine
         factor = 0.5 * (1.0 + math.cos(math.pi * t / total))
-    warm = cfg.warmup_epochs * steps_per_epoch
+    warm = cfg.schedule.warmup_epochs * steps_per_epoch
     if warm > 0 and t < warm:
         factor *= (t + 1) / warm
-    return cfg.lr * factor
+    return cfg.optim.lr * factor
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-LOOP_KEYS = ("step", "epoch", "batch", "bad_streak", "skipped", "elapsed", "acc", "history", "best", "stopped_early")
+LOOP_KEYS = ("step", "epoch", "batch", "bad_streak", "skipped", "elapsed", "acc", "history", "stopped_early")
 
 
 def _fresh_acc() -> dict[str, Any]:
@@ -20,7 +20,7 @@ def _fresh_acc() -> dict[str, Any]:
 class LoopState:
     """Where a run stands. ``step``: optimizer steps done; ``epoch``: epochs done; ``batch``: batches done in
     the current epoch; ``acc``: this epoch's running train loss sum, correct count and images seen;
-    ``best``: the best validation accuracy, its epoch and that epoch's weights (None without validation)."""
+    (the best validation epoch is kept by the BestWeights callback, convscope.training.early_stopping)."""
 
     step: int = 0
     epoch: int = 0
@@ -30,7 +30,6 @@ class LoopState:
     elapsed: float = 0.0         # seconds of training steps (evaluation and checkpoints excluded)
     acc: dict[str, Any] = field(default_factory=_fresh_acc)
     history: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, Any] = field(default_factory=lambda: {"val_accuracy": -1.0, "epoch": -1, "weights": None})
     stopped_early: bool = False
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .._atomic import atomic_write_bytes
-from ..data.prepare import Prepared, default_mode, prepare_image
-from ..data.folder import open_image
-from ..errors import DataError
+from ..data.prepare import default_mode, prepare_image
+from ..models.forward import iter_batches
 from ..viz import new_figure, save_figure
 from .evaluate import EvalResult
-from .rundir import Run
+from .run import Run
 
 
 def confusion_table(res: EvalResult, classes: tuple[str, ...]) -> str:
@@ -49,21 +48,6 @@ def confusion_png(res: EvalResult, classes: tuple[str, ...], path: Path) -> Path
     return save_figure(fig, path)
 
 
-def image_to_input(path: Path, shape: tuple[int, int, int], prepare: str = "none") -> Prepared:
-    """Read any PNG/JPEG and prepare it as the model's uint8 input (``convscope.data.prepare.prepare_image``:
-    the one function predict, the benchmark and the canvas share); the notes say what was done."""
-    try:
-        with open_image(path) as img:  # regular files only, decompression bombs refused from the header
-            img.load()
-            return prepare_image(img, shape, mode=prepare)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except DataError as e:
-        raise DataError(f"{path}: {e}") from e
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{path}: not a readable PNG or JPEG image ({e})") from e
-
-
 @torch.no_grad()
 def predict_files(run: Run, paths: list[Path], k: int = 3, prepare: str | None = None, show: bool = False,
                   batch_size: int = 256) -> list[tuple[Path, list[str], list[tuple[str, float]]]]:
@@ -73,7 +57,7 @@ def predict_files(run: Run, paths: list[Path], k: int = 3, prepare: str | None =
     mode = prepare or default_mode(run.meta)
     inputs, all_notes = [], []
     for path in paths:
-        prep = image_to_input(path, run.input_shape, mode)
+        prep = prepare_image(path, run.input_shape, mode=mode)          # the one image -> input path
         notes = [f"prepared: {mode}" + (" (the run's default)" if prepare is None else "")] + prep.notes
         if show:
             shown = path.with_name(path.stem + ".prepared.png")
@@ -84,14 +68,14 @@ def predict_files(run: Run, paths: list[Path], k: int = 3, prepare: str | None =
             notes.append(f"wrote what the model saw to {shown}")
         if run.tta:
             notes.append("averaged with the mirrored image (the run's test-time augmentation)")
-        if run.tta_shift:
-            notes.append(f"averaged with copies shifted {run.tta_shift} px (the run's test-time augmentation)")
+        if run.meta.get("tta_shift"):
+            notes.append(f"not averaged with copies shifted {run.meta['tta_shift']} px as this run recorded "
+                         "(convscope removed shifted test-time views)")
         inputs.append(prep.tensor)
         all_notes.append(notes)
     out = []
-    for start in range(0, len(inputs), batch_size):
-        inp = run.preprocess(torch.stack(inputs[start:start + batch_size]))    # (B, C, H, W) float
-        logits = run.logits(inp)
+    images = torch.stack(inputs) if inputs else torch.empty(0, dtype=torch.uint8)   # (N, C, H, W) uint8
+    for start, logits in iter_batches(run.model, images, run.normalization, batch_size, forward=run.logits):
         probs = torch.softmax(logits, dim=1)                                    # (B, classes)
         p, idx = probs.topk(min(k, len(run.classes)), dim=1)
         for j in range(len(p)):

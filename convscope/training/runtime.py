@@ -41,9 +41,9 @@ def torch_settings(cfg: TrainConfig) -> Iterator[None]:
     """Apply threads and determinism for the run, and restore the caller's settings afterwards."""
     threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        if cfg.deterministic:
+        if cfg.runtime.threads:
+            torch.set_num_threads(cfg.runtime.threads)
+        if cfg.runtime.deterministic:
             torch.use_deterministic_algorithms(True)
         yield
     finally:

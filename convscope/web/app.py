@@ -75,7 +75,7 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
         try:
             run = r.run
             acc = run.summary.get("test_accuracy")
-            return {"id": r.id, "path": str(r.path), "model": run.meta.get("model"), "dataset": run.config.dataset,
+            return {"id": r.id, "path": str(r.path), "model": run.meta.get("model"), "dataset": run.config.data.dataset,
                     "accuracy": f"{100 * acc:.2f}%" if isinstance(acc, (int, float)) else "–"}
         except ConvscopeError as e:
             return {"id": r.id, "path": str(r.path), "model": "unreadable", "dataset": str(e)[:120], "accuracy": "–"}

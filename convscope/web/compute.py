@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
+from ..conv import make_geometry
+from ..data.prepare import prepare_image
 from ..errors import ConfigError, ConvscopeError
 from ..inspect import activation_sparsity, capture, list_layers, receptive_fields, topk
-from ..matrix import make_geometry
 from ..matrix.display import block_structure, symbolic_entries, tap_names
+from ..models.conv_layers import conv_layers, last_conv
 from ..training import Run
 from . import pictures
 from .runs import RunEntry
@@ -97,37 +98,11 @@ class MatrixView(_ToDict):
 
 
 def prepare_canvas_image(img: Image.Image, input_shape: tuple[int, int, int], mode: str = "none") -> torch.Tensor:
-    """A drawn canvas or an uploaded picture -> the model's uint8 input (1, C, H, W).
-
-    THE one place where browser images become model input. ``mode="mnist"`` (models trained on handwritten
-    digits; see :func:`convscope.data.prepare.default_mode`) prepares it exactly as ``convscope predict`` does:
-    polarity, levelling, crop to the ink, fit into the digit box, centre of mass. ``mode="none"`` (and a blank
-    canvas, which has no ink to find): transparency becomes black, dark strokes on a light background are
-    inverted, and the picture is fitted into H x W by area averaging, centred."""
-    from ..data.prepare import prepare_image
-    from ..errors import DataError
-
-    if img.mode in ("RGBA", "LA", "P"):
-        img = img.convert("RGBA")
-        black = Image.new("RGBA", img.size, (0, 0, 0, 255))
-        img = Image.alpha_composite(black, img)
-    if mode == "mnist":
-        try:
-            return prepare_image(img, input_shape, mode="mnist").tensor[None]
-        except DataError:   # a blank canvas: nothing to centre; the plain conversion gives the empty input
-            pass
-    c, h, w = input_shape
-    img = img.convert("L" if c == 1 else "RGB")
-    if c == 1 and np.asarray(img).mean() > 127:
-        img = Image.eval(img, lambda v: 255 - v)
-    scale = min(w / img.width, h / img.height)
-    nw, nh = max(1, round(img.width * scale)), max(1, round(img.height * scale))
-    small = img.resize((nw, nh), Image.BOX)                 # area averaging
-    canvas = Image.new(img.mode, (w, h))
-    canvas.paste(small, ((w - nw) // 2, (h - nh) // 2))
-    arr = np.asarray(canvas, dtype=np.uint8)
-    x = torch.from_numpy(arr.copy())
-    return x[None, None] if c == 1 else x.permute(2, 0, 1)[None]
+    """A drawn canvas or an uploaded picture -> the model's uint8 input (1, C, H, W), by the one path
+    (:func:`convscope.data.prepare.prepare_image`, as ``convscope predict`` reads the same file). A blank canvas
+    has no ink for ``mode="mnist"`` to find: it gets the plain conversion (the empty input), so the page shows
+    the layers before anything is drawn."""
+    return prepare_image(img, input_shape, mode=mode, blank="plain").tensor[None]
 
 
 def shown_layers(entry: RunEntry) -> list[dict[str, Any]]:
@@ -166,7 +141,7 @@ def predict_with_maps(entry: RunEntry, x_u8: torch.Tensor) -> Prediction:
         inp = run.preprocess(x_u8)
         with capture(run.model, names) as maps:
             logits = run.model(inp).float()
-        if run.tta or run.tta_shift:  # the run's own test-time averaging, as `convscope predict` does
+        if run.tta:  # the run's own test-time averaging, as `convscope predict` does
             logits = run.logits(inp)
     probs = torch.softmax(logits, dim=1)[0]
     top = int(probs.argmax())
@@ -178,18 +153,7 @@ def predict_with_maps(entry: RunEntry, x_u8: torch.Tensor) -> Prediction:
 def test_dataset(run: Run):
     from ..data import load
 
-    return load(run.config.dataset, "test", run.config.data_dir, download=False)
-
-
-def layer_conv(model: nn.Module, layer: str) -> tuple[str, nn.Conv2d] | None:
-    """The convolution whose output channels ``layer`` shows: the layer itself, or the last Conv2d before it."""
-    last = None
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
-            last = (name, m)
-        if name == layer:
-            return last
-    return None
+    return load(run.config.data.dataset, "test", run.config.data.data_dir, download=False)
 
 
 def inspect_files(run_path: Path, layer: str) -> list[str]:
@@ -217,7 +181,8 @@ def unit_data(entry: RunEntry, layer: str, ch: int) -> UnitView:
         raise ConfigError(f"channel {ch}: layer {layer!r} has channels 0..{channels - 1}")
     out = UnitView(entry.id, layer, layers[layer]["kind"], ch, channels, layers[layer]["shape"],
                    f"convscope visualize {entry.path} --layer {layer}")
-    conv = layer_conv(run.model, layer)
+    name = last_conv(run.model, upto=layer)                              # the conv whose channels it shows
+    conv = (name, conv_layers(run.model)[name]) if name is not None else None
     if conv is not None and conv[1].out_channels == channels:
         w = conv[1].weight.detach().float()[ch].numpy()                  # (in/groups, kh, kw)
         vmax = float(np.abs(w).max()) or 1.0
@@ -228,7 +193,7 @@ def unit_data(entry: RunEntry, layer: str, ch: int) -> UnitView:
     try:
         ds = test_dataset(run)
     except ConvscopeError as e:
-        out.notes.append(f"top-k and sparsity need the {run.config.dataset!r} test split: {e}")
+        out.notes.append(f"top-k and sparsity need the {run.config.data.dataset!r} test split: {e}")
         ds = None
     if ds is not None:
         recs = entry.cached(("topk", layer), lambda: topk(run.model, ds, [layer], k=TOPK, norm=run.normalization))
@@ -266,7 +231,7 @@ def training_data(entry: RunEntry) -> TrainingView:
     """Epoch and step records, the summary, and the confusion matrix on the test split (cached)."""
     run = entry.run
     epochs, steps = _training_records(run)
-    out = TrainingView(entry.id, str(entry.path), run.meta.get("model"), run.config.dataset, list(run.classes),
+    out = TrainingView(entry.id, str(entry.path), run.meta.get("model"), run.config.data.dataset, list(run.classes),
                        run.summary, epochs, [{"step": m["step"], "loss": m.get("loss")} for m in steps])
     try:
         res = entry.cached("confusion", lambda: _evaluate(run))
@@ -283,7 +248,7 @@ _NEEDED = {"epoch": ("epoch",), "step": ("step",)}
 def _training_records(run: Run) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The epoch and step records of the run's metrics.jsonl; a record of either kind that lacks a key the pages
     need, or holds a non-number there, is a RunError naming the file."""
-    from ..training.rundir import METRICS, RunError
+    from ..runs.rundir import METRICS, RunError
 
     out: dict[str, list[dict[str, Any]]] = {"epoch": [], "step": []}
     for i, m in enumerate(run.metrics, 1):
@@ -302,7 +267,7 @@ def _training_records(run: Run) -> tuple[list[dict[str, Any]], list[dict[str, An
 def _evaluate(run: Run):
     from ..training.evaluate import evaluate
 
-    return evaluate(run.model, test_dataset(run), run.normalization, tta=run.tta, tta_shift=run.tta_shift)
+    return evaluate(run.model, test_dataset(run), run.normalization, tta=run.tta)
 
 
 def _int(params: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:

@@ -10,17 +10,17 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from torch import nn
-
 from .._atomic import atomic_write_text, writable_folder
+from .._check import fail
+from ..conv import conv_matrix, make_geometry
 from ..data.safe_io import read_regular
 from ..errors import ConfigError, ConvscopeError, DataError
 from ..inspect import activation_sparsity, edge_experiment, list_layers, receptive_fields
 from ..inspect.edges import FILTERS, edges_png
-from ..inspect.hooks import resolve_layers
 from ..inspect.sparsity import sparsity_png
-from ..matrix import conv_matrix, make_geometry
 from ..matrix.display import block_structure, heatmap_png
+from ..models.conv_layers import conv_layers
+from ..models.layers import resolve_layers
 from . import compute, pictures
 from .runs import RunEntry
 from .security import WebError, safe_child
@@ -48,6 +48,22 @@ def _run_file_uri(run_path: Path, rel: str) -> str:
         raise ConfigError(f"{run_path / rel}: not a regular file inside the run (a symlink, a FIFO or missing); "
                           "the report embeds only the run's own files")
     return pictures.data_uri(read_regular(path, MAX_PICTURE_BYTES, "picture"))
+
+
+def _not_a_run_file(out: Path, run_path: Path) -> None:
+    """Inside the run folder the report writes only an .html file: ``out`` at the weights, model.json or any other
+    file of the run would destroy it (checked before anything is written, symlinks followed)."""
+    target, root = out.resolve(), run_path.resolve()
+    if target.is_dir():
+        target = target / "report.html"
+    own = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() not in (".html", ".htm")] \
+        if root.is_dir() else []
+    inside = target.is_relative_to(root)
+    clash = next((p for p in own if p == target or (target.exists() and p.samefile(target))), None)
+    if clash is not None or (inside and target.suffix.lower() not in (".html", ".htm")):
+        what = f"the run's own {clash.name}" if clash is not None else "inside the run folder and not an .html file"
+        raise fail("out", f"{out} is {what}; writing the report there would destroy the run's files; give an "
+                          f".html file, e.g. {run_path / 'report.html'}")
 
 
 def _check_out(out: Path) -> Path:
@@ -91,10 +107,6 @@ def _section(anchor: str, title: str, body: str) -> str:
     return f'<section class="page card" id="{e(anchor)}"><h2>{e(title)}</h2>{body}</section>'
 
 
-def _first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
-    return next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
-
-
 def build_report(run_path: str | Path, out: str | Path | None = None, layer: str | None = None,
                  edge_filter: str = "sobel-x", max_units: int = 64) -> Path:
     """Write the report of the run at ``run_path`` to ``out`` (default RUN/report.html); returns its path.
@@ -104,9 +116,11 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
         raise ConfigError(f"--filter {edge_filter!r}: unknown; choose one of {', '.join(FILTERS)}")
     entry = RunEntry(run_path.name, run_path.resolve())
     run = entry.run
-    out = _check_out(Path(out) if out is not None else run_path / "report.html")
+    out = Path(out) if out is not None else run_path / "report.html"
+    _not_a_run_file(out, run_path)
+    out = _check_out(out)
     model, shape = run.model, run.input_shape
-    first = _first_conv(model)
+    first = next(iter(conv_layers(model).items()), None)                  # (name, nn.Conv2d) or None
     unit_layer = _unit_layer(entry, layer, first[0] if first else None)
     sections: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -202,7 +216,7 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
 
     toc = '<p class="toc">' + "".join(f'<a href="#{a}">{e(t)}</a>' for a, t, _ in sections) + "</p>"
     acc = run.summary.get("test_accuracy")
-    head = (f"<h1>Report: {e(run_path.name)}</h1><p>{e(run.meta.get('model'))} on {e(run.config.dataset)}"
+    head = (f"<h1>Report: {e(run_path.name)}</h1><p>{e(run.meta.get('model'))} on {e(run.config.data.dataset)}"
             + (f", test accuracy {100 * acc:.2f}%" if isinstance(acc, (int, float)) else "")
             + f"; made by convscope {e(run.meta.get('convscope_version', ''))}.</p>{toc}")
     html = page(f"report · {run_path.name}", head + "".join(_section(a, t, b) for a, t, b in sections),

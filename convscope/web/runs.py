@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..runs.rundir import META
 from ..training import Run, load_run
-from ..training.rundir import META
 
 
 @dataclass

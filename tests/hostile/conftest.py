@@ -62,6 +62,14 @@ def outcome(fn: Callable[[], object], seconds: float = 10.0, max_bytes: int | No
     return result
 
 
+def refused(result, *words: str) -> None:
+    """A CLI result (CompletedProcess) that is a usage error (exit 2) without a traceback, naming ``words``."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    for w in words:
+        assert w in result.stderr, result.stderr
+
+
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG declaring ``width`` x ``height`` grayscale pixels with a tiny (invalid-length) IDAT: what a
     decompression bomb looks like from its header, without building the pixels."""

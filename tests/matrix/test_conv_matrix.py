@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from convscope.errors import ConfigError
-from convscope.matrix import (MatrixTooLargeError, conv_affine, conv_matrix, conv_operator, make_geometry,
+from convscope.conv import (MatrixTooLargeError, conv_affine, conv_matrix, conv_operator, make_geometry,
                               transpose_output_padding)
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from convscope.errors import ConfigError
-from convscope.matrix import avg_pool_matrix, conv_matrix, max_pool_selection, stack_matrix
+from convscope.conv import avg_pool_matrix, conv_matrix, max_pool_selection, stack_matrix
 from convscope.matrix.spectrum import (circular_singular_values, dense_singular_values, gram_upper_bound,
                                        lipschitz_bound, spectral_norm_interval)
 

@@ -61,8 +61,8 @@ def test_main_job_trains_with_the_handwriting_augmentations(main_run):
     path, _ = main_run
     cfg = json.loads((path / "config.json").read_text())
     meta = json.loads((path / "model.json").read_text())
-    assert cfg["stroke"] == 0.6 and cfg["blur"] == 0.8 and meta["prepare"] == "mnist"
-    assert cfg["model"] == meta["model"] == "fast2"      # the default since speed round 2 (issue 15)
+    assert cfg["augment"]["stroke"] == 0.6 and cfg["augment"]["blur"] == 0.8 and meta["prepare"] == "mnist"
+    assert cfg["model"]["name"] == meta["model"] == "fast2"      # the default since speed round 2 (issue 15)
 
 
 def test_eval_prints_confusion_and_writes_png(main_run):

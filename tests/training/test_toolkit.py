@@ -143,7 +143,7 @@ def test_run_directory_and_load_run(tmp_path, tiny):
     run = convscope.train(tiny, out=tmp_path / "r", progress=False)
     files = sorted(p.name for p in (tmp_path / "r").iterdir())
     assert files == ["checkpoint.safetensors", "config.json", "curve.png", "metrics.jsonl", "model.json",
-                     "model.safetensors", "summary.json"]
+                     "model.json.sha256", "model.safetensors", "summary.json"]
     summary = json.loads((tmp_path / "r/summary.json").read_text())
     assert 0 < summary["test_accuracy"] <= 1 and summary["epochs"] == 2 and summary["seconds"] > 0
     meta = json.loads((tmp_path / "r/model.json").read_text())
@@ -155,7 +155,7 @@ def test_run_directory_and_load_run(tmp_path, tiny):
     assert torch.equal(loaded.model(loaded.preprocess(x)), run.model(run.preprocess(x)))
     epochs = [m for m in loaded.metrics if m["kind"] == "epoch"]
     assert [m["epoch"] for m in epochs] == [1, 2]
-    assert loaded.dataset_spec["name"] == "digits" and loaded.config.model == "mlp"
+    assert loaded.dataset_spec["name"] == "digits" and loaded.config.model.name == "mlp"
 
 
 def test_ema_is_the_average_the_run_saves(tmp_path, tiny):
@@ -170,10 +170,10 @@ def test_ema_is_the_average_the_run_saves(tmp_path, tiny):
         with torch.no_grad():
             for a, p in zip(avg.parameters(), engine.model.parameters()):
                 a.mul_(d).add_(p, alpha=1 - d)
-    for a, e in zip(avg.parameters(), engine.ema_model.parameters()):
+    for a, e in zip(avg.parameters(), engine.ema.average.parameters()):
         torch.testing.assert_close(a, e, rtol=1e-6, atol=1e-7)
     exported = engine.export_weights()
-    assert torch.equal(exported["fc1.weight"], engine.ema_model.state_dict()["fc1.weight"])   # the average is exported
+    assert torch.equal(exported["fc1.weight"], engine.ema.average.state_dict()["fc1.weight"])  # the average is exported
     assert not torch.equal(exported["fc1.weight"], engine.model.state_dict()["fc1.weight"])
     run = convscope.train({**tiny, "ema": 0.9}, out=tmp_path / "run", progress=False)
     assert run.summary["test_accuracy"] > 0.5

@@ -88,9 +88,13 @@ def test_state_versions_fill_added_keys_and_refuse_newer_ones():
           "aug_rng": 1, "torch_rng": 2, "cuda_rng": [], "metrics_bytes": 10}
     v2 = upgrade_state(v1)
     assert v2["version"] == STATE_VERSION and v2["data_sha256"] is None
-    assert v2["callbacks"] == {} and v2["engine"] == {"model": {}, "optimizer": {}, "ema": {}}
+    assert v2["engine"] == {"model": {}, "optimizer": {}, "ema": {}}
     assert v2["loop"]["step"] == 3 and v2["rng"] == {"aug": 1, "torch": 2, "cuda": []}
-    assert STATE_VERSION == 3
+    assert "best" not in v2["loop"] and v2["callbacks"] == {"best": {}}   # v4: the best epoch is a callback's
+    v3 = {"version": 3, "engine": {}, "loop": {"step": 1, "best": {"val_accuracy": 0.5, "epoch": 1, "weights": None}},
+          "rng": {}, "metrics_bytes": 0, "callbacks": {}, "data_sha256": None}
+    assert upgrade_state(v3)["callbacks"]["best"] == {"val_accuracy": 0.5, "epoch": 1, "weights": None}
+    assert STATE_VERSION == 4
     with pytest.raises(CheckpointError, match="newer convscope"):
         upgrade_state({"version": STATE_VERSION + 1})
 
@@ -143,10 +147,11 @@ def test_a_callback_can_stop_the_run(tmp_path, tiny):
 def test_config_json_holds_what_ran(tmp_path, tiny):
     run = convscope.train({**tiny, "engine": "numpy", "model": "mlp", "epochs": 1, "tta": True, "ema": 0.9,
                            "channels_last": True}, out=tmp_path / "np", progress=False)
-    written = json.loads((tmp_path / "np/config.json").read_text())
-    assert {k: written[k] for k in ("ema", "tta", "channels_last", "precision", "device")} == {
-        "ema": 0.0, "tta": False, "channels_last": False, "precision": "fp32", "device": "cpu"}
-    assert written == run.config.to_dict()
+    written = json.loads((tmp_path / "np/config.json").read_text())   # in sections since issue 22
+    assert (written["optim"]["ema"], written["eval"]["tta"]) == (0.0, False)
+    assert {k: written["runtime"][k] for k in ("channels_last", "precision", "device")} == {
+        "channels_last": False, "precision": "fp32", "device": "cpu"}
+    assert written == run.config.to_dict() and config_from_dict(written) == run.config
 
 
 def test_tta_only_for_runs_trained_with_flips():

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
-from convscope.matrix import conv_matrix
+from convscope.conv import conv_matrix
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]

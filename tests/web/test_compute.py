@@ -12,32 +12,31 @@ from PIL import Image
 
 from convscope.errors import ConfigError
 from convscope.inspect import hook_count
-from convscope.matrix import conv_matrix
+from convscope.conv import conv_matrix
 from convscope.web.compute import matrix_data, predict_with_maps, prepare_canvas_image, unit_data
 from convscope.web.runs import RunEntry, discover_runs
 
 
-def test_prepare_canvas_area_average():
+def test_prepare_canvas_is_predicts_plain_conversion():
+    """mode "none": the canvas becomes what `convscope predict --prepare none` makes of the same picture: fitted
+    by Lanczos (the reference: Pillow's resize), nothing inverted, transparency composited by ink polarity."""
+    from convscope.data.prepare import prepare_image
+
     a = np.zeros((280, 280), np.uint8)
     a[100:200, 130:140] = 255           # exactly cells (10..19, 13)
-    a[0:10, 0:5] = 255                  # half of cell (0, 0)
     x = prepare_canvas_image(Image.fromarray(a), (1, 28, 28))
     assert x.shape == (1, 1, 28, 28) and x.dtype == torch.uint8
-    expect = np.zeros((28, 28), np.uint8)
-    expect[10:20, 13] = 255
-    expect[0, 0] = 128
-    assert np.abs(x[0, 0].numpy().astype(int) - expect).max() <= 1
-
-
-def test_prepare_canvas_inverts_dark_on_light_and_composites_alpha():
+    ref = np.asarray(Image.fromarray(a).resize((28, 28), Image.LANCZOS))
+    assert np.array_equal(x[0, 0].numpy(), ref)
+    assert x[0, 0, 10:20, 13].min() >= 200 and int(x[0, 0].int().sum(0).argmax()) == 13 and x[0, 0, :8].max() <= 1
     light = np.full((56, 56), 255, np.uint8)
-    light[:, 28:30] = 0                                         # a dark stroke on white paper
-    x = prepare_canvas_image(Image.fromarray(light), (1, 28, 28))[0, 0].numpy()
-    assert x[:, 14].min() == 255 and x[:, :13].max() == 0
+    light[:, 28:30] = 0                                         # a dark stroke on white paper: kept as it is
+    y = prepare_canvas_image(Image.fromarray(light), (1, 28, 28))[0]
+    assert torch.equal(y, prepare_image(light, (1, 28, 28), mode="none").tensor) and int(y[0, 0, 0]) == 255
     rgba = np.zeros((28, 28, 4), np.uint8)                      # transparent except one opaque white pixel
     rgba[5, 6] = [255, 255, 255, 255]
-    y = prepare_canvas_image(Image.fromarray(rgba, "RGBA"), (1, 28, 28))[0, 0].numpy()
-    assert y[5, 6] == 255 and y.sum() == 255
+    z = prepare_canvas_image(Image.fromarray(rgba, "RGBA"), (1, 28, 28))[0, 0].numpy()
+    assert z[5, 6] == 255 and z.sum() == 255                    # light ink: composited on black
     wide = prepare_canvas_image(Image.fromarray(np.full((10, 40), 200, np.uint8)), (1, 28, 28))[0, 0].numpy()
     assert (wide[:, 0] > 0).sum() == 7 and wide[0].max() == 0   # fitted 28 x 7, centred
 

@@ -1,1 +1,21 @@
-"""Training engines (see ``convscope.training.engine`` for the protocol they follow)."""
+"""Training engines (see ``convscope.training.engine`` for the protocol they follow), created by one factory."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ...data.normalize import Normalization
+from ...distributed import World
+from ..config import TrainConfig
+from ..engine import Engine
+
+
+def create_engine(cfg: TrainConfig, model: nn.Module, norm: Normalization, steps_per_epoch: int,
+                  world: World | None = None) -> Engine:
+    """The engine ``cfg.runtime.engine`` names, for a resolved config: every engine is built from the same
+    arguments (the seeded model it trains and exports into, the normalization, the steps per epoch, the world)."""
+    from .numpy import NumpyEngine
+    from .torch import TorchEngine
+
+    engines: dict[str, type] = {"torch": TorchEngine, "numpy": NumpyEngine}
+    return engines[cfg.runtime.engine](cfg, model, norm, steps_per_epoch, world or World())

@@ -13,7 +13,10 @@ from torch import nn
 
 from ...data.dataset import ImageDataset
 from ...data.normalize import Normalization
+from ...distributed import World
+from ...errors import ConfigError
 from ...models import upgrade_state_dict
+from ...models.forward import iter_batches
 from ...reference import SGD, Adam, from_torch, softmax_cross_entropy, to_torch_state
 from ..config import TrainConfig
 from ..engine import StepResult
@@ -24,16 +27,20 @@ from ..optim import lr_at
 class NumpyEngine:
     """Trains the NumPy twin of ``model`` (an ``nn.Sequential`` of supported layers) for a resolved config."""
 
-    def __init__(self, cfg: TrainConfig, model: nn.Module, norm: Normalization, steps_per_epoch: int) -> None:
+    def __init__(self, cfg: TrainConfig, model: nn.Module, norm: Normalization, steps_per_epoch: int,
+                 world: World | None = None) -> None:
+        if world is not None and world.distributed:
+            raise ConfigError("engine 'numpy': several processes need the torch engine (--engine torch)")
         self.cfg, self.norm, self.steps_per_epoch = cfg, norm, steps_per_epoch
         self.model = model                                                  # the torch twin weights export into
-        self.rng = np.random.default_rng(cfg.seed + 2)                      # dropout masks
-        self.net = from_torch(model, np.float32, cfg.conv_algorithm, self.rng)
+        self.rng = np.random.default_rng(cfg.runtime.seed + 2)                      # dropout masks
+        self.net = from_torch(model, np.float32, cfg.runtime.conv_algorithm, self.rng)
         params = self.net.parameters()
-        if cfg.optimizer == "sgd":
-            self.opt = SGD(params, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.nesterov and cfg.momentum > 0)
+        o = cfg.optim
+        if o.optimizer == "sgd":
+            self.opt = SGD(params, o.lr, o.momentum, o.weight_decay, o.nesterov and o.momentum > 0)
         else:
-            self.opt = Adam(params, cfg.lr, weight_decay=cfg.weight_decay)
+            self.opt = Adam(params, o.lr, weight_decay=o.weight_decay)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> StepResult | None:
         cfg = self.cfg
@@ -41,7 +48,7 @@ class NumpyEngine:
         buffers = {id(layer): {k: v.copy() for k, v in layer.buffers.items()} for layer in self.net.layers}
         xa, ya = x.numpy(), y.numpy()
         logits = self.net.forward(xa, train=True)                          # (B, classes)
-        loss, dz = softmax_cross_entropy(logits, ya, cfg.label_smoothing)
+        loss, dz = softmax_cross_entropy(logits, ya, cfg.optim.label_smoothing)
         ok = math.isfinite(loss)
         norm = float("nan")
         if ok:
@@ -53,16 +60,14 @@ class NumpyEngine:
             for layer in self.net.layers:
                 layer.buffers.update(buffers[id(layer)])
             return None
-        if cfg.grad_clip and norm > cfg.grad_clip:
-            grads = [g * (cfg.grad_clip / (norm + 1e-6)) for g in grads]
+        if cfg.optim.grad_clip and norm > cfg.optim.grad_clip:
+            grads = [g * (cfg.optim.grad_clip / (norm + 1e-6)) for g in grads]
         self.opt.step(grads)
         return StepResult(loss, int((logits.argmax(1) == ya).sum()), norm, self.opt.lr)
 
     def evaluate(self, dataset: ImageDataset) -> EvalResult:
-        logits = []
-        for i in range(0, len(dataset), 1000):
-            x = self.norm.apply(dataset.images[i:i + 1000]).numpy()
-            logits.append(self.net.forward(x, train=False))
+        logits = [out for _, out in iter_batches(None, dataset.images, self.norm, 1000,
+                                                 forward=lambda x: self.net.forward(x.numpy(), train=False))]
         return result_from_logits(torch.from_numpy(np.concatenate(logits)).float(), dataset.labels,
                                   len(dataset.classes))
 

@@ -1,5 +1,5 @@
 """The PyTorch engine: autocast (bf16 where native), gradient clipping, and an airbench-style weight average
-(EMA) that is evaluated and exported in place of the raw weights."""
+(:class:`~convscope.training.ema.EMA`) that is evaluated and exported in place of the raw weights."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ...distributed import World, all_min
 from ...errors import ConfigError
 from ...models import upgrade_state_dict
 from ..config import TrainConfig
+from ..ema import EMA
 from ..distributed import reduce_sums, sharded_evaluate, wrap_ddp
 from ..engine import StepResult
 from ..evaluate import EvalResult, autocast_for
@@ -24,27 +25,25 @@ from ..optim import build_optimizer, lr_at, set_lr
 
 
 class TorchEngine:
-    """Trains ``model`` (moved to ``cfg.device``) for a resolved config."""
+    """Trains ``model`` (moved to ``cfg.runtime.device``) for a resolved config."""
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, norm: Normalization, steps_per_epoch: int,
                  world: World | None = None) -> None:
         self.cfg, self.norm, self.steps_per_epoch = cfg, norm, steps_per_epoch
         self.world = world or World()
-        self.device = torch.device(cfg.device)
-        self.bf16 = cfg.precision == "bf16"
-        if self.world.distributed and cfg.sync_bn and self.device.type != "cuda":
+        self.device = torch.device(cfg.runtime.device)
+        self.bf16 = cfg.runtime.precision == "bf16"
+        if self.world.distributed and cfg.runtime.sync_bn and self.device.type != "cuda":
             raise ConfigError("sync_bn: PyTorch's SyncBatchNorm runs on GPUs only; on CPU drop --sync-bn "
                               "(each process then normalises with its own batch_size / processes images)")
-        if self.world.distributed and cfg.sync_bn:   # a converted copy; the loop's model keeps plain BatchNorm
+        if self.world.distributed and cfg.runtime.sync_bn:   # a converted copy; the loop's model keeps plain BatchNorm
             model = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model))
         self.model = model.to(self.device)
-        if cfg.channels_last:
+        if cfg.runtime.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.forward = wrap_ddp(self.model, self.world)   # DDP averages the gradients over the ranks
         self.optimizer = build_optimizer(cfg, self.model)
-        self.ema_model = copy.deepcopy(self.model) if cfg.ema > 0 else None
-        # Lookahead (Zhang et al. 2019): slow weights that follow the trained ("fast") weights every k steps
-        self.slow = [p.detach().clone() for p in self.model.parameters()] if cfg.lookahead else None
+        self.ema = EMA(self.model, cfg.optim.ema) if cfg.optim.ema > 0 else None
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> StepResult | None:
         cfg = self.cfg
@@ -53,12 +52,12 @@ class TorchEngine:
         buffers = [b.detach().clone() for b in self.model.buffers()]  # BN statistics, restored on a bad step
         with autocast_for(self.device, self.bf16):
             logits = self.forward(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.optim.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         ok = bool(all_min(torch.isfinite(loss.detach()).reshape(1), self.world))  # every rank skips, or none
         if ok:
             loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or math.inf)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip or math.inf)
             ok = bool(torch.isfinite(norm))
         if not ok:
             self.optimizer.zero_grad(set_to_none=True)
@@ -67,10 +66,8 @@ class TorchEngine:
                     b.copy_(saved)
             return None
         self.optimizer.step()
-        if self.slow is not None and (step + 1) % self.cfg.lookahead == 0:
-            self._lookahead_sync()
-        if self.ema_model is not None:
-            self._update_ema(step)
+        if self.ema is not None:
+            self.ema.update(step)
         with torch.no_grad():
             correct = int((logits.argmax(1) == y).sum())
         loss_value = float(loss.detach())
@@ -79,30 +76,12 @@ class TorchEngine:
             loss_value, correct = loss_sum / self.world.size, int(correct)
         return StepResult(loss_value, correct, float(norm), lr)
 
-    @torch.no_grad()
-    def _lookahead_sync(self) -> None:
-        """slow += alpha * (fast - slow); fast = slow. The optimizer's momentum is kept, as in the paper."""
-        fast = [p.detach() for p in self.model.parameters()]
-        torch._foreach_lerp_(self.slow, fast, self.cfg.lookahead_alpha)
-        torch._foreach_copy_(fast, self.slow)
-
-    @torch.no_grad()
-    def _update_ema(self, step: int) -> None:
-        """ema = d * ema + (1 - d) * weights; buffers (BN statistics) are copied. Early steps use a smaller d
-        (d_t = min(d, (1 + t) / (10 + t))) so the average is not dominated by the random initialisation."""
-        d = min(self.cfg.ema, (1 + step) / (10 + step))
-        ema_p = list(self.ema_model.parameters())
-        torch._foreach_mul_(ema_p, d)
-        torch._foreach_add_(ema_p, [p.detach() for p in self.model.parameters()], alpha=1 - d)
-        for b_ema, b in zip(self.ema_model.buffers(), self.model.buffers()):
-            b_ema.copy_(b)
-
     def eval_module(self) -> nn.Module:
-        return self.ema_model if self.ema_model is not None else self.model
+        return self.ema.average if self.ema is not None else self.model
 
     def evaluate(self, dataset: ImageDataset) -> EvalResult:
         return sharded_evaluate(self.eval_module(), dataset, self.norm, self.world, bf16=self.bf16,
-                                channels_last=self.cfg.channels_last, tta=self.cfg.tta, tta_shift=self.cfg.tta_shift)
+                                channels_last=self.cfg.runtime.channels_last, tta=self.cfg.eval.tta)
 
     def export_weights(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.eval_module().state_dict().items()}
@@ -110,21 +89,12 @@ class TorchEngine:
     def state_dict(self) -> dict[str, Any]:
         state = {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
                  "optimizer": self.optimizer.state_dict()}
-        if self.ema_model is not None:
-            state["ema"] = self.ema_model.state_dict()
-        if self.slow is not None:
-            state["lookahead"] = [t.clone() for t in self.slow]
+        if self.ema is not None:
+            state["ema"] = self.ema.average.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(upgrade_state_dict(self.model, state["model"], "checkpoint model"))
         self.optimizer.load_state_dict(state["optimizer"])  # positional: parameter order is unchanged since 0.1
-        if self.ema_model is not None:
-            self.ema_model.load_state_dict(upgrade_state_dict(self.ema_model, state["ema"], "checkpoint ema"))
-        if self.slow is not None:
-            saved = state.get("lookahead")
-            if not isinstance(saved, list) or [t.shape for t in saved] != [t.shape for t in self.slow]:
-                raise ConfigError("checkpoint: no Lookahead slow weights matching this model (was the run "
-                                  "started without --lookahead?); resume with the run's own config")
-            with torch.no_grad():
-                torch._foreach_copy_(self.slow, saved)
+        if self.ema is not None:
+            self.ema.average.load_state_dict(upgrade_state_dict(self.ema.average, state["ema"], "checkpoint ema"))

@@ -1,0 +1,53 @@
+"""The hostile sweep's case table (bench/hostile_sweep.py), one module per unit: what each case runs, what it
+should do, and the checks and scenarios that judge it. The workspace the cases run against is built by
+bench/hostile_workspace.py.
+
+    data        data list/show, --data-dir contents, class folders; the readers' Python API
+    predict     image files given to predict
+    runs        broken run directories read by predict, eval, layers, load_run
+    train       train flags, config files, kills and concurrency, --nproc
+    inspection  layers, sparsity, topk, features, filters, rf, edges (--kernel), layer-name arguments
+    matrix      the matrix command and the conv-matrix functions
+    visualize   visualize and project
+    explain     explain and explain --audit
+    refine      experiment refine
+    web         report and serve
+
+A case's ``area`` is the label the sweep's results are grouped by (``api`` and ``api2``: the Python API);
+its id is unique across the table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hostile_workspace import make_workspace
+
+from . import data, explain, inspection, matrix, predict, refine, runs, train, visualize, web
+from ._table import CHECKS as _SHARED_CHECKS
+from ._table import Case, Table
+
+__all__ = ["CHECKS", "SCENARIOS", "UNITS", "Case", "build_cases", "make_workspace"]
+
+UNITS = (data, predict, runs, train, inspection, matrix, visualize, explain, refine, web)
+
+
+def _merged_checks() -> dict:
+    checks = dict(_SHARED_CHECKS)
+    for unit in UNITS:
+        for name, fn in getattr(unit, "CHECKS", {}).items():
+            if name in checks:
+                raise ValueError(f"check {name!r} defined twice (in {unit.__name__} and before)")
+            checks[name] = fn
+    return checks
+
+
+CHECKS = _merged_checks()
+SCENARIOS = train.SCENARIOS
+
+
+def build_cases(ws: Path, timeout: float) -> list[Case]:
+    table = Table(ws, timeout)
+    for unit in UNITS:
+        unit.add_cases(table)
+    return table.cases

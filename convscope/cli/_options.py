@@ -1,0 +1,77 @@
+"""argparse options generated from a typed config's field metadata (``convscope._check.option``): the flag's
+name, help, default, choices and range come from the config class, so nothing is restated here. A value the
+config would refuse is a usage error naming the flag at parse time (exit 2), not minutes of work first."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .._check import check_value, options
+from ..errors import ConfigError
+
+
+def flag(name: str, meta: dict[str, Any]) -> str:
+    """A config field's CLI flag: declared, or ``--`` and the name with dashes (``eval_every`` -> ``--eval-every``)."""
+    return meta["flag"] or "--" + name.replace("_", "-")
+
+
+def _parse_text(text: str, kind: str) -> Any:
+    if kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if kind == "ints":
+        try:
+            return tuple(int(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 0,1,2, got {text!r}") from None
+    if kind == "names":
+        return tuple(v.strip() for v in text.split(",") if v.strip())
+    return text
+
+
+def arg_type(name: str, meta: dict[str, Any]) -> Callable[[str], Any]:
+    """Text -> the checked value; the config's own check, its message without the leading ``name: ``."""
+    def parse(text: str) -> Any:
+        try:
+            return check_value(_parse_text(text, meta["kind"]), name, meta)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(f"{name}: ")) from None
+    parse.__name__ = meta["kind"]
+    return parse
+
+
+def _shown(default: Any) -> str:
+    return ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type, skip: Iterable[str] = ()) -> None:
+    """One flag per CLI field of the config class ``cls`` (``dest`` = the field name)."""
+    skip = set(skip)
+    for f, meta in options(cls):
+        if not meta["cli"] or f.name in skip:
+            continue
+        helptext = meta["help"] + ("" if f.default is None or f.default is False else f" (default {_shown(f.default)})")
+        kw: dict[str, Any] = {"dest": f.name, "default": f.default, "help": helptext}
+        if meta["kind"] == "bool":
+            kw["action"] = "store_true"
+        elif meta["kind"] == "choice":
+            kw["choices"] = meta["choices"]
+        else:
+            kw["type"] = arg_type(f.name, meta)
+            kw["metavar"] = meta["metavar"] or ("LIST" if meta["kind"] in ("ints", "names") else None)
+        parser.add_argument(flag(f.name, meta), **{k: v for k, v in kw.items() if v is not None or k == "default"})
+
+
+def config_from_args(cls: type, args: argparse.Namespace, **values: Any) -> Any:
+    """``cls`` from the parsed flags of its CLI fields, plus ``values`` for the rest."""
+    given = {f.name: getattr(args, f.name) for f, meta in options(cls) if meta["cli"] and hasattr(args, f.name)}
+    return cls(**{**given, **values})

@@ -1,0 +1,123 @@
+"""Typed configs of the inspection and experiment commands: refine, visualize and explain.
+
+Each field is declared once with :func:`convscope._check.option` — its default, help, range, finiteness and
+choices — and that one declaration drives the checks in ``__post_init__`` (Python callers get a ConfigError naming
+the field) and the CLI flags (``cli/_options.py`` generates them; nothing is restated in ``cli/``).
+
+Torch-free on purpose: the CLI builds its parsers from these classes without importing torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ._check import check_fields, fail, from_dict, option
+
+SEED_MAX = 2**63 - 1        # torch.manual_seed takes seeds in [0, 2**63)
+VARIANTS = ("maximize", "top", "random", "representative", "full")
+BN_MODES = ("frozen", "reestimate")
+MEASURES = ("mean", "max", "neuron")
+PARAMS = ("fourier", "pixel")                       # inspect/param.py's parameterizations
+ATTRIBUTION_METHODS = ("saliency", "smoothgrad", "integrated_gradients", "gradcam", "occlusion", "guided_gradcam")
+
+
+def _threads(value: int, name: str) -> int:
+    # far more threads than cores only slows down, and a huge count can crash torch (segfault)
+    cpus = os.cpu_count() or 1
+    if value is not None and value > cpus:
+        raise fail(name, f"must be at most {cpus} (this machine's CPU count), got {value}")
+    return value
+
+
+class _Config:
+    """Shared behaviour: fields checked on construction, ``from_dict`` refusing unknown keys, ``to_dict``."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Any:
+        """A config from a dict of field values; unknown keys are an error that lists the valid ones."""
+        return from_dict(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass
+class RefineConfig(_Config):
+    """What the refine experiment runs (``convscope experiment refine``). Defaults fit 10 minutes on a 2-core CPU."""
+
+    layer: str = option("conv3", "the conv layer whose kernels are refined")
+    response: str | None = option(None, "layer whose channel peaks are the kernels' response (default: the layer)",
+                                  kind="str")
+    k: int = option(9, "top images per kernel", lo=1)
+    steps: int = option(30, "optimisation steps per variant", lo=1)
+    eval_every: int = option(30, "measure every N steps (and at the start and the end)", lo=1)
+    seeds: tuple[int, ...] = option((0, 1, 2, 3, 4), "comma-separated seeds", kind="ints", lo=0, hi=SEED_MAX,
+                                    unique=True)
+    variants: tuple[str, ...] = option(VARIANTS, "comma-separated subset of " + ",".join(VARIANTS), kind="names",
+                                       choices=VARIANTS)
+    batch_size: int = option(64, "images per step (fewer when the chosen set is smaller)", lo=1)
+    lr: float = option(0.01, "fine-tune variants: SGD learning rate (per batch, mean loss)", lo=0, hi=10,
+                       lo_open=True, hi_open=True)
+    momentum: float = option(0.9, "fine-tune variants: SGD momentum", lo=0, hi=1, hi_open=True)
+    angle: float = option(0.01, "maximize: radians each kernel turns per step", lo=0, hi=10, lo_open=True,
+                          hi_open=True)
+    params: str = option("layer", "what the fine-tune variants train: the layer's parameters or all",
+                         choices=("layer", "all"))
+    bn: tuple[str, ...] = option(BN_MODES, "BN statistics when measuring: " + ",".join(BN_MODES), kind="names",
+                                 choices=BN_MODES)
+    bn_images: int = option(2000, "training images to re-estimate BN on (a fixed sample)", lo=1)
+    train_limit: int = option(0, "use N training images, class-stratified (0 = all)", lo=0)
+    test_limit: int = option(0, "use N test images, class-stratified (0 = all)", lo=0)
+    after_topk: bool = option(False, "recompute the top-k after refinement (seed 0)")
+    threads: int | None = option(None, "torch threads (default: torch's)", kind="int", lo=1, check=_threads)
+
+
+@dataclass
+class VisualizeConfig(_Config):
+    """How ``visualize`` optimizes each unit's image (``convscope visualize``)."""
+
+    measure: str = option("mean", "reduce each map by its mean, max, or its centre unit (neuron)", choices=MEASURES)
+    neuron: bool = option(False, "the centre unit of each channel, not the map's mean (measure neuron)")
+    steps: int = option(256, "optimization steps", lo=1)
+    seed: int = option(0, "seed of the starting images and the transforms", lo=0, hi=SEED_MAX)
+    param: str = option("fourier", "image parameterization", choices=PARAMS)
+    lr: float | None = option(None, "Adam learning rate (default: the parameterization's)", kind="float", lo=0,
+                              lo_open=True, cli=False)
+    tv: float = option(0.0, "total-variation weight (0..1 pixel scale; around 0.01-10)", lo=0)
+    l2: float = option(0.0, "L2 weight", lo=0)
+    blur: float = option(0.0, "blur-penalty weight", lo=0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.neuron:
+            self.measure = "neuron"
+
+
+@dataclass
+class ExplainConfig(_Config):
+    """What ``convscope explain`` attributes: which methods, which class, which layer; ``audit`` for the table."""
+
+    method: tuple[str, ...] | None = option(None, "comma-separated methods (default: all): "
+                                                  + ", ".join(ATTRIBUTION_METHODS), kind="names",
+                                            choices=ATTRIBUTION_METHODS)
+    target: int | None = option(None, "class to explain (default: the predicted one)", kind="int", lo=0)
+    layer: str | None = option(None, "Grad-CAM layer (default: the last conv)", kind="str")
+    index: int = option(0, "image index in the split", lo=0)
+    audit: bool = option(False, "randomization sanity check and deletion/insertion per method on the first "
+                                "--limit images (default 500)")
+    ssim: bool = option(False, "--audit: also the SSIM of each randomized map")
+    seed: int = option(0, "seed of the audit's randomization", lo=0, hi=SEED_MAX)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return self.method if self.method is not None else ATTRIBUTION_METHODS
+
+
+__all__ = ["ATTRIBUTION_METHODS", "BN_MODES", "MEASURES", "PARAMS", "SEED_MAX", "VARIANTS", "ExplainConfig",
+           "RefineConfig", "VisualizeConfig"]

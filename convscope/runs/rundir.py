@@ -1,0 +1,270 @@
+"""The run directory: everything a run leaves behind, how it is created and locked, and reading it back
+without unpickling anything (:func:`load_run_model`; ``convscope.training.load_run`` adds the config).
+
+    runs/<name>/
+      config.json          the resolved TrainConfig
+      metrics.jsonl        one JSON object per line: {"kind": "step", ...} and {"kind": "epoch", ...}
+      checkpoint.safetensors   the latest training state (for --resume)
+      model.safetensors    final weights
+      model.json           model name and arguments, input shape, classes, normalization, versions,
+                           git commit, and the SHA-256 of every other file
+      model.json.sha256    the SHA-256 of model.json itself (`sha256sum -c` reads it); runs written before it
+                           existed load without it
+      curve.png            training curve
+      summary.json         test_accuracy (fraction), epochs, seconds, ...
+      .lock                held by the process writing the run (lock.py)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import subprocess
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._atomic import atomic_write_text
+from ..data.normalize import Normalization
+from ..errors import ConfigError, ConvscopeError
+from ..models.weights import CheckpointError, load_weights, sha256_file
+from .manifest import check_manifest, read_json_file
+
+CONFIG, METRICS, CHECKPOINT, WEIGHTS, META, CURVE, SUMMARY = (
+    "config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors", "model.json", "curve.png",
+    "summary.json")
+META_SHA256 = META + ".sha256"
+METRICS_MAX_BYTES = 1 << 30   # metrics.jsonl of a very long run is megabytes; more is not a metrics file
+
+
+class RunError(ConvscopeError):
+    """A run directory is missing, incomplete, unwritable or inconsistent."""
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")  # NaN is not JSON: refuse it
+
+
+def json_safe(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` with every non-finite float (at any depth) as null, listed under "non_finite" with a note:
+    JSON has no NaN, and a bare NaN makes the file unreadable to strict parsers."""
+    bad: list[str] = []
+
+    def clean(v: Any, key: str) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            bad.append(key)
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x, f"{key}.{k}" if key else str(k)) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x, f"{key}[{i}]") for i, x in enumerate(v)]
+        return v
+
+    out = clean(obj, "")
+    if bad:
+        out["non_finite"] = {"keys": bad, "note": "these values were NaN or infinite (e.g. a diverged model); "
+                                                 "written as null because JSON has no NaN"}
+    return out
+
+
+def git_commit() -> str | None:
+    """The commit of the convscope source tree, when it is a git checkout."""
+    try:
+        out = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def check_run_name(name: str | None) -> None:
+    """A run name is one plain folder name inside the runs directory: no path separators, not absolute, not
+    empty, not "." or ".." (a name like "../../x" would put the run outside --runs-dir)."""
+    if name is None:
+        return
+    bad = (not isinstance(name, str) or name.strip() in ("", ".", "..") or "/" in name or "\\" in name
+           or "\0" in name or os.path.isabs(name) or (os.altsep is not None and os.altsep in name))
+    if bad:
+        raise ConfigError(f"name: {name!r} is not a plain run name; a run name is one folder name inside "
+                          "--runs-dir (letters, digits, '-', '_', '.'; no '/', no '..'); use --out PATH to put a "
+                          "run elsewhere")
+
+
+def new_run_dir(base: Path, name: str, explicit: Path | None) -> tuple[Path, bool, Any]:
+    """``explicit`` (must not already hold a run), or the first free ``base/name``, ``base/name-2``, ...:
+    (the path, whether this call created the folder, its held :class:`~.lock.RunLock`). A folder another
+    process holds is refused for ``explicit`` and skipped otherwise; ``name`` must stay inside ``base``."""
+    from .lock import RunLock, RunLocked
+
+    check_run_name(name)
+    k = 2
+    while True:
+        path = explicit if explicit is not None else base / (name if k == 2 else f"{name}-{k - 1}")
+        k += 1
+        if explicit is None and (path / CONFIG).exists():
+            continue
+        created = not path.exists()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".write-test-{os.getpid()}"  # unique: another process may probe the same folder
+            probe.write_bytes(b"ok")
+            probe.unlink()
+            lock = RunLock(path).acquire()
+        except RunLocked:
+            if explicit is not None:
+                raise
+            continue
+        except OSError as e:
+            raise RunError(f"{path}: cannot write the run directory ({e.strerror or e}); "
+                           "choose a writable --out") from e
+        if (path / CONFIG).exists():  # checked again under the lock: a run may have started meanwhile
+            lock.release()
+            if explicit is not None:
+                raise RunError(f"{explicit}: already holds a run; resume it with --resume {explicit} "
+                               "or choose another --out")
+            continue
+        return path, created, lock
+
+
+def discard_new_run_dir(path: Path, created: bool) -> None:
+    """Undo :func:`new_run_dir` after a set-up failure: a folder it created goes (when it holds nothing else),
+    a folder that existed before keeps everything but the lock file."""
+    from .lock import LOCK
+
+    (path / LOCK).unlink(missing_ok=True)
+    if created:
+        with contextlib.suppress(OSError):  # something else appeared in it: leave it
+            path.rmdir()
+
+
+def write_manifest(path: Path, meta: dict[str, Any]) -> None:
+    """model.json, with the SHA-256 of every file of the run (written last, so it covers them all), and
+    model.json.sha256 with model.json's own digest. The digest goes first: model.json marks a run finished, so
+    a kill between the two leaves an unfinished run (resumed, both rewritten), never an unchecked finished one."""
+    files = {}
+    for name in (CONFIG, WEIGHTS, SUMMARY, CURVE, METRICS):
+        if (path / name).exists():
+            files[name] = sha256_file(path / name)
+    text = json.dumps({**meta, "sha256": files}, indent=2, allow_nan=False) + "\n"
+    atomic_write_text(path / META_SHA256, f"{hashlib.sha256(text.encode()).hexdigest()}  {META}\n")
+    atomic_write_text(path / META, text)
+
+
+def check_meta_digest(path: Path) -> None:
+    """model.json against model.json.sha256 (absent in runs written before it existed: nothing to check)."""
+    digest_file = path / META_SHA256
+    if not digest_file.exists() and not digest_file.is_symlink():
+        return
+    from ..data.safe_io import read_regular
+    from ..errors import DataError
+
+    try:
+        line = read_regular(digest_file, 4096, "digest file").decode("ascii", "replace").split()
+    except DataError as e:
+        raise CheckpointError(str(e)) from None
+    if len(line) != 2 or line[1] != META or len(line[0]) != 64:
+        raise CheckpointError(f"{digest_file}: expected one line '<64 hex digits>  {META}'; the file is corrupt "
+                              f"(delete it to load the run unchecked, as runs before it were)")
+    if sha256_file(path / META) != line[0].lower():
+        raise CheckpointError(f"{path / META}: SHA-256 differs from the one recorded in {META_SHA256} (modified "
+                              "after the run finished); restore the original or retrain")
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file of a run; a missing one is a RunError that asks whether this is a finished run."""
+    if not path.exists() and not path.is_symlink():
+        raise RunError(f"{path}: missing; is {path.parent} a finished convscope run?")
+    return read_json_file(path)  # regular files only, size- and depth-bounded; errors are CheckpointError
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a run's metrics.jsonl (``path``), one JSON object a line ([] when there is none). The file
+    is not covered by model.json's checksums, so it is read defensively: a regular file of bounded size, every
+    line a JSON object."""
+    from ..data.safe_io import read_regular
+    from ..errors import DataError
+
+    if not path.exists() and not path.is_symlink():
+        return []
+    try:
+        raw = read_regular(path, METRICS_MAX_BYTES, "metrics file")
+    except DataError as e:
+        raise RunError(f"{e}; metrics.jsonl holds the run's training record (delete it to go without)") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RunError(f"{path}: not UTF-8 text ({e}); it is not a convscope metrics file") from None
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise RunError(f"{path}, line {number}: not JSON ({getattr(e, 'msg', e)}); each line must be one "
+                           "JSON object such as {\"kind\": \"epoch\", ...} (fix or delete the line)") from None
+        if not isinstance(record, dict):
+            raise RunError(f"{path}, line {number}: expected a JSON object such as {{\"kind\": \"epoch\", ...}}, "
+                           f"got a JSON {type(record).__name__}; fix or delete the line")
+        records.append(record)
+    return records
+
+
+@dataclass
+class RunModel:
+    """The trained model of a run with what model.json says about its input: all a tool that looks at the model
+    needs (the inspection tools, the matrix reports); :func:`convscope.training.load_run` adds the config."""
+
+    path: Path
+    model: nn.Module
+    meta: dict[str, Any]               # model.json, structure checked
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    classes: tuple[str, ...]
+    normalization: Normalization
+
+    @property
+    def dataset(self) -> str:
+        return str(self.meta.get("dataset", ""))
+
+
+def load_run_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> RunModel:
+    """The model of a finished run in eval mode: model.json's structure is checked, the weights' SHA-256 is the
+    one it records, the weights are loaded from safetensors only (nothing is unpickled) and strictly."""
+    from ..models import create_model, upgrade_state_dict
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise RunError(f"path: expected a run directory (str or Path), got {type(path).__name__}")
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"{path}: no such run directory")
+    meta = check_manifest(read_json(path / META), path / META)
+    recorded = meta["sha256"]
+    for name in (CONFIG, WEIGHTS):
+        if name not in recorded:
+            raise RunError(f"{path / META}: records no SHA-256 for {name}; the run is incomplete")
+    state = load_weights(path / WEIGHTS, expected_sha256=recorded[WEIGHTS])
+    c, h, w = meta["input_shape"]
+    try:
+        with warnings.catch_warnings():  # a tampered geometry may build empty layers: the strict load below refuses it
+            warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
+            model = create_model(meta["model"], in_channels=c, image_size=(h, w), num_classes=meta["num_classes"],
+                                 **meta.get("model_args", {}))
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as e:  # arguments the model cannot take
+        raise CheckpointError(f"{path / META}: cannot build model {meta['model']!r} from its recorded arguments "
+                              f"({type(e).__name__}: {e})") from e
+    state = upgrade_state_dict(model, state, str(path / WEIGHTS))  # runs saved before layers were named
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path / WEIGHTS}: weights do not fit model {meta['model']!r}: {e}") from e
+    model.to(map_location).eval()
+    norm = Normalization(tuple(meta["normalization"]["mean"]), tuple(meta["normalization"]["std"]))
+    check_meta_digest(path)   # last: a file-specific message (a pickle, a bad key) says more than "modified"
+    return RunModel(path, model, meta, (c, h, w), tuple(meta["classes"]), norm)
