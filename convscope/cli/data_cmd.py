@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..data import DATASETS, availability, load
 from ..data.folder import FolderOptions
+from ..errors import ConfigError
 from ..viz import class_grid
 from ._types import count
 
@@ -34,8 +35,18 @@ def folder_options(args: argparse.Namespace) -> FolderOptions:
     return FolderOptions(size=size, resize=args.resize)
 
 
-def load_from_args(args: argparse.Namespace, name: str, split: str):
-    return load(name, split, args.data_dir, download=not args.no_download, folder_options=folder_options(args))
+def load_from_args(args: argparse.Namespace, name: str, split: str, shape: tuple[int, ...] | None = None):
+    """The dataset the flags name; with ``shape`` (a model's (C, H, W)), refused unless its images have it."""
+    ds = load(name, split, args.data_dir, download=not args.no_download, folder_options=folder_options(args))
+    if shape is not None and tuple(ds.shape) != tuple(shape):
+        hint = ""
+        if name.startswith("folder:") and ds.shape[0] != shape[0]:
+            hint = f"; convert its images with folder:PATH?channels={shape[0]}"
+        elif name.startswith("folder:"):
+            hint = (f"; resize its images with --resize fit --size {shape[1]}x{shape[2]} (or "
+                    f"folder:PATH?resize=fit&size={shape[1]}x{shape[2]})")
+        raise ConfigError(f"--dataset {name}: images are {tuple(ds.shape)}, the model takes {tuple(shape)}{hint}")
+    return ds
 
 
 def cmd_list(args: argparse.Namespace) -> int:

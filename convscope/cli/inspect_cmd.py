@@ -92,9 +92,7 @@ def load_dataset(args, target):
     import torch
     from .data_cmd import load_from_args
 
-    ds = load_from_args(args, args.dataset or target.dataset, args.split)
-    if ds.shape != tuple(target.input_shape):
-        raise ConfigError(f"--dataset {ds.name}: images are {ds.shape}, the model takes {tuple(target.input_shape)}")
+    ds = load_from_args(args, args.dataset or target.dataset, args.split, target.input_shape)
     if args.limit:
         ds = ds.subset(torch.arange(min(args.limit, len(ds))))
     return ds

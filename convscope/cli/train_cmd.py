@@ -130,9 +130,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     run = load_run(args.run)
     name = args.dataset or run.config.data.dataset
-    ds = load_from_args(args, name, args.split)
-    if ds.shape != run.input_shape:
-        raise ConfigError(f"--dataset {name}: images are {ds.shape}, the model takes {run.input_shape}")
+    ds = load_from_args(args, name, args.split, run.input_shape)
     res = evaluate(run.model, ds, run.normalization, tta=run.tta, classes=run.classes)
     print(f"{run.path}: {name} {args.split}, {res.n:,} images\naccuracy {100 * res.accuracy:.2f}%  "
           f"(loss {res.loss:.4f})\n")

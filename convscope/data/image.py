@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import struct
 import warnings
 from collections.abc import Iterator
@@ -52,6 +53,16 @@ class ImageFormatError(DataError):
     """A readable image in a format that is not accepted here."""
 
 
+def _first_bytes(fp) -> str:
+    """What a file that is no image starts with, for the message: ``starts with b'hello wo'`` or ``empty``."""
+    try:
+        fp.seek(0)
+        head = fp.read(8)
+    except (OSError, ValueError):
+        return "unreadable"
+    return f"it starts with {head!r}" if head else "empty"
+
+
 @contextlib.contextmanager
 def _decoding(name: str, max_pixels: int, formats: tuple[str, ...], fp, load: bool) -> Iterator[Image.Image]:
     """Open ``fp`` with Pillow: the size from the header checked before decoding, the format against
@@ -72,9 +83,14 @@ def _decoding(name: str, max_pixels: int, formats: tuple[str, ...], fp, load: bo
                 if load:
                     img.load()
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-                raise ImageTooLarge(f"{name}: not a readable image (decompression bomb protection: {e})") from e
+                # Pillow's own limit fires inside Image.open for a header past ~179 M pixels, before ours can
+                size = re.search(r"\((\d+) pixels\)", str(e))
+                what = f"{int(size.group(1)):,} pixels" if size else "more pixels than Pillow decodes"
+                raise ImageTooLarge(f"{name}: the header announces {what}, over max_pixels={max_pixels:,} (possible "
+                                    "decompression bomb); a genuine image must be scaled down first") from e
             except UnidentifiedImageError as e:
-                raise DataError(f"{name}: not a readable image ({e})") from e
+                raise DataError(f"{name}: not a readable image: not PNG or JPEG ({_first_bytes(fp)}); give a "
+                                "PNG or JPEG file") from e
             except (OSError, SyntaxError, ValueError, struct.error, EOFError) as e:  # Pillow's corrupt-file errors
                 if isinstance(e, DataError):
                     raise

@@ -99,12 +99,14 @@ def _fit(img: Image.Image, shape: tuple[int, int, int], resize: str, notes: list
     return canvas
 
 
-def _plain(img: Image.Image, shape: tuple[int, int, int], resize: str, notes: list[str]) -> Prepared:
-    """mode none: the 8-bit picture sized to the input, nothing else changed."""
+def _plain(img: Image.Image, shape: tuple[int, int, int], resize: str, notes: list[str], hint: bool = True
+           ) -> Prepared:
+    """mode none: the 8-bit picture sized to the input, nothing else changed (``hint``: suggest mnist mode for a
+    light picture; not when mnist mode already ran and found no ink)."""
     c = shape[0]
     size = img.size
     arr = np.asarray(_fit(img, shape, resize, notes), dtype=np.uint8)        # (H, W) or (H, W, 3)
-    if c == 1 and arr.mean() > 127:
+    if hint and c == 1 and arr.mean() > 127:
         notes.append("mostly light background: the model was trained on light strokes on black; "
                      "try --prepare mnist, which inverts it")
     x = torch.from_numpy(arr.copy())
@@ -170,6 +172,9 @@ def prepare_image(source: ImageSource, shape: tuple[int, int, int] = (1, 28, 28)
                     raise
                 notes = [*notes, "no ink found (a blank image, nothing to centre): the plain conversion is used, "
                                  "as --prepare none"]
+                prep = _plain(img, shape, resize, notes, hint=False)
+                prep.steps["no_ink"] = True      # callers that answer anyway (explain, the web) say so
+                return prep
         return _plain(img, shape, resize, notes)
     except DataError as e:
         if isinstance(source, (str, os.PathLike)):

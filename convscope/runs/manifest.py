@@ -78,8 +78,8 @@ def check_manifest(meta: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
     norm = meta.get("normalization")
     if not (isinstance(norm, dict) and _finite_list(norm.get("mean"), shape[0], False)
             and _finite_list(norm.get("std"), shape[0], True)):
-        raise bad("normalization", f"{{'mean': [...], 'std': [...]}} with 1 or {shape[0]} finite values "
-                                   "(std positive)")
+        count = "1 finite value" if shape[0] == 1 else f"1 or {shape[0]} finite values"
+        raise bad("normalization", f"{{'mean': [...], 'std': [...]}} with {count} each (std positive)")
     if not isinstance(meta.get("tta", False), bool):
         raise bad("tta", "true or false")
     shift = meta.get("tta_shift", 0)   # written by runs before shifted test-time views were removed

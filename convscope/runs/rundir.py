@@ -245,6 +245,9 @@ def load_run_model(path: str | os.PathLike[str], map_location: str | torch.devic
     if not path.is_dir():
         raise RunError(f"{path}: no such run directory")
     meta = check_manifest(read_json(path / META), path / META)
+    # after the structure check (a bad key says more than "modified"), before anything is built from model.json:
+    # an edited input_shape would otherwise surface as a shape mismatch blamed on the weights
+    check_meta_digest(path)
     recorded = meta["sha256"]
     for name in (CONFIG, WEIGHTS):
         if name not in recorded:
@@ -266,5 +269,4 @@ def load_run_model(path: str | os.PathLike[str], map_location: str | torch.devic
         raise CheckpointError(f"{path / WEIGHTS}: weights do not fit model {meta['model']!r}: {e}") from e
     model.to(map_location).eval()
     norm = Normalization(tuple(meta["normalization"]["mean"]), tuple(meta["normalization"]["std"]))
-    check_meta_digest(path)   # last: a file-specific message (a pickle, a bad key) says more than "modified"
     return RunModel(path, model, meta, (c, h, w), tuple(meta["classes"]), norm)

@@ -322,6 +322,10 @@ def _flat_values(values: Any, source: str) -> tuple[dict[str, Any], dict[str, An
             put(key, value, key)
         elif key in RETIRED:
             retired[key] = value
+        elif key in SECTIONS:
+            raise ConfigError(f"{source}: {key} is a section: expected a mapping of its keys such as "
+                              f"{{{key!r}: {{...}}}}, got {type(value).__name__}; keys of {key}: "
+                              f"{', '.join(f for k, (s, f) in FLAT.items() if s == key)}")
         else:
             raise ConfigError(f"{source}: unknown key(s) {key}; valid keys: {', '.join(FIELDS)} (or sections "
                               f"{', '.join(SECTIONS)})")

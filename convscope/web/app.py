@@ -162,8 +162,8 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
 
         def work() -> dict[str, Any]:
             img = decode_image(data)
-            x = compute.prepare_canvas_image(img, r.run.input_shape, default_prepare(r.run.meta))
-            return compute.predict_with_maps(r, x).to_dict()
+            prep = compute.prepare_picture(img, r.run.input_shape, default_prepare(r.run.meta))
+            return compute.predict_with_maps(r, prep.tensor[None], prep).to_dict()
         result = await asyncio.get_running_loop().run_in_executor(r.worker, work)
         return Response(json.dumps(result), media_type="application/json")   # plain data: no re-encoding pass
 

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from ..conv import make_geometry
-from ..data.prepare import prepare_image
+from ..data.prepare import Prepared, prepare_image
 from ..errors import ConfigError, ConvscopeError
 from ..inspect import activation_sparsity, capture, list_layers, receptive_fields, topk
 from ..matrix.display import block_structure, symbolic_entries, tap_names
@@ -44,6 +44,8 @@ class Prediction(_ToDict):
     input: str                        # base64 of the uint8 model input (C, H, W)
     input_shape: list[int]
     layers: list[dict[str, Any]]      # name, kind, shape, lo, hi, signed, data
+    notes: list[str] = field(default_factory=list)   # how the picture was prepared (predict's notes)
+    no_ink: bool = False              # a blank picture: the maps are shown, the page names no digit
 
 
 @dataclass
@@ -97,12 +99,18 @@ class MatrixView(_ToDict):
     entries: list[list[Any]]
 
 
-def prepare_canvas_image(img: Image.Image, input_shape: tuple[int, int, int], mode: str = "none") -> torch.Tensor:
-    """A drawn canvas or an uploaded picture -> the model's uint8 input (1, C, H, W), by the one path
+def prepare_picture(img: Image.Image, input_shape: tuple[int, int, int], mode: str = "none") -> Prepared:
+    """A drawn canvas or an uploaded picture -> the prepared model input, by the one path
     (:func:`convscope.data.prepare.prepare_image`, as ``convscope predict`` reads the same file). A blank canvas
     has no ink for ``mode="mnist"`` to find: it gets the plain conversion (the empty input), so the page shows
-    the layers before anything is drawn."""
-    return prepare_image(img, input_shape, mode=mode, blank="plain").tensor[None]
+    the layers before anything is drawn, and ``steps["no_ink"]`` says so (an uploaded blank picture too: the
+    page then names no digit, where ``predict`` refuses the file)."""
+    return prepare_image(img, input_shape, mode=mode, blank="plain")
+
+
+def prepare_canvas_image(img: Image.Image, input_shape: tuple[int, int, int], mode: str = "none") -> torch.Tensor:
+    """:func:`prepare_picture`'s model input alone, uint8 (1, C, H, W)."""
+    return prepare_picture(img, input_shape, mode).tensor[None]
 
 
 def shown_layers(entry: RunEntry) -> list[dict[str, Any]]:
@@ -132,8 +140,9 @@ def _quantize(t: torch.Tensor) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def predict_with_maps(entry: RunEntry, x_u8: torch.Tensor) -> Prediction:
-    """Class probabilities and every shown layer's feature maps for one uint8 input (1, C, H, W)."""
+def predict_with_maps(entry: RunEntry, x_u8: torch.Tensor, prepared: Prepared | None = None) -> Prediction:
+    """Class probabilities and every shown layer's feature maps for one uint8 input (1, C, H, W); with the
+    ``prepared`` picture's notes and whether it had no ink."""
     run = entry.run
     layers = shown_layers(entry)
     names = [li["name"] for li in layers]
@@ -147,7 +156,8 @@ def predict_with_maps(entry: RunEntry, x_u8: torch.Tensor) -> Prediction:
     top = int(probs.argmax())
     return Prediction(run.classes[top], top, list(run.classes), [round(float(p), 6) for p in probs],
                       base64.b64encode(x_u8[0].numpy().tobytes()).decode("ascii"), list(run.input_shape),
-                      [{**li, **_quantize(maps[li["name"]][0])} for li in layers])
+                      [{**li, **_quantize(maps[li["name"]][0])} for li in layers],
+                      list(prepared.notes) if prepared else [], bool(prepared and prepared.steps.get("no_ink")))
 
 
 def test_dataset(run: Run):

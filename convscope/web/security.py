@@ -35,7 +35,6 @@ SECURITY_HEADERS = [
 ]
 MAX_BODY_BYTES = 2 * 1024 * 1024       # an upload or a canvas PNG: 2 MiB is plenty
 MAX_IMAGE_PIXELS = 4096 * 4096         # decoded size limit, checked from the header before decoding
-UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
@@ -122,12 +121,13 @@ async def read_capped(request, limit: int = MAX_BODY_BYTES) -> bytes:
 
 
 def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """PNG/JPEG/... bytes -> a decoded PIL image, by the one reader (:func:`convscope.data.image.read_image`:
-    the size announced by the header checked before decoding); its refusals as HTTP statuses."""
+    """PNG or JPEG bytes (the formats every other path reads) -> a decoded PIL image, by the one reader
+    (:func:`convscope.data.image.read_image`: the size announced by the header checked before decoding); its
+    refusals as HTTP statuses."""
     if not data:
         raise WebError(400, "empty body: send an image (PNG or JPEG) as the request body")
     try:
-        return read_image(data, max_pixels, UPLOAD_FORMATS, name="upload")
+        return read_image(data, max_pixels, name="upload")
     except ImageTooLarge:
         raise WebError(413, f"image refused: it announces more than the limit of {max_pixels:,} pixels "
                             "(decompression bomb protection)") from None

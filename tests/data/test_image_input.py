@@ -166,3 +166,32 @@ def test_read_image_refuses_by_the_same_rules_for_bytes(tmp_path):
     with pytest.raises(DataError, match="upload: not a readable image"):
         read_image(b"not an image", name="upload")
     assert read_image(buf.read_bytes(), formats=("GIF",)).size == (8, 8)
+
+
+def _png_header(w: int, h: int) -> bytes:
+    """A PNG that announces w x h pixels (signature, IHDR, IEND): nothing to decode."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) + chunk(b"IEND", b"")
+
+
+def test_huge_headers_and_non_images_get_convscopes_own_words(tmp_path):
+    """Past ~179 M pixels Pillow refuses inside Image.open, before our max_pixels check: the message must still be
+    ours (the limit the user can set), and a file that is no image says what it starts with, not a file object."""
+    from convscope.data.image import ImageTooLarge
+    from convscope.errors import DataError
+
+    for w, h in ((100_000, 100_000), (9000, 9000)):
+        (tmp_path / "huge.png").write_bytes(_png_header(w, h))
+        with pytest.raises(ImageTooLarge, match=f"{w * h:,} pixels|{w} x {h} pixels") as e:
+            read_image(tmp_path / "huge.png")
+        assert "max_pixels=67,108,864" in str(e.value) and "178956970" not in str(e.value)
+    (tmp_path / "text.png").write_text("hello, not a picture")
+    with pytest.raises(DataError, match=r"text.png: not a readable image: not PNG or JPEG \(it starts with b'hel"):
+        read_image(tmp_path / "text.png")
+    with pytest.raises(DataError, match=r"upload: .*it starts with b'hello, n'") as e:
+        read_image(b"hello, not a picture", name="upload")
+    assert "BytesIO" not in str(e.value)

@@ -193,6 +193,18 @@ def test_evaluate_without_class_names_still_refuses_a_width_mismatch(small_run, 
         evaluate(small_run.model, ds, small_run.normalization)
 
 
+def test_eval_of_an_rgb_folder_says_how_to_convert_it(small_run, tmp_path, cli):
+    rng = np.random.default_rng(0)
+    for d in range(10):
+        (tmp_path / "rgb" / str(d)).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (28, 28, 3), dtype=np.uint8)).save(tmp_path / "rgb" / str(d) / "a.png")
+    r = cli("eval", small_run.path, "--dataset", f"folder:{tmp_path / 'rgb'}", "--split", "train")
+    assert r.returncode == 2 and "images are (3, 28, 28), the model takes (1, 28, 28)" in r.stderr, r.stderr
+    assert "folder:PATH?channels=1" in r.stderr
+    r = cli("eval", small_run.path, "--dataset", f"folder:{tmp_path / 'rgb'}?channels=1", "--split", "train")
+    assert r.returncode == 0 and "accuracy" in r.stdout, r.stderr
+
+
 def test_eval_accepts_a_folder_with_the_models_classes(small_run, tmp_path, cli):
     root = _folder(tmp_path / "digits", [str(d) for d in range(10)], n=2)
     r = cli("eval", small_run.path, "--dataset", f"folder:{root}", "--split", "train")
@@ -257,6 +269,18 @@ def test_model_json_is_covered_by_its_own_sha256(run_copy):
     (run_copy / rd.META_SHA256).write_text("not a digest\n")
     with pytest.raises(CheckpointError, match="model.json.sha256: expected one line"):
         convscope.load_run(run_copy)
+
+
+def test_an_edited_input_shape_is_reported_as_an_edit_of_model_json(run_copy):
+    """Before: the digest was checked last, so the model was first built from the edited shape and the error
+    blamed the weights with a torch size-mismatch dump."""
+    meta = json.loads((run_copy / rd.META).read_text())
+    meta["input_shape"] = [3, 28, 28]
+    meta["normalization"] = {"mean": [0.1], "std": [0.3]}
+    (run_copy / rd.META).write_text(json.dumps(meta, indent=2) + "\n")
+    with pytest.raises(CheckpointError, match=r"model.json: SHA-256 differs") as e:
+        convscope.load_run(run_copy)
+    assert "size mismatch" not in str(e.value) and "model.safetensors" not in str(e.value)
 
 
 def test_runs_written_before_the_digest_still_load(tmp_path):

@@ -140,6 +140,10 @@ def test_section_errors_name_the_key_and_list_the_sections_keys():
         config_from_dict({"optim": {"lr": "x"}})
     with pytest.raises(AttributeError, match="no field 'learning_rate'"):
         TrainConfig().learning_rate   # noqa: B018
+    with pytest.raises(ConfigError, match=r"optim is a section: expected a mapping .* got float; keys of optim: "
+                                          r"batch_size, optimizer, lr") as e:
+        config_from_dict({"optim": 0.01})        # before: "unknown key optim" while listing optim as a section
+    assert "unknown" not in str(e.value)
 
 
 def _outside(interval, integer):

@@ -125,3 +125,39 @@ def test_client_disconnecting_mid_upload_leaves_no_traceback(runs_dir, ink_files
             _, log = srv.proc.communicate(timeout=5)
     assert "Traceback" not in log and "Exception in ASGI application" not in log, log
     assert "ClientDisconnect" not in log, log
+
+
+def test_uploads_take_the_formats_predict_reads(server, ink_files):
+    """One image path: an upload in a format `predict` refuses (GIF, BMP, WebP) is refused too, whatever the
+    Content-Type claims; PNG and JPEG are read."""
+    folder, label = ink_files
+    img = Image.open(folder / "opaque.png")
+    url = server.base + "/api/run/digits8/predict"
+    for fmt, ctype in (("GIF", "image/gif"), ("BMP", "image/bmp"), ("BMP", "image/png"), ("WEBP", "image/webp")):
+        buf = io.BytesIO()
+        img.save(buf, format=fmt)
+        r = httpx.post(url, content=buf.getvalue(), headers={"content-type": ctype}, timeout=60)
+        assert r.status_code == 415 and f"is a {fmt} image" in r.json()["error"], (fmt, r.text)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=95)
+    r = httpx.post(url, content=buf.getvalue(), headers={"content-type": "image/jpeg"}, timeout=60)
+    assert r.status_code == 200 and r.json()["prediction"] == label
+
+
+def test_a_blank_upload_is_answered_as_no_ink(server, web_run, tmp_path):
+    """`predict` refuses a blank file ("no ink found"); the page shows the maps of the empty input (an empty
+    canvas is how it starts) but the answer says no ink was found, so no digit is named."""
+    url = server.base + "/api/run/digits8/predict"
+    blank = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    r = httpx.post(url, content=_png(blank), headers={"content-type": "image/png"}, timeout=60)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["no_ink"] is True and any("no ink found" in n for n in data["notes"])
+    assert not any("try --prepare mnist" in n for n in data["notes"])    # mnist preparation already ran
+    blank.save(tmp_path / "blank.png")
+    p = subprocess.run([sys.executable, "-m", "convscope", "predict", str(web_run), str(tmp_path / "blank.png")],
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert p.returncode == 2 and "no ink found" in p.stderr
+    stroke = Image.fromarray(np.pad(np.full((20, 4), 255, np.uint8), 22))     # a vertical stroke: ink
+    drawn = httpx.post(url, content=_png(stroke), headers={"content-type": "image/png"}, timeout=60).json()
+    assert drawn["no_ink"] is False and drawn["notes"]

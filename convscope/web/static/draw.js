@@ -49,7 +49,11 @@
                               { method: "POST", headers: { "Content-Type": type }, body: blob });
       const data = await res.json();
       if (!res.ok) { status.textContent = data.error || `error ${res.status}`; }
-      else { render(data); status.textContent = `updated in ${Math.round(performance.now() - t0)} ms`; }
+      else {
+        render(data);
+        status.textContent = data.no_ink ? "no ink found: draw or upload a digit (the maps show the empty input)"
+                                         : `updated in ${Math.round(performance.now() - t0)} ms`;
+      }
     } catch (e) {
       status.textContent = "server unreachable: " + e;
     } finally {
@@ -87,12 +91,12 @@
 
   function render(data) {
     if (!built) build(data);
-    document.getElementById("prediction").textContent = data.prediction;
+    document.getElementById("prediction").textContent = data.no_ink ? "–" : data.prediction;
     const rows = document.querySelectorAll("#probs .prob");
     data.probabilities.forEach((p, i) => {
       rows[i].querySelector(".bar").style.width = `${(100 * p).toFixed(1)}%`;
       rows[i].querySelector(".val").textContent = `${(100 * p).toFixed(1)}%`;
-      rows[i].classList.toggle("top", i === data.index);
+      rows[i].classList.toggle("top", i === data.index && !data.no_ink);
     });
     const [C, H, W] = data.input_shape, inp = convscope.b64bytes(data.input);
     const small = convscope.el("canvas", { width: W, height: H });
