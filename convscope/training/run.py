@@ -55,6 +55,13 @@ class Run:
         """uint8 (B, C, H, W) -> the normalized float input the model was trained on."""
         return self.normalization.apply(images_u8)
 
+    def export_onnx(self, path: str | os.PathLike[str], **kwargs: Any):
+        """Write this run as an ONNX file, checked against torch on its test split: see
+        :func:`convscope.training.export.export_onnx` (returns its :class:`~convscope.training.export.OnnxExport`)."""
+        from .export import export_onnx
+
+        return export_onnx(self, path, **kwargs)
+
     @property
     def dataset_spec(self) -> dict[str, Any]:
         return {"name": self.config.data.dataset, "data_dir": self.config.data.data_dir,
