@@ -154,13 +154,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from ..models import count_parameters, create_model, flops_per_image, list_models
-
-    rows = []
-    for e in list_models():
-        m = create_model(e.name)
-        rows.append((e.name, f"{count_parameters(m):,}", "x".join(map(str, e.default_input)),
-                     f"{flops_per_image(m, e.default_input) / 1e6:.2f}", e.description))
+    # read by path, not through convscope.models (whose import builds the registry with torch); the table is
+    # derived data that tests/test_models.py keeps equal to convscope.models.zoo_table.compute()
+    table = Path(__file__).resolve().parent.parent / "models" / "zoo_table.json"
+    rows = [(r["name"], f"{r['parameters']:,}", "x".join(map(str, r["input"])), f"{r['mflops']:.2f}",
+             r["description"]) for r in json.loads(table.read_text(encoding="utf-8"))]
     head = ("name", "parameters", "input", "MFLOPs/img", "description")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
     for r in [head] + rows:

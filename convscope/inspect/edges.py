@@ -18,16 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
+from .filters import KERNELS
 
-FILTERS: dict[str, np.ndarray] = {
-    "sobel-x": np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]),
-    "sobel-y": np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]]),
-    "prewitt-x": np.array([[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]]),
-    "prewitt-y": np.array([[-1, -1, -1], [0, 0, 0], [1, 1, 1]]),
-    "scharr-x": np.array([[-3, 0, 3], [-10, 0, 10], [-3, 0, 3]]),
-    "laplacian": np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]]),
-    "laplacian-8": np.array([[1, 1, 1], [1, -8, 1], [1, 1, 1]]),
-}
+FILTERS: dict[str, np.ndarray] = {name: np.array(k) for name, k in KERNELS.items()}   # (3, 3) int
 
 
 # A hand-set kernel is small: this bounds what a .npy header may make us allocate (checked before loading).

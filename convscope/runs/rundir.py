@@ -33,9 +33,10 @@ from torch import nn
 
 from .._atomic import atomic_write_text
 from ..data.normalize import Normalization
-from ..errors import ConfigError, ConvscopeError
+from ..errors import ConvscopeError
 from ..models.weights import CheckpointError, load_weights, sha256_file
 from .manifest import check_manifest, read_json_file
+from .names import check_run_name
 
 CONFIG, METRICS, CHECKPOINT, WEIGHTS, META, CURVE, SUMMARY = (
     "config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors", "model.json", "curve.png",
@@ -82,19 +83,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
-
-
-def check_run_name(name: str | None) -> None:
-    """A run name is one plain folder name inside the runs directory: no path separators, not absolute, not
-    empty, not "." or ".." (a name like "../../x" would put the run outside --runs-dir)."""
-    if name is None:
-        return
-    bad = (not isinstance(name, str) or name.strip() in ("", ".", "..") or "/" in name or "\\" in name
-           or "\0" in name or os.path.isabs(name) or (os.altsep is not None and os.altsep in name))
-    if bad:
-        raise ConfigError(f"name: {name!r} is not a plain run name; a run name is one folder name inside "
-                          "--runs-dir (letters, digits, '-', '_', '.'; no '/', no '..'); use --out PATH to put a "
-                          "run elsewhere")
 
 
 def new_run_dir(base: Path, name: str, explicit: Path | None) -> tuple[Path, bool, Any]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from ..runs.rundir import check_run_name
+from ..runs.names import check_run_name
 from .configfile import read_config_file
 
 __all__ = ["FIELDS", "FLAT", "RECIPES", "SECTIONS", "TrainConfig", "config_from_dict", "read_config_file", "recipe",

@@ -22,13 +22,13 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from .._atomic import atomic_write_bytes
-from .._check import choice, instance, integer
+from .._check import choice, integer
 from .._result import ResultMixin
 from .._version import __version__
 from ..data.dataset import ImageDataset
@@ -36,7 +36,9 @@ from ..errors import ConfigError, ConvscopeError
 from ..models.forward import iter_batches
 from ..runs import rundir as rd
 from .evaluate import TTA
-from .run import Run
+
+if TYPE_CHECKING:      # run.py offers Run.export_onnx, which imports this module: no import back at run time
+    from .run import Run
 
 INPUTS = ("pixels", "normalized")
 OPSETS = (18, 23)            # the range torch's exporter (torch.onnx, dynamo) and onnxruntime 1.2x both handle
@@ -188,7 +190,10 @@ def export_onnx(run: Run, path: str | os.PathLike[str], *, input: str = "pixels"
     ``check``: True checks the graph against torch on the run's own test split (an ImageDataset: on that data;
     False: no check) and writes nothing unless every prediction agrees. ``opset``: the ONNX opset (default:
     the exporter's)."""
-    instance(run, "run", Run, "a convscope Run (convscope.load_run(path))")
+    if not (isinstance(getattr(run, "model", None), nn.Module) and hasattr(run, "normalization")
+            and hasattr(run, "input_shape") and hasattr(run, "tta")):
+        raise ConfigError(f"run: expected a convscope Run (convscope.load_run(path)), got {type(run).__name__}",
+                          arg="run")
     choice(input, "input", INPUTS)
     if opset is not None:
         integer(opset, "opset", *OPSETS)
