@@ -303,7 +303,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=number(0.0), default=1e-3, help="near-zero threshold (default 1e-3)")
     p.set_defaults(func=cmd_sparsity)
 
-    from ..inspect.filters import KERNELS as FILTERS
+    from ..configs import EDGE_FILTERS as FILTERS
     from .data_cmd import add_data_args
 
     p = sub.add_parser("edges", help="the edge-detector experiment: filter + ReLU, non-zero pixels before/after")

@@ -2,28 +2,27 @@
 filters, feature maps, top-k activating images, feature visualization, projections to pixels and attribution
 with sanity checks. Works on any ``nn.Module`` through named layers."""
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-from .._lazy import lazy_exports
-
-if TYPE_CHECKING:  # for type checkers and the API docs; at run time each name is imported on first use
-    from ..models.hooks import hook_count
-    from ..models.probe import eval_mode, layer_input_shapes
-    from . import objectives
-    from .attribution import METHODS as ATTRIBUTION_METHODS
-    from .attribution import attribute
-    from .audit import MethodAudit, audit_method, audit_table, deletion_insertion, randomization_check
-    from .edges import FILTERS, EdgeResult, edge_experiment
-    from .hooks import LayerInfo, capture, list_layers
-    from .projection import Projections, project, projections
-    from .receptive_field import (Field, FieldReport, FieldRow, empirical_receptive_field, receptive_field_report,
-                                  receptive_fields)
-    from .sparsity import LayerSparsity, SparsityTracker, activation_sparsity
-    from .target import Target, from_model_file, from_run
-    from .topk import TopRecord, topk
-    from .visualize import Visualization, visualize
+from ..models.hooks import hook_count
+from ..models.probe import eval_mode, layer_input_shapes
+from . import objectives
+from .attribution import METHODS as ATTRIBUTION_METHODS
+from .attribution import attribute
+from .audit import MethodAudit, audit_method, audit_table, deletion_insertion, randomization_check
+from .edges import FILTERS, EdgeResult, edge_experiment
+from .hooks import LayerInfo, capture, list_layers
+from .projection import Projections, project, projections
+from .receptive_field import (
+                              Field,
+                              FieldReport,
+                              FieldRow,
+                              empirical_receptive_field,
+                              receptive_field_report,
+                              receptive_fields,
+)
+from .sparsity import LayerSparsity, SparsityTracker, activation_sparsity
+from .target import Target, from_model_file, from_run
+from .topk import TopRecord, topk
+from .visualize import Visualization, visualize
 
 __all__ = ["ATTRIBUTION_METHODS", "EdgeResult", "FILTERS", "Field", "FieldReport", "FieldRow", "LayerInfo",
            "LayerSparsity", "MethodAudit", "Projections", "SparsityTracker", "Target", "TopRecord", "Visualization",
@@ -31,17 +30,3 @@ __all__ = ["ATTRIBUTION_METHODS", "EdgeResult", "FILTERS", "Field", "FieldReport
            "edge_experiment", "empirical_receptive_field", "eval_mode", "from_model_file", "from_run", "hook_count",
            "layer_input_shapes", "list_layers", "objectives", "project", "projections", "randomization_check",
            "receptive_field_report", "receptive_fields", "topk", "visualize"]
-
-__getattr__, __dir__ = lazy_exports(__name__, {
-    "ATTRIBUTION_METHODS": ".attribution:METHODS", "hook_count": "..models.hooks", "eval_mode": "..models.probe",
-    "layer_input_shapes": "..models.probe",
-    "objectives": ".objectives", "attribute": ".attribution", "MethodAudit": ".audit", "audit_method": ".audit",
-    "audit_table": ".audit", "deletion_insertion": ".audit", "randomization_check": ".audit", "FILTERS": ".edges",
-    "EdgeResult": ".edges", "edge_experiment": ".edges", "LayerInfo": ".hooks", "capture": ".hooks",
-    "list_layers": ".hooks", "Projections": ".projection", "project": ".projection", "projections": ".projection",
-    "Field": ".receptive_field", "FieldReport": ".receptive_field", "FieldRow": ".receptive_field",
-    "empirical_receptive_field": ".receptive_field", "receptive_field_report": ".receptive_field",
-    "receptive_fields": ".receptive_field", "LayerSparsity": ".sparsity", "SparsityTracker": ".sparsity",
-    "activation_sparsity": ".sparsity", "Target": ".target", "from_model_file": ".target", "from_run": ".target",
-    "TopRecord": ".topk", "topk": ".topk", "Visualization": ".visualize", "visualize": ".visualize"
-})

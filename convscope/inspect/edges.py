@@ -17,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..configs import EDGE_FILTERS
 from ..errors import ConfigError, DataError
-from .filters import KERNELS
 
-FILTERS: dict[str, np.ndarray] = {name: np.array(k) for name, k in KERNELS.items()}   # (3, 3) int
+FILTERS: dict[str, np.ndarray] = {name: np.array(k) for name, k in EDGE_FILTERS.items()}   # (3, 3) int
 
 
 # A hand-set kernel is small: this bounds what a .npy header may make us allocate (checked before loading).
