@@ -17,6 +17,7 @@ from . import (bench_cmd, data_cmd, experiment_cmd, explain_cmd, inspect_cmd, ma
 
 COMMAND_MODULES = [train_cmd, data_cmd, matrix_cmd, inspect_cmd, bench_cmd, visualize_cmd, explain_cmd, experiment_cmd,
                    web_cmd]
+from . import tune_cmd; COMMAND_MODULES.append(tune_cmd)  # noqa: E402, E702
 
 
 def build_parser() -> argparse.ArgumentParser:
