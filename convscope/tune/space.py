@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from ..training.config import FIELDS, FLAT, HINTS, SECTIONS, TrainConfig, config_from_dict, read_config_file
+from ..training.config import (FIELDS, FLAT, HINTS, SECTIONS, TrainConfig, config_from_dict, read_config_file,
+                               type_name)
 
 # keys a study must not vary, and why (the message says it)
 FIXED: dict[str, str] = {
@@ -160,7 +161,7 @@ def parse_param(name: Any, spec: Any, source: str) -> Param:
             config_from_dict({key: value}, source=where)
         except ConfigError as e:
             msg = str(e).removeprefix(f"{where}: ")
-            raise ConfigError(f"{where}: the value {value!r} is not valid for {key} ({hint}): {msg}") from None
+            raise ConfigError(f"{where}: {value!r} is not a valid {key} ({type_name(hint)}): {msg}") from None
     return param
 
 
