@@ -77,7 +77,8 @@ def test_the_default_space_is_valid_for_the_default_config():
     ({"lr": {"type": "float", "low": 0.1, "high": 1, "lg": True}}, ["lr: unknown field(s) lg"]),
     ({"lr": {"type": "float", "low": -1, "high": 1}}, ["lr: -1.0 is not a valid lr (float): lr must not be negative"]),
     ({"translate": {"type": "int", "low": 0, "high": 2.5}}, ["translate: high must be a whole number"]),
-    ({"batch_size": {"type": "categorical", "choices": [0, 64]}}, ["batch_size: 0 is not a valid batch_size (int): batch_size must be at least 1"]),
+    ({"batch_size": {"type": "categorical", "choices": [0, 64]}},
+     ["batch_size: 0 is not a valid batch_size (int): batch_size must be at least 1"]),
     ({"optimizer": {"type": "categorical", "choices": ["sgd", "rmsprop"]}}, ["'rmsprop' is not one of sgd"]),
     ({"optimizer": {"type": "categorical", "choices": []}}, ["choices must be a non-empty list"]),
     ({"lr": 0.1}, ["lr: expected a mapping such as {type: float"]),
@@ -131,7 +132,7 @@ def test_a_study_killed_mid_trial_resumes_to_exactly_the_requested_trials(tmp_pa
         time.sleep(0.02)
     assert proc.wait() == -signal.SIGKILL, log.read_text()
     storage = f"sqlite:///{study_dir / 'study.db'}"
-    study = optuna.load_study(study_name=f"tune-lenet5-digits", storage=storage)
+    study = optuna.load_study(study_name="tune-lenet5-digits", storage=storage)
     states = [t.state for t in study.trials]
     assert states.count(optuna.trial.TrialState.RUNNING) == 1      # the SIGKILL left its trial RUNNING
     dead = next(t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING)
@@ -252,8 +253,13 @@ def test_two_machines_share_one_study_through_postgresql(tmp_path, postgres):
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err
-    study = optuna.load_study(study_name="shared", storage=postgres)
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    storage = optuna.storages.RDBStorage(postgres)
+    try:
+        trials_now = optuna.load_study(study_name="shared", storage=storage).trials
+    finally:   # close the connections before the server stops
+        storage.remove_session()
+        storage.engine.dispose()
+    done = [t for t in trials_now if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == trials
     hosts = {Path(t.user_attrs["run_dir"]).parents[1].name for t in done}
     assert hosts == {"m0", "m1"}          # both "machines" ran trials of the one study

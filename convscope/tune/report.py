@@ -112,7 +112,7 @@ def write_results(study: Any, folder: Path, params: tuple[Param, ...], val_note:
     table: {"table", "files", "notes", "best"}."""
     ts = optuna_module().trial.TrialState
     rows = trial_rows(study)
-    complete = [t for t in study.get_trials(deepcopy=False, states=(ts.COMPLETE,))]
+    complete = list(study.get_trials(deepcopy=False, states=(ts.COMPLETE,)))
     best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
     text = table(rows, params, best.number if best else None)
     counts = {s: sum(1 for t in study.get_trials(deepcopy=False) if t.state == getattr(ts, s.upper()))

@@ -10,6 +10,8 @@ beating, and after the grace period any other worker of the study marks its tria
 from __future__ import annotations
 
 import logging
+import random
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ GRACE_S = 60         # ... and is declared dead after this long without one (oth
 MAX_RETRY = 3        # a trial whose worker died is run again at most this many times
 SQLITE_TIMEOUT_S = 300   # writers wait this long for SQLite's lock (parallel workers write briefly, in turn)
 DB_FILE = "study.db"
+OPEN_TRIES = 5    # opening a shared database that another worker is creating at the same instant
 
 
 def optuna_module() -> Any:
@@ -47,20 +50,28 @@ def open_storage(url: str) -> Any:
     elif "://" not in url:
         raise ConfigError(f"--storage {url!r}: expected a database URL such as sqlite:///study.db or "
                           "postgresql+psycopg://user:password@host/dbname")
-    with warnings.catch_warnings():   # heartbeat and the retry callback are marked experimental by Optuna
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        try:
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                heartbeat_stale_trial_callback=retry_callback())
-        except ImportError as e:   # the database driver (psycopg, pymysql...) is missing
-            raise ConfigError(f"--storage {_redact(url)}: its database driver is not installed ({e}); for "
-                              "PostgreSQL: pip install 'psycopg[binary]' and use postgresql+psycopg://...") from None
-        except Exception as e:   # SQLAlchemy's OperationalError and friends: no server, bad password, no database
-            if type(e).__module__.startswith(("sqlalchemy", "optuna")):
+    for attempt in range(OPEN_TRIES):
+        with warnings.catch_warnings():   # heartbeat and the retry callback are marked experimental by Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                    heartbeat_stale_trial_callback=retry_callback())
+            except ImportError as e:   # the database driver (psycopg, pymysql...) is missing
+                raise ConfigError(f"--storage {_redact(url)}: its database driver is not installed ({e}); for "
+                                  "PostgreSQL: pip install 'psycopg[binary]' and use postgresql+psycopg://...") \
+                    from None
+            except Exception as e:   # SQLAlchemy's errors: no server, bad password, no database, a race
+                if not type(e).__module__.startswith(("sqlalchemy", "optuna")):
+                    raise
+                if attempt + 1 < OPEN_TRIES and ("already exists" in str(e) or "duplicate key" in str(e)):
+                    # workers on several machines that start at once race to create Optuna's tables: the
+                    # loser's CREATE fails; the tables exist when it tries again
+                    time.sleep(0.5 + random.random())
+                    continue
                 raise ConfigError(f"--storage {_redact(url)}: cannot open the study database: "
                                   f"{str(e).splitlines()[0]}") from None
-            raise
+    raise AssertionError("unreachable")
 
 
 def retry_callback() -> Any:

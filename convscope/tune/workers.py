@@ -157,7 +157,8 @@ def recover_dead_trials(study: Any, *, interrupted_too: bool = False) -> list[in
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue   # another worker recovered it first
             frozen = study._storage.get_trial(t._trial_id)
-        elif interrupted_too and t.state == ts.FAIL and t.user_attrs.get("interrupted") == t.number and t.number not in retried:
+        elif (interrupted_too and t.state == ts.FAIL and t.user_attrs.get("interrupted") == t.number
+              and t.number not in retried):
             frozen = t
         else:
             continue
