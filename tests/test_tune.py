@@ -264,3 +264,42 @@ def test_two_machines_share_one_study_through_postgresql(tmp_path, postgres):
     hosts = {Path(t.user_attrs["run_dir"]).parents[1].name for t in done}
     assert hosts == {"m0", "m1"}          # both "machines" ran trials of the one study
     assert all((Path(t.user_attrs["run_dir"]) / "model.json").exists() for t in done)
+
+
+# ---- the report, on a study built by hand ------------------------------------------------------------------
+
+def test_the_report_names_every_state_and_leaves_matplotlib_as_it_was(tmp_path):
+    import matplotlib
+
+    from convscope.tune.report import trial_rows, write_results
+
+    ts = optuna.trial.TrialState
+    dist = {"lr": optuna.distributions.FloatDistribution(0.01, 1.0, log=True)}
+    study = optuna.create_study(direction="maximize")
+    for value, lr in ((0.5, 0.02), (0.9, 0.1), (0.7, 0.5)):
+        study.add_trial(optuna.trial.create_trial(params={"lr": lr}, distributions=dist, value=value,
+                                                  user_attrs={"run_dir": str(tmp_path / f"r{lr}")}))
+    study.add_trial(optuna.trial.create_trial(state=ts.PRUNED, params={"lr": 0.8}, distributions=dist,
+                                              intermediate_values={1: 0.2}))
+    study.add_trial(optuna.trial.create_trial(state=ts.FAIL, params={"lr": 0.3}, distributions=dist))
+    study.add_trial(optuna.trial.create_trial(params={"lr": 0.3}, distributions=dist, value=0.6,
+                                              system_attrs={"failed_trial": 4, "retry_history": [4]}))
+    study.add_trial(optuna.trial.create_trial(state=ts.FAIL, params={"lr": 0.4}, distributions=dist,
+                                              user_attrs={"surplus": True}))
+    rows = trial_rows(study)
+    assert [r["state"] for r in rows] == ["complete", "complete", "complete", "pruned", "failed, retried as #5",
+                                          "complete", "surplus"]
+    assert rows[3]["val_accuracy"] == 0.2 and rows[5]["retry_of"] == 4
+    (tmp_path / "r0.1").mkdir()
+    (tmp_path / "r0.1" / "config.json").write_text(json.dumps({"name": "x", "optim": {"lr": 0.1}}))
+    before = dict(matplotlib.rcParams)
+    res = write_results(study, tmp_path, parse_space({"lr": {"type": "float", "low": 0.01, "high": 1.0,
+                                                             "log": True}}, "s"), "the validation split")
+    assert dict(matplotlib.rcParams) == before     # Optuna's ggplot style stayed inside its figures
+    assert res["best"] == 1 and "| **1** (best) | complete | 90.00 |" in res["table"]
+    assert "4 complete, 1 pruned, 2 failed or surplus (not counted)" in res["summary"]
+    best = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    assert best == {"optim": {"lr": 0.1}}          # the run's config without its name
+    assert (tmp_path / "best.yaml").read_text().startswith("# best trial of study")
+    for png in ("history.png", "importance.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"

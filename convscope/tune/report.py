@@ -86,24 +86,26 @@ def best_config_yaml(study: Any, best: Any, val_note: str) -> str:
 def _plots(study: Any, folder: Path) -> tuple[list[Path], list[str]]:
     """Optuna's optimisation history and parameter importances (fANOVA) as PNG; notes for what could not be
     drawn (importance needs two finished trials that differ)."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     optuna = optuna_module()
     vis = optuna.visualization.matplotlib
     files, notes = [], []
     for name, draw in ((HISTORY, vis.plot_optimization_history), (IMPORTANCE, vis.plot_param_importances)):
-        with warnings.catch_warnings():   # Optuna marks its matplotlib backend experimental
+        # Optuna marks its matplotlib backend experimental, and sets pyplot's global style (ggplot): both are
+        # kept to these two figures, so later figures of this process look as convscope draws them
+        with warnings.catch_warnings(), matplotlib.rc_context():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             try:
                 ax = draw(study)
             except (ValueError, RuntimeError) as e:
                 notes.append(f"{name}: not drawn ({e})")
                 continue
-        fig = ax.figure
-        try:
-            files.append(save_figure(fig, folder / name))
-        finally:
-            plt.close(fig)
+            try:
+                files.append(save_figure(ax.figure, folder / name))
+            finally:
+                plt.close(ax.figure)
     return files, notes
 
 
