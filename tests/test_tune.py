@@ -264,6 +264,13 @@ def test_two_machines_share_one_study_through_postgresql(tmp_path, postgres):
     hosts = {Path(t.user_attrs["run_dir"]).parents[1].name for t in done}
     assert hosts == {"m0", "m1"}          # both "machines" ran trials of the one study
     assert all((Path(t.user_attrs["run_dir"]) / "model.json").exists() for t in done)
+    # each machine writes the study's results; the best trial's config, wherever that trial ran
+    best = max(done, key=lambda t: (t.value, -t.number))
+    for m in ("m0", "m1"):
+        text = (tmp_path / m / "best.yaml").read_text()
+        assert f"trial {best.number}," in text
+        lr = yaml.safe_load(text)["optim"]["lr"]
+        assert lr == best.params["lr"]
 
 
 # ---- the report, on a study built by hand ------------------------------------------------------------------

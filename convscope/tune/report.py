@@ -73,9 +73,19 @@ def best_config_yaml(study: Any, best: Any, val_note: str) -> str:
     import yaml
 
     run_dir = Path(best.user_attrs["run_dir"])
-    cfg = rd.read_json(run_dir / rd.CONFIG)
+    where = f"run {run_dir}"
+    if (run_dir / rd.CONFIG).exists():
+        cfg = rd.read_json(run_dir / rd.CONFIG)
+    else:   # the trial ran on another machine of a shared study: its base config and its parameters
+        from ..training.config import config_from_dict
+
+        base = study.user_attrs.get("convscope", {}).get("base", {})
+        cfg = config_from_dict(dict(best.params), config_from_dict(base, source="the study's base config"),
+                               source=f"trial {best.number}").to_dict()
+        where = f"run {run_dir} on another machine (config rebuilt from the study's base config and the trial's " \
+                "parameters)"
     cfg.pop("name", None)   # the retrained run takes its own name
-    head = [f"# best trial of study {study.study_name!r}: trial {best.number}, run {run_dir}",
+    head = [f"# best trial of study {study.study_name!r}: trial {best.number}, {where}",
             f"# validation accuracy {100 * best.value:.2f}% ({val_note}); test accuracy "
             f"{100 * best.user_attrs.get('test_accuracy', float('nan')):.2f}% (not used for selection)",
             f"# convscope commit {git_commit() or 'unknown'}",
