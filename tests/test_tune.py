@@ -140,7 +140,7 @@ def test_a_study_killed_mid_trial_resumes_to_exactly_the_requested_trials(tmp_pa
 
     r = _cli(*args, "--jobs", "2")         # the same command continues the study, with two worker processes
     assert r.returncode == 0, r.stderr
-    assert f"trials {dead.number}: their worker died; queued again" in r.stdout
+    assert f"trials {dead.number}: interrupted or their worker died; queued again" in r.stdout
 
     study = optuna.load_study(study_name="tune-lenet5-digits", storage=storage)
     ts = optuna.trial.TrialState
@@ -310,3 +310,34 @@ def test_the_report_names_every_state_and_leaves_matplotlib_as_it_was(tmp_path):
     assert (tmp_path / "best.yaml").read_text().startswith("# best trial of study")
     for png in ("history.png", "importance.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ctrl_c_checkpoints_the_trial_and_the_next_command_continues_it(tmp_path):
+    study_dir, trials = tmp_path / "study", 3
+    args = ["tune", "--trials", trials, "--out", study_dir, "--pruner", "none", "--space",
+            _space_file(tmp_path, SPACE), *TRAIN]
+    proc = subprocess.Popen([sys.executable, "-m", "convscope", *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline, hit = time.time() + 300, None
+    while time.time() < deadline and proc.poll() is None:   # Ctrl-C inside the second trial's training
+        running = [r for r in (study_dir / "trials").glob("trial-*") if (r / "metrics.jsonl").exists()
+                   and not (r / "model.json").exists() and r.name != "trial-0000"]
+        if running:
+            proc.send_signal(signal.SIGINT)
+            hit = running[0]
+            break
+        time.sleep(0.02)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "tune interrupted; the running trial's checkpoint is saved" in err
+    assert (hit / "checkpoint.safetensors").exists() and not (hit / "model.json").exists()
+
+    r = _cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert "trials 1: interrupted or their worker died; queued again" in r.stdout
+    study = optuna.load_study(study_name="tune-lenet5-digits", storage=f"sqlite:///{study_dir / 'study.db'}")
+    ts = optuna.trial.TrialState
+    done = [t for t in study.trials if t.state == ts.COMPLETE]
+    assert len(done) == trials and [t.number for t in study.trials if t.state == ts.FAIL] == [1]
+    retry = next(t for t in done if t.system_attrs.get("failed_trial") == 1)
+    assert retry.user_attrs["run_dir"] == str(hit) and (hit / "model.json").exists()

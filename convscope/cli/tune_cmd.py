@@ -10,11 +10,20 @@ from .train_cmd import add_config_flags, config_from_args
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..training import TrainingInterrupted
     from ..tune import tune
 
     base = config_from_args(args)
-    res = tune(base, trials=args.trials, space=args.space, runs_dir=args.runs_dir, study=args.study, out=args.out,
-               storage=args.storage, jobs=args.jobs, pruner=args.pruner, seed=args.sampler_seed, quiet=args.quiet)
+    try:
+        res = tune(base, trials=args.trials, space=args.space, runs_dir=args.runs_dir, study=args.study,
+                   out=args.out, storage=args.storage, jobs=args.jobs, pruner=args.pruner, seed=args.sampler_seed,
+                   quiet=args.quiet)
+    except (TrainingInterrupted, KeyboardInterrupt):
+        print("convscope: tune interrupted; the running trial's checkpoint is saved and the trial will be continued: "
+              "run the same command again", file=sys.stderr)
+        return 130
     print(f"\n{res.summary}\n\n{res.table}\n")
     for note in res.notes:
         print(f"note: {note}")

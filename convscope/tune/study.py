@@ -117,7 +117,8 @@ def tune(base: TrainConfig | dict[str, Any] | None = None, *, trials: int, space
         print(f"study {name!r} in {study_dir} ({'new' if not s.get_trials(deepcopy=False) else f'{done} finished'}"
               f"; {trials} wanted); selecting on {val_note}; the test set is never used for selection", flush=True)
         if requeued:
-            print(f"trials {', '.join(map(str, requeued))}: their worker died; queued again", flush=True)
+            print(f"trials {', '.join(map(str, requeued))}: interrupted or their worker died; queued again, to "
+                  "continue from their checkpoints", flush=True)
     if jobs > 1 and cfg.runtime.threads is None:   # one process per job: share the cores, not oversubscribe them
         base_dict = cfg.replace(threads=max(1, (os.cpu_count() or 1) // jobs)).to_dict()
     spec = WorkerSpec(study_name=name, storage_url=url, study_dir=str(study_dir), trials=trials, base=base_dict,
