@@ -94,6 +94,17 @@ def test_a_bad_space_is_refused_naming_the_file_and_the_key(tmp_path, space, wor
         assert w in str(e.value)
 
 
+def test_a_missing_space_file_and_a_bad_study_name_say_so(tmp_path):
+    from convscope.cli import main
+
+    with pytest.raises(ConfigError, match="space: .*nope.yaml: no such file"):
+        load_space(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="study: '../x' is not a plain name"):
+        from convscope.tune import tune
+        tune({}, trials=1, study="../x", runs_dir=tmp_path)
+    assert main(["tune", "--trials", "1", "--space", str(tmp_path / "nope.yaml")]) == 2
+
+
 def test_a_space_that_breaks_the_base_config_is_refused_before_any_trial(tmp_path):
     from convscope.training import config_from_dict
 

@@ -182,6 +182,9 @@ def load_space(path: str | os.PathLike[str] | None) -> tuple[Param, ...]:
     """The space in the file at ``path`` (YAML, JSON or TOML), or the default space when ``path`` is None."""
     if path is None:
         return parse_space(DEFAULT_SPACE, "the default space")
+    if not os.path.lexists(path):
+        raise ConfigError(f"space: {path}: no such file; give a search space file (YAML, see docs/tune.md) or leave "
+                          "--space out for the default space", arg="space")
     return parse_space(read_config_file(path), str(path))
 
 

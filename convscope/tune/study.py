@@ -101,7 +101,11 @@ def tune(base: TrainConfig | dict[str, Any] | None = None, *, trials: int, space
     params, source = _space(space)
     check_space_fits(params, cfg, source)
     name = study or f"tune-{cfg.run_name}"
-    check_run_name(name)
+    try:
+        check_run_name(name)
+    except ConfigError:
+        raise ConfigError(f"study: {name!r} is not a plain name; a study name is one folder name (letters, digits, "
+                          "'-', '_', '.'); use --out PATH to put the study folder elsewhere", arg="study") from None
     study_dir = writable_folder(Path(out) if out is not None else Path(runs_dir) / name, "the study folder (--out)")
     url = storage or default_url(study_dir)
     st = open_storage(url)
