@@ -6,7 +6,8 @@ or of anything above is a failure, and so is any cycle. From the top:
 
     convscope, __main__           the public facade (training API imported on first use); ``python -m``
     cli                           one module per command: parse, call one library function, print
-    web, experiments, benchmark   the browser app and report; experiments combining training and inspection
+    web, experiments, benchmark, tune   the browser app and report; experiments combining training and
+                                  inspection; hyperparameter search (Optuna) over training runs
     training                      the loop, engines, config, checkpoints; a run read back as a Run
     inspect, matrix               tools that look inside any nn.Module or run; model-walking matrix reports
     runs, distributed             the run directory (layout, reader/writer, lock, JSON readers, callback
@@ -47,7 +48,7 @@ PKG = Path(__file__).resolve().parents[1] / "convscope"
 LEVELS: list[tuple[str, ...]] = [
     ("convscope", "__main__"),
     ("cli",),
-    ("web", "experiments", "benchmark"),
+    ("web", "experiments", "benchmark", "tune"),
     ("training",),
     ("inspect", "matrix"),
     ("runs", "distributed"),
