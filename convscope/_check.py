@@ -10,7 +10,8 @@ Config dataclasses declare their fields with :func:`option`: the field's metadat
 choices) drives both :func:`check_fields` (called from ``__post_init__``) and the CLI flags
 (``cli/_options.py``), so a default or a range is written once.
 
-No torch here, nor anything above ``errors``: every layer of the package may import this module.
+No torch at import time (``convscope --help`` must not load it; :func:`tensor` imports it when called), nor
+anything above ``errors``: every layer of the package may import this module.
 """
 
 from __future__ import annotations
@@ -119,6 +120,30 @@ def instance(value: object, name: str, kind: type | tuple[type, ...], what: str)
     """``value`` of type ``kind``; ``what`` says what is expected (and how to make one)."""
     if not isinstance(value, kind):
         raise fail(name, f"expected {what}, got {type(value).__name__}")
+    return value
+
+
+def tensor(value: object, name: str, *, ndim: int | None = None, kinds: str = "f", finite: bool = False,
+           fix: str = "") -> Any:
+    """A torch tensor with values (not on the ``meta`` device), of ``ndim`` dimensions, whose dtype kind is in
+    ``kinds`` (``f`` floating, ``i`` integer, ``b`` bool; complex is never accepted), finite when ``finite``.
+    ``fix`` says what to give instead (appended to every message)."""
+    import torch
+
+    tail = f"; {fix}" if fix else ""
+    if not isinstance(value, torch.Tensor):
+        raise fail(name, f"expected a torch tensor, got {type(value).__name__}{tail}")
+    if value.is_meta:
+        raise fail(name, f"is a meta tensor (a shape without values: nothing can be computed from it){tail}")
+    kind = ("c" if value.is_complex() else "f" if value.is_floating_point() else "b" if value.dtype == torch.bool
+            else "i")
+    if kind not in kinds:
+        want = {"f": "floating-point", "i": "integer", "b": "bool"}
+        raise fail(name, f"expected a {' or '.join(want[k] for k in kinds)} tensor, got dtype {value.dtype}{tail}")
+    if ndim is not None and value.ndim != ndim:
+        raise fail(name, f"expected {ndim} dimensions, got shape {tuple(value.shape)}{tail}")
+    if finite and kind == "f" and not bool(torch.isfinite(value).all()):
+        raise fail(name, f"holds NaN or infinite values{tail}")
     return value
 
 

@@ -64,23 +64,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConvscopeError as e:
         print(f"convscope: error: {cli_message(e, getattr(args, '_flags', {}))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        if type(e) is not KeyboardInterrupt and _user_error(e):   # a subclass the model raised, not Ctrl-C
+            return 1
         print("convscope: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a bug, in convscope (re-raised: a crash with its traceback) or in the user's model
-        from ..inspect.target import user_code_frames
+        if _user_error(e):
+            return 1
+        if isinstance(e, OSError) and e.filename is not None:   # the file system said no: not a bug
+            print(f"convscope: error: {os_error_message(e)}", file=sys.stderr)
+            return 2
+        raise
+    except BaseException as e:  # SystemExit(0) or a BaseException subclass from the user's model: never a silent 0
+        if _user_error(e):
+            return 1
+        raise
 
-        frames = user_code_frames(e)
-        if not frames:
-            if isinstance(e, OSError) and e.filename is not None:   # the file system said no: not a bug
-                print(f"convscope: error: {os_error_message(e)}", file=sys.stderr)
-                return 2
-            raise
-        print("Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)), end="",
-              file=sys.stderr)
-        print(f"convscope: error: your model raised {type(e).__name__}: {e}\n  (in {frames[-1].filename}, "
-              f"line {frames[-1].lineno}; the traceback above shows your code's frames)", file=sys.stderr)
-        return 1
+
+def _user_error(e: BaseException) -> bool:
+    """Report ``e`` as the user's model's error (its own frames, then one line) when it passed through the user's
+    model file; False (nothing printed) when it did not."""
+    from ..inspect.target import user_code_frames
+
+    frames = user_code_frames(e)
+    if not frames:
+        return False
+    what = f"{type(e).__name__}: {e}" if not isinstance(e, SystemExit) else f"SystemExit({e.code!r})"
+    print("Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)), end="", file=sys.stderr)
+    print(f"convscope: error: your model raised {what}\n  (in {frames[-1].filename}, line {frames[-1].lineno}; the "
+          "traceback above shows your code's frames)" + ("; a model must return class scores, not exit the program"
+                                                          if isinstance(e, SystemExit) else ""), file=sys.stderr)
+    return True
 
 
 def os_error_message(e: OSError) -> str:

@@ -52,9 +52,8 @@ def _floats(text: str | None, flag: str, positive: bool = False):
 
 
 def load_target(args: argparse.Namespace):
-    import torch
     from ..inspect.target import from_model_file, from_run
-    from ..models.probe import check_input_shape, eval_mode, zeros_forward
+    from ..models.probe import check_input_shape
 
     if args.run is not None and args.model_file:
         raise ConfigError("give a RUN or --model-file, not both")
@@ -62,24 +61,24 @@ def load_target(args: argparse.Namespace):
         t = from_run(args.run)
     elif args.model_file:
         shape = None
+        ds_name = getattr(args, "dataset", None) or "digits"
         if args.input_shape:
             try:
                 shape = tuple(int(v) for v in args.input_shape.lower().split("x"))
             except ValueError:
                 raise ConfigError(f"--input-shape {args.input_shape!r}: expected CxHxW, e.g. 1x28x28") from None
-            check_input_shape(shape, f"--input-shape {args.input_shape}")
-        if shape is None:
+            shape_name = f"--input-shape {args.input_shape}"
+            check_input_shape(shape, shape_name)
+        else:
             from ..data import load
 
-            ds_name = getattr(args, "dataset", None) or "digits"
             shape = load(ds_name, "test", getattr(args, "data_dir", None),
                          download=not getattr(args, "no_download", False)).shape
-        t = from_model_file(args.model_file, args.weights, shape, getattr(args, "dataset", None) or "digits",
-                            args.out or Path("inspect"), _floats(args.mean, "--mean"), _floats(args.std, "--std",
-                                                                                               positive=True))
-        if args.input_shape:   # every command, even those that only read weights (filters), gets a shape it can run
-            with eval_mode(t.model), torch.no_grad():
-                zeros_forward(t.model, shape, f"--input-shape {args.input_shape}")
+            shape_name = f"--dataset {ds_name} (its images' shape; or give --input-shape CxHxW)"
+        # every command, even those that only read weights (filters), gets a model that runs on this shape and
+        # fits the output contract: from_model_file runs one zero image through it
+        t = from_model_file(args.model_file, args.weights, shape, ds_name, args.out or Path("inspect"),
+                            _floats(args.mean, "--mean"), _floats(args.std, "--std", positive=True), shape_name)
     else:
         raise ConfigError("give a run directory, or --model-file path.py:ClassName --weights file.safetensors")
     if args.out:
@@ -93,6 +92,11 @@ def load_dataset(args, target):
     from .data_cmd import load_from_args
 
     ds = load_from_args(args, args.dataset or target.dataset, args.split, target.input_shape)
+    if target.num_classes is not None and target.num_classes != len(ds.classes):
+        import sys
+
+        print(f"note: the model gives {target.num_classes} class scores, {ds.name} has {len(ds.classes)} classes; "
+              "predicted classes are the model's output indices", file=sys.stderr)
     if args.limit:
         ds = ds.subset(torch.arange(min(args.limit, len(ds))))
     return ds
@@ -238,6 +242,7 @@ def cmd_features(args) -> int:
     import torch
     from ..inspect import capture, list_layers
     from ..inspect.pictures import feature_maps_png
+    from ..models.output import check_logits
 
     t = load_target(args)
     ds = load_dataset(args, t)
@@ -248,7 +253,7 @@ def cmd_features(args) -> int:
     img = ds.images[args.index:args.index + 1]
     with torch.no_grad(), capture(t.model, names) as maps:
         logits = t.model(t.preprocess(img))
-    pred = int(logits.argmax(1))
+    pred = int(check_logits(logits, batch=1, finite=True, where=f"{ds.split} image {args.index}").argmax(1))
     label = ds.classes[int(ds.labels[args.index])]
     title = f"{ds.name} {ds.split} #{args.index} (label {label}, predicted {t.classes[pred] if t.classes else pred})"
     png = feature_maps_png({n: maps[n] for n in names if n in maps}, img[0], t.out_dir / f"features-{args.index}.png",

@@ -39,6 +39,7 @@ from ..inspect.topk import topk
 from ..models.conv_layers import conv_layers
 from ..models.hooks import observe
 from ..models.forward import iter_batches
+from ..models.output import check_logits, output_classes
 from ..training.evaluate import TTA, EvalResult, result_from_logits
 from ._measure import bn_modules, measure, reestimated_bn
 from ._selection import (
@@ -168,6 +169,11 @@ def _load(target, train, test, normalization, tta):
                               f"{type(ds).__name__}")
     c = train.shape[0]
     norm = normalization or Normalization((0.0,) * c, (1.0,) * c)
+    classes = output_classes(target, train.shape, "model", "train")     # the output contract, once
+    if classes != len(train.classes) or tuple(test.classes) != tuple(train.classes):
+        raise ConfigError(f"model: gives {classes} class scores per image; the train set {train.name!r} has "
+                          f"{len(train.classes)} classes and the test set {test.name!r} {len(test.classes)}; refine "
+                          "measures accuracy, so give the datasets of the model's classes", arg="model")
     return target, train, test, norm, _flip_views(tta, test), bool(tta), None
 
 
@@ -177,10 +183,16 @@ def _flip_views(tta: bool | None, test: ImageDataset):
     return lambda m, x: TTA(m, bool(tta) and test.hflip_ok)(x)
 
 
-def _evaluate(model: nn.Module, test: ImageDataset, norm: Normalization, views) -> EvalResult:
-    """The baseline: ``evaluate``'s batches and metrics, with the logits the measurements use."""
-    logits = [out for _, out in iter_batches(model, test.images, norm, 1024, forward=lambda x: views(model, x))]
-    return result_from_logits(torch.cat(logits), test.labels, len(test.classes))
+def _evaluate(model: nn.Module, test: ImageDataset, norm: Normalization, views, baseline: bool = False
+              ) -> EvalResult:
+    """The baseline: ``evaluate``'s batches and metrics, with the logits the measurements use. The unchanged
+    model's (``baseline``) scores must be finite: an accuracy over NaN scores (every argmax 0) would be the
+    reference of every comparison."""
+    logits = torch.cat([out for _, out in iter_batches(model, test.images, norm, 1024,
+                                                       forward=lambda x: views(model, x))])
+    if baseline:
+        check_logits(logits, batch=len(test), finite=True, where=f"the {test.split} images")
+    return result_from_logits(logits, test.labels, len(test.classes))
 
 
 def _check_order(model: nn.Module, layer: str, response: str, x: torch.Tensor) -> None:
@@ -255,7 +267,7 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
         if "representative" in cfg.variants:
             feats = penultimate_features(base, train, norm)
             rep_idx = representative_subset(feats, train.labels, len(top_idx), len(train.classes))
-        base_eval = _evaluate(base, test, norm, views)
+        base_eval = _evaluate(base, test, norm, views, baseline=True)
         baseline = {"test_accuracy": base_eval.accuracy, "test_loss": base_eval.loss,
                     "test_per_class": base_eval.per_class, "test_images": base_eval.n, "tta": bool(tta)}
         say(f"baseline test accuracy {100 * base_eval.accuracy:.2f}%; {len(top_idx)} distinct top images")

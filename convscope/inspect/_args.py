@@ -10,7 +10,7 @@ from torch import nn
 
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
-from ..errors import ConfigError
+from ..errors import ConfigError, ConvscopeError
 from ..models.forward import iter_batches
 
 
@@ -21,6 +21,9 @@ def check_model(model) -> torch.device:
     t = next(model.parameters(), None)
     if t is None:
         t = next(model.buffers(), None)
+    if t is not None and t.is_meta:
+        raise ConfigError("model: its weights are on the meta device (shapes without values); load real weights, "
+                          "e.g. model.to_empty(device='cpu') then load_state_dict(...)")
     return t.device if t is not None else torch.device("cpu")
 
 
@@ -61,6 +64,8 @@ def stream(model: nn.Module, dataset: ImageDataset, norm: Normalization, batch_s
     def forward(x: torch.Tensor) -> None:
         try:
             model(x)
+        except ConvscopeError:       # a check in a caller's hook, already in words
+            raise
         except (RuntimeError, ValueError, IndexError, TypeError) as e:
             raise ConfigError(f"dataset: the model cannot take {dataset.name!r} images of shape {dataset.shape} "
                               f"({type(e).__name__}: {e}); use a dataset of the model's input shape") from e

@@ -19,7 +19,9 @@ from torch import nn
 from .._check import is_int
 from ..errors import ConfigError
 from ..models.conv_layers import last_conv
+from ..models.forward import model_input
 from ..models.layers import resolve_layers
+from ..models.output import check_logits
 from ..models.probe import eval_mode
 from ._args import check_model
 from .hooks import capture
@@ -45,14 +47,17 @@ def _last_conv_or_error(model: nn.Module) -> str:
     return name
 
 
-def check_inputs(inputs, name: str = "inputs") -> torch.Tensor:
+def check_inputs(inputs, name: str = "inputs", model: nn.Module | None = None) -> torch.Tensor:
     """``inputs`` must be a non-empty, finite, float (N, C, H, W) tensor: the model-ready batch. Anything else
-    would give a traceback deep in Captum or silently NaN maps."""
+    would give a traceback deep in Captum or silently NaN maps. With ``model``: returned in the model's dtype
+    and on its device (float64 inputs of a float32 model are converted, as the model could not mix them)."""
     fix = "a model-ready batch: a float tensor (N, C, H, W), normalized as the model expects"
     if not isinstance(inputs, torch.Tensor):
         convertible = isinstance(inputs, (list, tuple, np.ndarray))
         hint = "; convert with torch.as_tensor(x, dtype=torch.float32)" if convertible else ""
         raise ConfigError(f"{name}: expected {fix}, got {type(inputs).__name__}{hint}")
+    if inputs.is_meta:
+        raise ConfigError(f"{name}: a meta tensor (a shape without values); give {fix}")
     if not inputs.is_floating_point():
         raise ConfigError(f"{name}: expected {fix}, got dtype {inputs.dtype}; uint8 images (0..255) must be "
                           "normalized first, e.g. run.normalization.apply(images)")
@@ -62,7 +67,7 @@ def check_inputs(inputs, name: str = "inputs") -> torch.Tensor:
         raise ConfigError(f"{name}: the batch is empty (shape {tuple(inputs.shape)}); give at least one image")
     if not bool(torch.isfinite(inputs).all()):
         raise ConfigError(f"{name}: holds NaN or infinite values; attribution maps of such inputs are meaningless")
-    return inputs
+    return inputs if model is None else model_input(model, inputs, name)
 
 
 def check_method(method) -> None:
@@ -83,12 +88,7 @@ def _probe(model: nn.Module, inputs: torch.Tensor, shapes: bool = False
 
 def num_classes(model: nn.Module, inputs: torch.Tensor) -> int:
     """How many class scores the model gives per image (its output must be (N, classes))."""
-    out = _probe(model, inputs)[0]
-    if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ConfigError(f"model: its output is {shape}, not class scores (N, classes); attribution explains "
-                          "a classifier's scores")
-    return int(out.shape[1])
+    return int(check_logits(_probe(model, inputs)[0], batch=1, where="the first image").shape[1])
 
 
 def check_target(target, classes: int, n: int, name: str = "target", device: torch.device | None = None
@@ -150,8 +150,9 @@ def gradcam_layer(model: nn.Module, inputs: torch.Tensor, layer: str | None, nam
 
 
 def predicted(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """(N,) the class each image is predicted: the model's scores checked (finite (N, classes)), then argmax."""
     with eval_mode(model), torch.no_grad():
-        return model(inputs).argmax(1)
+        return check_logits(model(inputs), batch=len(inputs), finite=True, where="the inputs").argmax(1)
 
 
 def occlusion_window(shape: tuple[int, ...]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
@@ -208,11 +209,12 @@ def reduce_map(raw: torch.Tensor, method: str, size: tuple[int, int] | None) -> 
 def attribute(model: nn.Module, inputs: torch.Tensor, method: str | AttributionFn, target: int | torch.Tensor |
               None = None, layer: str | None = None, upsample: bool = True, seed: int = 0) -> np.ndarray:
     """(N, H, W) float32 attribution of ``target`` (an int, one per image, or None: the predicted class) for
-    model-ready ``inputs`` (N, C, H, W). ``layer``: Grad-CAM's layer (default: the last Conv2d); with
+    model-ready ``inputs`` (N, C, H, W) (floats of another precision are converted to the model's).
+    ``layer``: Grad-CAM's layer (default: the last Conv2d); with
     ``upsample=False`` Grad-CAM's map stays at the layer's resolution. ``method`` may also be a callable
     ``(model, inputs, target) -> (N, H, W)``. The model runs in eval mode; no hook remains afterwards."""
     check_model(model)
-    check_inputs(inputs)
+    inputs = check_inputs(inputs, model=model)     # float64 -> the model's float32, on its device
     check_method(method)
     if method in ("gradcam", "guided_gradcam"):
         layer = gradcam_layer(model, inputs, layer)

@@ -76,7 +76,7 @@ def randomization_check(model: nn.Module, inputs: torch.Tensor, method: str | At
     """Cascading randomization: one row per step, ``{"randomized_to": name, "spearman": mean, "ssim": mean}``,
     the first row randomizing only the top layer, the last every layer."""
     check_model(model)
-    check_inputs(inputs)
+    inputs = check_inputs(inputs, model=model)
     check_method(method)
     tgt = resolve_target(model, inputs, target)
     original = attribute(model, inputs, method, tgt, layer)
@@ -125,7 +125,7 @@ def deletion_insertion(model: nn.Module, inputs: torch.Tensor, maps: np.ndarray,
                        batch: int = 1000) -> dict:
     """Deletion/insertion curves and AUCs for ``maps`` (N, H, W) and for a random pixel order."""
     check_model(model)
-    check_inputs(inputs)
+    inputs = check_inputs(inputs, model=model)
     steps = integer(steps, "steps", 1)
     batch = integer(batch, "batch", 1)
     tgt = resolve_target(model, inputs, target)
@@ -179,7 +179,7 @@ def audit_method(model: nn.Module, inputs: torch.Tensor, method: str | Attributi
 
     t0 = time.perf_counter()
     check_model(model)      # every argument before the first (possibly long) attribution
-    check_inputs(inputs)
+    inputs = check_inputs(inputs, model=model)
     check_method(method)
     steps = integer(steps, "steps", 1)
     tgt = resolve_target(model, inputs, target)

@@ -66,6 +66,11 @@ def topk(model: nn.Module, dataset: ImageDataset, layers: list[str], k: int = 9,
     state = {"first": 0}
 
     def reduce(name: str, out: torch.Tensor) -> None:
+        if out.is_floating_point() and not bool(torch.isfinite(out).all()):   # NaN would rank anywhere
+            bad = (~torch.isfinite(out)).flatten(1).any(1).nonzero()[:, 0] + state["first"]
+            raise ConfigError(f"layers: {name} gives NaN or infinite activations for {len(bad)} image(s) of the "
+                              f"batch from #{state['first']} (first #{int(bad[0])}); a ranking of them would be "
+                              "meaningless. Check the model's weights (a diverged run?) and the normalization")
         if name not in running:
             running[name] = _Running(out.shape[1], k, out.device)
             widths[name] = out.shape[3] if out.ndim == 4 else 1

@@ -24,6 +24,7 @@ from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..models.forward import iter_batches
 from ..models.layers import resolve_layers
+from ..models.output import check_logits
 from ..models.probe import check_input_shape, eval_mode, zeros_forward
 from . import objectives as O
 from . import vis_transforms as T
@@ -32,7 +33,6 @@ from ._tap import run, tap
 from .hooks import capture
 from .param import make_param
 
-MAX_SIDE = 4096        # input_shape's largest height/width: beyond it one batch of images alone fills memory
 MAX_RANGE = 1 << 16    # the widest --channels range parsed without a channel count to bound it
 
 
@@ -115,7 +115,9 @@ def layer_channels(model: nn.Module, layer: str | None, shape, device: torch.dev
         zeros_forward(model, shape, name)                  # the model takes this shape (clear error if not)
         with tap(model, [layer] if layer else [], stop=layer is not None) as acts:
             out = run(model, torch.zeros(1, *shape, device=device), acts)
-    t = acts[layer] if layer else out
+    if layer is None:                                      # class logits: the model-output contract
+        return int(check_logits(out, batch=1, where=f"one zero image of shape {tuple(shape)}").shape[1])
+    t = acts[layer]
     if not isinstance(t, torch.Tensor) or t.ndim < 2:
         raise ConfigError(f"{layer or 'the model output'}: expected a (N, C, ...) tensor, got "
                           f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
@@ -193,10 +195,7 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
         dataset = check_dataset(dataset)
     if input_shape is None and dataset is None:
         raise ConfigError("visualize: give input_shape=(C, H, W) or a dataset to take it from")
-    shape = check_input_shape(input_shape if input_shape is not None else dataset.shape)
-    if max(shape[1:]) > MAX_SIDE:
-        raise ConfigError(f"input_shape {shape}: sides above {MAX_SIDE} pixels are refused (one batch of such "
-                          "images does not fit in memory); give the (C, H, W) the model was built for")
+    shape = check_input_shape(input_shape if input_shape is not None else dataset.shape)   # sides <= MAX_SIDE
     if objective is not None and not isinstance(objective, O.Objective):
         raise ConfigError(f"objective: expected a convscope.inspect.objectives.Objective, got "
                           f"{type(objective).__name__}")

@@ -34,7 +34,8 @@ from torch import nn
 from .._atomic import atomic_write_text
 from ..data.normalize import Normalization
 from ..errors import ConvscopeError
-from ..models.weights import CheckpointError, load_weights, sha256_file
+from ..models.forward import check_device
+from ..models.weights import CheckpointError, check_finite_state, load_weights, sha256_file
 from .manifest import check_manifest, read_json_file
 from .names import check_run_name
 
@@ -229,6 +230,7 @@ def load_run_model(path: str | os.PathLike[str], map_location: str | torch.devic
 
     if not isinstance(path, (str, os.PathLike)):
         raise RunError(f"path: expected a run directory (str or Path), got {type(path).__name__}")
+    map_location = check_device(map_location, "map_location")
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"{path}: no such run directory")
@@ -255,6 +257,7 @@ def load_run_model(path: str | os.PathLike[str], map_location: str | torch.devic
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{path / WEIGHTS}: weights do not fit model {meta['model']!r}: {e}") from e
+    check_finite_state(state, str(path / WEIGHTS))
     model.to(map_location).eval()
     norm = Normalization(tuple(meta["normalization"]["mean"]), tuple(meta["normalization"]["std"]))
     return RunModel(path, model, meta, (c, h, w), tuple(meta["classes"]), norm)

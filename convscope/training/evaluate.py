@@ -14,6 +14,7 @@ from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..models.forward import iter_batches, model_device
+from ..models.output import check_logits
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class TTA(nn.Module):
         self.model, self.flip = model, flip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x).float()
+        out = check_logits(self.model(x), batch=len(x)).float()      # the output contract, before any cast
         return 0.5 * (out + self.model(x.flip(3)).float()) if self.flip else out
 
 
@@ -92,10 +93,12 @@ def evaluate(model: nn.Module, dataset: ImageDataset, norm: Normalization, batch
     if classes is not None:
         check_classes(classes, dataset)
     logits = predict_logits(model, dataset.images, norm, batch_size, bf16, channels_last, tta and dataset.hflip_ok)
-    if len(dataset) and (logits.ndim != 2 or logits.shape[1] != len(dataset.classes)):
-        raise ConfigError(f"dataset: {dataset.name!r} has {len(dataset.classes)} classes but the model gives "
-                          f"{tuple(logits.shape[1:])} outputs per image; evaluate on a dataset with the model's "
-                          "classes", arg="dataset")
+    if len(dataset):
+        check_logits(logits, batch=len(dataset), finite=True, where=f"{dataset.name!r} images")
+        if logits.shape[1] != len(dataset.classes):
+            raise ConfigError(f"dataset: {dataset.name!r} has {len(dataset.classes)} classes but the model gives "
+                              f"{tuple(logits.shape[1:])} outputs per image; evaluate on a dataset with the model's "
+                              "classes", arg="dataset")
     return result_from_logits(logits, dataset.labels.to(logits.device), len(dataset.classes))
 
 
