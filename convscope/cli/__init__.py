@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 from ..errors import ConvscopeError
 from . import (bench_cmd, data_cmd, experiment_cmd, explain_cmd, inspect_cmd, matrix_cmd, train_cmd, visualize_cmd,
-               web_cmd)
+               web_cmd, diagnose_cmd)
 
 COMMAND_MODULES = [train_cmd, data_cmd, matrix_cmd, inspect_cmd, bench_cmd, visualize_cmd, explain_cmd, experiment_cmd,
-                   web_cmd]
+                   web_cmd, diagnose_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
