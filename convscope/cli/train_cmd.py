@@ -39,6 +39,9 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
         elif scalar is dict:
             g.add_argument("--model-arg", dest=name, action="append", default=None, metavar="KEY=VALUE",
                            help="model-specific argument, e.g. --model-arg width=48 (repeatable)")
+        elif "const" in f.metadata:   # the flag alone means its const (--diagnose: every 10 steps)
+            g.add_argument(flag, dest=name, type=scalar, nargs="?", const=f.metadata["const"], default=None,
+                           metavar="N", help=hint)
         else:
             g.add_argument(flag, dest=name, type=scalar, default=None, metavar=name.upper().split("_")[0], help=hint)
 

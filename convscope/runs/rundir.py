@@ -4,6 +4,8 @@ without unpickling anything (:func:`load_run_model`; ``convscope.training.load_r
     runs/<name>/
       config.json          the resolved TrainConfig
       metrics.jsonl        one JSON object per line: {"kind": "step", ...} and {"kind": "epoch", ...}
+      diagnostics.jsonl    with --diagnose: per-layer statistics every N steps (training/diagnostics.py)
+      tensorboard/         with --tensorboard (or `convscope tensorboard RUN`): TensorBoard event files
       checkpoint.safetensors   the latest training state (for --resume)
       model.safetensors    final weights
       model.json           model name and arguments, input shape, classes, normalization, versions,
@@ -42,6 +44,7 @@ from .names import check_run_name
 CONFIG, METRICS, CHECKPOINT, WEIGHTS, META, CURVE, SUMMARY = (
     "config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors", "model.json", "curve.png",
     "summary.json")
+DIAGNOSTICS, TENSORBOARD = "diagnostics.jsonl", "tensorboard"
 META_SHA256 = META + ".sha256"
 METRICS_MAX_BYTES = 1 << 30   # metrics.jsonl of a very long run is megabytes; more is not a metrics file
 
@@ -138,7 +141,7 @@ def write_manifest(path: Path, meta: dict[str, Any]) -> None:
     model.json.sha256 with model.json's own digest. The digest goes first: model.json marks a run finished, so
     a kill between the two leaves an unfinished run (resumed, both rewritten), never an unchecked finished one."""
     files = {}
-    for name in (CONFIG, WEIGHTS, SUMMARY, CURVE, METRICS):
+    for name in (CONFIG, WEIGHTS, SUMMARY, CURVE, METRICS, DIAGNOSTICS):
         if (path / name).exists():
             files[name] = sha256_file(path / name)
     text = json.dumps({**meta, "sha256": files}, indent=2, allow_nan=False) + "\n"
@@ -173,10 +176,11 @@ def read_json(path: Path) -> Any:
     return read_json_file(path)  # regular files only, size- and depth-bounded; errors are CheckpointError
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of a run's metrics.jsonl (``path``), one JSON object a line ([] when there is none). The file
-    is not covered by model.json's checksums, so it is read defensively: a regular file of bounded size, every
-    line a JSON object."""
+def read_metrics(path: Path, torn_tail: bool = False) -> list[dict[str, Any]]:
+    """The records of a run's metrics.jsonl (``path``; diagnostics.jsonl has the same form), one JSON object a
+    line ([] when there is none). The file is not covered by model.json's checksums, so it is read defensively:
+    a regular file of bounded size, every line a JSON object. ``torn_tail``: a last line without its newline
+    that is not JSON (a run killed mid-write, not yet resumed) is left out instead of refused."""
     from ..data.safe_io import read_regular
     from ..errors import DataError
 
@@ -191,12 +195,15 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     except UnicodeDecodeError as e:
         raise RunError(f"{path}: not UTF-8 text ({e}); it is not a convscope metrics file") from None
     records = []
-    for number, line in enumerate(text.splitlines(), 1):
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except (json.JSONDecodeError, RecursionError) as e:
+            if torn_tail and number == len(lines) and not text.endswith("\n"):
+                break
             raise RunError(f"{path}, line {number}: not JSON ({getattr(e, 'msg', e)}); each line must be one "
                            "JSON object such as {\"kind\": \"epoch\", ...} (fix or delete the line)") from None
         if not isinstance(record, dict):

@@ -32,11 +32,12 @@ _UNSET: Any = dataclasses.MISSING
 
 
 def _f(default: Any = _UNSET, help: str = "", *, key: str | None = None, range: str | None = None,
-       choices: tuple[str, ...] | None = None, factory: Any = _UNSET) -> Any:
+       choices: tuple[str, ...] | None = None, factory: Any = _UNSET, const: Any = None) -> Any:
     """A config field. ``key``: its flat name when it differs from the field's; ``range``: an interval such as
-    "[0, 1)" or "[1, inf)"; ``choices``: the valid strings."""
+    "[0, 1)" or "[1, inf)"; ``choices``: the valid strings; ``const``: the value of its flag given without one
+    (``--diagnose`` alone means ``--diagnose 10``)."""
     meta: dict[str, Any] = {"help": help}
-    for name, value in (("key", key), ("range", range), ("choices", choices)):
+    for name, value in (("key", key), ("range", range), ("choices", choices), ("const", const)):
         if value is not None:
             meta[name] = value
     return field(default=default, default_factory=factory, metadata=meta)
@@ -145,6 +146,10 @@ class RuntimeConfig:
     max_bad_steps: int = _f(20, "stop after this many non-finite steps in a row", range="[1, inf)")
     log_every: int = _f(10, "steps between per-step lines in metrics.jsonl", range="[1, inf)")
     track_sparsity: bool = _f(False, "per epoch: fraction of exactly-zero activations per layer, in metrics.jsonl")
+    diagnose: int = _f(0, "every N steps: per-layer activation, weight, gradient and update statistics in "
+                       "diagnostics.jsonl, read by `convscope doctor` (0 = off; the flag alone: every 10 steps)",
+                       range="[0, inf)", const=10)
+    tensorboard: bool = _f(False, "write TensorBoard event files into the run's tensorboard/ folder")
 
 
 @dataclass(frozen=True)
@@ -190,6 +195,9 @@ class TrainConfig:
                 raise ConfigError(f"optimizer: the numpy engine has sgd and adam, not {self.optim.optimizer!r}")
             if self.runtime.device not in ("auto", "cpu"):
                 raise ConfigError(f"device: the numpy engine runs on the CPU, not {self.runtime.device!r}")
+            if self.runtime.diagnose:
+                raise ConfigError("diagnose: the per-layer diagnostics hook torch modules; the numpy engine has none. "
+                                  "Train with --engine torch, or drop --diagnose")
         return self
 
     @property
@@ -254,7 +262,7 @@ GENERIC_DEFAULTS: dict[str, Any] = {"epochs": 12, "translate": 2, "stroke": 0.0,
 # Keys added after runs were first recorded (and "model", whose default changed; every config.json records it, so
 # this only matters to a hand-written one), with the value that reproduces a run recorded without them.
 KEYS_ADDED_LATER: dict[str, Any] = {"model": "fast", "rotate": 0.0, "scale": 0.0, "aspect": 0.0, "stroke": 0.0,
-                                    "blur": 0.0}
+                                    "blur": 0.0, "diagnose": 0, "tensorboard": False}
 
 # Options our own ablations rejected and convscope removed (bench/results/recipe_ablation_round2_fashion-mnist.json:
 # Lookahead and progressive resizing did not shorten the run; shifted test-time views cost 0.07 points), with

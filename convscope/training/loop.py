@@ -75,6 +75,14 @@ class Loop:
             from ..inspect.sparsity import SparsityTracker
 
             self.callbacks.append(SparsityTracker())
+        if cfg.runtime.diagnose:
+            from .diagnostics import Diagnostics
+
+            self.callbacks.append(Diagnostics(cfg.runtime.diagnose))
+        if cfg.runtime.tensorboard:
+            from .tensorboard import TensorBoardWriter
+
+            self.callbacks.append(TensorBoardWriter())
         self.model = build_model(cfg, data)
         self.feeder = BatchFeeder(cfg, data, self.world)
         self.steps_per_epoch = self.feeder.steps_per_epoch
@@ -215,6 +223,7 @@ class Loop:
                 bar.set_description(f"epoch {st.epoch + 1}/{cfg.schedule.epochs}")
                 t_epoch, images = time.perf_counter(), 0
                 while st.batch < self.steps_per_epoch and not st.stopped_early:
+                    self._emit("on_step_start")
                     t0 = time.perf_counter()
                     n, result = self._step(order)
                     images += n
