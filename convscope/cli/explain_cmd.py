@@ -111,7 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prepare", choices=("none", "mnist"), default=None,
                    help="how IMAGE becomes input, as for predict (default: the run's, from model.json)")
     add_options(p, ExplainConfig)
-    p.set_defaults(func=cmd_explain)
+    p.set_defaults(func=cmd_explain, needs_scores=True)
     _image_after_options(p)
 
 

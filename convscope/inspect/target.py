@@ -20,6 +20,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..data.normalize import Normalization
 from ..models.output import output_classes
+from ..models.probe import eval_mode, zeros_forward
 
 
 USER_MODULE_PREFIX = "convscope_user_model_"
@@ -128,13 +129,20 @@ def _norm_values(values: tuple[float, ...] | None, default: float, c: int, flag:
 
 def from_model_file(spec: str, weights: str | Path | None, input_shape: tuple[int, int, int], dataset: str,
                     out_dir: str | Path, mean: tuple[float, ...] | None = None,
-                    std: tuple[float, ...] | None = None, shape_name: str = "input_shape") -> Target:
-    """A user model as a :class:`Target`. Its output contract (class scores (B, classes), floating point) is
-    checked here, once, by one forward pass of a zero image of ``input_shape`` (``shape_name``: the argument
-    that gave it, for the message), so that every command taking ``--model-file`` refuses a model that does not
-    fit before any work."""
+                    std: tuple[float, ...] | None = None, shape_name: str = "input_shape",
+                    scores: bool = True) -> Target:
+    """A user model as a :class:`Target`, checked here, once, by one forward pass of a zero image of
+    ``input_shape`` (``shape_name``: the argument that gave it, for the message), so that a model that does not
+    fit is refused before any work. With ``scores`` (for what reads class scores: attribution, predictions)
+    the output must also be the classifier contract, (B, classes) floating point; without, any output will do
+    (layers, filters, feature maps, receptive fields and top-k look inside feature extractors too)."""
     c = input_shape[0]
     norm = Normalization(_norm_values(mean, 0.0, c, "--mean"), _norm_values(std, 1.0, c, "--std"))
     model = load_model_file(spec, weights)
-    classes = output_classes(model, input_shape, f"--model-file {spec}", shape_name)
+    if scores:
+        classes = output_classes(model, input_shape, f"--model-file {spec}", shape_name)
+    else:
+        with eval_mode(model), torch.no_grad():
+            out = zeros_forward(model, input_shape, shape_name)
+        classes = int(out.shape[1]) if isinstance(out, torch.Tensor) and out.ndim == 2 else None
     return Target(model, input_shape, norm, None, dataset, Path(out_dir), num_classes=classes)
