@@ -51,6 +51,10 @@ def _direct(model, x, method, target):
                                                target=target).mean(1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if method == "guided_backprop":
+            return attr.GuidedBackprop(model).attribute(xr, target=target).sum(1)
+        if method == "deconvnet":
+            return attr.Deconvolution(model).attribute(xr, target=target).sum(1)
         return attr.GuidedGradCam(model, layer).attribute(xr, target=target).sum(1)
 
 
