@@ -103,7 +103,32 @@ def test_natural_baseline_equals_topk_top1_and_brute_force(digits):
         r = visualize(model, "conv2", [0, 5], digits, steps=2, measure=measure, norm=norm)
         np.testing.assert_allclose(r.natural_values, per_image[:, [0, 5]].max(0).values.double().numpy(), rtol=1e-6)
         assert r.natural_indices == per_image[:, [0, 5]].argmax(0).tolist()
+        # side by side: every measure's comparison, the same brute-force best natural values
+        for m, want in (("mean", a.mean((2, 3))), ("max", a.amax((2, 3))), ("neuron", a[:, :, 7, 7])):
+            c = r.comparisons[m]
+            best = want[:, [0, 5]].max(0).values.double().numpy()
+            np.testing.assert_allclose(c["natural_values"], best, rtol=1e-6)
+            assert c["natural_nonpositive"] == [ch for ch, b in zip([0, 5], best) if b <= 0]
+            assert c["beats"] == sum(v > n for v, n in zip(c["values"], c["natural_values"]))
+        assert r.comparisons[measure]["values"] == r.values
+        assert f"by the {'mean of each' if measure == 'mean' else 'centre unit'}" in r.headline()
     assert hook_count(model) == 0
+
+
+def test_a_bare_model_needs_its_normalization_a_run_carries_it(small_run, digits):
+    from convscope.inspect import projections
+
+    model = small_run.model
+    for call in (lambda: visualize(model, "conv3", [0], digits, steps=1),
+                 lambda: topk(model, digits, ["conv3"], 1),
+                 lambda: projections(model, digits, "conv3", [0], k=1)):
+        with pytest.raises(ConfigError, match=r"norm: required .* pass norm=run.normalization .* or pass the run"):
+            call()
+    by_run = topk(small_run, digits, ["conv3"], 2)["conv3"]
+    assert by_run == topk(model, digits, ["conv3"], 2, small_run.normalization)["conv3"]
+    assert by_run != topk(model, digits, ["conv3"], 2, Normalization.identity())["conv3"]
+    v = visualize(small_run, "conv3", [0, 1], digits, steps=2)
+    assert v.natural_values == [by_run[c][0].value for c in (0, 1)]     # max by default: topk's measure
 
 
 @pytest.mark.parametrize("c_in", [1, 3, 5])
