@@ -32,7 +32,8 @@ EDGE_FILTERS: dict[str, tuple[tuple[int, ...], ...]] = {
     "laplacian": ((0, 1, 0), (1, -4, 1), (0, 1, 0)),
     "laplacian-8": ((1, 1, 1), (1, -8, 1), (1, 1, 1)),
 }
-ATTRIBUTION_METHODS = ("saliency", "smoothgrad", "integrated_gradients", "gradcam", "occlusion", "guided_gradcam")
+ATTRIBUTION_METHODS = ("saliency", "smoothgrad", "integrated_gradients", "gradcam", "occlusion", "guided_gradcam",
+                       "guided_backprop", "deconvnet")
 
 
 def _threads(value: int, name: str) -> int:
@@ -93,8 +94,9 @@ class RefineConfig(_Config):
 class VisualizeConfig(_Config):
     """How ``visualize`` optimizes each unit's image (``convscope visualize``)."""
 
-    measure: str = option("mean", "reduce each map by its mean, max, or its centre unit (neuron)", choices=MEASURES)
-    neuron: bool = option(False, "the centre unit of each channel, not the map's mean (measure neuron)")
+    measure: str = option("max", "reduce each map by its max (what topk ranks by), mean, or its centre unit (neuron)",
+                          choices=MEASURES)
+    neuron: bool = option(False, "the centre unit of each channel, not the map's max (measure neuron)")
     steps: int = option(256, "optimization steps", lo=1)
     seed: int = option(0, "seed of the starting images and the transforms", lo=0, hi=SEED_MAX)
     param: str = option("fourier", "image parameterization", choices=PARAMS)
@@ -118,7 +120,8 @@ class ExplainConfig(_Config):
                                                   + ", ".join(ATTRIBUTION_METHODS), kind="names",
                                             choices=ATTRIBUTION_METHODS)
     target: int | None = option(None, "class to explain (default: the predicted one)", kind="int", lo=0)
-    layer: str | None = option(None, "Grad-CAM layer (default: the last conv)", kind="str")
+    layer: str | None = option(None, "Grad-CAM layer (default: the activation after the last conv block)",
+                               kind="str")
     index: int = option(0, "image index in the split", lo=0)
     audit: bool = option(False, "randomization sanity check and deletion/insertion per method on the first "
                                 "--limit images (default 500)")

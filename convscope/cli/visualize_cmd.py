@@ -43,9 +43,8 @@ def cmd_visualize(args: argparse.Namespace) -> int:
           f"seed {cfg.seed}")
     for c, v, n in list(zip(res.channels, res.values, res.natural_values or [None] * len(res.values)))[:args.show]:
         print(f"  unit {c:>4}: optimized {v:9.3f}" + ("" if n is None else f"   best natural image {n:9.3f}"))
-    if res.beats_natural() is not None:
-        print(f"optimized image above the best of {len(ds):,} dataset images for {100 * res.beats_natural():.1f}% "
-              "of units")
+    if res.headline() is not None:
+        print(res.headline())
     stem = f"visualize-{_safe(layer or 'logits')}{'-neuron' if res.measure == 'neuron' else ''}"
     atomic_write_text(t.out_dir / f"{stem}.json", json.dumps(res.to_dict(), indent=2) + "\n")
     png = visualization_png(res, ds.images if ds is not None else None, t.out_dir / f"{stem}.png",

@@ -43,6 +43,12 @@ class Normalization:
         std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
         return cls(tuple(mean.tolist()), tuple(std.tolist()))
 
+    @classmethod
+    def identity(cls, channels: int = 1) -> Normalization:
+        """Pixels on the [0, 1] scale as they are: for a model trained without normalization (say so explicitly:
+        the inspection tools never assume it)."""
+        return cls((0.0,) * channels, (1.0,) * channels)
+
     def apply(self, images_u8: torch.Tensor, input_shape: tuple[int, int, int] | None = None) -> torch.Tensor:
         """uint8 images (B, C, H, W), pixels 0..255 -> float32 model input. Float images are refused: 0..1 or
         0..255 cannot be told apart, and a wrong guess gives silently wrong numbers. ``input_shape``: the

@@ -19,7 +19,7 @@ from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..models.layers import resolve_layers
-from ._args import check_dataset, check_model, check_norm, stream
+from ._args import check_dataset, check_model, check_norm, model_and_norm, stream
 from .hooks import capture
 
 
@@ -52,15 +52,16 @@ class _Running:
 
 def topk(model: nn.Module, dataset: ImageDataset, layers: list[str], k: int = 9,
          norm: Normalization | None = None, batch_size: int = 500) -> dict[str, list[list[TopRecord]]]:
-    """Per layer, per channel: the k best records (index, y, x, value), best first."""
+    """Per layer, per channel: the k best records (index, y, x, value), best first. ``model``: a run (its
+    normalization is used) or an nn.Module with ``norm`` given."""
+    model, norm = model_and_norm(model, norm)
     check_model(model)
     dataset = check_dataset(dataset)
     k, batch_size = integer(k, "k", 1), integer(batch_size, "batch_size", 1)
-    norm = check_norm(norm, dataset, required=False)
+    norm = check_norm(norm, dataset)
     names = resolve_layers(model, layers)
     if not names:
         raise ConfigError("layers: no layer given; name at least one (e.g. 'conv1' or 'ReLU')")
-    norm = norm or Normalization((0.0,) * dataset.shape[0], (1.0,) * dataset.shape[0])
     running: dict[str, _Running] = {}
     widths: dict[str, int] = {}
     state = {"first": 0}

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .._check import instance, is_int
-from ..configs import VisualizeConfig
+from ..configs import MEASURES, VisualizeConfig
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
@@ -28,12 +28,14 @@ from ..models.output import check_logits
 from ..models.probe import check_input_shape, eval_mode, zeros_forward
 from . import objectives as O
 from . import vis_transforms as T
-from ._args import check_dataset, check_model
+from ._args import check_dataset, check_model, check_norm, model_and_norm
 from ._tap import run, tap
 from .hooks import capture
 from .param import make_param
 
 MAX_RANGE = 1 << 16    # the widest --channels range parsed without a channel count to bound it
+MEASURE_WORDS = {"max": "max of each channel's map (topk's measure)", "mean": "mean of each channel's map",
+                 "neuron": "centre unit of each channel"}
 
 
 @dataclass
@@ -49,6 +51,31 @@ class Visualization:
     natural_values: list[float] | None = None   # the best dataset image's value, same measure
     natural_indices: list[int] | None = None    # ... and its index in the dataset
     settings: dict = field(default_factory=dict)
+    # per measure (mean, max, neuron) for a layer with a dataset: the optimized images' values and the best
+    # natural image's by that measure, "beats" (count), "natural_nonpositive" (channels whose best natural value
+    # is <= 0: a comparison with no activation to beat), "median_ratio" (over channels with a positive natural
+    # value), "distinct_natural_images"
+    comparisons: dict = field(default_factory=dict)
+    dataset_size: int | None = None
+
+    def headline(self) -> str | None:
+        """One sentence per measure, naming it: how many units' optimized image beats the best dataset image."""
+        if self.natural_values is None:
+            return None
+        rows = self.comparisons or {self.measure: _comparison(self.values, self.natural_values,
+                                                              self.natural_indices, self.channels)}
+        out = []
+        for m, c in rows.items():
+            ratio = f", median ratio {c['median_ratio']:.2f}" if c["median_ratio"] is not None else ""
+            flag = (f"; best natural value <= 0 for {len(c['natural_nonpositive'])} channel(s) "
+                    f"({', '.join(map(str, c['natural_nonpositive'][:8]))}"
+                    f"{', ...' if len(c['natural_nonpositive']) > 8 else ''}): nothing to beat there"
+                    if c["natural_nonpositive"] else "")
+            mark = " (optimized for)" if m == self.measure else ""
+            out.append(f"by the {MEASURE_WORDS[m]}{mark}: optimized image above the best of "
+                       f"{self.dataset_size or 'the'} dataset images for {c['beats']}/{c['units']} units{ratio}"
+                       f"{flag}")
+        return "\n".join(out)
 
     def beats_natural(self) -> float | None:
         """Fraction of units whose image reaches a higher value than the best dataset image."""
@@ -60,6 +87,7 @@ class Visualization:
         return {"layer": self.layer, "channels": self.channels, "measure": self.measure,
                 "objective": self.objective, "values": self.values, "natural_values": self.natural_values,
                 "natural_indices": self.natural_indices, "beats_natural": self.beats_natural(),
+                "comparisons": self.comparisons, "headline": self.headline(),
                 "objective_start": self.history[0].tolist(), "objective_end": self.history[-1].tolist(),
                 "settings": self.settings}
 
@@ -167,7 +195,7 @@ def _default_objective(layer: str | None, channels: list[int], measure: str) -> 
 
 
 def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int] | None = None,
-              dataset: ImageDataset | None = None, seed: int = 0, *, neuron: bool = False, measure: str = "mean",
+              dataset: ImageDataset | None = None, seed: int = 0, *, neuron: bool = False, measure: str = "max",
               objective: O.Objective | None = None, norm: Normalization | None = None,
               input_shape: tuple[int, int, int] | None = None, steps: int = 256, param: str = "fourier",
               lr: float | None = None, transforms: Sequence[T.Transform] | str | None = "standard",
@@ -175,14 +203,18 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
               config: VisualizeConfig | None = None) -> Visualization:
     """One image per channel of ``layer`` (None: the class logits) that maximizes its activation.
 
-    ``channels``: an index, a list, or None for every channel. ``measure``: ``mean`` over the channel's map
-    (default), ``max``, or ``neuron`` (the centre unit; also ``neuron=True``). ``objective`` replaces the
+    ``channels``: an index, a list, or None for every channel. ``measure``: ``max`` over the channel's map
+    (default: what ``topk`` ranks by), ``mean``, or ``neuron`` (the centre unit; also ``neuron=True``). With a
+    dataset and a layer, ``comparisons`` holds all three measures side by side (:meth:`Visualization.headline`).
+    ``objective`` replaces the
     default (the measure of each image's own channel) for the optimization; ``l2``, ``tv`` and ``blur`` add
     those regularizers with these weights. ``transforms``: ``"standard"``, None, or a list. With a
     ``dataset``, ``natural_values`` holds the best dataset image's value by the same measure.
-    ``norm`` maps [0, 1] images to model input (default: identity); ``input_shape`` defaults to the dataset's.
+    ``norm`` maps [0, 1] images to model input: required for a bare nn.Module (``model`` may be a run, which
+    carries it); ``input_shape`` defaults to the dataset's.
     ``config``: a :class:`~convscope.configs.VisualizeConfig` in place of seed, neuron, measure, steps, param, lr,
     l2, tv and blur (the CLI passes one)."""
+    model, norm = model_and_norm(model, norm)
     device = check_model(model)
     cfg = config if config is not None else VisualizeConfig(
         measure=measure, neuron=neuron, steps=steps, seed=seed, param=param, lr=lr, tv=tv, l2=l2, blur=blur)
@@ -204,9 +236,7 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
         raise ConfigError(f"transforms: expected 'standard', None or a list of transforms (callables "
                           f"t(x, generator)), got {transforms!r}")
     c_in, h, w = shape
-    if norm is not None and (not isinstance(norm, Normalization) or len(norm.mean) not in (1, c_in)):
-        raise ConfigError(f"norm: expected a convscope.data.Normalization for {c_in} channel(s), got {norm!r}")
-    norm = norm or Normalization((0.0,) * c_in, (1.0,) * c_in)
+    norm = check_norm(norm, channels=c_in)
     with eval_mode(model):
         chans = _channels(model, layer, channels, shape, device,
                           "input_shape" if input_shape is not None else "dataset")
@@ -249,11 +279,29 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
             images = (p() * 255).round().clamp(0, 255).to(torch.uint8)       # (N, C, H, W)
             inputs = norm.apply(images.to(device))
             values = _reached(model, layer, chans, measure, inputs)
+            reached = {m: values if m == measure else _reached(model, layer, chans, m, inputs) for m in MEASURES}
     nat = natural_best(model, dataset, layer, chans, measure, norm) if dataset is not None else (None, None)
+    comparisons = {}
+    if dataset is not None and layer is not None:       # logits have no map: one measure only
+        for m in MEASURES:
+            nv, ni = nat if m == measure else natural_best(model, dataset, layer, chans, m, norm)
+            comparisons[m] = _comparison(reached[m], nv, ni, chans)
     settings = {"seed": seed, "steps": steps, "param": param, "lr": lr or p.lr,
                 "transforms": [repr(t) for t in transforms], "l2": l2, "tv": tv, "blur": blur}
     return Visualization(layer, chans, measure, repr(obj), images.cpu().numpy(), inputs, values,
-                         np.stack(history) if history else np.zeros((0, len(chans))), nat[0], nat[1], settings)
+                         np.stack(history) if history else np.zeros((0, len(chans))), nat[0], nat[1], settings,
+                         comparisons, len(dataset) if dataset is not None else None)
+
+
+def _comparison(values: list[float], natural: list[float], indices: list[int], chans: list[int]) -> dict:
+    """One measure's optimized-vs-best-natural comparison (see :attr:`Visualization.comparisons`)."""
+    v, n = np.array(values), np.array(natural)
+    pos = n > 0
+    return {"values": values, "natural_values": natural, "natural_indices": indices,
+            "beats": int((v > n).sum()), "units": len(v),
+            "natural_nonpositive": [c for c, ok in zip(chans, pos) if not ok],
+            "median_ratio": float(np.median(v[pos] / n[pos])) if pos.any() else None,
+            "distinct_natural_images": len(set(indices))}
 
 
 def _channels(model: nn.Module, layer: str | None, channels, shape, device, shape_arg: str = "input_shape"
