@@ -53,7 +53,7 @@ def add_cases(t: Table) -> None:
 def _cmd(t: Table, cid: str, argv_code: str, expect: str = "error", timeout: float | None = None) -> None:
     """A case running the CLI in-process on the models file: ``argv_code`` is a Python list expression (M: the
     file, O: an output folder, IMG: an image file)."""
-    code = (_WRITE + "O = str(WS / '_o' / 'h28b')\nIMG = str(next((WS / 'images').glob('*.png')))\n"
+    code = (_WRITE + "O = str(WS / '_o' / 'h28b')\nIMG = str(WS / 'images' / 'ok.png')\n"
             f"argv = {argv_code}\nfrom convscope.cli import main\nrc = main(argv)\nif rc:\n    raise SystemExit(rc)\n")
     t.py("contract", cid, code, expect=expect, timeout=timeout or t.slow)
 
@@ -76,9 +76,8 @@ def _contract(t: Table) -> None:
     _cmd(t, "explain --model-file InfScores", commands["explain"].format(c="InfScores"))
     _cmd(t, "explain --model-file Good", commands["explain"].format(c="Good"), expect="ok")
     _cmd(t, "layers --model-file Good", commands["layers"].format(c="Good"), expect="ok")
-    for command in ("visualize", "project"):
-        _cmd(t, f"{command} --steps 1e9", commands[command].format(c="Good").replace("'2'", "'1000000000'")
-             if command == "visualize" else commands[command].format(c="Good")[:-1] + ", '--steps', '1000000000']")
+    _cmd(t, "visualize --steps 1e9", commands["visualize"].format(c="Good").replace("'2'", "'1000000000'"))
+    _cmd(t, "project --k 1e9", commands["project"].format(c="Good")[:-1] + ", '--k', '1000000000']")
     _cmd(t, "topk --k 1e9", commands["topk"].format(c="Good")[:-1] + ", '--k', '1000000000']")
 
 
@@ -90,11 +89,11 @@ def _api(t: Table) -> None:
         "Normalization(std=-1)": "result = Normalization((0.5,), (-1.0,))",
         "Normalization(std=nan)": "result = Normalization((0.5,), (float('nan'),))",
         "Normalization(mean/std lengths)": "result = Normalization((0.1, 0.2, 0.3), (1.0,))",
-        "conv_matrix(complex)": "from convscope.matrix import conv_matrix; "
+        "conv_matrix(complex)": "from convscope.conv.conv_matrix import conv_matrix; "
                                 "result = conv_matrix(torch.ones(1,1,3,3, dtype=torch.complex64), (1,4,4))",
-        "conv_matrix(bool)": "from convscope.matrix import conv_matrix; "
+        "conv_matrix(bool)": "from convscope.conv.conv_matrix import conv_matrix; "
                              "result = conv_matrix(torch.ones(1,1,3,3, dtype=torch.bool), (1,4,4))",
-        "conv_matrix(nan)": "from convscope.matrix import conv_matrix; "
+        "conv_matrix(nan)": "from convscope.conv.conv_matrix import conv_matrix; "
                             "result = conv_matrix(torch.full((1,1,3,3), float('nan')), (1,4,4))",
         "edges(kernel 1e308)": "from convscope.inspect.edges import edge_experiment; "
                                "result = edge_experiment(ds.images[:4], kernel=[[1e308, 1e308], [1e308, 1e308]])",
