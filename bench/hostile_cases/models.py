@@ -67,7 +67,8 @@ def _contract(t: Table) -> None:
         "visualize": "['visualize', '--model-file', M + ':{c}', " + shape + ", '--out', O, '--steps', '2']",
         "topk": "['topk', '--model-file', M + ':{c}', " + shape + ", '--out', O, '--limit', '20']",
         "sparsity": "['sparsity', '--model-file', M + ':{c}', " + shape + ", '--limit', '20']",
-        "project": "['project', '--model-file', M + ':{c}', " + shape + ", '--out', O, '--limit', '20']",
+        "project": "['project', '--model-file', M + ':{c}', " + shape + ", '--out', O, '--limit', '20', "
+                   "'--layer', 'conv1']",
     }
     for command, argv in commands.items():
         for cls in ("OneD", "Indices", "FeatureMap", "Pair", "NeedsWidth", "Exits"):
