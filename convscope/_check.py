@@ -147,6 +147,18 @@ def tensor(value: object, name: str, *, ndim: int | None = None, kinds: str = "f
     return value
 
 
+def path(value: object, name: str, example: str = "runs/my-run") -> Path:
+    """A file-system path given as a non-blank ``str`` or an ``os.PathLike`` naming a text path; ints, bytes,
+    ``""`` (which would mean the current folder) and anything else are refused."""
+    import os
+
+    text = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(text, str) or not text.strip():
+        got = repr(value) if isinstance(value, (str, bytes)) else type(value).__name__
+        raise fail(name, f"expected a path (str or pathlib.Path) such as {example!r}, got {got}")
+    return Path(text)
+
+
 def distinct_path(path: Path, name: str, protected: dict[str, Path]) -> Path:
     """``path`` (to be written) must not be, after symlinks, any of the ``protected`` files (label -> path)."""
     target = path.resolve()

@@ -17,6 +17,10 @@ from typing import Any
 from ._check import check_fields, fail, from_dict, option
 
 SEED_MAX = 2**63 - 1        # torch.manual_seed takes seeds in [0, 2**63)
+# Upper bounds on the work one call asks for: far above any useful value, far below "runs for days".
+STEPS_MAX = 100_000         # optimization steps (visualize: a forward + backward pass of the batch each)
+TOPK_MAX = 1_000            # top images kept per channel (topk, refine)
+PROJECT_K_MAX = 100         # projections per unit (two backward passes each, every one drawn)
 VARIANTS = ("maximize", "top", "random", "representative", "full")
 BN_MODES = ("frozen", "reestimate")
 MEASURES = ("mean", "max", "neuron")
@@ -44,6 +48,19 @@ def _threads(value: int, name: str) -> int:
     return value
 
 
+def _at_most(limit: int, why: str):
+    """A field check: the value is at most ``limit`` (an upper bound on work), with ``why`` in the message."""
+    def check(value: int, name: str) -> int:
+        if value > limit:
+            raise fail(name, f"must be at most {limit:,}, got {value:,}: {why}")
+        return value
+    return check
+
+
+_STEPS_WHY = ("each step is a forward and backward pass, so this would run for hours or days; a few hundred to a "
+              "few thousand steps converge")
+
+
 class _Config:
     """Shared behaviour: fields checked on construction, ``from_dict`` refusing unknown keys, ``to_dict``."""
 
@@ -66,8 +83,9 @@ class RefineConfig(_Config):
     layer: str = option("conv3", "the conv layer whose kernels are refined")
     response: str | None = option(None, "layer whose channel peaks are the kernels' response (default: the layer)",
                                   kind="str")
-    k: int = option(9, "top images per kernel", lo=1)
-    steps: int = option(30, "optimisation steps per variant", lo=1)
+    k: int = option(9, "top images per kernel", lo=1,
+                    check=_at_most(TOPK_MAX, "the top images of every kernel are kept, and each is trained on"))
+    steps: int = option(30, "optimisation steps per variant", lo=1, check=_at_most(STEPS_MAX, _STEPS_WHY))
     eval_every: int = option(30, "measure every N steps (and at the start and the end)", lo=1)
     seeds: tuple[int, ...] = option((0, 1, 2, 3, 4), "comma-separated seeds", kind="ints", lo=0, hi=SEED_MAX,
                                     unique=True)
@@ -97,7 +115,7 @@ class VisualizeConfig(_Config):
     measure: str = option("max", "reduce each map by its max (what topk ranks by), mean, or its centre unit (neuron)",
                           choices=MEASURES)
     neuron: bool = option(False, "the centre unit of each channel, not the map's max (measure neuron)")
-    steps: int = option(256, "optimization steps", lo=1)
+    steps: int = option(256, "optimization steps (usual: 256-2048)", lo=1, check=_at_most(STEPS_MAX, _STEPS_WHY))
     seed: int = option(0, "seed of the starting images and the transforms", lo=0, hi=SEED_MAX)
     param: str = option("fourier", "image parameterization", choices=PARAMS)
     lr: float | None = option(None, "Adam learning rate (default: the parameterization's)", kind="float", lo=0,
@@ -133,5 +151,5 @@ class ExplainConfig(_Config):
         return self.method if self.method is not None else ATTRIBUTION_METHODS
 
 
-__all__ = ["ATTRIBUTION_METHODS", "BN_MODES", "MEASURES", "PARAMS", "SEED_MAX", "VARIANTS", "ExplainConfig",
-           "RefineConfig", "VisualizeConfig"]
+__all__ = ["ATTRIBUTION_METHODS", "BN_MODES", "MEASURES", "PARAMS", "PROJECT_K_MAX", "SEED_MAX", "STEPS_MAX",
+           "TOPK_MAX", "VARIANTS", "ExplainConfig", "RefineConfig", "VisualizeConfig"]

@@ -57,7 +57,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         for note in [f"prepared: {mode}" + (" (the run's default)" if args.prepare is None else ""), *notes]:
             print(f"note: {note}")
     else:
-        ds = load_dataset(args, t)
+        ds = load_dataset(args, t, predicts=True)
         if not cfg.index < len(ds):
             raise ConfigError(f"--index {cfg.index}: the {ds.split} split has {len(ds)} images (0..{len(ds) - 1})")
         img, name = ds.images[cfg.index:cfg.index + 1], f"{ds.split}-{cfg.index}"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._atomic import atomic_write_text, writable_folder
+from ..configs import TOPK_MAX
 from ..errors import ConfigError
 from ._types import count, number
 
@@ -88,12 +89,14 @@ def load_target(args: argparse.Namespace):
     return t
 
 
-def load_dataset(args, target):
+def load_dataset(args, target, predicts: bool = False):
+    """The dataset of the command's flags, for ``target``; ``predicts``: the command prints the model's predicted
+    class beside the dataset's images, so a class count that differs from the dataset's is noted."""
     import torch
     from .data_cmd import load_from_args
 
     ds = load_from_args(args, args.dataset or target.dataset, args.split, target.input_shape)
-    if target.num_classes is not None and target.num_classes != len(ds.classes):
+    if predicts and target.num_classes is not None and target.num_classes != len(ds.classes):
         import sys
 
         print(f"note: the model gives {target.num_classes} class scores, {ds.name} has {len(ds.classes)} classes; "
@@ -246,7 +249,7 @@ def cmd_features(args) -> int:
     from ..models.output import check_logits
 
     t = load_target(args)
-    ds = load_dataset(args, t)
+    ds = load_dataset(args, t, predicts=True)
     if not 0 <= args.index < len(ds):
         raise ConfigError(f"--index {args.index}: the {ds.split} split has {len(ds)} images (0..{len(ds) - 1})")
     names = _layer_arg(t.model, args.layers, "--layers") or [r.name for r in list_layers(t.model, t.input_shape)
@@ -344,7 +347,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("topk", help="the dataset images that activate each channel most (Zeiler & Fergus)")
     add_target_args(p)
     p.add_argument("--layer", help="comma-separated layer names")
-    p.add_argument("--k", type=count(1), default=9, help="images per channel (default 9)")
+    p.add_argument("--k", type=count(1, TOPK_MAX, "the top images per channel, all kept in memory and written out"),
+                   default=9, help=f"images per channel (default 9, at most {TOPK_MAX})")
     p.add_argument("--channels", type=count(1), default=16, help="channels drawn (default 16)")
     p.add_argument("--show", type=count(0), default=8, help="channels printed (default 8)")
     p.set_defaults(func=cmd_topk)

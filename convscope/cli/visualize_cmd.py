@@ -7,7 +7,7 @@ import argparse
 import json
 
 from .._atomic import atomic_write_text
-from ..configs import VisualizeConfig
+from ..configs import PROJECT_K_MAX, VisualizeConfig
 from ._options import add_options, config_from_args
 from .inspect_cmd import add_target_args, load_dataset, load_target
 from ._types import count
@@ -88,7 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_target_args(p)
     p.add_argument("--layer", required=True, help="layer name")
     p.add_argument("--channels", help="units, e.g. 0-7 (default: the first 8)")
-    p.add_argument("--k", type=count(1), default=4, help="top activations per unit (default 4)")
+    p.add_argument("--k", type=count(1, PROJECT_K_MAX, "two backward passes per image and unit, every one drawn"),
+                   default=4, help=f"top activations per unit (default 4, at most {PROJECT_K_MAX})")
     p.set_defaults(func=cmd_project)
 
 

@@ -88,7 +88,8 @@ class RefineResult:
         return out
 
     def summary(self) -> dict:
-        return {bn: {v: self.final(v, bn) for v in self.config.variants} for bn in self.config.bn}
+        measured = self.runs[0].rows[0]["bn"] if self.runs else {}   # a model without BatchNorm: "frozen" only
+        return {bn: {v: self.final(v, bn) for v in self.config.variants} for bn in self.config.bn if bn in measured}
 
     def table(self) -> str:
         """A plain-text table of the final numbers (mean ± std over seeds), one block per BN treatment."""

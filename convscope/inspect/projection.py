@@ -26,6 +26,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .._check import integer, is_int
+from ..configs import PROJECT_K_MAX
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
@@ -183,7 +184,7 @@ def projections(model: nn.Module, dataset: ImageDataset, layer: str, channels: S
     dataset = check_dataset(dataset)
     norm = check_norm(norm, dataset)
     layer = resolve_layer(model, layer)
-    k = integer(k, "k", 1)
+    k = integer(k, "k", 1, PROJECT_K_MAX, fix="two backward passes per image and unit, every one drawn")
     if isinstance(channels, (np.ndarray, torch.Tensor)):
         channels = channels.tolist()
     if channels is not None:

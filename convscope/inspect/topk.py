@@ -15,6 +15,7 @@ from torch import nn
 
 from .._check import integer
 from .._result import ResultMixin
+from ..configs import TOPK_MAX
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
@@ -57,7 +58,8 @@ def topk(model: nn.Module, dataset: ImageDataset, layers: list[str], k: int = 9,
     model, norm = model_and_norm(model, norm)
     check_model(model)
     dataset = check_dataset(dataset)
-    k, batch_size = integer(k, "k", 1), integer(batch_size, "batch_size", 1)
+    k = integer(k, "k", 1, TOPK_MAX, fix="the top images per channel, all kept in memory and written out")
+    batch_size = integer(batch_size, "batch_size", 1)
     norm = check_norm(norm, dataset)
     names = resolve_layers(model, layers)
     if not names:

@@ -266,6 +266,14 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
                 grads = torch.autograd.grad(-val.sum(), p.params)           # model parameters get no .grad
                 if not torch.isfinite(val).all() or not all(torch.isfinite(gr).all() for gr in grads):
                     # a NaN/inf objective would silently give NaN results (e.g. huge regularizer weights)
+                    seen = [out] if out is not None else []
+                    seen += [acts[n] for n in layers if isinstance(acts.get(n), torch.Tensor)]
+                    if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in seen):
+                        what = "scores" if out is not None else "activations"
+                        raise ConfigError(
+                            f"visualize: the model gives NaN or infinite {what} at step {len(history) + 1}, "
+                            "before any regularizer; check its weights (a diverged run?) and its input "
+                            "normalization")
                     raise ConfigError(
                         f"visualize: the objective became non-finite at step {len(history) + 1} "
                         f"(l2={l2:g}, tv={tv:g}, blur={blur:g}, lr={lr or p.lr:g}); lower the regularizer weights "

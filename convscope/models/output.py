@@ -3,7 +3,7 @@ a floating-point tensor of shape (B, classes).
 
 Checked in one place, :func:`check_logits`, wherever a model's output enters convscope: once when a user model
 is loaded (:func:`output_classes`, a forward pass of one zero image), and on the real outputs of the commands
-that read them (explain's prediction, features, evaluation), where ``finite=True`` also refuses NaN and
+that read them (explain's prediction, features, evaluation), where ``finite=True`` (explain, refine) refuses NaN and
 infinite scores: an argmax over NaNs is class 0, a "prediction" that means nothing."""
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from .._atomic import atomic_write_text
 from ..data.normalize import Normalization
 from ..errors import ConvscopeError
 from ..models.forward import check_device
-from ..models.weights import CheckpointError, check_finite_state, load_weights, sha256_file
+from ..models.weights import CheckpointError, load_weights, sha256_file
 from .manifest import check_manifest, read_json_file
 from .names import check_run_name
 
@@ -264,7 +264,8 @@ def load_run_model(path: str | os.PathLike[str], map_location: str | torch.devic
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{path / WEIGHTS}: weights do not fit model {meta['model']!r}: {e}") from e
-    check_finite_state(state, str(path / WEIGHTS))
+    # NaN weights (a diverged run) are not refused here: the run's summary and metrics stay readable; the
+    # commands that read scores or rank activations (explain, topk, refine) refuse non-finite values
     model.to(map_location).eval()
     norm = Normalization(tuple(meta["normalization"]["mean"]), tuple(meta["normalization"]["std"]))
     return RunModel(path, model, meta, (c, h, w), tuple(meta["classes"]), norm)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .._atomic import atomic_write_text, writable_folder
 from .._check import fail
+from .._check import path as check_path
 from ..conv import conv_matrix, make_geometry
 from ..data.safe_io import read_regular
 from ..errors import ConfigError, ConvscopeError, DataError
@@ -111,12 +112,13 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
                  edge_filter: str = "sobel-x", max_units: int = 64) -> Path:
     """Write the report of the run at ``run_path`` to ``out`` (default RUN/report.html); returns its path.
     ``layer``: whose channels get a unit page each (default: the first convolution), at most ``max_units``."""
-    run_path = Path(run_path)
+    run_path = check_path(run_path, "run_path")
+    out = check_path(out, "out", "report.html") if out is not None else None
     if edge_filter not in FILTERS:
         raise ConfigError(f"--filter {edge_filter!r}: unknown; choose one of {', '.join(FILTERS)}")
     entry = RunEntry(run_path.name, run_path.resolve())
     run = entry.run
-    out = Path(out) if out is not None else run_path / "report.html"
+    out = out if out is not None else run_path / "report.html"
     _not_a_run_file(out, run_path)
     out = _check_out(out)
     model, shape = run.model, run.input_shape
