@@ -5,7 +5,6 @@ without unpickling anything (:func:`load_run_model`; ``convscope.training.load_r
       config.json          the resolved TrainConfig
       metrics.jsonl        one JSON object per line: {"kind": "step", ...} and {"kind": "epoch", ...}
       diagnostics.jsonl    with --diagnose: per-layer statistics every N steps (training/diagnostics.py)
-      tensorboard/         with --tensorboard (or `convscope tensorboard RUN`): TensorBoard event files
       checkpoint.safetensors   the latest training state (for --resume)
       model.safetensors    final weights
       model.json           model name and arguments, input shape, classes, normalization, versions,
@@ -44,7 +43,7 @@ from .names import check_run_name
 CONFIG, METRICS, CHECKPOINT, WEIGHTS, META, CURVE, SUMMARY = (
     "config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors", "model.json", "curve.png",
     "summary.json")
-DIAGNOSTICS, TENSORBOARD = "diagnostics.jsonl", "tensorboard"
+DIAGNOSTICS = "diagnostics.jsonl"
 META_SHA256 = META + ".sha256"
 METRICS_MAX_BYTES = 1 << 30   # metrics.jsonl of a very long run is megabytes; more is not a metrics file
 

@@ -149,7 +149,6 @@ class RuntimeConfig:
     diagnose: int = _f(0, "every N steps: per-layer activation, weight, gradient and update statistics in "
                        "diagnostics.jsonl, read by `convscope doctor` (0 = off; the flag alone: every 10 steps)",
                        range="[0, inf)", const=10)
-    tensorboard: bool = _f(False, "write TensorBoard event files into the run's tensorboard/ folder")
 
 
 @dataclass(frozen=True)
@@ -262,7 +261,7 @@ GENERIC_DEFAULTS: dict[str, Any] = {"epochs": 12, "translate": 2, "stroke": 0.0,
 # Keys added after runs were first recorded (and "model", whose default changed; every config.json records it, so
 # this only matters to a hand-written one), with the value that reproduces a run recorded without them.
 KEYS_ADDED_LATER: dict[str, Any] = {"model": "fast", "rotate": 0.0, "scale": 0.0, "aspect": 0.0, "stroke": 0.0,
-                                    "blur": 0.0, "diagnose": 0, "tensorboard": False}
+                                    "blur": 0.0, "diagnose": 0}
 
 # Options our own ablations rejected and convscope removed (bench/results/recipe_ablation_round2_fashion-mnist.json:
 # Lookahead and progressive resizing did not shorten the run; shifted test-time views cost 0.07 points), with

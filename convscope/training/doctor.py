@@ -3,8 +3,8 @@
 Each rule below reads the records (training/diagnostics.py documents them) and, when its condition holds,
 returns a :class:`Finding`: a sentence with the evidence and what to try. The thresholds were set on
 deliberately broken runs (tests/training/test_doctor.py: lr 10, a dead-ReLU init, a bad output scale, a deep
-plain network without normalization) against the main job, which they must leave clean; docs/diagnose.md
-gives the numbers. They are heuristics, and say so ("learning rate too high?").
+plain network without normalization) against a short version of the main job, which they must leave clean.
+They are heuristics, and say so ("learning rate too high?").
 """
 
 from __future__ import annotations
@@ -275,8 +275,8 @@ def _not_learning(header, diags, epochs) -> list[Finding]:
     shown = _g(loss) if loss is not None else "inf/NaN"
     return [Finding("not_learning", "error",
                     f"the model does not learn: loss {_g(loss0)} at step 0, {shown} over epoch {last['epoch']} "
-                    f"(train accuracy {100 * acc:.1f}%, chance {100 / header['classes']:.0f}%); try "
-                    "`convscope train --check` and `convscope lr-find`",
+                    f"(train accuracy {100 * acc:.1f}%, chance {100 / header['classes']:.0f}%); check that it can "
+                    "overfit one batch, and try other learning rates",
                     {"initial_loss": loss0, "last_train_loss": loss, "train_accuracy": acc, "epoch": last["epoch"]})]
 
 

@@ -79,10 +79,6 @@ class Loop:
             from .diagnostics import Diagnostics
 
             self.callbacks.append(Diagnostics(cfg.runtime.diagnose))
-        if cfg.runtime.tensorboard:
-            from .tensorboard import TensorBoardWriter
-
-            self.callbacks.append(TensorBoardWriter())
         self.model = build_model(cfg, data)
         self.feeder = BatchFeeder(cfg, data, self.world)
         self.steps_per_epoch = self.feeder.steps_per_epoch
