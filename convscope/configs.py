@@ -14,9 +14,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ._check import check_fields, fail, from_dict, option
+from ._check import SEED_MAX, check_fields, fail, from_dict, option
 
-SEED_MAX = 2**63 - 1        # torch.manual_seed takes seeds in [0, 2**63)
 VARIANTS = ("maximize", "top", "random", "representative", "full")
 BN_MODES = ("frozen", "reestimate")
 MEASURES = ("mean", "max", "neuron")

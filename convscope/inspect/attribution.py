@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._check import is_int
+from .._check import seed as check_seed
 from ..errors import ConfigError
 from ..models.conv_layers import last_conv
 from ..models.layers import resolve_layers
@@ -214,6 +215,7 @@ def attribute(model: nn.Module, inputs: torch.Tensor, method: str | AttributionF
     check_model(model)
     check_inputs(inputs)
     check_method(method)
+    seed = check_seed(seed)
     if method in ("gradcam", "guided_gradcam"):
         layer = gradcam_layer(model, inputs, layer)
     tgt = resolve_target(model, inputs, target)

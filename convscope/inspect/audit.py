@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .._check import integer
+from .._check import seed as check_seed
 from ..errors import ConfigError
 from ..models.forward import iter_batches
 from ._args import check_model
@@ -81,7 +82,7 @@ def randomization_check(model: nn.Module, inputs: torch.Tensor, method: str | At
     tgt = resolve_target(model, inputs, target)
     original = attribute(model, inputs, method, tgt, layer)
     rand = copy.deepcopy(model)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(check_seed(seed))
     modules = dict(rand.named_modules())
     rows = []
     for name in reversed(parameter_layers(rand)):
@@ -136,7 +137,7 @@ def deletion_insertion(model: nn.Module, inputs: torch.Tensor, maps: np.ndarray,
         baseline = inputs.amin(dim=(0, 2, 3), keepdim=True)                 # (1, C, 1, 1): black
     m = torch.as_tensor(np.asarray(maps, dtype=np.float32)).reshape(n, h * w).to(inputs.device)
     order = torch.sort(m, dim=1, descending=True, stable=True).indices      # most attributed first
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(check_seed(seed))
     rand_order = torch.stack([torch.randperm(h * w, generator=g) for _ in range(n)]).to(inputs.device)
     ours = _curves(model, inputs, order, tgt, baseline, steps, batch)
     rnd = _curves(model, inputs, rand_order, tgt, baseline, steps, batch)
@@ -182,6 +183,7 @@ def audit_method(model: nn.Module, inputs: torch.Tensor, method: str | Attributi
     check_inputs(inputs)
     check_method(method)
     steps = integer(steps, "steps", 1)
+    seed = check_seed(seed)
     tgt = resolve_target(model, inputs, target)
     maps = attribute(model, inputs, method, tgt, layer, seed=seed)
     faith = deletion_insertion(model, inputs, maps, tgt, steps, seed=seed)

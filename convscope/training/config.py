@@ -21,6 +21,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._check import seed as check_seed
 from ..errors import ConfigError
 from ..runs.rundir import check_run_name
 from .configfile import read_config_file
@@ -140,7 +141,7 @@ class RuntimeConfig:
     sync_bn: bool = _f(False, "several processes (torchrun / --nproc): BatchNorm statistics of the whole global "
                        "batch (SyncBatchNorm)")
     deterministic: bool = _f(False, "deterministic kernels; resumed runs end bit-identical")
-    seed: int = _f(0, "seed of initialisation, data order, augmentation and dropout")
+    seed: int = _f(0, "seed of initialisation, data order, augmentation and dropout (0 to 2**63-1)")
     checkpoint_every: int = _f(100, "steps between checkpoints (and one at each epoch end)", range="[1, inf)")
     max_bad_steps: int = _f(20, "stop after this many non-finite steps in a row", range="[1, inf)")
     log_every: int = _f(10, "steps between per-step lines in metrics.jsonl", range="[1, inf)")
@@ -183,6 +184,7 @@ class TrainConfig:
                 raise ConfigError(f"{key}: {value!r} is not one of {', '.join(f.metadata['choices'])}")
             if "range" in f.metadata and value is not None:
                 _check_range(key, value, f.metadata["range"])
+        check_seed(self.runtime.seed, "seed")
         if self.eval.early_stopping is not None and self.data.val_fraction == 0.0:
             raise ConfigError("early_stopping needs a validation split: set val_fraction (e.g. 0.1)")
         if self.runtime.engine == "numpy":
