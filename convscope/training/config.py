@@ -74,7 +74,7 @@ class OptimConfig:
     batch_size: int = _f(256, "images per optimizer step", range="[1, inf)")
     optimizer: str = _f("sgd", "optimizer", choices=("sgd", "adam", "adamw", "adadelta"))
     lr: float = _f(0.1, "peak learning rate (per step, for batch_size images)", range="[0, inf)")
-    momentum: float = _f(0.9, "SGD momentum (Adam's beta1 is left at 0.9)", range="[0, inf)")
+    momentum: float = _f(0.9, "SGD momentum (Adam's beta1 is left at 0.9)", range="[0, 1)")
     nesterov: bool = _f(True, "Nesterov momentum (SGD)")
     weight_decay: float = _f(5e-4, "L2 on every parameter (decoupled for adamw)", range="[0, inf)")
     label_smoothing: float = _f(0.1, "label smoothing of the cross-entropy targets", range="[0, 1)")
@@ -185,6 +185,11 @@ class TrainConfig:
             if "range" in f.metadata and value is not None:
                 _check_range(key, value, f.metadata["range"])
         check_seed(self.runtime.seed, "seed")
+        epochs, warmup = self.schedule.epochs, self.schedule.warmup_epochs
+        if epochs is not None and warmup > 0 and warmup >= epochs:   # the rate would never reach its peak
+            raise ConfigError(f"warmup_epochs {warmup:g} is not shorter than the run ({epochs} epochs): the learning "
+                              f"rate would never reach lr; give warmup_epochs below {epochs} (e.g. "
+                              f"{max(epochs / 10, 0.1):g})")
         if self.eval.early_stopping is not None and self.data.val_fraction == 0.0:
             raise ConfigError("early_stopping needs a validation split: set val_fraction (e.g. 0.1)")
         if self.runtime.engine == "numpy":
