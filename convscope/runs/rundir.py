@@ -119,7 +119,8 @@ def new_run_dir(base: Path, name: str, explicit: Path | None) -> tuple[Path, boo
                 raise
             continue
         except OSError as e:
-            discard_new_run_dir(path, created)
+            with contextlib.suppress(OSError):   # nothing to undo where the folder could not even be made
+                discard_new_run_dir(path, created)
             raise RunError(f"{path}: cannot write the run directory ({e.strerror or e}; {os_error_hint(e)}); "
                            "choose a writable --out") from e
         if (path / CONFIG).exists():  # checked again under the lock: a run may have started meanwhile
