@@ -58,6 +58,15 @@ def integer(value: object, name: str, lo: int | None = None, hi: int | None = No
     return int(value)
 
 
+SEED_MAX = 2**63 - 1   # torch.manual_seed takes [-2**63, 2**64); one range for every seed convscope accepts
+
+
+def seed(value: object, name: str = "seed") -> int:
+    """A seed: a whole number in [0, 2**63 - 1] (not a bool, not a float such as 1e23): the one check behind
+    every seed convscope accepts (train, config files, visualize, refine, explain audits)."""
+    return integer(value, name, 0, SEED_MAX, fix="use a seed such as 0, 1 or 42")
+
+
 def number(value: object, name: str, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
            hi_open: bool = False) -> float:
     """A finite real number (not a bool, not NaN or infinite) in the range; ``lo_open``: strictly above ``lo``."""

@@ -14,9 +14,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ._check import check_fields, fail, from_dict, option
+from ._check import SEED_MAX, check_fields, fail, from_dict, option
 
-SEED_MAX = 2**63 - 1        # torch.manual_seed takes seeds in [0, 2**63)
 # Upper bounds on the work one call asks for: far above any useful value, far below "runs for days".
 STEPS_MAX = 100_000         # optimization steps (visualize: a forward + backward pass of the batch each)
 TOPK_MAX = 1_000            # top images kept per channel (topk, refine)

@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+def top_of(k: int, n: int) -> str:
+    """``top 9 of 1,000``; with fewer images than ``--k`` asked for, what was really ranked: ``all 5 (--k 100
+    asked)`` rather than the impossible "top 100 of 5"."""
+    return f"top {k} of {n:,}" if k <= n else f"all {n:,} (--k {k} asked)"
+
+
 def add_target_args(p: argparse.ArgumentParser, dataset: bool = True) -> None:
     p.add_argument("run", nargs="?", type=Path, help="a run directory (or use --model-file)")
     p.add_argument("--model-file", help="your model: path.py:ClassName (instantiated with no arguments)")
@@ -286,7 +292,7 @@ def cmd_topk(args) -> int:
         fields = {}
     for name in layers:
         recs = res[name]
-        print(f"layer {name}: {len(recs)} channels, top {args.k} of {len(ds):,} {ds.name} {ds.split} images")
+        print(f"layer {name}: {len(recs)} channels, {top_of(args.k, len(ds))} {ds.name} {ds.split} images")
         for c, r in enumerate(recs[:args.show]):
             print(f"  ch {c:>3}: " + "  ".join(f"#{x.index}@({x.y},{x.x})={x.value:.3f}" for x in r[:5])
                   + (" ..." if len(r) > 5 else ""))

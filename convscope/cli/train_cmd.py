@@ -91,6 +91,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..training import TrainingInterrupted, resume, train
     from .launch import relaunch
 
+    if getattr(args, "nproc", 1) > 1 and not args.resume:   # refuse what every worker would, before they start
+        from ..training.distributed import check_processes
+
+        check_processes(config_from_args(args).runtime.engine, args.nproc)
     if (status := relaunch(args)) is not None:   # --nproc N: this command line on N processes (torchrun)
         return status
     quiet = args.quiet

@@ -9,7 +9,7 @@ import json
 from .._atomic import atomic_write_text
 from ..configs import PROJECT_K_MAX, VisualizeConfig
 from ._options import add_options, config_from_args
-from .inspect_cmd import add_target_args, load_dataset, load_target
+from .inspect_cmd import add_target_args, load_dataset, load_target, top_of
 from ._types import count
 
 
@@ -67,8 +67,9 @@ def cmd_project(args: argparse.Namespace) -> int:
     res = projections(t.model, ds, layer, chans, args.k, t.normalization)
     stem = f"project-{_safe(res.layer)}"
     atomic_write_text(t.out_dir / f"{stem}.json", json.dumps(res.to_dict(), indent=2) + "\n")
-    png = projections_png(res, ds.images, t.out_dir / f"{stem}.png", f"layer {res.layer}", len(res.channels), args.k)
-    print(f"layer {res.layer}: {len(res.channels)} units x top {args.k} of {len(ds):,} images projected\n"
+    png = projections_png(res, ds.images, t.out_dir / f"{stem}.png", f"layer {res.layer}", len(res.channels),
+                          min(args.k, len(ds)))
+    print(f"layer {res.layer}: {len(res.channels)} units x {top_of(args.k, len(ds))} images projected\n"
           f"wrote {t.out_dir / stem}.json and {png.name}")
     return 0
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._check import is_int
+from .._check import seed as check_seed
 from ..errors import ConfigError
 from ..models.forward import model_input
 from ..models.layers import resolve_layers
@@ -360,6 +361,7 @@ def explain(model: nn.Module, inputs: torch.Tensor, method: str | AttributionFn,
     check_model(model)
     inputs = check_inputs(inputs, model=model)     # float64 -> the model's float32, on its device
     check_method(method)
+    seed = check_seed(seed)
     reason = None
     if method in ("gradcam", "guided_gradcam"):
         layer, reason = gradcam_layer_reason(model, inputs, layer)

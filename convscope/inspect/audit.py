@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._check import integer
+from .._check import seed as check_seed
 from ..errors import ConfigError
 from ..models.forward import iter_batches
 from ._args import check_model
@@ -165,7 +166,7 @@ def randomization_check(model: nn.Module, inputs: torch.Tensor, method: str | At
     tgt = resolve_target(model, inputs, target)
     original = _maps(model, inputs, method, tgt, layer, seed)
     rand = copy.deepcopy(model)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(check_seed(seed))
     modules = dict(rand.named_modules())
     rows = []
     for name in reversed(parameter_layers(rand)):
@@ -279,7 +280,7 @@ def deletion_insertion(model: nn.Module, inputs: torch.Tensor, maps: np.ndarray,
     base, described = make_baseline(inputs, baseline)
     m = torch.as_tensor(np.asarray(maps, dtype=np.float32)).reshape(n, h * w).to(inputs.device)
     ties = has_ties(np.asarray(maps))
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(check_seed(seed))
     reps = orders if ties.any() else 1
     ours = [_curves(model, inputs, _orders(m, g), tgt, base, steps, batch) for _ in range(reps)]
     rnd = _curves(model, inputs, _orders(torch.zeros_like(m), g), tgt, base, steps, batch)   # all tied: random
@@ -377,6 +378,7 @@ def audit_method(model: nn.Module, inputs: torch.Tensor, method: str | Attributi
     inputs = check_inputs(inputs, model=model)
     check_method(method)
     steps = integer(steps, "steps", 1)
+    seed = check_seed(seed)
     tgt = resolve_target(model, inputs, target)
     maps = _maps(model, inputs, method, tgt, layer, seed)
     faith = deletion_insertion(model, inputs, maps, tgt, steps, baseline, seed, orders=orders)

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._atomic import atomic_write_text
+from .._atomic import atomic_write_text, os_error_hint, probe_folder
 from ..data.normalize import Normalization
 from ..errors import ConvscopeError
 from ..models.forward import check_device
@@ -103,17 +103,16 @@ def new_run_dir(base: Path, name: str, explicit: Path | None) -> tuple[Path, boo
             continue
         created = not path.exists()
         try:
-            path.mkdir(parents=True, exist_ok=True)
-            probe = path / f".write-test-{os.getpid()}"  # unique: another process may probe the same folder
-            probe.write_bytes(b"ok")
-            probe.unlink()
+            probe_folder(path)   # creates it; the probe file goes again whatever happens
             lock = RunLock(path).acquire()
         except RunLocked:
             if explicit is not None:
                 raise
             continue
         except OSError as e:
-            raise RunError(f"{path}: cannot write the run directory ({e.strerror or e}); "
+            with contextlib.suppress(OSError):   # nothing to undo where the folder could not even be made
+                discard_new_run_dir(path, created)
+            raise RunError(f"{path}: cannot write the run directory ({e.strerror or e}; {os_error_hint(e)}); "
                            "choose a writable --out") from e
         if (path / CONFIG).exists():  # checked again under the lock: a run may have started meanwhile
             lock.release()

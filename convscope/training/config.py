@@ -21,6 +21,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._check import seed as check_seed
 from ..errors import ConfigError
 from ..runs.names import check_run_name
 from .configfile import read_config_file
@@ -74,7 +75,7 @@ class OptimConfig:
     batch_size: int = _f(256, "images per optimizer step", range="[1, inf)")
     optimizer: str = _f("sgd", "optimizer", choices=("sgd", "adam", "adamw", "adadelta"))
     lr: float = _f(0.1, "peak learning rate (per step, for batch_size images)", range="[0, inf)")
-    momentum: float = _f(0.9, "SGD momentum (Adam's beta1 is left at 0.9)", range="[0, inf)")
+    momentum: float = _f(0.9, "SGD momentum (Adam's beta1 is left at 0.9)", range="[0, 1)")
     nesterov: bool = _f(True, "Nesterov momentum (SGD)")
     weight_decay: float = _f(5e-4, "L2 on every parameter (decoupled for adamw)", range="[0, inf)")
     label_smoothing: float = _f(0.1, "label smoothing of the cross-entropy targets", range="[0, 1)")
@@ -141,7 +142,7 @@ class RuntimeConfig:
     sync_bn: bool = _f(False, "several processes (torchrun / --nproc): BatchNorm statistics of the whole global "
                        "batch (SyncBatchNorm)")
     deterministic: bool = _f(False, "deterministic kernels; resumed runs end bit-identical")
-    seed: int = _f(0, "seed of initialisation, data order, augmentation and dropout")
+    seed: int = _f(0, "seed of initialisation, data order, augmentation and dropout (0 to 2**63-1)")
     checkpoint_every: int = _f(100, "steps between checkpoints (and one at each epoch end)", range="[1, inf)")
     max_bad_steps: int = _f(20, "stop after this many non-finite steps in a row", range="[1, inf)")
     log_every: int = _f(10, "steps between per-step lines in metrics.jsonl", range="[1, inf)")
@@ -187,6 +188,12 @@ class TrainConfig:
                 raise ConfigError(f"{key}: {value!r} is not one of {', '.join(f.metadata['choices'])}")
             if "range" in f.metadata and value is not None:
                 _check_range(key, value, f.metadata["range"])
+        check_seed(self.runtime.seed, "seed")
+        epochs, warmup = self.schedule.epochs, self.schedule.warmup_epochs
+        if epochs is not None and warmup > 0 and warmup >= epochs:   # the rate would never reach its peak
+            raise ConfigError(f"warmup_epochs {warmup:g} is not shorter than the run ({epochs} epochs): the learning "
+                              f"rate would never reach lr; give warmup_epochs below {epochs} (e.g. "
+                              f"{max(epochs / 10, 0.1):g})")
         if self.eval.early_stopping is not None and self.data.val_fraction == 0.0:
             raise ConfigError("early_stopping needs a validation split: set val_fraction (e.g. 0.1)")
         if self.runtime.engine == "numpy":
