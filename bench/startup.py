@@ -28,7 +28,7 @@ COMMANDS = {
 }
 SUBCOMMANDS = ("train", "eval", "predict", "data", "matrix", "layers", "sparsity", "edges", "rf", "filters",
                "features", "topk", "visualize", "project", "explain", "experiment", "serve", "report", "bench",
-               "export")
+               "export", "tune", "doctor")
 
 
 def wall(cmd: list[str]) -> float:
