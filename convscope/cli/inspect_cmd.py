@@ -83,10 +83,12 @@ def load_target(args: argparse.Namespace):
                          download=not getattr(args, "no_download", False)).shape
             shape_name = f"--dataset {ds_name} (its images' shape; or give --input-shape CxHxW)"
         # every command, even those that only read weights (filters), gets a model that runs on this shape (one
-        # zero image through it); those that read class scores (explain) also the classifier output contract
+        # zero image through it); those that read class scores (explain, visualize --class) also the classifier
+        # output contract
+        scores = getattr(args, "needs_scores", False) or getattr(args, "class_", None) is not None
         t = from_model_file(args.model_file, args.weights, shape, ds_name, args.out or Path("inspect"),
                             _floats(args.mean, "--mean"), _floats(args.std, "--std", positive=True), shape_name,
-                            scores=getattr(args, "needs_scores", False))
+                            scores=scores)
     else:
         raise ConfigError("give a run directory, or --model-file path.py:ClassName --weights file.safetensors")
     if args.out:

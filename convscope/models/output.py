@@ -24,8 +24,8 @@ def _describe(out: object) -> str:
     return f"a {type(out).__name__}"
 
 
-def check_logits(out: object, name: str = "model", *, batch: int | None = None, classes: int | None = None,
-                 finite: bool = False, where: str = "") -> torch.Tensor:
+def check_logits(out: object, name: str = "model", *, batch: int | torch.SymInt | None = None,
+                 classes: int | None = None, finite: bool = False, where: str = "") -> torch.Tensor:
     """``out`` as the contract's (B, classes) floating-point scores, or a ConfigError naming ``name`` (the model
     or the flag that gave it). ``batch``: the B the input had; ``classes``: the count the caller needs (the
     dataset's); ``finite``: refuse NaN/inf scores; ``where``: what the input was, for the message."""

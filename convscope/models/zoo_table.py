@@ -17,11 +17,14 @@ TABLE = Path(__file__).with_name("zoo_table.json")
 
 
 def compute() -> list[dict[str, Any]]:
-    """One row per registered model, computed (imports torch and builds each model)."""
+    """One row per model of the built-in zoo, computed (imports torch and builds each model); models that other
+    code registered in this process (a user's, a test's) are not the zoo and are left out."""
     from . import count_parameters, create_model, flops_per_image, list_models
 
     rows = []
     for e in list_models():
+        if not e.fn.__module__.startswith("convscope."):
+            continue
         m = create_model(e.name)
         rows.append({"name": e.name, "parameters": count_parameters(m), "input": list(e.default_input),
                      "mflops": round(flops_per_image(m, e.default_input) / 1e6, 2), "description": e.description})

@@ -42,7 +42,8 @@ class TTA(nn.Module):
         self.model, self.flip = model, flip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = check_logits(self.model(x), batch=len(x)).float()      # the output contract, before any cast
+        # x.shape[0], not len(x): under torch.export the batch stays symbolic (len() would fix it at the example's)
+        out = check_logits(self.model(x), batch=x.shape[0]).float()  # the output contract, before any cast
         return 0.5 * (out + self.model(x.flip(3)).float()) if self.flip else out
 
 
