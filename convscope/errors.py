@@ -48,3 +48,13 @@ class WriteError(ConvscopeError, OSError):
 
     def __str__(self) -> str:   # OSError's own str() would print "[Errno 28] ...: 'path'" instead of the message
         return str(self.args[0]) if self.args else ""
+
+
+class ConvscopeWarning(UserWarning):
+    """Base class of every warning convscope gives on purpose: something valid but probably not what was meant.
+    The ``convscope`` command prints each one once, as ``convscope: warning: ...`` on standard error."""
+
+
+class SettingWarning(ConvscopeWarning):
+    """A training setting that is valid but unusual enough to be a mistake (a learning rate far outside its
+    optimizer's usual range, fewer training images than classes, a batch larger than the training set)."""

@@ -64,7 +64,7 @@ def config_from_args(args: argparse.Namespace) -> C.TrainConfig:
                 parsed[k] = _parse_scalar(v)
             value = {**base.model.args, **parsed}
         overrides[name] = value
-    return C.config_from_dict(overrides, base, source="command line")
+    return C.config_from_dict(overrides, base, source=None)   # errors keep .arg: the CLI names the flag
 
 
 def refuse_flags_on_resume(args: argparse.Namespace) -> None:

@@ -26,8 +26,8 @@ from ..errors import ConfigError
 from ..runs.names import check_run_name
 from .configfile import read_config_file
 
-__all__ = ["FIELDS", "FLAT", "RECIPES", "SECTIONS", "TrainConfig", "config_from_dict", "read_config_file", "recipe",
-           "recorded_config", "resolve", "retired_settings"]
+__all__ = ["FIELDS", "FLAT", "RECIPES", "SECTIONS", "TrainConfig", "config_from_dict", "given_keys", "read_config_file",
+           "recipe", "recorded_config", "resolve", "retired_settings"]
 
 _UNSET: Any = dataclasses.MISSING
 
@@ -180,12 +180,15 @@ class TrainConfig:
         flat = self.flat()
         for key in FLOAT_KEYS:   # nan passes every comparison (nan < 0 is False): refuse it first
             if flat[key] is not None and not math.isfinite(flat[key]):
-                raise ConfigError(f"{key} must be a finite number, got {flat[key]}")
-        check_run_name(self.name)
+                raise ConfigError(f"{key} must be a finite number, got {flat[key]}", arg=key)
+        try:
+            check_run_name(self.name)
+        except ConfigError as e:
+            raise ConfigError(str(e), arg="name") from None
         for key, f in FIELDS.items():
             value = flat[key]
             if "choices" in f.metadata and value not in f.metadata["choices"]:
-                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(f.metadata['choices'])}")
+                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(f.metadata['choices'])}", arg=key)
             if "range" in f.metadata and value is not None:
                 _check_range(key, value, f.metadata["range"])
         check_seed(self.runtime.seed, "seed")
@@ -193,17 +196,20 @@ class TrainConfig:
         if epochs is not None and warmup > 0 and warmup >= epochs:   # the rate would never reach its peak
             raise ConfigError(f"warmup_epochs {warmup:g} is not shorter than the run ({epochs} epochs): the learning "
                               f"rate would never reach lr; give warmup_epochs below {epochs} (e.g. "
-                              f"{max(epochs / 10, 0.1):g})")
+                              f"{max(epochs / 10, 0.1):g})", arg="warmup_epochs")
         if self.eval.early_stopping is not None and self.data.val_fraction == 0.0:
-            raise ConfigError("early_stopping needs a validation split: set val_fraction (e.g. 0.1)")
+            raise ConfigError("early_stopping needs a validation split: set val_fraction (e.g. 0.1)",
+                              arg="early_stopping")
         if self.runtime.engine == "numpy":
             if self.optim.optimizer not in ("sgd", "adam"):
-                raise ConfigError(f"optimizer: the numpy engine has sgd and adam, not {self.optim.optimizer!r}")
+                raise ConfigError(f"optimizer: the numpy engine has sgd and adam, not {self.optim.optimizer!r}",
+                                  arg="optimizer")
             if self.runtime.device not in ("auto", "cpu"):
-                raise ConfigError(f"device: the numpy engine runs on the CPU, not {self.runtime.device!r}")
+                raise ConfigError(f"device: the numpy engine runs on the CPU, not {self.runtime.device!r}",
+                                  arg="device")
             if self.runtime.diagnose:
                 raise ConfigError("diagnose: the per-layer diagnostics hook torch modules; the numpy engine has none. "
-                                  "Train with --engine torch, or drop --diagnose")
+                                  "Train with --engine torch, or drop --diagnose", arg="diagnose")
         return self
 
     @property
@@ -257,8 +263,8 @@ def _check_range(key: str, value: float, interval: str) -> None:
     if hi == math.inf:
         want = ("must be positive" if interval[0] == "(" else "must not be negative") if lo == 0 else \
             f"must be at least {lo:g}"
-        raise ConfigError(f"{key} {want}, got {value}")
-    raise ConfigError(f"{key} must lie in {interval}, got {value}")
+        raise ConfigError(f"{key} {want}, got {value}", arg=key)
+    raise ConfigError(f"{key} must lie in {interval}, got {value}", arg=key)
 
 
 # Defaults that depend on the dataset: None in a config until :func:`resolve` fills them, with what the
@@ -346,20 +352,41 @@ def _flat_values(values: Any, source: str) -> tuple[dict[str, Any], dict[str, An
     return flat, retired
 
 
-def _build(flat: dict[str, Any]) -> TrainConfig:
-    return TrainConfig().replace(**flat).validate()
+def _build(flat: dict[str, Any], given: set[str], source: str | None) -> TrainConfig:
+    """The validated config of ``flat``; a value refused by :meth:`TrainConfig.validate` that came from ``given``
+    (the keys of the file or dict being read) is reported as ``"SOURCE: key ..."``, so an error names the file
+    that holds the value as a flag's error names the flag. ``source`` None: the caller names its keys itself
+    (the command line: the error keeps ``arg``, which the CLI turns into the flag)."""
+    try:
+        return TrainConfig().replace(**flat).validate()
+    except ConfigError as e:
+        if source is None:   # a dict or the flags: the key (or its flag) is named only for a value given here
+            if e.arg in given:
+                raise
+            raise ConfigError(str(e)) from None
+        raise ConfigError(f"{source}: {e}") from None
 
 
-def config_from_dict(values: dict[str, Any], base: TrainConfig | None = None, source: str = "config") -> TrainConfig:
+def given_keys(values: dict[str, Any], source: str = "config") -> set[str]:
+    """The flat keys a config dict (flat, in sections or mixed) sets, checked as :func:`config_from_dict` does."""
+    return set(_flat_values(values, source)[0])
+
+
+def config_from_dict(values: dict[str, Any], base: TrainConfig | None = None,
+                     source: str | None = None) -> TrainConfig:
     """A validated TrainConfig: ``base`` (default: defaults) updated with ``values``, flat keys or sections;
-    strict on keys and types. An option convscope removed is refused unless it is switched off."""
-    flat, retired = _flat_values(values, source)
+    strict on keys and types. An option convscope removed is refused unless it is switched off. ``source``
+    names where ``values`` came from (a file's path) at the start of every error about a value they gave;
+    None (a dict in Python, the command line's flags): the error starts with the key and keeps
+    ``ConfigError.arg``, which the CLI turns into the flag."""
+    label = source if source is not None else "config"
+    flat, retired = _flat_values(values, label)
     on = retired_settings(retired)
     if on:
-        raise ConfigError(f"{source}: {', '.join(f'{k}={v!r}' for k, v in on.items())}: removed from convscope "
+        raise ConfigError(f"{label}: {', '.join(f'{k}={v!r}' for k, v in on.items())}: removed from convscope "
                           "(our ablations found no gain: bench/results/recipe_ablation_round2_fashion-mnist.json); "
                           "drop the key")
-    return _build({**(base or TrainConfig()).flat(), **flat})
+    return _build({**(base or TrainConfig()).flat(), **flat}, set(flat), source)
 
 
 def recorded_config(values: dict[str, Any], source: str) -> TrainConfig:
@@ -367,7 +394,8 @@ def recorded_config(values: dict[str, Any], source: str) -> TrainConfig:
     values that reproduce it (not today's defaults), so resuming an older run continues the same run; options
     convscope removed are dropped (see :func:`retired_settings` for what they were)."""
     flat, _ = _flat_values(values, source)
-    return _build({**TrainConfig().flat(), **{k: v for k, v in KEYS_ADDED_LATER.items() if k not in flat}, **flat})
+    return _build({**TrainConfig().flat(), **{k: v for k, v in KEYS_ADDED_LATER.items() if k not in flat}, **flat},
+                  set(flat), source)
 
 
 def require_resolved(cfg: TrainConfig, who: str) -> None:

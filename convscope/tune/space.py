@@ -196,7 +196,8 @@ def check_space_fits(params: tuple[Param, ...], base: TrainConfig, source: str) 
             try:
                 config_from_dict({p.key: value}, base, source=source)
             except ConfigError as e:
-                raise ConfigError(f"{source}: {p.key} = {value!r} with this study's training options: {e}") from None
+                raise ConfigError(f"{source}: {p.key} = {value!r} with this study's training options: "
+                                  f"{str(e).removeprefix(f'{source}: ')}") from None
 
 
 def space_as_dict(params: tuple[Param, ...]) -> dict[str, dict[str, Any]]:
