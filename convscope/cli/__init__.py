@@ -13,10 +13,11 @@ import os
 import select
 import sys
 import traceback
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
 from .._atomic import os_error_hint
-from ..errors import ConvscopeError
+from ..errors import ConvscopeError, ConvscopeWarning
 from . import (bench_cmd, data_cmd, diagnose_cmd, experiment_cmd, explain_cmd, export_cmd, inspect_cmd, matrix_cmd,
                train_cmd, tune_cmd, visualize_cmd, web_cmd)
 
@@ -49,11 +50,17 @@ def _record_flags(parser: argparse.ArgumentParser) -> None:
                 _record_flags(p)
 
 
-def cli_message(e: ConvscopeError, flags: dict[str, str]) -> str:
+def cli_message(e: ConvscopeError, flags: dict[str, str], sources: dict[str, str] | None = None) -> str:
     """The one place where library errors, which name Python arguments (``top_k: must be ...``), are put in the
-    command line's terms (``--top-k: must be ...``)."""
+    command line's terms (``--top-k: must be ...``). ``sources``: argument name -> the config file that gave its
+    value (``--config FILE``), which is named instead of a flag the command line does not hold
+    (``FILE: translate: ...``)."""
     text, arg = str(e), getattr(e, "arg", None)
-    if arg in flags and text.startswith((f"{arg}:", f"{arg} ")):
+    if not text.startswith((f"{arg}:", f"{arg} ")):
+        return text
+    if sources and arg in sources:
+        return f"{sources[arg]}: {text}"
+    if arg in flags:
         return flags[arg] + text[len(arg):]
     return text
 
@@ -115,9 +122,11 @@ def _run(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        with _warnings_in_words():
+            return int(args.func(args) or 0)
     except ConvscopeError as e:
-        print(f"convscope: error: {cli_message(e, getattr(args, '_flags', {}))}", file=sys.stderr)
+        print(f"convscope: error: {cli_message(e, getattr(args, '_flags', {}), getattr(args, '_sources', None))}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         if type(e) is not KeyboardInterrupt and _user_error(e):   # a subclass the model raised, not Ctrl-C
@@ -135,6 +144,27 @@ def _run(argv: Sequence[str] | None) -> int:
         if _user_error(e):
             return 1
         raise
+
+
+@contextlib.contextmanager
+def _warnings_in_words() -> Iterator[None]:
+    """convscope's own warnings (:class:`~convscope.errors.ConvscopeWarning`) as ``convscope: warning: ...`` lines
+    on standard error, each text once per command (a tune study's trials would repeat it); others as Python
+    prints them."""
+    shown: set[str] = set()
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if not issubclass(category, ConvscopeWarning):
+            return original(message, category, filename, lineno, file, line)
+        if str(message) not in shown:
+            shown.add(str(message))
+            print(f"convscope: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ConvscopeWarning)   # not Python's once-per-code-line: ours dedupes by text
+        warnings.showwarning = show
+        yield
 
 
 def _user_error(e: BaseException) -> bool:

@@ -48,8 +48,11 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> C.TrainConfig:
     base = C.recipe(args.recipe)
+    from_file: set[str] = set()
     if args.config:
-        base = C.config_from_dict(C.read_config_file(args.config), base, source=str(args.config))
+        values = C.read_config_file(args.config)
+        base = C.config_from_dict(values, base, source=str(args.config))
+        from_file = C.given_keys(values, str(args.config))
     overrides: dict[str, Any] = {}
     for name in C.FIELDS:
         value = getattr(args, name, None)
@@ -64,6 +67,8 @@ def config_from_args(args: argparse.Namespace) -> C.TrainConfig:
                 parsed[k] = _parse_scalar(v)
             value = {**base.model.args, **parsed}
         overrides[name] = value
+    # an error found later (against the data) about a key the file gave names the file, not a flag not given
+    args._sources = {key: str(args.config) for key in from_file - set(overrides)}
     return C.config_from_dict(overrides, base, source=None)   # errors keep .arg: the CLI names the flag
 
 

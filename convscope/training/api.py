@@ -78,7 +78,7 @@ def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callb
             for stale in path.glob(".*.part"):  # temp files of a write that a kill cut short
                 stale.unlink()
         with torch_settings(recorded), torch.random.fork_rng(devices=[]):
-            cfg, data = prepare(recorded)
+            cfg, data = prepare(recorded, check=False)   # checked when it started
             loop = Loop(cfg, data, path, progress=progress, callbacks=callbacks)
             if cfg != recorded and world.is_main:  # written before configs were resolved: record what runs now
                 rd.write_json(path / rd.CONFIG, cfg.to_dict())

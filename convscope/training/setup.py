@@ -11,18 +11,27 @@ from .batches import TrainData, load_data
 from .config import TrainConfig, resolve
 from .distributed import check_processes
 from .optim import init_weights
+from .plausibility import refuse_senseless, warn_unusual
 from .runtime import native_bf16, resolve_device
 
 
-def prepare(cfg: TrainConfig) -> tuple[TrainConfig, TrainData]:
-    """Load the data and resolve ``cfg`` against it and this machine: the config that will run."""
+def prepare(cfg: TrainConfig, *, check: bool = True) -> tuple[TrainConfig, TrainData]:
+    """Load the data and resolve ``cfg`` against it and this machine: the config that will run. ``check``: refuse
+    settings that cannot make sense on this data and warn about unusual ones (see :mod:`.plausibility`); off
+    when a run is resumed (it continues with the config it started with, checked then or recorded before the
+    checks existed)."""
     data = load_data(cfg.validate())
     device = resolve_device("cpu" if cfg.runtime.engine == "numpy" else cfg.runtime.device)
     world = current_world()
     if world.distributed and device.type == "cuda":   # several processes: each rank on its own GPU
         device = torch.device("cuda", world.local_rank)
     check_processes(cfg.runtime.engine, world.size)
-    return resolve(cfg, hflip_ok=data.train.hflip_ok, device=str(device), native_bf16=native_bf16(device)), data
+    resolved = resolve(cfg, hflip_ok=data.train.hflip_ok, device=str(device), native_bf16=native_bf16(device))
+    if check:
+        refuse_senseless(cfg, data)
+        if world.is_main:   # several processes: one copy of each warning
+            warn_unusual(resolved, data)
+    return resolved, data
 
 
 def build_model(cfg: TrainConfig, data: TrainData) -> torch.nn.Module:
