@@ -4,11 +4,13 @@ findings stay silent there, and a short version of the main job gets a clean bil
 Every run is tiny (512 or 2,048 digits, 16 steps, fp32), trained in this process with ``--diagnose 2``."""
 
 import json
+import warnings
 
 import pytest
 
 import convscope
 from convscope.cli import main
+from convscope.errors import SettingWarning
 from convscope.runs.rundir import RunError
 from convscope.training.doctor import examine
 
@@ -33,8 +35,10 @@ CASES = {
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("doctor")
-    return {name: convscope.train({**BASE, **cfg}, out=base / name, progress=False).path
-            for name, (cfg, _, _) in CASES.items()}
+    with warnings.catch_warnings():   # the cases are broken on purpose (lr 10): training warns, the doctor must tell
+        warnings.simplefilter("ignore", SettingWarning)
+        return {name: convscope.train({**BASE, **cfg}, out=base / name, progress=False).path
+                for name, (cfg, _, _) in CASES.items()}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -63,7 +67,7 @@ def test_the_findings_carry_their_evidence(runs):
 def test_a_run_that_goes_non_finite_is_caught_at_its_step(tmp_path):
     """lr 1e4 without normalization: the loss turns inf/NaN; the doctor names the step and the gradient norm
     before it, also for the unfinished (diverged) run."""
-    with pytest.raises(convscope.training.TrainingDiverged):
+    with pytest.raises(convscope.training.TrainingDiverged), pytest.warns(SettingWarning, match="lr 10000 is far"):
         convscope.train({**BASE, "model": "test-hot-logits", "lr": 1e4, "max_bad_steps": 3, "diagnose": 1},
                         out=tmp_path / "r", progress=False)
     c = examine(tmp_path / "r")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import convscope
-from convscope.errors import ConfigError
+from convscope.errors import ConfigError, SettingWarning
 from convscope.training import TrainingDiverged, load_run
 from convscope.training.checkpoint import load_state
 from convscope.training.batches import BatchFeeder
@@ -116,7 +116,8 @@ def test_hflip_only_where_the_dataset_allows_it(tmp_path, tiny):
 
 def test_non_finite_steps_are_skipped_then_the_run_stops(tmp_path, tiny):
     cfg = {**tiny, "lr": 1e12, "schedule": "constant", "momentum": 0.0, "checkpoint_every": 1, "max_bad_steps": 3}
-    with pytest.raises(TrainingDiverged, match="3 non-finite steps in a row") as e:
+    with pytest.raises(TrainingDiverged, match="3 non-finite steps in a row") as e, \
+            pytest.warns(SettingWarning, match="lr 1e[+]12 is far above the usual range of sgd"):
         convscope.train(cfg, out=tmp_path / "nan", progress=False)
     assert "checkpoint is intact" in str(e.value)
     state = load_state(tmp_path / "nan" / "checkpoint.safetensors")
@@ -125,8 +126,9 @@ def test_non_finite_steps_are_skipped_then_the_run_stops(tmp_path, tiny):
 
 def test_early_stopping_stops_and_keeps_the_best_weights(tmp_path, tiny):
     # lr 0: validation accuracy never improves after epoch 1, so the run stops after `early_stopping` more
-    run = convscope.train({**tiny, "lr": 0.0, "epochs": 10, "val_fraction": 0.2, "early_stopping": 2},
-                          out=tmp_path / "es", progress=False)
+    with pytest.warns(SettingWarning, match="lr 0: the weights never change"):
+        run = convscope.train({**tiny, "lr": 0.0, "epochs": 10, "val_fraction": 0.2, "early_stopping": 2},
+                              out=tmp_path / "es", progress=False)
     assert run.summary["stopped_early"] and run.summary["epochs"] == 3 and run.summary["best_val_epoch"] == 1
 
 

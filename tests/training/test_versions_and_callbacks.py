@@ -155,16 +155,18 @@ def test_config_json_holds_what_ran(tmp_path, tiny):
 
 
 def test_tta_only_for_runs_trained_with_flips():
-    cfg, _ = prepare(config_from_dict({"dataset": "fashion-mnist", "train_subset": 100, "hflip": False}))
+    cfg, _ = prepare(config_from_dict({"dataset": "fashion-mnist", "train_subset": 100,
+                                        "batch_size": 64, "hflip": False}))
     assert cfg.tta is False                           # fashion allows flips, but the run trains without them
-    cfg, _ = prepare(config_from_dict({"dataset": "fashion-mnist", "train_subset": 100}))
+    cfg, _ = prepare(config_from_dict({"dataset": "fashion-mnist", "train_subset": 100, "batch_size": 64}))
     assert cfg.hflip is True and cfg.tta is True      # by default, flips wherever the dataset allows them
-    cfg, _ = prepare(config_from_dict({"train_subset": 100}))
+    cfg, _ = prepare(config_from_dict({"train_subset": 100, "batch_size": 64}))
     assert cfg.hflip is False and cfg.tta is False    # digits: no flips, no flip TTA
-    cfg, _ = prepare(config_from_dict({"dataset": "fashion-mnist", "train_subset": 100, "hflip": True}))
+    cfg, _ = prepare(config_from_dict({"dataset": "fashion-mnist", "train_subset": 100,
+                                        "batch_size": 64, "hflip": True}))
     assert cfg.tta is True and cfg.precision != "auto" and cfg.device != "auto"
     with pytest.raises(ConfigError, match="does not allow horizontal flips"):
-        prepare(config_from_dict({"hflip": True, "train_subset": 100}))
+        prepare(config_from_dict({"hflip": True, "train_subset": 100, "batch_size": 64}))
     again, _ = prepare(cfg)
     assert again == cfg                               # resolving is idempotent
 
