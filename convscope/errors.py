@@ -6,6 +6,11 @@ Catch :class:`ConvscopeError` to handle them all.
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import warnings
+from collections.abc import Iterator
+
 
 class ConvscopeError(Exception):
     """Base class of every error convscope raises on purpose."""
@@ -58,3 +63,25 @@ class ConvscopeWarning(UserWarning):
 class SettingWarning(ConvscopeWarning):
     """A training setting that is valid but unusual enough to be a mistake (a learning rate far outside its
     optimizer's usual range, fewer training images than classes, a batch larger than the training set)."""
+
+
+@contextlib.contextmanager
+def warnings_in_words() -> Iterator[None]:
+    """Within the block, convscope's own warnings (:class:`ConvscopeWarning`) print as ``convscope: warning: ...``
+    lines on standard error, each text once (a tune study's trials would repeat it); others print as Python
+    prints them. The ``convscope`` command and its worker processes run inside it."""
+    shown: set[str] = set()
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if not issubclass(category, ConvscopeWarning):
+            return original(message, category, filename, lineno, file, line)
+        if str(message) not in shown:
+            shown.add(str(message))
+            print(f"convscope: warning: {message}", file=sys.stderr, flush=True)
+        return None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ConvscopeWarning)   # not Python's once-per-code-line: deduplicated by text
+        warnings.showwarning = show
+        yield

@@ -13,11 +13,10 @@ import os
 import select
 import sys
 import traceback
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from .._atomic import os_error_hint
-from ..errors import ConvscopeError, ConvscopeWarning
+from ..errors import ConvscopeError, warnings_in_words
 from . import (bench_cmd, data_cmd, diagnose_cmd, experiment_cmd, explain_cmd, export_cmd, inspect_cmd, matrix_cmd,
                train_cmd, tune_cmd, visualize_cmd, web_cmd)
 
@@ -122,7 +121,7 @@ def _run(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return 0
     try:
-        with _warnings_in_words():
+        with warnings_in_words():
             return int(args.func(args) or 0)
     except ConvscopeError as e:
         print(f"convscope: error: {cli_message(e, getattr(args, '_flags', {}), getattr(args, '_sources', None))}",
@@ -144,27 +143,6 @@ def _run(argv: Sequence[str] | None) -> int:
         if _user_error(e):
             return 1
         raise
-
-
-@contextlib.contextmanager
-def _warnings_in_words() -> Iterator[None]:
-    """convscope's own warnings (:class:`~convscope.errors.ConvscopeWarning`) as ``convscope: warning: ...`` lines
-    on standard error, each text once per command (a tune study's trials would repeat it); others as Python
-    prints them."""
-    shown: set[str] = set()
-    original = warnings.showwarning
-
-    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
-        if not issubclass(category, ConvscopeWarning):
-            return original(message, category, filename, lineno, file, line)
-        if str(message) not in shown:
-            shown.add(str(message))
-            print(f"convscope: warning: {message}", file=sys.stderr)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", ConvscopeWarning)   # not Python's once-per-code-line: ours dedupes by text
-        warnings.showwarning = show
-        yield
 
 
 def _user_error(e: BaseException) -> bool:

@@ -200,6 +200,31 @@ def check_space_fits(params: tuple[Param, ...], base: TrainConfig, source: str) 
                                   f"{str(e).removeprefix(f'{source}: ')}") from None
 
 
+def check_space_on_data(params: tuple[Param, ...], base: TrainConfig, source: str) -> None:
+    """The space's augmentations against the study's images (the checks of
+    :mod:`~convscope.training.plausibility`, which need the image size and the classes): each end alone, then
+    every augmentation at its largest at once (the limit of one may depend on another: a stretch with a zoom),
+    so that a value a trial would be refused for is refused before the first trial. Data are loaded only when the
+    space searches an augmentation and keeps the dataset fixed."""
+    from ..training.batches import load_data
+    from ..training.plausibility import refuse_senseless
+
+    keys = {p.key for p in params}
+    aug = [p for p in params if FLAT[p.key][0] == "augment" and p.key != "hflip"]
+    if not aug or keys & {"dataset", "data_dir"}:
+        return
+    data = load_data(base)
+    tops = {p.key: max(v for v in p.extremes() if isinstance(v, (int, float))) for p in aug
+            if any(isinstance(v, (int, float)) for v in p.extremes())}
+    trials = [{p.key: v} for p in aug for v in p.extremes() if v is not None] + ([tops] if len(tops) > 1 else [])
+    for values in trials:
+        try:
+            refuse_senseless(base.replace(**values).validate(), data)
+        except ConfigError as e:
+            shown = ", ".join(f"{k} = {v!r}" for k, v in values.items())
+            raise ConfigError(f"{source}: {shown} on this study's data: {e}") from None
+
+
 def space_as_dict(params: tuple[Param, ...]) -> dict[str, dict[str, Any]]:
     """The space in the file format (for the study's record)."""
     out: dict[str, dict[str, Any]] = {}

@@ -27,7 +27,7 @@ from ..errors import ConfigError, ConvscopeError
 from ..runs.rundir import check_run_name
 from ..training.config import TrainConfig, config_from_dict
 from .report import write_results
-from .space import Param, check_space_fits, load_space, parse_space, space_as_dict
+from .space import Param, check_space_fits, check_space_on_data, load_space, parse_space, space_as_dict
 from .storage import default_url, open_storage, optuna_module
 from .workers import WorkerSpec, recover_dead_trials, work, worker_main
 
@@ -100,6 +100,7 @@ def tune(base: TrainConfig | dict[str, Any] | None = None, *, trials: int, space
         cfg = cfg.replace(val_fraction=DEFAULT_VAL_FRACTION).validate()
     params, source = _space(space)
     check_space_fits(params, cfg, source)
+    check_space_on_data(params, cfg, source)
     name = study or f"tune-{cfg.run_name}"
     try:
         check_run_name(name)

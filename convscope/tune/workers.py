@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConvscopeError
+from ..errors import ConvscopeError, warnings_in_words
 from ..runs import rundir as rd
 from ..runs.callbacks import Callback
 from ..training import TrainingDiverged, TrainingInterrupted, config_from_dict, resume, train
@@ -282,7 +282,8 @@ def _silence_experimental(optuna: Any) -> Any:
 def worker_main(spec: WorkerSpec) -> None:
     """Entry point of a spawned worker process (``--jobs``): its errors end it with status 1, said on stderr."""
     try:
-        work(spec)
+        with warnings_in_words():   # as the command itself prints them
+            work(spec)
     except ConvscopeError as e:
         print(f"convscope tune: worker {spec.index}: error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convscope.cli import _warnings_in_words
-from convscope.errors import ConfigError, SettingWarning
+from convscope.errors import ConfigError, SettingWarning, warnings_in_words
 from convscope.training import resume
 from convscope.training.config import config_from_dict, read_config_file
 from convscope.training.setup import prepare
@@ -106,7 +105,7 @@ def test_usual_settings_and_the_recipes_warn_about_nothing():
 
 
 def test_the_cli_prints_each_warning_once_in_words(capsys):
-    with _warnings_in_words():
+    with warnings_in_words():
         for _ in range(3):   # a tune study's trials would give the same warning each time
             warnings.warn("lr 20 is far above", SettingWarning, stacklevel=1)
         warnings.warn("batch_size 9 is larger", SettingWarning, stacklevel=1)
@@ -164,6 +163,12 @@ def test_a_tune_space_and_the_best_config_name_their_files(tmp_path, cli):
     space.write_text("epochs:\n  type: int\n  low: -2\n  high: 3\n")
     refused(cli("tune", "--trials", "1", "--space", space, "--out", tmp_path / "study"),
             f"{space}: epochs: -2 is not a valid epochs (int | None): epochs must be at least 1, got -2")
+    # a space whose end a trial would be refused for on these images: refused before the study starts
+    space.write_text("scale: {type: float, low: 0.0, high: 3.0}\naspect: {type: float, low: 0.0, high: 3.0}\n")
+    refused(cli("tune", "--trials", "1", "--space", space, "--out", tmp_path / "study"),
+            f"{space}: scale = 3.0, aspect = 3.0 on this study's data: aspect: a stretch by up to 4x with a zoom by "
+            "up to 4x on 28x28 images leaves 3.5 px across")
+    assert not (tmp_path / "study").exists()
     best = tmp_path / "best.yaml"   # what `tune` writes, edited by hand: `train --config best.yaml`
     best.write_text("optim:\n  lr: 0.05\n  momentum: 2.0\n")
     refused(cli("train", "--config", best), f"{best}: momentum must lie in [0, 1), got 2.0")
