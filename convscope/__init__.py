@@ -14,15 +14,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .errors import ChecksumError, ConfigError, ConvscopeError, DataError, DatasetNotFoundError, DownloadError
+from .errors import (ChecksumError, ConfigError, ConvscopeError, ConvscopeWarning, DataError, DatasetNotFoundError,
+                     DownloadError, SettingWarning)
 
 if TYPE_CHECKING:  # for type checkers; at run time __getattr__ imports them on first use
     from .training import Run, TrainConfig, load_run, resume, train
 
 _TRAINING = ("Run", "TrainConfig", "load_run", "resume", "train")
 
-__all__ = ["ChecksumError", "ConfigError", "ConvscopeError", "DataError", "DatasetNotFoundError", "DownloadError",
-           "Run", "TrainConfig", "__version__", "load_run", "resume", "train"]
+__all__ = ["ChecksumError", "ConfigError", "ConvscopeError", "ConvscopeWarning", "DataError", "DatasetNotFoundError",
+           "DownloadError", "Run", "SettingWarning", "TrainConfig", "__version__", "load_run", "resume", "train"]
 
 
 def __getattr__(name: str) -> Any:

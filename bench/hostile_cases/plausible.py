@@ -51,7 +51,7 @@ REFUSED = ((["--translate", "1000"], ("--translate", "28x28", "0 to 13 px")),
            (["--cutout", "100000"], ("--cutout", "0 to 27 px")),
            (["--scale", "10"], ("--scale", "28x28", "0 to 6")),
            (["--scale", "7"], ("--scale", "0 to 6")),
-           (["--aspect", "10"], ("--aspect", "28x28")),
+           (["--aspect", "10", "--scale", "2"], ("--aspect", "28x28", "0 to 4.44")),
            (["--scale", "3", "--aspect", "3"], ("--aspect", "with a zoom", "0 to 2.06")),
            (["--rotate", "91"], ("--rotate", "6s and 9s", "0 to 90")),
            (["--rotate", "180"], ("--rotate", "0 to 90")))
@@ -102,16 +102,20 @@ CHECKS = {"plaus_quiet": _quiet,
 def add_cases(t: Table) -> None:
     """Every case of this unit, in the table's order."""
     out, cfgs, slow = t.out, t.configs, t.slow
-    train = ["train", "--out", f"{out}/plaus", *TINY]
+
+    def train(tag: str) -> list[str]:   # each case its own --out: a case that trains leaves a run there
+        return ["train", "--out", f"{out}/plaus-{tag}", *TINY]
+
     for i, (flags, _) in enumerate(REFUSED):
-        t.cli("plausible", "train " + " ".join(flags), [*train, *flags], timeout=slow, check=f"plaus_refused_{i}")
+        t.cli("plausible", "train " + " ".join(flags), [*train(f"r{i}"), *flags], timeout=slow,
+              check=f"plaus_refused_{i}")
     for name, (text, _) in FILES.items():
         path = f"{cfgs}/{name}"
-        t.py("plausible", f"train --config {name}", _write_then(path, text, [*train, "--config", path]),
+        t.py("plausible", f"train --config {name}", _write_then(path, text, [*train(name), "--config", path]),
              timeout=slow, check=f"plaus_file_{name}")
     path = f"{cfgs}/plaus-translate2.yaml"
     t.py("plausible", "train --config (translate 100) --translate 50",
-         _write_then(path, "translate: 100\n", [*train, "--config", path, "--translate", "50"]), timeout=slow,
+         _write_then(path, "translate: 100\n", [*train("f2"), "--config", path, "--translate", "50"]), timeout=slow,
          check="plaus_other_flag wins")
     # a recorded run's config.json with a value out of range: --resume names that file
     bad_run = f"{out}/plaus-badrun"
@@ -128,11 +132,11 @@ def add_cases(t: Table) -> None:
          "import convscope\nconvscope.train({'translate': 1000, 'train_subset': 64, 'epochs': 1}, "
          "out=WS/'_o'/'plaus-api', progress=False)\n", timeout=slow, check="plaus_other_api")
     for i, (flags, _) in enumerate(WARNED):
-        t.cli("plausible", "train " + " ".join(flags) + " (warns)", [*train[:2], f"{out}/plaus-w", *TINY, *flags],
-              expect="ok", timeout=slow, check=f"plaus_warned_{i}")
-    for flags in QUIET:
-        t.cli("plausible", "train " + " ".join(flags) + " (sanity)", [*train[:2], f"{out}/plaus-ok", *TINY, *flags],
-              expect="ok", timeout=slow, check="plaus_quiet")
+        t.cli("plausible", "train " + " ".join(flags) + " (warns)", [*train(f"w{i}"), *flags], expect="ok",
+              timeout=slow, check=f"plaus_warned_{i}")
+    for i, flags in enumerate(QUIET):
+        t.cli("plausible", "train " + " ".join(flags) + " (sanity)", [*train(f"ok{i}"), *flags], expect="ok",
+              timeout=slow, check="plaus_quiet")
 
 
 def _write_then(path: str, text: str, argv: list[str]) -> str:
