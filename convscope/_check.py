@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Sequence
 from numbers import Integral, Real
 from pathlib import Path
@@ -65,6 +66,17 @@ def seed(value: object, name: str = "seed") -> int:
     """A seed: a whole number in [0, 2**63 - 1] (not a bool, not a float such as 1e23): the one check behind
     every seed convscope accepts (train, config files, visualize, refine, explain audits)."""
     return integer(value, name, 0, SEED_MAX, fix="use a seed such as 0, 1 or 42")
+
+
+def threads(value: int | None, name: str = "threads") -> int | None:
+    """A torch thread count of at most this machine's CPU count (None: torch's choice): far more threads than
+    cores only slows down (16 threads on 2 cores: a 6 s run took over 100 s), and a huge count can crash torch.
+    The one check behind every ``threads`` convscope accepts (train, visualize, refine)."""
+    cpus = os.cpu_count() or 1
+    if value is not None and value > cpus:
+        raise fail(name, f"must be at most {cpus} (this machine's CPU count), got {value}: more threads than cores "
+                         "only slow a run down")
+    return value
 
 
 def number(value: object, name: str, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,

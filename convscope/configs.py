@@ -10,11 +10,11 @@ Torch-free on purpose: the CLI builds its parsers from these classes without imp
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from ._check import SEED_MAX, check_fields, fail, from_dict, option
+from ._check import threads as check_threads
 
 # Upper bounds on the work one call asks for: far above any useful value, far below "runs for days".
 STEPS_MAX = 100_000         # optimization steps (visualize: a forward + backward pass of the batch each)
@@ -37,14 +37,6 @@ EDGE_FILTERS: dict[str, tuple[tuple[int, ...], ...]] = {
 }
 ATTRIBUTION_METHODS = ("saliency", "smoothgrad", "integrated_gradients", "gradcam", "occlusion", "guided_gradcam",
                        "guided_backprop", "deconvnet")
-
-
-def _threads(value: int, name: str) -> int:
-    # far more threads than cores only slows down, and a huge count can crash torch (segfault)
-    cpus = os.cpu_count() or 1
-    if value is not None and value > cpus:
-        raise fail(name, f"must be at most {cpus} (this machine's CPU count), got {value}")
-    return value
 
 
 def _at_most(limit: int, why: str):
@@ -104,7 +96,7 @@ class RefineConfig(_Config):
     train_limit: int = option(0, "use N training images, class-stratified (0 = all)", lo=0)
     test_limit: int = option(0, "use N test images, class-stratified (0 = all)", lo=0)
     after_topk: bool = option(False, "recompute the top-k after refinement (seed 0)")
-    threads: int | None = option(None, "torch threads (default: torch's)", kind="int", lo=1, check=_threads)
+    threads: int | None = option(None, "torch threads (default: torch's)", kind="int", lo=1, check=check_threads)
 
 
 @dataclass

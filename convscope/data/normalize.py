@@ -59,6 +59,9 @@ class Normalization:
             raise ConfigError(f"Normalization.apply: expected uint8 images (B, C, H, W) with pixels 0..255, got {got}; "
                               "float images on the [0, 1] scale go through Normalization.normalize(x), and "
                               "(x * 255).round().to(torch.uint8) converts them")
+        if images_u8.is_meta:   # shapes without values: every later step would compute nothing, silently
+            raise ConfigError("images: a meta tensor holds shapes without values, nothing can be normalized; give "
+                              "uint8 images on the CPU (or a GPU)", arg="images")
         if images_u8.ndim != 4 or len(self.mean) not in (1, images_u8.shape[1]):
             raise ConfigError(f"Normalization.apply: expected images (B, C, H, W) with {len(self.mean)} channel(s), "
                               f"got shape {tuple(images_u8.shape)}")

@@ -167,6 +167,9 @@ def load(name: str, split: str = "train", root: str | os.PathLike[str] | None = 
         raise DataError(f"split: expected 'train', 'test' (or 'all'), got {type(split).__name__} {split!r}")
     if root is not None and not isinstance(root, (str, os.PathLike)):
         raise DataError(f"root: expected a folder path (str or Path), got {type(root).__name__}")
+    if root is not None and os.path.exists(root) and not os.path.isdir(root):   # even where this dataset ignores it
+        raise DataError(f"{os.fspath(root)}: not a folder; the data folder (--data-dir, root=) is where datasets are "
+                        "looked for and downloaded: give a folder, or leave it out for the user cache")
     if folder_options is not None and not isinstance(folder_options, FolderOptions):
         raise DataError(f"folder_options: expected FolderOptions, got {type(folder_options).__name__}")
     if name.startswith("folder:"):

@@ -370,7 +370,7 @@ def explain(model: nn.Module, inputs: torch.Tensor, method: str | AttributionFn,
     tgt = resolve_target(model, inputs, target)
     with eval_mode(model):
         if callable(method):
-            maps = np.asarray(method(model, inputs, tgt), dtype=np.float32)
+            maps = _custom_maps(method, model, inputs, tgt, upsample)
         else:
             raw = captum_call(model, inputs, method, tgt, layer, seed)
             size = tuple(inputs.shape[2:]) if upsample else None
@@ -379,6 +379,31 @@ def explain(model: nn.Module, inputs: torch.Tensor, method: str | AttributionFn,
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
     return Attribution(name, maps, tgt.tolist(), layer, reason, baseline_of(method), len(flat) / len(maps),
                        flat.tolist())
+
+
+def _custom_maps(method: AttributionFn, model: nn.Module, inputs: torch.Tensor, tgt: torch.Tensor,
+                 upsample: bool) -> np.ndarray:
+    """The (N, H, W) float32 maps of a callable ``method``, held to the contract every built-in method keeps: one
+    real map per image, at the input's resolution (any resolution with ``upsample=False``)."""
+    name = getattr(method, "__name__", "custom")
+    out = method(model, inputs, tgt)
+    if isinstance(out, torch.Tensor):
+        out = out.detach().cpu()
+        if out.is_complex():
+            raise ConfigError(f"method: {name} returned complex maps ({out.dtype}); return real (N, H, W) maps")
+        out = out.float().numpy()
+    try:
+        maps = np.asarray(out)
+    except Exception as e:   # a ragged list, an object numpy cannot hold as an array
+        raise ConfigError(f"method: {name} returned {type(out).__name__}, not an (N, H, W) array ({e})") from None
+    if maps.dtype.kind not in "biuf":
+        raise ConfigError(f"method: {name} returned {maps.dtype} values; return real (N, H, W) maps")
+    n, h, w = inputs.shape[0], inputs.shape[2], inputs.shape[3]
+    if maps.ndim != 3 or maps.shape[0] != n or (upsample and tuple(maps.shape[1:]) != (h, w)):
+        want = f"({n}, {h}, {w})" if upsample else f"({n}, H, W)"
+        raise ConfigError(f"method: {name} returned maps of shape {tuple(maps.shape)}; a method returns one map per "
+                          f"image, {want} for these inputs")
+    return maps.astype(np.float32)
 
 
 def attribute(model: nn.Module, inputs: torch.Tensor, method: str | AttributionFn, target: int | torch.Tensor |

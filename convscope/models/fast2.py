@@ -92,9 +92,14 @@ def fast2(in_channels: int, image_size: tuple[int, int], num_classes: int, width
         raise ConfigError(f"fast2: whiten must be 0 (off) or 3 (patch size), got {whiten}")
     if not 0 <= extra <= 3:
         raise ConfigError(f"fast2: extra must lie in 0..3, got {extra}")
-    ws = tuple(widths) if widths is not None else (width, 2 * width, 4 * width)
-    if len(ws) != 3 or min(ws) < 1:
-        raise ConfigError(f"fast2: widths must be 3 positive channel counts, got {widths}")
+    if widths is None:   # the error names the argument the user gave: width, or widths
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ConfigError(f"fast2: width must be a positive whole number of channels, got {width!r}")
+        ws = (width, 2 * width, 4 * width)
+    else:
+        ws = tuple(widths) if isinstance(widths, (list, tuple)) else ()
+        if len(ws) != 3 or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in ws):
+            raise ConfigError(f"fast2: widths must be 3 positive channel counts, e.g. [32, 64, 128], got {widths!r}")
     layers: list[tuple[str, nn.Module]] = []
     c_in = in_channels
     if whiten:

@@ -60,6 +60,11 @@ def fingerprint(data: TrainData) -> str:
     return h.hexdigest()
 
 
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    """Optimizer steps in an epoch of ``images`` training images: whole batches only (at least one)."""
+    return max(1, images // batch_size)
+
+
 def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
     g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**64)   # the same seeds as before, below 2**64
     return torch.randperm(n, generator=g).to(device)
@@ -76,7 +81,7 @@ class BatchFeeder:
         self.labels = data.train.labels.to(self.device)
         self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg.runtime.seed + 1)
         self.batch_size = min(cfg.optim.batch_size, len(self.labels))
-        self.steps_per_epoch = max(1, len(self.labels) // cfg.optim.batch_size)
+        self.steps_per_epoch = steps_per_epoch(len(self.labels), cfg.optim.batch_size)
         # several processes: each trains on its contiguous part of every global batch
         self.part = rank_slice(self.batch_size, world) if world is not None and world.distributed else slice(None)
 

@@ -1,5 +1,6 @@
-"""Training settings checked against the data they will train on: the one place for every check that needs the
-images' size, the classes or the size of the training set, which are known only once the dataset is loaded.
+"""Training settings checked against the data they will train on and the machine: the one place for every check
+that needs the images' size, the classes, the size of the training set (known only once the dataset is loaded)
+or the machine's CPU count.
 
 A setting that cannot make sense on these images (a shift or a cutout as large as the image, a zoom that leaves
 a few pixels, rotations that turn 6s into 9s) is refused with a :class:`~convscope.errors.ConfigError` naming
@@ -16,8 +17,9 @@ import warnings
 
 import torch
 
+from .._check import threads as check_threads
 from ..errors import ConfigError, SettingWarning
-from .batches import TrainData
+from .batches import TrainData, steps_per_epoch
 from .config import TrainConfig
 
 # The fewest pixels across that a zoomed (or stretched) training image may keep: below this an image is a blob
@@ -32,9 +34,10 @@ LR_WARN: dict[str, tuple[float, float]] = {"sgd": (1e-4, 2.0), "adam": (1e-6, 0.
                                            "adadelta": (0.01, 10.0)}
 
 
-def warn_unusual(cfg: TrainConfig, data: TrainData) -> None:
-    """A :class:`~convscope.errors.SettingWarning` for each unusual setting of the resolved ``cfg`` on ``data``."""
-    for message in unusual_settings(cfg, data):
+def warn_unusual(given: TrainConfig, cfg: TrainConfig, data: TrainData) -> None:
+    """A :class:`~convscope.errors.SettingWarning` for each unusual setting of the resolved ``cfg`` on ``data``
+    (``given``: the config before resolution, for options the resolution replaces)."""
+    for message in unusual_settings(cfg, data) + ignored_settings(given):
         warnings.warn(message, SettingWarning, stacklevel=3)
 
 
@@ -42,6 +45,7 @@ def refuse_senseless(cfg: TrainConfig, data: TrainData) -> None:
     """A ConfigError for the first augmentation that cannot make sense on images of ``data``'s size and classes.
     ``cfg``: the config as given, before :func:`~convscope.training.config.resolve` (a dataset-dependent key
     left unset is None, the dataset's own default, and is not checked)."""
+    check_threads(cfg.runtime.threads)   # the machine's: a new run on this machine (a resumed run is not checked)
     _, h, w = data.train.shape
     side, size = min(h, w), f"{h}x{w}"
     a = cfg.augment
@@ -106,6 +110,13 @@ def unusual_settings(cfg: TrainConfig, data: TrainData) -> list[str]:
     elif warm > 0 and warm >= epochs / 2:
         out.append(f"warmup_epochs {warm:g} is half or more of the run ({epochs} epochs): the learning rate is below "
                    f"its peak lr for {100 * min(warm / epochs, 1):.0f}% of the training; usual is 5 to 10%")
+    steps = (epochs or 0) * steps_per_epoch(n, cfg.optim.batch_size)
+    if cfg.schedule.name == "onecycle" and steps < 4:   # the rate rises from 0 over the first quarter of the steps
+        out.append(f"a onecycle run of {steps} step{'s' if steps != 1 else ''} ({n} images, batch_size "
+                   f"{cfg.optim.batch_size}, {epochs} epoch{'s' if epochs != 1 else ''}): its first step has learning "
+                   "rate 0 (the schedule rises from 0), " + ("so the model stays as initialised" if steps == 1 else
+                                                              "and the peak lr is never reached")
+                   + "; train longer, use a smaller batch, or --schedule constant")
     o = cfg.optim
     if o.optimizer == "sgd" and o.momentum > 0.99:
         out.append(f"momentum {o.momentum:g} is above 0.99: SGD then averages the gradients of about "
@@ -118,4 +129,17 @@ def unusual_settings(cfg: TrainConfig, data: TrainData) -> list[str]:
                    f"({lo:g} to {hi:g}): the run will likely {'hardly move' if o.lr < lo else 'diverge'}"
                    + ("; Adam-type optimizers want about 1e-3" if o.optimizer in ("adam", "adamw") and o.lr > hi
                       else ""))
+    return out
+
+
+def ignored_settings(given: TrainConfig) -> list[str]:
+    """Messages for options ``given`` sets that the run cannot use (they would be dropped without a word)."""
+    out: list[str] = []
+    r, defaults = given.runtime, TrainConfig().runtime
+    if r.engine == "numpy" and r.precision == "bf16":
+        out.append("precision bf16: the numpy engine computes in fp32 (the run records precision fp32); drop "
+                   "--precision, or train with --engine torch")
+    if r.engine == "torch" and r.conv_algorithm != defaults.conv_algorithm:
+        out.append(f"conv_algorithm {r.conv_algorithm}: only the numpy engine has a choice of convolution algorithm; "
+                   "the torch engine uses its own kernels. Drop --conv-algorithm, or add --engine numpy")
     return out

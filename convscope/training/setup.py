@@ -30,7 +30,7 @@ def prepare(cfg: TrainConfig, *, check: bool = True) -> tuple[TrainConfig, Train
     if check:
         refuse_senseless(cfg, data)
         if world.is_main:   # several processes: one copy of each warning
-            warn_unusual(resolved, data)
+            warn_unusual(cfg, resolved, data)
     return resolved, data
 
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from convscope.errors import ConfigError, SettingWarning, warnings_in_words
-from convscope.training import resume
+from convscope.training import resume, train
 from convscope.training.config import config_from_dict, read_config_file
 from convscope.training.setup import prepare
 
@@ -87,6 +87,13 @@ def test_the_limits_follow_the_image_size(tmp_path):
     ({**SMALL, "optimizer": "sgd", "lr": 1e-6}, "lr 1e-06 is far below the usual range of sgd"),
     ({**SMALL, "optimizer": "adadelta", "lr": 100.0}, "lr 100 is far above the usual range of adadelta"),
     ({**SMALL, "lr": 0.0}, "lr 0: the weights never change"),
+    # one step of onecycle has rate 0: the model stays as initialised (--lr 1e10 then scores as --lr 0 does)
+    ({"train_subset": 200, "epochs": 1}, "a onecycle run of 1 step (200 images, batch_size 256, 1 epoch): its "
+                                         "first step has learning rate 0"),
+    ({"train_subset": 100, "batch_size": 50, "epochs": 1}, "a onecycle run of 2 steps"),
+    # options the run cannot use
+    ({**SMALL, "model": "lenet5", "engine": "numpy", "precision": "bf16"}, "precision bf16: the numpy engine"),
+    ({**SMALL, "conv_algorithm": "fft"}, "conv_algorithm fft: only the numpy engine"),
 ])
 def test_unusual_settings_are_warned_about_in_words_and_the_run_goes_on(values, words):
     with pytest.warns(SettingWarning) as record:
@@ -95,10 +102,21 @@ def test_unusual_settings_are_warned_about_in_words_and_the_run_goes_on(values, 
     assert cfg.flat()["lr"] == values.get("lr", 0.1)   # nothing is changed behind the user's back
 
 
+def test_more_threads_than_cores_are_refused_before_the_run(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)   # the check reads the machine's count: pin it
+    with pytest.raises(ConfigError, match=r"^threads: must be at most 2 \(this machine's CPU count\), got 1000"):
+        train({**SMALL, "threads": 1000}, out=tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
+    assert prepare(config_from_dict({**SMALL, "threads": 2}))[0].runtime.threads == 2
+
+
 def test_usual_settings_and_the_recipes_warn_about_nothing():
     with warnings.catch_warnings():
         warnings.simplefilter("error", SettingWarning)
-        for values in ({**SMALL, "momentum": 0.99}, {**SMALL, "optimizer": "adam", "lr": 1e-3},
+        for values in ({**SMALL, "momentum": 0.99}, {**SMALL, "optimizer": "adam", "lr": 1e-3}, {**SMALL, "epochs": 1},
+                       {**SMALL, "model": "lenet5", "engine": "numpy", "conv_algorithm": "fft"},
                        {**SMALL, "schedule": "cosine", "epochs": 4, "warmup_epochs": 1.9}, {"train_subset": 10,
                                                                                              "batch_size": 10}):
             prepare(config_from_dict(values))
