@@ -41,6 +41,11 @@ class ConfigError(ConvscopeError, ValueError):
         self.arg = arg
 
 
+class ConfigTypeError(ConfigError, TypeError):
+    """An argument of a type an operation cannot take, where Python itself would raise ``TypeError`` (an objective
+    plus a string): a ConfigError with a message in words, which ``except TypeError`` catches too."""
+
+
 class WriteError(ConvscopeError, OSError):
     """A file could not be written (full disk, file-size limit, read-only place, a file where a folder should
     be); nothing partial is left. The message names the file and the cause; ``filename`` is the file and

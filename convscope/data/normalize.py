@@ -11,6 +11,10 @@ import torch
 from ..errors import ConfigError
 
 
+STD_MIN = 1e-6     # Normalization.of's floor for a constant channel
+VALUE_MAX = 1e6    # pixel statistics on the [0, 1] scale are far below this
+
+
 @dataclass(frozen=True)
 class Normalization:
     """Per-channel mean and std on the [0, 1] pixel scale; ``apply`` maps uint8 (B, C, H, W) to model input."""
@@ -32,6 +36,12 @@ class Normalization:
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"Normalization std: each must be positive (a std of 0 divides by zero), got "
                               f"{self.std}; for no scaling give 1.0", arg="std")
+        # statistics of pixels on the [0, 1] scale: a std below the floor Normalization.of uses (1e-6) or a value
+        # beyond a million turns float32 input into inf (a std of 1e-300 made every pixel -inf)
+        if any(s < STD_MIN for s in self.std) or any(abs(v) > VALUE_MAX for v in (*self.mean, *self.std)):
+            raise ConfigError(f"Normalization: mean {self.mean}, std {self.std} are not statistics of pixels on the "
+                              f"[0, 1] scale: each std must be at least {STD_MIN:g} and every value at most "
+                              f"{VALUE_MAX:g} in size (float32 input would overflow to inf)", arg="std")
         if len(self.mean) != len(self.std):
             raise ConfigError(f"Normalization: {len(self.mean)} mean(s) and {len(self.std)} std(s); give one of each "
                               "per channel", arg="std")
@@ -40,7 +50,7 @@ class Normalization:
     def of(cls, images: torch.Tensor) -> Normalization:
         x = images.to(torch.float64) / 255.0                       # (N, C, H, W)
         mean = x.mean(dim=(0, 2, 3))
-        std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+        std = x.std(dim=(0, 2, 3)).clamp_min(STD_MIN)
         return cls(tuple(mean.tolist()), tuple(std.tolist()))
 
     @classmethod
@@ -80,7 +90,13 @@ class Normalization:
         return self.normalize(images_u8.to(torch.float32).div_(255.0))
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Float images on the [0, 1] scale (B, C, H, W) -> (x - mean) / std per channel."""
+        """Float images on the [0, 1] scale (B, C, H, W) -> (x - mean) / std per channel. Integer images are
+        refused: uint8 pixels 0..255 read as the [0, 1] scale would give values 255 times too large; they go
+        through :meth:`apply`."""
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            got = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ConfigError(f"x: Normalization.normalize takes float images on the [0, 1] scale, got {got}; uint8 "
+                              "images (pixels 0..255) go through Normalization.apply(images)", arg="x")
         mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std

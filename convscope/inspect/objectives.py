@@ -17,8 +17,8 @@ from numbers import Real
 import torch
 import torch.nn.functional as F
 
-from .._check import number
-from ..errors import ConfigError
+from .._check import is_int, number
+from ..errors import ConfigError, ConfigTypeError
 
 OUTPUT = "<output>"   # key of the model's output (logits)
 IMAGE = "<image>"     # key of the image being optimized, (B, C, H, W) on [0, 1]
@@ -44,15 +44,12 @@ class Objective:
     def needs_output(self) -> bool:
         return OUTPUT in self.layers
 
-    # Arithmetic with anything but an Objective or a finite real number returns NotImplemented, so that Python
-    # raises its TypeError ("unsupported operand type(s) for +: 'Objective' and 'str'"); NaN/inf weights are a
-    # ConfigError: they would turn every image's objective into NaN.
+    # Arithmetic takes Objectives and finite real numbers; anything else is a ConfigTypeError in words (a TypeError
+    # too, as Python's own would be); NaN/inf weights are a ConfigError: every image's objective would be NaN.
     def __add__(self, other: Objective | float) -> Objective:
         if isinstance(other, Objective):
             return Objective(lambda a: self(a) + other(a), f"{self} + {other}", self.layers + other.layers)
-        k = _scalar(other, "objective + number")
-        if k is None:
-            return NotImplemented
+        k = _scalar(other, "+")
         return Objective(lambda a: self(a) + k, f"({self} + {k:g})", self.layers)
 
     def __radd__(self, other: float) -> Objective:
@@ -64,28 +61,39 @@ class Objective:
     def __sub__(self, other: Objective | float) -> Objective:
         if isinstance(other, Objective):
             return self + (-other)
-        k = _scalar(other, "objective - number")
-        return NotImplemented if k is None else self + (-k)
+        return self + (-_scalar(other, "-"))
 
     def __rsub__(self, other: float) -> Objective:
-        k = _scalar(other, "number - objective")
-        return NotImplemented if k is None else (-self) + k
+        return (-self) + _scalar(other, "-")
 
     def __mul__(self, k: float) -> Objective:
-        w = _scalar(k, "number * objective")
-        if w is None:
-            return NotImplemented
+        w = _scalar(k, "*")
         return Objective(lambda a: w * self(a), f"{w:g} * ({self})", self.layers)
 
     __rmul__ = __mul__
 
 
-def _scalar(value: object, name: str) -> float | None:
-    """A finite real number as a float; None for anything that is not a number (the operator then returns
-    NotImplemented); a NaN or infinite number is a ConfigError."""
+def _scalar(value: object, op: str) -> float:
+    """A finite real number as a float, for an objective's ``op``; anything else is a ConfigTypeError, a NaN or
+    infinite number a ConfigError."""
     if isinstance(value, bool) or not isinstance(value, Real):
-        return None
-    return number(value, name)
+        raise ConfigTypeError(f"objective {op} {type(value).__name__}: objectives combine with objectives and finite "
+                              f"numbers only (e.g. channel('conv3', 5) {op} 0.05 * total_variation()), got {value!r}"
+                              [:300])
+    return number(value, f"objective {op} number")
+
+
+def _units(units: object, name: str) -> int | tuple[int, ...]:
+    """Unit (channel or class) indices as given to an objective: one whole number >= 0, or a non-empty sequence of
+    them (one per image); checked when the objective is built, so that a typo fails where it is written."""
+    if is_int(units):
+        if units < 0:   # a negative index would silently wrap around to the last unit
+            raise ConfigError(f"{name}: unit {units} is negative; units count from 0", arg=name)
+        return int(units)
+    if isinstance(units, (str, bytes)) or not isinstance(units, Sequence) or not len(units):
+        raise ConfigTypeError(f"{name}: expected a unit index (a whole number >= 0) or a list of them, one per "
+                              f"image, got {units!r}"[:300], arg=name)
+    return tuple(int(_units(u, name)) for u in units)
 
 
 def _per_image(units: int | Sequence[int], batch: int) -> torch.Tensor:
@@ -122,6 +130,7 @@ def channel(layer: str, units: int | Sequence[int], measure: str = "mean") -> Ob
     """The channel's feature map reduced over positions: ``mean`` (default) or ``max``."""
     if measure not in ("mean", "max"):
         raise ConfigError(f"channel: measure must be 'mean' or 'max', got {measure!r}")
+    units = _units(units, "units")
 
     def fn(a: Acts) -> torch.Tensor:
         m = _pick(a[layer], units)                     # (B, H, W), or (B,) for a fully connected layer
@@ -134,12 +143,21 @@ def channel(layer: str, units: int | Sequence[int], measure: str = "mean") -> Ob
 
 def neuron(layer: str, units: int | Sequence[int], y: int | None = None, x: int | None = None) -> Objective:
     """One position of the channel's map; by default the centre (H // 2, W // 2)."""
+    units = _units(units, "units")
+    for name, v in (("y", y), ("x", x)):
+        if v is not None and (not is_int(v) or v < 0):   # -1 would silently mean the last row
+            raise ConfigError(f"neuron: {name} must be a whole number >= 0 (a row or column of the map), got {v!r}",
+                              arg=name)
+
     def fn(a: Acts) -> torch.Tensor:
         m = _pick(a[layer], units)                     # (B, H, W) or (B,)
         if m.ndim == 1:
             return m
         yy = m.shape[1] // 2 if y is None else y
         xx = m.shape[2] // 2 if x is None else x
+        if yy >= m.shape[1] or xx >= m.shape[2]:
+            raise ConfigError(f"neuron: position (y={yy}, x={xx}) is outside {layer}'s {m.shape[1]}x{m.shape[2]} "
+                              f"map; give y in 0..{m.shape[1] - 1} and x in 0..{m.shape[2] - 1}")
         return m[:, yy, xx]
     where = "centre" if y is None and x is None else f"({y}, {x})"
     return Objective(fn, f"neuron({layer}, {_units_text(units)}, {where})", [layer])
@@ -147,6 +165,7 @@ def neuron(layer: str, units: int | Sequence[int], y: int | None = None, x: int 
 
 def class_logit(classes: int | Sequence[int]) -> Objective:
     """The model output's logit of the class (one per image, or one for all)."""
+    classes = _units(classes, "classes")
     return Objective(lambda a: _pick(a[OUTPUT], classes), f"class_logit({_units_text(classes)})", [OUTPUT])
 
 
@@ -165,6 +184,7 @@ def diversity(layer: str) -> Objective:
 
 def l2(center: float = 0.5) -> Objective:
     """Minus the mean squared distance of the image (0..1 scale) from ``center`` (mid-grey): a regularizer."""
+    center = number(center, "center")   # a NaN centre made every step non-finite, blamed on the weights
     return Objective(lambda a: -((a[IMAGE] - center) ** 2).flatten(1).mean(1), "l2", [IMAGE])
 
 
@@ -180,6 +200,8 @@ def total_variation() -> Objective:
 
 def blur(sigma: float = 0.5) -> Objective:
     """Minus the mean squared difference between the image and its Gaussian blur: penalizes high frequencies."""
+    sigma = number(sigma, "sigma", 0, 100, lo_open=True)   # in pixels; 0 or less is no blur at all
+
     def fn(a: Acts) -> torch.Tensor:
         x = a[IMAGE]
         return -((x - gaussian_blur(x.detach(), sigma)) ** 2).flatten(1).mean(1)

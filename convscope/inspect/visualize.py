@@ -9,6 +9,8 @@ the same measure, so one sees whether the picture is more than the data already 
 
 from __future__ import annotations
 
+import inspect
+
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
@@ -194,6 +196,17 @@ def _default_objective(layer: str | None, channels: list[int], measure: str) -> 
     return O.channel(layer, channels, measure)
 
 
+def _takes(fn: object, n: int) -> bool:
+    """Whether ``fn`` can be called with ``n`` positional arguments (True where Python cannot tell: builtins)."""
+    try:
+        inspect.signature(fn).bind(*([None] * n))
+    except TypeError:
+        return False
+    except ValueError:
+        return True
+    return True
+
+
 def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int] | None = None,
               dataset: ImageDataset | None = None, seed: int = 0, *, neuron: bool = False, measure: str = "max",
               objective: O.Objective | None = None, norm: Normalization | None = None,
@@ -214,6 +227,7 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
     carries it); ``input_shape`` defaults to the dataset's.
     ``config``: a :class:`~convscope.configs.VisualizeConfig` in place of seed, neuron, measure, steps, param, lr,
     l2, tv and blur (the CLI passes one)."""
+    recorded = getattr(model, "input_shape", None) if not isinstance(model, nn.Module) else None   # a Run's
     model, norm = model_and_norm(model, norm)
     device = check_model(model)
     cfg = config if config is not None else VisualizeConfig(
@@ -225,9 +239,6 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
         layer = resolve_layer(model, layer)
     if dataset is not None:
         dataset = check_dataset(dataset)
-    if input_shape is None and dataset is None:
-        raise ConfigError("visualize: give input_shape=(C, H, W) or a dataset to take it from")
-    shape = check_input_shape(input_shape if input_shape is not None else dataset.shape)   # sides <= MAX_SIDE
     if objective is not None and not isinstance(objective, O.Objective):
         raise ConfigError(f"objective: expected a convscope.inspect.objectives.Objective, got "
                           f"{type(objective).__name__}")
@@ -235,6 +246,16 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
             not isinstance(transforms, Sequence) or not all(callable(t) for t in transforms)):
         raise ConfigError(f"transforms: expected 'standard', None or a list of transforms (callables "
                           f"t(x, generator)), got {transforms!r}")
+    if transforms is not None and not isinstance(transforms, str):
+        wrong = [t for t in transforms if not _takes(t, 2)]
+        if wrong:   # t(x) alone would fail mid-optimization with a bare TypeError
+            raise ConfigError(f"transforms: {getattr(wrong[0], '__name__', wrong[0])!r} cannot be called as t(x, "
+                              "generator); a transform takes the batch (B, C, H, W) and a torch.Generator")
+    if input_shape is None and dataset is None:   # a run records the shape it was trained on
+        if recorded is None:
+            raise ConfigError("visualize: give input_shape=(C, H, W) or a dataset to take it from")
+        input_shape = tuple(recorded)
+    shape = check_input_shape(input_shape if input_shape is not None else dataset.shape)   # sides <= MAX_SIDE
     c_in, h, w = shape
     norm = check_norm(norm, channels=c_in)
     with eval_mode(model):

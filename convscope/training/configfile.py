@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -45,7 +46,14 @@ def _yaml_loader() -> type:
                     seen[key] = line
             return super().construct_mapping(node, deep=deep)
 
+    # YAML 1.1 (PyYAML) reads a float only with a dot and a signed exponent: `lr: 1e-2`, `1e5` and `1.0e5` would be
+    # strings, refused as "wrong type" although JSON, TOML and the flags read them as numbers; YAML 1.2 reads
+    # them as floats, and so do we (a resolver of this loader only; yaml.SafeLoader is unchanged)
+    NoAliasLoader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_EXP_FLOAT, list("-+0123456789."))
     return NoAliasLoader
+
+
+_YAML12_EXP_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
 
 
 def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from torch import nn
 from convscope.configs import STEPS_MAX, TOPK_MAX, RefineConfig, VisualizeConfig
 from convscope.conv.conv_matrix import conv_matrix
 from convscope.data.normalize import Normalization
-from convscope.errors import ConfigError
+from convscope.errors import ConfigError, ConfigTypeError
 from convscope.inspect.attribution import attribute
 from convscope.inspect.edges import edge_experiment
 from convscope.inspect.objectives import channel
@@ -114,11 +114,14 @@ def test_edges_kernel_overflow_refused():
 # ---- class 7: tracebacks become argument errors ---------------------------------------------------------------
 
 def test_objective_arithmetic_with_non_numbers_is_a_type_error():
+    # a ConfigTypeError: a convscope error in words (attack2 F11: Python's bare TypeError was a traceback), and a
+    # TypeError as Python's own would be
     obj = channel("conv", 0)
-    with pytest.raises(TypeError, match="unsupported operand"):
-        obj + "x"
-    with pytest.raises(TypeError, match="unsupported operand"):
-        "x" - obj
+    for bad in (lambda: obj + "x", lambda: "x" - obj, lambda: obj + None, lambda: obj * torch.tensor([1.0, 2.0]),
+                lambda: "x" * obj):
+        with pytest.raises(ConfigTypeError, match="objectives combine with objectives and finite numbers") as info:
+            bad()
+        assert isinstance(info.value, TypeError) and isinstance(info.value, ConfigError)
     with pytest.raises(ConfigError):
         obj * float("nan")
     acts = {"conv": torch.arange(8.0).reshape(1, 2, 2, 2)}
