@@ -118,6 +118,9 @@ class VisualizeConfig(_Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.neuron:
+            if self.measure not in ("max", "neuron"):   # max is the default: not a choice we can tell was made
+                raise fail("neuron", f"neuron is the measure 'neuron' (the centre unit); it contradicts measure "
+                                     f"{self.measure!r}: give one of them")
             self.measure = "neuron"
 
 

@@ -36,6 +36,9 @@ def cmd_refine(args: argparse.Namespace) -> int:
         t = from_model_file(args.model_file, args.weights, train.shape, name, args.out, mean, std)
         target, kwargs = t.model, {"train": train, "test": test, "normalization": t.normalization}
     elif args.run is not None:
+        from .inspect_cmd import refuse_model_file_flags
+
+        refuse_model_file_flags(args)
         target = args.run
     else:
         raise ConfigError("give a run directory, or --model-file path.py:ClassName --weights file.safetensors")

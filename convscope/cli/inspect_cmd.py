@@ -58,12 +58,25 @@ def _floats(text: str | None, flag: str, positive: bool = False):
     return values
 
 
+def refuse_model_file_flags(args: argparse.Namespace) -> None:
+    """With a RUN, the flags that describe a --model-file are refused by name: a run carries its own weights, input
+    shape and normalization, and silently ignoring --mean 0.5 would give other numbers than the user asked for."""
+    if args.run is None:
+        return
+    given = [f for f, dest in (("--weights", "weights"), ("--input-shape", "input_shape"), ("--mean", "mean"),
+                               ("--std", "std")) if getattr(args, dest, None) is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: for --model-file only; the run {args.run} carries its own weights, "
+                          f"input shape and normalization; drop {'it' if len(given) == 1 else 'them'}")
+
+
 def load_target(args: argparse.Namespace):
     from ..inspect.target import from_model_file, from_run
     from ..models.probe import check_input_shape
 
     if args.run is not None and args.model_file:
         raise ConfigError("give a RUN or --model-file, not both")
+    refuse_model_file_flags(args)
     if args.run is not None:
         t = from_run(args.run)
     elif args.model_file:

@@ -18,6 +18,8 @@ from convscope.inspect import objectives as O
 from convscope.models import create_model
 from convscope.training.config import config_from_dict, read_config_file
 
+from .conftest import refused
+
 
 @pytest.mark.parametrize("kwargs, words", [
     ({"width": 0}, "fast2: width must be a positive whole number of channels, got 0"),
@@ -185,3 +187,30 @@ def test_yaml_exponent_seed_is_refused_as_a_seed_and_quoted_numbers_stay_text(tm
     import yaml
 
     assert yaml.safe_load("lr: 1e-2") == {"lr": "1e-2"}   # PyYAML's own loader is left as it is
+
+
+# ---- visualize and the inspection commands' flags (F22, F23) ---------------------------------------------------
+
+@pytest.mark.parametrize("argv, words", [
+    (["layers", "RUN", "--mean", "0.5"], "--mean: for --model-file only; the run RUN carries its own"),
+    (["visualize", "RUN", "--layer", "conv1", "--std", "0.5", "--weights", "w.safetensors"],
+     "--weights, --std: for --model-file only"),
+    (["experiment", "refine", "RUN", "--mean", "0.5"], "--mean: for --model-file only"),
+    (["visualize", "RUN", "--layer", "conv1", "--neuron", "--measure", "mean"],
+     "--neuron: neuron is the measure 'neuron' (the centre unit); it contradicts measure 'mean'"),
+])
+def test_flags_a_run_would_silently_ignore_are_refused(tmp_path, cli, argv, words):
+    # F22: `visualize RUN --mean 0.5 --std 0.5` gave the numbers of the run's own normalization; F23: --neuron
+    # silently replaced an explicit --measure mean. Refused before the run is read (RUN need not exist)
+    run = str(tmp_path / "run")
+    r = cli(*[run if a == "RUN" else a for a in argv])
+    refused(r, words.replace("RUN", run))
+
+
+def test_visualize_config_neuron_and_measure():
+    from convscope.configs import VisualizeConfig
+
+    assert VisualizeConfig(neuron=True).measure == "neuron"            # the default measure gives way
+    assert VisualizeConfig(neuron=True, measure="neuron").measure == "neuron"
+    with pytest.raises(ConfigError, match="contradicts measure 'mean'"):
+        VisualizeConfig(neuron=True, measure="mean")
