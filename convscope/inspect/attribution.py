@@ -19,7 +19,7 @@ from torch import nn
 
 from .._check import is_int
 from .._check import seed as check_seed
-from ..errors import ConfigError
+from ..errors import ConfigError, ConvscopeError
 from ..models.forward import model_input
 from ..models.layers import resolve_layers
 from ..models.output import check_logits
@@ -259,9 +259,29 @@ def occlusion_window(shape: tuple[int, ...]) -> tuple[tuple[int, int, int], tupl
     return (c, s, s), (c, max(1, s // 2), max(1, s // 2))
 
 
+# what autograd says when the model's scores do not depend on its input through a graph: a forward that returns
+# detached scores, or one that changes its input in place
+_NO_GRAPH = ("does not require grad and does not have a grad_fn", "leaf Variable that requires grad is being used in "
+             "an in-place operation", "appears to not have been used in the graph")
+
+
 def captum_call(model: nn.Module, inputs: torch.Tensor, method: str, target: torch.Tensor,
                 layer: str | None = None, seed: int = 0) -> torch.Tensor:
-    """The Captum call behind each method, raw: (N, C, H, W), or Grad-CAM's (N, 1, h, w) at the layer."""
+    """The Captum call behind each method, raw: (N, C, H, W), or Grad-CAM's (N, 1, h, w) at the layer. A model
+    through which no gradient flows is a ConfigError saying so (autograd's own message names no model)."""
+    try:
+        return _captum_call(model, inputs, method, target, layer, seed)
+    except RuntimeError as e:
+        if isinstance(e, ConvscopeError) or not any(m in str(e) for m in _NO_GRAPH):
+            raise
+        raise ConfigError(f"method: {method} needs the gradient of the model's scores with respect to its input, and "
+                          f"none flows through this model ({str(e).splitlines()[0]}): its forward detaches the scores "
+                          "(.detach(), torch.no_grad(), .numpy()) or changes its input in place (x.mul_()). Fix the "
+                          "forward, or use method occlusion, which needs no gradient", arg="method") from e
+
+
+def _captum_call(model: nn.Module, inputs: torch.Tensor, method: str, target: torch.Tensor,
+                 layer: str | None, seed: int) -> torch.Tensor:
     from captum import attr
 
     x = inputs.detach().clone().requires_grad_()      # Captum warns (an error in strict tests) otherwise

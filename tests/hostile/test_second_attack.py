@@ -214,3 +214,34 @@ def test_visualize_config_neuron_and_measure():
     assert VisualizeConfig(neuron=True, measure="neuron").measure == "neuron"
     with pytest.raises(ConfigError, match="contradicts measure 'mean'"):
         VisualizeConfig(neuron=True, measure="mean")
+
+
+# ---- attribution through models no gradient flows through (F24, F25) -------------------------------------------
+
+class _NoGraph(nn.Module):
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(2 * 8 * 8, 3)
+
+    def forward(self, x):
+        if self.mode == "in place":
+            x.mul_(1.0)
+        out = self.fc(self.relu(self.conv(x)).flatten(1))
+        return out.detach() if self.mode == "detached" else out
+
+
+@pytest.mark.parametrize("mode", ["detached", "in place"])
+@pytest.mark.parametrize("method", ["saliency", "gradcam", "guided_backprop"])
+def test_gradient_methods_on_a_model_without_a_graph_say_so(mode, method):
+    # F24/F25: autograd's RuntimeError ("element 0 of tensors does not require grad") came out raw
+    with pytest.raises(ConfigError, match=rf"method: {method} needs the gradient .* none flows through this model"):
+        attribute(_NoGraph(mode), torch.randn(2, 1, 8, 8), method, target=0)
+    # occlusion needs no gradient: it still answers, and exactly as for the same model with its graph
+    x = torch.randn(2, 1, 8, 8)
+    model = _NoGraph(mode)
+    plain = _NoGraph("plain")
+    plain.load_state_dict(model.state_dict())
+    np.testing.assert_allclose(attribute(model, x, "occlusion", target=0), attribute(plain, x, "occlusion", target=0))
