@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from .._check import path as check_path
+from .._check import threads as check_threads
 from ..distributed import World, broadcast_text, is_comm_failure, lost_peer, process_group
 from ..errors import ConvscopeError
 from ..runs import rundir as rd
@@ -34,6 +35,7 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path
     runs_dir = check_path(runs_dir, "runs_dir", "runs")
     cfg = config if isinstance(config, TrainConfig) else config_from_dict(config or {})
     cfg.validate()
+    check_threads(cfg.runtime.threads)   # before torch starts them: 1000 threads can abort the process (libgomp)
     callbacks = check_callbacks(callbacks)
     with process_group(_backend(cfg)) as world, _lost_peers(world):
         path, created, lock = None, False, contextlib.nullcontext()

@@ -1,6 +1,6 @@
-"""Training settings checked against the data they will train on and the machine: the one place for every check
-that needs the images' size, the classes, the size of the training set (known only once the dataset is loaded)
-or the machine's CPU count.
+"""Training settings checked against the data they will train on: the one place for every check that needs the
+images' size, the classes or the size of the training set, which are known only once the dataset is loaded.
+(The machine's CPU count bounds ``threads`` in :func:`~convscope.training.api.train`, before torch starts them.)
 
 A setting that cannot make sense on these images (a shift or a cutout as large as the image, a zoom that leaves
 a few pixels, rotations that turn 6s into 9s) is refused with a :class:`~convscope.errors.ConfigError` naming
@@ -17,7 +17,6 @@ import warnings
 
 import torch
 
-from .._check import threads as check_threads
 from ..errors import ConfigError, SettingWarning
 from .batches import TrainData, steps_per_epoch
 from .config import TrainConfig
@@ -45,7 +44,6 @@ def refuse_senseless(cfg: TrainConfig, data: TrainData) -> None:
     """A ConfigError for the first augmentation that cannot make sense on images of ``data``'s size and classes.
     ``cfg``: the config as given, before :func:`~convscope.training.config.resolve` (a dataset-dependent key
     left unset is None, the dataset's own default, and is not checked)."""
-    check_threads(cfg.runtime.threads)   # the machine's: a new run on this machine (a resumed run is not checked)
     _, h, w = data.train.shape
     side, size = min(h, w), f"{h}x{w}"
     a = cfg.augment
