@@ -11,7 +11,7 @@ import torch
 
 from convscope.data import load
 from convscope.data.dataset import stratified_split
-from convscope.errors import ConfigError
+from convscope.errors import ConfigError, SettingWarning
 from convscope.experiments import RefineConfig, refine
 from convscope.experiments._measure import reestimated_bn
 from convscope.experiments._selection import balanced_counts, representative_subset
@@ -191,7 +191,8 @@ def val_run(tmp_path_factory):
            "batch_size": 128, "threads": 1, "seed": 3}
     if "tta_shift" in {f.name for f in dataclasses.fields(TrainConfig)}:
         cfg["tta_shift"] = 1                  # views the plain model does not average: refine must use them
-    return convscope.train(cfg, out=tmp_path_factory.mktemp("val_run") / "run", progress=False)
+    with pytest.warns(SettingWarning, match="a onecycle run of 3 steps"):   # a quick run, warned as such
+        return convscope.train(cfg, out=tmp_path_factory.mktemp("val_run") / "run", progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -109,6 +109,6 @@ def test_a_killed_run_leaves_a_stale_lock_that_resume_takes_over(tmp_path):
 def test_write_probe_names_are_per_process(tmp_path):
     out = tmp_path / "r"
     (out / ".write-test").mkdir(parents=True)   # what another process's probe (or a leftover) looks like
-    run = convscope.train(dict(model="mlp", train_subset=128, batch_size=64, epochs=1, threads=1), out=out,
-                          progress=False)
+    run = convscope.train(dict(model="mlp", train_subset=128, batch_size=32, epochs=1, threads=1), out=out,
+                          progress=False)   # 4 steps: 2 of onecycle would warn (its first has rate 0)
     assert run.summary["epochs"] == 1 and (out / ".write-test").is_dir()
