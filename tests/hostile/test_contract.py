@@ -152,5 +152,6 @@ def test_edges_refuses_a_kernel_whose_response_overflows():
 
 
 def test_objective_plus_a_string_is_a_clear_type_error():
-    with pytest.raises(TypeError, match="Objective"):
+    # a TypeError as Python's own, and a convscope error in words (ConfigTypeError)
+    with pytest.raises(TypeError, match="objective [+] str: objectives combine with objectives and finite numbers"):
         channel("conv", 0) + "x"
