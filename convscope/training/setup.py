@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from ..distributed import current_world
+from ..distributed import World, current_world
 from ..errors import ConfigError
 from ..models import create_model, model_kwargs
-from .batches import TrainData, load_data
+from .batches import BatchFeeder, TrainData, load_data
 from .config import TrainConfig, resolve
 from .distributed import check_processes
 from .optim import init_weights
@@ -44,3 +46,16 @@ def build_model(cfg: TrainConfig, data: TrainData) -> torch.nn.Module:
                           f"({type(e).__name__}: {e}); see `convscope models`") from e
     init_weights(model, cfg.model.init)
     return model
+
+
+def scratch_trainer(cfg: TrainConfig, data: TrainData, **changes: Any) -> tuple[TrainConfig, torch.nn.Module, Any,
+                                                                               BatchFeeder]:
+    """For the short trainings outside a run (the sanity check, the learning-rate finder): the resolved ``cfg``
+    with the flat keys ``changes``, its seeded model, an engine on one process and a batch feeder."""
+    from .engines import create_engine
+
+    cfg = cfg.replace(**changes).validate() if changes else cfg
+    model = build_model(cfg, data)
+    feeder = BatchFeeder(cfg, data, World())
+    engine = create_engine(cfg, model, data.norm, feeder.steps_per_epoch, World())
+    return cfg, model, engine, feeder
