@@ -48,14 +48,15 @@ def build_model(cfg: TrainConfig, data: TrainData) -> torch.nn.Module:
     return model
 
 
-def scratch_trainer(cfg: TrainConfig, data: TrainData, **changes: Any) -> tuple[TrainConfig, torch.nn.Module, Any,
-                                                                               BatchFeeder]:
+def scratch_trainer(cfg: TrainConfig, data: TrainData, model: torch.nn.Module | None = None,
+                    **changes: Any) -> tuple[TrainConfig, torch.nn.Module, Any, BatchFeeder]:
     """For the short trainings outside a run (the sanity check, the learning-rate finder): the resolved ``cfg``
-    with the flat keys ``changes``, its seeded model, an engine on one process and a batch feeder."""
+    with the flat keys ``changes``, its seeded model (or ``model``, trained in place), an engine on one process
+    and a batch feeder."""
     from .engines import create_engine
 
     cfg = cfg.replace(**changes).validate() if changes else cfg
-    model = build_model(cfg, data)
+    model = build_model(cfg, data) if model is None else model
     feeder = BatchFeeder(cfg, data, World())
     engine = create_engine(cfg, model, data.norm, feeder.steps_per_epoch, World())
     return cfg, model, engine, feeder
