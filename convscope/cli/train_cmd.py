@@ -68,8 +68,6 @@ def config_from_args(args: argparse.Namespace) -> C.TrainConfig:
         value = getattr(args, name, None)
         if value is None:
             continue
-        if value == "find":   # only `convscope train` runs the finder (before it builds the config)
-            raise ConfigError("--lr find: this command takes a number; run `convscope lr-find` first")
         if name == "model_args":
             parsed = {}
             for item in value:
