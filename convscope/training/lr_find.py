@@ -15,8 +15,8 @@ and the last 5 steps of the sweep):
 - ``steep``: where the smoothed loss falls fastest per decade of lr (fastai's ``steep``);
 - ``minimum``: the rate at the lowest smoothed loss, divided by 10 (fastai's ``minimum``, Smith's rule of thumb).
 
-A sweep whose batch loss (a running median of 5) never falls by 10% of its first value finds no rate: the model does not learn at
-any (see ``convscope train --check``).
+A sweep whose batch loss (a running median of 5) never falls by 10% of its first value finds no rate: the model
+does not learn at any (see ``convscope train --check``).
 """
 
 from __future__ import annotations
@@ -117,8 +117,9 @@ def suggest(lrs: list[float], smoothed: list[float], raw: list[float]) -> tuple[
     if min(medians) > LOSS_FALL * raw[0]:
         return dict.fromkeys(RULES), (
             f"the loss did not fall during the sweep ({_g(raw[0])} at lr {_g(lrs[0])}, lowest running median "
-            f"{_g(min(medians))}, a fall of {100 * (1 - min(medians) / raw[0]):.0f}% where {100 * (1 - LOSS_FALL):.0f}% "
-            "is asked): no learning rate trains this model as it is; `convscope train --check` says why")
+            f"{_g(min(medians))}, a fall of {100 * (1 - min(medians) / raw[0]):.0f}% where "
+            f"{100 * (1 - LOSS_FALL):.0f}% is asked): no learning rate trains this model as it is; "
+            "`convscope train --check` says why")
     return {"valley": valley(x, y), "steep": steep(x, y), "minimum": minimum(x, y)}, ""
 
 
