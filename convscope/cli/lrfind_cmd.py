@@ -25,7 +25,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..training import config as C
-    from ..training.lr_find import RULE_TEXT, RULES
+    from ..training.lr_rules import RULE_TEXT, RULES
 
     p = sub.add_parser(
         "lr-find", help="learning-rate range test: sweep the lr exponentially, suggest one, plot the loss",

@@ -11,7 +11,8 @@ from PIL import Image
 
 from convscope.cli import main
 from convscope.models import create_model
-from convscope.training.lr_find import lr_find, minimum, plot, steep, suggest, valley
+from convscope.training.lr_find import lr_find, plot
+from convscope.training.lr_rules import minimum, steep, suggest, valley
 
 from . import broken_models  # noqa: F401  (registers the test-* models)
 
