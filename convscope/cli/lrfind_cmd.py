@@ -25,7 +25,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..training import config as C
-    from ..training.lr_rules import RULE_TEXT, RULES
+    from ..training.lr_rules import DEFAULT_RULE, RULE_TEXT, RULES
 
     p = sub.add_parser(
         "lr-find", help="learning-rate range test: sweep the lr exponentially, suggest one, plot the loss",
@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start", type=number(positive=True), default=1e-7, help="first learning rate (default 1e-7)")
     p.add_argument("--end", type=number(positive=True), default=10.0, help="last learning rate (default 10)")
     p.add_argument("--steps", type=count(5), default=100, help="optimizer steps of the sweep (default 100)")
-    p.add_argument("--rule", choices=RULES, default="valley",
-                   help="the suggestion's rule: " + "; ".join(f"{r}: {RULE_TEXT[r]}" for r in RULES))
+    p.add_argument("--rule", choices=RULES, default=DEFAULT_RULE,
+                   help=f"the suggestion's rule (default {DEFAULT_RULE}, the best of the three on the main job; see "
+                        "docs/diagnose.md): " + "; ".join(f"{r}: {RULE_TEXT[r]}" for r in RULES))
     p.add_argument("--out", type=Path, help="the plot (PNG; the sweep as JSON beside it; default "
                                             "lr-find-<model>-<dataset>.png)")
     p.add_argument("--json", action="store_true", help="print the sweep as JSON")

@@ -60,7 +60,7 @@ def test_the_sweep_is_exponential_smoothed_and_stops_at_divergence(sweep):
     if sweep.stopped == "diverged":
         assert sweep.smoothed[-1] > 4 * min(s for s in sweep.smoothed if s is not None)
     sug = sweep.suggested
-    assert sug is not None and sweep.rule == "valley" and 1e-4 < sug < lrs[-1]
+    assert sug is not None and sweep.rule == "steep" and 1e-4 < sug < lrs[-1]
     best = min((s, lr) for s, lr in zip(sweep.smoothed, lrs) if s is not None)[1]
     assert sweep.suggestions["minimum"] == pytest.approx(best / 10)
 
@@ -94,7 +94,7 @@ def test_plot_and_json(sweep, tmp_path):
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size[0] > 400
     data = json.loads(sweep.to_json())
-    assert data["rule"] == "valley" and data["suggestions"]["valley"] == sweep.suggested
+    assert data["rule"] == "steep" and data["suggestions"]["steep"] == sweep.suggested
 
 
 def test_train_lr_find_trains_at_the_suggestion_and_keeps_the_sweep(tmp_path, capsys):
@@ -104,7 +104,7 @@ def test_train_lr_find_trains_at_the_suggestion_and_keeps_the_sweep(tmp_path, ca
     out = capsys.readouterr().out
     sweep = json.loads((tmp_path / "r" / "lr-find.json").read_text())
     config = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert config["optim"]["lr"] == sweep["suggestions"]["valley"] and math.isfinite(config["optim"]["lr"])
+    assert config["optim"]["lr"] == sweep["suggestions"][sweep["rule"]] and math.isfinite(config["optim"]["lr"])
     assert (tmp_path / "r" / "lr-find.png").exists() and "suggested lr" in out
     assert main(["train", "--lr", "find", "--model", "test-dead-relu", "--train-subset", "2048", "--threads", "1",
                  "--out", str(tmp_path / "dead")]) == 1
