@@ -25,7 +25,7 @@ does not learn at any (see ``convscope train --check``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,6 @@ class LRFind(ResultMixin):
     start: float = 1e-7
     end: float = 10.0
     config_lr: float = 0.0                   # the config's (peak) lr, for comparison
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def suggested(self) -> float | None:
@@ -120,6 +119,9 @@ def lr_find(config: TrainConfig | dict[str, Any] | None = None, *, start: float 
             model.load_state_dict(saved)
     finite = [(lr, s, v) for lr, s, v in zip(lrs, smoothed, losses) if s is not None and v is not None]
     suggestions, note = suggest([f[0] for f in finite], [f[1] for f in finite], [f[2] for f in finite])
+    if note and stopped != "end":   # a short sweep can jump past the rates that train in a few steps
+        note += (f" (the sweep stopped after {len(lrs)} of {steps} steps, at lr {_g(lrs[-1])}: a longer sweep, "
+                 "--steps, or a narrower one, --start/--end, may still find a rate)")
     return LRFind(cfg.model.name, cfg.data.dataset, cfg.optim.optimizer, cfg.optim.batch_size, rule, lrs, losses,
                   smoothed, suggestions, stopped, note, start, end, cfg.optim.lr)
 
