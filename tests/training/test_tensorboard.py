@@ -107,3 +107,26 @@ def test_missing_tensorboard_is_a_clear_error(tmp_path, monkeypatch):
 def test_convert_refuses_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(RunError, match="not a convscope run directory"):
         convert(tmp_path)
+
+
+def test_a_killed_and_resumed_run_has_each_step_once(tmp_path):
+    """SIGKILL after step 17 (checkpoint at 15): the resumed run's writer purges steps 15 and 16 of the first
+    file, so TensorBoard shows each step once, with the values of the finished metrics.jsonl."""
+    import signal
+    import subprocess
+
+    from .test_resume import LAUNCHER
+
+    out = tmp_path / "run"
+    args = ["train", "--model", "mlp", "--train-subset", "768", "--batch-size", "64", "--epochs", "3", "--threads", "1",
+            "--checkpoint-every", "5", "--log-every", "1", "--precision", "fp32", "--quiet", "--tensorboard",
+            "--out", str(out)]
+    r = subprocess.run([sys.executable, str(LAUNCHER), "--kill-at", "step:17", "--", *args], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    assert len(list((out / "tensorboard").glob("events.*"))) == 2
+    loss = read(out / "tensorboard").Scalars("train/loss")
+    steps = [m for m in lines(out / "metrics.jsonl") if m["kind"] == "step"]
+    assert [e.step for e in loss] == list(range(36))
+    assert [e.value for e in loss] == pytest.approx([m["loss"] for m in steps], rel=1e-6)
