@@ -17,11 +17,11 @@ from collections.abc import Sequence
 
 from .._atomic import os_error_hint
 from ..errors import ConvscopeError, warnings_in_words
-from . import (bench_cmd, data_cmd, diagnose_cmd, experiment_cmd, explain_cmd, export_cmd, inspect_cmd, matrix_cmd,
-               train_cmd, tune_cmd, visualize_cmd, web_cmd)
+from . import (bench_cmd, data_cmd, diagnose_cmd, experiment_cmd, explain_cmd, export_cmd, inspect_cmd, lrfind_cmd,
+               matrix_cmd, tensorboard_cmd, train_cmd, tune_cmd, visualize_cmd, web_cmd)
 
 COMMAND_MODULES = [train_cmd, data_cmd, matrix_cmd, inspect_cmd, bench_cmd, visualize_cmd, explain_cmd, experiment_cmd,
-                   web_cmd, export_cmd, tune_cmd, diagnose_cmd]
+                   web_cmd, export_cmd, tune_cmd, diagnose_cmd, lrfind_cmd, tensorboard_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,9 +21,19 @@ def _parse_scalar(text: str) -> Any:
         return text
 
 
-def add_config_flags(p: argparse.ArgumentParser) -> None:
+def _lr_or_find(text: str) -> float | str:
+    if text == "find":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'find', got {text!r}") from None
+
+
+def add_config_flags(p: argparse.ArgumentParser, lr_find: bool = False) -> None:
     """One flag per TrainConfig field, named by its flat key (``--lr`` for optim.lr), in one group per section:
-    help and choices from the field's metadata, the type from its hint, no default (the config supplies it)."""
+    help and choices from the field's metadata, the type from its hint, no default (the config supplies it).
+    ``lr_find``: ``--lr`` also takes ``find`` (run the learning-rate finder first; ``convscope train``)."""
     groups = {None: p.add_argument_group("training options (override --recipe and --config)")}
     for sec, cls in C.SECTIONS.items():
         groups[sec] = p.add_argument_group(f"{sec} options: {cls.__doc__.splitlines()[0].rstrip('.').lower()}")
@@ -42,6 +52,9 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
         elif "const" in f.metadata:   # the flag alone means its const (--diagnose: every 10 steps)
             g.add_argument(flag, dest=name, type=scalar, nargs="?", const=f.metadata["const"], default=None,
                            metavar="N", help=hint)
+        elif name == "lr" and lr_find:
+            g.add_argument(flag, dest=name, type=_lr_or_find, default=None, metavar="LR",
+                           help=hint + "; or find: sweep it first (convscope lr-find) and train at the suggestion")
         else:
             g.add_argument(flag, dest=name, type=scalar, default=None, metavar=name.upper().split("_")[0], help=hint)
 
@@ -96,6 +109,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..training import TrainingInterrupted, resume, train
     from .launch import relaunch
 
+    if args.resume and (args.check or args.lr == "find"):
+        raise ConfigError(f"--resume {args.resume}: continues the run as recorded; --check and --lr find are for a "
+                          "new run")
+    if getattr(args, "nproc", 1) > 1 and (args.check or args.lr == "find"):
+        raise ConfigError("--check and --lr find run in this process; drop --nproc (for --lr find, run "
+                          "`convscope lr-find` first and give its suggestion as --lr)")
     if getattr(args, "nproc", 1) > 1 and not args.resume:   # refuse what every worker would, before they start
         from ..training.distributed import check_processes
 
@@ -106,6 +125,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     callbacks = args.callbacks  # Callback objects, for programs that run this command with their own
     if args.resume:
         refuse_flags_on_resume(args)
+    elif args.lr == "find" or args.check:
+        cfg, callbacks = _find_lr(args, callbacks)
+        if cfg is None:
+            return 1
+        if args.check:
+            return _check(args, cfg)
     try:
         if args.resume:
             run = resume(args.resume, progress=not quiet, callbacks=callbacks)
@@ -132,6 +157,33 @@ def cmd_train(args: argparse.Namespace) -> int:
         rows.append(("skipped steps", f"{s['skipped_steps']} (non-finite loss or gradients)"))
     print("summary\n" + _table(rows))
     return 0
+
+
+def _find_lr(args: argparse.Namespace, callbacks: Any) -> tuple[Any, Any]:
+    """``--lr find``: sweep, print the suggestion, and train at it (the sweep saved in the run folder); (the config,
+    the callbacks), or (None, ...) when no rate was found. Without it: the config as given."""
+    if args.lr != "find":
+        return config_from_args(args), callbacks
+    from ..training.lr_find import SaveSweep, lr_find, report
+
+    args.lr = None
+    cfg = config_from_args(args)
+    res = lr_find(cfg)
+    print(report(res))
+    if res.suggested is None:
+        print("convscope: error: --lr find: no learning rate found; fix the model, or give --lr", file=sys.stderr)
+        return None, callbacks
+    args.lr = res.suggested
+    return config_from_args(args), [*callbacks, SaveSweep(res)]
+
+
+def _check(args: argparse.Namespace, cfg: C.TrainConfig) -> int:
+    """``--check``: the sanity checks instead of the run; 0 passed, 1 failed."""
+    from ..training.sanity import check, report
+
+    res = check(cfg, batch=args.check_batch, max_steps=args.check_steps)
+    print(res.to_json() if args.json else report(res))
+    return 0 if res.passed else 1
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -190,8 +242,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where new run directories go (default runs/)")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue a killed or interrupted run")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--check", action="store_true",
+                   help="instead of training: check the initial loss against -log(1/C) and that the model can "
+                        "overfit one batch (exit status 1 and the reasons when it cannot learn)")
+    p.add_argument("--check-batch", type=count(1), default=64, metavar="N", help="--check: images to overfit "
+                                                                                 "(default 64)")
+    p.add_argument("--check-steps", type=count(1), default=200, metavar="N", help="--check: the bound on the "
+                                                                                  "steps (default 200)")
+    p.add_argument("--json", action="store_true", help="--check: the result as JSON")
     add_nproc_arg(p)
-    add_config_flags(p)
+    add_config_flags(p, lr_find=True)
     p.set_defaults(func=cmd_train, callbacks=())
 
     p = sub.add_parser("eval", help="accuracy, per-class accuracy and confusion matrix of a run")

@@ -150,6 +150,9 @@ class RuntimeConfig:
     diagnose: int = _f(0, "every N steps: per-layer activation, weight, gradient and update statistics in "
                        "diagnostics.jsonl, read by `convscope doctor` (0 = off; the flag alone: every 10 steps)",
                        range="[0, inf)", const=10)
+    tensorboard: bool = _f(False, "TensorBoard event files in RUN/tensorboard: scalars per step, the diagnostics "
+                           "as histograms per epoch, first-layer filters and the confusion matrix as images "
+                           "(needs the tensorboard package: pip install 'convscope[tensorboard]')")
 
 
 @dataclass(frozen=True)
@@ -274,7 +277,7 @@ GENERIC_DEFAULTS: dict[str, Any] = {"epochs": 12, "translate": 2, "stroke": 0.0,
 # Keys added after runs were first recorded (and "model", whose default changed; every config.json records it, so
 # this only matters to a hand-written one), with the value that reproduces a run recorded without them.
 KEYS_ADDED_LATER: dict[str, Any] = {"model": "fast", "rotate": 0.0, "scale": 0.0, "aspect": 0.0, "stroke": 0.0,
-                                    "blur": 0.0, "diagnose": 0}
+                                    "blur": 0.0, "diagnose": 0, "tensorboard": False}
 
 # Options our own ablations rejected and convscope removed (bench/results/recipe_ablation_round2_fashion-mnist.json:
 # Lookahead and progressive resizing did not shorten the run; shifted test-time views cost 0.07 points), with

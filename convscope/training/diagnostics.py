@@ -81,6 +81,55 @@ def activation_stats(a: torch.Tensor) -> dict[str, float]:
             "nonfinite_fraction": n_bad / max(1, a.numel())}
 
 
+def header(model: nn.Module, classes: int, every: int, steps_per_epoch: int, total_steps: int) -> dict[str, Any]:
+    """The header record of diagnostics.jsonl for ``model`` trained on ``classes`` classes."""
+    return {"kind": "header", "version": VERSION, "every": every, "classes": classes,
+            "expected_initial_loss": math.log(classes), "steps_per_epoch": steps_per_epoch,
+            "total_steps": total_steps, "activation_layers": default_activation_layers(model),
+            "param_layers": list(param_layers(model))}
+
+
+class StepProbe:
+    """Observes one training step of ``model``: made before the step (hooks on the activation layers, a copy of
+    each weight), :meth:`finish` after it returns the step's ``activations`` and ``params`` statistics, as a
+    diag record holds them. Used by :class:`Diagnostics` and by the sanity check (training/sanity.py)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        from ..inspect.hooks import capture
+
+        self.model = model
+        self.acts: dict[str, dict[str, float]] = {}
+        self.before = {n: w.detach().clone() for n, w in param_layers(model).items()}
+
+        def observe(name: str, out: torch.Tensor) -> None:
+            if model.training and name not in self.acts:   # the training forward only, not an evaluation
+                self.acts[name] = activation_stats(out)
+
+        self._stack: contextlib.ExitStack | None = contextlib.ExitStack()
+        self._stack.enter_context(capture(model, default_activation_layers(model), observe))
+
+    def close(self) -> None:
+        """Remove the hooks (idempotent)."""
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+
+    def finish(self) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float | None]]]:
+        """(activations, params) of the observed step; the hooks are removed."""
+        self.close()
+        params: dict[str, dict[str, float | None]] = {}
+        for name, p in param_layers(self.model).items():
+            w, g, before = p.detach(), p.grad, self.before[name]
+            w_norm, b_norm = float(w.float().norm()), float(before.float().norm())
+            bad = int((~torch.isfinite(w)).sum()) + (int((~torch.isfinite(g)).sum()) if g is not None else 0)
+            params[name] = {"weight_norm": w_norm,
+                            "grad_norm": float(g.float().norm()) if g is not None else None,
+                            "update_ratio": float((w.float() - before.float()).norm()) / b_norm if b_norm > 0
+                            else None,
+                            "nonfinite_fraction": bad / (w.numel() * (2 if g is not None else 1))}
+        return self.acts, params
+
+
 class Diagnostics(Callback):
     """Writes ``diagnostics.jsonl`` (the module's docstring describes it) every ``every`` steps of a run."""
 
@@ -92,9 +141,7 @@ class Diagnostics(Callback):
         self.last: dict[str, Any] = {"step": None, "loss": None, "grad_norm": None}   # last finite step
         self.in_bad_streak = False
         self.seconds = 0.0
-        self._stack: contextlib.ExitStack | None = None
-        self._acts: dict[str, dict[str, float]] = {}
-        self._before: dict[str, torch.Tensor] = {}
+        self._probe: StepProbe | None = None
         self._path: Path | None = None            # the file, once the run has started
 
     # ---- file ------------------------------------------------------------------------------------------
@@ -121,13 +168,8 @@ class Diagnostics(Callback):
             path.unlink(missing_ok=True)
         if path.exists() and path.stat().st_size > 0:
             return
-        model = self._model(loop)
-        classes = len(loop.data.train.classes)
-        self._write(loop, {"kind": "header", "version": VERSION, "every": self.every, "classes": classes,
-                           "expected_initial_loss": math.log(classes),
-                           "steps_per_epoch": loop.total_steps // max(1, loop.cfg.schedule.epochs or 1),
-                           "total_steps": loop.total_steps, "activation_layers": default_activation_layers(model),
-                           "param_layers": list(param_layers(model))})
+        self._write(loop, header(self._model(loop), len(loop.data.train.classes), self.every,
+                                 loop.total_steps // max(1, loop.cfg.schedule.epochs or 1), loop.total_steps))
 
     # ---- the observed step -----------------------------------------------------------------------------
     @staticmethod
@@ -138,18 +180,7 @@ class Diagnostics(Callback):
         if loop.step % self.every:
             return
         t = time.perf_counter()
-        from ..inspect.hooks import capture
-
-        model = self._model(loop)
-        self._acts = {}
-        self._before = {n: w.detach().clone() for n, w in param_layers(model).items()}
-
-        def observe(name: str, out: torch.Tensor) -> None:
-            if model.training and name not in self._acts:   # the training forward only, not an evaluation
-                self._acts[name] = activation_stats(out)
-
-        self._stack = contextlib.ExitStack()
-        self._stack.enter_context(capture(model, default_activation_layers(model), observe))
+        self._probe = StepProbe(self._model(loop))
         self.seconds += time.perf_counter() - t
 
     def on_step_end(self, loop: LoopView, result: Any) -> None:
@@ -161,33 +192,22 @@ class Diagnostics(Callback):
         self.in_bad_streak = result is None
         if result is not None:
             self.last = {"step": step, "loss": result.loss, "grad_norm": result.grad_norm}
-        if self._stack is None:
+        if self._probe is None:
             return
         t = time.perf_counter()
-        self._stack.close()   # hooks removed
-        self._stack = None
-        params = {}
-        for name, p in param_layers(self._model(loop)).items():
-            w, g, before = p.detach(), p.grad, self._before[name]
-            w_norm, b_norm = float(w.float().norm()), float(before.float().norm())
-            bad = int((~torch.isfinite(w)).sum()) + (int((~torch.isfinite(g)).sum()) if g is not None else 0)
-            params[name] = {"weight_norm": w_norm,
-                            "grad_norm": float(g.float().norm()) if g is not None else None,
-                            "update_ratio": float((w.float() - before.float()).norm()) / b_norm if b_norm > 0
-                            else None,
-                            "nonfinite_fraction": bad / (w.numel() * (2 if g is not None else 1))}
+        acts, params = self._probe.finish()
+        self._probe = None
         self.seconds += time.perf_counter() - t
         self._write(loop, {"kind": "diag", "step": step, "epoch": self._epoch(loop, step),
                            "lr": result.lr if result is not None else None,
                            "loss": result.loss if result is not None else None,
                            "grad_norm": result.grad_norm if result is not None else None,
-                           "seconds": round(self.seconds, 4), "activations": self._acts, "params": params})
-        self._acts, self._before = {}, {}
+                           "seconds": round(self.seconds, 4), "activations": acts, "params": params})
 
     def on_train_end(self, loop: LoopView, run: Any) -> None:
-        if self._stack is not None:
-            self._stack.close()
-            self._stack = None
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
 
     @staticmethod
     def _epoch(loop: LoopView, step: int) -> int:

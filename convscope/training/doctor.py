@@ -280,6 +280,16 @@ def _not_learning(header, diags, epochs) -> list[Finding]:
                     {"initial_loss": loss0, "last_train_loss": loss, "train_accuracy": acc, "epoch": last["epoch"]})]
 
 
+def findings_at_init(header: dict[str, Any], first: dict[str, Any]) -> list[Finding]:
+    """The rules that judge a model before it trains, on the diag record of step 0 (``first``): initial loss,
+    activation and gradient scales with depth, dead units, non-finite values. The sanity check
+    (training/sanity.py) explains a model that cannot learn with them."""
+    out: list[Finding] = []
+    for rule in (_initial_loss, _activation_scale, _gradient_spread, _nonfinite, _dead_units):
+        out += rule(header, [first], [])
+    return out
+
+
 def report(c: Checkup) -> str:
     """The checkup in words, as ``convscope doctor`` prints it."""
     head = (f"{c.run}: {'finished' if c.finished else 'unfinished'} run, {c.steps_observed} steps observed "

@@ -29,9 +29,10 @@ class StepResult:
 
 
 class Engine(Protocol):
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> StepResult | None:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int, lr: float | None = None) -> StepResult | None:
         """One optimizer step on a batch (x float (B, C, H, W), y int64 (B,)) at the 0-based ``step``; None
-        when the loss or a gradient is not finite, in which case nothing changed."""
+        when the loss or a gradient is not finite, in which case nothing changed. ``lr``: this step's rate in
+        place of the schedule's (the learning-rate finder sweeps it)."""
 
     def evaluate(self, dataset: ImageDataset) -> EvalResult:
         """Accuracy and loss of the evaluated weights (the average, where the engine keeps one)."""

@@ -80,6 +80,10 @@ class Loop:
             from .diagnostics import Diagnostics
 
             self.callbacks.append(Diagnostics(cfg.runtime.diagnose))
+        if cfg.runtime.tensorboard:   # after Diagnostics: it reads the epoch's diagnostics when the epoch ends
+            from .tensorboard import TensorBoardLog
+
+            self.callbacks.append(TensorBoardLog())
         self.model = build_model(cfg, data)
         self.feeder = BatchFeeder(cfg, data, self.world)
         self.steps_per_epoch = self.feeder.steps_per_epoch

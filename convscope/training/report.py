@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,6 +16,9 @@ from ..models.forward import iter_batches
 from ..viz import new_figure, save_figure
 from .evaluate import EvalResult
 from .run import Run
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def confusion_table(res: EvalResult, classes: tuple[str, ...]) -> str:
@@ -29,6 +33,11 @@ def confusion_table(res: EvalResult, classes: tuple[str, ...]) -> str:
 
 
 def confusion_png(res: EvalResult, classes: tuple[str, ...], path: Path) -> Path:
+    return save_figure(confusion_figure(res, classes), path)
+
+
+def confusion_figure(res: EvalResult, classes: tuple[str, ...]) -> Figure:
+    """The confusion matrix (rows: true class, as fractions of it; the counts written in) as a figure."""
     k = len(classes)
     fig = new_figure(1.2 + 0.55 * k, 1.0 + 0.5 * k)
     ax = fig.subplots()
@@ -45,7 +54,7 @@ def confusion_png(res: EvalResult, classes: tuple[str, ...], path: Path) -> Path
     ax.set_ylabel("true")
     ax.set_title(f"accuracy {100 * res.accuracy:.2f}% on {res.n:,} images")
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
-    return save_figure(fig, path)
+    return fig
 
 
 @torch.no_grad()

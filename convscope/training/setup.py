@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from ..distributed import current_world
+from ..distributed import World, current_world
 from ..errors import ConfigError
 from ..models import create_model, model_kwargs
-from .batches import TrainData, load_data
+from .batches import BatchFeeder, TrainData, load_data
 from .config import TrainConfig, resolve
 from .distributed import check_processes
 from .optim import init_weights
@@ -53,3 +55,17 @@ def build_model(cfg: TrainConfig, data: TrainData) -> torch.nn.Module:
                           f"({type(e).__name__}: {e}); see `convscope models`") from e
     init_weights(model, cfg.model.init)
     return model
+
+
+def scratch_trainer(cfg: TrainConfig, data: TrainData, model: torch.nn.Module | None = None,
+                    **changes: Any) -> tuple[TrainConfig, torch.nn.Module, Any, BatchFeeder]:
+    """For the short trainings outside a run (the sanity check, the learning-rate finder): the resolved ``cfg``
+    with the flat keys ``changes``, its seeded model (or ``model``, trained in place), an engine on one process
+    and a batch feeder."""
+    from .engines import create_engine
+
+    cfg = cfg.replace(**changes).validate() if changes else cfg
+    model = build_model(cfg, data) if model is None else model
+    feeder = BatchFeeder(cfg, data, World())
+    engine = create_engine(cfg, model, data.norm, feeder.steps_per_epoch, World())
+    return cfg, model, engine, feeder

@@ -41,9 +41,9 @@ class NumpyEngine:
         else:
             self.opt = Adam(params, o.lr, weight_decay=o.weight_decay)
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> StepResult | None:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int, lr: float | None = None) -> StepResult | None:
         cfg = self.cfg
-        self.opt.lr = lr_at(cfg, step, self.steps_per_epoch)
+        self.opt.lr = lr_at(cfg, step, self.steps_per_epoch) if lr is None else lr
         buffers = {id(layer): {k: v.copy() for k, v in layer.buffers.items()} for layer in self.net.layers}
         xa, ya = x.numpy(), y.numpy()
         logits = self.net.forward(xa, train=True)                          # (B, classes)

@@ -45,9 +45,9 @@ class TorchEngine:
         self.optimizer = build_optimizer(cfg, self.model)
         self.ema = EMA(self.model, cfg.optim.ema) if cfg.optim.ema > 0 else None
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> StepResult | None:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int, lr: float | None = None) -> StepResult | None:
         cfg = self.cfg
-        lr = lr_at(cfg, step, self.steps_per_epoch)
+        lr = lr_at(cfg, step, self.steps_per_epoch) if lr is None else lr
         set_lr(self.optimizer, lr)
         buffers = [b.detach().clone() for b in self.model.buffers()]  # BN statistics, restored on a bad step
         with autocast_for(self.device, self.bf16):

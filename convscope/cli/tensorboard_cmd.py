@@ -1,0 +1,29 @@
+"""``convscope tensorboard RUN...``: TensorBoard event files for runs trained without ``--tensorboard``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def cmd_tensorboard(args: argparse.Namespace) -> int:
+    from ..training.tensorboard import convert
+
+    written = [convert(run, force=args.force) for run in args.runs]
+    for out in written:
+        print(f"wrote {out}")
+    parents = sorted({str(p.parent.parent) for p in written})
+    print(f"view with: tensorboard --logdir {parents[0] if len(parents) == 1 else ','.join(parents)}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tensorboard", help="TensorBoard event files from runs trained without --tensorboard",
+                       description="Write RUN/tensorboard from a run folder: per-step and per-epoch scalars "
+                                   "(metrics.jsonl), the diagnostics as histograms per epoch (diagnostics.jsonl, "
+                                   "runs trained with --diagnose), and the first layer's filters and the test "
+                                   "confusion matrix of the final weights as images. Needs the tensorboard "
+                                   "package (pip install 'convscope[tensorboard]').")
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run directories")
+    p.add_argument("--force", action="store_true", help="replace an existing RUN/tensorboard")
+    p.set_defaults(func=cmd_tensorboard)

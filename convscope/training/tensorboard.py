@@ -1,0 +1,211 @@
+"""TensorBoard event files for a run: written live (``convscope train --tensorboard``, :class:`TensorBoardLog`)
+or afterwards from the run folder (``convscope tensorboard RUN``, :func:`convert`), with the same tags:
+
+``train/loss``, ``train/lr``, ``train/grad_norm``
+    scalars per step (live: every step; converted: the steps metrics.jsonl kept, every ``log_every``).
+``epoch/train_loss``, ``epoch/train_accuracy``, ``epoch/test_loss``, ``epoch/test_accuracy``, ``epoch/val_accuracy``,
+``epoch/images_per_s``
+    scalars per epoch, at the step that ends it.
+``diagnostics/<layer>/<stat>``
+    with ``--diagnose``: per epoch, a histogram of each per-layer statistic over the steps observed in that epoch
+    (activation ``mean``, ``std``, ``zero_fraction``, ``dead_fraction``; weight ``weight_norm``, ``grad_norm``,
+    ``update_ratio``), at the step that ends the epoch; and ``diagnostics/<layer>/update_ratio`` and
+    ``.../dead_fraction`` as scalars at each observed step (``diagnostics_step/...``).
+``images/first_layer_filters``, ``images/confusion``
+    the first convolution's filters (each scaled by its largest absolute weight: grey 0.5 is 0) and the test
+    confusion matrix: live at each epoch end (the evaluated weights); converted once, from the final weights.
+
+The package ``tensorboard`` is optional (``pip install 'convscope[tensorboard]'``); it is imported only here.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..runs import rundir as rd
+from ..runs.callbacks import Callback, LoopView
+from .evaluate import EvalResult
+
+LOGDIR = "tensorboard"
+STEP_KEYS = ("loss", "lr", "grad_norm")
+EPOCH_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "val_accuracy", "images_per_s")
+ACTIVATION_STATS = ("mean", "std", "zero_fraction", "dead_fraction")
+PARAM_STATS = ("weight_norm", "grad_norm", "update_ratio")
+
+
+def summary_writer(logdir: Path, purge_step: int | None = None) -> Any:
+    """torch's SummaryWriter on ``logdir``, or a ConfigError saying how to install TensorBoard.
+    ``purge_step``: a resumed run's step; TensorBoard drops the events at and after it from earlier files."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("TensorBoard event files need the tensorboard package, which is not installed: "
+                          "pip install 'convscope[tensorboard]' (or pip install tensorboard)") from None
+    return SummaryWriter(log_dir=str(logdir), purge_step=purge_step, flush_secs=30)
+
+
+def write_step(w: Any, rec: dict[str, Any]) -> None:
+    """A step record of metrics.jsonl (``step``, ``loss``, ``lr``, ``grad_norm``) as scalars."""
+    for key in STEP_KEYS:
+        if rec.get(key) is not None and math.isfinite(rec[key]):
+            w.add_scalar(f"train/{key}", rec[key], rec["step"])
+
+
+def write_epoch(w: Any, rec: dict[str, Any]) -> None:
+    """An epoch record of metrics.jsonl as scalars at the step that ends the epoch."""
+    for key in EPOCH_KEYS:
+        if rec.get(key) is not None and math.isfinite(rec[key]):
+            w.add_scalar(f"epoch/{key}", rec[key], rec["step"])
+
+
+def write_diagnostics(w: Any, diags: list[dict[str, Any]], step: int) -> None:
+    """One epoch's diag records: a histogram per layer and statistic at ``step`` (the epoch's end), and the
+    update/weight ratio and dead fraction as scalars at each observed step."""
+    series: dict[str, list[float]] = {}
+    for d in diags:
+        for group, stats in (("activations", ACTIVATION_STATS), ("params", PARAM_STATS)):
+            for layer, values in d.get(group, {}).items():
+                for stat in stats:
+                    v = values.get(stat)
+                    if v is not None and math.isfinite(v):
+                        series.setdefault(f"diagnostics/{layer}/{stat}", []).append(v)
+                        if stat in ("update_ratio", "dead_fraction"):
+                            w.add_scalar(f"diagnostics_step/{layer}/{stat}", v, d["step"])
+    for tag, values in series.items():
+        w.add_histogram(tag, np.asarray(values, dtype=np.float64), step)
+
+
+def first_conv(model: nn.Module) -> nn.Conv2d | None:
+    return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+
+
+def filter_grid(weight: torch.Tensor, zoom: int = 8) -> torch.Tensor:
+    """A conv weight (O, I, kh, kw) as one image (C, H, W) in [0, 1]: the O filters in a near-square grid, each
+    scaled by its own largest |w| around grey 0.5, enlarged ``zoom`` times, 1 px apart. RGB filters of 3 input
+    channels in colour; otherwise the mean over the input channels, in grey."""
+    w = weight.detach().float().cpu()
+    o, i, kh, kw = w.shape
+    w = w if i == 3 else w.mean(1, keepdim=True)                      # (O, 1 or 3, kh, kw)
+    scale = w.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+    w = (0.5 + 0.5 * w / scale).repeat_interleave(zoom, 2).repeat_interleave(zoom, 3)
+    cols = math.ceil(math.sqrt(o))
+    rows = math.ceil(o / cols)
+    c, h, wd = w.shape[1], kh * zoom, kw * zoom
+    grid = torch.ones(c, rows * (h + 1) + 1, cols * (wd + 1) + 1)
+    for k in range(o):
+        r, q = divmod(k, cols)
+        grid[:, 1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (wd + 1):1 + q * (wd + 1) + wd] = w[k]
+    return grid
+
+
+def figure_image(fig: Any) -> np.ndarray:
+    """A matplotlib figure rendered to an RGB array (H, W, 3), uint8."""
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def write_images(w: Any, model: nn.Module, res: EvalResult | None, classes: tuple[str, ...], step: int) -> None:
+    """The first convolution's filters and the confusion matrix of ``res`` as images at ``step``."""
+    conv = first_conv(model)
+    if conv is not None:
+        w.add_image("images/first_layer_filters", filter_grid(conv.weight), step, dataformats="CHW")
+    if res is not None:
+        from .report import confusion_figure
+
+        w.add_image("images/confusion", figure_image(confusion_figure(res, classes)), step, dataformats="HWC")
+
+
+class TensorBoardLog(Callback):
+    """``--tensorboard``: the event files of this module's docstring, in RUN/tensorboard, as the run trains."""
+
+    def __init__(self) -> None:
+        self.writer: Any = None
+        self.test: EvalResult | None = None
+
+    def on_train_start(self, loop: LoopView) -> None:
+        from ..distributed import current_world
+
+        if current_world().is_main:
+            self.writer = summary_writer(loop.path / LOGDIR, purge_step=loop.step or None)
+
+    def on_step_end(self, loop: LoopView, result: Any) -> None:
+        if self.writer is not None and result is not None:
+            write_step(self.writer, {"step": loop.step - 1, "loss": result.loss, "lr": result.lr,
+                                     "grad_norm": result.grad_norm})
+
+    def on_eval(self, loop: LoopView, split: str, result: EvalResult, seconds: float) -> None:
+        if split == "test":
+            self.test = result
+
+    def on_epoch_end(self, loop: LoopView, record: dict[str, Any]) -> None:
+        if self.writer is None:
+            return
+        write_epoch(self.writer, record)
+        if loop.cfg.runtime.diagnose and (loop.path / rd.DIAGNOSTICS).exists():
+            diags = [d for d in rd.read_metrics(loop.path / rd.DIAGNOSTICS, torn_tail=True)
+                     if d.get("kind") == "diag" and d.get("epoch") == record["epoch"]]
+            write_diagnostics(self.writer, diags, record["step"])
+        write_images(self.writer, loop.engine.eval_module(), self.test, loop.data.train.classes, record["step"])
+        self.writer.flush()
+
+    def on_checkpoint(self, loop: LoopView, path: Path) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def on_train_end(self, loop: LoopView, run: Any) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def convert(run: str | Path, force: bool = False) -> Path:
+    """Write RUN/tensorboard from a run folder trained without ``--tensorboard``: metrics.jsonl (steps, epochs),
+    diagnostics.jsonl where present, and the filters and test confusion of the final weights (finished runs).
+    The events go to a temporary folder renamed into place at the end. ``force``: replace an existing one."""
+    from .._check import path as check_path
+
+    path = check_path(run, "run")
+    if not (path / rd.CONFIG).exists():
+        raise rd.RunError(f"{path}: no {rd.CONFIG}; not a convscope run directory")
+    out = path / LOGDIR
+    if out.exists() and not force:
+        raise rd.RunError(f"{out}: exists (the run was trained with --tensorboard or converted before); use --force "
+                          "to write it again")
+    metrics = rd.read_metrics(path / rd.METRICS, torn_tail=True) if (path / rd.METRICS).exists() else []
+    diags = [d for d in rd.read_metrics(path / rd.DIAGNOSTICS, torn_tail=True)
+             if d.get("kind") == "diag"] if (path / rd.DIAGNOSTICS).exists() else []
+    tmp = path / f".{LOGDIR}.part"
+    shutil.rmtree(tmp, ignore_errors=True)
+    w = summary_writer(tmp)
+    try:
+        last_step = 0
+        for rec in metrics:
+            if rec.get("kind") == "step":
+                write_step(w, rec)
+            elif rec.get("kind") == "epoch":
+                write_epoch(w, rec)
+                write_diagnostics(w, [d for d in diags if d.get("epoch") == rec["epoch"]], rec["step"])
+                last_step = rec["step"]
+        if (path / rd.META).exists():
+            from .evaluate import evaluate
+            from .run import load_run
+            from ..data import load
+
+            loaded = load_run(path)
+            test = load(loaded.config.data.dataset, "test", loaded.config.data.data_dir)
+            res = evaluate(loaded.model, test, loaded.normalization, tta=loaded.tta, classes=loaded.classes)
+            write_images(w, loaded.model, res, loaded.classes, last_step)
+    finally:
+        w.close()
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
