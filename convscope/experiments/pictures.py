@@ -13,6 +13,7 @@ import torch
 from .._atomic import atomic_write_text
 from .._check import path as check_path
 from ..errors import ConfigError
+from matplotlib.figure import Figure
 from ..viz import new_figure, save_figure
 from .result import RefineResult
 
@@ -31,7 +32,7 @@ def _series(res: RefineResult, variant: str, bn: str, key: str, relative: bool =
     return steps, vals.mean(0), std
 
 
-def curves_png(res: RefineResult, path: Path) -> Path:
+def curves_figure(res: RefineResult) -> Figure:
     """Rows: BN treatments. Columns: test accuracy, chosen-set accuracy, response gain on the kernels' top-k
     training (solid) and test (dashed) images. Lines: mean over seeds; bands: ± one standard deviation."""
     modes = list(res.runs[0].rows[0]["bn"])
@@ -58,7 +59,11 @@ def curves_png(res: RefineResult, path: Path) -> Path:
     n = len(res.config.seeds)
     fig.suptitle(f"refine {res.layer} (response: {res.response}, top {res.config.k}) on {res.data['dataset']}: "
                  f"mean ± std over {n} seeds", fontsize=11)
-    return save_figure(fig, path)
+    return fig
+
+
+def curves_png(res: RefineResult, path: Path) -> Path:
+    return save_figure(curves_figure(res), path)
 
 
 def per_class_png(res: RefineResult, path: Path) -> Path:

@@ -231,9 +231,9 @@ def edge_experiment(images: torch.Tensor | np.ndarray, filter: str = "sobel-x", 
                       torch.cat(nz_after).numpy(), int(c * h * w), outs, exact, float(tolerance), pad)
 
 
-def edges_png(images: torch.Tensor, res: EdgeResult, path, n: int = 6):
+def edges_figure(images: torch.Tensor | np.ndarray, res: EdgeResult, n: int = 6):
     """Rows: input, filter output (diverging colours, 0 = white), after ReLU; and the count distributions."""
-    from ..viz import new_figure, save_figure
+    from ..viz import new_figure
 
     n = min(n, len(res.outputs))
     fig = new_figure(2.0 * n + 1, 9.2)
@@ -259,4 +259,10 @@ def edges_png(images: torch.Tensor, res: EdgeResult, path, n: int = 6):
     ax.set_xlabel(f"non-zero pixels per image (of {res.pixels})")
     ax.set_ylabel("images")
     ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return fig
+
+
+def edges_png(images: torch.Tensor, res: EdgeResult, path, n: int = 6):
+    from ..viz import save_figure
+
+    return save_figure(edges_figure(images, res, n), path)

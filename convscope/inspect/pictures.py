@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import nn
 
@@ -103,42 +104,46 @@ def feature_maps_png(maps: dict[str, torch.Tensor], image: torch.Tensor, path: P
     return save_figure(fig, path)
 
 
-def topk_png(dataset_images: torch.Tensor, records: list[list[TopRecord]], field: Field | None, path_patches: Path,
-             path_images: Path, title: str, max_channels: int = 16) -> tuple[Path, Path]:
-    """Two grids, one row per channel, best first: the image patches under each unit's receptive field
-    (padding shown grey), and the whole images with the field's box drawn."""
+def topk_figure(dataset_images: torch.Tensor, records: list[list[TopRecord]], field: Field | None, kind: str,
+                title: str, max_channels: int = 16) -> Figure:
+    """A grid, one row per channel, best first: for ``kind="patches"`` the image patches under each unit's
+    receptive field (padding shown grey), for ``kind="images"`` the whole images with the field's box drawn."""
     chans = records[:max_channels]
     k = max(len(r) for r in chans)
     h, w = dataset_images.shape[2:]
-    figs = []
-    for kind in ("patches", "images"):
-        fig = new_figure(0.95 * k + 1.2, 0.95 * len(chans) + 0.8)
-        axes = fig.subplots(len(chans), k, squeeze=False)
-        for c, recs in enumerate(chans):
-            for j in range(k):
-                ax = axes[c][j]
-                _bare(ax)
-                if j >= len(recs):
-                    continue
-                rec = recs[j]
-                img = dataset_images[rec.index].permute(1, 2, 0).float().numpy() / 255.0
-                if field is None or field.is_global:
-                    t, l, b, r = 0, 0, h - 1, w - 1
-                else:
-                    t, l, b, r = field.box(rec.y, rec.x)
-                if kind == "patches":
-                    patch = np.full((b - t + 1, r - l + 1, img.shape[2]), 0.5)       # grey = padding
-                    tt, ll, bb, rr = max(t, 0), max(l, 0), min(b, h - 1), min(r, w - 1)
-                    patch[tt - t:bb - t + 1, ll - l:rr - l + 1] = img[tt:bb + 1, ll:rr + 1]
-                    ax.imshow(patch[..., 0] if patch.shape[2] == 1 else patch, cmap="gray", vmin=0, vmax=1,
-                              interpolation="nearest")
-                else:
-                    ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1,
-                              interpolation="nearest")
-                    ax.add_patch(Rectangle((l - 0.5, t - 0.5), r - l + 1, b - t + 1, fill=False, color="red", lw=1))
-                ax.set_title(f"#{rec.index} {rec.value:.2f}", fontsize=6)
-            axes[c][0].set_ylabel(f"ch {c}", fontsize=7)
-        fig.subplots_adjust(hspace=0.45, top=1 - 0.6 / (0.95 * len(chans) + 0.8))
-        fig.suptitle(f"{title} ({kind}: top {k} per channel, best left)", fontsize=10)
-        figs.append(save_figure(fig, path_patches if kind == "patches" else path_images))
-    return figs[0], figs[1]
+    fig = new_figure(0.95 * k + 1.2, 0.95 * len(chans) + 0.8)
+    axes = fig.subplots(len(chans), k, squeeze=False)
+    for c, recs in enumerate(chans):
+        for j in range(k):
+            ax = axes[c][j]
+            _bare(ax)
+            if j >= len(recs):
+                continue
+            rec = recs[j]
+            img = dataset_images[rec.index].permute(1, 2, 0).float().numpy() / 255.0
+            if field is None or field.is_global:
+                t, l, b, r = 0, 0, h - 1, w - 1
+            else:
+                t, l, b, r = field.box(rec.y, rec.x)
+            if kind == "patches":
+                patch = np.full((b - t + 1, r - l + 1, img.shape[2]), 0.5)       # grey = padding
+                tt, ll, bb, rr = max(t, 0), max(l, 0), min(b, h - 1), min(r, w - 1)
+                patch[tt - t:bb - t + 1, ll - l:rr - l + 1] = img[tt:bb + 1, ll:rr + 1]
+                ax.imshow(patch[..., 0] if patch.shape[2] == 1 else patch, cmap="gray", vmin=0, vmax=1,
+                          interpolation="nearest")
+            else:
+                ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1,
+                          interpolation="nearest")
+                ax.add_patch(Rectangle((l - 0.5, t - 0.5), r - l + 1, b - t + 1, fill=False, color="red", lw=1))
+            ax.set_title(f"#{rec.index} {rec.value:.2f}", fontsize=6)
+        axes[c][0].set_ylabel(f"ch {c}", fontsize=7)
+    fig.subplots_adjust(hspace=0.45, top=1 - 0.6 / (0.95 * len(chans) + 0.8))
+    fig.suptitle(f"{title} ({kind}: top {k} per channel, best left)", fontsize=10)
+    return fig
+
+
+def topk_png(dataset_images: torch.Tensor, records: list[list[TopRecord]], field: Field | None, path_patches: Path,
+             path_images: Path, title: str, max_channels: int = 16) -> tuple[Path, Path]:
+    """Two PNGs of :func:`topk_figure`: the patches and the whole images."""
+    return (save_figure(topk_figure(dataset_images, records, field, "patches", title, max_channels), path_patches),
+            save_figure(topk_figure(dataset_images, records, field, "images", title, max_channels), path_images))

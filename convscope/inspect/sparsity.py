@@ -178,8 +178,9 @@ def _summary(name: str, a: LayerCounts) -> LayerSparsity:
                          a.bins.tolist(), a.hist.tolist())
 
 
-def sparsity_png(results: list[LayerSparsity], path, title: str = ""):
-    from ..viz import new_figure, save_figure
+def sparsity_figure(results: list[LayerSparsity], title: str = ""):
+    """Share of exact and near zeros per layer (bars), then each layer's histogram of activation values."""
+    from ..viz import new_figure
 
     n = len(results)
     fig = new_figure(10, 2.2 + 2.0 * n)
@@ -201,7 +202,13 @@ def sparsity_png(results: list[LayerSparsity], path, title: str = ""):
                      f"{r.dead_channels}/{r.shape[0]} dead channels", fontsize=9)
         ax.set_xlabel("activation value")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
+
+
+def sparsity_png(results: list[LayerSparsity], path, title: str = ""):
+    from ..viz import save_figure
+
+    return save_figure(sparsity_figure(results, title), path)
 
 
 class SparsityTracker(Callback):

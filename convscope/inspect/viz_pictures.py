@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from matplotlib.figure import Figure
 from ..viz import new_figure, save_figure
 from .audit import MethodAudit
 from .projection import Projections
@@ -29,8 +30,8 @@ def _show(ax, img: np.ndarray, **kw) -> None:
     _bare(ax)
 
 
-def visualization_png(vis: Visualization, dataset_images: torch.Tensor | None, path: Path, title: str,
-                      max_units: int = 32, per_row: int = 8) -> Path:
+def visualization_figure(vis: Visualization, dataset_images: torch.Tensor | None, title: str, max_units: int = 32,
+                         per_row: int = 8) -> Figure:
     """Each unit: its optimized image and, beside it, the best dataset image by the same measure."""
     n = min(len(vis.channels), max_units)
     pair = 2 if vis.natural_indices is not None and dataset_images is not None else 1
@@ -55,7 +56,13 @@ def visualization_png(vis: Visualization, dataset_images: torch.Tensor | None, p
     extra = "" if beat is None else f"; optimized > best natural image for {100 * beat:.0f}% of units"
     fig.suptitle(f"{title}\n(optimized image: unit, value | best dataset image, grey: index, value{extra})",
                  fontsize=9)
-    return save_figure(fig, path)
+    return fig
+
+
+def visualization_png(vis: Visualization, dataset_images: torch.Tensor | None, path: Path, title: str,
+                      max_units: int = 32, per_row: int = 8) -> Path:
+    """Each unit: its optimized image and, beside it, the best dataset image by the same measure."""
+    return save_figure(visualization_figure(vis, dataset_images, title, max_units, per_row), path)
 
 
 def _crop(img: np.ndarray, box: tuple[int, int, int, int], fill: float) -> np.ndarray:
@@ -98,7 +105,7 @@ def projections_png(proj: Projections, dataset_images: torch.Tensor, path: Path,
     return save_figure(fig, path)
 
 
-def overlay_png(image_u8: torch.Tensor, maps: dict[str, np.ndarray], path: Path, title: str) -> Path:
+def overlay_figure(image_u8: torch.Tensor, maps: dict[str, np.ndarray], title: str) -> Figure:
     """One image (C, H, W) uint8 and each method's map over it (|map| in colour, scaled to its own max)."""
     fig = new_figure(1.6 * (len(maps) + 1) + 0.4, 2.2)
     axes = fig.subplots(1, len(maps) + 1, squeeze=False)[0]
@@ -113,10 +120,14 @@ def overlay_png(image_u8: torch.Tensor, maps: dict[str, np.ndarray], path: Path,
         _bare(ax)
         ax.set_title(name.replace("_", " "), fontsize=8)
     fig.suptitle(title, fontsize=9)
-    return save_figure(fig, path)
+    return fig
 
 
-def audit_png(rows: list[MethodAudit], path: Path, title: str) -> Path:
+def overlay_png(image_u8: torch.Tensor, maps: dict[str, np.ndarray], path: Path, title: str) -> Path:
+    return save_figure(overlay_figure(image_u8, maps, title), path)
+
+
+def audit_figure(rows: list[MethodAudit], title: str) -> Figure:
     """Three panels: cascading randomization (rank correlation), deletion and insertion curves."""
     fig = new_figure(13, 3.8)
     ax_r, ax_d, ax_i = fig.subplots(1, 3)
@@ -145,4 +156,8 @@ def audit_png(rows: list[MethodAudit], path: Path, title: str) -> Path:
         ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=10, y=1.0)
     fig.subplots_adjust(bottom=0.3, wspace=0.3, top=0.85)
-    return save_figure(fig, path)
+    return fig
+
+
+def audit_png(rows: list[MethodAudit], path: Path, title: str) -> Path:
+    return save_figure(audit_figure(rows, title), path)

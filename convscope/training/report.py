@@ -12,6 +12,7 @@ from PIL import Image
 from .._atomic import atomic_write_bytes
 from ..data.prepare import default_mode, prepare_image
 from ..models.forward import iter_batches
+from matplotlib.figure import Figure
 from ..viz import new_figure, save_figure
 from .evaluate import EvalResult
 from .run import Run
@@ -28,7 +29,8 @@ def confusion_table(res: EvalResult, classes: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def confusion_png(res: EvalResult, classes: tuple[str, ...], path: Path) -> Path:
+def confusion_figure(res: EvalResult, classes: tuple[str, ...]) -> Figure:
+    """The confusion matrix, each row coloured by the fraction of its true class, counts written in."""
     k = len(classes)
     fig = new_figure(1.2 + 0.55 * k, 1.0 + 0.5 * k)
     ax = fig.subplots()
@@ -45,7 +47,11 @@ def confusion_png(res: EvalResult, classes: tuple[str, ...], path: Path) -> Path
     ax.set_ylabel("true")
     ax.set_title(f"accuracy {100 * res.accuracy:.2f}% on {res.n:,} images")
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
-    return save_figure(fig, path)
+    return fig
+
+
+def confusion_png(res: EvalResult, classes: tuple[str, ...], path: Path) -> Path:
+    return save_figure(confusion_figure(res, classes), path)
 
 
 @torch.no_grad()
