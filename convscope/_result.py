@@ -93,7 +93,10 @@ def html_table(table: Table, max_rows: int = HTML_ROWS) -> str:
 
 
 def png_img(png: bytes, caption: str = "") -> str:
-    """An ``<img>`` holding the PNG inline (base64 data URI), with its caption."""
+    """An ``<img>`` holding the PNG inline (base64 data URI), with its caption; no bytes: the caption alone (a
+    picture that could not be drawn says why)."""
+    if not png:
+        return f"<p><em>{html.escape(caption)}</em></p>"
     src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
     cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
     return f'<figure style="margin:0.3em 0"><img src="{src}" style="max-width:100%"/>{cap}</figure>'
