@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from matplotlib.figure import Figure
 from ..viz import new_figure, save_figure
-from .audit import MethodAudit
-from .projection import Projections
-from .visualize import Visualization
+if TYPE_CHECKING:   # the result classes draw their displays with these functions: no import back at run time
+    from .audit import MethodAudit
+    from .projection import Projections
+    from .visualize import Visualization
 
 
 def _bare(ax) -> None:
@@ -103,6 +105,30 @@ def projections_png(proj: Projections, dataset_images: torch.Tensor, path: Path,
         axes[0][j].set_title(name, fontsize=8, loc="left")
     fig.suptitle(f"{title}: top-{k} activations per unit, projected to pixels (grey = 0)", fontsize=9)
     return save_figure(fig, path)
+
+
+def attribution_figure(inputs: np.ndarray, maps: np.ndarray, target: list[int], title: str, max_images: int = 8,
+                       classes: list[str] | None = None) -> Figure:
+    """Top row: the inputs (N, C, H, W), each stretched to its own range; bottom row: each map (N, h, w), signed
+    maps in diverging colours around 0 (white), non-negative ones from black; each on its own scale."""
+    n = min(len(maps), max_images)
+    fig = new_figure(1.5 * n + 0.6, 3.6)
+    axes = fig.subplots(2, n, squeeze=False)
+    for i in range(n):
+        x = inputs[i].astype(np.float64)
+        _show(axes[0][i], (x - x.min()) / ((x.max() - x.min()) or 1.0), vmin=0, vmax=1)
+        name = classes[target[i]] if classes and 0 <= target[i] < len(classes) else str(target[i])
+        axes[0][i].set_title(f"#{i}, target {name}", fontsize=7)
+        m = maps[i]
+        top = float(np.abs(m).max()) or 1.0
+        if m.min() < 0:
+            axes[1][i].imshow(m, cmap="RdBu_r", vmin=-top, vmax=top, interpolation="nearest")
+        else:
+            axes[1][i].imshow(m, cmap="inferno", vmin=0, vmax=top, interpolation="nearest")
+        _bare(axes[1][i])
+    axes[1][0].set_ylabel("map", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    return fig
 
 
 def overlay_figure(image_u8: torch.Tensor, maps: dict[str, np.ndarray], title: str) -> Figure:
