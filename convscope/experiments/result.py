@@ -122,7 +122,7 @@ class RefineResult(RichDisplay):
 
     def _pictures(self) -> list[tuple[str, bytes]]:
         from ..viz import figure_png
-        from .pictures import curves_figure
+        from .curves import curves_figure
 
         return [("test accuracy, accuracy on the chosen images and response change along the steps "
                  "(mean ± std over seeds)", figure_png(curves_figure(self)))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,8 +13,9 @@ from matplotlib.patches import Rectangle
 from torch import nn
 
 from ..viz import new_figure, save_figure
-from .receptive_field import Field
-from .topk import TopRecord
+if TYPE_CHECKING:   # topk's display draws with topk_figure: no import back at run time
+    from .receptive_field import Field
+    from .topk import TopRecord
 
 
 def _grid(n: int, max_cols: int = 16) -> tuple[int, int]:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-
 from matplotlib.figure import Figure
+
 from ..viz import new_figure, save_figure
 if TYPE_CHECKING:   # the result classes draw their displays with these functions: no import back at run time
     from .audit import MethodAudit

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from matplotlib.figure import Figure
 
 from ..conv.conv_matrix import conv_pattern
 from ..conv.geometry import ConvGeometry
-from matplotlib.figure import Figure
 from ..viz import new_figure, save_figure
 
 

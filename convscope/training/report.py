@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
+from matplotlib.figure import Figure
 
 from .._atomic import atomic_write_bytes
 from ..data.prepare import default_mode, prepare_image
 from ..models.forward import iter_batches
-from matplotlib.figure import Figure
 from ..viz import new_figure, save_figure
 from .evaluate import EvalResult
-from .run import Run
+
+if TYPE_CHECKING:   # a Run's display draws its confusion matrix here: no import back at run time
+    from .run import Run
 
 
 def confusion_table(res: EvalResult, classes: tuple[str, ...]) -> str:
