@@ -14,9 +14,9 @@ from .._atomic import atomic_write_text
 from .._check import path as check_path
 from ..errors import ConfigError
 from ..viz import new_figure, save_figure
-
 from .curves import BN_LABEL, COLOURS, curves_figure
 from .result import RefineResult
+
 
 def curves_png(res: RefineResult, path: Path) -> Path:
     return save_figure(curves_figure(res), path)
