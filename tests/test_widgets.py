@@ -86,3 +86,85 @@ def test_widget_javascript_is_the_web_helpers_plus_its_own_module():
     common = (Path(__file__).resolve().parents[1] / "convscope" / "web" / "static" / "common.js").read_text()
     assert esm.startswith(common) and "export default { render }" in esm
     assert "fetch(" not in esm and "http" not in esm.replace("https://", "")   # no server, no network
+
+
+# ------------------------------------------------------------------ the widget's JavaScript in Chromium
+
+
+FAKE_MODEL = """async (esm) => {
+  // anywidget's model interface (get/set/save_changes/on/off), relayed to the Python widget by the test
+  window.__state = {image: "", prediction: {}, error: "", updates: 0};
+  window.__handlers = {}; window.__sent = [];
+  window.__model = {
+    get: (k) => window.__state[k],
+    set: (k, v) => { window.__state[k] = v; if (k === "image") window.__sent.push(v); },
+    save_changes: () => {},
+    on: (ev, f) => { (window.__handlers[ev] = window.__handlers[ev] || []).push(f); },
+    off: (ev, f) => { window.__handlers[ev] = (window.__handlers[ev] || []).filter((g) => g !== f); },
+  };
+  window.__push = (k, v) => { window.__state[k] = v; (window.__handlers["change:" + k] || []).forEach((f) => f()); };
+  const url = URL.createObjectURL(new Blob([esm], {type: "text/javascript"}));
+  const mod = await import(url);
+  mod.default.render({model: window.__model, el: document.getElementById("host")});
+}"""
+
+
+def _relay(page, w) -> int:
+    """Send the pictures the page queued to the Python widget and its answers back, as the comm does."""
+    n = 0
+    for _ in range(200):
+        sent = page.evaluate("() => window.__sent.splice(0)")
+        if not sent:
+            page.wait_for_timeout(100)
+            if not page.evaluate("() => window.__sent.length"):
+                return n
+            continue
+        for url in sent:
+            w.image = url
+            page.evaluate("([p, e]) => { window.__push('prediction', p); window.__push('error', e); }",
+                          [w.prediction, w.error])
+            page.evaluate("(u) => window.__push('updates', u)", w.updates)
+            n += 1
+    raise AssertionError("the page kept sending")
+
+
+def test_widget_draws_and_paints_in_chromium(small_run):
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("Chromium is not installed (/usr/bin/chromium)")
+    from convscope.widgets.draw import CSS, DrawWidget
+
+    w = draw(small_run)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                    args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            errors, requests = [], []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.set_content(f"<html><head><style>{CSS}</style></head><body><div id='host'></div></body></html>")
+            page.evaluate(FAKE_MODEL, DrawWidget._esm)
+            assert _relay(page, w) == 1 and w.prediction["no_ink"]          # the empty canvas, sent at once
+            n_maps = sum(layer["shape"][0] for layer in w.prediction["layers"])
+            assert page.locator(".cs-map").count() == n_maps
+            box = page.locator(".cs-pad").bounding_box()
+            page.mouse.move(box["x"] + 0.3 * box["width"], box["y"] + 0.2 * box["height"])
+            page.mouse.down()
+            for t in np.linspace(0, 1, 12):                                  # a stroke: updates while drawing
+                page.mouse.move(box["x"] + (0.3 + 0.4 * t) * box["width"], box["y"] + (0.2 + 0.6 * t) * box["height"])
+                _relay(page, w)
+            page.mouse.up()
+            _relay(page, w)
+            assert w.updates >= 3 and not w.prediction["no_ink"] and not errors
+            assert page.locator(".cs-prediction").inner_text() == w.prediction["prediction"]
+            shown = page.evaluate("() => [...document.querySelectorAll('.cs-val')].map((e) => e.textContent)")
+            assert shown == [f"{100 * p:.1f}%" for p in w.prediction["probabilities"]]
+            painted = page.evaluate("""() => [...document.querySelectorAll('.cs-map')].map((c) => {
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i] + d[i + 1] + d[i + 2]; return s; })""")
+            assert len(painted) == n_maps and all(s > 0 for s in painted)    # every map painted
+            assert all(u.startswith(("about:", "blob:", "data:")) for u in requests), requests   # no network
+        finally:
+            browser.close()
