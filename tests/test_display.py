@@ -198,3 +198,27 @@ def test_onnx_export_display():
     assert "same top class for 2,000 of 2,000 (identical predictions)" in text
     assert "x" * 77 + "..." in html and "x" * 78 not in html
     assert exp.to_dict()["check"]["n"] == 2000
+
+
+def test_layers_and_filters_of_any_module():
+    from convscope.errors import ConfigError
+    from convscope.inspect import filters, list_layers
+
+    model = torch.nn.Sequential()
+    model.add_module("edge", torch.nn.Conv2d(1, 3, 3, padding=1))
+    model.add_module("act", torch.nn.ReLU())
+    model.add_module("pool", torch.nn.AdaptiveAvgPool2d(1))
+    model.add_module("flat", torch.nn.Flatten())
+    model.add_module("out", torch.nn.Linear(3, 2))
+    layers = list_layers(model, (1, 8, 8))
+    text, html = shown(layers, n_pictures=0)
+    assert "<tr><td>edge</td><td>Conv2d</td><td>3 x 8 x 8</td><td>30</td></tr>" in html
+    assert text.splitlines()[0] == "5 layers, 38 parameters"
+
+    f = filters(model, "edge")
+    text, html = shown(f, n_pictures=1)
+    w = model.edge.weight.detach().double().numpy()
+    for a in range(3):                                              # the norms against the weights themselves
+        assert f"<td>{a}</td><td>{np.linalg.norm(w[a]):.4g}</td>" in html
+    with pytest.raises(ConfigError, match="not one conv layer.*conv layers: edge"):
+        filters(model, "out")

@@ -9,7 +9,8 @@ from .attribution import METHODS as ATTRIBUTION_METHODS
 from .attribution import Attribution, attribute, explain
 from .audit import AuditTable, MethodAudit, audit, audit_method, audit_table, deletion_insertion, randomization_check
 from .edges import FILTERS, EdgeResult, edge_experiment
-from .hooks import LayerInfo, capture, list_layers
+from .filters import Filters, filters
+from .hooks import LayerInfo, LayerTable, capture, list_layers
 from .projection import Projections, project, projections
 from .receptive_field import (
                               Field,
@@ -25,9 +26,9 @@ from .topk import TopK, TopRecord, topk
 from .visualize import Visualization, visualize
 
 __all__ = ["ATTRIBUTION_METHODS", "Attribution", "AuditTable", "EdgeResult", "FILTERS", "Field", "FieldReport",
-           "FieldRow", "LayerInfo", "LayerSparsity", "MethodAudit", "Projections", "SparsityReport", "SparsityTracker",
-           "Target", "TopK", "TopRecord", "Visualization", "activation_sparsity", "attribute", "audit", "audit_method",
-           "audit_table", "capture", "deletion_insertion", "edge_experiment", "empirical_receptive_field", "eval_mode",
-           "explain", "from_model_file", "from_run", "hook_count", "layer_input_shapes", "list_layers", "objectives",
-           "project", "projections", "randomization_check", "receptive_field_report", "receptive_fields", "topk",
-           "visualize"]
+           "FieldRow", "Filters", "LayerInfo", "LayerSparsity", "LayerTable", "MethodAudit", "Projections",
+           "SparsityReport", "SparsityTracker", "Target", "TopK", "TopRecord", "Visualization", "activation_sparsity",
+           "attribute", "audit", "audit_method", "audit_table", "capture", "deletion_insertion", "edge_experiment",
+           "empirical_receptive_field", "eval_mode", "explain", "filters", "from_model_file", "from_run", "hook_count",
+           "layer_input_shapes", "list_layers", "objectives", "project", "projections", "randomization_check",
+           "receptive_field_report", "receptive_fields", "topk", "visualize"]

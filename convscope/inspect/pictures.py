@@ -28,7 +28,7 @@ def _bare(ax) -> None:
     ax.set_yticks([])
 
 
-def kernels_png(conv: nn.Conv2d, path: Path, title: str, max_out: int = 64, max_in: int = 16) -> Path:
+def kernels_figure(conv: nn.Conv2d, title: str, max_out: int = 64, max_in: int = 16) -> Figure:
     """First layer (1 or 3 input channels): one tile per output channel (RGB as colour). Deeper layers: a grid
     of output channels (rows) x input channels (columns). Diverging colours, 0 = white, shared scale."""
     w = conv.weight.detach().float().cpu().numpy()                  # (O, I, kh, kw)
@@ -46,7 +46,7 @@ def kernels_png(conv: nn.Conv2d, path: Path, title: str, max_out: int = 64, max_
                 ax.imshow(k, interpolation="nearest")
                 ax.set_title(str(a), fontsize=7)
         fig.suptitle(f"{title}: {o} kernels (RGB, each stretched to its own range)", fontsize=10)
-        return save_figure(fig, path)
+        return fig
     o_show, i_show = min(o, max_out), min(i, max_in)
     vmax = float(np.abs(w[:o_show, :i_show]).max()) or 1.0
     if i == 1:
@@ -73,7 +73,11 @@ def kernels_png(conv: nn.Conv2d, path: Path, title: str, max_out: int = 64, max_
     fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.02, label="weight")
     shown = "" if (o_show, i_show) == (o, i) else f" (first {o_show} x {i_show} of {o} x {i})"
     fig.suptitle(f"{title}: {o} x {i} kernels {w.shape[2]}x{w.shape[3]}{shown}", fontsize=10)
-    return save_figure(fig, path)
+    return fig
+
+
+def kernels_png(conv: nn.Conv2d, path: Path, title: str, max_out: int = 64, max_in: int = 16) -> Path:
+    return save_figure(kernels_figure(conv, title, max_out, max_in), path)
 
 
 def feature_maps_png(maps: dict[str, torch.Tensor], image: torch.Tensor, path: Path, title: str,
