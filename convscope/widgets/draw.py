@@ -125,6 +125,6 @@ def draw(run: Run | str | os.PathLike[str]) -> DrawWidget:
         run = load_run(run)
     if not isinstance(run, Run):
         raise ConfigError(f"run: expected a convscope Run (convscope.train(...) or convscope.load_run(path)) or a run "
-                          f"directory, got {type(run).__name__}; to draw on your own nn.Module, train it as a run "
-                          "first (docs/notebooks.md)")
+                          f"directory, got {type(run).__name__}: the widget needs what a run records besides the model "
+                          "(input shape, normalization, class names, how pictures are prepared)")
     return DrawWidget(run)
