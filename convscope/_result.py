@@ -48,6 +48,7 @@ class ResultMixin:
 
 TEXT_ROWS = 20    # rows of a table shown in a terminal before "... N more"
 HTML_ROWS = 60    # rows of a table shown in a notebook
+CAPTION_STYLE = "caption-side: top; text-align: left; white-space: nowrap; font-style: italic"
 
 
 @dataclasses.dataclass
@@ -88,7 +89,7 @@ def html_table(table: Table, max_rows: int = HTML_ROWS) -> str:
     body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in table.rows[:max_rows])
     if len(table.rows) > max_rows:
         body += f'<tr><td colspan="{len(table.header)}">... {len(table.rows) - max_rows} more rows</td></tr>'
-    cap = f"<caption>{esc(table.caption)}</caption>" if table.caption else ""
+    cap = f'<caption style="{CAPTION_STYLE}">{esc(table.caption)}</caption>' if table.caption else ""
     return f'<table class="convscope">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
