@@ -5,7 +5,8 @@ unit (the same subpackage, which must then form no cycle) or of a LOWER level. A
 or of anything above is a failure, and so is any cycle. From the top:
 
     convscope, __main__           the public facade (training API imported on first use); ``python -m``
-    cli                           one module per command: parse, call one library function, print
+    cli, widgets                  one module per command: parse, call one library function, print; the
+                                  Jupyter widgets (anywidget) on the web app's computations
     web, experiments, benchmark, tune   the browser app and report; experiments combining training and
                                   inspection; hyperparameter search (Optuna) over training runs
     training                      the loop, engines, config, checkpoints; a run read back as a Run
@@ -47,7 +48,7 @@ PKG = Path(__file__).resolve().parents[1] / "convscope"
 # top to bottom; each tuple is one level, its names the units (subpackages and top-level modules) on it
 LEVELS: list[tuple[str, ...]] = [
     ("convscope", "__main__"),
-    ("cli",),
+    ("cli", "widgets"),
     ("web", "experiments", "benchmark", "tune"),
     ("training",),
     ("inspect", "matrix"),

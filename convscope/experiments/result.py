@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._result import Display, RichDisplay, Table, text_table
 from ..configs import BN_MODES, VARIANTS, RefineConfig
 from ..errors import ConfigError
 
@@ -43,9 +44,10 @@ def _spread(values: list[float]) -> dict:
             "min": float(a.min()), "max": float(a.max()), "n": len(a)}
 
 
-@dataclass
-class RefineResult:
-    """Everything the experiment measured; ``to_dict()`` is what ``results.json`` holds."""
+@dataclass(repr=False)
+class RefineResult(RichDisplay):
+    """Everything the experiment measured; ``to_dict()`` is what ``results.json`` holds. Displays as its tables
+    and curves (in a terminal: the tables)."""
 
     config: RefineConfig
     layer: str
@@ -91,24 +93,39 @@ class RefineResult:
         measured = self.runs[0].rows[0]["bn"] if self.runs else {}   # a model without BatchNorm: "frozen" only
         return {bn: {v: self.final(v, bn) for v in self.config.variants} for bn in self.config.bn if bn in measured}
 
+    def tables(self) -> list[Table]:
+        """The final numbers (mean ± std over seeds), one table per BN treatment."""
+        def pm(s, scale=100.0, fmt=".2f"):
+            return f"{scale * s['mean']:{fmt}}±{scale * s['std']:{fmt}}"
+        out = []
+        for bn, per in self.summary().items():
+            rows = [[v, str(int(f["chosen_images"]["mean"])), pm(f["test_accuracy"]), pm(f["test_accuracy_change"]),
+                     pm(f["chosen_accuracy"]), f"{100 * f['gap']['mean']:.2f}",
+                     pm(f["response_topk_train_gain"], 100, "+.1f") + "%",
+                     pm(f["response_topk_test_gain"], 100, "+.1f") + "%", f"{f['weight_change']['mean']:.4f}"]
+                    for v, f in per.items()]
+            out.append(Table(["variant", "images", "test acc %", "change pp", "chosen acc %", "gap pp",
+                              "resp top-k train", "resp top-k test", "|dW|/|W|"], rows,
+                             f"BN statistics {bn}: test accuracy at step 0 "
+                             f"{100 * self.runs[0].rows[0]['bn'][bn]['test_accuracy']:.2f}%"))
+        return out
+
     def table(self) -> str:
         """A plain-text table of the final numbers (mean ± std over seeds), one block per BN treatment."""
-        lines = []
-        for bn, per in self.summary().items():
-            lines.append(f"BN statistics {bn}: test accuracy at step 0 "
-                         f"{100 * self.runs[0].rows[0]['bn'][bn]['test_accuracy']:.2f}%")
-            lines.append(f"  {'variant':<15}{'images':>7} {'test acc %':>15} {'change pp':>14} {'chosen acc %':>15} "
-                         f"{'gap pp':>8} {'resp top-k train':>17} {'resp top-k test':>16} {'|dW|/|W|':>9}")
-            for v, f in per.items():
-                def pm(s, scale=100.0, fmt=".2f"):
-                    return f"{scale * s['mean']:{fmt}}±{scale * s['std']:{fmt}}"
-                lines.append(f"  {v:<15}{int(f['chosen_images']['mean']):>7} {pm(f['test_accuracy']):>15} "
-                             f"{pm(f['test_accuracy_change']):>14} {pm(f['chosen_accuracy']):>15} "
-                             f"{100 * f['gap']['mean']:>8.2f} "
-                             f"{pm(f['response_topk_train_gain'], 100, '+.1f') + '%':>17}"
-                             f" {pm(f['response_topk_test_gain'], 100, '+.1f') + '%':>16} "
-                             f"{f['weight_change']['mean']:>9.4f}")
-        return "\n".join(lines)
+        return "\n".join(text_table(t, max_rows=len(t.rows)) for t in self.tables())
+
+    def _display(self) -> Display:
+        c = self.config
+        return Display(f"refine {self.layer} on {self.data.get('dataset', '?')}: {len(c.variants)} variants x "
+                       f"{len(c.seeds)} seeds, top {c.k}, {c.steps} steps",
+                       [f"response: {self.response}", self.bn_note, f"{self.seconds:.1f} s"], self.tables())
+
+    def _pictures(self) -> list[tuple[str, bytes]]:
+        from ..viz import figure_png
+        from .curves import curves_figure
+
+        return [("test accuracy, accuracy on the chosen images and response change along the steps "
+                 "(mean ± std over seeds)", figure_png(curves_figure(self)))]
 
     def to_dict(self) -> dict:
         return {"experiment": "refine", "config": self.config.to_dict(), "layer": self.layer,

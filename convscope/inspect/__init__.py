@@ -7,9 +7,10 @@ from ..models.probe import eval_mode, layer_input_shapes
 from . import objectives
 from .attribution import METHODS as ATTRIBUTION_METHODS
 from .attribution import Attribution, attribute, explain
-from .audit import MethodAudit, audit, audit_method, audit_table, deletion_insertion, randomization_check
+from .audit import AuditTable, MethodAudit, audit, audit_method, audit_table, deletion_insertion, randomization_check
 from .edges import FILTERS, EdgeResult, edge_experiment
-from .hooks import LayerInfo, capture, list_layers
+from .filters import Filters, filters
+from .hooks import LayerInfo, LayerTable, capture, list_layers
 from .projection import Projections, project, projections
 from .receptive_field import (
                               Field,
@@ -19,14 +20,15 @@ from .receptive_field import (
                               receptive_field_report,
                               receptive_fields,
 )
-from .sparsity import LayerSparsity, SparsityTracker, activation_sparsity
+from .sparsity import LayerSparsity, SparsityReport, SparsityTracker, activation_sparsity
 from .target import Target, from_model_file, from_run
-from .topk import TopRecord, topk
+from .topk import TopK, TopRecord, topk
 from .visualize import Visualization, visualize
 
-__all__ = ["ATTRIBUTION_METHODS", "Attribution", "EdgeResult", "FILTERS", "Field", "FieldReport", "FieldRow",
-           "LayerInfo", "LayerSparsity", "MethodAudit", "Projections", "SparsityTracker", "Target", "TopRecord",
-           "Visualization", "activation_sparsity", "attribute", "audit", "audit_method", "audit_table", "capture",
-           "deletion_insertion", "edge_experiment", "empirical_receptive_field", "eval_mode", "explain",
-           "from_model_file", "from_run", "hook_count", "layer_input_shapes", "list_layers", "objectives", "project",
-           "projections", "randomization_check", "receptive_field_report", "receptive_fields", "topk", "visualize"]
+__all__ = ["ATTRIBUTION_METHODS", "Attribution", "AuditTable", "EdgeResult", "FILTERS", "Field", "FieldReport",
+           "FieldRow", "Filters", "LayerInfo", "LayerSparsity", "LayerTable", "MethodAudit", "Projections",
+           "SparsityReport", "SparsityTracker", "Target", "TopK", "TopRecord", "Visualization", "activation_sparsity",
+           "attribute", "audit", "audit_method", "audit_table", "capture", "deletion_insertion", "edge_experiment",
+           "empirical_receptive_field", "eval_mode", "explain", "filters", "from_model_file", "from_run", "hook_count",
+           "layer_input_shapes", "list_layers", "objectives", "project", "projections", "randomization_check",
+           "receptive_field_report", "receptive_fields", "topk", "visualize"]

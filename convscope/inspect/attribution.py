@@ -19,6 +19,7 @@ from torch import nn
 
 from .._check import is_int
 from .._check import seed as check_seed
+from .._result import Display, RichDisplay, Table
 from ..errors import ConfigError, ConvscopeError
 from ..models.forward import model_input
 from ..models.layers import resolve_layers
@@ -339,9 +340,10 @@ class DegenerateMapWarning(UserWarning):
     """An attribution method returned constant (e.g. all-zero) maps for some inputs."""
 
 
-@dataclass
-class Attribution:
-    """:func:`explain`'s result: the maps and what they rest on."""
+@dataclass(repr=False)
+class Attribution(RichDisplay):
+    """:func:`explain`'s result: the maps and what they rest on. Displays as a table per image and the maps under
+    their inputs."""
 
     method: str
     maps: np.ndarray                # (N, H, W) float32 (Grad-CAM without upsampling: the layer's (h, w))
@@ -351,6 +353,30 @@ class Attribution:
     baseline: str | None = None     # what "absent" means for methods that need a reference input
     degenerate_fraction: float = 0.0    # share of images whose map is constant (all-zero included)
     degenerate_indices: list[int] = field(default_factory=list)
+    inputs: np.ndarray | None = field(default=None, repr=False)   # (N, C, H, W) the model inputs explained
+
+    def _display(self) -> Display:
+        lines = [f"maps {tuple(self.maps.shape)} float32"]
+        if self.layer:
+            lines.append(f"layer {self.layer}" + (f" ({self.layer_reason})" if self.layer_reason else ""))
+        if self.baseline:
+            lines.append(f"baseline: {self.baseline}")
+        if self.warning:
+            lines.append(self.warning)
+        bad = set(self.degenerate_indices)
+        rows = [[str(i), str(t), f"{float(m.min()):.3g}", f"{float(m.max()):.3g}", "constant" if i in bad else ""]
+                for i, (t, m) in enumerate(zip(self.target, self.maps))]
+        return Display(f"Attribution ({self.method}) of {len(self.maps)} image(s)", lines,
+                       [Table(["image", "target class", "map min", "map max", "note"], rows)])
+
+    def _pictures(self) -> list[tuple[str, bytes]]:
+        if self.inputs is None:
+            return []
+        from ..viz import figure_png
+        from .viz_pictures import attribution_figure
+
+        return [("inputs (top) and their maps (bottom), up to 8", figure_png(attribution_figure(
+            self.inputs, self.maps, self.target, f"{self.method}" + (f" at {self.layer}" if self.layer else ""))))]
 
     @property
     def warning(self) -> str | None:
@@ -398,7 +424,7 @@ def explain(model: nn.Module, inputs: torch.Tensor, method: str | AttributionFn,
     flat = np.flatnonzero(degenerate(maps))
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
     return Attribution(name, maps, tgt.tolist(), layer, reason, baseline_of(method), len(flat) / len(maps),
-                       flat.tolist())
+                       flat.tolist(), inputs.detach().cpu().float().numpy())
 
 
 def _custom_maps(method: AttributionFn, model: nn.Module, inputs: torch.Tensor, tgt: torch.Tensor,

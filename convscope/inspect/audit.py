@@ -39,6 +39,7 @@ from torch import nn
 
 from .._check import integer
 from .._check import seed as check_seed
+from .._result import Display, RichDisplay, Table
 from ..errors import ConfigError
 from ..models.forward import iter_batches
 from ._args import check_model
@@ -402,9 +403,26 @@ def compare_with_controls(rows: list[MethodAudit], seed: int = 0) -> None:
             r.versus_controls = {c: paired_bootstrap(_score(r), s, seed=seed) for c, s in controls.items()}
 
 
+class AuditTable(RichDisplay, list):
+    """:func:`audit`'s rows (a list of :class:`MethodAudit`) that display as the audit table, its rules, and the
+    randomization, deletion and insertion curves."""
+
+    def _display(self) -> Display:
+        return Display(f"Attribution audit: {len(self)} methods and controls", audit_notes(self).splitlines(),
+                       [audit_rows(self)])
+
+    def _pictures(self) -> list[tuple[str, bytes]]:
+        if not self:
+            return []
+        from ..viz import figure_png
+        from .viz_pictures import audit_figure
+
+        return [("randomization cascade, deletion and insertion curves", figure_png(audit_figure(self, "audit")))]
+
+
 def audit(model: nn.Module, inputs: torch.Tensor, methods: Sequence[str] | None = None, target=None,
           layer: str | None = None, seed: int = 0, steps: int = 28, with_ssim: bool = False,
-          baseline: str | torch.Tensor = "mean", orders: int = 3, progress=None) -> list[MethodAudit]:
+          baseline: str | torch.Tensor = "mean", orders: int = 3, progress=None) -> AuditTable:
     """Every method (default: all of :data:`~convscope.inspect.attribution.METHODS`, guided backprop and
     deconvnet included) and every control of :data:`CONTROLS`, both checks each, then :data:`TRUST_RULE`.
     ``progress(row)`` is called after each row (the CLI writes its files there)."""
@@ -412,7 +430,7 @@ def audit(model: nn.Module, inputs: torch.Tensor, methods: Sequence[str] | None 
     for m in methods:
         check_method(m)
     tgt = resolve_target(model, inputs, target)
-    rows: list[MethodAudit] = []
+    rows = AuditTable()
     jobs = [(m, m) for m in methods] + list(CONTROLS.items())
     for name, method in jobs:
         if method is random_map:
@@ -424,21 +442,28 @@ def audit(model: nn.Module, inputs: torch.Tensor, methods: Sequence[str] | None 
     return rows
 
 
-def audit_table(rows: list[MethodAudit]) -> str:
-    """A Markdown table: one line per method and control."""
-    head = ("| method | rank corr., top layer random | rank corr., top half (rule) | rank corr., all random "
-            "| constant maps | deletion AUC | insertion AUC | score (ins. - del.) vs random, 95% CI "
-            "| vs best control, 95% CI | trust |")
-    lines = [head, "|" + "---|" * 10]
+def audit_rows(rows: list[MethodAudit]) -> Table:
+    """One row per method and control: the numbers of the audit table, formatted."""
+    header = ["method", "rank corr., top layer random", "rank corr., top half (rule)", "rank corr., all random",
+              "constant maps", "deletion AUC", "insertion AUC", "score (ins. - del.) vs random, 95% CI",
+              "vs best control, 95% CI", "trust"]
+    out = []
     for r in rows:
         f, rr = r.faithfulness, r.randomization
         ci = f["vs_random"]["ci95"]
         vc = min(r.versus_controls.values(), key=lambda v: v["mean"]) if r.versus_controls else None
         vs = f"{vc['mean']:+.3f} [{vc['ci95'][0]:+.3f}, {vc['ci95'][1]:+.3f}]" if vc else "—"
-        lines.append(f"| {r.method} | {_fmt(rr[0]['spearman'])} | {_fmt(r.randomization_score)} "
-                     f"| {_fmt(rr[-1]['spearman'])} | {r.degenerate_fraction:.0%} | {f['deletion_auc']:.3f} "
-                     f"| {f['insertion_auc']:.3f} | {f['vs_random']['mean']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}] "
-                     f"| {vs} | {r.verdict} |")
+        out.append([r.method, _fmt(rr[0]["spearman"]), _fmt(r.randomization_score), _fmt(rr[-1]["spearman"]),
+                    f"{r.degenerate_fraction:.0%}", f"{f['deletion_auc']:.3f}", f"{f['insertion_auc']:.3f}",
+                    f"{f['vs_random']['mean']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]", vs, r.verdict])
+    return Table(header, out)
+
+
+def audit_table(rows: list[MethodAudit]) -> str:
+    """A Markdown table: one line per method and control."""
+    t = audit_rows(rows)
+    lines = ["| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
+    lines += ["| " + " | ".join(r) + " |" for r in t.rows]
     return "\n".join(lines)
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._result import Display, RichDisplay, Table
 from ..configs import EDGE_FILTERS
 from ..errors import ConfigError, DataError
 
@@ -135,8 +136,11 @@ def same_padding(kh: int, kw: int) -> tuple[int, int, int, int]:
     return left, kw - 1 - left, top, kh - 1 - top
 
 
-@dataclass
-class EdgeResult:
+@dataclass(repr=False)
+class EdgeResult(RichDisplay):
+    """Non-zero counts of each image before the filter, after it and after ReLU. Displays as the summary table
+    and the picture of the first images with the count distributions."""
+
     filter: str
     kernel: np.ndarray
     nonzero_input: np.ndarray      # (N,) non-zero pixels of each input image
@@ -147,6 +151,29 @@ class EdgeResult:
     exact: bool = True             # integer kernel on integer images: float64 sums are exact, zero means 0
     tolerance: float = 0.0         # otherwise an output counts as zero when |y| <= tolerance
     padding: tuple[int, int, int, int] = (1, 1, 1, 1)   # left, right, top, bottom
+    inputs: np.ndarray | None = field(default=None, repr=False)   # (n_keep, C, H, W) the images of ``outputs``
+
+    def _display(self) -> Display:
+        s = self.summary()
+        rows = [[stage, f"{st['mean']:.1f}", f"{st['median']:.0f}", f"{st['p10']:.0f}", f"{st['p90']:.0f}",
+                 str(st["min"]), str(st["max"])]
+                for stage, st in (("input", s["input_nonzero"]), (f"{self.filter} output", s["filtered_nonzero"]),
+                                  ("after ReLU", s["after_relu_nonzero"]))]
+        zero = "exact (integer kernel and pixels)" if self.exact else f"|y| <= {self.tolerance:.3g} counts as zero"
+        k = "x".join(map(str, self.kernel.shape))
+        return Display(f"Edge experiment: {self.filter} ({k}) then ReLU on {s['images']:,} images",
+                       [f"{s['input_zero_mean']:.1f} of {self.pixels} values per image exactly zero before any filter",
+                        f"ReLU zeroes {100 * s['relu_zeroed_fraction_of_nonzero']:.1f}% of the filter's non-zero "
+                        f"outputs", f"zero test: {zero}; padding (left, right, top, bottom) {self.padding}"],
+                       [Table(["non-zero values per image", "mean", "median", "p10", "p90", "min", "max"], rows)])
+
+    def _pictures(self) -> list[tuple[str, bytes]]:
+        if self.inputs is None or self.outputs is None or not len(self.outputs):
+            return []
+        from ..viz import figure_png
+
+        return [("the first images: input, filter output, after ReLU; and the counts over all images",
+                 figure_png(edges_figure(self.inputs, self)))]
 
     def summary(self) -> dict:
         def stats(a):
@@ -228,12 +255,13 @@ def edge_experiment(images: torch.Tensor | np.ndarray, filter: str = "sobel-x", 
             kept.append(y[:, 0].numpy())
     outs = np.concatenate(kept)[:keep] if kept else None
     return EdgeResult(name, k_np, torch.cat(nz_in).numpy(), torch.cat(nz_before).numpy(),
-                      torch.cat(nz_after).numpy(), int(c * h * w), outs, exact, float(tolerance), pad)
+                      torch.cat(nz_after).numpy(), int(c * h * w), outs, exact, float(tolerance), pad,
+                      x[:0 if outs is None else len(outs)].numpy())
 
 
-def edges_png(images: torch.Tensor, res: EdgeResult, path, n: int = 6):
+def edges_figure(images: torch.Tensor | np.ndarray, res: EdgeResult, n: int = 6):
     """Rows: input, filter output (diverging colours, 0 = white), after ReLU; and the count distributions."""
-    from ..viz import new_figure, save_figure
+    from ..viz import new_figure
 
     n = min(n, len(res.outputs))
     fig = new_figure(2.0 * n + 1, 9.2)
@@ -259,4 +287,10 @@ def edges_png(images: torch.Tensor, res: EdgeResult, path, n: int = 6):
     ax.set_xlabel(f"non-zero pixels per image (of {res.pixels})")
     ax.set_ylabel("images")
     ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return fig
+
+
+def edges_png(images: torch.Tensor, res: EdgeResult, path, n: int = 6):
+    from ..viz import save_figure
+
+    return save_figure(edges_figure(images, res, n), path)

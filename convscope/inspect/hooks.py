@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._result import ResultMixin
+from .._result import Display, ResultMixin, RichDisplay, Table
 from ..models.hooks import observe
 from ..models.layers import named_layers, resolve_layers
 from ..models.probe import eval_mode, zeros_forward
@@ -25,6 +25,17 @@ class LayerInfo(ResultMixin):
     kind: str
     output_shape: tuple[int, ...]   # one example's, without the batch dimension
     parameters: int
+
+
+class LayerTable(RichDisplay, list):
+    """:func:`list_layers`'s rows (a list of :class:`LayerInfo`), displayed as a table."""
+
+    def _display(self) -> Display:
+        rows = [[li.name, li.kind, " x ".join(map(str, li.output_shape)) or "(no tensor)", f"{li.parameters:,}"]
+                for li in self]
+        total = sum(li.parameters for li in self)
+        return Display(f"{len(self)} layers, {total:,} parameters", [],
+                       [Table(["layer", "type", "output (one example)", "parameters"], rows)])
 
 
 @contextlib.contextmanager
@@ -51,12 +62,12 @@ def capture(model: nn.Module, layers: list[str], fn: Callable[[str, torch.Tensor
         yield store
 
 
-def list_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo]:
+def list_layers(model: nn.Module, input_shape: tuple[int, ...]) -> LayerTable:
     """Every named module with the shape of its output for one input of ``input_shape`` (C, H, W)."""
     shapes: dict[str, tuple[int, ...]] = {}
     modules = named_layers(model)
     with eval_mode(model), torch.no_grad(), \
             capture(model, list(modules), lambda n, t: shapes.__setitem__(n, tuple(t.shape[1:]))):
         zeros_forward(model, input_shape)
-    return [LayerInfo(n, type(m).__name__, shapes.get(n, ()), sum(q.numel() for q in m.parameters(recurse=False)))
-            for n, m in modules.items()]
+    return LayerTable(LayerInfo(n, type(m).__name__, shapes.get(n, ()),
+                                sum(q.numel() for q in m.parameters(recurse=False))) for n, m in modules.items())

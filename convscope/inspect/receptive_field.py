@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._result import ResultMixin
+from .._result import Display, ResultMixin, RichDisplay, Table
 from ..conv.geometry import pair
 from ..errors import ConfigError
 from ..models.hooks import observe
@@ -187,11 +187,24 @@ class FieldRow(ResultMixin):
         return None if self.check is None else self.check == "gradient agrees"
 
 
-@dataclass(frozen=True)
-class FieldReport(ResultMixin):
+@dataclass(frozen=True, repr=False)
+class FieldReport(RichDisplay, ResultMixin):
+    """Every layer's receptive field; displays as a table (size, jump, start, the gradient check)."""
+
     method: str              # "chain formula" or "gradient" (models that are not a chain of layers)
     reason: str | None       # why the chain formula did not apply
     rows: list[FieldRow]
+
+    def _display(self) -> Display:
+        def hw(v):
+            return "" if v is None else "x".join(map(str, v))
+        rows = [[r.layer, r.type, "whole input" if r.is_global else hw(r.size), hw(r.jump), hw(r.start),
+                 hw(r.output_hw), r.check or "", "" if r.empirical_box is None else str(r.empirical_box)]
+                for r in self.rows]
+        lines = [f"why not the chain formula: {self.reason}"] if self.reason else []
+        return Display(f"Receptive fields ({self.method}) of {len(self.rows)} layers", lines,
+                       [Table(["layer", "type", "size", "jump", "start", "output", "check",
+                               "gradient box (top, left, bottom, right)"], rows)])
 
 
 def receptive_field_report(model: nn.Module, input_shape: tuple[int, int, int]) -> FieldReport:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .._check import integer, number
-from .._result import ResultMixin
+from .._result import Display, ResultMixin, RichDisplay, Table
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
@@ -144,15 +144,36 @@ def sparsity_counts(model: nn.Module, dataset: ImageDataset, args: SparsityArgs,
     return counts
 
 
-def summarize(counts: dict[str, LayerCounts]) -> list[LayerSparsity]:
+class SparsityReport(RichDisplay, list):
+    """:func:`activation_sparsity`'s rows (a list of :class:`LayerSparsity`), displayed as a table per layer and
+    the bar chart with each layer's histogram."""
+
+    def _display(self) -> Display:
+        rows = [[r.name, "x".join(map(str, r.shape)), f"{100 * r.zero_fraction:.2f}",
+                 f"{100 * r.near_zero_fraction:.2f}", f"{r.dead_units:,}/{r.units:,}",
+                 f"{r.dead_channels}/{r.shape[0]}", f"{r.total:,}"] for r in self]
+        return Display(f"Activation sparsity of {len(self)} layer(s)", [],
+                       [Table(["layer", "shape", "exactly 0 %", "near 0 %", "dead units", "dead channels",
+                               "activations counted"], rows)])
+
+    def _pictures(self) -> list[tuple[str, bytes]]:
+        if not self:
+            return []
+        from ..viz import figure_png
+
+        return [("share of zeros per layer, and each layer's histogram of values", figure_png(sparsity_figure(self)))]
+
+
+def summarize(counts: dict[str, LayerCounts]) -> SparsityReport:
     """The result of merged counts (all the images), in layer order."""
-    return [_summary(n, c) for n, c in counts.items()]
+    return SparsityReport(_summary(n, c) for n, c in counts.items())
 
 
 def activation_sparsity(model: nn.Module, dataset: ImageDataset, norm: Normalization, layers: list[str] | None = None,
                         threshold: float = 1e-3, batch_size: int = 500, bins: int = 60,
-                        hist_range: tuple[float, float] | None = None) -> list[LayerSparsity]:
-    """Sparsity of each layer's output over ``dataset`` (eval mode). Default layers: the activation modules.
+                        hist_range: tuple[float, float] | None = None) -> SparsityReport:
+    """Sparsity of each layer's output over ``dataset`` (eval mode), one :class:`LayerSparsity` per layer (a list
+    that displays itself). Default layers: the activation modules.
 
     Two streaming passes when ``hist_range`` is None (the first finds each layer's value range)."""
     args = check_sparsity_args(model, dataset, norm, layers, threshold, batch_size, bins, hist_range)
@@ -178,8 +199,9 @@ def _summary(name: str, a: LayerCounts) -> LayerSparsity:
                          a.bins.tolist(), a.hist.tolist())
 
 
-def sparsity_png(results: list[LayerSparsity], path, title: str = ""):
-    from ..viz import new_figure, save_figure
+def sparsity_figure(results: list[LayerSparsity], title: str = ""):
+    """Share of exact and near zeros per layer (bars), then each layer's histogram of activation values."""
+    from ..viz import new_figure
 
     n = len(results)
     fig = new_figure(10, 2.2 + 2.0 * n)
@@ -201,7 +223,13 @@ def sparsity_png(results: list[LayerSparsity], path, title: str = ""):
                      f"{r.dead_channels}/{r.shape[0]} dead channels", fontsize=9)
         ax.set_xlabel("activation value")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
+
+
+def sparsity_png(results: list[LayerSparsity], path, title: str = ""):
+    from ..viz import save_figure
+
+    return save_figure(sparsity_figure(results, title), path)
 
 
 class SparsityTracker(Callback):

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .._check import integer
-from .._result import ResultMixin
+from .._result import Display, ResultMixin, RichDisplay, Table
 from ..configs import TOPK_MAX
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
@@ -30,6 +30,48 @@ class TopRecord(ResultMixin):
     y: int          # position in the layer's output (0 for fully connected layers)
     x: int
     value: float
+
+
+class TopK(RichDisplay, dict):
+    """:func:`topk`'s result, ``{layer: [[TopRecord, ...] per channel]}`` (a dict), that displays as a table per
+    layer (each channel's best images) and, per layer, a grid of the images with the receptive field boxed."""
+
+    def __init__(self, records: dict[str, list[list[TopRecord]]], images: torch.Tensor | None = None,
+                 model: nn.Module | None = None, dataset: str = "") -> None:
+        super().__init__(records)
+        self.images, self.model, self.dataset = images, model, dataset   # images: (N, C, H, W) uint8
+
+    def _fields(self) -> dict:
+        """Each layer's receptive field for the boxes; none where the chain formula does not apply."""
+        from .receptive_field import receptive_fields
+
+        try:
+            return receptive_fields(self.model, tuple(self.images.shape[1:])) if self.model is not None else {}
+        except ConfigError:
+            return {}
+
+    def _display(self) -> Display:
+        tables = []
+        for layer, chans in self.items():
+            rows = [[str(c)] + [f"#{r.index} ({r.y},{r.x}) {r.value:.3g}" for r in recs] for c, recs in
+                    enumerate(chans)]
+            k = max((len(r) for r in chans), default=0)
+            tables.append(Table(["channel"] + [f"top {j + 1}" for j in range(k)], rows,
+                                f"{layer}: dataset index (y,x of the peak) value, best first"))
+        k = max((len(recs) for chans in self.values() for recs in chans), default=0)
+        return Display(f"Top-{k} images of {len(self)} layer(s)" + (f" on {self.dataset}" if self.dataset else ""),
+                       [], tables)
+
+    def _pictures(self) -> list[tuple[str, bytes]]:
+        if self.images is None:
+            return []
+        from ..viz import figure_png
+        from .pictures import topk_figure
+
+        fields = self._fields()
+        return [(f"{layer}: the top images, receptive field boxed (first 16 channels)",
+                 figure_png(topk_figure(self.images, recs, fields.get(layer), "images", layer)))
+                for layer, recs in self.items() if recs]
 
 
 class _Running:
@@ -52,7 +94,7 @@ class _Running:
 
 
 def topk(model: nn.Module, dataset: ImageDataset, layers: list[str], k: int = 9,
-         norm: Normalization | None = None, batch_size: int = 500) -> dict[str, list[list[TopRecord]]]:
+         norm: Normalization | None = None, batch_size: int = 500) -> TopK:
     """Per layer, per channel: the k best records (index, y, x, value), best first. ``model``: a run (its
     normalization is used) or an nn.Module with ``norm`` given."""
     model, norm = model_and_norm(model, norm)
@@ -85,7 +127,7 @@ def topk(model: nn.Module, dataset: ImageDataset, layers: list[str], k: int = 9,
     if silent:
         raise ConfigError(f"layers: {', '.join(silent)} produced no tensor output in the forward pass (not used by "
                           "the model's forward?); choose layers the forward runs through")
-    result = {}
+    result = TopK({}, dataset.images, model, dataset.name)
     for n in names:
         r, w = running[n], widths[n]
         vals, inds, poss = r.values.cpu().tolist(), r.index.cpu().tolist(), r.pos.cpu().tolist()

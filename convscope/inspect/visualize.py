@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .._check import instance, is_int
+from .._result import Display, RichDisplay, Table
 from ..configs import MEASURES, VisualizeConfig
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
@@ -40,8 +41,11 @@ MEASURE_WORDS = {"max": "max of each channel's map (topk's measure)", "mean": "m
                  "neuron": "centre unit of each channel"}
 
 
-@dataclass
-class Visualization:
+@dataclass(repr=False)
+class Visualization(RichDisplay):
+    """Optimized images, one per unit, with each unit's reached value beside the best dataset image's. Displays
+    as a table of the values and the picture of the images."""
+
     layer: str | None                 # None: the model's output (class logits)
     channels: list[int]
     measure: str                      # mean | max (over the channel's map) | neuron (its centre)
@@ -84,6 +88,26 @@ class Visualization:
         if self.natural_values is None:
             return None
         return float(np.mean([v > n for v, n in zip(self.values, self.natural_values)]))
+
+    def _display(self) -> Display:
+        where = self.layer if self.layer is not None else "the class logits"
+        lines = [f"objective: {self.objective}", f"measure: {MEASURE_WORDS.get(self.measure, self.measure)}"]
+        lines += (self.headline() or "").splitlines()
+        nat = self.natural_values is not None
+        rows = [[str(ch), f"{v:.4g}"]
+                + ([f"{self.natural_values[i]:.4g}", f"#{self.natural_indices[i]}"] if nat else [])
+                for i, (ch, v) in enumerate(zip(self.channels, self.values))]
+        header = ["channel", "optimized value"] + (["best dataset value", "dataset image"] if nat else [])
+        return Display(f"Visualization of {where}: {len(self.channels)} unit(s), {self.images.shape[-2]}x"
+                       f"{self.images.shape[-1]} images", lines, [Table(header, rows)])
+
+    def _pictures(self) -> list[tuple[str, bytes]]:
+        from ..viz import figure_png
+        from .viz_pictures import visualization_figure
+
+        where = self.layer if self.layer is not None else "class logits"
+        return [("optimized images (unit: value); up to 32 units", figure_png(visualization_figure(
+            self, None, f"{where}: {self.objective}")))]
 
     def to_dict(self) -> dict:
         return {"layer": self.layer, "channels": self.channels, "measure": self.measure,

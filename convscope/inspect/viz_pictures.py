@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from ..viz import new_figure, save_figure
-from .audit import MethodAudit
-from .projection import Projections
-from .visualize import Visualization
+if TYPE_CHECKING:   # the result classes draw their displays with these functions: no import back at run time
+    from .audit import MethodAudit
+    from .projection import Projections
+    from .visualize import Visualization
 
 
 def _bare(ax) -> None:
@@ -29,8 +32,8 @@ def _show(ax, img: np.ndarray, **kw) -> None:
     _bare(ax)
 
 
-def visualization_png(vis: Visualization, dataset_images: torch.Tensor | None, path: Path, title: str,
-                      max_units: int = 32, per_row: int = 8) -> Path:
+def visualization_figure(vis: Visualization, dataset_images: torch.Tensor | None, title: str, max_units: int = 32,
+                         per_row: int = 8) -> Figure:
     """Each unit: its optimized image and, beside it, the best dataset image by the same measure."""
     n = min(len(vis.channels), max_units)
     pair = 2 if vis.natural_indices is not None and dataset_images is not None else 1
@@ -55,7 +58,13 @@ def visualization_png(vis: Visualization, dataset_images: torch.Tensor | None, p
     extra = "" if beat is None else f"; optimized > best natural image for {100 * beat:.0f}% of units"
     fig.suptitle(f"{title}\n(optimized image: unit, value | best dataset image, grey: index, value{extra})",
                  fontsize=9)
-    return save_figure(fig, path)
+    return fig
+
+
+def visualization_png(vis: Visualization, dataset_images: torch.Tensor | None, path: Path, title: str,
+                      max_units: int = 32, per_row: int = 8) -> Path:
+    """Each unit: its optimized image and, beside it, the best dataset image by the same measure."""
+    return save_figure(visualization_figure(vis, dataset_images, title, max_units, per_row), path)
 
 
 def _crop(img: np.ndarray, box: tuple[int, int, int, int], fill: float) -> np.ndarray:
@@ -98,7 +107,31 @@ def projections_png(proj: Projections, dataset_images: torch.Tensor, path: Path,
     return save_figure(fig, path)
 
 
-def overlay_png(image_u8: torch.Tensor, maps: dict[str, np.ndarray], path: Path, title: str) -> Path:
+def attribution_figure(inputs: np.ndarray, maps: np.ndarray, target: list[int], title: str, max_images: int = 8,
+                       classes: list[str] | None = None) -> Figure:
+    """Top row: the inputs (N, C, H, W), each stretched to its own range; bottom row: each map (N, h, w), signed
+    maps in diverging colours around 0 (white), non-negative ones from black; each on its own scale."""
+    n = min(len(maps), max_images)
+    fig = new_figure(1.5 * n + 0.6, 3.6)
+    axes = fig.subplots(2, n, squeeze=False)
+    for i in range(n):
+        x = inputs[i].astype(np.float64)
+        _show(axes[0][i], (x - x.min()) / ((x.max() - x.min()) or 1.0), vmin=0, vmax=1)
+        name = classes[target[i]] if classes and 0 <= target[i] < len(classes) else str(target[i])
+        axes[0][i].set_title(f"#{i}, target {name}", fontsize=7)
+        m = maps[i]
+        top = float(np.abs(m).max()) or 1.0
+        if m.min() < 0:
+            axes[1][i].imshow(m, cmap="RdBu_r", vmin=-top, vmax=top, interpolation="nearest")
+        else:
+            axes[1][i].imshow(m, cmap="inferno", vmin=0, vmax=top, interpolation="nearest")
+        _bare(axes[1][i])
+    axes[1][0].set_ylabel("map", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def overlay_figure(image_u8: torch.Tensor, maps: dict[str, np.ndarray], title: str) -> Figure:
     """One image (C, H, W) uint8 and each method's map over it (|map| in colour, scaled to its own max)."""
     fig = new_figure(1.6 * (len(maps) + 1) + 0.4, 2.2)
     axes = fig.subplots(1, len(maps) + 1, squeeze=False)[0]
@@ -113,10 +146,14 @@ def overlay_png(image_u8: torch.Tensor, maps: dict[str, np.ndarray], path: Path,
         _bare(ax)
         ax.set_title(name.replace("_", " "), fontsize=8)
     fig.suptitle(title, fontsize=9)
-    return save_figure(fig, path)
+    return fig
 
 
-def audit_png(rows: list[MethodAudit], path: Path, title: str) -> Path:
+def overlay_png(image_u8: torch.Tensor, maps: dict[str, np.ndarray], path: Path, title: str) -> Path:
+    return save_figure(overlay_figure(image_u8, maps, title), path)
+
+
+def audit_figure(rows: list[MethodAudit], title: str) -> Figure:
     """Three panels: cascading randomization (rank correlation), deletion and insertion curves."""
     fig = new_figure(13, 3.8)
     ax_r, ax_d, ax_i = fig.subplots(1, 3)
@@ -145,4 +182,8 @@ def audit_png(rows: list[MethodAudit], path: Path, title: str) -> Path:
         ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=10, y=1.0)
     fig.subplots_adjust(bottom=0.3, wspace=0.3, top=0.85)
-    return save_figure(fig, path)
+    return fig
+
+
+def audit_png(rows: list[MethodAudit], path: Path, title: str) -> Path:
+    return save_figure(audit_figure(rows, title), path)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from matplotlib.figure import Figure
 
 from ..conv.conv_matrix import conv_pattern
 from ..conv.geometry import ConvGeometry
@@ -83,7 +84,7 @@ def format_symbolic(geom: ConvGeometry, max_cells: int = 64 * 64) -> str | None:
     return "\n".join(lines)
 
 
-def heatmap_png(m: sp.csr_matrix, path: Path, title: str, max_pixels: int = 512) -> Path:
+def heatmap_figure(m: sp.csr_matrix, title: str, max_pixels: int = 512) -> Figure:
     """Entries as colours (blue < 0 < red, white = zero). Larger than max_pixels: max |entry| per block."""
     rows, cols = m.shape
     bh, bw = -(-rows // max_pixels), -(-cols // max_pixels)
@@ -109,7 +110,11 @@ def heatmap_png(m: sp.csr_matrix, path: Path, title: str, max_pixels: int = 512)
     fig.colorbar(im, ax=ax, fraction=0.046)
     if note:
         ax.text(0.5, -0.12, note, transform=ax.transAxes, ha="center", va="top", fontsize=9, color="darkred")
-    return save_figure(fig, path)
+    return fig
+
+
+def heatmap_png(m: sp.csr_matrix, path: Path, title: str, max_pixels: int = 512) -> Path:
+    return save_figure(heatmap_figure(m, title, max_pixels), path)
 
 
 def spectrum_png(sv: np.ndarray, path: Path, title: str) -> Path:

@@ -12,14 +12,14 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from .._result import ResultMixin
+from .._result import Display, ResultMixin, RichDisplay, Table
 from ..conv.conv_matrix import conv_matrix
 from ..conv.geometry import ConvGeometry, make_geometry
 from ..errors import ConfigError
 from ..models.conv_layers import conv_layers
 from ..models.layers import resolve_layers
 from ..models.probe import layer_input_shapes
-from .display import block_structure, format_symbolic, symbolic_entries
+from .display import block_structure, format_symbolic, heatmap_figure, symbolic_entries, tap_names
 from .spectrum import SpectrumSummary, layer_spectrum
 
 
@@ -43,12 +43,55 @@ class MatrixReport(ResultMixin):
     png: str | None = None
 
 
-@dataclass
-class MatrixResult:
+SMALL = 64   # a matrix with at most this many columns (and 64 x 64 cells) shows as a table of named weights
+
+
+@dataclass(repr=False)
+class MatrixResult(RichDisplay):
+    """The layer's matrix and its description. Displays as a table of named weights (w11 ... w33, with their
+    values) when small, as a heatmap when large."""
+
     report: MatrixReport
     matrix: sp.csr_matrix
     geometry: ConvGeometry
     symbolic_text: str | None   # the printed matrix (w11 ... w33), None when too large or not symbolic
+    weight: np.ndarray | None = None   # (out, in/groups, kh, kw) the values the names stand for
+
+    def _small(self) -> bool:
+        rows, cols = self.report.shape
+        return cols <= SMALL and rows * cols <= SMALL * SMALL
+
+    def _display(self) -> Display:
+        r = self.report
+        lines = [f"input {r.input_shape} -> output {r.output_shape}; stride {r.stride}, dilation {r.dilation}, "
+                 f"padding {r.padding} ({r.padding_order}, {r.padding_mode}), groups {r.groups}",
+                 f"{r.nonzeros:,} non-zeros ({100 * r.density:.2f}% dense)", r.structure]
+        sv = r.spectrum
+        if sv is not None and sv.exact and sv.largest is not None:
+            lines.append(f"singular values ({sv.method}): largest {sv.largest:.4g}, smallest {sv.smallest:.4g}")
+        elif sv is not None and sv.lower is not None:
+            lines.append(f"largest singular value in [{sv.lower:.4g}, {sv.upper:.4g}] ({sv.method})")
+        tables = []
+        if self._small():
+            names = tap_names(self.geometry)
+            entries = symbolic_entries(self.geometry)
+            rows, cols = r.shape
+            tables.append(Table(["row"] + [str(c) for c in range(cols)],
+                                [[str(i)] + [entries.get((i, c), "0") for c in range(cols)] for i in range(rows)],
+                                "the matrix, entries named by the kernel weight they hold (row: output, column: "
+                                "input, C-H-W order)"))
+            if self.weight is not None:
+                tables.append(Table(["weight", "value"], [[n, f"{v:.4g}"] for n, v in
+                                                          zip(names, np.asarray(self.weight).ravel())],
+                                    "the kernel weights"))
+        return Display(f"conv matrix of {r.layer}: {r.shape[0]:,} x {r.shape[1]:,}", lines, tables)
+
+    def _pictures(self) -> list[tuple[str, bytes]]:
+        if self._small():
+            return []
+        from ..viz import figure_png
+
+        return [("entries of the matrix", figure_png(heatmap_figure(self.matrix, f"{self.report.layer} as a matrix")))]
 
 
 def conv_layer_in_model(model: nn.Module, layer: str, input_shape: tuple[int, int, int]
@@ -106,4 +149,4 @@ def describe_conv(weight: torch.Tensor | np.ndarray, input_shape: tuple[int, int
             report.entries = {f"{r},{c}": v for (r, c), v in sorted(symbolic_entries(geom).items())}
     if spectrum:
         report.spectrum = layer_spectrum(w, input_shape, **conv)
-    return MatrixResult(report, m, geom, text)
+    return MatrixResult(report, m, geom, text, np.asarray(w))

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
+
 from ..viz import new_figure, save_figure
 
 
-def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "", train_label: str = "train") -> Path:
+def curves_figure(history: list[dict[str, Any]], title: str = "", train_label: str = "train") -> Figure:
+    """Loss (left) and accuracy (right) per epoch of the epoch records ``history``."""
     fig = new_figure(9, 3.4)
     ax_loss, ax_acc = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in history]
@@ -28,4 +31,8 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "", trai
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    return save_figure(fig, path)
+    return fig
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "", train_label: str = "train") -> Path:
+    return save_figure(curves_figure(history, title, train_label), path)

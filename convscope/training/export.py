@@ -29,7 +29,7 @@ from torch import nn
 
 from .._atomic import atomic_write_bytes
 from .._check import choice, integer
-from .._result import ResultMixin
+from .._result import Display, ResultMixin, RichDisplay, Table
 from .._version import __version__
 from ..data.dataset import ImageDataset
 from ..errors import ConfigError, ConvscopeError
@@ -64,9 +64,9 @@ class OnnxCheck(ResultMixin):
         return self.same_prediction == self.n
 
 
-@dataclass(frozen=True)
-class OnnxExport(ResultMixin):
-    """What :func:`export_onnx` wrote."""
+@dataclass(frozen=True, repr=False)
+class OnnxExport(RichDisplay, ResultMixin):
+    """What :func:`export_onnx` wrote; displays as the file, its input and metadata, and the check's numbers."""
 
     path: Path
     bytes: int
@@ -76,6 +76,22 @@ class OnnxExport(ResultMixin):
     opset: int
     metadata: dict[str, str] = field(default_factory=dict)
     check: OnnxCheck | None = None
+
+    def _display(self) -> Display:
+        lines = [f"{self.bytes:,} bytes, opset {self.opset}",
+                 f"input {self.input_name!r} {tuple(self.input_shape)} ({self.input}"
+                 + (": uint8 pixels, normalized inside the graph)" if self.input == "pixels" else
+                    ": float, already normalized)")]
+        c = self.check
+        if c is None:
+            lines.append("not checked against torch")
+        else:
+            lines.append(f"checked against torch on {c.n:,} {c.dataset} {c.split} images: max |logit difference| "
+                         f"{c.max_abs_diff:.3g}, same top class for {c.same_prediction:,} of {c.n:,}"
+                         + (" (identical predictions)" if c.identical_predictions else ""))
+        table = Table(["metadata key", "value"], [[k, v if len(v) <= 80 else v[:77] + "..."]
+                                                  for k, v in self.metadata.items()], "metadata recorded in the model")
+        return Display(f"ONNX export: {self.path}", lines, [table] if self.metadata else [])
 
 
 class _Graph(nn.Module):

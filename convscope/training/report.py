@@ -9,16 +9,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from PIL import Image
+from matplotlib.figure import Figure
 
 from .._atomic import atomic_write_bytes
 from ..data.prepare import default_mode, prepare_image
 from ..models.forward import iter_batches
 from ..viz import new_figure, save_figure
 from .evaluate import EvalResult
-from .run import Run
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:   # a Run's display draws its confusion matrix here: no import back at run time
     from matplotlib.figure import Figure
+
+    from .run import Run
 
 
 def confusion_table(res: EvalResult, classes: tuple[str, ...]) -> str:
@@ -32,12 +34,8 @@ def confusion_table(res: EvalResult, classes: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def confusion_png(res: EvalResult, classes: tuple[str, ...], path: Path) -> Path:
-    return save_figure(confusion_figure(res, classes), path)
-
-
 def confusion_figure(res: EvalResult, classes: tuple[str, ...]) -> Figure:
-    """The confusion matrix (rows: true class, as fractions of it; the counts written in) as a figure."""
+    """The confusion matrix, each row coloured by the fraction of its true class, counts written in."""
     k = len(classes)
     fig = new_figure(1.2 + 0.55 * k, 1.0 + 0.5 * k)
     ax = fig.subplots()
@@ -55,6 +53,10 @@ def confusion_figure(res: EvalResult, classes: tuple[str, ...]) -> Figure:
     ax.set_title(f"accuracy {100 * res.accuracy:.2f}% on {res.n:,} images")
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
     return fig
+
+
+def confusion_png(res: EvalResult, classes: tuple[str, ...], path: Path) -> Path:
+    return save_figure(confusion_figure(res, classes), path)
 
 
 @torch.no_grad()

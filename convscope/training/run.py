@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._result import RichDisplay
 from .._version import __version__
 from ..data.normalize import Normalization
 from ..data.prepare import default_mode as default_prepare
@@ -22,9 +23,10 @@ from .checkpoint import CheckpointError, sha256_file
 from .config import TrainConfig, recorded_config, retired_settings
 
 
-@dataclass
-class Run:
-    """A finished (or loaded) run: the model with its weights, its config and what it measured."""
+@dataclass(repr=False)
+class Run(RichDisplay):
+    """A finished (or loaded) run: the model with its weights, its config and what it measured. In a notebook it
+    shows its summary, per-class accuracy, training curves and confusion matrix; in a terminal, the summary."""
 
     path: Path
     model: nn.Module
@@ -65,6 +67,16 @@ class Run:
         from .export import export_onnx
 
         return export_onnx(self, path, **kwargs)
+
+    def _display(self):
+        from .display import run_display
+
+        return run_display(self)
+
+    def _pictures(self) -> list[tuple[str, bytes]]:
+        from .display import run_pictures
+
+        return run_pictures(self)
 
     @property
     def dataset_spec(self) -> dict[str, Any]:

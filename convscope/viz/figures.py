@@ -19,10 +19,15 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
-    """Render ``fig`` to PNG and write it atomically; returns the path."""
+def figure_png(fig: Figure, dpi: int = 100) -> bytes:
+    """``fig`` rendered to PNG bytes (what a file gets, and what a notebook shows inline)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
+    """Render ``fig`` to PNG and write it atomically; returns the path."""
     path = Path(path)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, figure_png(fig, dpi))
     return path

@@ -14,7 +14,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..data.prepare import default_mode as default_prepare
 from ..errors import ConvscopeError
 from . import compute
 from .runs import RunEntry, discover_runs
@@ -161,9 +160,7 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
         data = await read_capped(request)
 
         def work() -> dict[str, Any]:
-            img = decode_image(data)
-            prep = compute.prepare_picture(img, r.run.input_shape, default_prepare(r.run.meta))
-            return compute.predict_with_maps(r, prep.tensor[None], prep).to_dict()
+            return compute.predict_picture(r, decode_image(data)).to_dict()
         result = await asyncio.get_running_loop().run_in_executor(r.worker, work)
         return Response(json.dumps(result), media_type="application/json")   # plain data: no re-encoding pass
 

@@ -17,6 +17,7 @@ from PIL import Image
 
 from ..conv import make_geometry
 from ..data.prepare import Prepared, prepare_image
+from ..data.prepare import default_mode as default_prepare
 from ..errors import ConfigError, ConvscopeError
 from ..inspect import activation_sparsity, capture, list_layers, receptive_fields, topk
 from ..matrix.display import block_structure, symbolic_entries, tap_names
@@ -158,6 +159,14 @@ def predict_with_maps(entry: RunEntry, x_u8: torch.Tensor, prepared: Prepared | 
                       base64.b64encode(x_u8[0].numpy().tobytes()).decode("ascii"), list(run.input_shape),
                       [{**li, **_quantize(maps[li["name"]][0])} for li in layers],
                       list(prepared.notes) if prepared else [], bool(prepared and prepared.steps.get("no_ink")))
+
+
+def predict_picture(entry: RunEntry, img: Image.Image) -> Prediction:
+    """A drawn or uploaded picture -> probabilities and every layer's maps, prepared the way ``convscope predict``
+    prepares an image file for this run (the run's recorded mode): the draw page and the notebook widget both
+    come here."""
+    prep = prepare_picture(img, entry.run.input_shape, default_prepare(entry.run.meta))
+    return predict_with_maps(entry, prep.tensor[None], prep)
 
 
 def test_dataset(run: Run):
