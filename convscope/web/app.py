@@ -33,6 +33,12 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def wants_html(path: str) -> bool:
+    """Whether an error at ``path`` is answered as a page: not for the JSON API, the static assets, run files and
+    rendered pictures, which scripts and <img> read (a page there would be read as broken data)."""
+    return not (path.startswith(("/api/", "/static/")) or "/file/" in path or path.endswith(".png"))
+
+
 def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, extra_hosts: list[str] = ()) -> FastAPI:
     """The app serving the runs found under ``paths``; requests must name ``host:port`` (or a loopback name)."""
     runs = discover_runs([Path(p) for p in paths])
@@ -40,27 +46,37 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     app.add_middleware(GuardMiddleware, hosts=allowed_hosts(host, port, extra_hosts))
     static_files = {p.name: p for p in STATIC.iterdir() if p.is_file() and p.suffix in MEDIA}
 
+    def _answer(request: Request, status: int, message: str) -> Response:
+        """JSON for the API and the file routes (scripts read them); an HTML page with navigation elsewhere."""
+        path = request.url.path
+        if not wants_html(path):
+            return _error(status, message)
+        rid = path.split("/")[2] if path.startswith("/run/") and len(path.split("/")) > 2 else None
+        rid = rid if rid in runs else None
+        return HTMLResponse(page(f"error {status}", pages.error_body(status, message, path, rid),
+                                 nav=pages.nav_for(rid)), status_code=status)
+
     @app.exception_handler(WebError)
     async def _web_error(request: Request, exc: WebError):
-        return _error(exc.status, exc.message)
+        return _answer(request, exc.status, exc.message)
 
     @app.exception_handler(ConvscopeError)
     async def _cs_error(request: Request, exc: ConvscopeError):
-        return _error(400, str(exc))
+        return _answer(request, 400, str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         msg = {404: f"not found: {request.url.path}", 405: f"method {request.method} not allowed here"}
-        return _error(exc.status_code, msg.get(exc.status_code, str(exc.detail)))
+        return _answer(request, exc.status_code, msg.get(exc.status_code, str(exc.detail)))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
         items = [f"{'.'.join(str(x) for x in err.get('loc', ()))}: {err.get('msg')}" for err in exc.errors()]
-        return _error(422, "invalid request: " + "; ".join(items))
+        return _answer(request, 422, "invalid request: " + "; ".join(items))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
-        return _error(500, f"internal error ({type(exc).__name__}); the server's log has the details")
+        return _answer(request, 500, f"internal error ({type(exc).__name__}); the server's log has the details")
 
     def entry(rid: str) -> RunEntry:
         if rid not in runs:

@@ -156,3 +156,18 @@ def training_body(cards: list[str], multiple: bool) -> str:
     compare = ('<section class="card"><h2>Test accuracy per epoch</h2><div id="compare" class="compare"></div>'
                '<div id="legend" class="legend"></div></section>')
     return f'<h1>Training</h1>{compare}<div class="{"side" if multiple else "single"}">{"".join(cards)}</div>'
+
+
+ERROR_TITLES = {400: "That request cannot be answered", 404: "Not found", 405: "Method not allowed",
+                422: "Invalid address", 500: "Internal error"}
+
+
+def error_body(status: int, message: str, path: str, rid: str | None) -> str:
+    """An error as a page: what went wrong (the same message the API gives) and where to go from here."""
+    back = [("the list of runs", "/")]
+    if rid:
+        back = [(f"{rid}: draw", f"/run/{rid}/draw"), (f"{rid}: training", f"/run/{rid}/training"), *back]
+    links = "".join(f'<li><a href="{e(href)}">{e(label)}</a></li>' for label, href in back)
+    return (f'<section class="card error" data-status="{status}"><h1>{e(ERROR_TITLES.get(status, "Error"))} '
+            f'<span class="hint">({status})</span></h1><p class="message">{e(message)}</p>'
+            f'<p class="hint">Address: <code>{e(path)}</code></p><h2>Go to</h2><ul>{links}</ul></section>')
