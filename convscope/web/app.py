@@ -18,6 +18,8 @@ from ..data.prepare import default_mode as default_prepare
 from ..errors import ConvscopeError
 from . import compute
 from .runs import RunEntry, discover_runs
+from .testset import evaluation
+from .routes_live import live_router
 from .security import GuardMiddleware, WebError, allowed_hosts, decode_image, read_capped, safe_child
 from .views import pages
 from .views.layout import page
@@ -99,7 +101,7 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     # ---- pages
     @app.get("/", response_class=HTMLResponse)
     def index():
-        return html("runs", pages.index_body([run_row(r) for r in runs.values()]))
+        return html("runs", pages.index_body([run_row(r) for r in list(runs.values())]))
 
     @app.get("/run/{rid}/draw", response_class=HTMLResponse)
     def draw_page(rid: str):
@@ -115,20 +117,6 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     @app.get("/matrix", response_class=HTMLResponse)
     def matrix_page():
         return html("conv matrix", pages.matrix_body(), None, ("matrix.js",))
-
-    def card(r: RunEntry) -> str:
-        d = compute.training_data(r).to_dict()
-        curve = f"/run/{r.id}/file/curve.png" if (r.path / "curve.png").is_file() else None
-        conf = f"/run/{r.id}/confusion.png" if d["confusion"] is not None else None
-        return pages.training_card(d, curve, conf)
-
-    @app.get("/run/{rid}/training", response_class=HTMLResponse)
-    def training_page(rid: str):
-        return html(f"training · {rid}", pages.training_body([card(entry(rid))], False), rid, ("training.js",))
-
-    @app.get("/training", response_class=HTMLResponse)
-    def training_all():
-        return html("training", pages.training_body([card(r) for r in runs.values()], True), None, ("training.js",))
 
     # ---- files
     @app.get("/static/{name}")
@@ -153,7 +141,7 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
         def render() -> bytes:
             from ..training.report import confusion_png as draw
 
-            res = r.cached("confusion", lambda: compute._evaluate(r.run))
+            res = evaluation(r).result
             with tempfile.TemporaryDirectory() as tmp:
                 return draw(res, r.run.classes, Path(tmp) / "c.png").read_bytes()
         return Response(r.cached("confusion.png", render), media_type="image/png")
@@ -161,7 +149,7 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     # ---- JSON API
     @app.get("/api/runs")
     def api_runs():
-        return {"runs": [run_row(r) for r in runs.values()]}
+        return {"runs": [run_row(r) for r in list(runs.values())]}
 
     @app.get("/api/run/{rid}/layers")
     def api_layers(rid: str):
@@ -194,7 +182,7 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     @app.get("/api/training")
     def api_training_all():
         out = []
-        for r in runs.values():
+        for r in list(runs.values()):
             try:
                 run = r.run
                 out.append({"id": r.id, "epochs": [m for m in run.metrics if m.get("kind") == "epoch"]})
@@ -206,5 +194,6 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     def api_matrix(request: Request):
         return compute.matrix_data(dict(request.query_params)).to_dict()
 
+    app.include_router(live_router([Path(p) for p in paths], runs))
     app.state.runs = runs
     return app

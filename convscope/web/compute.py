@@ -244,7 +244,9 @@ def training_data(entry: RunEntry) -> TrainingView:
     out = TrainingView(entry.id, str(entry.path), run.meta.get("model"), run.config.data.dataset, list(run.classes),
                        run.summary, epochs, [{"step": m["step"], "loss": m.get("loss")} for m in steps])
     try:
-        res = entry.cached("confusion", lambda: _evaluate(run))
+        from .testset import evaluation   # (testset reads the test split through this module)
+
+        res = evaluation(entry).result
         out.confusion, out.per_class, out.accuracy = res.confusion.tolist(), res.per_class, res.accuracy
     except ConvscopeError as e:
         out.confusion_error = str(e)
@@ -272,12 +274,6 @@ def _training_records(run: Run) -> tuple[list[dict[str, Any]], list[dict[str, An
                                f"(got {v!r:.40}); the file is damaged: fix or delete that line")
         out[kind].append(m)
     return out["epoch"], out["step"]
-
-
-def _evaluate(run: Run):
-    from ..training.evaluate import evaluate
-
-    return evaluate(run.model, test_dataset(run), run.normalization, tta=run.tta)
 
 
 def _int(params: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:

@@ -26,6 +26,7 @@ from ..models.conv_layers import conv_layers
 from ..models.layers import resolve_layers
 from . import compute, pictures
 from .runs import RunEntry
+from .testset import evaluation
 from .security import WebError, safe_child
 from .views import pages
 from .views.layout import e, page, table
@@ -154,7 +155,7 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
         if tdata["confusion"] is not None:
             from ..training.report import confusion_png
 
-            conf = png(lambda p: confusion_png(entry.cache["confusion"], run.classes, p), "confusion.png")
+            conf = png(lambda p: confusion_png(evaluation(entry).result, run.classes, p), "confusion.png")
         sections.append(("training", "Summary, curves and confusion", pages.training_card(tdata, curve, conf)))
 
         # layer table with receptive fields

@@ -152,10 +152,28 @@ def training_card(d: dict[str, Any], curve_src: str | None, confusion_src: str |
             f'{conf}<h3>per-class accuracy</h3>{per_class}</section>')
 
 
-def training_body(cards: list[str], multiple: bool) -> str:
-    compare = ('<section class="card"><h2>Test accuracy per epoch</h2><div id="compare" class="compare"></div>'
-               '<div id="legend" class="legend"></div></section>')
-    return f'<h1>Training</h1>{compare}<div class="{"side" if multiple else "single"}">{"".join(cards)}</div>'
+def training_body(only: str | None) -> str:
+    """The live dashboard (filled by training.js): every run under the served folders, or only run ``only``."""
+    return f"""
+<h1>Training{f' <span class="hint">· {e(only)}</span>' if only else ''}</h1>
+<section id="dash" class="card" data-only="{e(only or '')}">
+  <div class="controls">
+    <span id="runtoggles" class="toggles" aria-label="runs shown"></span>
+    <label>smoothing <input id="smooth" type="range" min="0" max="0.99" step="0.01" value="0.6">
+      <span id="smoothval">0.60</span></label>
+    <span id="livestatus" class="status"></span>
+  </div>
+  <p class="hint">Per-step training loss (faint: each logged batch; solid: smoothed with an exponential moving
+  average, as TensorBoard does), the learning rate of each step, and accuracy after each epoch (solid: test split,
+  dashed: training batches). Runs that start training while this page is open appear here and grow without a
+  reload. Hover a chart for values.</p>
+  <div class="charts">
+    <div class="chartbox"><h3>training loss</h3><div id="chart-loss"></div></div>
+    <div class="chartbox"><h3>learning rate</h3><div id="chart-lr"></div></div>
+    <div class="chartbox"><h3>accuracy</h3><div id="chart-acc"></div></div>
+  </div>
+</section>
+<div id="cards" class="{'single' if only else 'side'}"></div>"""
 
 
 ERROR_TITLES = {400: "That request cannot be answered", 404: "Not found", 405: "Method not allowed",
