@@ -154,10 +154,10 @@ def test_matrix_explorer_highlights_row_and_inputs(server, browser_page):
 def test_training_page_and_no_errors_or_outside_requests(server, browser_page):
     page, log = browser_page
     page.goto(server.base + "/training")
-    page.wait_for_selector("#compare svg polyline", state="attached")
-    assert page.locator("#compare svg polyline").count() == 2 and page.locator("section.run").count() == 2
-    assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
-    shot(page, "serve-training.png")
+    wait_for(page, "() => document.querySelectorAll('section.run table.confusion').length === 2")
+    assert page.locator("#chart-loss path.series").count() == 4       # per run: raw and smoothed
+    assert page.locator("#chart-acc path.series").count() == 4        # per run: test and train
+    assert page.locator("section.run").count() == 2
     page.goto(server.base + "/")
     assert page.locator("table.runs tbody tr").count() == 2
     assert log["errors"] == []
