@@ -19,7 +19,9 @@ from ..errors import ConvscopeError
 from . import compute
 from .runs import RunEntry, discover_runs
 from .testset import evaluation
+from .units import UnitWork
 from .routes_live import live_router
+from .routes_units import units_router
 from .security import GuardMiddleware, WebError, allowed_hosts, decode_image, read_capped, safe_child
 from .views import pages
 from .views.layout import page
@@ -41,8 +43,10 @@ def wants_html(path: str) -> bool:
     return not (path.startswith(("/api/", "/static/")) or "/file/" in path or path.endswith(".png"))
 
 
-def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, extra_hosts: list[str] = ()) -> FastAPI:
-    """The app serving the runs found under ``paths``; requests must name ``host:port`` (or a loopback name)."""
+def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, extra_hosts: list[str] = (),
+               precompute: bool = True) -> FastAPI:
+    """The app serving the runs found under ``paths``; requests must name ``host:port`` (or a loopback name).
+    ``precompute``: start computing every run's unit pages in a background thread now (web/units.py)."""
     runs = discover_runs([Path(p) for p in paths])
     app = FastAPI(title="convscope", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(GuardMiddleware, hosts=allowed_hosts(host, port, extra_hosts))
@@ -107,12 +111,6 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     def draw_page(rid: str):
         r = entry(rid)
         return html(f"draw · {rid}", pages.draw_body(rid, list(r.run.input_shape)), rid, ("draw.js",))
-
-    @app.get("/run/{rid}/unit/{layer}/{ch}", response_class=HTMLResponse)
-    def unit_page(rid: str, layer: str, ch: int):
-        d = compute.unit_data(entry(rid), layer, ch).to_dict()
-        body = pages.unit_body(d, lambda rel: f"/run/{rid}/file/{rel}", lambda lay, c: f"/run/{rid}/unit/{lay}/{c}")
-        return html(f"{layer}:{ch} · {rid}", body, rid)
 
     @app.get("/matrix", response_class=HTMLResponse)
     def matrix_page():
@@ -195,5 +193,6 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
         return compute.matrix_data(dict(request.query_params)).to_dict()
 
     app.include_router(live_router([Path(p) for p in paths], runs))
+    app.include_router(units_router(runs, UnitWork(runs).start() if precompute else UnitWork(runs)))
     app.state.runs = runs
     return app

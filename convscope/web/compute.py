@@ -167,28 +167,37 @@ def test_dataset(run: Run):
 
 
 def inspect_files(run_path: Path, layer: str) -> list[str]:
-    """Feature visualizations and projections already computed for ``layer`` (paths relative to the run)."""
+    """Feature visualizations (``visualize-LAYER*.png``) and projections (``project-LAYER.png``) the CLI wrote for
+    ``layer`` into RUN/inspect (paths relative to the run)."""
     folder = run_path / "inspect"
     if not folder.is_dir():
         return []
-    out = []
+    safe, out = layer.lower().replace("/", "_"), []     # the CLI writes "/" in a layer name as "_"
     for p in sorted(folder.iterdir()):
         stem = p.name.lower()
-        if p.suffix.lower() == ".png" and (stem.startswith(("visualize", "projection"))) \
-                and layer.lower() in stem and not p.is_symlink():
+        if p.suffix.lower() == ".png" and stem.startswith(("visualize-", "project-")) \
+                and stem.split("-", 1)[1].removesuffix(".png") in (safe, f"{safe}-neuron") \
+                and not p.is_symlink():
             out.append(f"inspect/{p.name}")
     return out
 
 
-def unit_data(entry: RunEntry, layer: str, ch: int) -> UnitView:
-    """A channel: its filter, top-k images and patches (receptive-field boxes), sparsity, saved pictures."""
-    run = entry.run
+def check_unit(entry: RunEntry, layer: str, ch: int) -> dict[str, Any]:
+    """The shown layer ``layer`` (name, kind, shape) if ``ch`` is one of its channels, else a ConfigError."""
     layers = {li["name"]: li for li in shown_layers(entry)}
     if layer not in layers:
         raise ConfigError(f"layer {layer!r}: not a feature-map layer of this run; choose one of {', '.join(layers)}")
     channels = layers[layer]["shape"][0]
     if not 0 <= ch < channels:
         raise ConfigError(f"channel {ch}: layer {layer!r} has channels 0..{channels - 1}")
+    return layers[layer]
+
+
+def unit_data(entry: RunEntry, layer: str, ch: int) -> UnitView:
+    """A channel: its filter, top-k images and patches (receptive-field boxes), sparsity, saved pictures."""
+    run = entry.run
+    layers = {layer: check_unit(entry, layer, ch)}
+    channels = layers[layer]["shape"][0]
     out = UnitView(entry.id, layer, layers[layer]["kind"], ch, channels, layers[layer]["shape"],
                    f"convscope visualize {entry.path} --layer {layer}")
     name = last_conv(run.model, upto=layer)                              # the conv whose channels it shows

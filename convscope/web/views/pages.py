@@ -55,8 +55,11 @@ def draw_body(rid: str, input_shape: list[int]) -> str:
 </section>"""
 
 
-def unit_body(d: dict[str, Any], file_src: Callable[[str], str], unit_href: Callable[[str, int], str]) -> str:
-    """One channel's page; ``file_src`` maps a run-relative file to a URL (or a data: URI in the report)."""
+def unit_body(d: dict[str, Any], file_src: Callable[[str], str], unit_href: Callable[[str, int], str],
+              live: bool = False) -> str:
+    """One channel's page; ``file_src`` maps a run-relative file to a URL (or a data: URI in the report).
+    ``live``: the served page, with buttons that compute this unit's feature visualization and projections;
+    the static report shows only what was computed."""
     parts = [(f'<h1 class="unit-title">{e(d["layer"])} · channel {e(d["channel"])} '
              f'<span class="hint">({e(d["kind"])}, output {e(" x ".join(map(str, d["shape"])))})</span></h1>')]
     ch, n = d["channel"], d["channels"]
@@ -73,15 +76,16 @@ def unit_body(d: dict[str, Any], file_src: Callable[[str], str], unit_href: Call
         tiles = "".join(f'<figure><img class="tile" src="{t}" alt="kernel"><figcaption>in {i}</figcaption></figure>'
                         for i, t in enumerate(f["tiles"]))
         shown = "" if f["shape"][0] <= 16 else f" (first 16 of {f['shape'][0]} input channels)"
-        parts.append(f'<section class="card"><h2>Filter</h2><p>{e(f["conv"])}.weight[{e(ch)}], shape '
-                     f'{e(" x ".join(map(str, f["shape"])))}{e(shown)}; blue &lt; 0 &lt; red, max |w| = '
-                     f'{f["max_abs"]:.3f}</p><div class="tiles">{tiles}</div>{vals}</section>')
+        parts.append(f'<section class="card"><h2>Filter</h2><p>The weights this channel\'s convolution '
+                     f'<code>{e(f["conv"])}</code> slides over each input channel: <code>{e(f["conv"])}.weight[{e(ch)}]'
+                     f'</code>, shape {e(" x ".join(map(str, f["shape"])))}{e(shown)}; blue &lt; 0 &lt; red, '
+                     f'max |w| = {f["max_abs"]:.3f}.</p><div class="tiles">{tiles}</div>{vals}</section>')
     if d.get("sparsity"):
         s = d["sparsity"]
-        parts.append(f'<section class="card"><h2>Sparsity</h2><p>On the {e(s["images"])} test images, '
-                     f'<b>{100 * s["channel_zero_fraction"]:.1f}%</b> of this channel\'s activations are exactly zero '
-                     f'(layer: {100 * s["layer_zero_fraction"]:.1f}%, {e(s["dead_channels"])} dead channels).</p>'
-                     "</section>")
+        parts.append(f'<section class="card"><h2>Sparsity</h2><p>How often this channel is off: on the '
+                     f'{e(s["images"])} test images, <b>{100 * s["channel_zero_fraction"]:.1f}%</b> of its activations '
+                     f'are exactly zero (layer: {100 * s["layer_zero_fraction"]:.1f}%, {e(s["dead_channels"])} dead '
+                     "channels).</p></section>")
     if d.get("topk"):
         field = d.get("receptive_field")
         fdesc = (f'receptive field {field["size"][0]} x {field["size"][1]}, jump {field["jump"][0]}' if field
@@ -90,20 +94,39 @@ def unit_body(d: dict[str, Any], file_src: Callable[[str], str], unit_href: Call
                          f'({e(r["label"])}) {r["value"]:.2f}</figcaption></figure>' for r in d["topk"])
         figs_i = "".join(f'<figure><img class="full" src="{r["image"]}" alt="image"><figcaption>at ({r["y"]}, '
                          f'{r["x"]})</figcaption></figure>' for r in d["topk"])
-        parts.append(f'<section class="card"><h2>Top {len(d["topk"])} test images</h2><p>Patches under the unit with '
-                     f'the highest activation ({e(fdesc)}; grey = padding), best first.</p>'
+        parts.append(f'<section class="card"><h2>Top {len(d["topk"])} test images</h2><p>The test images that make '
+                     f'this unit fire most: the patch under the unit at its strongest position ({e(fdesc)}; grey = '
+                     'padding), best first, then the whole image with the patch boxed.</p>'
                      f'<div class="tiles">{figs_p}</div><div class="tiles">{figs_i}</div></section>')
-    if d.get("files"):
-        imgs = "".join(f'<figure><img class="viz" src="{e(file_src(p))}" alt="{e(p)}"><figcaption>{e(p)}'
-                       "</figcaption></figure>" for p in d["files"])
-        parts.append(f'<section class="card"><h2>Feature visualization and projections</h2><div class="tiles">{imgs}'
-                     "</div></section>")
-    else:
-        parts.append('<section class="card"><h2>Feature visualization</h2><p>Not computed for this layer yet. '
-                     f'Compute it with <code>{e(d["visualize_command"])}</code>; this page shows it when '
-                     "RUN/inspect/visualize-*.png is present.</p></section>")
+    if live:
+        api = f'/api/run/{e(d["run"])}/unit/{e(d["layer"])}/{e(ch)}'
+        parts.append(f'<section class="card ondemand" data-url="{api}/visualize" data-kind="visualize">'
+                     '<h2>Feature visualization</h2><p>An input optimized, starting from noise, to make this unit '
+                     'as large as possible (its maximum over the map; 256 steps, Fourier parametrization, random '
+                     'jitter), beside the test image that activates it most by the same measure.</p>'
+                     '<button type="button" class="compute">Compute this unit\'s visualization</button>'
+                     '<span class="status"></span><div class="result tiles"></div></section>')
+        parts.append(f'<section class="card ondemand" data-url="{api}/project" data-kind="project">'
+                     '<h2>Projections</h2><p>Each of this unit\'s top 4 test activations traced back to pixels: the '
+                     'image patch under the unit, its deconvnet projection and its guided-backprop image (grey = 0, '
+                     'each scaled to its own largest magnitude; Zeiler and Fergus, figure 2).</p>'
+                     '<button type="button" class="compute">Compute this unit\'s projections</button>'
+                     '<span class="status"></span><div class="result"></div></section>')
+        if d.get("files"):
+            links = " · ".join(f'<a href="{e(file_src(p))}">{e(p)}</a>' for p in d["files"])
+            parts.append(f'<p class="hint">The whole layer, as the CLI drew it: {links}</p>')
     parts += [f'<p class="note">{e(n)}</p>' for n in d.get("notes", [])]
     return "".join(parts)
+
+
+def unit_pending_body(rid: str, layer: str, ch: int, status: dict[str, Any]) -> str:
+    """The unit page while the run's unit data is still being computed: progress, then the page (unit.js)."""
+    return (f'<h1 class="unit-title">{e(layer)} · channel {e(ch)}</h1>'
+            f'<section class="card pending" id="pending" data-status="/api/run/{e(rid)}/units">'
+            '<h2>Preparing the unit pages of this run</h2><p>The top test images and sparsity of every layer are '
+            'computed once, in the background, when the server starts; this page opens by itself when they are '
+            f'ready.</p><progress></progress> <span id="pending-step" class="status">{e(status.get("step", ""))}'
+            '</span></section>')
 
 
 def matrix_body() -> str:
