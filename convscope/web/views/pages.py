@@ -167,12 +167,14 @@ def training_card(d: dict[str, Any], curve_src: str | None, confusion_src: str |
     if d.get("per_class") is not None:
         per_class = table(["class", "accuracy"], [[c, f"{100 * a:.2f}%"] for c, a in zip(d["classes"], d["per_class"])],
                           "perclass")
-    curve = f'<img class="plot" src="{e(curve_src)}" alt="training curve">' if curve_src else "<p>no curve.png</p>"
-    conf = (f'<img class="plot" src="{e(confusion_src)}" alt="confusion matrix">' if confusion_src
-            else f'<p class="note">{e(d.get("confusion_error") or "no confusion matrix")}</p>')
+    # only what exists: no heading over a missing curve or confusion matrix (the reason, if any, said once)
+    curve = f'<h3>curves</h3><img class="plot" src="{e(curve_src)}" alt="training curve">' if curve_src else ""
+    conf = (f'<h3>confusion (test split)</h3><img class="plot" src="{e(confusion_src)}" alt="confusion matrix">'
+            if confusion_src else
+            (f'<p class="note">{e(d["confusion_error"])}</p>' if d.get("confusion_error") else ""))
     return (f'<section class="card run" data-run="{e(d["id"])}"><h2>{e(d["id"])}</h2>'
-            f'{table(["", ""], summary_rows(d), "summary")}<h3>curves</h3>{curve}<h3>confusion (test split)</h3>'
-            f'{conf}<h3>per-class accuracy</h3>{per_class}</section>')
+            f'{table(["", ""], summary_rows(d), "summary")}{curve}{conf}'
+            f'{"<h3>per-class accuracy</h3>" + per_class if per_class else ""}</section>')
 
 
 def training_body(only: str | None) -> str:
