@@ -193,6 +193,8 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
         return compute.matrix_data(dict(request.query_params)).to_dict()
 
     app.include_router(live_router([Path(p) for p in paths], runs))
-    app.include_router(units_router(runs, UnitWork(runs).start() if precompute else UnitWork(runs)))
+    work = UnitWork(runs).start() if precompute else UnitWork(runs)
+    app.include_router(units_router(runs, work))
+    app.router.on_shutdown.append(work.stop)     # the background thread ends before the interpreter does
     app.state.runs = runs
     return app

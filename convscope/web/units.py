@@ -29,9 +29,27 @@ PROJECT_K = 4        # top activations projected per unit (the CLI's default)
 NICE = 5             # the background thread's priority below the request threads'
 
 
+class Stopped(Exception):
+    """The server is stopping: background work ends at the next forward."""
+
+
+_STOPPING = threading.Event()
+
+
+def _refuse_when_stopping(module, args) -> None:
+    if _STOPPING.is_set():
+        raise Stopped("the server is stopping")
+
+
 def _analysis_model(entry: RunEntry):
-    """A copy of the run's model for background work (its own hooks; the served model keeps serving)."""
-    return entry.cached("analysis_model", lambda: copy.deepcopy(entry.run.model).eval())
+    """A copy of the run's model for background work (its own hooks; the served model keeps serving). Every
+    forward of it checks whether the server is stopping, so a pass over the test split ends within one batch
+    (a thread still inside torch when the interpreter exits aborts the process)."""
+    def make():
+        m = copy.deepcopy(entry.run.model).eval()
+        m.register_forward_pre_hook(_refuse_when_stopping)
+        return m
+    return entry.cached("analysis_model", make)
 
 
 def precompute(entry: RunEntry, progress: Callable[[str], None] = lambda s: None) -> int:
@@ -68,14 +86,26 @@ class UnitWork:
         self._jobs: deque[tuple[Callable[[], Any], Future]] = deque()
         self._log = log or (lambda s: print(s, file=sys.stdout, flush=True))
         self._started = 0.0
+        self._thread: threading.Thread | None = None
 
     def start(self) -> UnitWork:
         with self._cv:
             self._pending = list(self.runs)
             self.state = {rid: {"state": "queued", "step": "waiting for its turn"} for rid in self._pending}
         self._started = time.perf_counter()
-        threading.Thread(target=self._loop, name="convscope-units", daemon=True).start()
+        _STOPPING.clear()
+        self._thread = threading.Thread(target=self._loop, name="convscope-units", daemon=True)
+        self._thread.start()
         return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the background thread (at the next batch of a pass) and wait for it: called at server shutdown."""
+        _STOPPING.set()
+        with self._cv:
+            self._pending.clear()
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     def status(self, rid: str) -> dict[str, Any]:
         """``state``: queued, computing, ready (or ``failed`` with ``error``); ``step`` says what it does now."""
@@ -108,6 +138,8 @@ class UnitWork:
         while True:
             with self._cv:
                 while not self._jobs and not self._pending:
+                    if _STOPPING.is_set():
+                        return
                     if not announced:
                         announced = True
                         self._log(f"convscope: unit pages ready for {len(self.runs)} run(s) "
@@ -127,6 +159,8 @@ class UnitWork:
             self._set(rid, state="computing", step="loading the run")
             try:
                 n = precompute(self.runs[rid], lambda s, rid=rid: self._set(rid, step=s))
+            except Stopped:
+                return
             except Exception as e:   # the unit page computes on demand and shows the error there
                 self._set(rid, state="failed", step="", error=f"{type(e).__name__}: {e}")
                 self._log(f"convscope: unit pages of {rid}: precomputing failed ({e}); they compute on first visit")
