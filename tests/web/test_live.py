@@ -54,7 +54,8 @@ def test_a_run_started_later_appears_and_grows_without_reload(live_root, tmp_pat
             train = subprocess.Popen(
                 [sys.executable, "-m", "convscope", "train", "--out", str(live_root / "live"), "--model", "fast",
                  "--model-arg", "width=16", "--train-subset", "2000", "--batch-size", "8", "--epochs", "8",
-                 "--log-every", "1", "--threads", "1", "--diagnose", "50", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 "--log-every", "1", "--threads", "1", "--diagnose", "50", "--quiet"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             wait_for(page, "() => document.querySelector('#runtoggles [data-run=\"live\"]') !== null", 90)
             wait_for(page, "() => (document.querySelector('#runtoggles [data-run=\"live\"] .badge') || {})"
                            ".textContent === 'training'", 60)
