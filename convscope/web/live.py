@@ -152,9 +152,11 @@ def diagnostics_chunk(path: Path, offset: int) -> dict[str, Any]:
 
 def planned(path: Path) -> dict[str, Any]:
     """What the run's config.json says it will do (model, dataset, epochs), read defensively."""
-    try:
-        raw = json.loads((path / CONFIG).read_bytes()[: 1 << 20])
-    except (OSError, ValueError):
+    from ..data.safe_io import read_regular
+
+    try:   # regular files only, bounded: a FIFO or a huge file named config.json is skipped, never read
+        raw = json.loads(read_regular(path / CONFIG, 1 << 20, "config file"))
+    except (OSError, ValueError, ConvscopeError, RecursionError):
         return {}
     if not isinstance(raw, dict):
         return {}

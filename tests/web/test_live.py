@@ -137,3 +137,18 @@ def test_read_lines_from_keeps_partial_lines_and_detects_a_cut_file(tmp_path):
     f.write_text("not json\n")
     with pytest.raises(Exception, match="line at byte 0 is not JSON"):
         read_lines_from(f, 0)
+
+
+def test_run_folder_files_that_are_not_regular_are_refused_or_skipped(tmp_path):
+    import os
+
+    from convscope.runs.rundir import RunError
+    from convscope.web.live import planned, run_folders
+
+    run = tmp_path / "r"
+    run.mkdir()
+    os.mkfifo(run / "metrics.jsonl")
+    with pytest.raises(RunError, match="not a regular file"):         # never blocks on the pipe
+        read_lines_from(run / "metrics.jsonl", 0)
+    os.mkfifo(run / "config.json")
+    assert planned(run) == {} and run_folders([tmp_path]) == []       # a FIFO config.json is no run folder
