@@ -24,6 +24,7 @@ from ..models.conv_layers import conv_layers, last_conv
 from ..training import Run
 from . import pictures
 from .runs import RunEntry
+from .testset import evaluation, test_dataset  # noqa: F401  (test_dataset: part of this module's API)
 
 TOPK = 9
 MATRIX_LIMITS = {"input": 12, "kernel": 7, "stride": 4, "padding": 4, "dilation": 3}
@@ -160,12 +161,6 @@ def predict_with_maps(entry: RunEntry, x_u8: torch.Tensor, prepared: Prepared | 
                       list(prepared.notes) if prepared else [], bool(prepared and prepared.steps.get("no_ink")))
 
 
-def test_dataset(run: Run):
-    from ..data import load
-
-    return load(run.config.data.dataset, "test", run.config.data.data_dir, download=False)
-
-
 def inspect_files(run_path: Path, layer: str) -> list[str]:
     """Feature visualizations (``visualize-LAYER*.png``) and projections (``project-LAYER.png``) the CLI wrote for
     ``layer`` into RUN/inspect (paths relative to the run)."""
@@ -253,8 +248,6 @@ def training_data(entry: RunEntry) -> TrainingView:
     out = TrainingView(entry.id, str(entry.path), run.meta.get("model"), run.config.data.dataset, list(run.classes),
                        run.summary, epochs, [{"step": m["step"], "loss": m.get("loss")} for m in steps])
     try:
-        from .testset import evaluation   # (testset reads the test split through this module)
-
         res = evaluation(entry).result
         out.confusion, out.per_class, out.accuracy = res.confusion.tolist(), res.per_class, res.accuracy
     except ConvscopeError as e:

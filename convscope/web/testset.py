@@ -9,12 +9,19 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..training import Run
 from ..training.evaluate import EvalResult, check_classes, predict_logits, result_from_logits
 from . import pictures
-from .compute import test_dataset
 from .runs import RunEntry
 
 MAX_LISTED = 200     # misclassified images listed for one cell (the cell says how many there are in all)
+
+
+def test_dataset(run: Run):
+    """The run's test split (never downloaded here: a server or report works offline)."""
+    from ..data import load
+
+    return load(run.config.data.dataset, "test", run.config.data.data_dir, download=False)
 
 
 @dataclass
