@@ -17,6 +17,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import ConvscopeError
 from . import compute
 from .runs import RunEntry, discover_runs
+from .testset import evaluation
+from .units import UnitWork
+from .routes_live import live_router
+from .routes_units import units_router
 from .security import GuardMiddleware, WebError, allowed_hosts, decode_image, read_capped, safe_child
 from .views import pages
 from .views.layout import page
@@ -32,34 +36,52 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, extra_hosts: list[str] = ()) -> FastAPI:
-    """The app serving the runs found under ``paths``; requests must name ``host:port`` (or a loopback name)."""
+def wants_html(path: str) -> bool:
+    """Whether an error at ``path`` is answered as a page: not for the JSON API, the static assets, run files and
+    rendered pictures, which scripts and <img> read (a page there would be read as broken data)."""
+    return not (path.startswith(("/api/", "/static/")) or "/file/" in path or path.endswith(".png"))
+
+
+def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, extra_hosts: list[str] = (),
+               precompute: bool = True) -> FastAPI:
+    """The app serving the runs found under ``paths``; requests must name ``host:port`` (or a loopback name).
+    ``precompute``: start computing every run's unit pages in a background thread now (web/units.py)."""
     runs = discover_runs([Path(p) for p in paths])
     app = FastAPI(title="convscope", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(GuardMiddleware, hosts=allowed_hosts(host, port, extra_hosts))
     static_files = {p.name: p for p in STATIC.iterdir() if p.is_file() and p.suffix in MEDIA}
 
+    def _answer(request: Request, status: int, message: str) -> Response:
+        """JSON for the API and the file routes (scripts read them); an HTML page with navigation elsewhere."""
+        path = request.url.path
+        if not wants_html(path):
+            return _error(status, message)
+        rid = path.split("/")[2] if path.startswith("/run/") and len(path.split("/")) > 2 else None
+        rid = rid if rid in runs else None
+        return HTMLResponse(page(f"error {status}", pages.error_body(status, message, path, rid),
+                                 nav=pages.nav_for(rid)), status_code=status)
+
     @app.exception_handler(WebError)
     async def _web_error(request: Request, exc: WebError):
-        return _error(exc.status, exc.message)
+        return _answer(request, exc.status, exc.message)
 
     @app.exception_handler(ConvscopeError)
     async def _cs_error(request: Request, exc: ConvscopeError):
-        return _error(400, str(exc))
+        return _answer(request, 400, str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         msg = {404: f"not found: {request.url.path}", 405: f"method {request.method} not allowed here"}
-        return _error(exc.status_code, msg.get(exc.status_code, str(exc.detail)))
+        return _answer(request, exc.status_code, msg.get(exc.status_code, str(exc.detail)))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
         items = [f"{'.'.join(str(x) for x in err.get('loc', ()))}: {err.get('msg')}" for err in exc.errors()]
-        return _error(422, "invalid request: " + "; ".join(items))
+        return _answer(request, 422, "invalid request: " + "; ".join(items))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
-        return _error(500, f"internal error ({type(exc).__name__}); the server's log has the details")
+        return _answer(request, 500, f"internal error ({type(exc).__name__}); the server's log has the details")
 
     def entry(rid: str) -> RunEntry:
         if rid not in runs:
@@ -82,36 +104,16 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     # ---- pages
     @app.get("/", response_class=HTMLResponse)
     def index():
-        return html("runs", pages.index_body([run_row(r) for r in runs.values()]))
+        return html("runs", pages.index_body([run_row(r) for r in list(runs.values())]))
 
     @app.get("/run/{rid}/draw", response_class=HTMLResponse)
     def draw_page(rid: str):
         r = entry(rid)
         return html(f"draw · {rid}", pages.draw_body(rid, list(r.run.input_shape)), rid, ("draw.js",))
 
-    @app.get("/run/{rid}/unit/{layer}/{ch}", response_class=HTMLResponse)
-    def unit_page(rid: str, layer: str, ch: int):
-        d = compute.unit_data(entry(rid), layer, ch).to_dict()
-        body = pages.unit_body(d, lambda rel: f"/run/{rid}/file/{rel}", lambda lay, c: f"/run/{rid}/unit/{lay}/{c}")
-        return html(f"{layer}:{ch} · {rid}", body, rid)
-
     @app.get("/matrix", response_class=HTMLResponse)
     def matrix_page():
         return html("conv matrix", pages.matrix_body(), None, ("matrix.js",))
-
-    def card(r: RunEntry) -> str:
-        d = compute.training_data(r).to_dict()
-        curve = f"/run/{r.id}/file/curve.png" if (r.path / "curve.png").is_file() else None
-        conf = f"/run/{r.id}/confusion.png" if d["confusion"] is not None else None
-        return pages.training_card(d, curve, conf)
-
-    @app.get("/run/{rid}/training", response_class=HTMLResponse)
-    def training_page(rid: str):
-        return html(f"training · {rid}", pages.training_body([card(entry(rid))], False), rid, ("training.js",))
-
-    @app.get("/training", response_class=HTMLResponse)
-    def training_all():
-        return html("training", pages.training_body([card(r) for r in runs.values()], True), None, ("training.js",))
 
     # ---- files
     @app.get("/static/{name}")
@@ -136,7 +138,7 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
         def render() -> bytes:
             from ..training.report import confusion_png as draw
 
-            res = r.cached("confusion", lambda: compute._evaluate(r.run))
+            res = evaluation(r).result
             with tempfile.TemporaryDirectory() as tmp:
                 return draw(res, r.run.classes, Path(tmp) / "c.png").read_bytes()
         return Response(r.cached("confusion.png", render), media_type="image/png")
@@ -144,7 +146,7 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     # ---- JSON API
     @app.get("/api/runs")
     def api_runs():
-        return {"runs": [run_row(r) for r in runs.values()]}
+        return {"runs": [run_row(r) for r in list(runs.values())]}
 
     @app.get("/api/run/{rid}/layers")
     def api_layers(rid: str):
@@ -175,7 +177,7 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     @app.get("/api/training")
     def api_training_all():
         out = []
-        for r in runs.values():
+        for r in list(runs.values()):
             try:
                 run = r.run
                 out.append({"id": r.id, "epochs": [m for m in run.metrics if m.get("kind") == "epoch"]})
@@ -187,5 +189,9 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     def api_matrix(request: Request):
         return compute.matrix_data(dict(request.query_params)).to_dict()
 
+    app.include_router(live_router([Path(p) for p in paths], runs))
+    work = UnitWork(runs).start() if precompute else UnitWork(runs)
+    app.include_router(units_router(runs, work))
+    app.router.on_shutdown.append(work.stop)     # the background thread ends before the interpreter does
     app.state.runs = runs
     return app

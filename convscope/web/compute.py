@@ -25,6 +25,7 @@ from ..models.conv_layers import conv_layers, last_conv
 from ..training import Run
 from . import pictures
 from .runs import RunEntry
+from .testset import evaluation, test_dataset  # noqa: F401  (test_dataset: part of this module's API)
 
 TOPK = 9
 MATRIX_LIMITS = {"input": 12, "kernel": 7, "stride": 4, "padding": 4, "dilation": 3}
@@ -169,35 +170,38 @@ def predict_picture(entry: RunEntry, img: Image.Image) -> Prediction:
     return predict_with_maps(entry, prep.tensor[None], prep)
 
 
-def test_dataset(run: Run):
-    from ..data import load
-
-    return load(run.config.data.dataset, "test", run.config.data.data_dir, download=False)
-
-
 def inspect_files(run_path: Path, layer: str) -> list[str]:
-    """Feature visualizations and projections already computed for ``layer`` (paths relative to the run)."""
+    """Feature visualizations (``visualize-LAYER*.png``) and projections (``project-LAYER.png``) the CLI wrote for
+    ``layer`` into RUN/inspect (paths relative to the run)."""
     folder = run_path / "inspect"
     if not folder.is_dir():
         return []
-    out = []
+    safe, out = layer.lower().replace("/", "_"), []     # the CLI writes "/" in a layer name as "_"
     for p in sorted(folder.iterdir()):
         stem = p.name.lower()
-        if p.suffix.lower() == ".png" and (stem.startswith(("visualize", "projection"))) \
-                and layer.lower() in stem and not p.is_symlink():
+        if p.suffix.lower() == ".png" and stem.startswith(("visualize-", "project-")) \
+                and stem.split("-", 1)[1].removesuffix(".png") in (safe, f"{safe}-neuron") \
+                and not p.is_symlink():
             out.append(f"inspect/{p.name}")
     return out
 
 
-def unit_data(entry: RunEntry, layer: str, ch: int) -> UnitView:
-    """A channel: its filter, top-k images and patches (receptive-field boxes), sparsity, saved pictures."""
-    run = entry.run
+def check_unit(entry: RunEntry, layer: str, ch: int) -> dict[str, Any]:
+    """The shown layer ``layer`` (name, kind, shape) if ``ch`` is one of its channels, else a ConfigError."""
     layers = {li["name"]: li for li in shown_layers(entry)}
     if layer not in layers:
         raise ConfigError(f"layer {layer!r}: not a feature-map layer of this run; choose one of {', '.join(layers)}")
     channels = layers[layer]["shape"][0]
     if not 0 <= ch < channels:
         raise ConfigError(f"channel {ch}: layer {layer!r} has channels 0..{channels - 1}")
+    return layers[layer]
+
+
+def unit_data(entry: RunEntry, layer: str, ch: int) -> UnitView:
+    """A channel: its filter, top-k images and patches (receptive-field boxes), sparsity, saved pictures."""
+    run = entry.run
+    layers = {layer: check_unit(entry, layer, ch)}
+    channels = layers[layer]["shape"][0]
     out = UnitView(entry.id, layer, layers[layer]["kind"], ch, channels, layers[layer]["shape"],
                    f"convscope visualize {entry.path} --layer {layer}")
     name = last_conv(run.model, upto=layer)                              # the conv whose channels it shows
@@ -253,7 +257,7 @@ def training_data(entry: RunEntry) -> TrainingView:
     out = TrainingView(entry.id, str(entry.path), run.meta.get("model"), run.config.data.dataset, list(run.classes),
                        run.summary, epochs, [{"step": m["step"], "loss": m.get("loss")} for m in steps])
     try:
-        res = entry.cached("confusion", lambda: _evaluate(run))
+        res = evaluation(entry).result
         out.confusion, out.per_class, out.accuracy = res.confusion.tolist(), res.per_class, res.accuracy
     except ConvscopeError as e:
         out.confusion_error = str(e)
@@ -281,12 +285,6 @@ def _training_records(run: Run) -> tuple[list[dict[str, Any]], list[dict[str, An
                                f"(got {v!r:.40}); the file is damaged: fix or delete that line")
         out[kind].append(m)
     return out["epoch"], out["step"]
-
-
-def _evaluate(run: Run):
-    from ..training.evaluate import evaluate
-
-    return evaluate(run.model, test_dataset(run), run.normalization, tta=run.tta)
 
 
 def _int(params: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:

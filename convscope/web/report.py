@@ -26,6 +26,7 @@ from ..models.conv_layers import conv_layers
 from ..models.layers import resolve_layers
 from . import compute, pictures
 from .runs import RunEntry
+from .testset import evaluation
 from .security import WebError, safe_child
 from .views import pages
 from .views.layout import e, page, table
@@ -115,8 +116,13 @@ def _img(uri: str, alt: str, cls: str = "plot") -> str:
     return f'<img class="{cls}" src="{uri}" alt="{e(alt)}">'
 
 
+OPEN = ("training", "network")   # sections shown open; the others are collapsed under their title
+
+
 def _section(anchor: str, title: str, body: str) -> str:
-    return f'<section class="page card" id="{e(anchor)}"><h2>{e(title)}</h2>{body}</section>'
+    """A collapsible section (<details>: no script needed to open it)."""
+    return (f'<details class="page card" id="{e(anchor)}"{" open" if anchor in OPEN else ""}><summary><h2>'
+            f'{e(title)}</h2></summary>{body}</details>')
 
 
 def build_report(run_path: str | Path, out: str | Path | None = None, layer: str | None = None,
@@ -154,8 +160,26 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
         if tdata["confusion"] is not None:
             from ..training.report import confusion_png
 
-            conf = png(lambda p: confusion_png(entry.cache["confusion"], run.classes, p), "confusion.png")
+            conf = png(lambda p: confusion_png(evaluation(entry).result, run.classes, p), "confusion.png")
         sections.append(("training", "Summary, curves and confusion", pages.training_card(tdata, curve, conf)))
+
+        # the network view as one picture, for a test image
+        try:
+            ds = compute.test_dataset(run)
+        except ConvscopeError as err:
+            ds, no_data = None, err
+        if ds is not None and len(ds):
+            from .network_picture import network_png
+
+            k = 0
+            picture, what = network_png(entry, ds.images[k])
+            body = (f"<p>Test image #{k} (a {e(ds.classes[int(ds.labels[k])])}) through every layer, as the "
+                    f"served Draw page shows it: each column is a layer's feature maps (viridis from 0 to the "
+                    f"layer's maximum; blue-white-red around 0 where a layer has negative values), then the "
+                    f"class probabilities (predicted: {e(what['prediction'])}).</p>"
+                    + '<div class="networkbox">' + _img(pictures.data_uri(picture), "network view", "plot network")
+                    + "</div>")
+            sections.append(("network", "The network on one test image", body))
 
         # layer table with receptive fields
         try:
@@ -171,11 +195,8 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
                                                    rows, "layers")))
 
         # sparsity and the edge experiment need the test split
-        try:
-            ds = compute.test_dataset(run)
-        except ConvscopeError as err:
-            ds = None
-            sections.append(("data", "Test data", f'<p class="note">{e(err)}</p>'))
+        if ds is None:
+            sections.append(("data", "Test data", f'<p class="note">{e(no_data)}</p>'))
         if ds is not None:
             sp = activation_sparsity(model, ds, run.normalization)
             srows = [[s.name, f"{100 * s.zero_fraction:.1f}%", f"{s.dead_units}/{s.units}",
@@ -220,14 +241,24 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
         shown = {li["name"]: li for li in compute.shown_layers(entry)}
         if unit_layer is not None:
             n = min(shown[unit_layer]["shape"][0], max_units)
-            units = []
+            units, files = [], []
             for ch in range(n):
                 d = compute.unit_data(entry, unit_layer, ch).to_dict()
-                d["files"] = [rel for rel in d["files"] if _run_file(entry.path, rel)]   # the run's own files only
+                files = [rel for rel in d["files"] if _run_file(entry.path, rel)]   # the run's own files only
                 body = pages.unit_body(d, lambda rel: _run_file_uri(entry.path, rel), lambda lay, k: f"#unit-{k}")
-                units.append(f'<section class="page card" id="unit-{ch}">{body}</section>')
+                zero = d["sparsity"]["channel_zero_fraction"] if d.get("sparsity") else None
+                label = f"channel {ch}" + (f" · {100 * zero:.0f}% zero" if zero is not None else "") + (
+                    f" · top image: {d['topk'][0]['label']}" if d.get("topk") else "")
+                units.append(f'<details class="page card unit" id="unit-{ch}"><summary>{e(label)}</summary>{body}'
+                             "</details>")
             links = " ".join(f'<a href="#unit-{ch}">{ch}</a>' for ch in range(n))
-            sections.append(("units", f"Units of {unit_layer}", f'<p class="toc">{links}</p>' + "".join(units)))
+            # the layer's own pictures from `convscope visualize` / `project`, once for the layer (when computed)
+            strips = "".join(f'<figure>{_img(_run_file_uri(entry.path, rel), rel, "plot")}<figcaption>{e(rel)}'
+                             "</figcaption></figure>" for rel in files)
+            more = (f"<p>{n} of {shown[unit_layer]['shape'][0]} channels.</p>" if n < shown[unit_layer]["shape"][0]
+                    else "")
+            sections.append(("units", f"Units of {unit_layer}", f'{more}<p class="toc">{links}</p>{strips}'
+                             + "".join(units)))
 
     toc = '<p class="toc">' + "".join(f'<a href="#{a}">{e(t)}</a>' for a, t, _ in sections) + "</p>"
     acc = run.summary.get("test_accuracy")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,9 +72,15 @@ def discover_runs(paths: list[Path]) -> dict[str, RunEntry]:
         found += runs
     entries: dict[str, RunEntry] = {}
     for p in found:
-        base = re.sub(r"[^A-Za-z0-9._-]", "_", p.name) or "run"
-        rid, k = base, 2
-        while rid in entries:
-            rid, k = f"{base}-{k}", k + 1
+        rid = unique_id(p, entries)
         entries[rid] = RunEntry(rid, p.resolve())
     return entries
+
+
+def unique_id(p: Path, taken: Collection[str]) -> str:
+    """The id of run folder ``p`` in URLs: its name (URL-safe), made unique among ``taken`` with -2, -3, ..."""
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", p.name) or "run"
+    rid, k = base, 2
+    while rid in taken:
+        rid, k = f"{base}-{k}", k + 1
+    return rid

@@ -36,7 +36,7 @@ def runs_dir(tmp_path_factory) -> Path:
     # a feature visualization "computed elsewhere", and links that lead outside the run (must never be served)
     inspect = root / "digits8" / "inspect"
     inspect.mkdir(exist_ok=True)
-    shutil.copy(root / "digits8" / "curve.png", inspect / "visualize-relu1-channels.png")
+    shutil.copy(root / "digits8" / "curve.png", inspect / "visualize-relu1.png")
     secret = root / "secret.png"
     secret.write_bytes(b"SECRET-OUTSIDE-THE-RUN")
     (root / "digits8" / "link.png").symlink_to(secret)

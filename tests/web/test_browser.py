@@ -108,13 +108,12 @@ def test_draw_predicts_the_digit_and_shows_every_layer(server, browser_page, tmp
     n = wait_update(page, n)
     assert page.text_content("#prediction") == "7"
     page.click('.layer[data-layer="relu2"] a >> nth=3')                  # a map opens its unit
-    page.wait_for_selector("h1.unit-title")
+    page.wait_for_selector("img.patch")          # at once, or after the background precomputation's progress page
     assert "relu2 · channel 3" in page.text_content("h1.unit-title")
     assert page.locator("img.patch").count() == 9 and page.locator("img.tile").count() == 8
     assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
     page.goto(server.base + "/run/digits8/unit/relu1/0")
-    assert page.locator("img.viz").count() == 1                         # RUN/inspect/visualize-relu1-*.png
-    assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    assert page.locator('a[href="/run/digits8/file/inspect/visualize-relu1.png"]').count() == 1   # the CLI's strip
 
 
 def test_matrix_explorer_highlights_row_and_inputs(server, browser_page):
@@ -154,10 +153,10 @@ def test_matrix_explorer_highlights_row_and_inputs(server, browser_page):
 def test_training_page_and_no_errors_or_outside_requests(server, browser_page):
     page, log = browser_page
     page.goto(server.base + "/training")
-    page.wait_for_selector("#compare svg polyline", state="attached")
-    assert page.locator("#compare svg polyline").count() == 2 and page.locator("section.run").count() == 2
-    assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
-    shot(page, "serve-training.png")
+    wait_for(page, "() => document.querySelectorAll('section.run table.confusion').length === 2")
+    assert page.locator("#chart-loss path.series").count() == 4       # per run: raw and smoothed
+    assert page.locator("#chart-acc path.series").count() == 4        # per run: test and train
+    assert page.locator("section.run").count() == 2
     page.goto(server.base + "/")
     assert page.locator("table.runs tbody tr").count() == 2
     assert log["errors"] == []

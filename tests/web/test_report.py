@@ -27,10 +27,16 @@ def test_report_self_contained_and_renders_offline(web_run, tmp_path):
     srcs = re.findall(r'src="([^"]*)"', html)
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "default-src 'none'" in unescape(html)
-    for anchor in ("training", "layers", "sparsity", "edges", "matrix", "units"):
-        assert f'id="{anchor}"' in html
-    assert html.count('class="page card" id="unit-') == 8            # relu1 has 8 channels
-    assert "convscope visualize" not in html.split('id="unit-0"')[1].split('id="unit-1"')[0]  # relu1 has a picture
+    hrefs = re.findall(r'href="([^"]*)"', html)
+    assert hrefs and all(h.startswith(("#", "data:")) for h in hrefs)  # links only within the file
+    assert not re.search(r"(?:src|href)\s*=\s*['\"]?\s*(?:https?:)?//", html, re.I)
+    for anchor in ("training", "network", "layers", "sparsity", "edges", "matrix", "units"):
+        assert f'<details class="page card" id="{anchor}"' in html    # collapsible sections
+    assert html.count('<details class="page card unit" id="unit-') == 8   # relu1 has 8 channels
+    # only what was computed: no placeholder for what was not; the layer's CLI picture once, not per unit
+    assert "Not computed" not in html and "convscope visualize" not in html and "no curve.png" not in html
+    assert html.count('alt="inspect/visualize-relu1.png"') == 1
+    assert 'alt="network view"' in html
     run = load_run(web_run)
     assert f"{100 * run.summary['test_accuracy']:.2f}%" in html
 

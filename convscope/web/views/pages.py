@@ -55,8 +55,11 @@ def draw_body(rid: str, input_shape: list[int]) -> str:
 </section>"""
 
 
-def unit_body(d: dict[str, Any], file_src: Callable[[str], str], unit_href: Callable[[str, int], str]) -> str:
-    """One channel's page; ``file_src`` maps a run-relative file to a URL (or a data: URI in the report)."""
+def unit_body(d: dict[str, Any], file_src: Callable[[str], str], unit_href: Callable[[str, int], str],
+              live: bool = False) -> str:
+    """One channel's page; ``file_src`` maps a run-relative file to a URL (or a data: URI in the report).
+    ``live``: the served page, with buttons that compute this unit's feature visualization and projections;
+    the static report shows only what was computed."""
     parts = [(f'<h1 class="unit-title">{e(d["layer"])} · channel {e(d["channel"])} '
              f'<span class="hint">({e(d["kind"])}, output {e(" x ".join(map(str, d["shape"])))})</span></h1>')]
     ch, n = d["channel"], d["channels"]
@@ -73,15 +76,16 @@ def unit_body(d: dict[str, Any], file_src: Callable[[str], str], unit_href: Call
         tiles = "".join(f'<figure><img class="tile" src="{t}" alt="kernel"><figcaption>in {i}</figcaption></figure>'
                         for i, t in enumerate(f["tiles"]))
         shown = "" if f["shape"][0] <= 16 else f" (first 16 of {f['shape'][0]} input channels)"
-        parts.append(f'<section class="card"><h2>Filter</h2><p>{e(f["conv"])}.weight[{e(ch)}], shape '
-                     f'{e(" x ".join(map(str, f["shape"])))}{e(shown)}; blue &lt; 0 &lt; red, max |w| = '
-                     f'{f["max_abs"]:.3f}</p><div class="tiles">{tiles}</div>{vals}</section>')
+        parts.append(f'<section class="card"><h2>Filter</h2><p>The weights this channel\'s convolution '
+                     f'<code>{e(f["conv"])}</code> slides over each input channel: <code>{e(f["conv"])}.weight[{e(ch)}]'
+                     f'</code>, shape {e(" x ".join(map(str, f["shape"])))}{e(shown)}; blue &lt; 0 &lt; red, '
+                     f'max |w| = {f["max_abs"]:.3f}.</p><div class="tiles">{tiles}</div>{vals}</section>')
     if d.get("sparsity"):
         s = d["sparsity"]
-        parts.append(f'<section class="card"><h2>Sparsity</h2><p>On the {e(s["images"])} test images, '
-                     f'<b>{100 * s["channel_zero_fraction"]:.1f}%</b> of this channel\'s activations are exactly zero '
-                     f'(layer: {100 * s["layer_zero_fraction"]:.1f}%, {e(s["dead_channels"])} dead channels).</p>'
-                     "</section>")
+        parts.append(f'<section class="card"><h2>Sparsity</h2><p>How often this channel is off: on the '
+                     f'{e(s["images"])} test images, <b>{100 * s["channel_zero_fraction"]:.1f}%</b> of its activations '
+                     f'are exactly zero (layer: {100 * s["layer_zero_fraction"]:.1f}%, {e(s["dead_channels"])} dead '
+                     "channels).</p></section>")
     if d.get("topk"):
         field = d.get("receptive_field")
         fdesc = (f'receptive field {field["size"][0]} x {field["size"][1]}, jump {field["jump"][0]}' if field
@@ -90,20 +94,39 @@ def unit_body(d: dict[str, Any], file_src: Callable[[str], str], unit_href: Call
                          f'({e(r["label"])}) {r["value"]:.2f}</figcaption></figure>' for r in d["topk"])
         figs_i = "".join(f'<figure><img class="full" src="{r["image"]}" alt="image"><figcaption>at ({r["y"]}, '
                          f'{r["x"]})</figcaption></figure>' for r in d["topk"])
-        parts.append(f'<section class="card"><h2>Top {len(d["topk"])} test images</h2><p>Patches under the unit with '
-                     f'the highest activation ({e(fdesc)}; grey = padding), best first.</p>'
+        parts.append(f'<section class="card"><h2>Top {len(d["topk"])} test images</h2><p>The test images that make '
+                     f'this unit fire most: the patch under the unit at its strongest position ({e(fdesc)}; grey = '
+                     'padding), best first, then the whole image with the patch boxed.</p>'
                      f'<div class="tiles">{figs_p}</div><div class="tiles">{figs_i}</div></section>')
-    if d.get("files"):
-        imgs = "".join(f'<figure><img class="viz" src="{e(file_src(p))}" alt="{e(p)}"><figcaption>{e(p)}'
-                       "</figcaption></figure>" for p in d["files"])
-        parts.append(f'<section class="card"><h2>Feature visualization and projections</h2><div class="tiles">{imgs}'
-                     "</div></section>")
-    else:
-        parts.append('<section class="card"><h2>Feature visualization</h2><p>Not computed for this layer yet. '
-                     f'Compute it with <code>{e(d["visualize_command"])}</code>; this page shows it when '
-                     "RUN/inspect/visualize-*.png is present.</p></section>")
+    if live:
+        api = f'/api/run/{e(d["run"])}/unit/{e(d["layer"])}/{e(ch)}'
+        parts.append(f'<section class="card ondemand" data-url="{api}/visualize" data-kind="visualize">'
+                     '<h2>Feature visualization</h2><p>An input optimized, starting from noise, to make this unit '
+                     'as large as possible (its maximum over the map; 256 steps, Fourier parametrization, random '
+                     'jitter), beside the test image that activates it most by the same measure.</p>'
+                     '<button type="button" class="compute">Compute this unit\'s visualization</button>'
+                     '<span class="status"></span><div class="result tiles"></div></section>')
+        parts.append(f'<section class="card ondemand" data-url="{api}/project" data-kind="project">'
+                     '<h2>Projections</h2><p>Each of this unit\'s top 4 test activations traced back to pixels: the '
+                     'image patch under the unit, its deconvnet projection and its guided-backprop image (grey = 0, '
+                     'each scaled to its own largest magnitude; Zeiler and Fergus, figure 2).</p>'
+                     '<button type="button" class="compute">Compute this unit\'s projections</button>'
+                     '<span class="status"></span><div class="result"></div></section>')
+        if d.get("files"):
+            links = " · ".join(f'<a href="{e(file_src(p))}">{e(p)}</a>' for p in d["files"])
+            parts.append(f'<p class="hint">The whole layer, as the CLI drew it: {links}</p>')
     parts += [f'<p class="note">{e(n)}</p>' for n in d.get("notes", [])]
     return "".join(parts)
+
+
+def unit_pending_body(rid: str, layer: str, ch: int, status: dict[str, Any]) -> str:
+    """The unit page while the run's unit data is still being computed: progress, then the page (unit.js)."""
+    return (f'<h1 class="unit-title">{e(layer)} · channel {e(ch)}</h1>'
+            f'<section class="card pending" id="pending" data-status="/api/run/{e(rid)}/units">'
+            '<h2>Preparing the unit pages of this run</h2><p>The top test images and sparsity of every layer are '
+            'computed once, in the background, when the server starts; this page opens by itself when they are '
+            f'ready.</p><progress></progress> <span id="pending-step" class="status">{e(status.get("step", ""))}'
+            '</span></section>')
 
 
 def matrix_body() -> str:
@@ -144,15 +167,50 @@ def training_card(d: dict[str, Any], curve_src: str | None, confusion_src: str |
     if d.get("per_class") is not None:
         per_class = table(["class", "accuracy"], [[c, f"{100 * a:.2f}%"] for c, a in zip(d["classes"], d["per_class"])],
                           "perclass")
-    curve = f'<img class="plot" src="{e(curve_src)}" alt="training curve">' if curve_src else "<p>no curve.png</p>"
-    conf = (f'<img class="plot" src="{e(confusion_src)}" alt="confusion matrix">' if confusion_src
-            else f'<p class="note">{e(d.get("confusion_error") or "no confusion matrix")}</p>')
+    # only what exists: no heading over a missing curve or confusion matrix (the reason, if any, said once)
+    curve = f'<h3>curves</h3><img class="plot" src="{e(curve_src)}" alt="training curve">' if curve_src else ""
+    conf = (f'<h3>confusion (test split)</h3><img class="plot" src="{e(confusion_src)}" alt="confusion matrix">'
+            if confusion_src else
+            (f'<p class="note">{e(d["confusion_error"])}</p>' if d.get("confusion_error") else ""))
     return (f'<section class="card run" data-run="{e(d["id"])}"><h2>{e(d["id"])}</h2>'
-            f'{table(["", ""], summary_rows(d), "summary")}<h3>curves</h3>{curve}<h3>confusion (test split)</h3>'
-            f'{conf}<h3>per-class accuracy</h3>{per_class}</section>')
+            f'{table(["", ""], summary_rows(d), "summary")}{curve}{conf}'
+            f'{"<h3>per-class accuracy</h3>" + per_class if per_class else ""}</section>')
 
 
-def training_body(cards: list[str], multiple: bool) -> str:
-    compare = ('<section class="card"><h2>Test accuracy per epoch</h2><div id="compare" class="compare"></div>'
-               '<div id="legend" class="legend"></div></section>')
-    return f'<h1>Training</h1>{compare}<div class="{"side" if multiple else "single"}">{"".join(cards)}</div>'
+def training_body(only: str | None) -> str:
+    """The live dashboard (filled by training.js): every run under the served folders, or only run ``only``."""
+    return f"""
+<h1>Training{f' <span class="hint">· {e(only)}</span>' if only else ''}</h1>
+<section id="dash" class="card" data-only="{e(only or '')}">
+  <div class="controls">
+    <span id="runtoggles" class="toggles" aria-label="runs shown"></span>
+    <label>smoothing <input id="smooth" type="range" min="0" max="0.99" step="0.01" value="0.6">
+      <span id="smoothval">0.60</span></label>
+    <span id="livestatus" class="status"></span>
+  </div>
+  <p class="hint">Per-step training loss (faint: each logged batch; solid: smoothed with an exponential moving
+  average, as TensorBoard does), the learning rate of each step, and accuracy after each epoch (solid: test split,
+  dashed: training batches). Runs that start training while this page is open appear here and grow without a
+  reload. Hover a chart for values.</p>
+  <div class="charts">
+    <div class="chartbox"><h3>training loss</h3><div id="chart-loss"></div></div>
+    <div class="chartbox"><h3>learning rate</h3><div id="chart-lr"></div></div>
+    <div class="chartbox"><h3>accuracy</h3><div id="chart-acc"></div></div>
+  </div>
+</section>
+<div id="cards" class="{'single' if only else 'side'}"></div>"""
+
+
+ERROR_TITLES = {400: "That request cannot be answered", 404: "Not found", 405: "Method not allowed",
+                422: "Invalid address", 500: "Internal error"}
+
+
+def error_body(status: int, message: str, path: str, rid: str | None) -> str:
+    """An error as a page: what went wrong (the same message the API gives) and where to go from here."""
+    back = [("the list of runs", "/")]
+    if rid:
+        back = [(f"{rid}: draw", f"/run/{rid}/draw"), (f"{rid}: training", f"/run/{rid}/training"), *back]
+    links = "".join(f'<li><a href="{e(href)}">{e(label)}</a></li>' for label, href in back)
+    return (f'<section class="card error" data-status="{status}"><h1>{e(ERROR_TITLES.get(status, "Error"))} '
+            f'<span class="hint">({status})</span></h1><p class="message">{e(message)}</p>'
+            f'<p class="hint">Address: <code>{e(path)}</code></p><h2>Go to</h2><ul>{links}</ul></section>')
