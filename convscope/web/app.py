@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data.prepare import default_mode as default_prepare
 from ..errors import ConvscopeError
-from . import compute
+from . import compute, routes_draw
 from .runs import RunEntry, discover_runs
 from .security import GuardMiddleware, WebError, allowed_hosts, decode_image, read_capped, safe_child
 from .views import pages
@@ -163,7 +163,8 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
         def work() -> dict[str, Any]:
             img = decode_image(data)
             prep = compute.prepare_picture(img, r.run.input_shape, default_prepare(r.run.meta))
-            return compute.predict_with_maps(r, prep.tensor[None], prep).to_dict()
+            return compute.predict_with_maps(r, prep.tensor[None], prep,
+                                             with_norm=request.query_params.get("norm") == "1").to_dict()
         result = await asyncio.get_running_loop().run_in_executor(r.worker, work)
         return Response(json.dumps(result), media_type="application/json")   # plain data: no re-encoding pass
 
@@ -190,5 +191,6 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     def api_matrix(request: Request):
         return compute.matrix_data(dict(request.query_params)).to_dict()
 
+    app.include_router(routes_draw.router(entry))
     app.state.runs = runs
     return app
