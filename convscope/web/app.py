@@ -88,7 +88,8 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     @app.get("/run/{rid}/draw", response_class=HTMLResponse)
     def draw_page(rid: str):
         r = entry(rid)
-        return html(f"draw · {rid}", pages.draw_body(rid, list(r.run.input_shape)), rid, ("draw.js",))
+        return html(f"draw · {rid}", pages.draw_body(rid, list(r.run.input_shape)), rid,
+                    ("conv.js", "draw.js"))
 
     @app.get("/run/{rid}/unit/{layer}/{ch}", response_class=HTMLResponse)
     def unit_page(rid: str, layer: str, ch: int):
@@ -98,7 +99,7 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
 
     @app.get("/matrix", response_class=HTMLResponse)
     def matrix_page():
-        return html("conv matrix", pages.matrix_body(), None, ("matrix.js",))
+        return html("conv matrix", pages.matrix_body(), None, ("matrixrow.js", "matrix.js"))
 
     def card(r: RunEntry) -> str:
         d = compute.training_data(r).to_dict()
