@@ -111,7 +111,7 @@ def conv_step(entry: RunEntry, x_u8: torch.Tensor, layer: str, ch: Any, y: Any, 
     patch = padded[:, rows][:, :, cols]                         # (cg, kh, kw)
     kernel = wt[ch]
     products = patch * kernel
-    bias = float(conv.bias[ch]) if conv.bias is not None else 0.0
+    bias = float(conv.bias.detach()[ch]) if conv.bias is not None else 0.0
     total = float(products.sum())
     value = total + bias
     inside = [[bool(0 <= r - py < h and 0 <= c - px < w) for c in cols] for r in rows]
