@@ -89,7 +89,7 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     def draw_page(rid: str):
         r = entry(rid)
         return html(f"draw · {rid}", pages.draw_body(rid, list(r.run.input_shape)), rid,
-                    ("conv.js", "draw.js"))
+                    ("conv.js", "attr.js", "draw.js"))
 
     @app.get("/run/{rid}/unit/{layer}/{ch}", response_class=HTMLResponse)
     def unit_page(rid: str, layer: str, ch: int):

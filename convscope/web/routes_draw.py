@@ -1,5 +1,5 @@
-"""The network view's and the drill-down's JSON routes (the Draw page and the matrix explorer's trained mode):
-the traced structure of a run's network, and one convolution worked out for the page's current input."""
+"""The network view's JSON routes (the Draw page and the matrix explorer's trained mode): the traced structure
+of a run's network, one convolution worked out for the page's current input, and attribution overlays for it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from .convstep import conv_step, decode_input
+from .explain import attributions
 from .network import network
 from .runs import RunEntry
 from .security import WebError, read_capped
@@ -27,25 +28,35 @@ def router(entry: Callable[[str], RunEntry]) -> APIRouter:
     def api_network(rid: str):
         return network(entry(rid))
 
-    @api.post("/api/run/{rid}/conv")
-    async def api_conv(rid: str, request: Request):
-        r = entry(rid)
+    async def json_body(request: Request, what: str) -> dict[str, Any]:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
-            raise WebError(415, f"Content-Type {ctype or 'missing'!r}: send a JSON object {{layer, ch, y, x, input}} "
-                                "as application/json")
+            raise WebError(415, f"Content-Type {ctype or 'missing'!r}: send a JSON object {what} as "
+                                "application/json")
         raw = await read_capped(request, MAX_JSON_BYTES)
         try:
             body = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise WebError(400, f"request body is not valid JSON ({e})") from None
         if not isinstance(body, dict):
-            raise WebError(400, "request body: expected a JSON object {layer, ch, y, x, input}")
+            raise WebError(400, f"request body: expected a JSON object {what}")
+        return body
 
-        def work() -> dict[str, Any]:
-            x = decode_input(body.get("input"), r.run.input_shape)
-            return conv_step(r, x, str(body.get("layer")), body.get("ch"), body.get("y"), body.get("x"))
-        result = await asyncio.get_running_loop().run_in_executor(r.worker, work)
+    async def answer(r: RunEntry, work: Callable[[], dict[str, Any]]) -> Response:
+        result = await asyncio.get_running_loop().run_in_executor(r.worker, work)   # one at a time per run
         return Response(json.dumps(result), media_type="application/json")
+
+    @api.post("/api/run/{rid}/conv")
+    async def api_conv(rid: str, request: Request):
+        r = entry(rid)
+        body = await json_body(request, "{layer, ch, y, x, input}")
+        return await answer(r, lambda: conv_step(r, decode_input(body.get("input"), r.run.input_shape),
+                                                 str(body.get("layer")), body.get("ch"), body.get("y"), body.get("x")))
+
+    @api.post("/api/run/{rid}/attribution")
+    async def api_attribution(rid: str, request: Request):
+        r = entry(rid)
+        body = await json_body(request, "{input}")
+        return await answer(r, lambda: attributions(r, decode_input(body.get("input"), r.run.input_shape)))
 
     return api

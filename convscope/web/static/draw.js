@@ -255,6 +255,7 @@
     view.drawImage(small, 0, 0, 140, 140);
     paintAll();
     if (drill.at && !empty) openDrill(...drill.at);
+    window.convscopeAttr.update(rid, d);
     root.dataset.updates = String(+(root.dataset.updates || 0) + 1);
   }
 

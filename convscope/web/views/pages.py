@@ -63,7 +63,15 @@ def draw_body(rid: str, input_shape: list[int]) -> str:
   <svg id="links" class="links" aria-hidden="true"></svg>
 </section>
 <div id="hoverinfo" class="hoverinfo" hidden></div>
-<section id="drill" class="card drill" hidden></section>"""
+<section id="drill" class="card drill" hidden></section>
+<section id="attr" class="card">
+  <h2>Attribution <label class="hint"><input id="attr-on" type="checkbox"> compute for the current drawing</label>
+    <span id="attr-status" class="status"></span></h2>
+  <p class="hint">Which input pixels four methods credit for the predicted class, over the model input (red: for it,
+    blue: against it); each labelled with the trust audit's verdict for this model.</p>
+  <div id="attr-maps" class="tiles"></div>
+  <p id="attr-note" class="note"></p>
+</section>"""
 
 
 def unit_body(d: dict[str, Any], file_src: Callable[[str], str], unit_href: Callable[[str, int], str]) -> str:
