@@ -9,6 +9,8 @@ the prediction in view. Screenshots go to $CONVSCOPE_SCREENSHOTS when set (docs/
 from __future__ import annotations
 
 import base64
+import json
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -262,3 +264,47 @@ def test_phone_keeps_the_prediction_in_view(server, page_at):
         b = page.locator(sel).bounding_box()
         assert b["x"] >= 0 and b["y"] >= 0 and b["x"] + b["width"] <= 390 and b["y"] + b["height"] <= 844, sel
     shot(page, "serve-phone.png")
+
+
+def test_attribution_overlays_carry_the_audit_verdict(fast2_server, page_at):
+    run_dir = next(fast2_server_dirs(fast2_server))
+    audit = run_dir / "inspect" / "audit.json"
+    audit.parent.mkdir(exist_ok=True)
+    # the format `convscope explain RUN --audit` writes (two methods audited here: the others say so)
+    audit.write_text(json.dumps({"images": 8, "dataset": "digits", "split": "test", "complete": True, "methods": [
+        {"method": "saliency", "control": False, "trusted": False, "verdict": "no: no better than a control"},
+        {"method": "occlusion", "control": False, "trusted": True, "verdict": "yes"},
+        {"method": "control: image", "control": True, "trusted": False, "verdict": "control (ignores the model)"}]}))
+    try:
+        page = page_at(1366, 900)
+        page.goto(fast2_server.base + "/run/fast2/draw")
+        n = wait_update(page, 0)
+        page.check("#attr-on")
+        draw_seven(page, n)
+        wait_for(page, "() => +(document.getElementById('attr').dataset.done || 0) > 0 && "
+                       "!document.getElementById('attr-status').textContent.startsWith('computing')", 120)
+        figs = page.locator("#attr-maps figure")
+        assert figs.count() == 4
+        verdicts = {f.get_attribute("data-method"): f.locator(".verdict").text_content() for f in figs.all()}
+        assert verdicts == {"saliency": "audit: not trusted (no better than a control)", "occlusion": "audit: trusted",
+                            "gradcam": "not audited", "integrated_gradients": "not audited"}
+        assert "verdicts from inspect/audit.json (8 digits test images)" in page.text_content("#attr-note")
+        # each map as the library computes it for the page's input; a constant one is flagged, not drawn
+        run = load_run(run_dir)
+        x_u8 = torch.frombuffer(bytearray(base64.b64decode(page.get_attribute("#draw", "data-input-b64"))),
+                                dtype=torch.uint8).reshape(1, *run.input_shape)
+        from convscope.inspect.attribution import explain
+
+        for f in figs.all():
+            maps = explain(run.model, run.preprocess(x_u8), f.get_attribute("data-method"),
+                           int(page.text_content("#prediction"))).maps
+            constant = bool(np.ptp(maps) == 0)
+            assert ("constant" in f.get_attribute("class")) == constant
+            assert f.locator("canvas.attrmap").count() == (0 if constant else 1)
+        shot(page, "serve-attribution.png")
+    finally:
+        audit.unlink()
+
+
+def fast2_server_dirs(srv):
+    yield Path(srv.proc.args[srv.proc.args.index("serve") + 1])
