@@ -303,7 +303,10 @@ def _captum_call(model: nn.Module, inputs: torch.Tensor, method: str, target: to
         return attr.LayerGradCam(model, modules[layer]).attribute(x, target=target, relu_attributions=True)
     if method == "occlusion":
         window, strides = occlusion_window(tuple(inputs.shape[1:]))
-        return attr.Occlusion(model).attribute(x, sliding_window_shapes=window, strides=strides, target=target)
+        # a few images: many occluded copies per forward (one image, 169 windows on 28 x 28: 3 forwards, not 169);
+        # 64 or more images: one copy each, as before (the batch is already large)
+        return attr.Occlusion(model).attribute(x, sliding_window_shapes=window, strides=strides, target=target,
+                                               perturbations_per_eval=max(1, 64 // len(x)))
     if method == "guided_gradcam":
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")

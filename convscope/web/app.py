@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ConvscopeError
-from . import compute
+from . import compute, routes_draw
 from .runs import RunEntry, discover_runs
 from .testset import evaluation
 from .units import UnitWork
@@ -109,11 +109,12 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     @app.get("/run/{rid}/draw", response_class=HTMLResponse)
     def draw_page(rid: str):
         r = entry(rid)
-        return html(f"draw · {rid}", pages.draw_body(rid, list(r.run.input_shape)), rid, ("draw.js",))
+        return html(f"draw · {rid}", pages.draw_body(rid, list(r.run.input_shape)), rid,
+                    ("conv.js", "attr.js", "draw.js"))
 
     @app.get("/matrix", response_class=HTMLResponse)
     def matrix_page():
-        return html("conv matrix", pages.matrix_body(), None, ("matrix.js",))
+        return html("conv matrix", pages.matrix_body(), None, ("matrixrow.js", "matrix.js"))
 
     # ---- files
     @app.get("/static/{name}")
@@ -162,7 +163,8 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
         data = await read_capped(request)
 
         def work() -> dict[str, Any]:
-            return compute.predict_picture(r, decode_image(data)).to_dict()
+            return compute.predict_picture(r, decode_image(data),
+                                           with_norm=request.query_params.get("norm") == "1").to_dict()
         result = await asyncio.get_running_loop().run_in_executor(r.worker, work)
         return Response(json.dumps(result), media_type="application/json")   # plain data: no re-encoding pass
 
@@ -193,5 +195,6 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     work = UnitWork(runs).start() if precompute else UnitWork(runs)
     app.include_router(units_router(runs, work))
     app.router.on_shutdown.append(work.stop)     # the background thread ends before the interpreter does
+    app.include_router(routes_draw.router(entry))
     app.state.runs = runs
     return app

@@ -24,6 +24,7 @@ from ..matrix.display import block_structure, symbolic_entries, tap_names
 from ..models.conv_layers import conv_layers, last_conv
 from ..training import Run
 from . import pictures
+from .network import network
 from .runs import RunEntry
 from .testset import evaluation, test_dataset  # noqa: F401  (test_dataset: part of this module's API)
 
@@ -48,6 +49,7 @@ class Prediction(_ToDict):
     layers: list[dict[str, Any]]      # name, kind, shape, lo, hi, signed, data
     notes: list[str] = field(default_factory=list)   # how the picture was prepared (predict's notes)
     no_ink: bool = False              # a blank picture: the maps are shown, the page names no digit
+    logits: list[float] = field(default_factory=list)   # the model's own forward (before any test-time averaging)
 
 
 @dataclass
@@ -142,16 +144,19 @@ def _quantize(t: torch.Tensor) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def predict_with_maps(entry: RunEntry, x_u8: torch.Tensor, prepared: Prepared | None = None) -> Prediction:
-    """Class probabilities and every shown layer's feature maps for one uint8 input (1, C, H, W); with the
-    ``prepared`` picture's notes and whether it had no ink."""
+def predict_with_maps(entry: RunEntry, x_u8: torch.Tensor, prepared: Prepared | None = None,
+                      with_norm: bool = False) -> Prediction:
+    """Class probabilities, logits and every shown layer's feature maps for one uint8 input (1, C, H, W); with
+    the ``prepared`` picture's notes and whether it had no ink. ``with_norm``: the batch-norm layers' maps too
+    (the network view's toggle), each layer flagged ``norm``."""
     run = entry.run
-    layers = shown_layers(entry)
+    layers = ([{k: li[k] for k in ("name", "kind", "shape", "norm")} for li in network(entry)["layers"]]
+              if with_norm else shown_layers(entry))
     names = [li["name"] for li in layers]
     with entry.model_lock:
         inp = run.preprocess(x_u8)
         with capture(run.model, names) as maps:
-            logits = run.model(inp).float()
+            logits = own = run.model(inp).float()
         if run.tta:  # the run's own test-time averaging, as `convscope predict` does
             logits = run.logits(inp)
     probs = torch.softmax(logits, dim=1)[0]
@@ -159,15 +164,16 @@ def predict_with_maps(entry: RunEntry, x_u8: torch.Tensor, prepared: Prepared | 
     return Prediction(run.classes[top], top, list(run.classes), [round(float(p), 6) for p in probs],
                       base64.b64encode(x_u8[0].numpy().tobytes()).decode("ascii"), list(run.input_shape),
                       [{**li, **_quantize(maps[li["name"]][0])} for li in layers],
-                      list(prepared.notes) if prepared else [], bool(prepared and prepared.steps.get("no_ink")))
+                      list(prepared.notes) if prepared else [], bool(prepared and prepared.steps.get("no_ink")),
+                      [round(float(v), 5) for v in own[0]])
 
 
-def predict_picture(entry: RunEntry, img: Image.Image) -> Prediction:
+def predict_picture(entry: RunEntry, img: Image.Image, with_norm: bool = False) -> Prediction:
     """A drawn or uploaded picture -> probabilities and every layer's maps, prepared the way ``convscope predict``
     prepares an image file for this run (the run's recorded mode): the draw page and the notebook widget both
     come here."""
     prep = prepare_picture(img, entry.run.input_shape, default_prepare(entry.run.meta))
-    return predict_with_maps(entry, prep.tensor[None], prep)
+    return predict_with_maps(entry, prep.tensor[None], prep, with_norm=with_norm)
 
 
 def inspect_files(run_path: Path, layer: str) -> list[str]:

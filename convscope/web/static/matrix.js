@@ -87,15 +87,30 @@
     const t = ev.target.closest("td"); if (t) showCell(+t.dataset.row, +t.dataset.col);
   });
 
+  // an invalid geometry leaves nothing of the previous one on screen: only the error
+  function clearAll(message) {
+    M = null; rowCols = [];
+    for (const id of ["m-input", "m-kernel", "m-output", "m-matrix"]) document.getElementById(id).replaceChildren();
+    for (const id of ["m-shape", "m-structure"]) document.getElementById(id).textContent = "";
+    hover.textContent = "\u00a0";
+    info.textContent = message;
+    info.classList.add("error");
+  }
+  let seq = 0;
   async function load() {
-    const q = new URLSearchParams(new FormData(form));
-    const res = await fetch(`/api/matrix?${q}`);
-    const data = await res.json();
-    if (!res.ok) { info.textContent = data.error; return; }
+    const q = new URLSearchParams(new FormData(form)), mine = ++seq;
+    let res, data;
+    try {
+      res = await fetch(`/api/matrix?${q}`);
+      data = await res.json();
+    } catch (e) { data = { error: "server unreachable: " + e }; }
+    if (mine !== seq) return;                    // a newer geometry was asked for meanwhile
+    if (!res || !res.ok) { clearAll(data.error || `error ${res.status}`); document.body.dataset.matrix = "invalid"; return; }
+    info.classList.remove("error");
     render(data);
     document.body.dataset.matrix = q.toString();
   }
   form.addEventListener("input", load);
   form.addEventListener("submit", (ev) => ev.preventDefault());
-  load();
+  window.convscopeTrained.start(form).then(load, load);   // a trained layer first (it sets the geometry)
 })();

@@ -29,29 +29,48 @@ def index_body(runs: list[dict[str, Any]]) -> str:
 
 
 def draw_body(rid: str, input_shape: list[int]) -> str:
+    """The network view: canvas and model input on the left, a column per layer (filled by draw.js from
+    /api/run/RID/network and each predict answer), logits and softmax last; a drill-down panel below."""
     return f"""
-<section id="draw" data-run="{e(rid)}" data-input="{e(",".join(map(str, input_shape)))}">
-  <div class="drawrow">
-    <div class="panel">
-      <h2>Draw a digit</h2>
-      <canvas id="pad" width="280" height="280" aria-label="drawing canvas"></canvas>
-      <div class="controls">
-        <button id="clear" type="button">Clear</button>
-        <label>brush <input id="brush" type="range" min="8" max="40" value="22"></label>
-        <label class="upload">or upload an image <input id="upload" type="file" accept="image/*"></label>
+<section id="draw" class="netview" data-run="{e(rid)}" data-input="{e(",".join(map(str, input_shape)))}"
+         data-state="empty">
+  <div class="netleft">
+    <canvas id="pad" width="280" height="280" aria-label="drawing canvas"></canvas>
+    <div class="controls">
+      <button id="clear" type="button">Clear</button>
+      <label>brush <input id="brush" type="range" min="8" max="40" value="22"></label>
+    </div>
+    <label class="upload">or upload <input id="upload" type="file" accept="image/*"></label>
+    <div id="predbox" class="predbox">
+      <canvas id="inputview" class="inputview" width="140" height="140" data-layer="input" data-ch="0"
+              title="the model input: the drawing as the model reads it"></canvas>
+      <div>
+        <div class="predline">Prediction <span id="prediction" class="pred"></span></div>
+        <p id="empty" class="emptymsg">Draw a digit</p>
       </div>
-      <p class="hint">Light strokes on black, as the model was trained. Mouse, touch or pen.</p>
     </div>
-    <div class="panel">
-      <h2>Model input</h2>
-      <canvas id="inputview" width="140" height="140"></canvas>
-      <h2>Prediction <span id="prediction" class="pred">–</span></h2>
-      <div id="probs" class="probs"></div>
-      <p id="status" class="status"></p>
+    <p id="status" class="status"></p>
+    <div class="toggles">
+      <label><input id="show-bn" type="checkbox"> batch norm</label>
+      <label>colour scale <select id="scale"><option value="layer">per layer</option>
+        <option value="global">one for all layers</option></select></label>
     </div>
+    <p class="hint">Light strokes on black. Hover a map: lines to the maps (and kernels) it reads. Click a conv
+      map: that pixel's convolution with its numbers.</p>
+    <p id="net-notes" class="note"></p>
   </div>
-  <h2>Every layer <span class="hint">(click a map to open its unit)</span></h2>
-  <div id="layers"></div>
+  <div id="netscroll" class="netscroll"><div id="layers" class="netcols"></div></div>
+  <svg id="links" class="links" aria-hidden="true"></svg>
+</section>
+<div id="hoverinfo" class="hoverinfo" hidden></div>
+<section id="drill" class="card drill" hidden></section>
+<section id="attr" class="card">
+  <h2>Attribution <label class="hint"><input id="attr-on" type="checkbox"> compute for the current drawing</label>
+    <span id="attr-status" class="status"></span></h2>
+  <p class="hint">Which input pixels four methods credit for the predicted class, over the model input (red: for it,
+    blue: against it); each labelled with the trust audit's verdict for this model.</p>
+  <div id="attr-maps" class="tiles"></div>
+  <p id="attr-note" class="note"></p>
 </section>"""
 
 
@@ -137,6 +156,18 @@ def matrix_body() -> str:
                         num("kw", "W", 3, 1, 7), num("stride", "stride", 1, 1, 4), num("padding", "padding", 0, 0, 4),
                         num("dilation", "dilation", 1, 1, 3)])
     return f"""
+<section id="trained" class="card trained" hidden>
+  <h2 id="t-title">A trained layer as a matrix</h2>
+  <form id="tform" class="controls"><label>run <input id="t-run" name="run" size="12"></label>
+    <label>layer <input id="t-layer" name="layer" size="8"></label>
+    <label>output channel <input id="t-ch" name="ch" type="number" min="0" value="0"></label>
+    <label>y <input id="t-y" name="y" type="number" min="0" value="0"></label>
+    <label>x <input id="t-x" name="x" type="number" min="0" value="0"></label></form>
+  <p id="t-info" class="status"></p>
+  <div id="t-rows" class="tiles"></div>
+  <p id="t-eq" class="eq"></p>
+  <div id="t-table" class="matrix"></div>
+</section>
 <h1>Convolution as a matrix</h1>
 <p>A 2-D convolution of one channel is a sparse matrix acting on the unrolled input: output pixel (y, x) is
 row y·W<sub>out</sub> + x, input pixel (i, j) is column i·W + j. Hover an output pixel or a matrix cell.</p>

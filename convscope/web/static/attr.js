@@ -1,0 +1,78 @@
+// Attribution overlays on the Draw page: for the current drawing and its predicted class, saliency, Grad-CAM,
+// integrated gradients and occlusion over the model input, each labelled with the trust audit's verdict for this
+// model (RUN/inspect/audit.json); a constant (e.g. all-zero) map is flagged, not drawn as a blank. Computed on the
+// server on request (the checkbox), one request in flight, the latest drawing wins.
+"use strict";
+(function () {
+  const el = (...a) => window.convscope.el(...a);
+  const box = document.getElementById("attr"), on = document.getElementById("attr-on");
+  const maps = document.getElementById("attr-maps"), note = document.getElementById("attr-note");
+  const status = document.getElementById("attr-status");
+  let rid = null, latest = null, inFlight = false, pendingInput = null;
+
+  function overlay(m, input, shape) {      // the input in grey, the map on top (red > 0, blue < 0)
+    const [C, H, W] = shape, cv = el("canvas", { width: W, height: H, class: "attrmap" });
+    const g = cv.getContext("2d"), img = g.createImageData(W, H), px = img.data;
+    const q = window.convscope.b64bytes(m.data);
+    for (let p = 0; p < H * W; p++) {
+      const grey = C === 1 ? input[p] : (input[p] + input[H * W + p] + input[2 * H * W + p]) / 3;
+      const v = m.signed ? (q[p] - 127.5) / 127.5 : q[p] / 255;      // -1..1 on the map's own scale
+      const a = Math.min(1, Math.abs(v)) * 0.85, col = v >= 0 ? [230, 40, 20] : [30, 110, 230];
+      for (let c = 0; c < 3; c++) px[p * 4 + c] = Math.round(grey * 0.6 * (1 - a) + col[c] * a);
+      px[p * 4 + 3] = 255;
+    }
+    g.putImageData(img, 0, 0);
+    return cv;
+  }
+  function verdict(m) {
+    if (!m.audit) return el("span", { class: "verdict none" }, "not audited");
+    return el("span", { class: "verdict " + (m.audit.trusted ? "ok" : "bad") },
+              m.audit.trusted ? "audit: trusted" : `audit: not trusted (${m.audit.verdict.replace(/^no: /, "")})`);
+  }
+  function render(d, input64, shape) {
+    const input = window.convscope.b64bytes(input64);
+    maps.replaceChildren();
+    for (const m of d.methods) {
+      const f = el("figure", { class: "attr" + (m.constant ? " constant" : ""), "data-method": m.method,
+                               title: m.description + (m.layer ? ` (layer ${m.layer})` : "") +
+                                      (m.baseline ? `; baseline: ${m.baseline}` : "") });
+      if (m.constant) f.append(el("div", { class: "flat" }, "constant map: this method credits no pixel for this drawing"));
+      else f.append(overlay(m, input, shape));
+      const cap = el("figcaption");
+      cap.append(el("b", {}, m.method.replace(/_/g, " ")), el("br"), verdict(m));
+      f.append(cap);
+      maps.append(f);
+    }
+    note.textContent = `Explaining class ${d.class} (the prediction). ${d.audit_note}.`;
+    box.dataset.done = String(+(box.dataset.done || 0) + 1);
+  }
+  async function request(input64, shape) {
+    inFlight = true;
+    status.textContent = "computing…";
+    const t0 = performance.now();
+    try {
+      const res = await fetch(`/api/run/${encodeURIComponent(rid)}/attribution`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ input: input64 }) });
+      const d = await res.json();
+      if (!res.ok) { maps.replaceChildren(); status.textContent = d.error || `error ${res.status}`; }
+      else { render(d, input64, shape); status.textContent = `computed in ${Math.round(performance.now() - t0)} ms`; }
+    } catch (e) {
+      status.textContent = "server unreachable: " + e;
+    } finally {
+      inFlight = false;
+      if (pendingInput) { const p = pendingInput; pendingInput = null; request(...p); }
+    }
+  }
+  function update(runId, d) {
+    rid = runId;
+    latest = d;
+    if (!on.checked) return;
+    if (d.no_ink) { maps.replaceChildren(); note.textContent = ""; status.textContent = "draw a digit to explain it"; return; }
+    if (inFlight) pendingInput = [d.input, d.input_shape]; else request(d.input, d.input_shape);
+  }
+  on.addEventListener("change", () => {
+    if (on.checked && latest) update(rid, latest);
+    else if (!on.checked) { maps.replaceChildren(); note.textContent = ""; status.textContent = ""; }
+  });
+  window.convscopeAttr = { update };
+})();
