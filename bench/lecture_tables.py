@@ -1,0 +1,369 @@
+"""Every table and figure of the lecture's answer, regenerated from the current default model.
+
+    python bench/lecture_tables.py                                  # every stage, 3 models of `convscope train`
+    python bench/lecture_tables.py --only refine --models 3 --seeds 0,1,2
+    python bench/lecture_tables.py --render                         # only rewrite the docs' blocks from the JSON
+
+Stages (``--only``, comma-separated; ``STAGES`` below, where another stage plugs in):
+
+    edges     the edge-detector counts (Sobel-x and the thread's 4x4 detector on the digits, the 4x4 on
+              Fashion-MNIST): exact integer counts, no model
+    sparsity  exactly-zero activations of each ReLU layer of model 1 on the digits test split
+    refine    `convscope experiment refine` on conv3 of every model, all variants and controls, paired statistics
+
+The models are `convscope train` with no arguments (today `fast2` on the embedded digits) and ``--seed`` 0, 1, ...
+(each seed draws a new initialisation, data order and augmentation), trained into ``--runs`` or reused from
+there when an earlier call trained them with the same recipe.
+
+Each stage's numbers go into bench/results/lecture_tables.json under its name, with the commit, the command and
+the machine (other stages' entries are kept); its figures go into docs/. Then every block between
+``<!-- lecture:NAME -->`` and ``<!-- /lecture:NAME -->`` in README.md and docs/*.md is rewritten from the JSON
+(``render``), so the docs quote exactly what the script measured; tests/test_lecture_tables.py checks that they
+still do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from convscope.benchmark import provenance  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "lecture_tables.json"
+DOCS = ROOT / "docs"
+RUNS = ROOT / "bench" / ".cache" / "lecture"
+PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+FOURBYFOUR = [[-1, -1, 1, 1]] * 4                  # the thread's 4x4 vertical-edge detector
+BLOCK = re.compile(r"(<!-- lecture:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /lecture:(?P=name) -->)", re.S)
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+# --- the models ---------------------------------------------------------------------------------------------
+
+def default_runs(n: int, folder: Path, say: Callable[[str], None] = print) -> list:
+    """Runs of `convscope train` with no arguments and --seed 0..n-1, trained into ``folder`` or reused."""
+    import convscope
+    from convscope.training import load_run
+    from convscope.training.config import config_from_dict
+
+    runs = []
+    for seed in range(n):
+        path = folder / f"default-seed{seed}"
+        want = config_from_dict({"seed": seed}).flat()
+        if path.exists():
+            run = load_run(path)
+            have = run.config.flat()
+            differ = [k for k, v in want.items() if v is not None and have.get(k) != v and k not in ("out", "quiet")]
+            if differ:
+                raise SystemExit(f"{path}: trained with another recipe than `convscope train --seed {seed}` "
+                                 f"({', '.join(differ)}); delete it")
+            say(f"model {seed + 1}/{n}: {path} (trained earlier)")
+        else:
+            say(f"model {seed + 1}/{n}: training `convscope train --seed {seed}` into {path}")
+            run = convscope.train({"seed": seed}, out=path, progress=False)
+        runs.append(run)
+    return runs
+
+
+# --- stages: each returns the JSON entry it measured ------------------------------------------------------------
+
+def stage_edges(args, say) -> dict:
+    from convscope.data import load
+    from convscope.inspect.edges import edge_experiment, edges_png
+
+    digits = load("digits", "all")
+    rows = []
+    for data, name, kernel, filt in ((digits, "digits (10,000)", None, "sobel-x"),
+                                     (digits, "digits (10,000)", FOURBYFOUR, "4x4 vertical edge")):
+        res = edge_experiment(digits.images, "sobel-x", kernel=kernel)
+        rows.append({"data": name, "kernel": filt, **res.summary()})
+        png = DOCS / ("edges-sobel-x.png" if kernel is None else "refine-edges-4x4.png")
+        edges_png(data.images, res, png)
+        say(f"edges {filt} on digits: wrote {png.relative_to(ROOT)}")
+    try:
+        fashion = load("fashion-mnist", "test")
+    except Exception as e:                                          # noqa: BLE001 - an optional dataset
+        say(f"edges: Fashion-MNIST not available ({e}); its row is left out")
+    else:
+        res = edge_experiment(fashion.images, kernel=FOURBYFOUR)
+        rows.append({"data": f"Fashion-MNIST test ({len(fashion):,})", "kernel": "4x4 vertical edge",
+                     **res.summary()})
+    return {"rows": rows}
+
+
+def stage_sparsity(args, say) -> dict:
+    from convscope.data import load
+    from convscope.inspect.sparsity import activation_sparsity, sparsity_png
+
+    run = default_runs(1, args.runs, say)[0]
+    test = load(run.config.dataset, "test", run.config.data_dir)
+    res = activation_sparsity(run.model, test, run.normalization)
+    sparsity_png(res, DOCS / "sparsity.png", f"activation sparsity, {run.config.model} on {test.name} test "
+                                             f"({len(test):,} images)")
+    return {"model": run.config.model, "run": str(run.path.relative_to(ROOT)), "images": len(test),
+            "layers": [{"name": r.name, "zero_fraction": r.zero_fraction, "dead_channels": r.dead_channels,
+                        "channels": r.shape[0]} for r in res]}
+
+
+def stage_refine(args, say) -> dict:
+    from convscope.configs import RefineConfig
+    from convscope.experiments import refine
+    from convscope.experiments.pictures import curves_png, dose_png, kernels_png, per_class_png
+
+    runs = default_runs(args.models, args.runs, say)
+    cfg = RefineConfig(seeds=tuple(args.seeds), threads=args.threads, steps=args.steps, k=args.k)
+    t0, c0 = time.perf_counter(), _cpu()
+    res = refine([r.path for r in runs], cfg, progress=say)
+    wall, cpu = time.perf_counter() - t0, _cpu() - c0
+    say(res.table())
+    out = args.runs / "refine-results.json"                         # every run's rows: too large for git
+    out.write_text(json.dumps(res.to_dict()) + "\n")
+    curves_png(res, DOCS / "refine-curves-digits.png")
+    dose_png(res, DOCS / "refine-dose-digits.png")
+    per_class_png(res, DOCS / "refine-per-class-digits.png")
+    kernels_png(res, res.train_images, DOCS / "refine-kernels-digits.png")
+    per_model_seconds = [sum(r.seconds for r in res.runs if r.model == m) for m in range(res.model_count())]
+    return {"config": cfg.to_dict(), "layer": res.layer, "response": res.response, "data": res.data,
+            "models": res.models, "summary": res.summary(), "paired": res.paired(),
+            "dose_response": res.dose_response(), "wall_seconds": wall, "cpu_seconds": cpu,
+            "variant_seconds_per_model": per_model_seconds, "versions": res.versions}
+
+
+STAGES: dict[str, Callable] = {"edges": stage_edges, "sparsity": stage_sparsity, "refine": stage_refine}
+
+
+# --- rendering: JSON -> the markdown blocks the docs quote ----------------------------------------------------
+
+def _pp(x: float, sign: bool = True) -> str:
+    return f"{100 * x:+.2f}" if sign else f"{100 * x:.2f}"
+
+
+def _ci(c: dict) -> str:
+    return f"{_pp(c['mean'])} [{_pp(c['ci95'][0])}, {_pp(c['ci95'][1])}]"
+
+
+def block_edges(d: dict) -> str:
+    lines = ["| data | kernel | input | filter output | after ReLU | ReLU removes |", "|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        lines.append(f"| {r['data']} | {r['kernel']} | {r['input_nonzero']['mean']:.1f} | "
+                     f"{r['filtered_nonzero']['mean']:.1f} | {r['after_relu_nonzero']['mean']:.1f} | "
+                     f"{100 * r['relu_zeroed_fraction_of_nonzero']:.1f}% |")
+    return "\n".join(lines)
+
+
+def block_edges_answer(d: dict) -> str:
+    r = d["rows"][0]
+    four = d["rows"][1]
+    return (f"on the {r['images']:,} embedded digits {r['input_zero_mean']:.1f} of {r['pixels_per_image']} pixels "
+            f"per image are exactly 0. With the thread's 4x4 detector: mean {four['input_nonzero']['mean']:.0f} "
+            f"non-zero pixels in, {four['filtered_nonzero']['mean']:.0f} after the filter, "
+            f"{four['after_relu_nonzero']['mean']:.0f} after ReLU (exact counts, independent of the machine).")
+
+
+def block_sparsity(d: dict) -> str:
+    lines = [f"| layer of `{d['model']}` | exactly zero on the {d['images']:,} test images | dead channels |",
+             "|---|---|---|"]
+    for r in d["layers"]:
+        lines.append(f"| {r['name']} | {100 * r['zero_fraction']:.1f}% | {r['dead_channels']}/{r['channels']} |")
+    return "\n".join(lines)
+
+
+def _refine_table(d: dict, bn: str) -> str:
+    s, p = d["summary"][bn], d["paired"].get(bn, {})
+    lines = ["| variant | images | test acc. change (pp) | 95% CI | vs random (pp) [95% CI] | gap (pp) | "
+             "response gain, own top-k train | top-k test | all test | top-k test kept | angle |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for v, f in s.items():
+        pv = p.get(v, {})
+        ci = pv.get("change", {}).get("ci95")
+        vs = pv.get("vs_control")
+        lines.append(
+            f"| {v} | {f['chosen_images']['mean']:.0f} | {_pp(f['test_accuracy_change']['mean'])} ± "
+            f"{_pp(f['test_accuracy_change']['std'], False)} | "
+            + (f"[{_pp(ci[0])}, {_pp(ci[1])}]" if ci else "") + " | " + (_ci(vs) if vs else "control") + " | "
+            f"{_pp(f['gap']['mean'])} | {100 * f['response_topk_train_gain']['mean']:+.1f}% | "
+            f"{100 * f['response_topk_test_gain']['mean']:+.1f}% | {100 * f['response_all_test_gain']['mean']:+.1f}% | "
+            f"{100 * f['topk_test_kept']['mean']:.0f}% | {f['kernel_angle']['mean'] * 57.29578:.1f}° |")
+    return "\n".join(lines)
+
+
+def block_refine_setup(d: dict) -> str:
+    c, data = d["config"], d["data"]
+    accs = ", ".join(f"{100 * m['baseline']['test_accuracy']:.2f}%" for m in d["models"])
+    return (f"{len(d['models'])} models of `convscope train` (`{d.get('model', 'fast2')}`, seeds "
+            f"{', '.join(str(m['seed']) for m in d['models'])}; test accuracy {accs}), {len(c['seeds'])} seeds "
+            f"each, {c['steps']} steps, top-{c['k']} of {d['layer']}'s kernels ({d['models'][0]['chosen_images']:,} "
+            f"distinct images for model 1), {data['train_images']:,} training and {data['test_images']:,} test "
+            f"images; ± is the standard deviation over the {len(d['models']) * len(c['seeds'])} runs (models x "
+            f"seeds); the 95% intervals are bootstrap intervals over the test images ({c['bootstrap']:,} "
+            f"resamples, the mean over models and seeds); 'vs random' is paired with the random-image control "
+            f"on the same model, seed and test images. Measured in {d['wall_seconds'] / 60:.0f} min wall, "
+            f"{d['cpu_seconds'] / 60:.0f} min CPU (2-core {d.get('cpu', 'CPU')}, shared), torch "
+            f"{d['versions']['torch']}.")
+
+
+def block_refine_per_class(d: dict, bn: str = "frozen") -> str:
+    classes = d["data"]["classes"]
+    lines = ["| variant | " + " | ".join(str(c) for c in classes) + " |", "|---" * (len(classes) + 1) + "|"]
+    for v, f in d["summary"][bn].items():
+        lines.append(f"| {v} | " + " | ".join(f"{100 * x:+.1f}" for x in f["per_class_change"]) + " |")
+    return "\n".join(lines)
+
+
+def block_refine_per_model(d: dict) -> str:
+    n = len(d["models"])
+    head = " | ".join(f"model {i + 1} ({'BN frozen' if bn == 'frozen' else 'BN re-est.'})"
+                      for bn in d["summary"] for i in range(n))
+    lines = [f"| variant | {head} |", "|---" * (1 + n * len(d["summary"])) + "|"]
+    for v in d["summary"]["frozen"]:
+        cells = []
+        for bn in d["summary"]:
+            pm = d["paired"].get(bn, {}).get(v, {}).get("per_model", [])
+            for i in range(n):
+                f = d["summary"][bn][v]["per_model"][i]["test_accuracy_change"] if n > 1 else \
+                    d["summary"][bn][v]["test_accuracy_change"]
+                p = pm[i]["mcnemar"] if i < len(pm) and "mcnemar" in pm[i] else None
+                sig = f" ({sum(x['p'] < 0.05 for x in p)}/{len(p)} p<0.05)" if p else ""
+                cells.append(f"{_pp(f['mean'])} ± {_pp(f['std'], False)}{sig}")
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def block_refine_dose(d: dict, bn: str = "frozen") -> str:
+    dose = d["dose_response"][bn]
+    levels = list(next(iter(dose.values()))["at_gain"])
+    lines = ["| variant | final response gain | final angle | " + " | ".join(
+        f"acc. change at +{100 * float(g):.0f}% gain" for g in levels) + " |", "|---" * (3 + len(levels)) + "|"]
+    for v, pts in dose.items():
+        at = [pts["at_gain"][g] for g in levels]
+        lines.append(f"| {v} | {100 * pts['gain_topk_train'][-1]:+.1f}% | {pts['kernel_angle'][-1] * 57.29578:.1f}° | "
+                     + " | ".join("not reached" if a is None else f"{_pp(a)} pp" for a in at) + " |")
+    return "\n".join(lines)
+
+
+def block_refine_answer(d: dict) -> str:
+    s, p = d["summary"]["frozen"], d["paired"].get("frozen", {})
+    n = len(d["models"])
+
+    def ch(v, bn="frozen"):
+        f = d["summary"][bn][v]["test_accuracy_change"]
+        return f"{_pp(f['mean'])} ± {_pp(f['std'], False)} pp"
+
+    def per_model(v, bn="frozen"):
+        if n == 1:
+            return ""
+        return " (per model: " + ", ".join(_pp(m["test_accuracy_change"]["mean"])
+                                          for m in d["summary"][bn][v]["per_model"]) + ")"
+
+    out = []
+    if "maximize" in s:
+        out.append(f"- **maximize** (the class's procedure, BN statistics as trained): {ch('maximize')}"
+                   f"{per_model('maximize')}; with BN re-estimated {ch('maximize', 'reestimate')}"
+                   f"{per_model('maximize', 'reestimate')}.")
+    for v, label in (("maximize-random", "the same ascent on k *random* images per kernel"),
+                     ("maximize-bottom", "on each kernel's k *least*-exciting images"),
+                     ("maximize-representative", "on k representative images"),
+                     ("rotate", "an angle-matched random rotation of every kernel")):
+        if v in s:
+            vs = p.get(v, {}).get("vs_control")
+            out.append(f"- {label} (`{v}`): {ch(v)}" + (f"; vs random fine-tuning {_ci(vs)} pp" if vs else "") + ".")
+    for v, label in (("top", "fine-tuning on the top images"), ("random", "on as many random images"),
+                     ("representative", "on representative images"), ("full", "on the whole training set"),
+                     ("full-own", "on the whole training set with the run's own objective")):
+        if v in s:
+            out.append(f"- {label} (`{v}`): {ch(v)}.")
+    if "maximize" in s:
+        f = s["maximize"]
+        out.append(f"- selectivity after maximize: response {100 * f['response_topk_test_gain']['mean']:+.0f}% on "
+                   f"each kernel's top-9 test images, {100 * f['response_all_test_gain']['mean']:+.0f}% on all test "
+                   f"images; {100 * f['more_selective']['mean']:.0f}% of kernels gained more on their top images; "
+                   f"{100 * f['topk_test_kept']['mean']:.0f}% of each kernel's top-9 test images stay its top-9.")
+    return "\n".join(out)
+
+
+BLOCKS: dict[str, tuple[str, Callable[[dict], str]]] = {   # block name -> (stage, renderer)
+    "edges": ("edges", block_edges),
+    "edges-answer": ("edges", block_edges_answer),
+    "sparsity": ("sparsity", block_sparsity),
+    "refine-setup": ("refine", block_refine_setup),
+    "refine-frozen": ("refine", lambda d: _refine_table(d, "frozen")),
+    "refine-reestimate": ("refine", lambda d: _refine_table(d, "reestimate")),
+    "refine-per-class": ("refine", block_refine_per_class),
+    "refine-per-model": ("refine", block_refine_per_model),
+    "refine-dose": ("refine", block_refine_dose),
+    "refine-answer": ("refine", block_refine_answer),
+}
+
+
+def rendered(text: str, results: dict) -> str:
+    """``text`` with every lecture block rewritten from ``results`` (blocks of stages not measured stay)."""
+    def one(m: re.Match) -> str:
+        name = m.group("name")
+        if name not in BLOCKS:
+            raise SystemExit(f"unknown lecture block {name!r}; known: {', '.join(BLOCKS)}")
+        stage, fn = BLOCKS[name]
+        if stage not in results.get("stages", {}):
+            return m.group(0)
+        return m.group(1) + fn(results["stages"][stage]).rstrip("\n") + "\n" + m.group(4)
+
+    return BLOCK.sub(one, text)
+
+
+def render(results: dict, pages: list[Path] = PAGES) -> list[Path]:
+    changed = []
+    for page in pages:
+        text = page.read_text()
+        new = rendered(text, results)
+        if new != text:
+            page.write_text(new)
+            changed.append(page)
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=",".join(STAGES), help=f"comma-separated stages: {', '.join(STAGES)}")
+    ap.add_argument("--models", type=int, default=3, help="independently trained default models (refine)")
+    ap.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2],
+                    help="refine seeds per model")
+    ap.add_argument("--steps", type=int, default=30, help="refine steps per variant")
+    ap.add_argument("--k", type=int, default=9, help="refine: top images per kernel")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--runs", type=Path, default=RUNS, help="where the default models are trained or reused")
+    ap.add_argument("--render", action="store_true", help="only rewrite the docs' blocks from the JSON")
+    args = ap.parse_args(argv)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"stages": {}}
+    if not args.render:
+        stages = [s.strip() for s in args.only.split(",") if s.strip()]
+        unknown = [s for s in stages if s not in STAGES]
+        if unknown:
+            ap.error(f"--only: unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
+        args.runs.mkdir(parents=True, exist_ok=True)
+        for name in stages:
+            t0 = time.perf_counter()
+            entry = STAGES[name](args, print)
+            entry["provenance"] = provenance(sys.argv if argv is None else ["bench/lecture_tables.py", *argv])
+            entry["cpu"] = entry["provenance"]["machine"]["cpu"]
+            entry["stage_seconds"] = time.perf_counter() - t0
+            results["stages"][name] = entry
+            RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+            print(f"stage {name}: {entry['stage_seconds']:.0f} s; wrote {RESULTS.relative_to(ROOT)}")
+    for page in render(results):
+        print(f"rewrote the lecture blocks of {page.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
