@@ -65,7 +65,9 @@ def default_runs(n: int, folder: Path, say: Callable[[str], None] = print) -> li
         if path.exists():
             run = load_run(path)
             have = run.config.flat()
-            differ = [k for k, v in want.items() if v is not None and have.get(k) != v and k not in ("out", "quiet")]
+            # keys the machine settles at training time (device, precision, test-time views) are not the recipe
+            differ = [k for k, v in want.items() if v is not None and v != "auto" and have.get(k) != v
+                      and k not in ("device", "precision", "tta")]
             if differ:
                 raise SystemExit(f"{path}: trained with another recipe than `convscope train --seed {seed}` "
                                  f"({', '.join(differ)}); delete it")
@@ -88,7 +90,7 @@ def stage_edges(args, say) -> dict:
     for data, name, kernel, filt in ((digits, "digits (10,000)", None, "sobel-x"),
                                      (digits, "digits (10,000)", FOURBYFOUR, "4x4 vertical edge")):
         res = edge_experiment(digits.images, "sobel-x", kernel=kernel)
-        rows.append({"data": name, "kernel": filt, **res.summary()})
+        rows.append({**res.summary(), "data": name, "label": filt})
         png = DOCS / ("edges-sobel-x.png" if kernel is None else "refine-edges-4x4.png")
         edges_png(data.images, res, png)
         say(f"edges {filt} on digits: wrote {png.relative_to(ROOT)}")
@@ -98,8 +100,7 @@ def stage_edges(args, say) -> dict:
         say(f"edges: Fashion-MNIST not available ({e}); its row is left out")
     else:
         res = edge_experiment(fashion.images, kernel=FOURBYFOUR)
-        rows.append({"data": f"Fashion-MNIST test ({len(fashion):,})", "kernel": "4x4 vertical edge",
-                     **res.summary()})
+        rows.append({**res.summary(), "data": f"Fashion-MNIST test ({len(fashion):,})", "label": "4x4 vertical edge"})
     return {"rows": rows}
 
 
@@ -110,9 +111,10 @@ def stage_sparsity(args, say) -> dict:
     run = default_runs(1, args.runs, say)[0]
     test = load(run.config.dataset, "test", run.config.data_dir)
     res = activation_sparsity(run.model, test, run.normalization)
-    sparsity_png(res, DOCS / "sparsity.png", f"activation sparsity, {run.config.model} on {test.name} test "
+    model = run.config.flat()['model']
+    sparsity_png(res, DOCS / "sparsity.png", f"activation sparsity, {model} on {test.name} test "
                                              f"({len(test):,} images)")
-    return {"model": run.config.model, "run": str(run.path.relative_to(ROOT)), "images": len(test),
+    return {"model": run.config.flat()["model"], "run": str(run.path.relative_to(ROOT)), "images": len(test),
             "layers": [{"name": r.name, "zero_fraction": r.zero_fraction, "dead_channels": r.dead_channels,
                         "channels": r.shape[0]} for r in res]}
 
@@ -154,10 +156,18 @@ def _ci(c: dict) -> str:
     return f"{_pp(c['mean'])} [{_pp(c['ci95'][0])}, {_pp(c['ci95'][1])}]"
 
 
+def _kernel_label(r: dict) -> str:
+    if "label" in r:
+        return r["label"]
+    if r.get("filter") == "sobel-x":
+        return "Sobel-x 3x3"
+    return "4x4 vertical edge" if r.get("kernel") == FOURBYFOUR else "custom"
+
+
 def block_edges(d: dict) -> str:
     lines = ["| data | kernel | input | filter output | after ReLU | ReLU removes |", "|---|---|---|---|---|---|"]
     for r in d["rows"]:
-        lines.append(f"| {r['data']} | {r['kernel']} | {r['input_nonzero']['mean']:.1f} | "
+        lines.append(f"| {r['data']} | {_kernel_label(r)} | {r['input_nonzero']['mean']:.1f} | "
                      f"{r['filtered_nonzero']['mean']:.1f} | {r['after_relu_nonzero']['mean']:.1f} | "
                      f"{100 * r['relu_zeroed_fraction_of_nonzero']:.1f}% |")
     return "\n".join(lines)
