@@ -28,6 +28,7 @@ from _machine import provenance
 import convscope
 from convscope.data import load
 from convscope.inspect import ATTRIBUTION_METHODS, attribute, audit_method
+from convscope.inspect.attribution import default_gradcam_layer
 from convscope.inspect.attribution import occlusion_window
 
 
@@ -53,6 +54,10 @@ def direct(model, x, method, target, layer):
         return attr.Occlusion(model).attribute(xr, sliding_window_shapes=w, strides=s, target=target).mean(1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if method == "guided_backprop":
+            return attr.GuidedBackprop(model).attribute(xr, target=target).sum(1)
+        if method == "deconvnet":
+            return attr.Deconvolution(model).attribute(xr, target=target).sum(1)
         return attr.GuidedGradCam(model, layer).attribute(xr, target=target).sum(1)
 
 
@@ -68,13 +73,14 @@ def main() -> None:
     ds = load("digits", "test")
     x = run.normalization.apply(ds.images[:100])
     target = model(x).argmax(1)
-    layer = dict(model.named_modules())["conv3"]
+    name = default_gradcam_layer(model, x)[0]            # the same Grad-CAM layer for both calls
+    layer = dict(model.named_modules())[name]
     rows = {}
     for m in ATTRIBUTION_METHODS:
         ours, theirs = [], []
         for _ in range(3):
             t = time.perf_counter()
-            attribute(model, x, m)
+            attribute(model, x, m, layer=name)
             ours.append(time.perf_counter() - t)
             t = time.perf_counter()
             direct(model, x, m, target, layer)

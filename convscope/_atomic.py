@@ -11,11 +11,16 @@ installed by convscope itself.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import tempfile
+import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+from .errors import WriteError
 
 WriteObserver = Callable[[Path, Path], None]   # (destination, temporary file holding the data, not yet renamed)
 _observers: list[WriteObserver] = []
@@ -45,28 +50,106 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def os_error_hint(e: OSError) -> str:
+    """What to do about a failed file operation, from its errno: the one wording every command uses."""
+    code = getattr(e, "errno", None)
+    if isinstance(e, (FileExistsError, NotADirectoryError)):
+        return "a file stands where a folder is needed: give a folder path (or remove the file)"
+    if isinstance(e, IsADirectoryError):
+        return "a folder stands where a file is needed: give a file path"
+    if isinstance(e, PermissionError) or code == errno.EROFS:
+        return "choose a location you may write, or change its permissions"
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full: free space or choose another location"
+    if code == errno.EFBIG:
+        return "the file exceeds the size this system allows (see `ulimit -f`): raise the limit or write elsewhere"
+    return "check that the path exists and is writable (output) or readable (input)"
+
+
+def write_error(path: str | os.PathLike[str], e: OSError) -> WriteError:
+    """``cannot write PATH: No space left on device; the disk is full: ...``: a failed write as a convscope error
+    naming the file, its cause and the fix (``e`` itself when it already is one)."""
+    if isinstance(e, WriteError):
+        return e
+    reason = e.strerror or str(e) or type(e).__name__
+    return WriteError(f"cannot write {path}: {reason}; {os_error_hint(e)}", filename=str(path), errno=e.errno,
+                      strerror=e.strerror)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """The folders ``folder.mkdir(parents=True)`` would create, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Undo a failed write's ``mkdir``: each folder it created goes again, deepest first, while empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+class _Sink:
+    """The temporary file as the caller writes it: a failed ``write`` (disk full) is a :class:`WriteError`
+    naming the destination, while other OSErrors raised in the ``with`` block (a download's) stay as they are."""
+
+    def __init__(self, f: BinaryIO, path: Path) -> None:
+        self._f, self._path = f, path
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            raise write_error(self._path, e) from e
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path``; on clean exit it replaces ``path`` atomically.
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file (and any folder created for it) is removed and ``path`` is left untouched.
+    A failure of the file system (full disk, size limit, read-only place, a file in the folder's way) is a
+    :class:`~convscope.errors.WriteError` naming ``path`` and the cause.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    made = _missing_folders(path.parent)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
-    # 0o666 filtered by the umask: the same permissions a plain open() would give (mkstemp gives 0o600)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            for observe in tuple(_observers):
-                observe(path, tmp)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # 0o666 filtered by the umask: the same permissions a plain open() would give (mkstemp gives 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as e:
+        _remove_empty(made)
+        raise write_error(path, e) from e
+    try:
+        f = os.fdopen(fd, "wb")
+        try:
+            yield typing.cast(BinaryIO, _Sink(f, path))
+            try:
+                f.flush()
+                for observe in tuple(_observers):
+                    observe(path, tmp)
+                os.fsync(f.fileno())
+                f.close()
+                os.replace(tmp, path)
+            except OSError as e:
+                raise write_error(path, e) from e
+        finally:
+            if not f.closed:   # after a failed write the buffer still holds data: close() would raise it again
+                with contextlib.suppress(OSError):
+                    f.close()
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        _remove_empty(made)
         raise
     fsync_dir(path.parent)
 
@@ -82,26 +165,43 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def writable_folder(folder: str | os.PathLike[str], what: str, example: str = "") -> Path:
-    """Create ``folder`` and probe it for writing now, before minutes of work: a file in the way, /proc or a
-    read-only place is a ConfigError naming ``what`` (e.g. ``"--out runs/x"``) and the fix (``example``)."""
-    import tempfile
+def probe_folder(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` (with its parents) and write one byte into a uniquely named probe file there, which is
+    always removed again: whether the folder takes a write now, before minutes of work. On failure the folders
+    it created are removed too and the OSError is raised, for the caller to word (nothing is left behind)."""
+    folder = Path(folder)
+    made = _missing_folders(folder)
+    probe = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=folder)   # unique: others may probe too
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"ok")   # a full disk or a size limit may still allow creating an empty file
+    except OSError:
+        if probe is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
+        _remove_empty(made)
+        raise
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return folder
 
+
+def writable_folder(folder: str | os.PathLike[str], what: str, example: str = "") -> Path:
+    """:func:`probe_folder` for a command's output folder: a file in the way, /proc or a read-only place is a
+    ConfigError naming ``what`` (e.g. ``"--out runs/x"``), the cause and the fix (``example``)."""
     from .errors import ConfigError
 
     folder = Path(folder)
     hint = f", e.g. {example}" if example else ""
-    step = "create"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        step = "write in"
-        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
+        probe_folder(folder)
     except (FileExistsError, NotADirectoryError) as e:
         raise ConfigError(f"{what}: {e.filename} is not a folder: a file stands where a folder is needed; give a "
                           f"folder{hint}") from None
     except OSError as e:
-        raise ConfigError(f"{what}: cannot {step} the folder {folder} ({e.strerror or e}); give a folder you may "
-                          f"write{hint}") from None
+        step = "write in" if folder.is_dir() else "create"
+        raise ConfigError(f"{what}: cannot {step} the folder {folder}: {e.strerror or e}; {os_error_hint(e)}"
+                          f"{hint}") from None
     return folder

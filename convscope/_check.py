@@ -10,7 +10,8 @@ Config dataclasses declare their fields with :func:`option`: the field's metadat
 choices) drives both :func:`check_fields` (called from ``__post_init__``) and the CLI flags
 (``cli/_options.py``), so a default or a range is written once.
 
-No torch here, nor anything above ``errors``: every layer of the package may import this module.
+No torch at import time (``convscope --help`` must not load it; :func:`tensor` imports it when called), nor
+anything above ``errors``: every layer of the package may import this module.
 """
 
 from __future__ import annotations
@@ -55,6 +56,15 @@ def integer(value: object, name: str, lo: int | None = None, hi: int | None = No
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise fail(name, f"must be {_range(lo, hi)}, got {value!r}{fix and '; ' + fix}")
     return int(value)
+
+
+SEED_MAX = 2**63 - 1   # torch.manual_seed takes [-2**63, 2**64); one range for every seed convscope accepts
+
+
+def seed(value: object, name: str = "seed") -> int:
+    """A seed: a whole number in [0, 2**63 - 1] (not a bool, not a float such as 1e23): the one check behind
+    every seed convscope accepts (train, config files, visualize, refine, explain audits)."""
+    return integer(value, name, 0, SEED_MAX, fix="use a seed such as 0, 1 or 42")
 
 
 def number(value: object, name: str, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
@@ -120,6 +130,42 @@ def instance(value: object, name: str, kind: type | tuple[type, ...], what: str)
     if not isinstance(value, kind):
         raise fail(name, f"expected {what}, got {type(value).__name__}")
     return value
+
+
+def tensor(value: object, name: str, *, ndim: int | None = None, kinds: str = "f", finite: bool = False,
+           fix: str = "") -> Any:
+    """A torch tensor with values (not on the ``meta`` device), of ``ndim`` dimensions, whose dtype kind is in
+    ``kinds`` (``f`` floating, ``i`` integer, ``b`` bool; complex is never accepted), finite when ``finite``.
+    ``fix`` says what to give instead (appended to every message)."""
+    import torch
+
+    tail = f"; {fix}" if fix else ""
+    if not isinstance(value, torch.Tensor):
+        raise fail(name, f"expected a torch tensor, got {type(value).__name__}{tail}")
+    if value.is_meta:
+        raise fail(name, f"is a meta tensor (a shape without values: nothing can be computed from it){tail}")
+    kind = ("c" if value.is_complex() else "f" if value.is_floating_point() else "b" if value.dtype == torch.bool
+            else "i")
+    if kind not in kinds:
+        want = {"f": "floating-point", "i": "integer", "b": "bool"}
+        raise fail(name, f"expected a {' or '.join(want[k] for k in kinds)} tensor, got dtype {value.dtype}{tail}")
+    if ndim is not None and value.ndim != ndim:
+        raise fail(name, f"expected {ndim} dimensions, got shape {tuple(value.shape)}{tail}")
+    if finite and kind == "f" and not bool(torch.isfinite(value).all()):
+        raise fail(name, f"holds NaN or infinite values{tail}")
+    return value
+
+
+def path(value: object, name: str, example: str = "runs/my-run") -> Path:
+    """A file-system path given as a non-blank ``str`` or an ``os.PathLike`` naming a text path; ints, bytes,
+    ``""`` (which would mean the current folder) and anything else are refused."""
+    import os
+
+    text = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(text, str) or not text.strip():
+        got = repr(value) if isinstance(value, (str, bytes)) else type(value).__name__
+        raise fail(name, f"expected a path (str or pathlib.Path) such as {example!r}, got {got}")
+    return Path(text)
 
 
 def distinct_path(path: Path, name: str, protected: dict[str, Path]) -> Path:

@@ -14,15 +14,30 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ._check import check_fields, fail, from_dict, option
+from ._check import SEED_MAX, check_fields, fail, from_dict, option
 
-SEED_MAX = 2**63 - 1        # torch.manual_seed takes seeds in [0, 2**63)
+# Upper bounds on the work one call asks for: far above any useful value, far below "runs for days".
+STEPS_MAX = 100_000         # optimization steps (visualize: a forward + backward pass of the batch each)
+TOPK_MAX = 1_000            # top images kept per channel (topk, refine)
+PROJECT_K_MAX = 100         # projections per unit (two backward passes each, every one drawn)
 VARIANTS = ("maximize", "maximize-random", "maximize-representative", "maximize-bottom", "rotate", "top", "random",
             "representative", "full", "full-own")
 BN_MODES = ("frozen", "reestimate")
 MEASURES = ("mean", "max", "neuron")
 PARAMS = ("fourier", "pixel")                       # inspect/param.py's parameterizations
-ATTRIBUTION_METHODS = ("saliency", "smoothgrad", "integrated_gradients", "gradcam", "occlusion", "guided_gradcam")
+# The classic hand-made edge filters of the edge experiment (inspect/edges.py), (3, 3) each: plain integers here so
+# the command line lists their names without importing NumPy or torch.
+EDGE_FILTERS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "sobel-x": ((-1, 0, 1), (-2, 0, 2), (-1, 0, 1)),
+    "sobel-y": ((-1, -2, -1), (0, 0, 0), (1, 2, 1)),
+    "prewitt-x": ((-1, 0, 1), (-1, 0, 1), (-1, 0, 1)),
+    "prewitt-y": ((-1, -1, -1), (0, 0, 0), (1, 1, 1)),
+    "scharr-x": ((-3, 0, 3), (-10, 0, 10), (-3, 0, 3)),
+    "laplacian": ((0, 1, 0), (1, -4, 1), (0, 1, 0)),
+    "laplacian-8": ((1, 1, 1), (1, -8, 1), (1, 1, 1)),
+}
+ATTRIBUTION_METHODS = ("saliency", "smoothgrad", "integrated_gradients", "gradcam", "occlusion", "guided_gradcam",
+                       "guided_backprop", "deconvnet")
 
 
 def _threads(value: int, name: str) -> int:
@@ -31,6 +46,19 @@ def _threads(value: int, name: str) -> int:
     if value is not None and value > cpus:
         raise fail(name, f"must be at most {cpus} (this machine's CPU count), got {value}")
     return value
+
+
+def _at_most(limit: int, why: str):
+    """A field check: the value is at most ``limit`` (an upper bound on work), with ``why`` in the message."""
+    def check(value: int, name: str) -> int:
+        if value > limit:
+            raise fail(name, f"must be at most {limit:,}, got {value:,}: {why}")
+        return value
+    return check
+
+
+_STEPS_WHY = ("each step is a forward and backward pass, so this would run for hours or days; a few hundred to a "
+              "few thousand steps converge")
 
 
 class _Config:
@@ -55,8 +83,9 @@ class RefineConfig(_Config):
     layer: str = option("conv3", "the conv layer whose kernels are refined")
     response: str | None = option(None, "layer whose channel peaks are the kernels' response (default: the layer)",
                                   kind="str")
-    k: int = option(9, "top images per kernel", lo=1)
-    steps: int = option(30, "optimisation steps per variant", lo=1)
+    k: int = option(9, "top images per kernel", lo=1,
+                    check=_at_most(TOPK_MAX, "the top images of every kernel are kept, and each is trained on"))
+    steps: int = option(30, "optimisation steps per variant", lo=1, check=_at_most(STEPS_MAX, _STEPS_WHY))
     eval_every: int = option(10, "measure every N steps (and at the start and the end)", lo=1)
     seeds: tuple[int, ...] = option((0, 1, 2), "comma-separated seeds of each variant (per model: the batch order; "
                                     "also the random images, kernels' random images and rotation directions)",
@@ -94,9 +123,10 @@ class RefineConfig(_Config):
 class VisualizeConfig(_Config):
     """How ``visualize`` optimizes each unit's image (``convscope visualize``)."""
 
-    measure: str = option("mean", "reduce each map by its mean, max, or its centre unit (neuron)", choices=MEASURES)
-    neuron: bool = option(False, "the centre unit of each channel, not the map's mean (measure neuron)")
-    steps: int = option(256, "optimization steps", lo=1)
+    measure: str = option("max", "reduce each map by its max (what topk ranks by), mean, or its centre unit (neuron)",
+                          choices=MEASURES)
+    neuron: bool = option(False, "the centre unit of each channel, not the map's max (measure neuron)")
+    steps: int = option(256, "optimization steps (usual: 256-2048)", lo=1, check=_at_most(STEPS_MAX, _STEPS_WHY))
     seed: int = option(0, "seed of the starting images and the transforms", lo=0, hi=SEED_MAX)
     param: str = option("fourier", "image parameterization", choices=PARAMS)
     lr: float | None = option(None, "Adam learning rate (default: the parameterization's)", kind="float", lo=0,
@@ -119,7 +149,8 @@ class ExplainConfig(_Config):
                                                   + ", ".join(ATTRIBUTION_METHODS), kind="names",
                                             choices=ATTRIBUTION_METHODS)
     target: int | None = option(None, "class to explain (default: the predicted one)", kind="int", lo=0)
-    layer: str | None = option(None, "Grad-CAM layer (default: the last conv)", kind="str")
+    layer: str | None = option(None, "Grad-CAM layer (default: the activation after the last conv block)",
+                               kind="str")
     index: int = option(0, "image index in the split", lo=0)
     audit: bool = option(False, "randomization sanity check and deletion/insertion per method on the first "
                                 "--limit images (default 500)")
@@ -131,5 +162,5 @@ class ExplainConfig(_Config):
         return self.method if self.method is not None else ATTRIBUTION_METHODS
 
 
-__all__ = ["ATTRIBUTION_METHODS", "BN_MODES", "MEASURES", "PARAMS", "SEED_MAX", "VARIANTS", "ExplainConfig",
-           "RefineConfig", "VisualizeConfig"]
+__all__ = ["ATTRIBUTION_METHODS", "BN_MODES", "MEASURES", "PARAMS", "PROJECT_K_MAX", "SEED_MAX", "STEPS_MAX",
+           "TOPK_MAX", "VARIANTS", "ExplainConfig", "RefineConfig", "VisualizeConfig"]

@@ -34,3 +34,17 @@ class ConfigError(ConvscopeError, ValueError):
     def __init__(self, message: str = "", *, arg: str | None = None) -> None:
         super().__init__(message)
         self.arg = arg
+
+
+class WriteError(ConvscopeError, OSError):
+    """A file could not be written (full disk, file-size limit, read-only place, a file where a folder should
+    be); nothing partial is left. The message names the file and the cause; ``filename`` is the file and
+    ``errno``/``strerror`` the system's reason, so code that handles ``OSError`` keeps working."""
+
+    def __init__(self, message: str, *, filename: str | None = None, errno: int | None = None,
+                 strerror: str | None = None) -> None:
+        super().__init__(message)
+        self.filename, self.errno, self.strerror = filename, errno, strerror
+
+    def __str__(self) -> str:   # OSError's own str() would print "[Errno 28] ...: 'path'" instead of the message
+        return str(self.args[0]) if self.args else ""

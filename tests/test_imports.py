@@ -6,7 +6,8 @@ or of anything above is a failure, and so is any cycle. From the top:
 
     convscope, __main__           the public facade (training API imported on first use); ``python -m``
     cli                           one module per command: parse, call one library function, print
-    web, experiments, benchmark   the browser app and report; experiments combining training and inspection
+    web, experiments, benchmark, tune   the browser app and report; experiments combining training and
+                                  inspection; hyperparameter search (Optuna) over training runs
     training                      the loop, engines, config, checkpoints; a run read back as a Run
     inspect, matrix               tools that look inside any nn.Module or run; model-walking matrix reports
     runs, distributed             the run directory (layout, reader/writer, lock, JSON readers, callback
@@ -15,15 +16,17 @@ or of anything above is a failure, and so is any cycle. From the top:
     conv, viz                     pure conv arithmetic (geometry, conv_matrix, operator, pooling); figures
     data, configs                 datasets, loaders, the image -> model input path; the typed configs of
                                   refine, visualize and explain (fields that drive checks and flags)
-    _atomic, _check, _result      atomic writes, the validators, result dataclasses
+    _atomic, _check, _result, _lazy   atomic writes, the validators, result dataclasses, lazy package names
     errors, _version              the exception types and the version
 
 Every kind of import counts: at module level, inside a function (a lazy import runs as surely, only later), and
 the implicit ones, since importing ``convscope.a.b`` first runs ``convscope/a/__init__.py`` (so that file's
 imports are the importer's too). ``convscope/__init__.py`` runs before any module of the package, so at import
 time it may load only the lowest level; the training API it offers (``convscope.train``, ``load_run``) is a
-function-level import from the top, made on first use. Imports under ``if TYPE_CHECKING:`` never run and are
-not counted. The CLI's lazy imports need no exception: ``cli`` sits below only the facade.
+function-level import from the top, made on first use. The packages that name their contents lazily
+(``lazy_exports`` of convscope/_lazy.py, so that the CLI's parser loads no torch) count as importing each module
+named there. Imports under ``if TYPE_CHECKING:`` never run and are not counted. The CLI's lazy imports need no
+exception: ``cli`` sits below only the facade.
 
 Training sits above inspect (not beside it) because ``track_sparsity`` makes the loop attach
 ``inspect.sparsity.SparsityTracker``; inspect never imports training (it opens runs through ``runs``).
@@ -36,6 +39,8 @@ import functools
 import textwrap
 from pathlib import Path
 
+import pytest
+
 
 PKG = Path(__file__).resolve().parents[1] / "convscope"
 
@@ -43,14 +48,14 @@ PKG = Path(__file__).resolve().parents[1] / "convscope"
 LEVELS: list[tuple[str, ...]] = [
     ("convscope", "__main__"),
     ("cli",),
-    ("web", "experiments", "benchmark"),
+    ("web", "experiments", "benchmark", "tune"),
     ("training",),
     ("inspect", "matrix"),
     ("runs", "distributed"),
     ("models", "reference"),
     ("conv", "viz"),
     ("data", "configs"),
-    ("_atomic", "_check", "_result"),
+    ("_atomic", "_check", "_result", "_lazy"),
     ("errors", "_version"),
 ]
 LEVEL = {unit: len(LEVELS) - i for i, units in enumerate(LEVELS) for unit in units}   # higher number: higher level
@@ -82,6 +87,22 @@ def _imports(tree: ast.AST):
                 stack.extend((c, lazy) for c in child.orelse)
                 continue
             stack.append((child, lazy or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))))
+
+
+def _lazy_targets(path: Path) -> list[str]:
+    """The modules a ``lazy_exports(__name__, {name: ".module[:attr]"})`` call will import, as written."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "lazy_exports":
+            out += [v.value.partition(":")[0] for v in node.args[1].values]
+    return out
+
+
+def _resolve(package: str, relative: str) -> str:
+    """``..runs.callbacks`` seen from ``convscope.training`` -> ``convscope.runs.callbacks``."""
+    level = len(relative) - len(relative.lstrip("."))
+    base = package.split(".")[:len(package.split(".")) - level + 1]
+    return ".".join(base + [relative.lstrip(".")] if relative.lstrip(".") else base)
 
 
 @functools.cache
@@ -125,6 +146,8 @@ def import_graph(pkg: Path = PKG) -> dict[str, dict[str, str]]:
             for alias in node.names:   # `from pkg import submodule` imports the submodule (after pkg's __init__)
                 sub = f"{target}.{alias.name}"
                 add(sub if sub in files else target, how)
+        for module in _lazy_targets(path):   # a package's names imported on first use (convscope._lazy)
+            add(_resolve(package, module), FUNCTION)
         graph[name] = edges
     return graph
 
@@ -203,6 +226,7 @@ def test_the_walk_sees_real_edges_of_every_kind():
     assert graph["convscope.training.loop"]["convscope.inspect.sparsity"] == FUNCTION       # track_sparsity
     assert graph["convscope"]["convscope.training"] == FUNCTION                            # the lazy facade
     assert "convscope.training.config" not in graph["convscope.runs.callbacks"]             # TYPE_CHECKING only
+    assert graph["convscope.training"]["convscope.runs.callbacks"] == FUNCTION             # a lazy package name
 
 
 # ---- the checker itself, on synthetic packages: it must catch what it claims to catch -----------------------------
@@ -295,4 +319,23 @@ def test_importing_the_lower_layers_does_not_load_the_layers_above():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=PKG.parent).stdout
     loaded = set(eval(out))
-    assert loaded <= {"data", "conv", "runs", "models", "errors", "_atomic", "_check", "_version", "_result"}, loaded
+    assert loaded <= {"data", "conv", "runs", "models", "errors", "_atomic", "_check", "_version", "_result",
+                      "_lazy"}, loaded
+
+
+HEAVY = ("torch", "numpy", "matplotlib", "fastapi", "captum", "PIL", "scipy")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["explain", "--help"], ["serve", "--help"],
+                                  ["export", "--help"], ["data", "list"], ["models"]])
+def test_the_cli_answers_help_and_listings_without_torch(argv):
+    """The parser of every command, ``data list`` and ``models`` load no heavy library (issue 26): what they
+    print needs none, and importing torch alone takes seconds on a loaded laptop."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom convscope.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=PKG.parent)
+    assert r.stdout.strip(), r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "[]", r.stderr

@@ -40,3 +40,13 @@ def test_registry_rejects_duplicates_and_unknowns():
         create_model("fast", depth=3)
     with pytest.raises(ConfigError, match="at least"):
         create_model("pytorch-example", 1, (4, 4))
+
+
+def test_the_stored_zoo_table_is_what_the_zoo_computes():
+    """`convscope models` prints convscope/models/zoo_table.json (read without torch); it must be the zoo itself
+    (regenerate: python -m convscope.models.zoo_table)."""
+    import json
+
+    from convscope.models.zoo_table import TABLE, compute
+
+    assert json.loads(TABLE.read_text()) == compute()

@@ -12,6 +12,8 @@ bench/hostile_workspace.py.
     explain     explain and explain --audit
     refine      experiment refine
     web         report and serve
+    models      user models off the output contract; non-finite values, API arguments, work bounds (#28)
+    writes      full disks, files in the way, closed pipes; meaningless training settings, seeds, dup keys
 
 A case's ``area`` is the label the sweep's results are grouped by (``api`` and ``api2``: the Python API);
 its id is unique across the table.
@@ -23,13 +25,13 @@ from pathlib import Path
 
 from hostile_workspace import make_workspace
 
-from . import data, explain, inspection, matrix, predict, refine, runs, train, visualize, web
+from . import data, explain, inspection, matrix, models, predict, refine, runs, train, visualize, web, writes
 from ._table import CHECKS as _SHARED_CHECKS
 from ._table import Case, Table
 
 __all__ = ["CHECKS", "SCENARIOS", "UNITS", "Case", "build_cases", "make_workspace"]
 
-UNITS = (data, predict, runs, train, inspection, matrix, visualize, explain, refine, web)
+UNITS = (data, predict, runs, train, inspection, matrix, visualize, explain, refine, web, models, writes)
 
 
 def _merged_checks() -> dict:

@@ -183,19 +183,19 @@ def _api_core(t: Table) -> None:
     py = t.py
     pre = PRE_CORE
     api = {
-        "topk(tensor)": "result = topk(run.model, ds.images, ['relu1'])",
-        "topk(float tensor 0..1)": "result = topk(run.model, ds.images.float() / 255, ['relu1'])",
-        "topk(numpy array)": "result = topk(run.model, ds.images.numpy(), ['relu1'])",
-        "topk(k=0)": "result = topk(run.model, ds, ['relu1'], k=0)",
-        "topk(k=-3)": "result = topk(run.model, ds, ['relu1'], k=-3)",
-        "topk(k=2.5)": "result = topk(run.model, ds, ['relu1'], k=2.5)",
-        "topk(batch_size=0)": "result = topk(run.model, ds, ['relu1'], batch_size=0)",
-        "topk(layers=[])": "result = topk(run.model, ds, [])",
-        "topk(layers=5)": "result = topk(run.model, ds, 5)",
+        "topk(tensor)": "result = topk(run, ds.images, ['relu1'])",
+        "topk(float tensor 0..1)": "result = topk(run, ds.images.float() / 255, ['relu1'])",
+        "topk(numpy array)": "result = topk(run, ds.images.numpy(), ['relu1'])",
+        "topk(k=0)": "result = topk(run, ds, ['relu1'], k=0)",
+        "topk(k=-3)": "result = topk(run, ds, ['relu1'], k=-3)",
+        "topk(k=2.5)": "result = topk(run, ds, ['relu1'], k=2.5)",
+        "topk(batch_size=0)": "result = topk(run, ds, ['relu1'], batch_size=0)",
+        "topk(layers=[])": "result = topk(run, ds, [])",
+        "topk(layers=5)": "result = topk(run, ds, 5)",
         "topk(norm='x')": "result = topk(run.model, ds, ['relu1'], norm='x')",
         "topk(model=None)": "result = topk(None, ds, ['relu1'])",
-        "topk(empty dataset)": "result = topk(run.model, ds.subset(np.arange(0)), ['relu1'])",
-        "topk(cifar-shaped)": "result = topk(run.model, ImageDataset(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), "
+        "topk(empty dataset)": "result = topk(run, ds.subset(np.arange(0)), ['relu1'])",
+        "topk(cifar-shaped)": "result = topk(run, ImageDataset(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), "
                               "torch.zeros(4, dtype=torch.int64), ('a',), 'x', 'test', 'mem'), ['relu1'])",
         "sparsity(tensor)": "result = activation_sparsity(run.model, ds.images, run.normalization)",
         "sparsity(list)": "result = activation_sparsity(run.model, [1, 2], run.normalization)",
@@ -220,10 +220,10 @@ def _api_core(t: Table) -> None:
         py("api", name, pre + code, check="either" if name in either else None)
     py("api", "edges(uint8 tensor)", pre + "from convscope.inspect import edge_experiment; "
        "result = edge_experiment(ds.images)", expect="ok")
-    py("api", "topk(layers='relu1') string is a name", pre + "r = topk(run.model, ds, 'relu1', k=2); "
+    py("api", "topk(layers='relu1') string is a name", pre + "r = topk(run, ds, 'relu1', k=2); "
        "result = list(r) == ['relu1'] and all(len(c) == 2 for c in r['relu1'])", expect="ok", check="true")
     py("api", "hooks removed after errors", pre + "import contextlib\nfor bad in (0, -1):\n"
-       "    with contextlib.suppress(Exception): topk(run.model, ds, ['relu1'], k=bad)\n"
+       "    with contextlib.suppress(Exception): topk(run, ds, ['relu1'], k=bad)\n"
        "result = hook_count(run.model) == 0", expect="ok", check="true")
     py("api", "topk on a model without parameters", pre + "m = torch.nn.Sequential(torch.nn.ReLU()); "
        "result = len(topk(m, ds, ['0'], k=2)['0']) == 1", expect="ok", check="true")

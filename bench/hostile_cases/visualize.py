@@ -122,29 +122,29 @@ def _api(t: Table) -> None:
     pre = PRE_TOOLS
     api = {
         "visualize(numpy array as model)": "result = visualize(np.zeros(3), 'conv1', input_shape=S, steps=1)",
-        "visualize(layer=['conv1'])": "result = visualize(run.model, ['conv1'], input_shape=S, steps=1)",
-        "visualize(layer=3)": "result = visualize(run.model, 3, input_shape=S, steps=1)",
-        "visualize(channels=[])": "result = visualize(run.model, 'conv1', [], input_shape=S, steps=1)",
-        "visualize(channels='0-3')": "result = visualize(run.model, 'conv1', '0-3', input_shape=S, steps=1)",
-        "visualize(channels=2.5)": "result = visualize(run.model, 'conv1', 2.5, input_shape=S, steps=1)",
-        "visualize(channels=-1)": "result = visualize(run.model, 'conv1', -1, input_shape=S, steps=1)",
-        "visualize(steps=0)": "result = visualize(run.model, 'conv1', input_shape=S, steps=0).values",
-        "visualize(steps=-1)": "result = visualize(run.model, 'conv1', input_shape=S, steps=-1).values",
-        "visualize(lr=nan)": "result = visualize(run.model, 'conv1', input_shape=S, steps=1, lr=float('nan')).values",
-        "visualize(lr=-1)": "result = visualize(run.model, 'conv1', input_shape=S, steps=1, lr=-1.0).values",
-        "visualize(tv=nan)": "result = visualize(run.model, 'conv1', input_shape=S, steps=1, tv=float('nan')).values",
-        "visualize(l2=-inf)": "result = visualize(run.model, 'conv1', input_shape=S, steps=1, l2=-float('inf')).values",
-        "visualize(param='bogus')": "result = visualize(run.model, 'conv1', input_shape=S, steps=1, param='bogus')",
-        "visualize(transforms='bogus')": "result = visualize(run.model, 'conv1', input_shape=S, steps=1, "
+        "visualize(layer=['conv1'])": "result = visualize(run, ['conv1'], input_shape=S, steps=1)",
+        "visualize(layer=3)": "result = visualize(run, 3, input_shape=S, steps=1)",
+        "visualize(channels=[])": "result = visualize(run, 'conv1', [], input_shape=S, steps=1)",
+        "visualize(channels='0-3')": "result = visualize(run, 'conv1', '0-3', input_shape=S, steps=1)",
+        "visualize(channels=2.5)": "result = visualize(run, 'conv1', 2.5, input_shape=S, steps=1)",
+        "visualize(channels=-1)": "result = visualize(run, 'conv1', -1, input_shape=S, steps=1)",
+        "visualize(steps=0)": "result = visualize(run, 'conv1', input_shape=S, steps=0).values",
+        "visualize(steps=-1)": "result = visualize(run, 'conv1', input_shape=S, steps=-1).values",
+        "visualize(lr=nan)": "result = visualize(run, 'conv1', input_shape=S, steps=1, lr=float('nan')).values",
+        "visualize(lr=-1)": "result = visualize(run, 'conv1', input_shape=S, steps=1, lr=-1.0).values",
+        "visualize(tv=nan)": "result = visualize(run, 'conv1', input_shape=S, steps=1, tv=float('nan')).values",
+        "visualize(l2=-inf)": "result = visualize(run, 'conv1', input_shape=S, steps=1, l2=-float('inf')).values",
+        "visualize(param='bogus')": "result = visualize(run, 'conv1', input_shape=S, steps=1, param='bogus')",
+        "visualize(transforms='bogus')": "result = visualize(run, 'conv1', input_shape=S, steps=1, "
                                          "transforms='bogus')",
-        "visualize(transforms=[5])": "result = visualize(run.model, 'conv1', input_shape=S, steps=1, transforms=[5])",
-        "visualize(input_shape=(1,0,0))": "result = visualize(run.model, 'conv1', input_shape=(1, 0, 0), steps=1)",
-        "visualize(input_shape=(3,28,28))": "result = visualize(run.model, 'conv1', input_shape=(3, 28, 28), steps=1)",
-        "visualize(input_shape=(1,30000,30000))": "result = visualize(run.model, 'conv1', input_shape=(1, 30000, "
+        "visualize(transforms=[5])": "result = visualize(run, 'conv1', input_shape=S, steps=1, transforms=[5])",
+        "visualize(input_shape=(1,0,0))": "result = visualize(run, 'conv1', input_shape=(1, 0, 0), steps=1)",
+        "visualize(input_shape=(3,28,28))": "result = visualize(run, 'conv1', input_shape=(3, 28, 28), steps=1)",
+        "visualize(input_shape=(1,30000,30000))": "result = visualize(run, 'conv1', input_shape=(1, 30000, "
                                                   "30000), steps=1)",
-        "visualize(dataset=tensor)": "result = visualize(run.model, 'conv1', dataset=ds.images.float() / 255, "
+        "visualize(dataset=tensor)": "result = visualize(run, 'conv1', dataset=ds.images.float() / 255, "
                                      "steps=1)",
-        "visualize(seed=2.5)": "result = visualize(run.model, 'conv1', input_shape=S, steps=1, seed=2.5)",
+        "visualize(seed=2.5)": "result = visualize(run, 'conv1', input_shape=S, steps=1, seed=2.5)",
         "visualize(model without parameters)": "result = visualize(torch.nn.Sequential(torch.nn.ReLU()), '0', "
                                                "input_shape=S, steps=1)",
         "project(uint8 images)": "result = project(run.model, ds.images[:2], 'conv1', [(0, 0, 0)] * 2)",
@@ -156,12 +156,12 @@ def _api(t: Table) -> None:
         "project(rule='bogus')": "result = project(run.model, x, 'conv1', [(0, 0, 0)] * 4, rule='bogus')",
         "project(nan inputs)": "result = project(run.model, x * float('nan'), 'conv1', [(0, 0, 0)] * 4)"
                                ".isnan().any().item()",
-        "projections(tensor as dataset)": "result = projections(run.model, ds.images, 'conv1', [0], k=2, "
+        "projections(tensor as dataset)": "result = projections(run, ds.images, 'conv1', [0], k=2, "
                                           "norm=run.normalization)",
-        "projections(channels=[99])": "result = projections(run.model, ds, 'conv1', [99], k=2, "
+        "projections(channels=[99])": "result = projections(run, ds, 'conv1', [99], k=2, "
                                       "norm=run.normalization)",
         "projections(channels=[])": "result = projections(run.model, ds, 'conv1', [], k=2, norm=run.normalization)",
-        "projections(channels=[-1])": "result = projections(run.model, ds, 'conv1', [-1], k=2, "
+        "projections(channels=[-1])": "result = projections(run, ds, 'conv1', [-1], k=2, "
                                       "norm=run.normalization).channels",
         "projections(k=0)": "result = projections(run.model, ds, 'conv1', [0], k=0, norm=run.normalization)",
         "projections(layer=None)": "result = projections(run.model, ds, None, [0], k=2, norm=run.normalization)",
@@ -169,7 +169,7 @@ def _api(t: Table) -> None:
     either = ('visualize(model without parameters)',)
     for name, code in api.items():
         py("api2", name, pre + code, timeout=slow, check="either" if name in either else None)
-    py("api2", "visualize(fc, steps=1) (sanity)", pre + "v = visualize(run.model, 'fc', [0, 9], input_shape=S, "
+    py("api2", "visualize(fc, steps=1) (sanity)", pre + "v = visualize(run, 'fc', [0, 9], input_shape=S, "
        "steps=1); result = v.channels == [0, 9] and v.images.shape == (2, 1, 28, 28)", expect="ok", check="true")
     py("api2", "project/attribute sanity", pre + "p = project(run.model, x, 'conv1', [(0, 1, 1)] * 4); "
        "a = attribute(run.model, x, 'gradcam'); result = tuple(p.shape) == (4, 1, 28, 28) and a.shape == (4, 28, 28)",

@@ -7,16 +7,21 @@ Each subcommand lives in a module exposing ``register(subparsers)``, which adds 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import os
+import select
 import sys
 import traceback
 from collections.abc import Sequence
 
+from .._atomic import os_error_hint
 from ..errors import ConvscopeError
-from . import (bench_cmd, data_cmd, experiment_cmd, explain_cmd, inspect_cmd, matrix_cmd, train_cmd, visualize_cmd,
-               web_cmd)
+from . import (bench_cmd, data_cmd, diagnose_cmd, experiment_cmd, explain_cmd, export_cmd, inspect_cmd, matrix_cmd,
+               train_cmd, tune_cmd, visualize_cmd, web_cmd)
 
 COMMAND_MODULES = [train_cmd, data_cmd, matrix_cmd, inspect_cmd, bench_cmd, visualize_cmd, explain_cmd, experiment_cmd,
-                   web_cmd]
+                   web_cmd, export_cmd, tune_cmd, diagnose_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +59,56 @@ def cli_message(e: ConvscopeError, flags: dict[str, str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``convscope`` command: its exit status (0 done, 2 refused, 1 the user's model failed, 130 Ctrl-C).
+
+    Its standard output may be a pipe whose reader stopped early (``convscope eval RUN | head``): the rest of
+    the output is dropped quietly, as the Python docs recommend (standard output pointed at /dev/null so that
+    the interpreter's final flush cannot fail again), with exit status 1, Python's own for EPIPE. A full disk
+    under a redirected standard output is one message."""
+    try:
+        status = _run(argv)
+        sys.stdout.flush()   # what is still buffered fails here, inside the handlers, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except OSError as e:
+        if e.filename is not None or not _stdout_failing(e):
+            raise
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"convscope: error: cannot write to standard output: {e.strerror or e}; {os_error_hint(e)}",
+              file=sys.stderr)
+        return 2
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe (or socket) whose reading end is gone: poll reports POLLERR on it."""
+    try:
+        fd = sys.stdout.fileno()
+        p = select.poll()
+        p.register(fd, select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in p.poll(0))
+    except (OSError, ValueError, AttributeError):   # no real stdout (a test's capture): not ours to silence
+        return False
+
+
+def _stdout_failing(e: OSError) -> bool:
+    """Whether ``e`` is standard output refusing data (redirected to a full disk, /dev/full): a storage errno
+    with no file name. Every file convscope writes goes through convscope/_atomic.py, whose errors name it."""
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+        return False
+    try:
+        sys.stdout.flush()
+    except OSError:
+        return True
+    return not sys.stdout.isatty()
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -64,41 +119,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConvscopeError as e:
         print(f"convscope: error: {cli_message(e, getattr(args, '_flags', {}))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        if type(e) is not KeyboardInterrupt and _user_error(e):   # a subclass the model raised, not Ctrl-C
+            return 1
         print("convscope: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a bug, in convscope (re-raised: a crash with its traceback) or in the user's model
-        from ..inspect.target import user_code_frames
+        if _user_error(e):
+            return 1
+        if isinstance(e, OSError) and e.filename is not None:   # the file system said no: not a bug
+            print(f"convscope: error: {os_error_message(e)}", file=sys.stderr)
+            return 2
+        raise
+    except BaseException as e:  # SystemExit(0) or a BaseException subclass from the user's model: never a silent 0
+        if _user_error(e):
+            return 1
+        raise
 
-        frames = user_code_frames(e)
-        if not frames:
-            if isinstance(e, OSError) and e.filename is not None:   # the file system said no: not a bug
-                print(f"convscope: error: {os_error_message(e)}", file=sys.stderr)
-                return 2
-            raise
-        print("Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)), end="",
-              file=sys.stderr)
-        print(f"convscope: error: your model raised {type(e).__name__}: {e}\n  (in {frames[-1].filename}, "
-              f"line {frames[-1].lineno}; the traceback above shows your code's frames)", file=sys.stderr)
-        return 1
+
+def _user_error(e: BaseException) -> bool:
+    """Report ``e`` as the user's model's error (its own frames, then one line) when it passed through the user's
+    model file; False (nothing printed) when it did not."""
+    from ..inspect.target import user_code_frames
+
+    frames = user_code_frames(e)
+    if not frames:
+        return False
+    what = f"{type(e).__name__}: {e}" if not isinstance(e, SystemExit) else f"SystemExit({e.code!r})"
+    print("Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)), end="", file=sys.stderr)
+    print(f"convscope: error: your model raised {what}\n  (in {frames[-1].filename}, line {frames[-1].lineno}; the "
+          "traceback above shows your code's frames)" + ("; a model must return class scores, not exit the program"
+                                                          if isinstance(e, SystemExit) else ""), file=sys.stderr)
+    return True
 
 
 def os_error_message(e: OSError) -> str:
-    """``cannot write '/proc/x': No such file or directory`` plus what to do, for an OSError naming a file."""
+    """``No such file or directory: '/proc/x'; ...`` plus what to do, for an OSError naming a file."""
     name = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
-    what = e.strerror or type(e).__name__
-    if isinstance(e, (FileExistsError, NotADirectoryError)):
-        hint = "a file stands where a folder is needed: give a folder path (or remove the file)"
-    elif isinstance(e, IsADirectoryError):
-        hint = "a folder stands where a file is needed: give a file path"
-    elif isinstance(e, PermissionError):
-        hint = "choose a location you may read/write, or change its permissions"
-    elif getattr(e, "errno", None) == 28:
-        hint = "the disk is full: free space or choose another location"
-    else:
-        hint = "check that the path exists and is writable (output) or readable (input)"
-    return f"{what}: {str(name)!r}; {hint}"
-
+    return f"{e.strerror or type(e).__name__}: {str(name)!r}; {os_error_hint(e)}"
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -25,9 +25,10 @@ def _parser(convert: Callable[[str], object], what: str, check: Callable[[object
     return parse
 
 
-def count(minimum: int = 1) -> Callable[[str], int]:
-    """An int of at least ``minimum``."""
-    return _parser(int, "a whole number", lambda v: integer(v, "value", minimum), "count")
+def count(minimum: int = 1, maximum: int | None = None, why: str = "") -> Callable[[str], int]:
+    """An int of at least ``minimum`` (and at most ``maximum``: a bound on the work a flag asks for, ``why``
+    saying what it bounds)."""
+    return _parser(int, "a whole number", lambda v: integer(v, "value", minimum, maximum, fix=why), "count")
 
 
 def number(minimum: float | None = None, positive: bool = False) -> Callable[[str], float]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data import DATASETS, availability, load
-from ..data.folder import FolderOptions
+from typing import TYPE_CHECKING
+
 from ..errors import ConfigError
-from ..viz import class_grid
 from ._types import count
+
+if TYPE_CHECKING:
+    from ..data.folder import FolderOptions
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -23,13 +25,13 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def folder_options(args: argparse.Namespace) -> FolderOptions:
+    from ..data.folder import FolderOptions
+
     size = None
     if args.size:
         try:
             h, w = (int(v) for v in args.size.lower().split("x"))
         except ValueError:
-            from ..errors import ConfigError
-
             raise ConfigError(f"--size {args.size!r}: expected HxW such as 28x28") from None
         size = (h, w)
     return FolderOptions(size=size, resize=args.resize)
@@ -37,6 +39,8 @@ def folder_options(args: argparse.Namespace) -> FolderOptions:
 
 def load_from_args(args: argparse.Namespace, name: str, split: str, shape: tuple[int, ...] | None = None):
     """The dataset the flags name; with ``shape`` (a model's (C, H, W)), refused unless its images have it."""
+    from ..data import load
+
     ds = load(name, split, args.data_dir, download=not args.no_download, folder_options=folder_options(args))
     if shape is not None and tuple(ds.shape) != tuple(shape):
         hint = ""
@@ -50,6 +54,8 @@ def load_from_args(args: argparse.Namespace, name: str, split: str, shape: tuple
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from ..data import DATASETS, availability
+
     rows = [(name, *availability(name, args.data_dir), info.description) for name, info in DATASETS.items()]
     width = max(len(r[0]) for r in rows)
     print(f"{'name':<{width}}  {'here':<4}  where / description")
@@ -60,6 +66,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from ..viz import class_grid
+
     ds = load_from_args(args, args.name, args.split)
     out = args.out or Path(f"{args.name.replace(':', '_').replace('/', '_')}-{args.split}-samples.png")
     class_grid(ds, out, per_class=args.per_class)

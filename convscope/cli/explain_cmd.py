@@ -46,7 +46,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return _audit(args, cfg)
     import numpy as np
 
-    from ..inspect.attribution import attribute, predicted
+    from ..inspect.attribution import explain, predicted
     from ..inspect.viz_pictures import overlay_png
 
     t = load_target(args)
@@ -57,7 +57,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         for note in [f"prepared: {mode}" + (" (the run's default)" if args.prepare is None else ""), *notes]:
             print(f"note: {note}")
     else:
-        ds = load_dataset(args, t)
+        ds = load_dataset(args, t, predicts=True)
         if not cfg.index < len(ds):
             raise ConfigError(f"--index {cfg.index}: the {ds.split} split has {len(ds)} images (0..{len(ds) - 1})")
         img, name = ds.images[cfg.index:cfg.index + 1], f"{ds.split}-{cfg.index}"
@@ -65,20 +65,29 @@ def cmd_explain(args: argparse.Namespace) -> int:
     _check_args(t.model, x, cfg)
     pred = int(predicted(t.model, x)[0])
     target = pred if cfg.target is None else cfg.target
-    maps = {m: attribute(t.model, x, m, target, cfg.layer)[0] for m in cfg.methods}
+    results = {m: explain(t.model, x, m, target, cfg.layer) for m in cfg.methods}
+    maps = {m: r.maps[0] for m, r in results.items()}
     label = (lambda k: t.classes[k] if t.classes and 0 <= k < len(t.classes) else str(k))
     title = f"{name}: predicted {label(pred)}, explaining class {label(target)}"
     png = overlay_png(img[0], maps, t.out_dir / f"explain-{name}.png", title)
     atomic_write_text(t.out_dir / f"explain-{name}.json", json.dumps(
         {"image": name, "predicted": pred, "target": target, "layer": cfg.layer,
+         "methods": {m: r.to_dict() for m, r in results.items()},
          "maps": {m: v.tolist() for m, v in maps.items()}}) + "\n")
-    print(f"{title}\n" + "\n".join(f"  {m:<22} |map| max {np.abs(v).max():.4g}" for m, v in maps.items())
-          + f"\nwrote {png} and explain-{name}.json")
+    print(f"{title}\n" + "\n".join(f"  {m:<22} |map| max {np.abs(v).max():.4g}" for m, v in maps.items()))
+    for r in results.values():
+        if r.layer_reason and r.layer_reason != "given":
+            print(f"note: {r.method} at layer {r.layer!r}: {r.layer_reason}")
+        if r.baseline:
+            print(f"note: {r.method} baseline: {r.baseline}")
+        if r.warning:
+            print(f"warning: {r.warning}")
+    print(f"wrote {png} and explain-{name}.json")
     return 0
 
 
 def _audit(args: argparse.Namespace, cfg: ExplainConfig) -> int:
-    from ..inspect.audit import audit_method, audit_table
+    from ..inspect.audit import audit, audit_notes, audit_table
     from ..inspect.viz_pictures import audit_png
 
     t = load_target(args)
@@ -89,15 +98,25 @@ def _audit(args: argparse.Namespace, cfg: ExplainConfig) -> int:
     _check_args(t.model, x, cfg)
     rows = []
     head = f"{len(ds):,} {ds.name} {ds.split} images; targets: {'predicted' if cfg.target is None else cfg.target}"
-    for m in cfg.methods:
-        rows.append(audit_method(t.model, x, m, cfg.target, cfg.layer, seed=cfg.seed, with_ssim=cfg.ssim))
-        print(f"  {m}: {rows[-1].seconds:.1f} s", flush=True)
-        table = audit_table(rows)   # written after every method: a long audit leaves its finished rows
-        atomic_write_text(t.out_dir / "audit.json", json.dumps({"images": len(ds), "dataset": ds.name,
-                                                                "split": ds.split,
-                                                                "methods": [r.to_dict() for r in rows]}) + "\n")
-        atomic_write_text(t.out_dir / "audit.md", f"{head}\n\n{table}\n")
-    print(f"{head}\n{table}")
+
+    def write(final: bool) -> str:     # after every row: a long audit leaves its finished rows
+        table = audit_table(rows)
+        notes = audit_notes(rows)
+        atomic_write_text(t.out_dir / "audit.json", json.dumps({
+            "images": len(ds), "dataset": ds.name, "split": ds.split, "complete": final,
+            "rules": notes.splitlines(), "methods": [r.to_dict() for r in rows]}) + "\n")
+        atomic_write_text(t.out_dir / "audit.md", f"{head}\n\n{table}\n\n{notes}\n")
+        return table
+
+    def progress(row) -> None:
+        rows.append(row)
+        warn = f" (warning: {row.degenerate_fraction:.1%} of its maps are constant)" if row.degenerate_fraction else ""
+        print(f"  {row.method}: {row.seconds:.1f} s{warn}", flush=True)
+        write(False)
+
+    audit(t.model, x, cfg.methods, cfg.target, cfg.layer, seed=cfg.seed, with_ssim=cfg.ssim, progress=progress)
+    table = write(True)
+    print(f"{head}\n{table}\n\n{audit_notes(rows)}")
     png = audit_png(rows, t.out_dir / "audit.png", f"attribution audit: {head}")
     print(f"wrote {t.out_dir / 'audit.json'}, audit.md, {png.name}")
     return 0
@@ -111,7 +130,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prepare", choices=("none", "mnist"), default=None,
                    help="how IMAGE becomes input, as for predict (default: the run's, from model.json)")
     add_options(p, ExplainConfig)
-    p.set_defaults(func=cmd_explain)
+    p.set_defaults(func=cmd_explain, needs_scores=True)
     _image_after_options(p)
 
 

@@ -13,11 +13,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._atomic import atomic_write_text, writable_folder
+from ..configs import TOPK_MAX
 from ..errors import ConfigError
 from ._types import count, number
 
 if TYPE_CHECKING:
     from torch import nn
+
+
+def top_of(k: int, n: int) -> str:
+    """``top 9 of 1,000``; with fewer images than ``--k`` asked for, what was really ranked: ``all 5 (--k 100
+    asked)`` rather than the impossible "top 100 of 5"."""
+    return f"top {k} of {n:,}" if k <= n else f"all {n:,} (--k {k} asked)"
 
 
 def add_target_args(p: argparse.ArgumentParser, dataset: bool = True) -> None:
@@ -52,9 +59,8 @@ def _floats(text: str | None, flag: str, positive: bool = False):
 
 
 def load_target(args: argparse.Namespace):
-    import torch
     from ..inspect.target import from_model_file, from_run
-    from ..models.probe import check_input_shape, eval_mode, zeros_forward
+    from ..models.probe import check_input_shape
 
     if args.run is not None and args.model_file:
         raise ConfigError("give a RUN or --model-file, not both")
@@ -62,24 +68,27 @@ def load_target(args: argparse.Namespace):
         t = from_run(args.run)
     elif args.model_file:
         shape = None
+        ds_name = getattr(args, "dataset", None) or "digits"
         if args.input_shape:
             try:
                 shape = tuple(int(v) for v in args.input_shape.lower().split("x"))
             except ValueError:
                 raise ConfigError(f"--input-shape {args.input_shape!r}: expected CxHxW, e.g. 1x28x28") from None
-            check_input_shape(shape, f"--input-shape {args.input_shape}")
-        if shape is None:
+            shape_name = f"--input-shape {args.input_shape}"
+            check_input_shape(shape, shape_name)
+        else:
             from ..data import load
 
-            ds_name = getattr(args, "dataset", None) or "digits"
             shape = load(ds_name, "test", getattr(args, "data_dir", None),
                          download=not getattr(args, "no_download", False)).shape
-        t = from_model_file(args.model_file, args.weights, shape, getattr(args, "dataset", None) or "digits",
-                            args.out or Path("inspect"), _floats(args.mean, "--mean"), _floats(args.std, "--std",
-                                                                                               positive=True))
-        if args.input_shape:   # every command, even those that only read weights (filters), gets a shape it can run
-            with eval_mode(t.model), torch.no_grad():
-                zeros_forward(t.model, shape, f"--input-shape {args.input_shape}")
+            shape_name = f"--dataset {ds_name} (its images' shape; or give --input-shape CxHxW)"
+        # every command, even those that only read weights (filters), gets a model that runs on this shape (one
+        # zero image through it); those that read class scores (explain, visualize --class) also the classifier
+        # output contract
+        scores = getattr(args, "needs_scores", False) or getattr(args, "class_", None) is not None
+        t = from_model_file(args.model_file, args.weights, shape, ds_name, args.out or Path("inspect"),
+                            _floats(args.mean, "--mean"), _floats(args.std, "--std", positive=True), shape_name,
+                            scores=scores)
     else:
         raise ConfigError("give a run directory, or --model-file path.py:ClassName --weights file.safetensors")
     if args.out:
@@ -88,11 +97,18 @@ def load_target(args: argparse.Namespace):
     return t
 
 
-def load_dataset(args, target):
+def load_dataset(args, target, predicts: bool = False):
+    """The dataset of the command's flags, for ``target``; ``predicts``: the command prints the model's predicted
+    class beside the dataset's images, so a class count that differs from the dataset's is noted."""
     import torch
     from .data_cmd import load_from_args
 
     ds = load_from_args(args, args.dataset or target.dataset, args.split, target.input_shape)
+    if predicts and target.num_classes is not None and target.num_classes != len(ds.classes):
+        import sys
+
+        print(f"note: the model gives {target.num_classes} class scores, {ds.name} has {len(ds.classes)} classes; "
+              "predicted classes are the model's output indices", file=sys.stderr)
     if args.limit:
         ds = ds.subset(torch.arange(min(args.limit, len(ds))))
     return ds
@@ -238,9 +254,10 @@ def cmd_features(args) -> int:
     import torch
     from ..inspect import capture, list_layers
     from ..inspect.pictures import feature_maps_png
+    from ..models.output import check_logits
 
     t = load_target(args)
-    ds = load_dataset(args, t)
+    ds = load_dataset(args, t, predicts=True)
     if not 0 <= args.index < len(ds):
         raise ConfigError(f"--index {args.index}: the {ds.split} split has {len(ds)} images (0..{len(ds) - 1})")
     names = _layer_arg(t.model, args.layers, "--layers") or [r.name for r in list_layers(t.model, t.input_shape)
@@ -248,7 +265,7 @@ def cmd_features(args) -> int:
     img = ds.images[args.index:args.index + 1]
     with torch.no_grad(), capture(t.model, names) as maps:
         logits = t.model(t.preprocess(img))
-    pred = int(logits.argmax(1))
+    pred = int(check_logits(logits, batch=1, finite=True, where=f"{ds.split} image {args.index}").argmax(1))
     label = ds.classes[int(ds.labels[args.index])]
     title = f"{ds.name} {ds.split} #{args.index} (label {label}, predicted {t.classes[pred] if t.classes else pred})"
     png = feature_maps_png({n: maps[n] for n in names if n in maps}, img[0], t.out_dir / f"features-{args.index}.png",
@@ -277,7 +294,7 @@ def cmd_topk(args) -> int:
         fields = {}
     for name in layers:
         recs = res[name]
-        print(f"layer {name}: {len(recs)} channels, top {args.k} of {len(ds):,} {ds.name} {ds.split} images")
+        print(f"layer {name}: {len(recs)} channels, {top_of(args.k, len(ds))} {ds.name} {ds.split} images")
         for c, r in enumerate(recs[:args.show]):
             print(f"  ch {c:>3}: " + "  ".join(f"#{x.index}@({x.y},{x.x})={x.value:.3f}" for x in r[:5])
                   + (" ..." if len(r) > 5 else ""))
@@ -303,7 +320,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=number(0.0), default=1e-3, help="near-zero threshold (default 1e-3)")
     p.set_defaults(func=cmd_sparsity)
 
-    from ..inspect.edges import FILTERS
+    from ..configs import EDGE_FILTERS as FILTERS
     from .data_cmd import add_data_args
 
     p = sub.add_parser("edges", help="the edge-detector experiment: filter + ReLU, non-zero pixels before/after")
@@ -338,7 +355,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("topk", help="the dataset images that activate each channel most (Zeiler & Fergus)")
     add_target_args(p)
     p.add_argument("--layer", help="comma-separated layer names")
-    p.add_argument("--k", type=count(1), default=9, help="images per channel (default 9)")
+    p.add_argument("--k", type=count(1, TOPK_MAX, "the top images per channel, all kept in memory and written out"),
+                   default=9, help=f"images per channel (default 9, at most {TOPK_MAX})")
     p.add_argument("--channels", type=count(1), default=16, help="channels drawn (default 16)")
     p.add_argument("--show", type=count(0), default=8, help="channels printed (default 8)")
     p.set_defaults(func=cmd_topk)

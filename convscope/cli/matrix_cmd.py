@@ -7,9 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from ..errors import ConfigError
 from ._types import count, number
 
@@ -51,6 +48,9 @@ def _channels(text: str) -> tuple[int, int]:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
     from ..matrix.display import heatmap_png, spectrum_png
     from ..matrix.report import conv_layer_in_model, describe_conv
 

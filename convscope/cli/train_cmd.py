@@ -39,6 +39,9 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
         elif scalar is dict:
             g.add_argument("--model-arg", dest=name, action="append", default=None, metavar="KEY=VALUE",
                            help="model-specific argument, e.g. --model-arg width=48 (repeatable)")
+        elif "const" in f.metadata:   # the flag alone means its const (--diagnose: every 10 steps)
+            g.add_argument(flag, dest=name, type=scalar, nargs="?", const=f.metadata["const"], default=None,
+                           metavar="N", help=hint)
         else:
             g.add_argument(flag, dest=name, type=scalar, default=None, metavar=name.upper().split("_")[0], help=hint)
 
@@ -88,6 +91,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..training import TrainingInterrupted, resume, train
     from .launch import relaunch
 
+    if getattr(args, "nproc", 1) > 1 and not args.resume:   # refuse what every worker would, before they start
+        from ..training.distributed import check_processes
+
+        check_processes(config_from_args(args).runtime.engine, args.nproc)
     if (status := relaunch(args)) is not None:   # --nproc N: this command line on N processes (torchrun)
         return status
     quiet = args.quiet
@@ -154,13 +161,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from ..models import count_parameters, create_model, flops_per_image, list_models
-
-    rows = []
-    for e in list_models():
-        m = create_model(e.name)
-        rows.append((e.name, f"{count_parameters(m):,}", "x".join(map(str, e.default_input)),
-                     f"{flops_per_image(m, e.default_input) / 1e6:.2f}", e.description))
+    # read by path, not through convscope.models (whose import builds the registry with torch); the table is
+    # derived data that tests/test_models.py keeps equal to convscope.models.zoo_table.compute()
+    table = Path(__file__).resolve().parent.parent / "models" / "zoo_table.json"
+    rows = [(r["name"], f"{r['parameters']:,}", "x".join(map(str, r["input"])), f"{r['mflops']:.2f}",
+             r["description"]) for r in json.loads(table.read_text(encoding="utf-8"))]
     head = ("name", "parameters", "input", "MFLOPs/img", "description")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
     for r in [head] + rows:

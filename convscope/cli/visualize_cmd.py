@@ -7,9 +7,9 @@ import argparse
 import json
 
 from .._atomic import atomic_write_text
-from ..configs import VisualizeConfig
+from ..configs import PROJECT_K_MAX, VisualizeConfig
 from ._options import add_options, config_from_args
-from .inspect_cmd import add_target_args, load_dataset, load_target
+from .inspect_cmd import add_target_args, load_dataset, load_target, top_of
 from ._types import count
 
 
@@ -43,9 +43,8 @@ def cmd_visualize(args: argparse.Namespace) -> int:
           f"seed {cfg.seed}")
     for c, v, n in list(zip(res.channels, res.values, res.natural_values or [None] * len(res.values)))[:args.show]:
         print(f"  unit {c:>4}: optimized {v:9.3f}" + ("" if n is None else f"   best natural image {n:9.3f}"))
-    if res.beats_natural() is not None:
-        print(f"optimized image above the best of {len(ds):,} dataset images for {100 * res.beats_natural():.1f}% "
-              "of units")
+    if res.headline() is not None:
+        print(res.headline())
     stem = f"visualize-{_safe(layer or 'logits')}{'-neuron' if res.measure == 'neuron' else ''}"
     atomic_write_text(t.out_dir / f"{stem}.json", json.dumps(res.to_dict(), indent=2) + "\n")
     png = visualization_png(res, ds.images if ds is not None else None, t.out_dir / f"{stem}.png",
@@ -68,8 +67,9 @@ def cmd_project(args: argparse.Namespace) -> int:
     res = projections(t.model, ds, layer, chans, args.k, t.normalization)
     stem = f"project-{_safe(res.layer)}"
     atomic_write_text(t.out_dir / f"{stem}.json", json.dumps(res.to_dict(), indent=2) + "\n")
-    png = projections_png(res, ds.images, t.out_dir / f"{stem}.png", f"layer {res.layer}", len(res.channels), args.k)
-    print(f"layer {res.layer}: {len(res.channels)} units x top {args.k} of {len(ds):,} images projected\n"
+    png = projections_png(res, ds.images, t.out_dir / f"{stem}.png", f"layer {res.layer}", len(res.channels),
+                          min(args.k, len(ds)))
+    print(f"layer {res.layer}: {len(res.channels)} units x {top_of(args.k, len(ds))} images projected\n"
           f"wrote {t.out_dir / stem}.json and {png.name}")
     return 0
 
@@ -89,7 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_target_args(p)
     p.add_argument("--layer", required=True, help="layer name")
     p.add_argument("--channels", help="units, e.g. 0-7 (default: the first 8)")
-    p.add_argument("--k", type=count(1), default=4, help="top activations per unit (default 4)")
+    p.add_argument("--k", type=count(1, PROJECT_K_MAX, "two backward passes per image and unit, every one drawn"),
+                   default=4, help=f"top activations per unit (default 4, at most {PROJECT_K_MAX})")
     p.set_defaults(func=cmd_project)
 
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .._check import is_int, number
+from .._check import tensor as check_tensor
 from ..errors import ConfigError
 from .geometry import ConvGeometry, make_geometry
 
@@ -168,7 +169,9 @@ def _weight_and_geometry(weight, input_shape, stride, padding, dilation, groups,
         stride, padding, dilation, groups = layer.stride, layer.padding, layer.dilation, layer.groups
         padding_mode = layer.padding_mode
     if isinstance(weight, torch.Tensor):
-        weight = weight.detach().cpu()
+        # complex/bool/meta refused before any conversion: .double() would drop an imaginary part silently
+        weight = check_tensor(weight.detach(), "weight", kinds="fi",
+                              fix="a conv weight holds real numbers (float, or integers taken exactly)").cpu()
         weight = (weight.double() if weight.dtype not in (torch.float32, torch.float64) else weight).numpy()
     if not isinstance(weight, np.ndarray):
         raise ConfigError(f"weight: expected a numpy array, a torch tensor or an nn.Conv2d, got "
@@ -178,6 +181,9 @@ def _weight_and_geometry(weight, input_shape, stride, padding, dilation, groups,
                 or np.issubdtype(weight.dtype, np.complexfloating):
             raise ConfigError(f"weight: expected a real float array, got dtype {weight.dtype}")
         weight = weight.astype(np.float64)
+    if not np.isfinite(weight).all():
+        raise ConfigError(f"weight: holds {int((~np.isfinite(weight)).sum())} NaN or infinite value(s); the matrix "
+                          "(and every product with it) would be NaN")
     if not isinstance(input_shape, (tuple, list, torch.Size)) or \
             not all(is_int(v) for v in input_shape):
         raise ConfigError(f"input_shape: expected (C, H, W) ints, got {input_shape!r}")

@@ -79,6 +79,8 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
             f"{name}: {what}: {len(data)} bytes, but shape {shape} of {dtype.newbyteorder('=').name} "
             f"needs exactly {expected}; delete the file and fetch it again"
         )
+    if expected == header_len:                       # a zero-size dimension: no values (frombuffer refuses 0 bytes)
+        return np.zeros(shape, dtype=dtype.newbyteorder("="))
     arr = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(shape)
     return arr.astype(dtype.newbyteorder("="), copy=True)  # native order, writable
 

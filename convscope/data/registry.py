@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field, replace
-from importlib import resources
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,8 @@ import torch
 
 from ..errors import DataError
 from . import cifar
+from .catalog import (DATASETS, DIGIT_CLASSES, DIGITS_SPLIT_SALT, DIGITS_TEST_FRACTION, EMBEDDED_FILES,  # noqa: F401
+                      FASHION_CLASSES, HANDWRITING, SPLITS, DatasetInfo, availability, embedded_dir, train_defaults)
 from .dataset import ImageDataset, stratified_split
 from .folder import FolderOptions, read_folder
 from .idx import parse_idx, read_idx_bytes
@@ -27,58 +28,6 @@ from .sources import (
     find_unpacked,
     read_verified,
 )
-
-DIGIT_CLASSES = tuple(str(d) for d in range(10))
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-
-# The embedded digits: SHA-256 of the shipped files (scripts/build_embedded_digits.py prints them).
-EMBEDDED_FILES = {
-    "digits-images-idx3-ubyte.gz": "d3ca3edc94479149c931c39d29bea0c74930710546d49c0f007a2743c1436a66",
-    "digits-labels-idx1-ubyte.gz": "90a5104fcc3b28740476f5545ec6579a11daed8a4330dc2ede05ea153f69fb98",
-}
-DIGITS_TEST_FRACTION = 0.2  # 8,000 train / 2,000 test, stratified by class
-DIGITS_SPLIT_SALT = "convscope-digits-v1"
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """A registered dataset. ``train_defaults``: training settings this dataset wants by default, for the keys a
-    run leaves unset (epochs, translate, stroke, blur; convscope.training.config.GENERIC_DEFAULTS otherwise)."""
-
-    name: str
-    description: str
-    source: RemoteSource | None = None
-    train_defaults: dict = field(default_factory=dict)
-
-
-# Real handwriting needs stroke-width and blur variation (bench/handwriting.py chose stroke 0.6 + blur 0.8).
-HANDWRITING = {"stroke": 0.6, "blur": 0.8}
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    "digits": DatasetInfo("digits", "10,000 real MNIST digits shipped inside convscope (8,000 train / 2,000 test)",
-                          train_defaults=HANDWRITING),
-    "mnist": DatasetInfo("mnist", "MNIST, 60,000 train / 10,000 test, 28 x 28 grayscale", MNIST,
-                         train_defaults=HANDWRITING),
-    # Speed round 2 (issue 15, bench/results/recipe_ablation_round2_fashion-mnist.json): without translation a
-    # run learns the clothes much sooner (4 epochs: 92.96% against 91.91% with +-2 px shifts); 6 epochs without
-    # shifts end at 93.4%, as the 12 epochs with shifts did, in half the time.
-    "fashion-mnist": DatasetInfo("fashion-mnist", "Fashion-MNIST, 60,000 / 10,000, 28 x 28 grayscale", FASHION_MNIST,
-                                 train_defaults={"epochs": 6, "translate": 0}),
-    "cifar10": DatasetInfo("cifar10", "CIFAR-10 binary version, 50,000 / 10,000, 32 x 32 RGB", CIFAR10),
-}
-SPLITS = ("train", "test")
-
-
-def train_defaults(name: str) -> dict:
-    """The training defaults dataset ``name`` declares (a copy; {} for folder datasets and unknown names)."""
-    info = DATASETS.get(name)
-    return dict(info.train_defaults) if info is not None else {}
-
-
-def embedded_dir() -> Path:
-    return Path(str(resources.files("convscope.data") / "embedded"))
 
 
 def _check_split(name: str, split: str, valid: tuple[str, ...] = SPLITS) -> None:
@@ -231,18 +180,3 @@ def load(name: str, split: str = "train", root: str | os.PathLike[str] | None = 
     if name == "cifar10":
         return _load_cifar10(split, root, download)
     raise DataError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}, folder:PATH")
-
-
-def availability(name: str, root: str | os.PathLike[str] | None = None) -> tuple[bool, str]:
-    """(available without a download, where it was found or what is missing) — never downloads."""
-    info = DATASETS[name]
-    if info.source is None:
-        return True, f"embedded: {embedded_dir()}"
-    if (folder := find_unpacked(info.source, root)) is not None:
-        return True, str(folder)
-    found = [find_file(info.source, f, root) for f in info.source.files]
-    if all(found):
-        folders = sorted({str(p.parent) for p in found if p})
-        return True, ", ".join(folders)
-    missing = [f.name for f, p in zip(info.source.files, found) if p is None]
-    return False, f"missing {', '.join(missing)} (would download from {info.source.mirrors[0]})"

@@ -13,7 +13,6 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import ConfigError
-from .env import launch_world
 
 
 def strip_option(argv: Sequence[str], flag: str) -> list[str]:
@@ -40,6 +39,8 @@ def torchrun_command(nproc: int, args: Sequence[str], module: str = "convscope")
 def launch(nproc: int, args: Sequence[str], module: str = "convscope") -> int:
     """Run ``python -m module *args`` on ``nproc`` processes of this machine and wait; the job's exit status.
     Each worker gets OMP_NUM_THREADS=1 unless set (torchrun's default); ``--threads`` overrides it."""
+    from .env import launch_world      # here, not at the top: env imports torch, and the CLI's parser needs none
+
     if launch_world().distributed:
         raise ConfigError("--nproc: this process already runs under torchrun (WORLD_SIZE > 1); "
                           "drop --nproc or do not wrap the command in torchrun")

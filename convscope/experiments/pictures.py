@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 from .._atomic import atomic_write_text
+from .._check import path as check_path
+from ..errors import ConfigError
 from ..viz import new_figure, save_figure
 from .result import RefineResult
 
@@ -173,8 +175,10 @@ def kernels_png(res: RefineResult, images: torch.Tensor, path: Path, variant: st
 def save_refine(res: RefineResult, out_dir: str | Path) -> list[Path]:
     """Write ``results.json``, ``curves.png``, ``per-class.png``, ``dose.png`` and ``kernels.png`` into
     ``out_dir``; returns the paths written."""
+    if not isinstance(res, RefineResult):
+        raise ConfigError(f"res: expected the RefineResult that refine(...) returned, got {type(res).__name__}")
+    out = check_path(out_dir, "out_dir", "refine-conv3")
     images = res.train_images
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.json", json.dumps(res.to_dict(), indent=1) + "\n")
     paths = [out / "results.json", curves_png(res, out / "curves.png"), per_class_png(res, out / "per-class.png"),

@@ -46,6 +46,7 @@ from ..inspect.topk import topk
 from ..models.conv_layers import conv_layers
 from ..models.hooks import observe
 from ..models.forward import iter_batches
+from ..models.output import check_logits, output_classes
 from ..training.evaluate import TTA, EvalResult, result_from_logits
 from ..training.ema import EMA
 from ._measure import bn_modules, logits_and_peaks, measure, reestimated_bn
@@ -194,6 +195,11 @@ def _load(target, train, test, normalization, tta) -> _Target:
                               f"{type(ds).__name__}")
     c = train.shape[0]
     norm = normalization or Normalization((0.0,) * c, (1.0,) * c)
+    classes = output_classes(target, train.shape, "model", "train")     # the output contract, once
+    if classes != len(train.classes) or tuple(test.classes) != tuple(train.classes):
+        raise ConfigError(f"model: gives {classes} class scores per image; the train set {train.name!r} has "
+                          f"{len(train.classes)} classes and the test set {test.name!r} {len(test.classes)}; refine "
+                          "measures accuracy, so give the datasets of the model's classes", arg="model")
     return _Target(target, train, test, norm, _flip_views(tta, test), bool(tta), None, type(target).__name__)
 
 
@@ -237,10 +243,16 @@ def _flip_views(tta: bool | None, test: ImageDataset):
     return lambda m, x: TTA(m, bool(tta) and test.hflip_ok)(x)
 
 
-def _evaluate(model: nn.Module, test: ImageDataset, norm: Normalization, views) -> EvalResult:
-    """The baseline: ``evaluate``'s batches and metrics, with the logits the measurements use."""
-    logits = [out for _, out in iter_batches(model, test.images, norm, 1024, forward=lambda x: views(model, x))]
-    return result_from_logits(torch.cat(logits), test.labels, len(test.classes))
+def _evaluate(model: nn.Module, test: ImageDataset, norm: Normalization, views, baseline: bool = False
+              ) -> EvalResult:
+    """The baseline: ``evaluate``'s batches and metrics, with the logits the measurements use. The unchanged
+    model's (``baseline``) scores must be finite: an accuracy over NaN scores (every argmax 0) would be the
+    reference of every comparison."""
+    logits = torch.cat([out for _, out in iter_batches(model, test.images, norm, 1024,
+                                                       forward=lambda x: views(model, x))])
+    if baseline:
+        check_logits(logits, batch=len(test), finite=True, where=f"the {test.split} images")
+    return result_from_logits(logits, test.labels, len(test.classes))
 
 
 def _check_order(model: nn.Module, layer: str, response: str, x: torch.Tensor) -> None:
@@ -368,7 +380,7 @@ def _refine_model(t: _Target, cfg: RefineConfig, model_index: int, say: Callable
         rep_idx = representative_subset(feats, train.labels, len(top_idx), len(train.classes))
     if "maximize-bottom" in cfg.variants:
         _, train_peaks = logits_and_peaks(base, response, train.images, norm)     # (N_train, C)
-    base_eval = _evaluate(base, test, norm, views)
+    base_eval = _evaluate(base, test, norm, views, baseline=True)
     baseline = {"test_accuracy": base_eval.accuracy, "test_loss": base_eval.loss,
                 "test_per_class": base_eval.per_class, "test_images": base_eval.n, "tta": bool(t.tta)}
     say(f"baseline test accuracy {100 * base_eval.accuracy:.2f}%; {len(top_idx)} distinct top images")

@@ -6,8 +6,8 @@ from ..models.hooks import hook_count
 from ..models.probe import eval_mode, layer_input_shapes
 from . import objectives
 from .attribution import METHODS as ATTRIBUTION_METHODS
-from .attribution import attribute
-from .audit import MethodAudit, audit_method, audit_table, deletion_insertion, randomization_check
+from .attribution import Attribution, attribute, explain
+from .audit import MethodAudit, audit, audit_method, audit_table, deletion_insertion, randomization_check
 from .edges import FILTERS, EdgeResult, edge_experiment
 from .hooks import LayerInfo, capture, list_layers
 from .projection import Projections, project, projections
@@ -24,9 +24,9 @@ from .target import Target, from_model_file, from_run
 from .topk import TopRecord, topk
 from .visualize import Visualization, visualize
 
-__all__ = ["ATTRIBUTION_METHODS", "EdgeResult", "FILTERS", "Field", "FieldReport", "FieldRow", "LayerInfo",
-           "LayerSparsity", "MethodAudit", "Projections", "SparsityTracker", "Target", "TopRecord", "Visualization",
-           "activation_sparsity", "attribute", "audit_method", "audit_table", "capture", "deletion_insertion",
-           "edge_experiment", "empirical_receptive_field", "eval_mode", "from_model_file", "from_run", "hook_count",
-           "layer_input_shapes", "list_layers", "objectives", "project", "projections", "randomization_check",
-           "receptive_field_report", "receptive_fields", "topk", "visualize"]
+__all__ = ["ATTRIBUTION_METHODS", "Attribution", "EdgeResult", "FILTERS", "Field", "FieldReport", "FieldRow",
+           "LayerInfo", "LayerSparsity", "MethodAudit", "Projections", "SparsityTracker", "Target", "TopRecord",
+           "Visualization", "activation_sparsity", "attribute", "audit", "audit_method", "audit_table", "capture",
+           "deletion_insertion", "edge_experiment", "empirical_receptive_field", "eval_mode", "explain",
+           "from_model_file", "from_run", "hook_count", "layer_input_shapes", "list_layers", "objectives", "project",
+           "projections", "randomization_check", "receptive_field_report", "receptive_fields", "topk", "visualize"]

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
-from ..errors import ConfigError
+from ..errors import ConfigError, ConvscopeError
 from ..models.forward import iter_batches
 
 
@@ -21,6 +21,9 @@ def check_model(model) -> torch.device:
     t = next(model.parameters(), None)
     if t is None:
         t = next(model.buffers(), None)
+    if t is not None and t.is_meta:
+        raise ConfigError("model: its weights are on the meta device (shapes without values); load real weights, "
+                          "e.g. model.to_empty(device='cpu') then load_state_dict(...)")
     return t.device if t is not None else torch.device("cpu")
 
 
@@ -38,15 +41,35 @@ def check_dataset(dataset) -> ImageDataset:
     return dataset
 
 
-def check_norm(norm, dataset: ImageDataset, required: bool) -> Normalization | None:
+NORM_FIX = ("pass norm=run.normalization (the normalization the model was trained with), or pass the run itself "
+            "(convscope.load_run(...) or convscope.inspect.from_run(...)) as the model; for a model trained on raw "
+            "[0, 1] pixels say so with norm=convscope.data.Normalization.identity(channels)")
+
+
+def model_and_norm(model, norm) -> tuple[nn.Module, Normalization | None]:
+    """The one rule for inspection functions that turn stored images into model input: ``model`` may be a run
+    (anything with ``.model`` and ``.normalization``: a convscope Run or inspect Target), which carries its
+    normalization; a bare nn.Module needs ``norm`` given (checked by :func:`check_norm`), never a silent
+    identity. Returns the module and the norm (the run's unless ``norm`` overrides it)."""
+    inner = getattr(model, "model", None)
+    if isinstance(inner, nn.Module) and isinstance(getattr(model, "normalization", None), Normalization):
+        return inner, norm if norm is not None else model.normalization
+    return model, norm
+
+
+def check_norm(norm, dataset: ImageDataset | None = None, required: bool = True, channels: int | None = None
+               ) -> Normalization | None:
+    """``norm`` must be a Normalization for the images' channels (``dataset``'s or ``channels``); None is an
+    error naming the fix (:data:`NORM_FIX`) unless ``required`` is False."""
     if norm is None:
         if required:
-            raise ConfigError("norm: expected a convscope.data.Normalization (the model's input normalization)")
+            raise ConfigError("norm: required for a bare model: the tool cannot know how the model's inputs were "
+                              f"normalized, and a wrong guess gives silently wrong numbers; {NORM_FIX}")
         return None
     if not isinstance(norm, Normalization):
-        raise ConfigError(f"norm: expected a convscope.data.Normalization, got {type(norm).__name__}")
-    c = dataset.shape[0]
-    if len(norm.mean) not in (1, c) or len(norm.std) not in (1, c):
+        raise ConfigError(f"norm: expected a convscope.data.Normalization, got {type(norm).__name__}; {NORM_FIX}")
+    c = dataset.shape[0] if dataset is not None else channels
+    if c is not None and (len(norm.mean) not in (1, c) or len(norm.std) not in (1, c)):
         raise ConfigError(f"norm: {len(norm.mean)} means and {len(norm.std)} stds for images with {c} channel(s)")
     if any(not math.isfinite(s) or s <= 0 for s in norm.std) or any(not math.isfinite(m) for m in norm.mean):
         raise ConfigError(f"norm: means must be finite and stds finite and positive, got {norm}")
@@ -61,6 +84,8 @@ def stream(model: nn.Module, dataset: ImageDataset, norm: Normalization, batch_s
     def forward(x: torch.Tensor) -> None:
         try:
             model(x)
+        except ConvscopeError:       # a check in a caller's hook, already in words
+            raise
         except (RuntimeError, ValueError, IndexError, TypeError) as e:
             raise ConfigError(f"dataset: the model cannot take {dataset.name!r} images of shape {dataset.shape} "
                               f"({type(e).__name__}: {e}); use a dataset of the model's input shape") from e

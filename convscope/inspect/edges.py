@@ -17,17 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..configs import EDGE_FILTERS
 from ..errors import ConfigError, DataError
 
-FILTERS: dict[str, np.ndarray] = {
-    "sobel-x": np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]),
-    "sobel-y": np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]]),
-    "prewitt-x": np.array([[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]]),
-    "prewitt-y": np.array([[-1, -1, -1], [0, 0, 0], [1, 1, 1]]),
-    "scharr-x": np.array([[-3, 0, 3], [-10, 0, 10], [-3, 0, 3]]),
-    "laplacian": np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]]),
-    "laplacian-8": np.array([[1, 1, 1], [1, -8, 1], [1, 1, 1]]),
-}
+FILTERS: dict[str, np.ndarray] = {name: np.array(k) for name, k in EDGE_FILTERS.items()}   # (3, 3) int
 
 
 # A hand-set kernel is small: this bounds what a .npy header may make us allocate (checked before loading).
@@ -203,6 +196,14 @@ def edge_experiment(images: torch.Tensor | np.ndarray, filter: str = "sobel-x", 
     integral_images = not x.dtype.is_floating_point
     exact = integral_images and bool(np.all(k_np == np.round(k_np)))
     x_max = float(x.abs().max()) if n else 0.0
+    if not math.isfinite(x_max):
+        raise ConfigError("images: hold NaN or infinite values; the counts of non-zero outputs would be meaningless")
+    with np.errstate(over="ignore"):
+        bound = max(x_max, 1.0) * float(np.abs(k_np).sum())     # bounds every |output| and the tolerance
+    if not math.isfinite(bound):
+        raise ConfigError(f"kernel: values up to {float(np.abs(k_np).max()):.3g} on pixels up to {x_max:g} overflow "
+                          "float64 (outputs would be inf or NaN and every count false); scale the kernel down: "
+                          "which outputs are zero and their signs do not change with the scale")
     if exact and x_max * np.abs(k_np).sum() >= 2.0 ** 53:
         exact = False                                          # too large for exact float64 integer sums
     if tolerance is None:
@@ -217,6 +218,9 @@ def edge_experiment(images: torch.Tensor | np.ndarray, filter: str = "sobel-x", 
     for i in range(0, n, batch_size):
         xb = x[i:i + batch_size].to(torch.float64)                 # integers 0..255: float64 sums are exact
         y = F.conv2d(F.pad(xb, pad), k, groups=c)                  # (B, C, H, W)
+        if not bool(torch.isfinite(y).all()):                      # the bound above makes this a last guard
+            raise ConfigError(f"kernel: the filter gives non-finite outputs on images {i}..{i + len(xb) - 1}; "
+                              "scale the kernel down")
         nz_in.append((xb != 0).flatten(1).sum(1))
         nz_before.append((y.abs() > tolerance).flatten(1).sum(1))
         nz_after.append((torch.relu(y) > tolerance).flatten(1).sum(1))

@@ -12,10 +12,12 @@ output under ``OUTPUT`` and the image on the [0, 1] scale, before normalization,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from numbers import Real
 
 import torch
 import torch.nn.functional as F
 
+from .._check import number
 from ..errors import ConfigError
 
 OUTPUT = "<output>"   # key of the model's output (logits)
@@ -42,26 +44,48 @@ class Objective:
     def needs_output(self) -> bool:
         return OUTPUT in self.layers
 
+    # Arithmetic with anything but an Objective or a finite real number returns NotImplemented, so that Python
+    # raises its TypeError ("unsupported operand type(s) for +: 'Objective' and 'str'"); NaN/inf weights are a
+    # ConfigError: they would turn every image's objective into NaN.
     def __add__(self, other: Objective | float) -> Objective:
-        if isinstance(other, (int, float)):
-            return Objective(lambda a: self(a) + other, f"({self} + {other})", self.layers)
-        return Objective(lambda a: self(a) + other(a), f"{self} + {other}", self.layers + other.layers)
+        if isinstance(other, Objective):
+            return Objective(lambda a: self(a) + other(a), f"{self} + {other}", self.layers + other.layers)
+        k = _scalar(other, "objective + number")
+        if k is None:
+            return NotImplemented
+        return Objective(lambda a: self(a) + k, f"({self} + {k:g})", self.layers)
 
     def __radd__(self, other: float) -> Objective:
-        return self + other
+        return self.__add__(other)
 
     def __neg__(self) -> Objective:
         return -1.0 * self
 
     def __sub__(self, other: Objective | float) -> Objective:
-        return self + (-other)
+        if isinstance(other, Objective):
+            return self + (-other)
+        k = _scalar(other, "objective - number")
+        return NotImplemented if k is None else self + (-k)
+
+    def __rsub__(self, other: float) -> Objective:
+        k = _scalar(other, "number - objective")
+        return NotImplemented if k is None else (-self) + k
 
     def __mul__(self, k: float) -> Objective:
-        if not isinstance(k, (int, float)):
-            raise ConfigError(f"objectives scale by a number, got {type(k).__name__}")
-        return Objective(lambda a: k * self(a), f"{k:g} * ({self})", self.layers)
+        w = _scalar(k, "number * objective")
+        if w is None:
+            return NotImplemented
+        return Objective(lambda a: w * self(a), f"{w:g} * ({self})", self.layers)
 
     __rmul__ = __mul__
+
+
+def _scalar(value: object, name: str) -> float | None:
+    """A finite real number as a float; None for anything that is not a number (the operator then returns
+    NotImplemented); a NaN or infinite number is a ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        return None
+    return number(value, name)
 
 
 def _per_image(units: int | Sequence[int], batch: int) -> torch.Tensor:

@@ -26,12 +26,13 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .._check import integer, is_int
+from ..configs import PROJECT_K_MAX
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..models.hooks import observe
 from ..models.probe import eval_mode
-from ._args import check_dataset, check_model, check_norm
+from ._args import check_dataset, check_model, check_norm, model_and_norm
 from ._tap import run, tap
 from .topk import TopRecord, topk
 from .visualize import layer_channels, resolve_layer
@@ -174,14 +175,16 @@ class Projections:
 def projections(model: nn.Module, dataset: ImageDataset, layer: str, channels: Sequence[int] | None = None,
                 k: int = 9, norm: Normalization | None = None) -> Projections:
     """For each channel's top-k activations over the dataset (``topk``): the deconvnet projection and the
-    guided-backprop image of that single activation, and the receptive-field box of the unit."""
+    guided-backprop image of that single activation, and the receptive-field box of the unit. ``model``: a run
+    (its normalization is used) or an nn.Module with ``norm`` given."""
     from .receptive_field import receptive_fields
 
+    model, norm = model_and_norm(model, norm)
     device = check_model(model)
     dataset = check_dataset(dataset)
-    norm = check_norm(norm, dataset, required=False)
+    norm = check_norm(norm, dataset)
     layer = resolve_layer(model, layer)
-    k = integer(k, "k", 1)
+    k = integer(k, "k", 1, PROJECT_K_MAX, fix="two backward passes per image and unit, every one drawn")
     if isinstance(channels, (np.ndarray, torch.Tensor)):
         channels = channels.tolist()
     if channels is not None:
@@ -195,7 +198,6 @@ def projections(model: nn.Module, dataset: ImageDataset, layer: str, channels: S
     bad = [c for c in chans if not 0 <= c < n]
     if bad:
         raise ConfigError(f"channels {bad[:5]}: layer {layer!r} has {n} channels (0..{n - 1})")
-    norm = norm or Normalization((0.0,) * dataset.shape[0], (1.0,) * dataset.shape[0])
     recs_all = topk(model, dataset, [layer], k, norm)[layer]
     try:
         field = receptive_fields(model, dataset.shape)[layer]

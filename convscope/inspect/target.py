@@ -8,6 +8,7 @@ its code (at import, in ``__init__`` or in ``forward``) is the user's, not convs
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import sys
 import traceback
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..data.normalize import Normalization
+from ..models.output import output_classes
+from ..models.probe import eval_mode, zeros_forward
 
 
 USER_MODULE_PREFIX = "convscope_user_model_"
@@ -41,9 +44,11 @@ class Target:
     dataset: str
     out_dir: Path            # where PNG + JSON go (the run's inspect/ folder)
     prepare: str = "none"    # how an image file becomes input (convscope.data.prepare.default_mode of the run)
+    num_classes: int | None = None   # class scores per image (a run: len(classes))
 
     def preprocess(self, images_u8: torch.Tensor) -> torch.Tensor:
-        return self.normalization.apply(images_u8)
+        """uint8 (B, C, H, W) of the target's input shape -> model input."""
+        return self.normalization.apply(images_u8, self.input_shape)
 
 
 def from_run(path: str | Path) -> Target:
@@ -52,7 +57,7 @@ def from_run(path: str | Path) -> Target:
 
     run = load_run_model(path)
     return Target(run.model.eval(), run.input_shape, run.normalization, run.classes, run.dataset,
-                  Path(path) / "inspect", default_mode(run.meta))
+                  Path(path) / "inspect", default_mode(run.meta), len(run.classes))
 
 
 def load_model_file(spec: str, weights: str | Path | None) -> nn.Module:
@@ -76,24 +81,68 @@ def load_model_file(spec: str, weights: str | Path | None) -> nn.Module:
     cls = getattr(module, cls_name, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ConfigError(f"--model-file {file}: no nn.Module subclass named {cls_name!r}")
+    _check_no_arguments(cls, file)
     model = cls()
     if weights is not None:
-        from ..models.weights import CheckpointError, load_weights
+        from ..models.weights import CheckpointError, check_finite_state, load_weights
 
         state = load_weights(weights)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as e:
             raise CheckpointError(f"{weights}: weights do not fit {cls_name}: {e}") from e
+        check_finite_state(state, str(weights))
     if next(model.parameters(), None) is None:  # the inspection tools read the model's device from a parameter
         raise ConfigError(f"--model-file {spec}: {cls_name} has no parameters (no trainable layers); the "
                           "inspection tools look inside models with weights, e.g. an nn.Conv2d")
     return model.eval()
 
 
+def _check_no_arguments(cls: type, file: str) -> None:
+    """The class must be callable with no arguments (its weights come from --weights, not the constructor):
+    checked against its signature before it runs, naming what it requires."""
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):      # no signature to read (a C type): calling it will tell
+        return
+    required = [p.name for p in sig.parameters.values()
+                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if required:
+        raise ConfigError(f"--model-file {file}: class {cls.__name__} needs argument(s) {', '.join(required)}, but "
+                          "convscope builds it with no arguments; give them defaults in __init__, or add a subclass "
+                          f"that passes them (class My{cls.__name__}({cls.__name__}): def __init__(self): "
+                          "super().__init__(...)) and name that", arg="model_file")
+
+
+def _norm_values(values: tuple[float, ...] | None, default: float, c: int, flag: str) -> tuple[float, ...]:
+    """--mean/--std: one value for every channel, or one per channel."""
+    if values is None:
+        return (default,) * c
+    values = tuple(values)
+    if len(values) == 1:
+        return values * c
+    if len(values) != c:
+        raise ConfigError(f"{flag}: {len(values)} values for a model of {c} input channel(s); give one value, "
+                          f"or {c} comma-separated", arg=flag.lstrip("-"))
+    return values
+
+
 def from_model_file(spec: str, weights: str | Path | None, input_shape: tuple[int, int, int], dataset: str,
                     out_dir: str | Path, mean: tuple[float, ...] | None = None,
-                    std: tuple[float, ...] | None = None) -> Target:
+                    std: tuple[float, ...] | None = None, shape_name: str = "input_shape",
+                    scores: bool = True) -> Target:
+    """A user model as a :class:`Target`, checked here, once, by one forward pass of a zero image of
+    ``input_shape`` (``shape_name``: the argument that gave it, for the message), so that a model that does not
+    fit is refused before any work. With ``scores`` (for what reads class scores: attribution, predictions)
+    the output must also be the classifier contract, (B, classes) floating point; without, any output will do
+    (layers, filters, feature maps, receptive fields and top-k look inside feature extractors too)."""
     c = input_shape[0]
-    norm = Normalization(tuple(mean or (0.0,) * c), tuple(std or (1.0,) * c))
-    return Target(load_model_file(spec, weights), input_shape, norm, None, dataset, Path(out_dir))
+    norm = Normalization(_norm_values(mean, 0.0, c, "--mean"), _norm_values(std, 1.0, c, "--std"))
+    model = load_model_file(spec, weights)
+    if scores:
+        classes = output_classes(model, input_shape, f"--model-file {spec}", shape_name)
+    else:
+        with eval_mode(model), torch.no_grad():
+            out = zeros_forward(model, input_shape, shape_name)
+        classes = int(out.shape[1]) if isinstance(out, torch.Tensor) and out.ndim == 2 else None
+    return Target(model, input_shape, norm, None, dataset, Path(out_dir), num_classes=classes)

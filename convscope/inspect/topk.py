@@ -15,11 +15,12 @@ from torch import nn
 
 from .._check import integer
 from .._result import ResultMixin
+from ..configs import TOPK_MAX
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..models.layers import resolve_layers
-from ._args import check_dataset, check_model, check_norm, stream
+from ._args import check_dataset, check_model, check_norm, model_and_norm, stream
 from .hooks import capture
 
 
@@ -52,20 +53,27 @@ class _Running:
 
 def topk(model: nn.Module, dataset: ImageDataset, layers: list[str], k: int = 9,
          norm: Normalization | None = None, batch_size: int = 500) -> dict[str, list[list[TopRecord]]]:
-    """Per layer, per channel: the k best records (index, y, x, value), best first."""
+    """Per layer, per channel: the k best records (index, y, x, value), best first. ``model``: a run (its
+    normalization is used) or an nn.Module with ``norm`` given."""
+    model, norm = model_and_norm(model, norm)
     check_model(model)
     dataset = check_dataset(dataset)
-    k, batch_size = integer(k, "k", 1), integer(batch_size, "batch_size", 1)
-    norm = check_norm(norm, dataset, required=False)
+    k = integer(k, "k", 1, TOPK_MAX, fix="the top images per channel, all kept in memory and written out")
+    batch_size = integer(batch_size, "batch_size", 1)
+    norm = check_norm(norm, dataset)
     names = resolve_layers(model, layers)
     if not names:
         raise ConfigError("layers: no layer given; name at least one (e.g. 'conv1' or 'ReLU')")
-    norm = norm or Normalization((0.0,) * dataset.shape[0], (1.0,) * dataset.shape[0])
     running: dict[str, _Running] = {}
     widths: dict[str, int] = {}
     state = {"first": 0}
 
     def reduce(name: str, out: torch.Tensor) -> None:
+        if out.is_floating_point() and not bool(torch.isfinite(out).all()):   # NaN would rank anywhere
+            bad = (~torch.isfinite(out)).flatten(1).any(1).nonzero()[:, 0] + state["first"]
+            raise ConfigError(f"layers: {name} gives NaN or infinite activations for {len(bad)} image(s) of the "
+                              f"batch from #{state['first']} (first #{int(bad[0])}); a ranking of them would be "
+                              "meaningless. Check the model's weights (a diverged run?) and the normalization")
         if name not in running:
             running[name] = _Running(out.shape[1], k, out.device)
             widths[name] = out.shape[3] if out.ndim == 4 else 1

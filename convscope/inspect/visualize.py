@@ -18,22 +18,24 @@ import torch
 from torch import nn
 
 from .._check import instance, is_int
-from ..configs import VisualizeConfig
+from ..configs import MEASURES, VisualizeConfig
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..models.forward import iter_batches
 from ..models.layers import resolve_layers
+from ..models.output import check_logits
 from ..models.probe import check_input_shape, eval_mode, zeros_forward
 from . import objectives as O
 from . import vis_transforms as T
-from ._args import check_dataset, check_model
+from ._args import check_dataset, check_model, check_norm, model_and_norm
 from ._tap import run, tap
 from .hooks import capture
 from .param import make_param
 
-MAX_SIDE = 4096        # input_shape's largest height/width: beyond it one batch of images alone fills memory
 MAX_RANGE = 1 << 16    # the widest --channels range parsed without a channel count to bound it
+MEASURE_WORDS = {"max": "max of each channel's map (topk's measure)", "mean": "mean of each channel's map",
+                 "neuron": "centre unit of each channel"}
 
 
 @dataclass
@@ -49,6 +51,31 @@ class Visualization:
     natural_values: list[float] | None = None   # the best dataset image's value, same measure
     natural_indices: list[int] | None = None    # ... and its index in the dataset
     settings: dict = field(default_factory=dict)
+    # per measure (mean, max, neuron) for a layer with a dataset: the optimized images' values and the best
+    # natural image's by that measure, "beats" (count), "natural_nonpositive" (channels whose best natural value
+    # is <= 0: a comparison with no activation to beat), "median_ratio" (over channels with a positive natural
+    # value), "distinct_natural_images"
+    comparisons: dict = field(default_factory=dict)
+    dataset_size: int | None = None
+
+    def headline(self) -> str | None:
+        """One sentence per measure, naming it: how many units' optimized image beats the best dataset image."""
+        if self.natural_values is None:
+            return None
+        rows = self.comparisons or {self.measure: _comparison(self.values, self.natural_values,
+                                                              self.natural_indices, self.channels)}
+        out = []
+        for m, c in rows.items():
+            ratio = f", median ratio {c['median_ratio']:.2f}" if c["median_ratio"] is not None else ""
+            flag = (f"; best natural value <= 0 for {len(c['natural_nonpositive'])} channel(s) "
+                    f"({', '.join(map(str, c['natural_nonpositive'][:8]))}"
+                    f"{', ...' if len(c['natural_nonpositive']) > 8 else ''}): nothing to beat there"
+                    if c["natural_nonpositive"] else "")
+            mark = " (optimized for)" if m == self.measure else ""
+            out.append(f"by the {MEASURE_WORDS[m]}{mark}: optimized image above the best of "
+                       f"{self.dataset_size or 'the'} dataset images for {c['beats']}/{c['units']} units{ratio}"
+                       f"{flag}")
+        return "\n".join(out)
 
     def beats_natural(self) -> float | None:
         """Fraction of units whose image reaches a higher value than the best dataset image."""
@@ -60,6 +87,7 @@ class Visualization:
         return {"layer": self.layer, "channels": self.channels, "measure": self.measure,
                 "objective": self.objective, "values": self.values, "natural_values": self.natural_values,
                 "natural_indices": self.natural_indices, "beats_natural": self.beats_natural(),
+                "comparisons": self.comparisons, "headline": self.headline(),
                 "objective_start": self.history[0].tolist(), "objective_end": self.history[-1].tolist(),
                 "settings": self.settings}
 
@@ -115,7 +143,9 @@ def layer_channels(model: nn.Module, layer: str | None, shape, device: torch.dev
         zeros_forward(model, shape, name)                  # the model takes this shape (clear error if not)
         with tap(model, [layer] if layer else [], stop=layer is not None) as acts:
             out = run(model, torch.zeros(1, *shape, device=device), acts)
-    t = acts[layer] if layer else out
+    if layer is None:                                      # class logits: the model-output contract
+        return int(check_logits(out, batch=1, where=f"one zero image of shape {tuple(shape)}").shape[1])
+    t = acts[layer]
     if not isinstance(t, torch.Tensor) or t.ndim < 2:
         raise ConfigError(f"{layer or 'the model output'}: expected a (N, C, ...) tensor, got "
                           f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
@@ -165,7 +195,7 @@ def _default_objective(layer: str | None, channels: list[int], measure: str) -> 
 
 
 def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int] | None = None,
-              dataset: ImageDataset | None = None, seed: int = 0, *, neuron: bool = False, measure: str = "mean",
+              dataset: ImageDataset | None = None, seed: int = 0, *, neuron: bool = False, measure: str = "max",
               objective: O.Objective | None = None, norm: Normalization | None = None,
               input_shape: tuple[int, int, int] | None = None, steps: int = 256, param: str = "fourier",
               lr: float | None = None, transforms: Sequence[T.Transform] | str | None = "standard",
@@ -173,14 +203,18 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
               config: VisualizeConfig | None = None) -> Visualization:
     """One image per channel of ``layer`` (None: the class logits) that maximizes its activation.
 
-    ``channels``: an index, a list, or None for every channel. ``measure``: ``mean`` over the channel's map
-    (default), ``max``, or ``neuron`` (the centre unit; also ``neuron=True``). ``objective`` replaces the
+    ``channels``: an index, a list, or None for every channel. ``measure``: ``max`` over the channel's map
+    (default: what ``topk`` ranks by), ``mean``, or ``neuron`` (the centre unit; also ``neuron=True``). With a
+    dataset and a layer, ``comparisons`` holds all three measures side by side (:meth:`Visualization.headline`).
+    ``objective`` replaces the
     default (the measure of each image's own channel) for the optimization; ``l2``, ``tv`` and ``blur`` add
     those regularizers with these weights. ``transforms``: ``"standard"``, None, or a list. With a
     ``dataset``, ``natural_values`` holds the best dataset image's value by the same measure.
-    ``norm`` maps [0, 1] images to model input (default: identity); ``input_shape`` defaults to the dataset's.
+    ``norm`` maps [0, 1] images to model input: required for a bare nn.Module (``model`` may be a run, which
+    carries it); ``input_shape`` defaults to the dataset's.
     ``config``: a :class:`~convscope.configs.VisualizeConfig` in place of seed, neuron, measure, steps, param, lr,
     l2, tv and blur (the CLI passes one)."""
+    model, norm = model_and_norm(model, norm)
     device = check_model(model)
     cfg = config if config is not None else VisualizeConfig(
         measure=measure, neuron=neuron, steps=steps, seed=seed, param=param, lr=lr, tv=tv, l2=l2, blur=blur)
@@ -193,10 +227,7 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
         dataset = check_dataset(dataset)
     if input_shape is None and dataset is None:
         raise ConfigError("visualize: give input_shape=(C, H, W) or a dataset to take it from")
-    shape = check_input_shape(input_shape if input_shape is not None else dataset.shape)
-    if max(shape[1:]) > MAX_SIDE:
-        raise ConfigError(f"input_shape {shape}: sides above {MAX_SIDE} pixels are refused (one batch of such "
-                          "images does not fit in memory); give the (C, H, W) the model was built for")
+    shape = check_input_shape(input_shape if input_shape is not None else dataset.shape)   # sides <= MAX_SIDE
     if objective is not None and not isinstance(objective, O.Objective):
         raise ConfigError(f"objective: expected a convscope.inspect.objectives.Objective, got "
                           f"{type(objective).__name__}")
@@ -205,9 +236,7 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
         raise ConfigError(f"transforms: expected 'standard', None or a list of transforms (callables "
                           f"t(x, generator)), got {transforms!r}")
     c_in, h, w = shape
-    if norm is not None and (not isinstance(norm, Normalization) or len(norm.mean) not in (1, c_in)):
-        raise ConfigError(f"norm: expected a convscope.data.Normalization for {c_in} channel(s), got {norm!r}")
-    norm = norm or Normalization((0.0,) * c_in, (1.0,) * c_in)
+    norm = check_norm(norm, channels=c_in)
     with eval_mode(model):
         chans = _channels(model, layer, channels, shape, device,
                           "input_shape" if input_shape is not None else "dataset")
@@ -237,6 +266,14 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
                 grads = torch.autograd.grad(-val.sum(), p.params)           # model parameters get no .grad
                 if not torch.isfinite(val).all() or not all(torch.isfinite(gr).all() for gr in grads):
                     # a NaN/inf objective would silently give NaN results (e.g. huge regularizer weights)
+                    seen = [out] if out is not None else []
+                    seen += [acts[n] for n in layers if isinstance(acts.get(n), torch.Tensor)]
+                    if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in seen):
+                        what = "scores" if out is not None else "activations"
+                        raise ConfigError(
+                            f"visualize: the model gives NaN or infinite {what} at step {len(history) + 1}, "
+                            "before any regularizer; check its weights (a diverged run?) and its input "
+                            "normalization")
                     raise ConfigError(
                         f"visualize: the objective became non-finite at step {len(history) + 1} "
                         f"(l2={l2:g}, tv={tv:g}, blur={blur:g}, lr={lr or p.lr:g}); lower the regularizer weights "
@@ -250,11 +287,29 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
             images = (p() * 255).round().clamp(0, 255).to(torch.uint8)       # (N, C, H, W)
             inputs = norm.apply(images.to(device))
             values = _reached(model, layer, chans, measure, inputs)
+            reached = {m: values if m == measure else _reached(model, layer, chans, m, inputs) for m in MEASURES}
     nat = natural_best(model, dataset, layer, chans, measure, norm) if dataset is not None else (None, None)
+    comparisons = {}
+    if dataset is not None and layer is not None:       # logits have no map: one measure only
+        for m in MEASURES:
+            nv, ni = nat if m == measure else natural_best(model, dataset, layer, chans, m, norm)
+            comparisons[m] = _comparison(reached[m], nv, ni, chans)
     settings = {"seed": seed, "steps": steps, "param": param, "lr": lr or p.lr,
                 "transforms": [repr(t) for t in transforms], "l2": l2, "tv": tv, "blur": blur}
     return Visualization(layer, chans, measure, repr(obj), images.cpu().numpy(), inputs, values,
-                         np.stack(history) if history else np.zeros((0, len(chans))), nat[0], nat[1], settings)
+                         np.stack(history) if history else np.zeros((0, len(chans))), nat[0], nat[1], settings,
+                         comparisons, len(dataset) if dataset is not None else None)
+
+
+def _comparison(values: list[float], natural: list[float], indices: list[int], chans: list[int]) -> dict:
+    """One measure's optimized-vs-best-natural comparison (see :attr:`Visualization.comparisons`)."""
+    v, n = np.array(values), np.array(natural)
+    pos = n > 0
+    return {"values": values, "natural_values": natural, "natural_indices": indices,
+            "beats": int((v > n).sum()), "units": len(v),
+            "natural_nonpositive": [c for c, ok in zip(chans, pos) if not ok],
+            "median_ratio": float(np.median(v[pos] / n[pos])) if pos.any() else None,
+            "distinct_natural_images": len(set(indices))}
 
 
 def _channels(model: nn.Module, layer: str | None, channels, shape, device, shape_arg: str = "input_shape"

@@ -12,7 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._check import tensor as check_tensor
 from ..data.normalize import Normalization
+from ..errors import ConfigError
 from .probe import eval_mode
 
 
@@ -24,6 +26,59 @@ def model_device(model: nn.Module | None) -> torch.device:
     if t is None:
         t = next(model.buffers(), None)
     return t.device if t is not None else torch.device("cpu")
+
+
+def check_device(value: object, name: str = "device", hint: str = "cpu, cuda or cuda:N") -> torch.device:
+    """``value`` (a name such as ``"cpu"`` or ``"cuda:0"``, or a torch.device) as a device this machine computes
+    on: the CPU, or a CUDA / MPS device that is present. ``meta`` (shapes without values) and unknown names are
+    refused, naming ``name``; ``hint``: the values to suggest."""
+    if isinstance(value, torch.device):
+        device = value
+    elif isinstance(value, str) and value.strip():
+        try:
+            device = torch.device(value.strip())
+        except (RuntimeError, ValueError):
+            raise ConfigError(f"{name}: {value!r} is not a device; use {hint}", arg=name) from None
+    else:
+        raise ConfigError(f"{name}: expected a device name such as 'cpu' or 'cuda:0' (or a torch.device), got "
+                          f"{value!r}", arg=name)
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{name}: {value!r} requested but no CUDA device is available here; use {hint}", arg=name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"{name}: {value!r}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                              f"(cuda:0..cuda:{torch.cuda.device_count() - 1})", arg=name)
+        return device
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return device
+    why = ("holds shapes without values, nothing can be computed there" if device.type == "meta" else
+           "is not available here")
+    raise ConfigError(f"{name}: {value!r}: the {device.type} device {why}; use {hint}", arg=name)
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype a model computes in: that of its first floating parameter (or buffer); float32 else."""
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
+
+
+def model_input(model: nn.Module, x: object, name: str = "inputs",
+                input_shape: tuple[int, int, int] | None = None) -> torch.Tensor:
+    """``x`` checked as a model-ready float batch (B, C, H, W) (with ``input_shape``, of that (C, H, W)) and
+    given the model's dtype and device. Floating input of another precision is converted (float64 -> float32
+    for a float32 model, as the model itself could not mix them); integer, bool, complex and meta tensors are
+    refused: uint8 images need normalizing, which only the caller's normalization knows."""
+    fix = ("give normalized float images (B, C, H, W); uint8 images go through run.preprocess(images) or "
+           "Normalization.apply(images)")
+    x = check_tensor(x, name, ndim=4, fix=fix)
+    if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
+        raise ConfigError(f"{name}: expected images (B, {', '.join(map(str, input_shape))}), the model's input "
+                          f"shape, got {tuple(x.shape)}", arg=name)
+    return x.to(device=model_device(model), dtype=model_dtype(model))
 
 
 def iter_batches(model: nn.Module | None, images: torch.Tensor, norm: Normalization | None, batch_size: int, *,

@@ -27,14 +27,24 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+MAX_SIDE = 4096          # an input's largest height/width: beyond it one batch of such images alone fills memory
+MAX_VALUES = 1 << 26     # C * H * W of one input (256 MiB as float32)
+
+
 def check_input_shape(value, name: str = "input_shape") -> tuple[int, int, int]:
-    """``value`` as a (C, H, W) tuple of positive ints, or a ConfigError naming ``name`` and the fix."""
+    """``value`` as a (C, H, W) tuple of positive ints, at most ``MAX_SIDE`` pixels a side and ``MAX_VALUES``
+    values in all, or a ConfigError naming ``name`` and the fix."""
     ok = (isinstance(value, (tuple, list, torch.Size)) and len(value) == 3
           and all(is_int(v) and v >= 1 for v in value))
     if not ok:
         raise ConfigError(f"{name}: expected (channels, height, width), three positive integers such as (1, 28, 28), "
                           f"got {value!r}")
-    return tuple(int(v) for v in value)
+    c, h, w = (int(v) for v in value)
+    if max(h, w) > MAX_SIDE or c * h * w > MAX_VALUES:
+        raise ConfigError(f"{name}: {(c, h, w)} is refused: sides above {MAX_SIDE} pixels or more than "
+                          f"{MAX_VALUES:,} values per image do not fit in memory a batch at a time; give the "
+                          "(C, H, W) the model was built for")
+    return c, h, w
 
 
 def _raised_in_user_code(e: BaseException) -> bool:

@@ -88,6 +88,19 @@ def load_weights(path: str | os.PathLike[str], expected_sha256: str | None = Non
     return read_safetensors(path)[1]
 
 
+def check_finite_state(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Weights a model can compute with: a NaN or infinite value in any floating tensor makes every output that
+    depends on it NaN (predictions, rankings, maps that mean nothing), so it is refused where the weights enter,
+    naming the file and the tensors."""
+    bad = {k: int((~torch.isfinite(v)).sum()) for k, v in state.items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())}
+    if bad:
+        listed = ", ".join(f"{k} ({n:,} of {state[k].numel():,})" for k, n in list(bad.items())[:5])
+        raise CheckpointError(f"{source}: NaN or infinite weights in {len(bad)} tensor(s): {listed}"
+                              f"{', ...' if len(bad) > 5 else ''}; the model's outputs would be NaN. Use weights "
+                              "saved before the training diverged (or retrain with a lower learning rate)")
+
+
 def named_values_sha256(state: Mapping[str, torch.Tensor], keys: Iterable[str] | None = None) -> str:
     """SHA-256 over (key name, raw bytes of the tensor) for each key in order (default: ``state``'s order).
     Pass ``model.state_dict().keys()`` to digest a state in the model's order, whatever order it was saved in."""

@@ -6,10 +6,23 @@ model.json structure check (manifest.py), and the callback protocol of a run's e
 ``convscope.training.load_run`` adds the training config to :func:`load_run_model`.
 """
 
-from .callbacks import Callback, LoopView
-from .lock import RunLock, RunLocked
-from .manifest import check_manifest, read_json_file
-from .rundir import RunError, RunModel, load_run_model, read_json, read_metrics
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:  # for type checkers and the API docs; at run time each name is imported on first use
+    from .callbacks import Callback, LoopView
+    from .lock import RunLock, RunLocked
+    from .manifest import check_manifest, read_json_file
+    from .rundir import RunError, RunModel, load_run_model, read_json, read_metrics
 
 __all__ = ["Callback", "LoopView", "RunError", "RunLock", "RunLocked", "RunModel", "check_manifest", "load_run_model",
            "read_json", "read_json_file", "read_metrics"]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "Callback": ".callbacks", "LoopView": ".callbacks", "RunLock": ".lock", "RunLocked": ".lock",
+    "check_manifest": ".manifest", "read_json_file": ".manifest", "RunError": ".rundir", "RunModel": ".rundir",
+    "load_run_model": ".rundir", "read_json": ".rundir", "read_metrics": ".rundir"
+})

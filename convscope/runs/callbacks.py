@@ -57,6 +57,9 @@ class Callback:
     def on_train_start(self, loop: LoopView) -> None:
         """Before the first step of this process (a fresh run, or a resumed one after its state was restored)."""
 
+    def on_step_start(self, loop: LoopView) -> None:
+        """Before each optimizer step (``loop.step`` is the 0-based index of the step about to run)."""
+
     def on_step_end(self, loop: LoopView, result: StepResult | None) -> None:
         """After each optimizer step; ``result`` is None for a skipped (non-finite) step."""
 

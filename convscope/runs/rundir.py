@@ -4,6 +4,7 @@ without unpickling anything (:func:`load_run_model`; ``convscope.training.load_r
     runs/<name>/
       config.json          the resolved TrainConfig
       metrics.jsonl        one JSON object per line: {"kind": "step", ...} and {"kind": "epoch", ...}
+      diagnostics.jsonl    with --diagnose: per-layer statistics every N steps (training/diagnostics.py)
       checkpoint.safetensors   the latest training state (for --resume)
       model.safetensors    final weights
       model.json           model name and arguments, input shape, classes, normalization, versions,
@@ -31,15 +32,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._atomic import atomic_write_text
+from .._atomic import atomic_write_text, os_error_hint, probe_folder
 from ..data.normalize import Normalization
-from ..errors import ConfigError, ConvscopeError
+from ..errors import ConvscopeError
+from ..models.forward import check_device
 from ..models.weights import CheckpointError, load_weights, sha256_file
 from .manifest import check_manifest, read_json_file
+from .names import check_run_name
 
 CONFIG, METRICS, CHECKPOINT, WEIGHTS, META, CURVE, SUMMARY = (
     "config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors", "model.json", "curve.png",
     "summary.json")
+DIAGNOSTICS = "diagnostics.jsonl"
 META_SHA256 = META + ".sha256"
 METRICS_MAX_BYTES = 1 << 30   # metrics.jsonl of a very long run is megabytes; more is not a metrics file
 
@@ -84,19 +88,6 @@ def git_commit() -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def check_run_name(name: str | None) -> None:
-    """A run name is one plain folder name inside the runs directory: no path separators, not absolute, not
-    empty, not "." or ".." (a name like "../../x" would put the run outside --runs-dir)."""
-    if name is None:
-        return
-    bad = (not isinstance(name, str) or name.strip() in ("", ".", "..") or "/" in name or "\\" in name
-           or "\0" in name or os.path.isabs(name) or (os.altsep is not None and os.altsep in name))
-    if bad:
-        raise ConfigError(f"name: {name!r} is not a plain run name; a run name is one folder name inside "
-                          "--runs-dir (letters, digits, '-', '_', '.'; no '/', no '..'); use --out PATH to put a "
-                          "run elsewhere")
-
-
 def new_run_dir(base: Path, name: str, explicit: Path | None) -> tuple[Path, bool, Any]:
     """``explicit`` (must not already hold a run), or the first free ``base/name``, ``base/name-2``, ...:
     (the path, whether this call created the folder, its held :class:`~.lock.RunLock`). A folder another
@@ -112,17 +103,16 @@ def new_run_dir(base: Path, name: str, explicit: Path | None) -> tuple[Path, boo
             continue
         created = not path.exists()
         try:
-            path.mkdir(parents=True, exist_ok=True)
-            probe = path / f".write-test-{os.getpid()}"  # unique: another process may probe the same folder
-            probe.write_bytes(b"ok")
-            probe.unlink()
+            probe_folder(path)   # creates it; the probe file goes again whatever happens
             lock = RunLock(path).acquire()
         except RunLocked:
             if explicit is not None:
                 raise
             continue
         except OSError as e:
-            raise RunError(f"{path}: cannot write the run directory ({e.strerror or e}); "
+            with contextlib.suppress(OSError):   # nothing to undo where the folder could not even be made
+                discard_new_run_dir(path, created)
+            raise RunError(f"{path}: cannot write the run directory ({e.strerror or e}; {os_error_hint(e)}); "
                            "choose a writable --out") from e
         if (path / CONFIG).exists():  # checked again under the lock: a run may have started meanwhile
             lock.release()
@@ -149,7 +139,7 @@ def write_manifest(path: Path, meta: dict[str, Any]) -> None:
     model.json.sha256 with model.json's own digest. The digest goes first: model.json marks a run finished, so
     a kill between the two leaves an unfinished run (resumed, both rewritten), never an unchecked finished one."""
     files = {}
-    for name in (CONFIG, WEIGHTS, SUMMARY, CURVE, METRICS):
+    for name in (CONFIG, WEIGHTS, SUMMARY, CURVE, METRICS, DIAGNOSTICS):
         if (path / name).exists():
             files[name] = sha256_file(path / name)
     text = json.dumps({**meta, "sha256": files}, indent=2, allow_nan=False) + "\n"
@@ -184,10 +174,11 @@ def read_json(path: Path) -> Any:
     return read_json_file(path)  # regular files only, size- and depth-bounded; errors are CheckpointError
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of a run's metrics.jsonl (``path``), one JSON object a line ([] when there is none). The file
-    is not covered by model.json's checksums, so it is read defensively: a regular file of bounded size, every
-    line a JSON object."""
+def read_metrics(path: Path, torn_tail: bool = False) -> list[dict[str, Any]]:
+    """The records of a run's metrics.jsonl (``path``; diagnostics.jsonl has the same form), one JSON object a
+    line ([] when there is none). The file is not covered by model.json's checksums, so it is read defensively:
+    a regular file of bounded size, every line a JSON object. ``torn_tail``: a last line without its newline
+    that is not JSON (a run killed mid-write, not yet resumed) is left out instead of refused."""
     from ..data.safe_io import read_regular
     from ..errors import DataError
 
@@ -202,12 +193,15 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     except UnicodeDecodeError as e:
         raise RunError(f"{path}: not UTF-8 text ({e}); it is not a convscope metrics file") from None
     records = []
-    for number, line in enumerate(text.splitlines(), 1):
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except (json.JSONDecodeError, RecursionError) as e:
+            if torn_tail and number == len(lines) and not text.endswith("\n"):
+                break
             raise RunError(f"{path}, line {number}: not JSON ({getattr(e, 'msg', e)}); each line must be one "
                            "JSON object such as {\"kind\": \"epoch\", ...} (fix or delete the line)") from None
         if not isinstance(record, dict):
@@ -241,6 +235,7 @@ def load_run_model(path: str | os.PathLike[str], map_location: str | torch.devic
 
     if not isinstance(path, (str, os.PathLike)):
         raise RunError(f"path: expected a run directory (str or Path), got {type(path).__name__}")
+    map_location = check_device(map_location, "map_location")
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"{path}: no such run directory")
@@ -267,6 +262,8 @@ def load_run_model(path: str | os.PathLike[str], map_location: str | torch.devic
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{path / WEIGHTS}: weights do not fit model {meta['model']!r}: {e}") from e
+    # NaN weights (a diverged run) are not refused here: the run's summary and metrics stay readable; the
+    # commands that read scores or rank activations (explain, topk, refine) refuse non-finite values
     model.to(map_location).eval()
     norm = Normalization(tuple(meta["normalization"]["mean"]), tuple(meta["normalization"]["std"]))
     return RunModel(path, model, meta, (c, h, w), tuple(meta["classes"]), norm)

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from .._check import path as check_path
 from ..distributed import World, broadcast_text, is_comm_failure, lost_peer, process_group
 from ..errors import ConvscopeError
 from ..runs import rundir as rd
@@ -29,6 +30,8 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path
 
     Under ``torchrun`` (WORLD_SIZE > 1) every process calls this; they train one model with
     DistributedDataParallel and rank 0 writes the run directory (see training/distributed.py)."""
+    out = check_path(out, "out") if out is not None else None
+    runs_dir = check_path(runs_dir, "runs_dir", "runs")
     cfg = config if isinstance(config, TrainConfig) else config_from_dict(config or {})
     cfg.validate()
     callbacks = check_callbacks(callbacks)
@@ -56,7 +59,7 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path
 def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callback] = ()) -> Run:
     """Continue a run from its checkpoint (after a kill, a crash or Ctrl-C); a finished run is just loaded.
     The data position in the checkpoint is global: a run saved with N processes resumes with M."""
-    path = Path(path)
+    path = check_path(path, "path")
     callbacks = check_callbacks(callbacks)
     if (path / rd.META).exists():
         return load_run(path)

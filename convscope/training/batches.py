@@ -61,7 +61,7 @@ def fingerprint(data: TrainData) -> str:
 
 
 def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**64)   # the same seeds as before, below 2**64
     return torch.randperm(n, generator=g).to(device)
 
 

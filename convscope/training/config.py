@@ -21,8 +21,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._check import seed as check_seed
 from ..errors import ConfigError
-from ..runs.rundir import check_run_name
+from ..runs.names import check_run_name
 from .configfile import read_config_file
 
 __all__ = ["FIELDS", "FLAT", "RECIPES", "SECTIONS", "TrainConfig", "config_from_dict", "read_config_file", "recipe",
@@ -32,11 +33,12 @@ _UNSET: Any = dataclasses.MISSING
 
 
 def _f(default: Any = _UNSET, help: str = "", *, key: str | None = None, range: str | None = None,
-       choices: tuple[str, ...] | None = None, factory: Any = _UNSET) -> Any:
+       choices: tuple[str, ...] | None = None, factory: Any = _UNSET, const: Any = None) -> Any:
     """A config field. ``key``: its flat name when it differs from the field's; ``range``: an interval such as
-    "[0, 1)" or "[1, inf)"; ``choices``: the valid strings."""
+    "[0, 1)" or "[1, inf)"; ``choices``: the valid strings; ``const``: the value of its flag given without one
+    (``--diagnose`` alone means ``--diagnose 10``)."""
     meta: dict[str, Any] = {"help": help}
-    for name, value in (("key", key), ("range", range), ("choices", choices)):
+    for name, value in (("key", key), ("range", range), ("choices", choices), ("const", const)):
         if value is not None:
             meta[name] = value
     return field(default=default, default_factory=factory, metadata=meta)
@@ -73,7 +75,7 @@ class OptimConfig:
     batch_size: int = _f(256, "images per optimizer step", range="[1, inf)")
     optimizer: str = _f("sgd", "optimizer", choices=("sgd", "adam", "adamw", "adadelta"))
     lr: float = _f(0.1, "peak learning rate (per step, for batch_size images)", range="[0, inf)")
-    momentum: float = _f(0.9, "SGD momentum (Adam's beta1 is left at 0.9)", range="[0, inf)")
+    momentum: float = _f(0.9, "SGD momentum (Adam's beta1 is left at 0.9)", range="[0, 1)")
     nesterov: bool = _f(True, "Nesterov momentum (SGD)")
     weight_decay: float = _f(5e-4, "L2 on every parameter (decoupled for adamw)", range="[0, inf)")
     label_smoothing: float = _f(0.1, "label smoothing of the cross-entropy targets", range="[0, 1)")
@@ -140,11 +142,14 @@ class RuntimeConfig:
     sync_bn: bool = _f(False, "several processes (torchrun / --nproc): BatchNorm statistics of the whole global "
                        "batch (SyncBatchNorm)")
     deterministic: bool = _f(False, "deterministic kernels; resumed runs end bit-identical")
-    seed: int = _f(0, "seed of initialisation, data order, augmentation and dropout")
+    seed: int = _f(0, "seed of initialisation, data order, augmentation and dropout (0 to 2**63-1)")
     checkpoint_every: int = _f(100, "steps between checkpoints (and one at each epoch end)", range="[1, inf)")
     max_bad_steps: int = _f(20, "stop after this many non-finite steps in a row", range="[1, inf)")
     log_every: int = _f(10, "steps between per-step lines in metrics.jsonl", range="[1, inf)")
     track_sparsity: bool = _f(False, "per epoch: fraction of exactly-zero activations per layer, in metrics.jsonl")
+    diagnose: int = _f(0, "every N steps: per-layer activation, weight, gradient and update statistics in "
+                       "diagnostics.jsonl, read by `convscope doctor` (0 = off; the flag alone: every 10 steps)",
+                       range="[0, inf)", const=10)
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,12 @@ class TrainConfig:
                 raise ConfigError(f"{key}: {value!r} is not one of {', '.join(f.metadata['choices'])}")
             if "range" in f.metadata and value is not None:
                 _check_range(key, value, f.metadata["range"])
+        check_seed(self.runtime.seed, "seed")
+        epochs, warmup = self.schedule.epochs, self.schedule.warmup_epochs
+        if epochs is not None and warmup > 0 and warmup >= epochs:   # the rate would never reach its peak
+            raise ConfigError(f"warmup_epochs {warmup:g} is not shorter than the run ({epochs} epochs): the learning "
+                              f"rate would never reach lr; give warmup_epochs below {epochs} (e.g. "
+                              f"{max(epochs / 10, 0.1):g})")
         if self.eval.early_stopping is not None and self.data.val_fraction == 0.0:
             raise ConfigError("early_stopping needs a validation split: set val_fraction (e.g. 0.1)")
         if self.runtime.engine == "numpy":
@@ -190,6 +201,9 @@ class TrainConfig:
                 raise ConfigError(f"optimizer: the numpy engine has sgd and adam, not {self.optim.optimizer!r}")
             if self.runtime.device not in ("auto", "cpu"):
                 raise ConfigError(f"device: the numpy engine runs on the CPU, not {self.runtime.device!r}")
+            if self.runtime.diagnose:
+                raise ConfigError("diagnose: the per-layer diagnostics hook torch modules; the numpy engine has none. "
+                                  "Train with --engine torch, or drop --diagnose")
         return self
 
     @property
@@ -254,7 +268,7 @@ GENERIC_DEFAULTS: dict[str, Any] = {"epochs": 12, "translate": 2, "stroke": 0.0,
 # Keys added after runs were first recorded (and "model", whose default changed; every config.json records it, so
 # this only matters to a hand-written one), with the value that reproduces a run recorded without them.
 KEYS_ADDED_LATER: dict[str, Any] = {"model": "fast", "rotate": 0.0, "scale": 0.0, "aspect": 0.0, "stroke": 0.0,
-                                    "blur": 0.0}
+                                    "blur": 0.0, "diagnose": 0}
 
 # Options our own ablations rejected and convscope removed (bench/results/recipe_ablation_round2_fashion-mnist.json:
 # Lookahead and progressive resizing did not shorten the run; shifted test-time views cost 0.07 points), with

@@ -29,6 +29,14 @@ from ..errors import ConfigError
 from .evaluate import EvalResult, predict_logits, result_from_logits
 
 
+def check_processes(engine: str, processes: int) -> None:
+    """What a training run on ``processes`` processes refuses, checked once: by :func:`~.setup.prepare` on every
+    rank, and by ``convscope train --nproc N`` before any process starts (one message, no torchrun traceback)."""
+    if processes > 1 and engine != "torch":
+        raise ConfigError(f"engine {engine!r}: several processes ({processes}) need the torch engine; give "
+                          "--engine torch, or drop --nproc to train with the numpy engine in one process")
+
+
 def rank_slice(global_batch: int, world: World) -> slice:
     """Rank ``world.rank``'s positions within a global batch of ``global_batch`` examples."""
     if global_batch % world.size:

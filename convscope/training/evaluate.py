@@ -14,6 +14,7 @@ from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..errors import ConfigError
 from ..models.forward import iter_batches, model_device
+from ..models.output import check_logits
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class TTA(nn.Module):
         self.model, self.flip = model, flip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x).float()
+        # x.shape[0], not len(x): under torch.export the batch stays symbolic (len() would fix it at the example's)
+        out = check_logits(self.model(x), batch=x.shape[0]).float()  # the output contract, before any cast
         return 0.5 * (out + self.model(x.flip(3)).float()) if self.flip else out
 
 
@@ -92,10 +94,14 @@ def evaluate(model: nn.Module, dataset: ImageDataset, norm: Normalization, batch
     if classes is not None:
         check_classes(classes, dataset)
     logits = predict_logits(model, dataset.images, norm, batch_size, bf16, channels_last, tta and dataset.hflip_ok)
-    if len(dataset) and (logits.ndim != 2 or logits.shape[1] != len(dataset.classes)):
-        raise ConfigError(f"dataset: {dataset.name!r} has {len(dataset.classes)} classes but the model gives "
-                          f"{tuple(logits.shape[1:])} outputs per image; evaluate on a dataset with the model's "
-                          "classes", arg="dataset")
+    if len(dataset):
+        # shape and dtype only: a diverged model's NaN scores are a result the training loop records (its
+        # summary flags the non-finite loss), not an input error
+        check_logits(logits, batch=len(dataset), where=f"{dataset.name!r} images")
+        if logits.shape[1] != len(dataset.classes):
+            raise ConfigError(f"dataset: {dataset.name!r} has {len(dataset.classes)} classes but the model gives "
+                              f"{tuple(logits.shape[1:])} outputs per image; evaluate on a dataset with the model's "
+                              "classes", arg="dataset")
     return result_from_logits(logits, dataset.labels.to(logits.device), len(dataset.classes))
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .._atomic import os_error_hint
 from ..data.dataset import ImageDataset
 from ..distributed import World, barrier, current_world
 from ..errors import ConvscopeError
@@ -75,6 +76,10 @@ class Loop:
             from ..inspect.sparsity import SparsityTracker
 
             self.callbacks.append(SparsityTracker())
+        if cfg.runtime.diagnose:
+            from .diagnostics import Diagnostics
+
+            self.callbacks.append(Diagnostics(cfg.runtime.diagnose))
         self.model = build_model(cfg, data)
         self.feeder = BatchFeeder(cfg, data, self.world)
         self.steps_per_epoch = self.feeder.steps_per_epoch
@@ -119,8 +124,8 @@ class Loop:
         try:
             save_state(self.path / rd.CHECKPOINT, self.checkpoint_state())
         except OSError as e:
-            raise rd.RunError(f"{self.path / rd.CHECKPOINT}: cannot save the checkpoint ({e.strerror or e}); "
-                              "free disk space or make the run directory writable, then --resume") from e
+            raise rd.RunError(f"{self.path / rd.CHECKPOINT}: cannot save the checkpoint ({e.strerror or e}; "
+                              f"{os_error_hint(e)}); then continue with --resume {self.path}") from e
         self._emit("on_checkpoint", self.path / rd.CHECKPOINT)
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -155,7 +160,8 @@ class Loop:
                 # a diverged run's NaN loss is written as null (JSON has no NaN; strict parsers refuse it)
                 f.write(json.dumps(rd.json_safe(record), allow_nan=False) + "\n")
         except OSError as e:
-            raise rd.RunError(f"{self.path / rd.METRICS}: cannot write ({e.strerror or e})") from e
+            raise rd.RunError(f"{self.path / rd.METRICS}: cannot write ({e.strerror or e}; {os_error_hint(e)}); "
+                              f"then continue with --resume {self.path}") from e
 
     # ---- the loop --------------------------------------------------------------------------------------
     def _step(self, order: torch.Tensor) -> tuple[int, StepResult | None]:
@@ -215,6 +221,7 @@ class Loop:
                 bar.set_description(f"epoch {st.epoch + 1}/{cfg.schedule.epochs}")
                 t_epoch, images = time.perf_counter(), 0
                 while st.batch < self.steps_per_epoch and not st.stopped_early:
+                    self._emit("on_step_start")
                     t0 = time.perf_counter()
                     n, result = self._step(order)
                     images += n
@@ -261,7 +268,8 @@ class Loop:
                             train_label="train (label-smoothed)" if cfg.optim.label_smoothing else "train")
                 rd.write_manifest(self.path, meta)
         except OSError as e:
-            raise rd.RunError(f"{self.path}: cannot write the run's results ({e.strerror or e})") from e
+            raise rd.RunError(f"{getattr(e, 'filename', None) or self.path}: cannot write the run's results "
+                              f"({e.strerror or e}; {os_error_hint(e)})") from e
         barrier(self.world)   # the run directory is complete before any rank returns
         self.model.eval()
         run = Run(self.path, self.model, cfg, data.norm, data.train.classes, shape, summary, meta)

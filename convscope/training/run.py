@@ -46,14 +46,25 @@ class Run:
         return bool(self.meta.get("tta", False))
 
     def logits(self, inp: torch.Tensor) -> torch.Tensor:
-        """Float32 logits (B, classes) of preprocessed input (B, C, H, W), with the run's test-time averaging."""
+        """Float32 logits (B, classes) of preprocessed input (B, C, H, W), with the run's test-time averaging.
+        Float input of another precision is converted to the model's; uint8 images go through
+        :meth:`preprocess` first."""
+        from ..models.forward import model_input
         from .evaluate import TTA
 
-        return TTA(self.model, self.tta)(inp)
+        return TTA(self.model, self.tta)(model_input(self.model, inp, "inp", self.input_shape))
 
     def preprocess(self, images_u8: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, C, H, W) -> the normalized float input the model was trained on."""
-        return self.normalization.apply(images_u8)
+        """uint8 (B, C, H, W) -> the normalized float input the model was trained on; images of another shape
+        than the run's (C, H, W) are refused, with how to convert them."""
+        return self.normalization.apply(images_u8, self.input_shape)
+
+    def export_onnx(self, path: str | os.PathLike[str], **kwargs: Any):
+        """Write this run as an ONNX file, checked against torch on its test split: see
+        :func:`convscope.training.export.export_onnx` (returns its :class:`~convscope.training.export.OnnxExport`)."""
+        from .export import export_onnx
+
+        return export_onnx(self, path, **kwargs)
 
     @property
     def dataset_spec(self) -> dict[str, Any]:
@@ -79,7 +90,9 @@ def model_metadata(model: nn.Module, cfg: TrainConfig, norm: Normalization, clas
 
 
 def load_run(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Run:
-    """Load a finished run: checks every file's recorded SHA-256 and loads weights from safetensors only."""
+    """Load a finished run: checks every file's recorded SHA-256 and loads weights from safetensors only.
+    ``map_location``: the device the model goes to (``"cpu"``, ``"cuda:0"``, a torch.device), one that exists
+    here."""
     loaded = rd.load_run_model(path, map_location)
     path, recorded = loaded.path, loaded.meta["sha256"]
     if sha256_file(path / rd.CONFIG) != recorded[rd.CONFIG]:

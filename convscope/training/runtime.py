@@ -10,20 +10,14 @@ from collections.abc import Iterator
 
 import torch
 
-from ..errors import ConfigError
+from ..models.forward import check_device
 from .config import TrainConfig
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise ConfigError(f"device: {name!r} is not a device ({e}); use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda requested but no CUDA device is available; use --device cpu")
-    return device
+    return check_device(name, "device", "auto, cpu, cuda or cuda:N")     # computes here: not meta, no absent GPU
 
 
 def native_bf16(device: torch.device) -> bool:

@@ -9,6 +9,7 @@ from ..errors import ConfigError
 from ..models import create_model, model_kwargs
 from .batches import TrainData, load_data
 from .config import TrainConfig, resolve
+from .distributed import check_processes
 from .optim import init_weights
 from .runtime import native_bf16, resolve_device
 
@@ -20,8 +21,7 @@ def prepare(cfg: TrainConfig) -> tuple[TrainConfig, TrainData]:
     world = current_world()
     if world.distributed and device.type == "cuda":   # several processes: each rank on its own GPU
         device = torch.device("cuda", world.local_rank)
-    if world.distributed and cfg.runtime.engine != "torch":
-        raise ConfigError(f"engine {cfg.runtime.engine!r}: several processes need the torch engine (--engine torch)")
+    check_processes(cfg.runtime.engine, world.size)
     return resolve(cfg, hflip_ok=data.train.hflip_ok, device=str(device), native_bf16=native_bf16(device)), data
 
 

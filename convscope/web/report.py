@@ -7,14 +7,17 @@ sparsity, the edge experiment, the first layer's conv matrix, and a page per uni
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from .._atomic import atomic_write_text, writable_folder
+from .._atomic import atomic_write_text, writable_folder, write_error
 from .._check import fail
+from .._check import path as check_path
 from ..conv import conv_matrix, make_geometry
 from ..data.safe_io import read_regular
-from ..errors import ConfigError, ConvscopeError, DataError
+from ..errors import ConfigError, ConvscopeError, DataError, WriteError
 from ..inspect import activation_sparsity, edge_experiment, list_layers, receptive_fields
 from ..inspect.edges import FILTERS, edges_png
 from ..inspect.sparsity import sparsity_png
@@ -77,6 +80,15 @@ def _check_out(out: Path) -> Path:
     return out
 
 
+@contextlib.contextmanager
+def _as_report_write(out: Path) -> Iterator[None]:
+    """A picture of the report that cannot be written is the report that cannot be written: named as ``out``."""
+    try:
+        yield
+    except WriteError as err:
+        raise write_error(out, err.__cause__ if isinstance(err.__cause__, OSError) else err) from err
+
+
 def _unit_layer(entry: RunEntry, layer: str | None, default: str | None) -> str | None:
     """The layer whose units get pages: ``--layer`` resolved as every inspection command does (so a 0.1-style
     numeric name gets the renaming hint), and it must be one feature-map layer."""
@@ -111,19 +123,22 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
                  edge_filter: str = "sobel-x", max_units: int = 64) -> Path:
     """Write the report of the run at ``run_path`` to ``out`` (default RUN/report.html); returns its path.
     ``layer``: whose channels get a unit page each (default: the first convolution), at most ``max_units``."""
-    run_path = Path(run_path)
+    run_path = check_path(run_path, "run_path")
+    out = check_path(out, "out", "report.html") if out is not None else None
     if edge_filter not in FILTERS:
         raise ConfigError(f"--filter {edge_filter!r}: unknown; choose one of {', '.join(FILTERS)}")
     entry = RunEntry(run_path.name, run_path.resolve())
     run = entry.run
-    out = Path(out) if out is not None else run_path / "report.html"
+    out = out if out is not None else run_path / "report.html"
     _not_a_run_file(out, run_path)
     out = _check_out(out)
     model, shape = run.model, run.input_shape
     first = next(iter(conv_layers(model).items()), None)                  # (name, nn.Conv2d) or None
     unit_layer = _unit_layer(entry, layer, first[0] if first else None)
     sections: list[tuple[str, str, str]] = []
-    with tempfile.TemporaryDirectory() as tmp_name:
+    # the pictures are drawn beside the report (a hidden folder, removed whatever happens): a full disk at -o
+    # then fails here, named as the report's, not as a temporary file somewhere in /tmp
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp_name, _as_report_write(out):
         tmp = Path(tmp_name)
 
         def png(draw, name: str) -> str:

@@ -5,8 +5,8 @@ import pytest
 from convscope.cli import build_parser
 
 CASES = [
-    (["topk", "RUN", "--layer", "relu3", "--k", "-3"], "--k", "at least 1"),
-    (["topk", "RUN", "--layer", "relu3", "--k", "0"], "--k", "at least 1"),
+    (["topk", "RUN", "--layer", "relu3", "--k", "-3"], "--k", "must be [1, 1000]"),
+    (["topk", "RUN", "--layer", "relu3", "--k", "0"], "--k", "must be [1, 1000]"),
     (["topk", "RUN", "--channels", "0"], "--channels", "at least 1"),
     (["topk", "RUN", "--show", "-1"], "--show", "at least 0"),
     (["sparsity", "RUN", "--limit", "-1"], "--limit", "at least 0"),

@@ -21,6 +21,8 @@ from convscope.inspect.receptive_field import empirical_receptive_field, recepti
 
 from .conftest import outcome, time_bound
 
+IDENTITY = Normalization.identity()  # these models take raw [0, 1] pixels, said explicitly
+
 
 def _dataset(n=12, c=1, hw=8, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -38,14 +40,14 @@ def _model(c=1):
 def test_topk_k_must_be_a_positive_int(k):
     # before: k=-3 sliced [:-3] (197 records per channel), k=0 returned empty lists the CLI then crashed on
     model = _model()
-    err = outcome(lambda: topk(model, _dataset(), ["0"], k=k), seconds=10)
+    err = outcome(lambda: topk(model, _dataset(), ["0"], k=k, norm=IDENTITY), seconds=10)
     assert isinstance(err, ConfigError) and "k:" in str(err)
     assert hook_count(model) == 0
 
 
 def test_topk_records_match_brute_force_and_string_layers_are_names():
     model, ds = _model(), _dataset(20)
-    res = topk(model, ds, "0,1", k=3)             # a comma string names layers, never characters
+    res = topk(model, ds, "0,1", k=3, norm=IDENTITY)             # a comma string names layers, never characters
     assert list(res) == ["0", "1"]
     with torch.no_grad():
         act = model[0](ds.images.float() / 255)   # (N, 4, 8, 8): default norm is identity on [0, 1]
@@ -60,7 +62,7 @@ def test_topk_records_match_brute_force_and_string_layers_are_names():
                                  torch.rand(4, 1, 8, 8), [1, 2, 3], None])
 def test_plain_tensors_where_a_dataset_is_expected(bad):
     model = _model()
-    for call in (lambda: topk(model, bad, ["1"]),
+    for call in (lambda: topk(model, bad, ["1"], norm=IDENTITY),
                  lambda: activation_sparsity(model, bad, Normalization((0.0,), (1.0,)))):
         err = outcome(call, seconds=10)
         assert isinstance(err, ConfigError) and "dataset:" in str(err) and "ImageDataset" in str(err)
@@ -70,7 +72,7 @@ def test_plain_tensors_where_a_dataset_is_expected(bad):
 def test_model_without_parameters_works():
     model = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2))
     ds = _dataset(6)
-    res = topk(model, ds, ["0"], k=2)
+    res = topk(model, ds, ["0"], k=2, norm=IDENTITY)
     assert [r.index for r in res["0"][0]] == torch.argsort(-ds.images.flatten(1).max(1).values.double(),
                                                            stable=True)[:2].tolist()
     sp = activation_sparsity(model, ds, Normalization((0.0,), (1.0,)))
@@ -79,7 +81,7 @@ def test_model_without_parameters_works():
 
 def test_images_of_the_wrong_shape_are_named():
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
-    err = outcome(lambda: topk(model, _dataset(hw=9), ["1"]), seconds=10)
+    err = outcome(lambda: topk(model, _dataset(hw=9), ["1"], norm=IDENTITY), seconds=10)
     assert isinstance(err, ConfigError) and "(1, 9, 9)" in str(err)
     assert hook_count(model) == 0
 

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 import convscope
+from convscope.data.normalize import Normalization
 from convscope import _check
 from convscope.configs import ATTRIBUTION_METHODS, PARAMS, ExplainConfig, RefineConfig, VisualizeConfig
 from convscope.errors import ConfigError
@@ -33,6 +34,8 @@ def test_integer_refuses_bools_floats_and_text(value):
     with pytest.raises(ConfigError, match=r"^top_k: expected a whole number") as e:
         _check.integer(value, "top_k", 1)
     assert e.value.arg == "top_k"
+
+IDENTITY = Normalization.identity()  # these models take raw [0, 1] pixels, said explicitly
 
 
 def test_integer_range_and_numpy_ints():
@@ -120,9 +123,9 @@ def test_library_errors_name_python_arguments_and_the_cli_names_flags(small_run,
     from convscope.inspect.visualize import visualize
 
     with pytest.raises(ConfigError, match=r"^steps: must be at least 1"):
-        visualize(small_run.model, "conv1", [0], input_shape=(1, 28, 28), steps=0)
+        visualize(small_run.model, "conv1", [0], input_shape=(1, 28, 28), steps=0, norm=IDENTITY)
     with pytest.raises(ConfigError, match=r"^config: expected a convscope.configs.VisualizeConfig"):
-        visualize(small_run.model, "conv1", [0], input_shape=(1, 28, 28), config={"steps": 1})
+        visualize(small_run.model, "conv1", [0], input_shape=(1, 28, 28), config={"steps": 1}, norm=IDENTITY)
     r = cli("visualize", small_run.path, "--layer", "conv1", "--channels", "0", "--steps", "2", "--no-natural",
             "--l2", "1e300", "--out", tmp_path)
     assert r.returncode == 2 and "--l2" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -11,11 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from convscope.data import load
+from convscope.data import Normalization, load
 from convscope.errors import ConfigError
 from convscope.inspect.projection import project, projections
 from convscope.inspect.visualize import parse_channels, visualize
 
+IDENTITY = Normalization.identity()  # these models take raw [0, 1] pixels, said explicitly
 MODEL = """import torch
 from torch import nn
 
@@ -62,10 +63,10 @@ def x(ds) -> torch.Tensor:
 # -- item 4: a fully connected layer's channel is its unit -------------------------------------------------------------
 
 def test_visualize_fc_layer(net):
-    v = visualize(net, "fc", [0, 9], input_shape=S, steps=2)
+    v = visualize(net, "fc", [0, 9], input_shape=S, steps=2, norm=IDENTITY)
     assert v.channels == [0, 9] and v.images.shape == (2, 1, 28, 28)
     assert all(math.isfinite(a) for a in v.values)
-    assert len(visualize(net, "fc", input_shape=S, steps=1, measure="max").channels) == 10
+    assert len(visualize(net, "fc", input_shape=S, steps=1, measure="max", norm=IDENTITY).channels) == 10
 
 
 # -- items 11, 15, 16: layer and channel arguments ---------------------------------------------------------------------
@@ -73,7 +74,7 @@ def test_visualize_fc_layer(net):
 @pytest.mark.parametrize("layer", ["ReLU", "Conv2d", "relu1,relu2"])
 def test_visualize_refuses_a_layer_matching_several(net, layer):
     with pytest.raises(ConfigError, match=r"layer .* matches 2 layers \((relu1|conv1), "):
-        visualize(net, layer, input_shape=S, steps=1)
+        visualize(net, layer, input_shape=S, steps=1, norm=IDENTITY)
 
 
 @pytest.mark.parametrize("text, words", [("0-999999999", "out of range"), ("", "no channel"), (",", "no channel"),
@@ -102,7 +103,7 @@ def test_parse_channels_without_a_count_bounds_the_range():
     (dict(dataset=torch.zeros(2, 1, 28, 28)), "dataset"),
 ])
 def test_visualize_validates_arguments(net, kwargs, name):
-    kw = dict(input_shape=S, steps=1) | kwargs
+    kw = dict(input_shape=S, steps=1, norm=IDENTITY) | kwargs
     with pytest.raises(ConfigError, match=name):
         visualize(net, "conv1", **kw)
 
@@ -110,26 +111,26 @@ def test_visualize_validates_arguments(net, kwargs, name):
 @pytest.mark.parametrize("model", [np.zeros(3), "conv1"])
 def test_visualize_refuses_a_non_module(model):
     with pytest.raises(ConfigError, match="model"):
-        visualize(model, "conv1", input_shape=S, steps=1)
+        visualize(model, "conv1", input_shape=S, steps=1, norm=IDENTITY)
 
 
 @pytest.mark.parametrize("layer", [3, ["conv1"], "", ",", None])
 def test_visualize_layer_type(net, layer):
     if layer is None:         # None is the class logits: valid
-        assert visualize(net, None, [3], input_shape=S, steps=1).channels == [3]
+        assert visualize(net, None, [3], input_shape=S, steps=1, norm=IDENTITY).channels == [3]
         return
     with pytest.raises(ConfigError, match="layer"):
-        visualize(net, layer, input_shape=S, steps=1)
+        visualize(net, layer, input_shape=S, steps=1, norm=IDENTITY)
 
 
 def test_visualize_takes_arrays_of_channel_indices(net):
-    assert visualize(net, "conv1", np.array([0, 2]), input_shape=S, steps=1).channels == [0, 2]
-    assert visualize(net, "conv1", torch.tensor(3), input_shape=S, steps=1).channels == [3]
+    assert visualize(net, "conv1", np.array([0, 2]), input_shape=S, steps=1, norm=IDENTITY).channels == [0, 2]
+    assert visualize(net, "conv1", torch.tensor(3), input_shape=S, steps=1, norm=IDENTITY).channels == [3]
 
 
 def test_visualize_a_model_without_parameters():
     # like topk, a parameter-free model is a valid (if plain) subject: a result, not a StopIteration
-    v = visualize(nn.Sequential(nn.ReLU()), "0", [0], input_shape=S, steps=1)
+    v = visualize(nn.Sequential(nn.ReLU()), "0", [0], input_shape=S, steps=1, norm=IDENTITY)
     assert v.images.shape == (1, 1, 28, 28)
 
 
@@ -138,13 +139,13 @@ def test_a_non_finite_objective_stops_with_an_error(net):
 
     bad = O.channel("conv1", [0]) + O.Objective(lambda a: torch.full((1,), float("nan")), "nan", [])
     with pytest.raises(ConfigError, match="non-finite"):
-        visualize(net, "conv1", [0], input_shape=S, steps=2, objective=bad)
+        visualize(net, "conv1", [0], input_shape=S, steps=2, objective=bad, norm=IDENTITY)
 
 
 @pytest.mark.parametrize("flag", ["l2", "tv"])
 def test_huge_finite_weights_give_finite_results_or_an_error(net, flag):
     try:
-        v = visualize(net, "conv1", [0], input_shape=S, steps=2, **{flag: 1e308})
+        v = visualize(net, "conv1", [0], input_shape=S, steps=2, **{flag: 1e308}, norm=IDENTITY)
     except ConfigError as e:
         assert "non-finite" in str(e) and flag in str(e)
     else:
@@ -158,16 +159,16 @@ def test_huge_finite_weights_give_finite_results_or_an_error(net, flag):
                                              ("0", "list")])
 def test_projections_checks_channels(net, ds, channels, words):
     with pytest.raises(ConfigError, match=f"channels.*{words}"):
-        projections(net, ds, "conv1", channels, k=2)
+        projections(net, ds, "conv1", channels, k=2, norm=IDENTITY)
 
 
 def test_projections_refuses_a_type_matching_several_layers_and_a_tensor(net, ds):
     with pytest.raises(ConfigError, match="matches 2 layers"):
-        projections(net, ds, "ReLU", [0], k=2)
+        projections(net, ds, "ReLU", [0], k=2, norm=IDENTITY)
     with pytest.raises(ConfigError, match="dataset"):
-        projections(net, ds.images, "conv1", [0], k=2)
+        projections(net, ds.images, "conv1", [0], k=2, norm=IDENTITY)
     with pytest.raises(ConfigError, match="k"):
-        projections(net, ds, "conv1", [0], k=0)
+        projections(net, ds, "conv1", [0], k=0, norm=IDENTITY)
 
 
 @pytest.mark.parametrize("make, units, words", [

@@ -51,6 +51,10 @@ def _direct(model, x, method, target):
                                                target=target).mean(1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if method == "guided_backprop":
+            return attr.GuidedBackprop(model).attribute(xr, target=target).sum(1)
+        if method == "deconvnet":
+            return attr.Deconvolution(model).attribute(xr, target=target).sum(1)
         return attr.GuidedGradCam(model, layer).attribute(xr, target=target).sum(1)
 
 
@@ -127,6 +131,8 @@ def test_cli_explain_index_and_image(small_run, tmp_path):
     assert r.returncode == 0, r.stderr
     data = json.loads((tmp_path / "explain-test-3.json").read_text())
     assert set(data["maps"]) == {"saliency", "gradcam"} and np.array(data["maps"]["gradcam"]).shape == (28, 28)
+    assert data["methods"]["gradcam"]["layer"] == "relu3" and "note: gradcam at layer 'relu3'" in r.stdout
+    assert data["methods"]["gradcam"]["degenerate_fraction"] in (0.0, 1.0)
     assert (tmp_path / "explain-test-3.png").stat().st_size > 1000
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "blank.png")
     r = cli(str(tmp_path / "blank.png"), "--method", "occlusion", "--target", "4", "--prepare", "none")
@@ -160,3 +166,82 @@ def test_cli_explain_takes_any_size_as_predict_does(small_run, tmp_path):
         x = prepare_image(tmp_path / "big.png", small_run.input_shape, mode=prepare).tensor[None]
         with torch.no_grad():
             assert data["predicted"] == int(small_run.model.eval()(small_run.preprocess(x)).argmax())
+
+
+# -- Grad-CAM's default layer and constant-map warnings (issue 23) ------------------------------------------------
+
+@pytest.mark.parametrize("name, want", [("fast", "relu3"), ("fast2", "relu4"), ("lenet5", "relu2"),
+                                        ("resnet-small", "layer3.1.relu2"), ("pytorch-example", "relu2")])
+def test_default_gradcam_layer_is_the_last_conv_blocks_activation(name, want):
+    from convscope.inspect.attribution import default_gradcam_layer
+
+    model = create_model(name, in_channels=1, image_size=(28, 28), num_classes=10).eval()
+    layer, reason = default_gradcam_layer(model, torch.zeros(1, 1, 28, 28))
+    assert layer == want and "nonlinearity" in reason
+
+
+class _Functional(nn.Module):
+    """conv -> BN -> F.relu -> pool: no ReLU module to hook."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.bn, self.pool = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.MaxPool2d(2)
+        self.fc = nn.Linear(4 * 7 * 7, 3)
+
+    def forward(self, x):
+        return self.fc(self.pool(F.relu(self.bn(self.c1(x)))).flatten(1))
+
+
+class _SharedReLU(nn.Module):
+    """One ReLU module used after the conv and again in the head: Captum would see its last (2-D) call."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.relu, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Linear(4 * 14 * 14, 3)
+
+    def forward(self, x):
+        return self.fc(self.relu(self.fc_in(x)))
+
+    def fc_in(self, x):
+        return self.relu(self.c1(x)).flatten(1)
+
+
+def test_default_gradcam_layer_from_the_graph_and_its_fallbacks():
+    from convscope.inspect.attribution import default_gradcam_layer
+
+    x = torch.zeros(1, 1, 14, 14)
+    layer, reason = default_gradcam_layer(_Functional().eval(), x)
+    assert layer == "pool" and "function call (relu)" in reason          # found in the torch.fx graph
+    layer, reason = default_gradcam_layer(_SharedReLU().eval(), x)
+    assert layer == "c1" and "no nonlinearity module" in reason        # stated fallback
+    plain = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 12 * 12, 3)).eval()
+    assert default_gradcam_layer(plain, x)[0] == "0"
+    with pytest.raises(ConfigError, match="layer: the model runs no Conv2d"):
+        default_gradcam_layer(nn.Sequential(nn.Flatten(), nn.Linear(196, 3)), x)
+
+
+def test_gradcam_default_is_not_blank_on_a_trained_model(small_run):
+    from convscope.data import load
+    from convscope.inspect.attribution import explain
+
+    x = small_run.normalization.apply(load("digits", "test").images[:100])
+    res = explain(small_run.model, x, "gradcam")
+    assert res.layer == "relu3" and res.degenerate_fraction <= 0.05
+    assert res.to_dict()["layer_reason"].startswith("the first nonlinearity")
+
+
+def test_constant_maps_are_reported_with_their_share(data):
+    from convscope.inspect.attribution import DegenerateMapWarning, explain
+
+    model, x, target = data
+
+    def half_blank(m, inputs, t):
+        maps = np.random.default_rng(0).random((len(inputs), *inputs.shape[2:]))
+        maps[1], maps[3] = 0.0, 2.5                                   # all-zero and flat
+        return maps
+    res = explain(model, x, half_blank, target)
+    assert res.degenerate_indices == [1, 3] and res.degenerate_fraction == pytest.approx(0.4)
+    assert "2 of 5 maps (40.0%)" in res.warning and res.to_dict()["degenerate_fraction"] == pytest.approx(0.4)
+    with pytest.warns(DegenerateMapWarning, match="2 of 5 maps"):
+        attribute(model, x, half_blank, target)
+    assert explain(model, x, "saliency", target).warning is None

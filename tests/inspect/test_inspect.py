@@ -19,6 +19,8 @@ from convscope.data.normalize import Normalization
 
 IDENTITY = Normalization((0.0,), (1.0,))
 
+IDENTITY = Normalization.identity()  # these models take raw [0, 1] pixels, said explicitly
+
 
 class Branchy(nn.Module):
     """Not a Sequential: attributes, a functional op and a residual addition."""
@@ -188,7 +190,7 @@ def test_topk_ties_are_deterministic():
         model[0].weight.fill_(1.0)
     images = torch.full((10, 1, 3, 3), 7, dtype=torch.uint8)  # every image, every position ties
     ds = ImageDataset(images, torch.zeros(10, dtype=torch.int64), ("x",), "ties", "test", "test")
-    res = topk(model, ds, ["0"], k=4, batch_size=3)
+    res = topk(model, ds, ["0"], k=4, batch_size=3, norm=IDENTITY)
     assert [(r.index, r.y, r.x) for r in res["0"][0]] == [(0, 0, 0), (1, 0, 0), (2, 0, 0), (3, 0, 0)]
 
 

@@ -19,6 +19,8 @@ from convscope.inspect import objectives as O
 from convscope.inspect import vis_transforms as T
 from convscope.inspect.param import FourierParam, PixelParam
 
+IDENTITY = Normalization.identity()  # these models take raw [0, 1] pixels, said explicitly
+
 
 class NoFeatures(nn.Module):
     """No ``.features``, functional ReLUs, a module used twice, any input channel count."""
@@ -48,7 +50,8 @@ def digits():
 
 def test_objective_rises_and_images_are_uint8_in_shape():
     model = _model()
-    res = visualize(model, "conv2", [0, 3, 5], input_shape=(1, 28, 28), steps=40, seed=1)
+    res = visualize(model, "conv2", [0, 3, 5], input_shape=(1, 28, 28), steps=40, seed=1, measure="mean",
+                    norm=IDENTITY)
     assert res.images.dtype == np.uint8 and res.images.shape == (3, 1, 28, 28)
     assert res.inputs.dtype == torch.float32 and res.inputs.shape == (3, 1, 28, 28)
     assert res.history.shape == (40, 3)
@@ -66,7 +69,7 @@ def test_objective_rises_and_images_are_uint8_in_shape():
 @pytest.mark.parametrize("param", ["fourier", "pixel"])
 def test_same_seed_same_image_bit_for_bit(param):
     model = _model()
-    kw = {"input_shape": (1, 28, 28), "steps": 12, "param": param}
+    kw = {"input_shape": (1, 28, 28), "steps": 12, "param": param, "norm": IDENTITY}
     a = visualize(model, "conv2", [1, 2], seed=7, **kw)
     b = visualize(model, "conv2", [1, 2], seed=7, **kw)
     c = visualize(model, "conv2", [1, 2], seed=8, **kw)
@@ -79,7 +82,7 @@ def test_no_global_state_touched():
     model = _model()
     model.train()
     rng = torch.random.get_rng_state()
-    visualize(model, "conv1", [0], input_shape=(1, 28, 28), steps=3, tv=0.1, l2=0.1, blur=0.1)
+    visualize(model, "conv1", [0], input_shape=(1, 28, 28), steps=3, tv=0.1, l2=0.1, blur=0.1, norm=IDENTITY)
     assert torch.equal(rng, torch.random.get_rng_state())
     assert model.training and all(p.grad is None for p in model.parameters())
     assert hook_count(model) == 0
@@ -100,13 +103,38 @@ def test_natural_baseline_equals_topk_top1_and_brute_force(digits):
         r = visualize(model, "conv2", [0, 5], digits, steps=2, measure=measure, norm=norm)
         np.testing.assert_allclose(r.natural_values, per_image[:, [0, 5]].max(0).values.double().numpy(), rtol=1e-6)
         assert r.natural_indices == per_image[:, [0, 5]].argmax(0).tolist()
+        # side by side: every measure's comparison, the same brute-force best natural values
+        for m, want in (("mean", a.mean((2, 3))), ("max", a.amax((2, 3))), ("neuron", a[:, :, 7, 7])):
+            c = r.comparisons[m]
+            best = want[:, [0, 5]].max(0).values.double().numpy()
+            np.testing.assert_allclose(c["natural_values"], best, rtol=1e-6)
+            assert c["natural_nonpositive"] == [ch for ch, b in zip([0, 5], best) if b <= 0]
+            assert c["beats"] == sum(v > n for v, n in zip(c["values"], c["natural_values"]))
+        assert r.comparisons[measure]["values"] == r.values
+        assert f"by the {'mean of each' if measure == 'mean' else 'centre unit'}" in r.headline()
     assert hook_count(model) == 0
+
+
+def test_a_bare_model_needs_its_normalization_a_run_carries_it(small_run, digits):
+    from convscope.inspect import projections
+
+    model = small_run.model
+    for call in (lambda: visualize(model, "conv3", [0], digits, steps=1),
+                 lambda: topk(model, digits, ["conv3"], 1),
+                 lambda: projections(model, digits, "conv3", [0], k=1)):
+        with pytest.raises(ConfigError, match=r"norm: required .* pass norm=run.normalization .* or pass the run"):
+            call()
+    by_run = topk(small_run, digits, ["conv3"], 2)["conv3"]
+    assert by_run == topk(model, digits, ["conv3"], 2, small_run.normalization)["conv3"]
+    assert by_run != topk(model, digits, ["conv3"], 2, Normalization.identity())["conv3"]
+    v = visualize(small_run, "conv3", [0, 1], digits, steps=2)
+    assert v.natural_values == [by_run[c][0].value for c in (0, 1)]     # max by default: topk's measure
 
 
 @pytest.mark.parametrize("c_in", [1, 3, 5])
 def test_any_channel_count_and_class_logits(c_in):
     model = _model(c_in)
-    res = visualize(model, None, [0, 3], input_shape=(c_in, 28, 28), steps=25, param="fourier")
+    res = visualize(model, None, [0, 3], input_shape=(c_in, 28, 28), steps=25, param="fourier", norm=IDENTITY)
     assert res.images.shape == (2, c_in, 28, 28)
     with torch.no_grad():
         logits = model(res.inputs)
@@ -139,7 +167,7 @@ def test_objectives_compose_and_describe_themselves():
 def test_diversity_objective_spreads_a_batch():
     model = _model()
     obj = O.channel("conv2", 1) + 2.0 * O.diversity("conv2")
-    res = visualize(model, "conv2", [1, 1, 1], input_shape=(1, 28, 28), steps=30, objective=obj, seed=3)
+    res = visualize(model, "conv2", [1, 1, 1], input_shape=(1, 28, 28), steps=30, objective=obj, seed=3, norm=IDENTITY)
     assert "diversity(conv2)" in res.objective
     assert res.history[-1].mean() > res.history[0].mean()
 
@@ -160,14 +188,15 @@ def test_params_stay_in_range_and_transforms_keep_size():
 def test_errors_leave_no_hooks():
     model = _model()
     with pytest.raises(ConfigError, match="conv2 has 8 channels"):
-        visualize(model, "conv2", [8], input_shape=(1, 28, 28), steps=2)
+        visualize(model, "conv2", [8], input_shape=(1, 28, 28), steps=2, norm=IDENTITY)
     with pytest.raises(ConfigError, match="unknown layer"):
-        visualize(model, "nope", [0], input_shape=(1, 28, 28), steps=2)
+        visualize(model, "nope", [0], input_shape=(1, 28, 28), steps=2, norm=IDENTITY)
 
     def boom(a):
         raise RuntimeError("objective failed")
     with pytest.raises(RuntimeError, match="objective failed"):
-        visualize(model, "conv2", [0], input_shape=(1, 28, 28), steps=2, objective=O.Objective(boom, "boom", ["conv2"]))
+        visualize(model, "conv2", [0], input_shape=(1, 28, 28), steps=2, objective=O.Objective(boom, "boom", ["conv2"]),
+                  norm=IDENTITY)
     assert hook_count(model) == 0
 
 

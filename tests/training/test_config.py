@@ -174,7 +174,7 @@ def test_train_flags_keep_their_names_and_come_from_the_fields():
         "--aspect", "--stroke", "--blur", "--tta", "--no-tta", "--early-stopping", "--engine", "--conv-algorithm",
         "--precision", "--channels-last", "--no-channels-last", "--threads", "--device", "--sync-bn", "--no-sync-bn",
         "--deterministic", "--no-deterministic", "--seed", "--checkpoint-every", "--max-bad-steps", "--log-every",
-        "--track-sparsity", "--no-track-sparsity"}
+        "--track-sparsity", "--no-track-sparsity", "--diagnose"}
     assert all(a.default is None for a in train._actions if a.dest in FIELDS)   # no default restated in cli/
     for removed in ("--lookahead", "--lookahead-alpha", "--low-res", "--low-res-epochs", "--tta-shift"):
         with pytest.raises(SystemExit):

@@ -106,3 +106,25 @@ def test_models_lists_the_zoo():
     assert names == sorted(["fast", "fast2", "keras-example", "lenet5", "mlp", "pytorch-example", "resnet-small"])
     pt = next(line for line in r.stdout.splitlines() if line.startswith("pytorch-example"))
     assert "1,199,882" in pt  # 320 + 18,496 + 1,179,776 + 1,290 parameters
+
+
+def test_export_onnx_of_the_main_job_predicts_as_torch_on_all_test_images(main_run, tmp_path):
+    """`convscope export` of the main job's model: onnxruntime on the 2,000 test images gives the predictions of
+    the run itself (computed here with convscope's own evaluation, not the command's check)."""
+    import onnxruntime as ort
+    import torch
+
+    from convscope.training import load_run
+    from convscope.training.evaluate import predict_logits
+
+    path, _ = main_run
+    r = subprocess.run([sys.executable, "-m", "convscope", "export", str(path), "--onnx", str(tmp_path / "m.onnx")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "predictions identical (2,000/2,000)" in r.stdout
+    run, test = load_run(path), load("digits", "test")
+    want = predict_logits(run.model, test.images, run.normalization, tta=run.tta)           # (2000, 10)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {"pixels": test.images.numpy()})[0])          # all 2,000 in one batch
+    assert torch.equal(got.argmax(1), want.argmax(1))
+    assert float((got - want).abs().max()) < 1e-3

@@ -16,10 +16,11 @@ from convscope.training import CheckpointError, RunError, load_run
 from convscope.training.checkpoint import load_state
 
 # 768 stratified digits, batch 64: 12 steps an epoch, 3 epochs; checkpoints every 5 steps and at epoch ends.
-# Dropout, translation and cutout make every RNG matter.
+# Dropout, translation and cutout make every RNG matter; diagnostics every 3 steps must not (and must continue
+# their file without a duplicate or a gap).
 ARGS = ["--model", "mlp", "--train-subset", "768", "--batch-size", "64", "--epochs", "3", "--threads", "1",
         "--deterministic", "--checkpoint-every", "5", "--dropout", "0.2", "--translate", "2", "--cutout", "6",
-        "--precision", "fp32", "--no-channels-last", "--quiet"]
+        "--precision", "fp32", "--no-channels-last", "--quiet", "--diagnose", "3"]
 
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
@@ -34,6 +35,11 @@ def cli_killed_at(point, *args):
     """The command in a fresh process that SIGKILLs itself at ``point`` (see launcher.py)."""
     return subprocess.run([sys.executable, str(LAUNCHER), "--kill-at", point, "--", *args], capture_output=True,
                           text=True, timeout=300)
+
+
+def _diagnostics(path):
+    lines = [json.loads(x) for x in (path / "diagnostics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in m.items() if k != "seconds"} for m in lines]   # time spent legitimately differs
 
 
 def _epoch_lines(path):
@@ -61,6 +67,8 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, reference, fault):
     assert r.returncode == 0, r.stderr
     assert (out / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
     assert _epoch_lines(out) == _epoch_lines(reference)
+    assert _diagnostics(out) == _diagnostics(reference)
+    assert [d["step"] for d in _diagnostics(out)[1:]] == list(range(0, 36, 3))
     assert not list(out.glob(".*.part"))
 
 

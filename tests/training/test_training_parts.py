@@ -83,7 +83,7 @@ def test_engines_are_created_alike(tiny):
         assert isinstance(data, TrainData)
         eng = create_engine(cfg, build_model(cfg, data), data.norm, 8, World())
         assert isinstance(eng, cls) and eng.evaluate(data.test).n == len(data.test)
-    with pytest.raises(ConfigError, match="several processes need the torch engine"):
+    with pytest.raises(ConfigError, match=r"several processes \(2\) need the torch engine"):
         NumpyEngine(cfg, build_model(cfg, data), data.norm, 8, World(rank=0, size=2, local_rank=0))
 
 

@@ -14,11 +14,11 @@ from torch import nn
 from ...data.dataset import ImageDataset
 from ...data.normalize import Normalization
 from ...distributed import World
-from ...errors import ConfigError
 from ...models import upgrade_state_dict
 from ...models.forward import iter_batches
 from ...reference import SGD, Adam, from_torch, softmax_cross_entropy, to_torch_state
 from ..config import TrainConfig
+from ..distributed import check_processes
 from ..engine import StepResult
 from ..evaluate import EvalResult, result_from_logits
 from ..optim import lr_at
@@ -29,8 +29,7 @@ class NumpyEngine:
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, norm: Normalization, steps_per_epoch: int,
                  world: World | None = None) -> None:
-        if world is not None and world.distributed:
-            raise ConfigError("engine 'numpy': several processes need the torch engine (--engine torch)")
+        check_processes("numpy", world.size if world is not None else 1)
         self.cfg, self.norm, self.steps_per_epoch = cfg, norm, steps_per_epoch
         self.model = model                                                  # the torch twin weights export into
         self.rng = np.random.default_rng(cfg.runtime.seed + 2)                      # dropout masks

@@ -1,0 +1,145 @@
+"""``tune(base, trials=N)``: an Optuna study over training-config keys, resumable, pruned, parallel.
+
+    result = tune({"model": "lenet5", "epochs": 4}, trials=20, jobs=2)
+    print(result.table)          # also in runs/tune-lenet5-digits/results.md; best.yaml beside it
+
+The study lives in ``STUDY/`` (default ``runs/tune-<model>-<dataset>``): ``study.db`` (Optuna's SQLite storage,
+unless ``storage`` names another database), ``trials/trial-NNNN/`` (one ordinary run folder per trial),
+``results.md``, ``trials.json``, ``best.yaml``, ``history.png``, ``importance.png``. Running the same command
+again continues the study (after a kill too) up to ``trials`` finished trials; see :mod:`.workers`.
+
+Trials are compared on the validation split (``val_fraction`` of the training images, 0.1 unless the base
+config sets one), never on the test set; the test accuracy is recorded for reference only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._atomic import writable_folder
+from .._check import choice, integer
+from ..errors import ConfigError, ConvscopeError
+from ..runs.rundir import check_run_name
+from ..training.config import TrainConfig, config_from_dict
+from .report import write_results
+from .space import Param, check_space_fits, load_space, parse_space, space_as_dict
+from .storage import default_url, open_storage, optuna_module
+from .workers import WorkerSpec, recover_dead_trials, work, worker_main
+
+DEFAULT_VAL_FRACTION = 0.1
+PRUNERS = ("median", "halving", "none")
+
+
+@dataclass
+class TuneResult:
+    """What :func:`tune` leaves: the study folder, the printed summary and table, the files written."""
+
+    study_dir: Path
+    study_name: str
+    summary: str
+    table: str
+    files: list[Path]
+    notes: list[str]
+    best_trial: int | None
+
+
+def _space(space: Any) -> tuple[tuple[Param, ...], str]:
+    if space is None or isinstance(space, (str, os.PathLike)):
+        return load_space(space), str(space) if space is not None else "the default space"
+    if isinstance(space, dict):
+        return parse_space(space, "space"), "space"
+    raise ConfigError(f"space: expected a space file path or a mapping of config keys to specs, got "
+                      f"{type(space).__name__}")
+
+
+def _check_same_study(study: Any, record: dict[str, Any], where: str) -> None:
+    """A study is continued only with the settings it was started with (else its trials would not compare)."""
+    old = study.user_attrs.get("convscope")
+    if old is None:
+        study.set_user_attr("convscope", record)
+        return
+    if old == record:
+        return
+    diffs = []
+    for part in ("base", "space", "pruner"):
+        if old.get(part) != record[part]:
+            if part == "base":
+                flat_old = config_from_dict(old["base"], source="recorded").flat()
+                flat_new = config_from_dict(record["base"], source="given").flat()
+                diffs += [f"{k}: {flat_old[k]!r} then, {flat_new[k]!r} now" for k in flat_new
+                          if flat_old[k] != flat_new[k]]
+            else:
+                diffs.append(f"{part}: {old.get(part)!r} then, {record[part]!r} now")
+    raise ConfigError(f"study {study.study_name!r} ({where}) was started with other settings ({'; '.join(diffs)}); "
+                      "continue it with the same options, or start a new study (--study NAME)")
+
+
+def tune(base: TrainConfig | dict[str, Any] | None = None, *, trials: int, space: Any = None,
+         runs_dir: str | os.PathLike[str] = "runs", study: str | None = None, out: str | os.PathLike[str] | None = None,
+         storage: str | None = None, jobs: int = 1, pruner: str = "median", seed: int = 0,
+         quiet: bool = False) -> TuneResult:
+    """Run (or continue) a study of ``trials`` finished trials; see the module docstring.
+
+    ``base``: the training config every trial starts from; ``space``: a space file, a mapping in its format, or
+    None for :data:`~.space.DEFAULT_SPACE`; ``study``: the study's name (default ``tune-<model>-<dataset>``);
+    ``out``: its folder (default ``runs_dir/<study>``); ``storage``: a database URL shared by the workers (default
+    SQLite in the folder); ``jobs``: worker processes on this machine; ``pruner``: median, halving or none;
+    ``seed``: the sampler's seed."""
+    optuna = optuna_module()
+    trials = integer(trials, "trials", 1)
+    jobs = integer(jobs, "jobs", 1, 256)
+    pruner = choice(pruner, "pruner", PRUNERS)
+    cfg = base if isinstance(base, TrainConfig) else config_from_dict(base or {}, source="base config")
+    cfg.validate()
+    if cfg.data.val_fraction == 0.0:
+        cfg = cfg.replace(val_fraction=DEFAULT_VAL_FRACTION).validate()
+    params, source = _space(space)
+    check_space_fits(params, cfg, source)
+    name = study or f"tune-{cfg.run_name}"
+    try:
+        check_run_name(name)
+    except ConfigError:
+        raise ConfigError(f"study: {name!r} is not a plain name; a study name is one folder name (letters, digits, "
+                          "'-', '_', '.'); use --out PATH to put the study folder elsewhere", arg="study") from None
+    study_dir = writable_folder(Path(out) if out is not None else Path(runs_dir) / name, "the study folder (--out)")
+    url = storage or default_url(study_dir)
+    st = open_storage(url)
+    s = optuna.create_study(study_name=name, storage=st, direction="maximize", load_if_exists=True)
+    base_dict = cfg.to_dict()
+    _check_same_study(s, {"base": base_dict, "space": space_as_dict(params), "pruner": pruner},
+                      storage or str(study_dir))
+    requeued = recover_dead_trials(s, interrupted_too=True)
+    val_note = (f"the validation split: val_fraction {cfg.data.val_fraction:g} of the training images "
+                f"(stratified, seed {cfg.runtime.seed})")
+    if not quiet:
+        done = sum(1 for t in s.get_trials(deepcopy=False) if t.state.is_finished() and t.state.name != "FAIL")
+        print(f"study {name!r} in {study_dir} ({'new' if not s.get_trials(deepcopy=False) else f'{done} finished'}"
+              f"; {trials} wanted); selecting on {val_note}; the test set is never used for selection", flush=True)
+        if requeued:
+            print(f"trials {', '.join(map(str, requeued))}: interrupted or their worker died; queued again, to "
+                  "continue from their checkpoints", flush=True)
+    if jobs > 1 and cfg.runtime.threads is None:   # one process per job: share the cores, not oversubscribe them
+        base_dict = cfg.replace(threads=max(1, (os.cpu_count() or 1) // jobs)).to_dict()
+    spec = WorkerSpec(study_name=name, storage_url=url, study_dir=str(study_dir), trials=trials, base=base_dict,
+                      params=params, pruner=pruner, seed=seed, quiet=quiet)
+    ctx = multiprocessing.get_context("spawn")   # a fresh interpreter: no torch state forked mid-use
+    procs = [ctx.Process(target=worker_main, args=(dataclasses.replace(spec, index=i, parent_pid=os.getpid()),),
+                         name=f"convscope-tune-worker-{i}") for i in range(1, jobs)]
+    for p in procs:
+        p.start()
+    try:
+        work(spec)
+    finally:
+        for p in procs:
+            p.join()
+    failed = [p.name for p in procs if p.exitcode != 0]
+    res = write_results(s, study_dir, params, val_note)
+    if failed:
+        raise ConvscopeError(f"{', '.join(failed)} ended with an error (see above); the study's results so far are "
+                             f"in {study_dir}; run the same command again to continue")
+    return TuneResult(study_dir, name, res["summary"], res["table"], res["files"], res["notes"], res["best"])
