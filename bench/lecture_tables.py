@@ -2,6 +2,7 @@
 
     python bench/lecture_tables.py                                  # every stage, 3 models of `convscope train`
     python bench/lecture_tables.py --only refine --models 3 --seeds 0,1,2
+    python bench/lecture_tables.py --only trust                     # the trust tables of docs/visualize.md
     python bench/lecture_tables.py --render                         # only rewrite the docs' blocks from the JSON
 
 Stages (``--only``, comma-separated; ``STAGES`` below, where another stage plugs in):
@@ -10,6 +11,9 @@ Stages (``--only``, comma-separated; ``STAGES`` below, where another stage plugs
               Fashion-MNIST): exact integer counts, no model
     sparsity  exactly-zero activations of each ReLU layer of model 1 on the digits test split
     refine    `convscope experiment refine` on conv3 of every model, all variants and controls, paired statistics
+    trust     bench/trust_tables.py on the main job's model (`convscope train --deterministic`): Grad-CAM's
+              blank-map rate, the attribution audit with its controls, feature visualization by each measure;
+              its numbers stay in bench/results/trust_tables.json (the entry here points at it)
 
 The models are `convscope train` with no arguments (today `fast2` on the embedded digits) and ``--seed`` 0, 1, ...
 (each seed draws a new initialisation, data order and augmentation), trained into ``--runs`` or reused from
@@ -35,9 +39,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))                            # trust_tables, the trust stage
 from convscope.benchmark import provenance  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "lecture_tables.json"
+TRUST = ROOT / "bench" / "results" / "trust_tables.json"         # the trust stage's numbers (bench/trust_tables.py)
 DOCS = ROOT / "docs"
 RUNS = ROOT / "bench" / ".cache" / "lecture"
 PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
@@ -143,7 +149,29 @@ def stage_refine(args, say) -> dict:
             "variant_seconds_per_model": per_model_seconds, "versions": res.versions}
 
 
-STAGES: dict[str, Callable] = {"edges": stage_edges, "sparsity": stage_sparsity, "refine": stage_refine}
+def stage_trust(args, say) -> dict:
+    import trust_tables
+
+    from convscope.training import load_run
+
+    path = args.trust_run or args.runs / "main"
+    if args.trust_run is None and not path.exists():
+        say(f"trust: training the main job's model (`convscope train --deterministic`) into {path}")
+        path = trust_tables.train_main(args.runs)
+    load_run(path)                                                  # a finished run, or convscope's own error
+    import torch
+
+    threads = torch.get_num_threads()
+    try:                                # trust_tables measures on one thread; later stages keep their own
+        trust_tables.main(["--run", str(path), "--audit-images", str(args.audit_images), "--steps",
+                           str(args.audit_steps), "--out", str(TRUST)])
+    finally:
+        torch.set_num_threads(threads)
+    return {"file": str(TRUST.relative_to(ROOT))}
+
+
+STAGES: dict[str, Callable] = {"edges": stage_edges, "sparsity": stage_sparsity, "refine": stage_refine,
+                               "trust": stage_trust}
 
 
 # --- rendering: JSON -> the markdown blocks the docs quote ----------------------------------------------------
@@ -303,6 +331,63 @@ def block_refine_answer(d: dict) -> str:
     return "\n".join(out)
 
 
+def _trust_where(d: dict) -> str:
+    p = d["provenance"]
+    return (f"`bench/trust_tables.py`, `bench/results/trust_tables.json`, commit {p['commit'][:7]}; "
+            f"{p['machine']['cores']}-core {p['machine']['cpu']}, torch {p['machine']['torch'].split('+')[0]} CPU")
+
+
+def _main_model(d: dict) -> str:
+    acc = f", {100 * d['test_accuracy']:.2f}%" if d.get("test_accuracy") is not None else ""
+    return f"the main job's model (`{d['model']}`, `convscope train --deterministic`{acc})"
+
+
+def block_trust_visualize_setup(d: dict) -> str:
+    v = d["visualize"]
+    images = f"the {d['test_images']:,} test images" if "test_images" in d else "the test images"
+    return (f"On {_main_model(d)}, `{v['layer']}` channels 0–{v['max']['channels'] - 1}, {v['steps']} steps, "
+            f"against {images} ({_trust_where(d)}):")
+
+
+def block_trust_visualize(d: dict) -> str:
+    return d["visualize_table"]
+
+
+def block_trust_visualize_headline(d: dict) -> str:
+    v = d["visualize"]
+    mx, mean = v["max"], v["mean"]
+    ratio = f" (median ratio {mx['median_ratio']:.2f})" if mx["median_ratio"] is not None else ""
+    out = (f"**By the max of each channel's map, the optimized image beats the best test image for {mx['beats']} of "
+           f"{mx['channels']} channels{ratio}.**")
+    bad = len(mean["natural_nonpositive"])
+    if bad:
+        out += (f" The `mean` measure's {mean['beats']}/{mean['channels']} is not evidence: `{v['layer']}` is a "
+                f"pre-activation (conv before pool, BN and ReLU), its best natural mean is ≤ 0 for {bad} of "
+                f"{mean['channels']} channels, and the \"best\" image is shared between channels "
+                f"({mean['distinct_natural_images']} distinct images for {mean['channels']} channels): a map average "
+                "rewards the image with the least ink, not the feature.")
+    return out
+
+
+def block_trust_audit_setup(d: dict) -> str:
+    a = d["audit"]
+    return (f"On {_main_model(d)}, the first {a['images']:,} test images, each explaining its predicted class, "
+            f"{a['steps']} deletion/insertion steps ({_trust_where(d)}):")
+
+
+def block_trust_audit(d: dict) -> str:
+    return d["audit"]["table"]
+
+
+def block_trust_gradcam(d: dict) -> str:
+    g = d["gradcam"]
+    new, old = g["gradcam @ default"], g["gradcam @ last conv"]
+    return (f"- Grad-CAM runs at the activation after the last conv block (`{new['layer']}` here; chosen from the "
+            f"forward pass, see below), where its maps are non-zero for {100 * new['nonzero_fraction']:.0f}% of the "
+            f"first {new['images']} test images; at the last conv's output (`{old['layer']}`, pre-BN: the old "
+            f"default) {100 * old['constant_fraction']:.0f}% of them were all-zero.")
+
+
 BLOCKS: dict[str, tuple[str, Callable[[dict], str]]] = {   # block name -> (stage, renderer)
     "edges": ("edges", block_edges),
     "edges-answer": ("edges", block_edges_answer),
@@ -314,7 +399,19 @@ BLOCKS: dict[str, tuple[str, Callable[[dict], str]]] = {   # block name -> (stag
     "refine-per-model": ("refine", block_refine_per_model),
     "refine-dose": ("refine", block_refine_dose),
     "refine-answer": ("refine", block_refine_answer),
+    "trust-visualize-setup": ("trust", block_trust_visualize_setup),
+    "trust-visualize": ("trust", block_trust_visualize),
+    "trust-visualize-headline": ("trust", block_trust_visualize_headline),
+    "trust-audit-setup": ("trust", block_trust_audit_setup),
+    "trust-audit": ("trust", block_trust_audit),
+    "trust-gradcam": ("trust", block_trust_gradcam),
 }
+
+
+def stage_data(results: dict, stage: str) -> dict:
+    """A stage's numbers: its entry, or the file it points at (``{"file": ...}``, the trust stage)."""
+    entry = results["stages"][stage]
+    return json.loads((ROOT / entry["file"]).read_text()) if "file" in entry else entry
 
 
 def rendered(text: str, results: dict) -> str:
@@ -326,7 +423,7 @@ def rendered(text: str, results: dict) -> str:
         stage, fn = BLOCKS[name]
         if stage not in results.get("stages", {}):
             return m.group(0)
-        return m.group(1) + fn(results["stages"][stage]).rstrip("\n") + "\n" + m.group(4)
+        return m.group(1) + fn(stage_data(results, stage)).rstrip("\n") + "\n" + m.group(4)
 
     return BLOCK.sub(one, text)
 
@@ -351,6 +448,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=30, help="refine steps per variant")
     ap.add_argument("--k", type=int, default=9, help="refine: top images per kernel")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--audit-images", type=int, default=200, help="trust: test images the audit explains")
+    ap.add_argument("--audit-steps", type=int, default=28, help="trust: deletion/insertion steps")
+    ap.add_argument("--trust-run", type=Path, default=None,
+                    help="trust: a trained run (default: `convscope train --deterministic` in --runs/main)")
     ap.add_argument("--runs", type=Path, default=RUNS, help="where the default models are trained or reused")
     ap.add_argument("--render", action="store_true", help="only rewrite the docs' blocks from the JSON")
     args = ap.parse_args(argv)
