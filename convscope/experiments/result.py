@@ -43,6 +43,12 @@ SELECTIVITY_NOTE = ("A kernel's response is its channel's peak (max over positio
                     "kernels whose top-k gain exceeds their all-images gain. 'topk_test_kept' is the fraction of "
                     "each kernel's top-k test images (fixed before refinement) still in its top-k after.")
 CONTROL = "random"
+# Paired contrasts beside the control (first minus second, same models, seeds and test images): does the choice of
+# images matter for the ascent (top vs random, representative or least-exciting images), is the ascent's direction
+# worse than a random turn of the same angle, and does the training objective matter for a full-data fine-tune.
+CONTRASTS = (("maximize", "maximize-random"), ("maximize", "maximize-representative"),
+             ("maximize", "maximize-bottom"), ("maximize", "rotate"), ("top", "representative"),
+             ("full", "full-own"))
 GAIN_LEVELS = (0.1, 0.25, 0.5)          # response gains at which variants are compared (dose-response)
 
 
@@ -157,7 +163,9 @@ class RefineResult:
         """Per BN treatment and variant, on the same test images: the accuracy difference to the ``random``
         control and the change from before refinement — each per model and averaged over models (mean over
         seeds first), with a bootstrap 95% interval over test images; and McNemar's exact test against the
-        control for every (model, seed). Empty when the per-image outcomes are not known (a loaded result)."""
+        control for every (model, seed). ``contrasts``: the same paired difference for each pair of
+        :data:`CONTRASTS` that ran (e.g. top images vs random images under the same ascent). Empty when the
+        per-image outcomes are not known (a loaded result)."""
         if not self.correct0 or not all(r.correct for r in self.runs):
             return {}
         n = len(next(iter(self.correct0[0].values())))
@@ -167,25 +175,37 @@ class RefineResult:
         for bn in self.correct0[0]:
             out[bn] = {}
             for v in self.config.variants:
-                per_model, diffs, changes = [], [], []
+                per_model, changes = [], []
                 for m in range(self.model_count()):
                     mine = {r.seed: r.correct[bn] for r in self.runs_of(v, m)}
-                    acc_v = np.mean([mine[s] for s in sorted(mine)], axis=0)
-                    change = acc_v - self.correct0[m][bn]
-                    entry = {"change": bootstrap_ci(change, w)}
+                    change = np.mean([mine[s] for s in sorted(mine)], axis=0) - self.correct0[m][bn]
+                    per_model.append({"change": bootstrap_ci(change, w)})
                     changes.append(change)
-                    if out["control"] and v != CONTROL:
-                        ctrl = {r.seed: r.correct[bn] for r in self.runs_of(CONTROL, m)}
-                        seeds = sorted(set(mine) & set(ctrl))
-                        d = np.mean([mine[s].astype(float) - ctrl[s] for s in seeds], axis=0)
-                        diffs.append(d)
-                        entry["vs_control"] = bootstrap_ci(d, w)
-                        entry["mcnemar"] = [{"seed": s, **mcnemar(mine[s], ctrl[s])} for s in seeds]
-                    per_model.append(entry)
                 out[bn][v] = {"change": bootstrap_ci(np.mean(changes, axis=0), w), "per_model": per_model}
-                if diffs:
-                    out[bn][v]["vs_control"] = bootstrap_ci(np.mean(diffs, axis=0), w)
+                if out["control"] and v != CONTROL:
+                    vs = self._versus(v, CONTROL, bn, w)
+                    out[bn][v]["vs_control"] = vs["difference"]
+                    for entry, m in zip(per_model, vs["per_model"]):
+                        entry["vs_control"], entry["mcnemar"] = m["difference"], m["mcnemar"]
+        out["contrasts"] = {bn: [{"first": a, "second": b, **self._versus(a, b, bn, w)} for a, b in CONTRASTS
+                                 if a in self.config.variants and b in self.config.variants]
+                            for bn in self.correct0[0]}
         return out
+
+    def _versus(self, a: str, b: str, bn: str, w: np.ndarray) -> dict:
+        """Variant ``a`` minus ``b`` on the same models, seeds and test images: per image the difference of
+        correctness (mean over the seeds both ran), per model and averaged over models, with bootstrap
+        intervals from the resample ``w``; McNemar's exact test for every (model, seed)."""
+        per_model, diffs = [], []
+        for m in range(self.model_count()):
+            first = {r.seed: r.correct[bn] for r in self.runs_of(a, m)}
+            second = {r.seed: r.correct[bn] for r in self.runs_of(b, m)}
+            seeds = sorted(set(first) & set(second))
+            d = np.mean([first[s].astype(float) - second[s] for s in seeds], axis=0)      # (N_test,)
+            diffs.append(d)
+            per_model.append({"difference": bootstrap_ci(d, w),
+                              "mcnemar": [{"seed": s, **mcnemar(first[s], second[s])} for s in seeds]})
+        return {"difference": bootstrap_ci(np.mean(diffs, axis=0), w), "per_model": per_model}
 
     def dose_response(self) -> dict:
         """Per BN treatment and variant, at each measured step (mean over every run): the mean kernel angle
@@ -295,5 +315,5 @@ def _at(gains: list[float], changes: list[float], level: float) -> float | None:
     return None
 
 
-__all__ = ["BN_MODES", "DESCRIPTIONS", "SEED_NOTE", "SELECTIVITY_NOTE", "VARIANTS", "RefineConfig", "RefineResult",
-           "VariantRun"]
+__all__ = ["BN_MODES", "CONTRASTS", "DESCRIPTIONS", "SEED_NOTE", "SELECTIVITY_NOTE", "VARIANTS", "RefineConfig",
+           "RefineResult", "VariantRun"]

@@ -15,6 +15,7 @@ from convscope.errors import ConfigError
 from convscope.experiments import RefineConfig, refine
 from convscope.experiments._measure import reestimated_bn
 from convscope.experiments._selection import balanced_counts, representative_subset
+from convscope.experiments.result import CONTRASTS
 from convscope.inspect import hook_count, topk
 from convscope.training.evaluate import evaluate
 
@@ -322,6 +323,17 @@ def test_paired_statistics_match_the_rows_and_scipy(result):
         for m in p["per_model"][0]["mcnemar"]:
             a, b = by["top", m["seed"]].correct[bn], by["random", m["seed"]].correct[bn]
             assert (m["only_first"], m["only_second"]) == (int((a & ~b).sum()), int((~a & b).sum()))
+        contrasts = {(c["first"], c["second"]): c for c in paired["contrasts"][bn]}
+        assert set(contrasts) == set(CONTRASTS)                            # every variant ran: every contrast
+        for (a, b), c in contrasts.items():
+            want = np.mean([by[a, s].rows[-1]["bn"][bn]["test_accuracy"]
+                            - by[b, s].rows[-1]["bn"][bn]["test_accuracy"] for s in (0, 1)])
+            assert c["difference"]["mean"] == pytest.approx(want, abs=1e-6)
+            lo, hi = c["difference"]["ci95"]
+            assert lo <= c["difference"]["mean"] <= hi
+            for m in c["per_model"][0]["mcnemar"]:
+                x, y = by[a, m["seed"]].correct[bn], by[b, m["seed"]].correct[bn]
+                assert (m["only_first"], m["only_second"]) == (int((x & ~y).sum()), int((~x & y).sum()))
     rng = np.random.default_rng(0)
     for n10, n01 in ((0, 0), (3, 11), (40, 25), (7, 7)):
         a = np.array([True] * n10 + [False] * n01 + [True] * 5)
