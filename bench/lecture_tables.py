@@ -131,7 +131,9 @@ def stage_refine(args, say) -> dict:
     from convscope.experiments.pictures import curves_png, dose_png, kernels_png, per_class_png
 
     runs = default_runs(args.models, args.runs, say)
-    cfg = RefineConfig(seeds=tuple(args.seeds), threads=args.threads, steps=args.steps, k=args.k)
+    variants = {} if args.variants is None else {"variants": tuple(args.variants.split(","))}
+    cfg = RefineConfig(seeds=tuple(args.seeds), threads=args.threads, steps=args.steps, k=args.k,
+                       eval_every=args.eval_every, **variants)
     t0, c0 = time.perf_counter(), _cpu()
     res = refine([r.path for r in runs], cfg, progress=say)
     wall, cpu = time.perf_counter() - t0, _cpu() - c0
@@ -143,7 +145,8 @@ def stage_refine(args, say) -> dict:
     per_class_png(res, DOCS / "refine-per-class-digits.png")
     kernels_png(res, res.train_images, DOCS / "refine-kernels-digits.png")
     per_model_seconds = [sum(r.seconds for r in res.runs if r.model == m) for m in range(res.model_count())]
-    return {"config": cfg.to_dict(), "layer": res.layer, "response": res.response, "data": res.data,
+    return {"config": cfg.to_dict(), "model": runs[0].config.flat()["model"], "layer": res.layer,
+            "response": res.response, "data": res.data,
             "models": res.models, "summary": res.summary(), "paired": res.paired(),
             "dose_response": res.dose_response(), "wall_seconds": wall, "cpu_seconds": cpu,
             "variant_seconds_per_model": per_model_seconds, "versions": res.versions}
@@ -239,17 +242,24 @@ def _refine_table(d: dict, bn: str) -> str:
 
 def block_refine_setup(d: dict) -> str:
     c, data = d["config"], d["data"]
+    n, seeds = len(d["models"]), len(c["seeds"])
     accs = ", ".join(f"{100 * m['baseline']['test_accuracy']:.2f}%" for m in d["models"])
-    return (f"{len(d['models'])} models of `convscope train` (`{d.get('model', 'fast2')}`, seeds "
-            f"{', '.join(str(m['seed']) for m in d['models'])}; test accuracy {accs}), {len(c['seeds'])} seeds "
-            f"each, {c['steps']} steps, top-{c['k']} of {d['layer']}'s kernels ({d['models'][0]['chosen_images']:,} "
-            f"distinct images for model 1), {data['train_images']:,} training and {data['test_images']:,} test "
-            f"images; ± is the standard deviation over the {len(d['models']) * len(c['seeds'])} runs (models x "
-            f"seeds); the 95% intervals are bootstrap intervals over the test images ({c['bootstrap']:,} "
-            f"resamples, the mean over models and seeds); 'vs random' is paired with the random-image control "
-            f"on the same model, seed and test images. Measured in {d['wall_seconds'] / 60:.0f} min wall, "
-            f"{d['cpu_seconds'] / 60:.0f} min CPU (2-core {d.get('cpu', 'CPU')}, shared), torch "
-            f"{d['versions']['torch']}.")
+    out = (f"{n} models of `convscope train` (`{d['model']}`, seeds {', '.join(str(m['seed']) for m in d['models'])}; "
+           f"test accuracy {accs}), {seeds} seed{'s' if seeds > 1 else ''} each, {c['steps']} steps, top-{c['k']} of "
+           f"{d['layer']}'s kernels ({d['models'][0]['chosen_images']:,} distinct images for model 1), "
+           f"{data['train_images']:,} training and {data['test_images']:,} test images; ± is the standard deviation "
+           f"over the {n * seeds} runs (models x seeds); the 95% intervals are bootstrap intervals over the test "
+           f"images ({c['bootstrap']:,} resamples, the mean over models and seeds); 'vs random' is paired with the "
+           f"random-image control on the same model, seed and test images. Measured in "
+           f"{d['wall_seconds'] / 60:.0f} min wall, {d['cpu_seconds'] / 60:.0f} min CPU (2-core "
+           f"{d.get('cpu', 'CPU')}, shared with other jobs), torch {d['versions']['torch']}, commit "
+           f"{d['provenance']['commit'][:7]}.")
+    if seeds < 3:
+        out += (f"\n\n> **{seeds} seed per model, not the documented 3**: the shared development machine could not "
+                f"run {n} x 3 in the time. The ± therefore spans models (initialisation, data order, augmentation) "
+                f"with batch order confounded in it; the intervals over test images do not depend on it. The full "
+                f"run: `nice -n 10 python bench/lecture_tables.py --only refine --models {n} --seeds 0,1,2`.")
+    return out
 
 
 def block_refine_per_class(d: dict, bn: str = "frozen") -> str:
@@ -291,43 +301,127 @@ def block_refine_dose(d: dict, bn: str = "frozen") -> str:
     return "\n".join(lines)
 
 
+def _side(c: dict) -> str:
+    """Where a 95% interval lies: 'below' 0, 'above' 0, or 'spans' 0."""
+    lo, hi = c["ci95"]
+    return "below" if hi < 0 else "above" if lo > 0 else "spans"
+
+
+def _contrast(d: dict, first: str, second: str, bn: str = "frozen") -> dict | None:
+    return next((c for c in d["paired"].get("contrasts", {}).get(bn, [])
+                 if (c["first"], c["second"]) == (first, second)), None)
+
+
+def block_refine_contrasts(d: dict) -> str:
+    bns = [bn for bn in d["summary"] if d["paired"].get("contrasts", {}).get(bn)]
+    n = len(d["models"]) * len(d["config"]["seeds"])
+    lines = ["| first - second | " + " | ".join(f"{'BN frozen' if bn == 'frozen' else 'BN re-estimated'}: pp "
+                                             f"[95% CI] (McNemar p<0.05)" for bn in bns) + " |",
+             "|---" * (1 + len(bns)) + "|"]
+    for c0 in d["paired"].get("contrasts", {}).get(bns[0], []) if bns else []:
+        cells = []
+        for bn in bns:
+            c = _contrast(d, c0["first"], c0["second"], bn)
+            tests = [t for m in c["per_model"] for t in m["mcnemar"]]
+            cells.append(f"{_ci(c['difference'])} ({sum(t['p'] < 0.05 for t in tests)}/{len(tests)})")
+        lines.append(f"| `{c0['first']}` - `{c0['second']}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\n*McNemar: of the {n} (model, seed) pairs.*"
+
+
 def block_refine_answer(d: dict) -> str:
+    """The answer, worded from the intervals: a claim is made only where its 95% interval excludes 0."""
     s, p = d["summary"]["frozen"], d["paired"].get("frozen", {})
-    n = len(d["models"])
+    n, seeds = len(d["models"]), len(d["config"]["seeds"])
 
-    def ch(v, bn="frozen"):
-        f = d["summary"][bn][v]["test_accuracy_change"]
-        return f"{_pp(f['mean'])} ± {_pp(f['std'], False)} pp"
+    def change(v, bn="frozen"):
+        c = d["paired"].get(bn, {}).get(v, {}).get("change")
+        return f"{_ci(c)} pp" if c else f"{_pp(d['summary'][bn][v]['test_accuracy_change']['mean'])} pp"
 
-    def per_model(v, bn="frozen"):
-        if n == 1:
-            return ""
-        return " (per model: " + ", ".join(_pp(m["test_accuracy_change"]["mean"])
-                                          for m in d["summary"][bn][v]["per_model"]) + ")"
+    def models_below(v, bn="frozen"):
+        pm = d["paired"].get(bn, {}).get(v, {}).get("per_model", [])
+        per = ", ".join(_pp(m["change"]["mean"]) for m in pm)
+        k = sum(_side(m["change"]) == "below" for m in pm)
+        return f"per model {per}; a loss with its interval below 0 on {k} of {n}" if n > 1 else ""
 
-    out = []
+    def versus(first, second, words):
+        c = _contrast(d, first, second)
+        if c is None:
+            return None
+        side = _side(c["difference"])
+        verdict = {"below": words[0], "above": words[1], "spans": words[2]}[side]
+        return f"{verdict} ({_ci(c['difference'])} pp, paired)"
+
+    out = [f"*{n} independently trained default models x {seeds} seed(s), {d['config']['steps']} steps, "
+           f"top-{d['config']['k']} images per kernel of {d['layer']}; pp of test accuracy with bootstrap 95% "
+           "intervals over the test images, BN statistics as trained unless said.*", ""]
     if "maximize" in s:
-        out.append(f"- **maximize** (the class's procedure, BN statistics as trained): {ch('maximize')}"
-                   f"{per_model('maximize')}; with BN re-estimated {ch('maximize', 'reestimate')}"
-                   f"{per_model('maximize', 'reestimate')}.")
-    for v, label in (("maximize-random", "the same ascent on k *random* images per kernel"),
-                     ("maximize-bottom", "on each kernel's k *least*-exciting images"),
-                     ("maximize-representative", "on k representative images"),
-                     ("rotate", "an angle-matched random rotation of every kernel")):
-        if v in s:
-            vs = p.get(v, {}).get("vs_control")
-            out.append(f"- {label} (`{v}`): {ch(v)}" + (f"; vs random fine-tuning {_ci(vs)} pp" if vs else "") + ".")
-    for v, label in (("top", "fine-tuning on the top images"), ("random", "on as many random images"),
-                     ("representative", "on representative images"), ("full", "on the whole training set"),
-                     ("full-own", "on the whole training set with the run's own objective")):
-        if v in s:
-            out.append(f"- {label} (`{v}`): {ch(v)}.")
-    if "maximize" in s:
+        m = d["paired"]["frozen"]["maximize"]["change"]
+        hurt = {"below": "**Yes, it costs accuracy**", "above": "**No, it gains accuracy**",
+                "spans": "**No detectable change**"}[_side(m)]
+        extra = models_below("maximize")
+        out.append(f"- {hurt}: the class's procedure (`maximize`) changes test accuracy by {change('maximize')}"
+                   + (f" ({extra})" if extra else "") + f"; with BN statistics re-estimated afterwards "
+                   f"{change('maximize', 'reestimate')}.")
+    lines = [versus("maximize", "maximize-random",
+                    ("**the top images cost more than random ones**", "the top images cost less than random ones",
+                     "**the same ascent on random images costs about as much**: no detectable difference")),
+             versus("maximize", "maximize-representative",
+                    ("representative images cost less", "representative images cost more",
+                     "representative images: no detectable difference")),
+             versus("maximize", "maximize-bottom",
+                    ("each kernel's least-exciting images cost less", "its least-exciting images cost more",
+                     "least-exciting images: no detectable difference"))]
+    lines = [x for x in lines if x]
+    if lines:
+        tail = ""
+        rnd = _contrast(d, "maximize", "maximize-random")
+        if rnd is not None and _side(d["paired"]["frozen"]["maximize"]["change"]) == "below":
+            tail = {"spans": " So the cost comes with the ascent whichever images it climbs on: these intervals "
+                             "show no cost of choosing the *top* images, i.e. no overfitting to them.",
+                    "below": " So choosing the top images adds a cost of its own: the part one may call overfitting "
+                             "to them.",
+                    "above": ""}[_side(rnd["difference"])]
+        out.append("- Is it *which* images? Against the same ascent on other images per kernel: " + "; ".join(lines)
+                   + "." + tail)
+    rot = versus("maximize", "rotate", ("**the ascent's direction costs more than a random turn of the same angle**",
+                                        "the ascent costs less than a random turn of the same angle",
+                                        "a random turn of the same angle costs about as much"))
+    if rot:
+        out.append(f"- Is it the direction or just the size of the change? `rotate` (each kernel turned by "
+                   f"`maximize`'s angle in a random direction) changes accuracy by {change('rotate')}; {rot}.")
+    if "top" in p and "vs_control" in p["top"]:
+        vs = p["top"]["vs_control"]
+        word = {"below": "costs more than", "above": "does better than", "spans": "is not distinguishable from"}
+        rep = versus("top", "representative", ("and worse than representative images",
+                                              "and better than representative images",
+                                              "and not distinguishable from representative images"))
+        out.append(f"- Fine-tuning conv3 on the top images (`top`, {change('top')}) {word[_side(vs)]} fine-tuning on "
+                   f"as many random images ({_ci(vs)} pp, paired)" + (f", {rep}" if rep else "") + ".")
+    if "full" in s and "full-own" in s:
+        own = versus("full", "full-own", ("plain cross-entropy costs more than the run's own objective",
+                                          "plain cross-entropy costs less than the run's own objective",
+                                          "the objective makes no detectable difference"))
+        out.append(f"- Moving a converged layer at all: `full` (the whole training set, plain cross-entropy) "
+                   f"{change('full')}, `full-own` (the run's own augmentation, label smoothing and EMA) "
+                   f"{change('full-own')}; {own}.")
+    if "maximize" in s and "response_all_test_gain" in s["maximize"]:
         f = s["maximize"]
-        out.append(f"- selectivity after maximize: response {100 * f['response_topk_test_gain']['mean']:+.0f}% on "
-                   f"each kernel's top-9 test images, {100 * f['response_all_test_gain']['mean']:+.0f}% on all test "
-                   f"images; {100 * f['more_selective']['mean']:.0f}% of kernels gained more on their top images; "
-                   f"{100 * f['topk_test_kept']['mean']:.0f}% of each kernel's top-9 test images stay its top-9.")
+        sel = "more" if f["response_topk_test_gain"]["mean"] > f["response_all_test_gain"]["mean"] else "less"
+        out.append(f"- Selectivity: after `maximize` each kernel's response rose "
+                   f"{100 * f['response_topk_test_gain']['mean']:+.0f}% on its own top-{d['config']['k']} test images "
+                   f"and {100 * f['response_all_test_gain']['mean']:+.0f}% on all test images (on average the "
+                   f"kernels became {sel} selective; {100 * f['more_selective']['mean']:.0f}% of kernels gained more "
+                   f"on their top images); {100 * f['topk_test_kept']['mean']:.0f}% of each kernel's top-"
+                   f"{d['config']['k']} test images stayed its top-{d['config']['k']}.")
+    if "maximize" in s:
+        classes = d["data"]["classes"]
+        pc = s["maximize"]["per_class_change"]
+        worst = min(range(len(pc)), key=lambda i: pc[i])
+        out.append(f"- What depends on the model: the size of the loss (per model above), which classes pay "
+                   f"(`maximize`: class {classes[worst]} {100 * pc[worst]:+.1f} pp, mean over runs; per class on "
+                   f"the Refining kernels page) and whether re-estimating BN repairs it. The answer holds for these "
+                   f"{n} models of one recipe on {d['data']['dataset']}; it is not a claim about other "
+                   f"architectures, layers or datasets.")
     return "\n".join(out)
 
 
@@ -398,6 +492,7 @@ BLOCKS: dict[str, tuple[str, Callable[[dict], str]]] = {   # block name -> (stag
     "refine-per-class": ("refine", block_refine_per_class),
     "refine-per-model": ("refine", block_refine_per_model),
     "refine-dose": ("refine", block_refine_dose),
+    "refine-contrasts": ("refine", block_refine_contrasts),
     "refine-answer": ("refine", block_refine_answer),
     "trust-visualize-setup": ("trust", block_trust_visualize_setup),
     "trust-visualize": ("trust", block_trust_visualize),
@@ -447,6 +542,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="refine seeds per model")
     ap.add_argument("--steps", type=int, default=30, help="refine steps per variant")
     ap.add_argument("--k", type=int, default=9, help="refine: top images per kernel")
+    ap.add_argument("--eval-every", type=int, default=10, help="refine: measure every N steps (and at both ends)")
+    ap.add_argument("--variants", default=None, help="refine: comma-separated variants (default: all)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--audit-images", type=int, default=200, help="trust: test images the audit explains")
     ap.add_argument("--audit-steps", type=int, default=28, help="trust: deletion/insertion steps")

@@ -273,6 +273,15 @@ class RefineResult:
                 lines.append("  per model: test accuracy change pp (mean±std over seeds)")
                 for v, f in per.items():
                     lines.append(f"    {v:<24}" + "  ".join(pm(g["test_accuracy_change"]) for g in f["per_model"]))
+            contrasts = paired.get("contrasts", {}).get(bn, [])
+            if contrasts:
+                lines.append("  paired contrasts (test accuracy, first minus second, pp, 95% CI over test images; "
+                             "McNemar p < 0.05 in model x seed runs):")
+            for c in contrasts:
+                d, tests = c["difference"], [t for m in c["per_model"] for t in m["mcnemar"]]
+                lines.append(f"    {c['first'] + ' - ' + c['second']:<42}{100 * d['mean']:+.2f} "
+                             f"[{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]  "
+                             f"{sum(t['p'] < 0.05 for t in tests)}/{len(tests)}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:

@@ -334,6 +334,10 @@ def test_paired_statistics_match_the_rows_and_scipy(result):
             for m in c["per_model"][0]["mcnemar"]:
                 x, y = by[a, m["seed"]].correct[bn], by[b, m["seed"]].correct[bn]
                 assert (m["only_first"], m["only_second"]) == (int((x & ~y).sum()), int((~x & y).sum()))
+    lines = [x for x in result.table().splitlines() if "maximize - rotate" in x]              # frozen, reestimate
+    for bn, line in zip(("frozen", "reestimate"), lines, strict=True):
+        c = next(c for c in paired["contrasts"][bn] if (c["first"], c["second"]) == ("maximize", "rotate"))
+        assert f"{100 * c['difference']['mean']:+.2f}" in line                            # the table prints them
     rng = np.random.default_rng(0)
     for n10, n01 in ((0, 0), (3, 11), (40, 25), (7, 7)):
         a = np.array([True] * n10 + [False] * n01 + [True] * 5)
