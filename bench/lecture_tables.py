@@ -328,8 +328,9 @@ def block_refine_contrasts(d: dict) -> str:
     return "\n".join(lines) + f"\n\n*McNemar: of the {n} (model, seed) pairs.*"
 
 
-def block_refine_answer(d: dict) -> str:
-    """The answer, worded from the intervals: a claim is made only where its 95% interval excludes 0."""
+def _refine_answer(d: dict) -> dict[str, str]:
+    """The answer's paragraphs by topic, worded from the intervals: a claim is made only where its 95% interval
+    excludes 0."""
     s, p = d["summary"]["frozen"], d["paired"].get("frozen", {})
     n, seeds = len(d["models"]), len(d["config"]["seeds"])
 
@@ -351,15 +352,16 @@ def block_refine_answer(d: dict) -> str:
         verdict = {"below": words[0], "above": words[1], "spans": words[2]}[side]
         return f"{verdict} ({_ci(c['difference'])} pp, paired)"
 
-    out = [f"*{n} independently trained default models x {seeds} seed(s), {d['config']['steps']} steps, "
+    out: dict[str, str] = {}
+    out["head"] = (f"*{n} independently trained default models x {seeds} seed(s), {d['config']['steps']} steps, "
            f"top-{d['config']['k']} images per kernel of {d['layer']}; pp of test accuracy with bootstrap 95% "
-           "intervals over the test images, BN statistics as trained unless said.*", ""]
+           "intervals over the test images, BN statistics as trained unless said.*\n")
     if "maximize" in s:
         m = d["paired"]["frozen"]["maximize"]["change"]
         hurt = {"below": "**Yes, it costs accuracy**", "above": "**No, it gains accuracy**",
                 "spans": "**No detectable change**"}[_side(m)]
         extra = models_below("maximize")
-        out.append(f"- {hurt}: the class's procedure (`maximize`) changes test accuracy by {change('maximize')}"
+        out["hurt"] = (f"- {hurt}: the class's procedure (`maximize`) changes test accuracy by {change('maximize')}"
                    + (f" ({extra})" if extra else "") + f"; with BN statistics re-estimated afterwards "
                    f"{change('maximize', 'reestimate')}.")
     lines = [versus("maximize", "maximize-random",
@@ -381,13 +383,13 @@ def block_refine_answer(d: dict) -> str:
                     "below": " So choosing the top images adds a cost of its own: the part one may call overfitting "
                              "to them.",
                     "above": ""}[_side(rnd["difference"])]
-        out.append("- Is it *which* images? Against the same ascent on other images per kernel: " + "; ".join(lines)
-                   + "." + tail)
+        out["which"] = ("- Is it *which* images? Against the same ascent on other images per kernel: "
+                        + "; ".join(lines) + "." + tail)
     rot = versus("maximize", "rotate", ("**the ascent's direction costs more than a random turn of the same angle**",
                                         "the ascent costs less than a random turn of the same angle",
                                         "a random turn of the same angle costs about as much"))
     if rot:
-        out.append(f"- Is it the direction or just the size of the change? `rotate` (each kernel turned by "
+        out["direction"] = (f"- Is it the direction or just the size of the change? `rotate` (each kernel turned by "
                    f"`maximize`'s angle in a random direction) changes accuracy by {change('rotate')}; {rot}.")
     if "top" in p and "vs_control" in p["top"]:
         vs = p["top"]["vs_control"]
@@ -395,19 +397,20 @@ def block_refine_answer(d: dict) -> str:
         rep = versus("top", "representative", ("and worse than representative images",
                                               "and better than representative images",
                                               "and not distinguishable from representative images"))
-        out.append(f"- Fine-tuning conv3 on the top images (`top`, {change('top')}) {word[_side(vs)]} fine-tuning on "
-                   f"as many random images ({_ci(vs)} pp, paired)" + (f", {rep}" if rep else "") + ".")
+        out["finetune"] = (f"- Fine-tuning conv3 on the top images (`top`, {change('top')}) {word[_side(vs)]} "
+                           f"fine-tuning on as many random images ({_ci(vs)} pp, paired)"
+                           + (f", {rep}" if rep else "") + ".")
     if "full" in s and "full-own" in s:
         own = versus("full", "full-own", ("plain cross-entropy costs more than the run's own objective",
                                           "plain cross-entropy costs less than the run's own objective",
                                           "the objective makes no detectable difference"))
-        out.append(f"- Moving a converged layer at all: `full` (the whole training set, plain cross-entropy) "
+        out["objective"] = (f"- Moving a converged layer at all: `full` (the whole training set, plain cross-entropy) "
                    f"{change('full')}, `full-own` (the run's own augmentation, label smoothing and EMA) "
                    f"{change('full-own')}; {own}.")
     if "maximize" in s and "response_all_test_gain" in s["maximize"]:
         f = s["maximize"]
         sel = "more" if f["response_topk_test_gain"]["mean"] > f["response_all_test_gain"]["mean"] else "less"
-        out.append(f"- Selectivity: after `maximize` each kernel's response rose "
+        out["selectivity"] = (f"- Selectivity: after `maximize` each kernel's response rose "
                    f"{100 * f['response_topk_test_gain']['mean']:+.0f}% on its own top-{d['config']['k']} test images "
                    f"and {100 * f['response_all_test_gain']['mean']:+.0f}% on all test images (on average the "
                    f"kernels became {sel} selective; {100 * f['more_selective']['mean']:.0f}% of kernels gained more "
@@ -417,12 +420,28 @@ def block_refine_answer(d: dict) -> str:
         classes = d["data"]["classes"]
         pc = s["maximize"]["per_class_change"]
         worst = min(range(len(pc)), key=lambda i: pc[i])
-        out.append(f"- What depends on the model: the size of the loss (per model above), which classes pay "
+        fz = d["paired"]["frozen"]["maximize"]["per_model"]
+        re_ = d["paired"].get("reestimate", {}).get("maximize", {}).get("per_model", [])
+        hurt_models = [i for i, m in enumerate(fz) if _side(m["change"]) == "below"]
+        fixed = [i for i in hurt_models if i < len(re_) and _side(re_[i]["change"]) != "below"]
+        repair = (f"it removes a detectable loss on {len(fixed)} of the {len(hurt_models)} models that had one"
+                  if hurt_models else "no model had a detectable loss to repair")
+        out["depends"] = (f"- What depends on the model: the size of the loss (per model above), which classes pay "
                    f"(`maximize`: class {classes[worst]} {100 * pc[worst]:+.1f} pp, mean over runs; per class on "
-                   f"the Refining kernels page) and whether re-estimating BN repairs it. The answer holds for these "
-                   f"{n} models of one recipe on {d['data']['dataset']}; it is not a claim about other "
+                   f"the Refining kernels page) and whether re-estimating BN repairs it ({repair}). The answer "
+                   f"holds for these {n} models of one recipe on {d['data']['dataset']}; it is not a claim about other "
                    f"architectures, layers or datasets.")
-    return "\n".join(out)
+    return out
+
+
+def block_refine_answer(d: dict) -> str:
+    return "\n".join(_refine_answer(d).values())
+
+
+def block_refine_verdict(d: dict) -> str:
+    """The README's short answer: whether it hurts, whether it is the images, what depends on the model."""
+    parts = _refine_answer(d)
+    return "\n".join(parts[k] for k in ("head", "hurt", "which", "depends") if k in parts)
 
 
 def _trust_where(d: dict) -> str:
@@ -494,6 +513,7 @@ BLOCKS: dict[str, tuple[str, Callable[[dict], str]]] = {   # block name -> (stag
     "refine-dose": ("refine", block_refine_dose),
     "refine-contrasts": ("refine", block_refine_contrasts),
     "refine-answer": ("refine", block_refine_answer),
+    "refine-verdict": ("refine", block_refine_verdict),
     "trust-visualize-setup": ("trust", block_trust_visualize_setup),
     "trust-visualize": ("trust", block_trust_visualize),
     "trust-visualize-headline": ("trust", block_trust_visualize_headline),
