@@ -254,11 +254,23 @@ def block_refine_setup(d: dict) -> str:
            f"{d['wall_seconds'] / 60:.0f} min wall, {d['cpu_seconds'] / 60:.0f} min CPU (2-core "
            f"{d.get('cpu', 'CPU')}, shared with other jobs), torch {d['versions']['torch']}, commit "
            f"{d['provenance']['commit'][:7]}.")
+    from convscope.configs import VARIANTS, RefineConfig
+
+    short = []
     if seeds < 3:
-        out += (f"\n\n> **{seeds} seed per model, not the documented 3**: the shared development machine could not "
-                f"run {n} x 3 in the time. The ± therefore spans models (initialisation, data order, augmentation) "
-                f"with batch order confounded in it; the intervals over test images do not depend on it. The full "
-                f"run: `nice -n 10 python bench/lecture_tables.py --only refine --models {n} --seeds 0,1,2`.")
+        short.append(f"{seeds} seed per model, not 3: the ± spans models (initialisation, data order, augmentation) "
+                     "with the batch order confounded in it; the intervals over test images do not depend on it")
+    left = [v for v in VARIANTS if v not in c["variants"]]
+    if left:
+        short.append(f"variants left out: {', '.join(f'`{v}`' for v in left)}")
+    every = RefineConfig().eval_every
+    if c["eval_every"] > every:
+        short.append(f"measured every {c['eval_every']} steps (default {every}), so the dose–response view "
+                     "interpolates between fewer points")
+    if short:
+        out += ("\n\n> **A smaller run than the documented one**, to finish on the shared development machine: "
+                + "; ".join(short) + f". The documented run: `nice -n 10 python bench/lecture_tables.py --only refine "
+                f"--models {max(n, 3)} --seeds 0,1,2`.")
     return out
 
 
