@@ -36,3 +36,34 @@ def test_every_block_has_a_renderer_and_blocks_are_rewritten(lecture):
     out = lecture.rendered(text, {"stages": {"edges": {"rows": rows}}})
     assert "stale" not in out and "| d | custom | 150.2 | 296.0 | 149.0 | 50.0% |" in out and out.endswith("b\n")
     assert lecture.rendered(text, {"stages": {}}) == text                  # a stage not measured stays as it is
+
+
+def _refine_entry(change: tuple[float, float], vs_random_images: tuple[float, float]) -> dict:
+    """The smallest refine stage entry the answer reads: `maximize`'s change and its paired contrast to the same
+    ascent on random images, as (low, high) 95% intervals; two models."""
+    def ci(lo_hi):
+        return {"mean": sum(lo_hi) / 2, "ci95": list(lo_hi), "draws": 2000}
+
+    per_model = [{"change": ci(change)}, {"change": ci((0.0, 0.01))}]
+    paired = {bn: {"maximize": {"change": ci(change), "per_model": per_model}} for bn in ("frozen", "reestimate")}
+    paired["contrasts"] = {"frozen": [{"first": "maximize", "second": "maximize-random",
+                                       "difference": ci(vs_random_images), "per_model": []}]}
+    summary = {"maximize": {"test_accuracy_change": {"mean": sum(change) / 2, "std": 0.0},
+                            "per_class_change": [-0.02, 0.0]}}
+    return {"models": [{}, {}], "config": {"seeds": [0], "steps": 30, "k": 9}, "layer": "conv3",
+            "data": {"classes": ["0", "1"], "dataset": "digits"}, "paired": paired,
+            "summary": {"frozen": summary, "reestimate": summary}}
+
+
+def test_refine_answer_claims_only_what_the_intervals_show(lecture):
+    hurts = lecture.block_refine_answer(_refine_entry((-0.05, -0.01), (-0.004, 0.003)))
+    assert "**Yes, it costs accuracy**" in hurts and "-3.00 [-5.00, -1.00] pp" in hurts
+    assert "a loss with its interval below 0 on 1 of 2" in hurts
+    assert "no overfitting to them" in hurts and "cost more than random ones" not in hurts
+    assert "removes a detectable loss on 0 of the 1 models" in hurts          # re-estimated: still below 0
+    chosen = lecture.block_refine_answer(_refine_entry((-0.05, -0.01), (-0.03, -0.01)))
+    assert "**the top images cost more than random ones**" in chosen and "overfitting" in chosen
+    none = lecture.block_refine_answer(_refine_entry((-0.01, 0.004), (-0.004, 0.003)))
+    assert "**No detectable change**" in none and "no overfitting" not in none   # nothing to explain
+    short = lecture.block_refine_verdict(_refine_entry((-0.05, -0.01), (-0.004, 0.003)))
+    assert short.count("\n- ") == 3 and "Selectivity" not in short            # the README's three points
