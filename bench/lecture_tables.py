@@ -40,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))                            # trust_tables, the trust stage
+from convscope._atomic import atomic_write_text  # noqa: E402
 from convscope.benchmark import provenance  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "lecture_tables.json"
@@ -139,7 +140,7 @@ def stage_refine(args, say) -> dict:
     wall, cpu = time.perf_counter() - t0, _cpu() - c0
     say(res.table())
     out = args.runs / "refine-results.json"                         # every run's rows: too large for git
-    out.write_text(json.dumps(res.to_dict()) + "\n")
+    atomic_write_text(out, json.dumps(res.to_dict()) + "\n")
     curves_png(res, DOCS / "refine-curves-digits.png")
     dose_png(res, DOCS / "refine-dose-digits.png")
     per_class_png(res, DOCS / "refine-per-class-digits.png")
@@ -310,6 +311,10 @@ def block_refine_dose(d: dict, bn: str = "frozen") -> str:
         at = [pts["at_gain"][g] for g in levels]
         lines.append(f"| {v} | {100 * pts['gain_topk_train'][-1]:+.1f}% | {pts['kernel_angle'][-1] * 57.29578:.1f}° | "
                      + " | ".join("not reached" if a is None else f"{_pp(a)} pp" for a in at) + " |")
+    if len(next(iter(dose.values()))["step"]) == 2:
+        lines.append("\n*Only the start and the end were measured (`--eval-every` ≥ steps): these values assume the "
+                     "accuracy falls linearly with the gain between them, so they compare variants at matched gain "
+                     "only as far as that holds.*")
     return "\n".join(lines)
 
 
@@ -340,6 +345,28 @@ def block_refine_contrasts(d: dict) -> str:
     return "\n".join(lines) + f"\n\n*McNemar: of the {n} (model, seed) pairs.*"
 
 
+def _dose_caveat(d: dict, bn: str = "frozen") -> str:
+    """How `maximize` compares with its random-image control at matched response gain (the dose table)."""
+    dose = d["dose_response"][bn]
+    top, rnd = dose["maximize"], dose["maximize-random"]
+    out = (f", but it also raises the kernels' response more ({100 * top['gain_topk_train'][-1]:+.0f}% vs "
+           f"{100 * rnd['gain_topk_train'][-1]:+.0f}% on their top-{d['config']['k']} training images)")
+    common = [g for g in top["at_gain"] if top["at_gain"][g] is not None and rnd["at_gain"][g] is not None]
+    if not common:
+        return out + "; the two curves reach no common gain, so dose and choice cannot be told apart here."
+    g = max(common, key=float)
+    linear = " (interpolated linearly between the two measured ends)" if len(top["step"]) == 2 else ""
+    raw = top["accuracy_change"][-1] - rnd["accuracy_change"][-1]
+    matched = top["at_gain"][g] - rnd["at_gain"][g]
+    reading = ("much of the difference is dose, and what remains is the most one could call overfitting to the top "
+               "images" if abs(matched) < abs(raw) / 2 else "the difference is not a matter of dose: the top images "
+               "cost more at the same gain, which is what overfitting to them would look like")
+    if linear:
+        reading = "if the fall is linear, " + reading
+    return (out + f"; at a matched gain of +{100 * float(g):.0f}%{linear} the two cost "
+            f"{_pp(top['at_gain'][g])} and {_pp(rnd['at_gain'][g])} pp: {reading}.")
+
+
 def _refine_answer(d: dict) -> dict[str, str]:
     """The answer's paragraphs by topic, worded from the intervals: a claim is made only where its 95% interval
     excludes 0."""
@@ -362,7 +389,7 @@ def _refine_answer(d: dict) -> dict[str, str]:
             return None
         side = _side(c["difference"])
         verdict = {"below": words[0], "above": words[1], "spans": words[2]}[side]
-        return f"{verdict} ({_ci(c['difference'])} pp, paired)"
+        return f"{verdict} (`{first}` minus `{second}`: {_ci(c['difference'])} pp, paired)"
 
     out: dict[str, str] = {}
     out["head"] = (f"*{n} independently trained default models x {seeds} seed(s), {d['config']['steps']} steps, "
@@ -373,9 +400,16 @@ def _refine_answer(d: dict) -> dict[str, str]:
         hurt = {"below": "**Yes, it costs accuracy**", "above": "**No, it gains accuracy**",
                 "spans": "**No detectable change**"}[_side(m)]
         extra = models_below("maximize")
+        re_m = d["paired"].get("reestimate", {}).get("maximize", {}).get("change")
+        repair = ""
+        if re_m is not None and _side(m) == "below":
+            kept = re_m["mean"] / m["mean"]
+            repair = (f" — re-estimating BN removes {100 * (1 - kept):.0f}% of the loss"
+                      + (", so most of it comes from the activation statistics the next batch-norm layer "
+                         "expects, not from what the kernels now detect" if kept <= 0.25 else ""))
         out["hurt"] = (f"- {hurt}: the class's procedure (`maximize`) changes test accuracy by {change('maximize')}"
-                   + (f" ({extra})" if extra else "") + f"; with BN statistics re-estimated afterwards "
-                   f"{change('maximize', 'reestimate')}.")
+                       + (f" ({extra})" if extra else "") + f"; with BN statistics re-estimated afterwards "
+                       f"{change('maximize', 'reestimate')}{repair}.")
     lines = [versus("maximize", "maximize-random",
                     ("**the top images cost more than random ones**", "the top images cost less than random ones",
                      "**the same ascent on random images costs about as much**: no detectable difference")),
@@ -392,8 +426,7 @@ def _refine_answer(d: dict) -> dict[str, str]:
         if rnd is not None and _side(d["paired"]["frozen"]["maximize"]["change"]) == "below":
             tail = {"spans": " So the cost comes with the ascent whichever images it climbs on: these intervals "
                              "show no cost of choosing the *top* images, i.e. no overfitting to them.",
-                    "below": " So choosing the top images adds a cost of its own: the part one may call overfitting "
-                             "to them.",
+                    "below": " Choosing the top images costs more at the same number of steps" + _dose_caveat(d),
                     "above": ""}[_side(rnd["difference"])]
         out["which"] = ("- Is it *which* images? Against the same ascent on other images per kernel: "
                         + "; ".join(lines) + "." + tail)
@@ -436,8 +469,9 @@ def _refine_answer(d: dict) -> dict[str, str]:
         re_ = d["paired"].get("reestimate", {}).get("maximize", {}).get("per_model", [])
         hurt_models = [i for i, m in enumerate(fz) if _side(m["change"]) == "below"]
         fixed = [i for i in hurt_models if i < len(re_) and _side(re_[i]["change"]) != "below"]
-        repair = (f"it removes a detectable loss on {len(fixed)} of the {len(hurt_models)} models that had one"
-                  if hurt_models else "no model had a detectable loss to repair")
+        repair = (f"after it the loss is {', '.join(_pp(r['change']['mean']) for r in re_)} pp per model, still "
+                  f"detectable on {len(hurt_models) - len(fixed)} of the {len(hurt_models)} models that had one"
+                  if hurt_models and re_ else "no model had a detectable loss to repair")
         out["depends"] = (f"- What depends on the model: the size of the loss (per model above), which classes pay "
                    f"(`maximize`: class {classes[worst]} {100 * pc[worst]:+.1f} pp, mean over runs; per class on "
                    f"the Refining kernels page) and whether re-estimating BN repairs it ({repair}). The answer "
@@ -561,7 +595,7 @@ def render(results: dict, pages: list[Path] = PAGES) -> list[Path]:
         text = page.read_text()
         new = rendered(text, results)
         if new != text:
-            page.write_text(new)
+            atomic_write_text(page, new)
             changed.append(page)
     return changed
 
@@ -593,12 +627,14 @@ def main(argv: list[str] | None = None) -> int:
         args.runs.mkdir(parents=True, exist_ok=True)
         for name in stages:
             t0 = time.perf_counter()
+            # before the stage: the stage rewrites tracked figures, which must not mark its own commit dirty
+            prov = provenance(sys.argv if argv is None else ["bench/lecture_tables.py", *argv])
             entry = STAGES[name](args, print)
-            entry["provenance"] = provenance(sys.argv if argv is None else ["bench/lecture_tables.py", *argv])
+            entry["provenance"] = prov
             entry["cpu"] = entry["provenance"]["machine"]["cpu"]
             entry["stage_seconds"] = time.perf_counter() - t0
             results["stages"][name] = entry
-            RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+            atomic_write_text(RESULTS, json.dumps(results, indent=1) + "\n")
             print(f"stage {name}: {entry['stage_seconds']:.0f} s; wrote {RESULTS.relative_to(ROOT)}")
     for page in render(results):
         print(f"rewrote the lecture blocks of {page.relative_to(ROOT)}")

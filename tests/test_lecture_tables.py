@@ -50,7 +50,13 @@ def _refine_entry(change: tuple[float, float], vs_random_images: tuple[float, fl
                                        "difference": ci(vs_random_images), "per_model": []}]}
     summary = {"maximize": {"test_accuracy_change": {"mean": sum(change) / 2, "std": 0.0},
                             "per_class_change": [-0.02, 0.0]}}
+    dose = {v: {"step": [0, 10, 30], "gain_topk_train": [0.0, 0.2, gain], "accuracy_change": [0.0, -0.01, end],
+                "at_gain": {"0.1": -0.005, "0.25": at25, "0.5": None}}
+            for v, gain, end, at25 in (("maximize", 0.6, sum(change) / 2, -0.012),
+                                        ("maximize-random", 0.3, sum(change) / 2 - sum(vs_random_images) / 2,
+                                         -0.010))}
     return {"models": [{}, {}], "config": {"seeds": [0], "steps": 30, "k": 9}, "layer": "conv3",
+            "dose_response": {"frozen": dose},
             "data": {"classes": ["0", "1"], "dataset": "digits"}, "paired": paired,
             "summary": {"frozen": summary, "reestimate": summary}}
 
@@ -60,9 +66,12 @@ def test_refine_answer_claims_only_what_the_intervals_show(lecture):
     assert "**Yes, it costs accuracy**" in hurts and "-3.00 [-5.00, -1.00] pp" in hurts
     assert "a loss with its interval below 0 on 1 of 2" in hurts
     assert "no overfitting to them" in hurts and "cost more than random ones" not in hurts
-    assert "removes a detectable loss on 0 of the 1 models" in hurts          # re-estimated: still below 0
+    assert "still detectable on 1 of the 1 models" in hurts                   # re-estimated: still below 0
+    assert "removes 0% of the loss" in hurts and "not from what the kernels" not in hurts
     chosen = lecture.block_refine_answer(_refine_entry((-0.05, -0.01), (-0.03, -0.01)))
-    assert "**the top images cost more than random ones**" in chosen and "overfitting" in chosen
+    assert "**the top images cost more than random ones**" in chosen
+    assert "+60% vs +30%" in chosen and "at a matched gain of +25% the two cost -1.20 and -1.00 pp" in chosen
+    assert "much of the difference is dose" in chosen                         # -2 pp raw, -0.2 pp at matched gain
     none = lecture.block_refine_answer(_refine_entry((-0.01, 0.004), (-0.004, 0.003)))
     assert "**No detectable change**" in none and "no overfitting" not in none   # nothing to explain
     short = lecture.block_refine_verdict(_refine_entry((-0.05, -0.01), (-0.004, 0.003)))
