@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import resource
 import sys
@@ -135,9 +136,10 @@ def stage_refine(args, say) -> dict:
     variants = {} if args.variants is None else {"variants": tuple(args.variants.split(","))}
     cfg = RefineConfig(seeds=tuple(args.seeds), threads=args.threads, steps=args.steps, k=args.k,
                        eval_every=args.eval_every, **variants)
-    t0, c0 = time.perf_counter(), _cpu()
+    t0, c0, load0 = time.perf_counter(), _cpu(), os.getloadavg()
     res = refine([r.path for r in runs], cfg, progress=say)
     wall, cpu = time.perf_counter() - t0, _cpu() - c0
+    load = {"start": list(load0), "end": list(os.getloadavg())}        # 1, 5, 15-minute load averages
     say(res.table())
     out = args.runs / "refine-results.json"                         # every run's rows: too large for git
     atomic_write_text(out, json.dumps(res.to_dict()) + "\n")
@@ -149,7 +151,7 @@ def stage_refine(args, say) -> dict:
     return {"config": cfg.to_dict(), "model": runs[0].config.flat()["model"], "layer": res.layer,
             "response": res.response, "data": res.data,
             "models": res.models, "summary": res.summary(), "paired": res.paired(),
-            "dose_response": res.dose_response(), "wall_seconds": wall, "cpu_seconds": cpu,
+            "dose_response": res.dose_response(), "wall_seconds": wall, "cpu_seconds": cpu, "load_average": load,
             "variant_seconds_per_model": per_model_seconds, "versions": res.versions}
 
 
@@ -275,6 +277,20 @@ def block_refine_setup(d: dict) -> str:
     return out
 
 
+def block_refine_time(d: dict) -> str:
+    """What the documented run cost, and what that says about the default run (one model, 3 seeds)."""
+    c, n = d["config"], len(d["models"])
+    per_model = d["cpu_seconds"] / n / len(c["seeds"])              # CPU seconds: one model, one seed, every variant
+    load = d.get("load_average")
+    load_txt = (f"; load average {load['start'][0]:.0f} at the start and {load['end'][0]:.0f} at the end on "
+                "2 cores" if load else "")
+    return (f"The run above took {d['wall_seconds'] / 60:.0f} min wall and {d['cpu_seconds'] / 60:.1f} min CPU "
+            f"({d['versions']['threads']} torch thread(s), niced, on the shared {d.get('cpu', 'CPU')}{load_txt}): "
+            f"{per_model / 60:.1f} CPU-minutes per model and seed for {len(c['variants'])} variants measured "
+            f"every {c['eval_every']} steps. The default run (one model, 3 seeds) does about three times that, "
+            f"≈ {3 * per_model / 60:.0f} CPU-minutes; its wall time on two free cores was **not measured**.")
+
+
 def block_refine_per_class(d: dict, bn: str = "frozen") -> str:
     classes = d["data"]["classes"]
     lines = ["| variant | " + " | ".join(str(c) for c in classes) + " |", "|---" * (len(classes) + 1) + "|"]
@@ -355,15 +371,21 @@ def _dose_caveat(d: dict, bn: str = "frozen") -> str:
     if not common:
         return out + "; the two curves reach no common gain, so dose and choice cannot be told apart here."
     g = max(common, key=float)
-    linear = " (interpolated linearly between the two measured ends)" if len(top["step"]) == 2 else ""
+    linear = ", interpolated linearly between the two measured ends" if len(top["step"]) == 2 else ""
     raw = top["accuracy_change"][-1] - rnd["accuracy_change"][-1]
     matched = top["at_gain"][g] - rnd["at_gain"][g]
-    reading = ("much of the difference is dose, and what remains is the most one could call overfitting to the top "
-               "images" if abs(matched) < abs(raw) / 2 else "the difference is not a matter of dose: the top images "
-               "cost more at the same gain, which is what overfitting to them would look like")
+    if matched >= 0:
+        reading = ("at the same gain the top images cost no more than random ones, so the difference at equal steps "
+                   "is dose, not overfitting to the top images")
+    elif abs(matched) < abs(raw) / 2:
+        reading = ("much of the difference is dose, and what remains is the most one could call overfitting to the "
+                   "top images")
+    else:
+        reading = ("the difference is not a matter of dose: the top images cost more at the same gain, which is what "
+                   "overfitting to them would look like")
     if linear:
         reading = "if the fall is linear, " + reading
-    return (out + f"; at a matched gain of +{100 * float(g):.0f}%{linear} the two cost "
+    return (out + f"; at a matched gain of +{100 * float(g):.0f}% (the mean curves{linear}; no interval) the two cost "
             f"{_pp(top['at_gain'][g])} and {_pp(rnd['at_gain'][g])} pp: {reading}.")
 
 
@@ -411,7 +433,8 @@ def _refine_answer(d: dict) -> dict[str, str]:
                        + (f" ({extra})" if extra else "") + f"; with BN statistics re-estimated afterwards "
                        f"{change('maximize', 'reestimate')}{repair}.")
     lines = [versus("maximize", "maximize-random",
-                    ("**the top images cost more than random ones**", "the top images cost less than random ones",
+                    ("**at equal steps the top images cost more than random ones**",
+                     "at equal steps the top images cost less than random ones",
                      "**the same ascent on random images costs about as much**: no detectable difference")),
              versus("maximize", "maximize-representative",
                     ("representative images cost less", "representative images cost more",
@@ -555,6 +578,7 @@ BLOCKS: dict[str, tuple[str, Callable[[dict], str]]] = {   # block name -> (stag
     "refine-frozen": ("refine", lambda d: _refine_table(d, "frozen")),
     "refine-reestimate": ("refine", lambda d: _refine_table(d, "reestimate")),
     "refine-per-class": ("refine", block_refine_per_class),
+    "refine-time": ("refine", block_refine_time),
     "refine-per-model": ("refine", block_refine_per_model),
     "refine-dose": ("refine", block_refine_dose),
     "refine-contrasts": ("refine", block_refine_contrasts),

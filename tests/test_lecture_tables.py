@@ -38,7 +38,7 @@ def test_every_block_has_a_renderer_and_blocks_are_rewritten(lecture):
     assert lecture.rendered(text, {"stages": {}}) == text                  # a stage not measured stays as it is
 
 
-def _refine_entry(change: tuple[float, float], vs_random_images: tuple[float, float]) -> dict:
+def _refine_entry(change: tuple[float, float], vs_random_images: tuple[float, float], at25: float = -0.012) -> dict:
     """The smallest refine stage entry the answer reads: `maximize`'s change and its paired contrast to the same
     ascent on random images, as (low, high) 95% intervals; two models."""
     def ci(lo_hi):
@@ -52,7 +52,7 @@ def _refine_entry(change: tuple[float, float], vs_random_images: tuple[float, fl
                             "per_class_change": [-0.02, 0.0]}}
     dose = {v: {"step": [0, 10, 30], "gain_topk_train": [0.0, 0.2, gain], "accuracy_change": [0.0, -0.01, end],
                 "at_gain": {"0.1": -0.005, "0.25": at25, "0.5": None}}
-            for v, gain, end, at25 in (("maximize", 0.6, sum(change) / 2, -0.012),
+            for v, gain, end, at25 in (("maximize", 0.6, sum(change) / 2, at25),
                                         ("maximize-random", 0.3, sum(change) / 2 - sum(vs_random_images) / 2,
                                          -0.010))}
     return {"models": [{}, {}], "config": {"seeds": [0], "steps": 30, "k": 9}, "layer": "conv3",
@@ -69,9 +69,13 @@ def test_refine_answer_claims_only_what_the_intervals_show(lecture):
     assert "still detectable on 1 of the 1 models" in hurts                   # re-estimated: still below 0
     assert "removes 0% of the loss" in hurts and "not from what the kernels" not in hurts
     chosen = lecture.block_refine_answer(_refine_entry((-0.05, -0.01), (-0.03, -0.01)))
-    assert "**the top images cost more than random ones**" in chosen
-    assert "+60% vs +30%" in chosen and "at a matched gain of +25% the two cost -1.20 and -1.00 pp" in chosen
+    assert "**at equal steps the top images cost more than random ones**" in chosen
+    assert "+60% vs +30%" in chosen and "at a matched gain of +25% (the mean curves; no interval) the two cost -1.20 and -1.00 pp" in chosen
     assert "much of the difference is dose" in chosen                         # -2 pp raw, -0.2 pp at matched gain
+    dose = lecture.block_refine_answer(_refine_entry((-0.05, -0.01), (-0.03, -0.01), at25=-0.008))
+    assert "cost no more than random ones" in dose and "overfitting to them would" not in dose   # less at matched
+    steep = lecture.block_refine_answer(_refine_entry((-0.05, -0.01), (-0.03, -0.01), at25=-0.03))
+    assert "not a matter of dose" in steep                                    # -2 pp at matched gain too
     none = lecture.block_refine_answer(_refine_entry((-0.01, 0.004), (-0.004, 0.003)))
     assert "**No detectable change**" in none and "no overfitting" not in none   # nothing to explain
     short = lecture.block_refine_verdict(_refine_entry((-0.05, -0.01), (-0.004, 0.003)))
