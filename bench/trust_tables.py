@@ -36,7 +36,8 @@ from convscope.benchmark import provenance  # noqa: E402
 OUT = ROOT / "bench" / "results" / "trust_tables.json"
 
 
-def _train(folder: Path) -> Path:
+def train_main(folder: Path) -> Path:
+    """The main job's model, ``convscope train --deterministic``, trained into FOLDER/main."""
     out = folder / "main"
     subprocess.run([sys.executable, "-m", "convscope", "train", "--deterministic", "--quiet", "--out", str(out)],
                    check=True, cwd=ROOT)
@@ -106,13 +107,13 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     skip = set(filter(None, args.skip.split(",")))
     with tempfile.TemporaryDirectory() as tmp:
-        path = args.run or _train(Path(tmp))
+        path = args.run or train_main(Path(tmp))
         run = load_run(path)
         test = load(run.config.dataset, "test", run.config.data_dir)
         acc = json.loads((Path(path) / "summary.json").read_text()).get("test_accuracy") \
             if (Path(path) / "summary.json").is_file() else None
         result: dict = {"provenance": provenance(), "run": str(path) if args.run else "convscope train --deterministic",
-                        "model": run.config.model.name, "test_accuracy": acc}
+                        "model": run.config.model.name, "test_accuracy": acc, "test_images": len(test)}
         t0 = time.perf_counter()
         if "gradcam" not in skip:
             result["gradcam"] = gradcam_rates(run, test, args.gradcam_images)

@@ -20,7 +20,8 @@ from ._check import threads as check_threads
 STEPS_MAX = 100_000         # optimization steps (visualize: a forward + backward pass of the batch each)
 TOPK_MAX = 1_000            # top images kept per channel (topk, refine)
 PROJECT_K_MAX = 100         # projections per unit (two backward passes each, every one drawn)
-VARIANTS = ("maximize", "top", "random", "representative", "full")
+VARIANTS = ("maximize", "maximize-random", "maximize-representative", "maximize-bottom", "rotate", "top", "random",
+            "representative", "full", "full-own")
 BN_MODES = ("frozen", "reestimate")
 MEASURES = ("mean", "max", "neuron")
 PARAMS = ("fourier", "pixel")                       # inspect/param.py's parameterizations
@@ -77,9 +78,14 @@ class RefineConfig(_Config):
     k: int = option(9, "top images per kernel", lo=1,
                     check=_at_most(TOPK_MAX, "the top images of every kernel are kept, and each is trained on"))
     steps: int = option(30, "optimisation steps per variant", lo=1, check=_at_most(STEPS_MAX, _STEPS_WHY))
-    eval_every: int = option(30, "measure every N steps (and at the start and the end)", lo=1)
-    seeds: tuple[int, ...] = option((0, 1, 2, 3, 4), "comma-separated seeds", kind="ints", lo=0, hi=SEED_MAX,
-                                    unique=True)
+    eval_every: int = option(10, "measure every N steps (and at the start and the end)", lo=1)
+    seeds: tuple[int, ...] = option((0, 1, 2), "comma-separated seeds of each variant (per model: the batch order; "
+                                    "also the random images, kernels' random images and rotation directions)",
+                                    kind="ints", lo=0, hi=SEED_MAX, unique=True)
+    models: int = option(1, "independently trained models: the runs given, then more trained like the first with "
+                            "--seed +1, +2, ... (new initialisation, data order and augmentation draws; kept in "
+                            "RUN/experiments/refine-models/)", lo=1, hi=20)
+    bootstrap: int = option(2000, "bootstrap resamples of the test images for confidence intervals", lo=100)
     variants: tuple[str, ...] = option(VARIANTS, "comma-separated subset of " + ",".join(VARIANTS), kind="names",
                                        choices=VARIANTS)
     batch_size: int = option(64, "images per step (fewer when the chosen set is smaller)", lo=1)
@@ -97,6 +103,12 @@ class RefineConfig(_Config):
     test_limit: int = option(0, "use N test images, class-stratified (0 = all)", lo=0)
     after_topk: bool = option(False, "recompute the top-k after refinement (seed 0)")
     threads: int | None = option(None, "torch threads (default: torch's)", kind="int", lo=1, check=check_threads)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if "rotate" in self.variants and "maximize" not in self.variants:
+            raise fail("variants", "'rotate' turns each kernel by the angle 'maximize' turned it: add 'maximize' "
+                                   "(variants=maximize,rotate,...)")
 
 
 @dataclass

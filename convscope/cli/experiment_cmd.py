@@ -16,7 +16,9 @@ def cmd_refine(args: argparse.Namespace) -> int:
     from ..experiments.pictures import save_refine
 
     cfg = config_from_args(RefineConfig, args)
-    if args.run is not None and args.model_file:
+    runs = list(args.run or [])
+    args.run = runs[0] if runs else None             # the first run: where the results go by default
+    if runs and args.model_file:
         raise ConfigError("give a RUN or --model-file, not both")
     if args.out is not None:
         writable_folder(args.out, f"--out {args.out}")
@@ -39,7 +41,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
         from .inspect_cmd import refuse_model_file_flags
 
         refuse_model_file_flags(args)
-        target = args.run
+        target = runs if len(runs) > 1 else args.run     # several runs: independently trained models of one recipe
     else:
         raise ConfigError("give a run directory, or --model-file path.py:ClassName --weights file.safetensors")
     res = refine(target, cfg, progress=print, **kwargs)
@@ -58,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "kernel's response on its top-k training images (norms fixed), fine-tuning on those images, "
                         "on as many random or representative images, and on the full data. Writes "
                         "RUN/experiments/refine-LAYER/{results.json,curves.png,per-class.png,kernels.png}.")
-    r.add_argument("run", nargs="?", type=Path, help="a run directory (or use --model-file)")
+    r.add_argument("run", nargs="*", type=Path, help="run directories: one, or several independently trained "
+                   "models of one recipe (or use --model-file)")
     r.add_argument("--model-file", help="your model: path.py:ClassName (instantiated with no arguments)")
     r.add_argument("--weights", type=Path, help="safetensors weights for --model-file")
     r.add_argument("--mean", help="--model-file normalization: per-channel mean on the 0..1 scale")

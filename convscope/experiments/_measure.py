@@ -95,24 +95,47 @@ def mean_on_owned(peaks: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
     return (peaks * o).sum(0) / o.sum(0).clamp(min=1)
 
 
+def kept_fraction(peaks: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
+    """(C,): the fraction of each channel's images in ``owners`` (N, C) bool (its top-k set, fixed before
+    refinement) that are still among its top-k by ``peaks`` (N, C) now (ties: the lower index, as ``topk``)."""
+    k = owners.sum(0)                                               # (C,) set sizes
+    order = torch.sort(peaks, dim=0, descending=True, stable=True).indices   # (N, C) best first
+    kept = torch.zeros(peaks.shape[1], dtype=torch.float64)
+    for c in range(peaks.shape[1]):
+        kept[c] = owners[order[:int(k[c]), c], c].double().sum() / max(int(k[c]), 1)
+    return kept
+
+
 def measure(model: nn.Module, norm: Normalization, views: Views | None, response: str, test: ImageDataset,
-            test_owners: tuple[torch.Tensor, torch.Tensor], train_images: torch.Tensor, train_labels: torch.Tensor,
-            chosen_pos: torch.Tensor, train_owners: tuple[torch.Tensor, torch.Tensor], per_channel: bool) -> dict:
+            test_owners: torch.Tensor, train_images: torch.Tensor, train_labels: torch.Tensor,
+            chosen_pos: torch.Tensor, train_owners: tuple[torch.Tensor, torch.Tensor],
+            per_channel: bool) -> tuple[dict, torch.Tensor]:
     """One row of a variant's curve, from two forward passes: the test set, and ``train_images`` (the chosen
     images together with every kernel's top-k training images; ``chosen_pos`` their rows of the chosen ones).
-    ``*_owners``: (rows of the top-k union, (U, channels) bool owners) — each kernel's top-k images, fixed
-    before refinement."""
+    ``test_owners``: (N_test, C) bool, each kernel's top-k test images; ``train_owners``: (rows of the top-k
+    union, (U, C) bool owners) — both fixed before refinement. Returns the row and the (N_test,) bool of which
+    test images are classified correctly (for paired statistics).
+
+    Selectivity: each kernel's mean peak on its own top-k test images and on *all* test images; a kernel became
+    more selective if the first rose by more than the second. ``topk_test_kept``: how much of each kernel's
+    top-k test set is still its top-k."""
     k = len(test.classes)
     logits, peaks = logits_and_peaks(model, response, test.images, norm, views)
     t = result_from_logits(logits, test.labels, k)
-    r_test = mean_on_owned(peaks[test_owners[0]], test_owners[1])
+    correct = logits.argmax(1) == test.labels
+    r_test = mean_on_owned(peaks, test_owners)                      # (C,)
+    r_all = peaks.mean(0)                                           # (C,) every test image
+    kept = kept_fraction(peaks, test_owners)
     logits, peaks = logits_and_peaks(model, response, train_images, norm, views)
     ch = result_from_logits(logits[chosen_pos], train_labels[chosen_pos], k)
     r_train = mean_on_owned(peaks[train_owners[0]], train_owners[1])
     row = {"test_accuracy": t.accuracy, "test_loss": t.loss, "test_per_class": t.per_class,
            "chosen_accuracy": ch.accuracy, "chosen_loss": ch.loss, "gap": ch.accuracy - t.accuracy,
-           "response_topk_train": float(r_train.mean()), "response_topk_test": float(r_test.mean())}
+           "response_topk_train": float(r_train.mean()), "response_topk_test": float(r_test.mean()),
+           "response_all_test": float(r_all.mean()), "topk_test_kept": float(kept.mean())}
     if per_channel:
         row["response_topk_train_per_channel"] = r_train.tolist()
         row["response_topk_test_per_channel"] = r_test.tolist()
-    return row
+        row["response_all_test_per_channel"] = r_all.tolist()
+        row["topk_test_kept_per_channel"] = kept.tolist()
+    return row, correct

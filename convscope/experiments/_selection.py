@@ -89,3 +89,28 @@ def representative_subset(features: torch.Tensor, labels: torch.Tensor, n: int, 
         order = torch.sort(dist, stable=True).indices[:m]          # ties: the lower dataset index
         chosen.append(members[order])
     return torch.cat(chosen).sort().values
+
+
+def owners_random(n: int, channels: int, k: int, generator: torch.Generator) -> torch.Tensor:
+    """(n, C) bool: for each channel, ``k`` distinct images of ``range(n)`` drawn uniformly with ``generator``."""
+    own = torch.zeros(n, channels, dtype=torch.bool)
+    for c in range(channels):
+        own[torch.randperm(n, generator=generator)[:min(k, n)], c] = True
+    return own
+
+
+def owners_from_pool(pool: torch.Tensor, n: int, channels: int, k: int, generator: torch.Generator) -> torch.Tensor:
+    """(n, C) bool: for each channel, ``k`` distinct images drawn uniformly from ``pool`` (dataset indices)."""
+    own = torch.zeros(n, channels, dtype=torch.bool)
+    for c in range(channels):
+        own[pool[torch.randperm(len(pool), generator=generator)[:min(k, len(pool))]], c] = True
+    return own
+
+
+def owners_bottom(peaks: torch.Tensor, k: int) -> torch.Tensor:
+    """(N, C) bool: each channel's ``k`` images with the lowest peak in ``peaks`` (N, C) — the images it responds
+    to least (ties: the lower dataset index)."""
+    order = torch.sort(peaks, dim=0, stable=True).indices[:k]      # (k, C) ascending
+    own = torch.zeros(peaks.shape, dtype=torch.bool)
+    own.scatter_(0, order, True)
+    return own

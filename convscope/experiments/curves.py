@@ -13,8 +13,9 @@ from ..viz import new_figure
 if TYPE_CHECKING:   # RefineResult's display draws here: no import back at run time
     from .result import RefineResult
 
-COLOURS = {"maximize": "#d62728", "top": "#ff7f0e", "random": "#7f7f7f", "representative": "#2ca02c",
-           "full": "#1f77b4"}
+COLOURS = {"maximize": "#d62728", "maximize-random": "#e377c2", "maximize-representative": "#8c564b",
+           "maximize-bottom": "#9467bd", "rotate": "#17becf", "top": "#ff7f0e", "random": "#7f7f7f",
+           "representative": "#2ca02c", "full": "#1f77b4", "full-own": "#bcbd22"}
 BN_LABEL = {"frozen": "BN statistics frozen", "reestimate": "BN statistics re-estimated on training data"}
 
 
@@ -54,5 +55,5 @@ def curves_figure(res: RefineResult) -> Figure:
     axes[0][0].legend(fontsize=8)
     n = len(res.config.seeds)
     fig.suptitle(f"refine {res.layer} (response: {res.response}, top {res.config.k}) on {res.data['dataset']}: "
-                 f"mean ± std over {n} seeds", fontsize=11)
+                 f"mean ± std over {res.model_count()} model(s) x {n} seed(s)", fontsize=11)
     return fig

@@ -44,6 +44,30 @@ def per_class_png(res: RefineResult, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def dose_png(res: RefineResult, path: Path) -> Path:
+    """Test accuracy change against the dose: the response gain on the kernels' top-k training images (top row)
+    and the mean angle the kernels turned (bottom row), one column per BN treatment; each line is one variant's
+    measured steps (mean over every model and seed), so variants compare at matched gain or angle."""
+    dose = res.dose_response()
+    fig = new_figure(6.2 * len(dose) + 0.6, 8.2)
+    axes = fig.subplots(2, len(dose), squeeze=False)
+    for j, (bn, per) in enumerate(dose.items()):
+        for v, pts in per.items():
+            y = 100 * np.asarray(pts["accuracy_change"])
+            for i, (key, scale) in enumerate((("gain_topk_train", 100.0), ("kernel_angle", 180 / math.pi))):
+                axes[i][j].plot(scale * np.asarray(pts[key]), y, "o-", color=COLOURS[v], label=v, lw=1.4, ms=3)
+        axes[0][j].set_xlabel("response gain on the kernels' top-k training images (%)", fontsize=9)
+        axes[1][j].set_xlabel("mean angle the kernels turned (degrees)", fontsize=9)
+        for i in range(2):
+            axes[i][j].set_ylabel(f"test accuracy change (pp)\n{BN_LABEL[bn]}", fontsize=9)
+            axes[i][j].axhline(0, color="black", lw=0.8)
+            axes[i][j].grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, ncol=2)
+    fig.suptitle(f"refine {res.layer}: accuracy change against dose (mean over {res.model_count()} model(s) x "
+                 f"{len(res.config.seeds)} seed(s), each point a measured step)", fontsize=10)
+    return save_figure(fig, path)
+
+
 def _mosaic(w: np.ndarray) -> np.ndarray:
     """(I, kh, kw) -> one 2-D image: the I input slices tiled in a near-square grid, NaN gaps between them."""
     i, kh, kw = w.shape
@@ -109,15 +133,16 @@ def kernels_png(res: RefineResult, images: torch.Tensor, path: Path, variant: st
 
 
 def save_refine(res: RefineResult, out_dir: str | Path) -> list[Path]:
-    """Write ``results.json``, ``curves.png``, ``per-class.png`` and ``kernels.png`` into ``out_dir``; returns
-    the paths written."""
+    """Write ``results.json``, ``curves.png``, ``per-class.png``, ``dose.png`` and ``kernels.png`` into
+    ``out_dir``; returns the paths written."""
     if not isinstance(res, RefineResult):
         raise ConfigError(f"res: expected the RefineResult that refine(...) returned, got {type(res).__name__}")
     out = check_path(out_dir, "out_dir", "refine-conv3")
     images = res.train_images
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.json", json.dumps(res.to_dict(), indent=1) + "\n")
-    paths = [out / "results.json", curves_png(res, out / "curves.png"), per_class_png(res, out / "per-class.png")]
+    paths = [out / "results.json", curves_png(res, out / "curves.png"), per_class_png(res, out / "per-class.png"),
+             dose_png(res, out / "dose.png")]
     if images is not None:
         variant = "maximize" if "maximize" in res.kernels else next((v for v in res.kernels if v != "before"), None)
         if variant is not None:

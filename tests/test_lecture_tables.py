@@ -1,0 +1,83 @@
+"""The lecture's tables in README.md and docs/ are exactly what bench/lecture_tables.py renders from
+bench/results/lecture_tables.json: a number edited by hand, or a JSON regenerated without re-rendering, fails."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def lecture():
+    spec = importlib.util.spec_from_file_location("lecture_tables", ROOT / "bench" / "lecture_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_docs_quote_what_the_script_measured(lecture):
+    results = json.loads(lecture.RESULTS.read_text())
+    for stage, entry in results["stages"].items():
+        assert entry["provenance"]["commit"], stage                        # every stage records its commit
+    for page in lecture.PAGES:
+        text = page.read_text()
+        assert lecture.rendered(text, results) == text, f"{page.name}: run python bench/lecture_tables.py --render"
+
+
+def test_every_block_has_a_renderer_and_blocks_are_rewritten(lecture):
+    names = {m.group("name") for page in lecture.PAGES for m in lecture.BLOCK.finditer(page.read_text())}
+    assert names and names <= set(lecture.BLOCKS)
+    text = "a\n<!-- lecture:edges -->\nstale 1.0\n<!-- /lecture:edges -->\nb\n"
+    rows = [{"data": "d", "kernel": "k", "input_nonzero": {"mean": 150.25}, "filtered_nonzero": {"mean": 296.0},
+             "after_relu_nonzero": {"mean": 149.0}, "relu_zeroed_fraction_of_nonzero": 0.5}]
+    out = lecture.rendered(text, {"stages": {"edges": {"rows": rows}}})
+    assert "stale" not in out and "| d | custom | 150.2 | 296.0 | 149.0 | 50.0% |" in out and out.endswith("b\n")
+    assert lecture.rendered(text, {"stages": {}}) == text                  # a stage not measured stays as it is
+
+
+def _refine_entry(change: tuple[float, float], vs_random_images: tuple[float, float], at25: float = -0.012) -> dict:
+    """The smallest refine stage entry the answer reads: `maximize`'s change and its paired contrast to the same
+    ascent on random images, as (low, high) 95% intervals; two models."""
+    def ci(lo_hi):
+        return {"mean": sum(lo_hi) / 2, "ci95": list(lo_hi), "draws": 2000}
+
+    per_model = [{"change": ci(change)}, {"change": ci((0.0, 0.01))}]
+    paired = {bn: {"maximize": {"change": ci(change), "per_model": per_model}} for bn in ("frozen", "reestimate")}
+    paired["contrasts"] = {"frozen": [{"first": "maximize", "second": "maximize-random",
+                                       "difference": ci(vs_random_images), "per_model": []}]}
+    summary = {"maximize": {"test_accuracy_change": {"mean": sum(change) / 2, "std": 0.0},
+                            "per_class_change": [-0.02, 0.0]}}
+    dose = {v: {"step": [0, 10, 30], "gain_topk_train": [0.0, 0.2, gain], "accuracy_change": [0.0, -0.01, end],
+                "at_gain": {"0.1": -0.005, "0.25": at25, "0.5": None}}
+            for v, gain, end, at25 in (("maximize", 0.6, sum(change) / 2, at25),
+                                        ("maximize-random", 0.3, sum(change) / 2 - sum(vs_random_images) / 2,
+                                         -0.010))}
+    return {"models": [{}, {}], "config": {"seeds": [0], "steps": 30, "k": 9}, "layer": "conv3",
+            "dose_response": {"frozen": dose},
+            "data": {"classes": ["0", "1"], "dataset": "digits"}, "paired": paired,
+            "summary": {"frozen": summary, "reestimate": summary}}
+
+
+def test_refine_answer_claims_only_what_the_intervals_show(lecture):
+    hurts = lecture.block_refine_answer(_refine_entry((-0.05, -0.01), (-0.004, 0.003)))
+    assert "**Yes, it costs accuracy**" in hurts and "-3.00 [-5.00, -1.00] pp" in hurts
+    assert "a loss with its interval below 0 on 1 of 2" in hurts
+    assert "no overfitting to them" in hurts and "cost more than random ones" not in hurts
+    assert "still detectable on 1 of the 1 models" in hurts                   # re-estimated: still below 0
+    assert "removes 0% of the loss" in hurts and "not from what the kernels" not in hurts
+    chosen = lecture.block_refine_answer(_refine_entry((-0.05, -0.01), (-0.03, -0.01)))
+    assert "**at equal steps the top images cost more than random ones**" in chosen
+    assert "+60% vs +30%" in chosen
+    assert "at a matched gain of +25% (the mean curves; no interval) the two cost -1.20 and -1.00 pp" in chosen
+    assert "much of the difference is dose" in chosen                         # -2 pp raw, -0.2 pp at matched gain
+    dose = lecture.block_refine_answer(_refine_entry((-0.05, -0.01), (-0.03, -0.01), at25=-0.008))
+    assert "cost no more than random ones" in dose and "overfitting to them would" not in dose   # less at matched
+    steep = lecture.block_refine_answer(_refine_entry((-0.05, -0.01), (-0.03, -0.01), at25=-0.03))
+    assert "not a matter of dose" in steep                                    # -2 pp at matched gain too
+    none = lecture.block_refine_answer(_refine_entry((-0.01, 0.004), (-0.004, 0.003)))
+    assert "**No detectable change**" in none and "no overfitting" not in none   # nothing to explain
+    short = lecture.block_refine_verdict(_refine_entry((-0.05, -0.01), (-0.004, 0.003)))
+    assert short.count("\n- ") == 3 and "Selectivity" not in short            # the README's three points
