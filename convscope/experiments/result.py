@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .._result import Display, RichDisplay, Table, text_table
+from .._result import Display, RichDisplay, Table
 from ..configs import BN_MODES, VARIANTS, RefineConfig
 from ..errors import ConfigError
 from ._stats import bootstrap_ci, mcnemar, resample_weights
