@@ -14,6 +14,7 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
 import tempfile
 import typing
 from collections.abc import Callable, Iterator
@@ -111,6 +112,22 @@ class _Sink:
         return getattr(self._f, name)
 
 
+def _refuse_special(path: Path) -> None:
+    """The rename would put a regular file where a device, a named pipe or a socket is (as root, ``--png
+    /dev/null`` would replace the system's /dev/null): refuse, naming what is there. A symbolic link is replaced
+    itself, never what it points to."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return                                    # nothing there (or nothing we can see): the write decides
+    kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
+             (stat.S_ISSOCK, "a socket"))
+    for test, kind in kinds:
+        if test(mode):
+            raise WriteError(f"{path}: exists and is {kind}, not a regular file; convscope replaces only files. "
+                             "Give the path of a new or existing regular file", filename=str(path))
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path``; on clean exit it replaces ``path`` atomically.
@@ -120,6 +137,7 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     :class:`~convscope.errors.WriteError` naming ``path`` and the cause.
     """
     path = Path(path)
+    _refuse_special(path)
     made = _missing_folders(path.parent)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
     try:

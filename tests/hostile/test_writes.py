@@ -101,3 +101,24 @@ def test_a_closed_pipe_on_standard_output_ends_quietly():
     p.stdout.close()
     _, err = p.communicate(timeout=120)
     assert p.returncode == 1 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_a_named_pipe_or_device_in_the_way_is_refused_and_left_as_it_was(tmp_path):
+    """The rename of an atomic write would replace a device node or a FIFO with a regular file (an independent
+    attack, run as root, turned /dev/full into a PNG): the writer refuses and the node stays what it was."""
+    import stat
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(WriteError, match="named pipe, not a regular file"):
+        atomic_write_bytes(fifo, b"x")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and [p.name for p in tmp_path.iterdir()] == ["pipe.png"]
+    r = subprocess.run([sys.executable, "-m", "convscope", "matrix", "--input", "4x4", "--kernel", "3x3",
+                        "--png", str(fifo)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "named pipe" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    link = tmp_path / "link.png"            # a symbolic link is replaced itself; the file it named is untouched
+    (tmp_path / "target").write_bytes(b"keep")
+    link.symlink_to(tmp_path / "target")
+    atomic_write_bytes(link, b"new")
+    assert (tmp_path / "target").read_bytes() == b"keep" and link.read_bytes() == b"new" and not link.is_symlink()
