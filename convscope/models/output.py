@@ -2,7 +2,7 @@
 a floating-point tensor of shape (B, classes).
 
 Checked in one place, :func:`check_logits`, wherever a model's output enters convscope: once when a user model
-is loaded (:func:`output_classes`, a forward pass of one zero image), and on the real outputs of the commands
+is loaded (:func:`output_classes`, a forward pass of two zero images), and on the real outputs of the commands
 that read them (explain's prediction, features, evaluation), where ``finite=True`` (explain, refine) refuses NaN and
 infinite scores: an argmax over NaNs is class 0, a "prediction" that means nothing."""
 
@@ -39,6 +39,9 @@ def check_logits(out: object, name: str = "model", *, batch: int | torch.SymInt 
             hint = "; one value per image: return it as (B, 1), e.g. out[:, None], or one score per class"
         elif isinstance(out, torch.Tensor) and out.ndim == 2 and not out.is_floating_point():
             hint = "; return the raw scores (logits), not class indices or rounded values"
+        elif isinstance(out, torch.Tensor) and out.ndim == 2 and batch is not None and out.shape[0] != batch:
+            hint = (f"; it gave {out.shape[0]} row(s) for {batch} image(s): return one row per input image (does "
+                    "forward drop, slice or mix the batch?)")
         elif isinstance(out, (tuple, list, dict)):
             hint = "; return the class scores alone, not a tuple/list/dict"
         raise ConfigError(f"{name}: its output{at} is {_describe(out)}; {CONTRACT}{hint}", arg=name)
@@ -56,9 +59,11 @@ def check_logits(out: object, name: str = "model", *, batch: int | torch.SymInt 
 
 
 def output_classes(model: nn.Module, input_shape, name: str = "model", shape_name: str = "input_shape") -> int:
-    """The number of class scores the model gives, from one zero image of ``input_shape`` (eval mode, no
+    """The number of class scores the model gives, from two zero images of ``input_shape`` (eval mode, no
     gradients): the contract checked once, where the model enters. Finiteness is left to the real inputs (a
     model may legitimately divide by a zero image's norm)."""
+    # two images, not one: a forward that keeps only the first row (or mixes images) passes a batch of one and would
+    # give silently wrong attributions for every image after the first
     with eval_mode(model), torch.no_grad():
-        out = zeros_forward(model, input_shape, shape_name)
-    return int(check_logits(out, name, batch=1, where=f"one zero image of shape {tuple(input_shape)}").shape[1])
+        out = zeros_forward(model, input_shape, shape_name, batch=2)
+    return int(check_logits(out, name, batch=2, where=f"two zero images of shape {tuple(input_shape)}").shape[1])

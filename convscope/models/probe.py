@@ -61,8 +61,9 @@ def _raised_in_user_code(e: BaseException) -> bool:
     return not any(where.startswith(d + os.sep) for d in ours)
 
 
-def zeros_forward(model: nn.Module, input_shape, name: str = "input_shape") -> torch.Tensor:
-    """The model's output for one zero image of ``input_shape`` (C, H, W), in the model's dtype and on its device.
+def zeros_forward(model: nn.Module, input_shape, name: str = "input_shape", batch: int = 1) -> torch.Tensor:
+    """The model's output for ``batch`` zero images of ``input_shape`` (C, H, W), in the model's dtype and on its
+    device.
 
     A shape the model cannot take (channels, too small for its kernels) is a ConfigError naming ``name``; the
     caller sets eval mode / no_grad / hooks as it needs."""
@@ -73,7 +74,7 @@ def zeros_forward(model: nn.Module, input_shape, name: str = "input_shape") -> t
     dtype = t.dtype if t is not None and t.is_floating_point() else torch.float32
     device = t.device if t is not None else torch.device("cpu")
     try:
-        return model(torch.zeros(1, *shape, dtype=dtype, device=device))
+        return model(torch.zeros(batch, *shape, dtype=dtype, device=device))
     except (RuntimeError, ValueError, IndexError) as e:
         if _raised_in_user_code(e):      # the user's own forward raised: theirs to see, with their traceback
             raise

@@ -52,10 +52,12 @@ def _run(capsys, *args) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("body, words", [
-    ("return out[:, 0]", ["its output", "shape (1,)", "(B, 1)"]),                     # 1-D
+    ("return out[:, 0]", ["its output", "shape (2,)", "(B, 1)"]),                     # 1-D
     ("return out.argmax(1, keepdim=True)", ["torch.int64", "logits"]),              # integer class indices
     ("return out[:, :, None, None].expand(-1, -1, 2, 2)", ["feature map", "flatten"]),  # 4-D
     ("return out, out", ["tuple", "class scores alone"]),
+    ("return out[:1]", ["1 row(s) for 2 image(s)", "one row per input image"]),     # keeps only the first image
+    ("return out.mean(0, keepdim=True)", ["1 row(s) for 2 image(s)"]),              # mixes the batch
 ])
 def test_explain_refuses_a_model_breaking_the_output_contract(tmp_path, capsys, body, words):
     # before: Captum or an index error deep inside convscope raised a traceback

@@ -75,7 +75,7 @@ def models(tmp_path):
     return f
 
 
-@pytest.mark.parametrize("cls, words", [("OneD", "shape (1,)"), ("Indices", "torch.int64"),
+@pytest.mark.parametrize("cls, words", [("OneD", "shape (2,)"), ("Indices", "torch.int64"),
                                         ("FeatureMap", "feature map")])
 @pytest.mark.parametrize("command", ["visualize --class 0", "explain"])
 def test_outputs_off_the_contract_refused_by_every_command_that_reads_class_scores(models, tmp_path, cls, words,

@@ -102,6 +102,10 @@ def test_a_run_started_later_appears_and_grows_without_reload(live_root, tmp_pat
             shot(page, "serve-training.png")
             page.click("#gallery-live a.testimg >> nth=0")
             page.wait_for_url(f"**/run/live/draw?test_index={idx[0]}")
+            # the Draw page loads that test image and predicts it (status names the image and its true class)
+            wait_for(page, f"() => document.getElementById('draw').dataset.testIndex === '{idx[0]}' && "
+                           "document.getElementById('draw').dataset.busy === '0'", 30)
+            assert f"test image {idx[0]} (true class {test.classes[t]})" in page.text_content("#status")
             browser.close()
         assert [m for m in errors if "favicon" not in m] == []
         # the test image the link names is served as the dataset holds it

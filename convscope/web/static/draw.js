@@ -368,5 +368,29 @@
     drillBox.dataset.done = String(+(drillBox.dataset.done || 0) + 1);
   }
 
-  schedule();   // the empty canvas: the "draw a digit" state at once
+  // /run/RID/draw?test_index=N (the Training page's confusion cells link here): that test image, shown on the
+  // canvas and sent as an upload is (the same reading and preparation as `convscope predict` of the file)
+  async function loadTestImage(index) {
+    const res = await fetch(`/api/run/${encodeURIComponent(rid)}/test_image/${encodeURIComponent(index)}`);
+    if (!res.ok) {
+      let msg = `error ${res.status}`;
+      try { msg = (await res.json()).error || msg; } catch (e) { /* not JSON */ }
+      status.textContent = `test image ${index}: ${msg}`;
+      schedule();
+      return;
+    }
+    const blob = await res.blob();
+    const label = res.headers.get("x-label");
+    const bitmap = await createImageBitmap(blob);
+    clear();
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(bitmap, 0, 0, pad.width, pad.height);
+    root.dataset.testIndex = String(index);
+    await send(blob, "image/png");
+    if (label !== null) status.textContent = `test image ${index} (true class ${label}); ` + status.textContent;
+  }
+
+  const testIndex = new URLSearchParams(location.search).get("test_index");
+  if (testIndex !== null && testIndex !== "") loadTestImage(testIndex);
+  else schedule();   // the empty canvas: the "draw a digit" state at once
 })();
