@@ -20,7 +20,20 @@ ARCHIVED = sorted((ROOT / "bench" / "results" / "archive").glob("*.json"))
 
 @pytest.mark.parametrize("path", RESULTS + ARCHIVED, ids=lambda p: p.relative_to(ROOT / "bench").as_posix())
 def test_every_result_records_commit_command_and_machine(path):
-    prov = json.loads(path.read_text())["provenance"]
+    for prov in _provenances(path):
+        _check_provenance(prov)
+
+
+def _provenances(path) -> list[dict]:
+    """A result's provenance; a staged result (bench/lecture_tables.py: each stage regenerated on its own) has
+    one per stage."""
+    d = json.loads(path.read_text())
+    if "provenance" in d or "stages" not in d:
+        return [d["provenance"]]
+    return [s["provenance"] for s in d["stages"].values()]
+
+
+def _check_provenance(prov: dict) -> None:
     assert re.fullmatch(r"[0-9a-f]{40}", prov["commit"]), prov["commit"]
     assert isinstance(prov["command"], str) or prov["command_note"], "neither a command nor why it is unknown"
     if prov["machine"] is None:
@@ -31,11 +44,11 @@ def test_every_result_records_commit_command_and_machine(path):
 
 @pytest.mark.parametrize("path", RESULTS, ids=lambda p: p.name)
 def test_every_live_result_names_a_script_in_the_tree(path):
-    prov = json.loads(path.read_text())["provenance"]
-    said = f"{prov['command'] or ''} {prov.get('command_note', '')}"
-    scripts = re.findall(r"bench/\w+\.py", said) + (["convscope/benchmark.py"] if said.startswith("convscope bench")
-                                                    else [])
-    assert scripts and all((ROOT / s).is_file() for s in scripts), f"{path.name}: {said!r}"
+    for prov in _provenances(path):
+        said = f"{prov['command'] or ''} {prov.get('command_note', '')}"
+        scripts = re.findall(r"bench/\w+\.py", said) + (["convscope/benchmark.py"] if said.startswith("convscope bench")
+                                                        else [])
+        assert scripts and all((ROOT / s).is_file() for s in scripts), f"{path.name}: {said!r}"
 
 
 def test_archive_readme_lists_every_archived_file():

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from convscope.cli import main
+from convscope.errors import SettingWarning
 from convscope.training.sanity import check, fixed_batch
 
 from . import broken_models  # noqa: F401  (registers the test-* models)
@@ -47,7 +48,8 @@ def test_each_broken_model_fails_with_its_reason(model, failure, cause):
 
 
 def test_a_learning_rate_that_diverges_fails_without_blaming_the_init():
-    res = check({**FAST, "model": "mlp", "lr": 1e4, "momentum": 0.0}, max_steps=60)
+    with pytest.warns(SettingWarning, match="far above the usual range"):     # said before the check runs
+        res = check({**FAST, "model": "mlp", "lr": 1e4, "momentum": 0.0}, max_steps=60)
     assert not res.passed and res.causes == []
     assert {f.code for f in res.failures} & {"nonfinite", "cannot_overfit"}
 

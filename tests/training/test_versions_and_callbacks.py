@@ -176,8 +176,11 @@ def test_flags_carry_the_fields_help_and_choices():
                  if a.dest == "optimizer")
     assert train.choices == FIELDS["optimizer"].metadata["choices"] == ("sgd", "adam", "adamw", "adadelta")
     actions = {a.dest: a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions}
-    for name in ("lr", "ema", "tta", "engine", "grad_clip"):
+    for name in ("ema", "tta", "engine", "grad_clip"):
         assert actions[name].help == FIELDS[name].metadata["help"] and actions[name].help
+    # --lr also takes `find` (train only: sweep first, then train at the suggestion): the field's help, extended
+    lr_help = FIELDS["lr"].metadata["help"]
+    assert actions["lr"].help.startswith(lr_help.rstrip(")")) and "convscope lr-find" in actions["lr"].help
     assert actions["grad_clip"].type is float and actions["threads"].type is int
 
 
