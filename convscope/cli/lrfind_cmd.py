@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import ConfigError
 from ._types import count, number
 from .train_cmd import add_config_flags, config_from_args
 
@@ -13,6 +14,10 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     from .._atomic import atomic_write_text
     from ..training.lr_find import lr_find, plot, report
 
+    if args.out is not None and args.out.suffix.lower() != ".png":
+        # the sweep's JSON goes beside the plot (same name, .json): any other suffix would write both to one path
+        raise ConfigError(f"--out {args.out}: the plot is a PNG; give a path ending in .png, e.g. "
+                          f"{args.out.with_suffix('.png')} (the sweep's JSON is written beside it)", arg="--out")
     cfg = config_from_args(args)
     res = lr_find(cfg, start=args.start, end=args.end, steps=args.steps, rule=args.rule)
     png = args.out or Path(f"lr-find-{cfg.run_name}.png")

@@ -218,6 +218,11 @@ def export_onnx(run: Run, path: str | os.PathLike[str], *, input: str = "pixels"
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"path: {path} is a folder; give a file path such as {path / 'model.onnx'}", arg="path")
+    # an existing file is replaced only if it is an earlier export (.onnx): never the run's own weights or
+    # checkpoint (export RUN --onnx RUN/model.safetensors destroyed the trained weights) or another file of the user's
+    if path.exists() and path.suffix.lower() != ".onnx":
+        raise ConfigError(f"path: {path} exists and is not an .onnx file; convscope replaces only earlier exports "
+                          f"(*.onnx). Give a new path such as {path.with_suffix('.onnx')}", arg="path")
     if not isinstance(check, (bool, ImageDataset)):
         raise ConfigError(f"check: expected True, False or a convscope ImageDataset, got {type(check).__name__}",
                           arg="check")

@@ -89,3 +89,20 @@ def test_bad_arguments_are_refused_by_name(small_run, tmp_path):
     with pytest.raises(ConfigError, match="check"):
         export_onnx(small_run, tmp_path / "m.onnx", check="yes")
     assert not list(tmp_path.iterdir())
+
+
+def test_an_existing_file_other_than_an_earlier_export_is_never_replaced(small_run, tmp_path):
+    """A new user's `export RUN --onnx RUN/model.safetensors` replaced the run's trained weights: an existing file
+    is replaced only when it is an earlier export (.onnx)."""
+    weights = small_run.path / "model.safetensors"
+    before = weights.read_bytes()
+    with pytest.raises(ConfigError, match="exists and is not an .onnx file"):
+        export_onnx(small_run, weights, check=False)
+    assert weights.read_bytes() == before
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(ConfigError, match="notes.onnx"):
+        export_onnx(small_run, notes, check=False)
+    assert notes.read_text() == "mine"
+    first = export_onnx(small_run, tmp_path / "m.onnx", check=False).path      # an earlier export is replaced
+    assert export_onnx(small_run, first, check=False).path == first and first.stat().st_size > 0

@@ -111,3 +111,11 @@ def test_train_lr_find_trains_at_the_suggestion_and_keeps_the_sweep(tmp_path, ca
     assert "no learning rate found" in capsys.readouterr().err and not (tmp_path / "dead").exists()
     with pytest.raises(SystemExit):   # only `train` runs the finder: elsewhere --lr is a number
         main(["tune", "--lr", "find", "--trials", "1"])
+
+
+def test_out_must_be_a_png_so_the_json_beside_it_cannot_overwrite_it(tmp_path, capsys):
+    """`lr-find --out victim.json` wrote the plot and the sweep to the same path, replacing the user's file."""
+    victim = tmp_path / "victim.json"
+    victim.write_text("mine")
+    assert main(["lr-find", "--out", str(victim), "--steps", "5"]) == 2
+    assert "ending in .png" in capsys.readouterr().err and victim.read_text() == "mine"
