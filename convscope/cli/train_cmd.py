@@ -109,6 +109,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..training import TrainingInterrupted, resume, train
     from .launch import relaunch
 
+    if not args.check and (args.json or args.check_batch != 64 or args.check_steps != 200):
+        given = "--json" if args.json else "--check-batch" if args.check_batch != 64 else "--check-steps"
+        raise ConfigError(f"{given}: goes with --check (the one-batch sanity check); add --check, or drop {given} "
+                          "to train", arg=given)
     if args.resume and (args.check or args.lr == "find"):
         raise ConfigError(f"--resume {args.resume}: continues the run as recorded; --check and --lr find are for a "
                           "new run")

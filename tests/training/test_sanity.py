@@ -72,3 +72,6 @@ def test_cli_exit_status_and_words(capsys):
     assert data["failures"][0]["code"] == "cannot_overfit" and data["steps"] == 30
     assert main(["train", "--check", "--resume", "runs/x"]) == 2
     assert "--check and --lr find are for a new run" in capsys.readouterr().err
+    for flag in (["--json"], ["--check-steps", "5"]):          # a --check option without --check is not ignored
+        assert main(["train", *flag, "--epochs", "1"]) == 2
+        assert f"{flag[0]}: goes with --check" in capsys.readouterr().err
