@@ -9,7 +9,6 @@ function render({ model, el }) {
   const root = C.el("div", { class: "convscope-draw" });
   const left = C.el("div", { class: "cs-left" }), right = C.el("div", { class: "cs-right" });
   const pad = C.el("canvas", { width: 280, height: 280, class: "cs-pad" });
-  const ctx = pad.getContext("2d");
   const brush = C.el("input", { type: "range", min: 8, max: 40, value: 22, title: "brush width" });
   const clearBtn = C.el("button", { type: "button" }, "clear");
   const status = C.el("div", { class: "cs-status" }, "");
@@ -27,16 +26,8 @@ function render({ model, el }) {
   el.append(root);
 
   let drawing = false, last = null, inFlight = false, pending = false, built = false;
-  function clear() { ctx.fillStyle = "#000"; ctx.fillRect(0, 0, pad.width, pad.height); }
+  const { clear, pos, stroke } = C.pen(pad, brush);
   clear();
-  function pos(ev) {
-    const r = pad.getBoundingClientRect();
-    return [(ev.clientX - r.left) * pad.width / r.width, (ev.clientY - r.top) * pad.height / r.height];
-  }
-  function stroke(a, b) {
-    ctx.strokeStyle = "#fff"; ctx.lineWidth = +brush.value; ctx.lineCap = "round"; ctx.lineJoin = "round";
-    ctx.beginPath(); ctx.moveTo(a[0], a[1]); ctx.lineTo(b[0], b[1]); ctx.stroke();
-  }
   // one picture in flight: while the kernel computes, later strokes wait and the newest drawing is sent next
   function send() {
     if (inFlight) { pending = true; return; }

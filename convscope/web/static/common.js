@@ -33,5 +33,20 @@
     if (text !== undefined) e.textContent = text;
     return e;
   }
-  window.convscope = { VIRIDIS, DIVERGING, b64bytes, paint, el };
+  // the drawing pad of the Draw page and the notebook widget: white ink on black, the brush width from `brush`
+  function pen(pad, brush) {
+    const ctx = pad.getContext("2d");
+    return {
+      clear() { ctx.fillStyle = "#000"; ctx.fillRect(0, 0, pad.width, pad.height); },
+      pos(ev) {                       // a pointer event -> canvas pixels (the pad may be shown scaled)
+        const r = pad.getBoundingClientRect();
+        return [(ev.clientX - r.left) * pad.width / r.width, (ev.clientY - r.top) * pad.height / r.height];
+      },
+      stroke(a, b) {
+        ctx.strokeStyle = "#fff"; ctx.lineWidth = +brush.value; ctx.lineCap = "round"; ctx.lineJoin = "round";
+        ctx.beginPath(); ctx.moveTo(a[0], a[1]); ctx.lineTo(b[0], b[1]); ctx.stroke();
+      },
+    };
+  }
+  window.convscope = { VIRIDIS, DIVERGING, b64bytes, paint, el, pen };
 })();

@@ -18,17 +18,9 @@
   let drawing = false, last = null, inFlight = false, pending = null;
   let net = null, byName = {}, data = null, input64 = null;
 
-  function clear() { ctx.fillStyle = "#000"; ctx.fillRect(0, 0, pad.width, pad.height); }
+  const { clear, pos, stroke } = cs.pen(pad, brush);
   clear();
 
-  function pos(ev) {
-    const r = pad.getBoundingClientRect();
-    return [(ev.clientX - r.left) * pad.width / r.width, (ev.clientY - r.top) * pad.height / r.height];
-  }
-  function stroke(a, b) {
-    ctx.strokeStyle = "#fff"; ctx.fillStyle = "#fff"; ctx.lineWidth = +brush.value; ctx.lineCap = "round";
-    ctx.lineJoin = "round"; ctx.beginPath(); ctx.moveTo(a[0], a[1]); ctx.lineTo(b[0], b[1]); ctx.stroke();
-  }
   pad.addEventListener("pointerdown", (ev) => {
     ev.preventDefault(); drawing = true; last = pos(ev); stroke(last, last);
     try { pad.setPointerCapture(ev.pointerId); } catch (e) { /* synthetic pointers */ }
