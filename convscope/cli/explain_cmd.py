@@ -87,8 +87,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace, cfg: ExplainConfig) -> int:
-    from ..inspect.audit import audit, audit_notes, audit_table
-    from ..inspect.viz_pictures import audit_png
+    from ..inspect.audit import audit_notes, audit_table
+    from ..inspect.audit_files import AUDIT_JSON, AUDIT_MD, audit_head, write_audit
 
     t = load_target(args)
     if not args.limit:
@@ -96,29 +96,15 @@ def _audit(args: argparse.Namespace, cfg: ExplainConfig) -> int:
     ds = load_dataset(args, t)
     x = t.preprocess(ds.images)
     _check_args(t.model, x, cfg)
-    rows = []
-    head = f"{len(ds):,} {ds.name} {ds.split} images; targets: {'predicted' if cfg.target is None else cfg.target}"
 
-    def write(final: bool) -> str:     # after every row: a long audit leaves its finished rows
-        table = audit_table(rows)
-        notes = audit_notes(rows)
-        atomic_write_text(t.out_dir / "audit.json", json.dumps({
-            "images": len(ds), "dataset": ds.name, "split": ds.split, "complete": final,
-            "rules": notes.splitlines(), "methods": [r.to_dict() for r in rows]}) + "\n")
-        atomic_write_text(t.out_dir / "audit.md", f"{head}\n\n{table}\n\n{notes}\n")
-        return table
-
-    def progress(row) -> None:
-        rows.append(row)
+    def progress(row) -> None:     # the files are written after every row (a long audit leaves its finished rows)
         warn = f" (warning: {row.degenerate_fraction:.1%} of its maps are constant)" if row.degenerate_fraction else ""
         print(f"  {row.method}: {row.seconds:.1f} s{warn}", flush=True)
-        write(False)
 
-    audit(t.model, x, cfg.methods, cfg.target, cfg.layer, seed=cfg.seed, with_ssim=cfg.ssim, progress=progress)
-    table = write(True)
-    print(f"{head}\n{table}\n\n{audit_notes(rows)}")
-    png = audit_png(rows, t.out_dir / "audit.png", f"attribution audit: {head}")
-    print(f"wrote {t.out_dir / 'audit.json'}, audit.md, {png.name}")
+    rows, png = write_audit(t.model, x, t.out_dir, dataset=ds.name, split=ds.split, methods=cfg.methods,
+                            target=cfg.target, layer=cfg.layer, seed=cfg.seed, with_ssim=cfg.ssim, on_row=progress)
+    print(f"{audit_head(len(ds), ds.name, ds.split, cfg.target)}\n{audit_table(rows)}\n\n{audit_notes(rows)}")
+    print(f"wrote {t.out_dir / AUDIT_JSON}, {AUDIT_MD}, {png.name}")
     return 0
 
 

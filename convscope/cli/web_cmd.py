@@ -18,7 +18,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from ..web import build_report
 
-    out = build_report(args.run, args.out, layer=args.layer, edge_filter=args.filter)
+    out = build_report(args.run, args.out, layer=args.layer, edge_filter=args.filter, image=args.image,
+                       test_index=args.test_index)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, self-contained: open it offline)")
     return 0
 
@@ -47,4 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("-o", "--out", type=Path, default=None, help="HTML file to write (default RUN/report.html)")
     r.add_argument("--layer", default=None, help="layer whose units get a page each (default: the first conv)")
     r.add_argument("--filter", default="sobel-x", help="edge experiment filter (default sobel-x)")
+    pick = r.add_mutually_exclusive_group()
+    pick.add_argument("--image", type=Path, default=None, metavar="PATH",
+                      help="the network picture's input: a PNG/JPEG file, prepared as `predict` prepares it")
+    pick.add_argument("--test-index", type=count(0), default=None, metavar="N",
+                      help="the network picture's input: test image N (default 0)")
     r.set_defaults(func=cmd_report)

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ConvscopeError
 from . import compute, routes_draw
+from .audit_job import AuditJobs
 from .runs import RunEntry, discover_runs
 from .testset import evaluation
 from .units import UnitWork
@@ -194,7 +195,9 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     app.include_router(live_router([Path(p) for p in paths], runs))
     work = UnitWork(runs).start() if precompute else UnitWork(runs)
     app.include_router(units_router(runs, work))
-    app.router.on_shutdown.append(work.stop)     # the background thread ends before the interpreter does
-    app.include_router(routes_draw.router(entry))
+    audits = AuditJobs(runs)
+    app.router.on_shutdown.append(work.stop)     # the background threads end before the interpreter does
+    app.router.on_shutdown.append(audits.stop)   # (work.stop tells every background forward to end)
+    app.include_router(routes_draw.router(entry, audits))
     app.state.runs = runs
     return app

@@ -11,9 +11,10 @@ import contextlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .._atomic import atomic_write_text, writable_folder, write_error
-from .._check import fail
+from .._check import fail, integer
 from .._check import path as check_path
 from ..conv import conv_matrix, make_geometry
 from ..data.safe_io import read_regular
@@ -125,12 +126,37 @@ def _section(anchor: str, title: str, body: str) -> str:
             f'{e(title)}</h2></summary>{body}</details>')
 
 
+def _network_input(entry: RunEntry, image: Path | None, test_index: int | None, ds) -> tuple[Any, str] | None:
+    """The network picture's input, uint8 (C, H, W), and the sentence that says which it is: ``image`` prepared
+    as ``convscope predict`` prepares it (the one image path), else test image ``test_index`` (default 0); None
+    without the test split and without ``image``."""
+    run = entry.run
+    if image is not None:
+        from ..data.prepare import default_mode, prepare_image
+
+        mode = default_mode(run.meta)
+        prep = prepare_image(image, run.input_shape, mode=mode)          # refuses a blank picture, as predict does
+        notes = "; ".join([f"prepared: {mode}", *prep.notes])
+        return prep.tensor, f"Your image <code>{e(image)}</code> ({e(notes)})"
+    if ds is None or not len(ds):
+        return None
+    k = 0 if test_index is None else integer(test_index, "test_index", 0, len(ds) - 1,
+                                             fix=f"the {ds.name} test split has images 0..{len(ds) - 1}")
+    return ds.images[k], f"Test image #{k} (a {e(ds.classes[int(ds.labels[k])])})"
+
+
 def build_report(run_path: str | Path, out: str | Path | None = None, layer: str | None = None,
-                 edge_filter: str = "sobel-x", max_units: int = 64) -> Path:
+                 edge_filter: str = "sobel-x", max_units: int = 64, image: str | Path | None = None,
+                 test_index: int | None = None) -> Path:
     """Write the report of the run at ``run_path`` to ``out`` (default RUN/report.html); returns its path.
-    ``layer``: whose channels get a unit page each (default: the first convolution), at most ``max_units``."""
+    ``layer``: whose channels get a unit page each (default: the first convolution), at most ``max_units``.
+    The network picture shows ``image`` (a PNG/JPEG file, prepared as ``predict`` prepares it) or test image
+    ``test_index`` (default 0); the report says which."""
     run_path = check_path(run_path, "run_path")
     out = check_path(out, "out", "report.html") if out is not None else None
+    if image is not None and test_index is not None:
+        raise ConfigError("--image and --test-index: give one (the network picture shows one input)")
+    image = check_path(image, "image") if image is not None else None
     if edge_filter not in FILTERS:
         raise ConfigError(f"--filter {edge_filter!r}: unknown; choose one of {', '.join(FILTERS)}")
     entry = RunEntry(run_path.name, run_path.resolve())
@@ -141,6 +167,13 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
     model, shape = run.model, run.input_shape
     first = next(iter(conv_layers(model).items()), None)                  # (name, nn.Conv2d) or None
     unit_layer = _unit_layer(entry, layer, first[0] if first else None)
+    try:
+        ds = compute.test_dataset(run)
+    except ConvscopeError as err:
+        ds, no_data = None, err
+        if test_index is not None:
+            raise ConfigError(f"--test-index {test_index}: {err}; give --image PATH instead") from None
+    shown_input = _network_input(entry, image, test_index, ds)     # a bad image is said now, before the work
     sections: list[tuple[str, str, str]] = []
     # the pictures are drawn beside the report (a hidden folder, removed whatever happens): a full disk at -o
     # then fails here, named as the report's, not as a temporary file somewhere in /tmp
@@ -163,17 +196,12 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
             conf = png(lambda p: confusion_png(evaluation(entry).result, run.classes, p), "confusion.png")
         sections.append(("training", "Summary, curves and confusion", pages.training_card(tdata, curve, conf)))
 
-        # the network view as one picture, for a test image
-        try:
-            ds = compute.test_dataset(run)
-        except ConvscopeError as err:
-            ds, no_data = None, err
-        if ds is not None and len(ds):
+        # the network view as one picture, for the chosen image (default: test image 0)
+        if shown_input is not None:
             from .network_picture import network_png
 
-            k = 0
-            picture, what = network_png(entry, ds.images[k])
-            body = (f"<p>Test image #{k} (a {e(ds.classes[int(ds.labels[k])])}) through every layer, as the "
+            picture, what = network_png(entry, shown_input[0])
+            body = (f"<p>{shown_input[1]} through every layer, as the "
                     f"served Draw page shows it: each column is a layer's feature maps (viridis from 0 to the "
                     f"layer's maximum; blue-white-red around 0 where a layer has negative values), then the "
                     f"class probabilities (predicted: {e(what['prediction'])}).</p>"

@@ -1,5 +1,6 @@
 """The network view's JSON routes (the Draw page and the matrix explorer's trained mode): the traced structure
-of a run's network, one convolution worked out for the page's current input, and attribution overlays for it."""
+of a run's network, one convolution worked out for the page's current input, attribution overlays for it, and
+the trust audit that labels them (started by the page's button, run in the background: web/audit_job.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from .audit_job import AuditJobs
 from .convstep import conv_step, decode_input
 from .explain import attributions
 from .network import network
@@ -20,7 +22,7 @@ from .security import WebError, read_capped
 MAX_JSON_BYTES = 1024 * 1024     # a conv request holds one prepared input (a 3 x 224 x 224 one is ~200 KB)
 
 
-def router(entry: Callable[[str], RunEntry]) -> APIRouter:
+def router(entry: Callable[[str], RunEntry], audits: AuditJobs) -> APIRouter:
     """The routes, with ``entry(rid)`` resolving a run id (404 for an unknown one)."""
     api = APIRouter()
 
@@ -58,5 +60,15 @@ def router(entry: Callable[[str], RunEntry]) -> APIRouter:
         r = entry(rid)
         body = await json_body(request, "{input}")
         return await answer(r, lambda: attributions(r, decode_input(body.get("input"), r.run.input_shape)))
+
+    @api.get("/api/run/{rid}/audit")
+    def api_audit_status(rid: str):
+        return audits.status(entry(rid))
+
+    @api.post("/api/run/{rid}/audit")
+    async def api_audit_start(rid: str, request: Request):
+        r = entry(rid)
+        body = await json_body(request, "{images}")
+        return await asyncio.get_running_loop().run_in_executor(None, lambda: audits.start(r, body.get("images")))
 
     return api

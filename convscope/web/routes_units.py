@@ -35,8 +35,10 @@ def units_router(runs: dict[str, RunEntry], work: units.UnitWork) -> APIRouter:
             return HTMLResponse(page(title, pages.unit_pending_body(rid, layer, ch, status), nav=pages.nav_for(rid),
                                      scripts=["common.js", "unit.js"]))
         d = compute.unit_data(r, layer, ch).to_dict()
+        with r.lock:      # this unit's pictures computed before (by its buttons): shown at once
+            computed = frozenset(k for k in ("visualize", "project") if (f"unit-{k}", layer, ch) in r.cache)
         body = pages.unit_body(d, lambda rel: f"/run/{rid}/file/{rel}", lambda lay, c: f"/run/{rid}/unit/{lay}/{c}",
-                               live=True)
+                               live=True, computed=computed)
         return HTMLResponse(page(title, body, nav=pages.nav_for(rid), scripts=["common.js", "unit.js"]))
 
     @router.get("/api/run/{rid}/units")

@@ -55,3 +55,51 @@ def test_report_self_contained_and_renders_offline(web_run, tmp_path):
     assert [u for u in requests if not u.startswith(("data:", "file:"))] == []
     assert errors == []
     assert hook_count(run.model) == 0
+
+
+def _network_picture(html: str) -> bytes:
+    import base64
+
+    src = re.search(r'<img class="plot network" src="data:image/png;base64,([^"]+)" alt="network view">', html)
+    assert src, "no network picture"
+    return base64.b64decode(src.group(1))
+
+
+def test_report_network_picture_of_the_chosen_image(web_run, tmp_path):
+    """--test-index N and --image PATH choose the network picture's input (the image through the one image path,
+    as predict prepares it); the report says which, and the picture is the one drawn for exactly that input."""
+    from PIL import Image, ImageDraw
+
+    from convscope.data.prepare import default_mode, prepare_image
+    from convscope.web import build_report
+    from convscope.web.compute import test_dataset
+    from convscope.web.network_picture import network_png
+    from convscope.web.runs import RunEntry
+
+    entry = RunEntry("r", web_run.resolve())
+    ds = test_dataset(entry.run)
+    html = build_report(web_run, tmp_path / "a.html", test_index=3, max_units=1).read_text()
+    assert f"Test image #3 (a {ds.classes[int(ds.labels[3])]}) through every layer" in html
+    assert _network_picture(html) == network_png(entry, ds.images[3])[0]
+    assert _network_picture(html) != network_png(entry, ds.images[0])[0]       # not image 0 after all
+
+    seven = tmp_path / "seven.png"                                             # dark ink on white, big
+    img = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(img).line([(40, 40), (160, 40), (90, 170)], fill=0, width=18)
+    img.save(seven)
+    html = build_report(web_run, tmp_path / "b.html", image=seven, max_units=1).read_text()
+    prep = prepare_image(seven, entry.run.input_shape, mode=default_mode(entry.run.meta))
+    assert f"Your image <code>{seven}</code> (prepared: {default_mode(entry.run.meta)}" in html
+    assert _network_picture(html) == network_png(entry, prep.tensor)[0]
+
+    # refused before any work, naming the flag
+    blank = tmp_path / "blank.png"
+    Image.new("L", (50, 50), 255).save(blank)
+    for args, words in ((["--test-index", "2000"], "--test-index"),
+                        (["--image", str(tmp_path / "none.png")], "none.png"),
+                        (["--image", str(seven), "--test-index", "1"], "not allowed with"),
+                        (["--image", str(blank)], "blank.png")):
+        done = subprocess.run([sys.executable, "-m", "convscope", "report", str(web_run), "-o",
+                               str(tmp_path / "c.html"), *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+        assert not (tmp_path / "c.html").exists()

@@ -91,5 +91,15 @@ def test_unit_page_progress_then_on_demand_pictures(runs_dir, web_run, browser_p
         assert f"{v['value']:.2f}" in shown
         bad = httpx.post(srv.base + "/api/run/digits8/unit/relu2/99/project", headers={"origin": srv.base})
         assert bad.status_code == 400 and "channels 0..15" in bad.json()["error"]
+        # once computed, the unit's own pictures are on its page at the next visit, without a click
+        first = page.locator('section[data-kind="visualize"] img').first.get_attribute("src")
+        page.goto(srv.base + "/run/digits8/unit/relu2/1")
+        wait_for(page, "() => [...document.querySelectorAll('section.ondemand')].every(s => s.dataset.done === '1')",
+                 30)
+        assert page.locator('section[data-kind="visualize"] img').first.get_attribute("src") == first
+        assert page.locator('section[data-kind="project"] table.projections tr').count() == 1 + 4
+        page.goto(srv.base + "/run/digits8/unit/relu2/2")          # another unit: its own, not computed yet
+        assert page.get_attribute('section[data-kind="visualize"]', "data-cached") is None
+        assert page.locator('section[data-kind="visualize"] img').count() == 0
     finally:
         srv.stop()

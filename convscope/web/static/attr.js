@@ -1,14 +1,16 @@
 // Attribution overlays on the Draw page: for the current drawing and its predicted class, saliency, Grad-CAM,
 // integrated gradients and occlusion over the model input, each labelled with the trust audit's verdict for this
 // model (RUN/inspect/audit.json); a constant (e.g. all-zero) map is flagged, not drawn as a blank. Computed on the
-// server on request (the checkbox), one request in flight, the latest drawing wins.
+// server on request (the checkbox), one request in flight, the latest drawing wins. The audit button below runs
+// the trust audit on the server (POST /api/run/RUN/audit), follows its progress (GET, also after a reload) and
+// relabels the maps from the new audit.json when it is done.
 "use strict";
 (function () {
   const el = (...a) => window.convscope.el(...a);
   const box = document.getElementById("attr"), on = document.getElementById("attr-on");
   const maps = document.getElementById("attr-maps"), note = document.getElementById("attr-note");
   const status = document.getElementById("attr-status");
-  let rid = null, latest = null, inFlight = false, pendingInput = null;
+  let rid = null, latest = null, inFlight = false, pendingInput = null, lastClass = null;
 
   function overlay(m, input, shape) {      // the input in grey, the map on top (red > 0, blue < 0)
     const [C, H, W] = shape, cv = el("canvas", { width: W, height: H, class: "attrmap" });
@@ -43,6 +45,7 @@
       f.append(cap);
       maps.append(f);
     }
+    lastClass = d.class;
     note.textContent = `Explaining class ${d.class} (the prediction). ${d.audit_note}.`;
     box.dataset.done = String(+(box.dataset.done || 0) + 1);
   }
@@ -75,4 +78,76 @@
     else if (!on.checked) { maps.replaceChildren(); note.textContent = ""; status.textContent = ""; }
   });
   window.convscopeAttr = { update };
+
+  // ---- the audit button
+  const auditBox = document.getElementById("audit"), runBtn = document.getElementById("audit-run");
+  const nImages = document.getElementById("audit-images"), bar = document.getElementById("audit-progress");
+  const auditStatus = document.getElementById("audit-status");
+  const runId = document.getElementById("draw").dataset.run;
+  const api = `/api/run/${encodeURIComponent(runId)}/audit`;
+  let perImage = null, polling = null, shownState = null;
+  const duration = (s) => s < 90 ? `${Math.max(1, Math.round(s))} s` : `${Math.round(s / 60)} min`;
+
+  function label() {
+    const n = Math.round(+nImages.value);
+    runBtn.textContent = perImage && n > 0 ? `Run the trust audit (about ${duration(n * perImage)} here)`
+                                           : "Run the trust audit";
+  }
+  function relabel(v) {            // the maps on screen get the new audit's verdicts
+    for (const f of maps.querySelectorAll("figure[data-method]")) {
+      const old = f.querySelector(".verdict");
+      if (old) old.replaceWith(verdict({ audit: v.verdicts[f.dataset.method] }));
+    }
+    if (lastClass !== null) note.textContent = `Explaining class ${lastClass} (the prediction). ${v.note}.`;
+  }
+  function show(st) {
+    auditBox.dataset.state = st.state;
+    perImage = st.seconds_per_image;
+    if (shownState === null && st.default_images) nImages.value = st.default_images;
+    if (st.test_images) nImages.max = st.test_images;
+    label();
+    const running = st.state === "running";
+    bar.hidden = !running;
+    runBtn.disabled = running || !!st.readonly || !st.test_images;
+    nImages.disabled = runBtn.disabled;
+    if (st.readonly) auditStatus.textContent = `Not here: ${st.readonly}.`;
+    else if (!st.test_images) auditStatus.textContent = "The audit needs this run's test split, which is not here.";
+    else if (running) {
+      bar.value = st.fraction;
+      const k = st.rows_done.length, n = st.rows.length;
+      auditStatus.textContent = `Auditing ${st.images} images: ${st.current} (${k + 1} of ${n}), ` +
+        `${duration(st.elapsed)} so far, about ${duration(st.left)} left. One audit at a time per run; ` +
+        "it goes on if this page is closed.";
+    } else if (st.state === "done") {
+      auditStatus.textContent = `Audit of ${st.images} images done in ${duration(st.seconds)}; the labels come ` +
+        "from the new inspect/audit.json.";
+    } else if (st.state === "failed") auditStatus.textContent = `The audit stopped: ${st.error}`;
+    else auditStatus.textContent = "";
+    if (shownState === "running" && st.state !== "running") relabel(st.verdicts);
+    shownState = st.state;
+    if (running && !polling) polling = setInterval(poll, 1500);
+    if (!running && polling) { clearInterval(polling); polling = null; }
+  }
+  async function poll() {
+    try {
+      const res = await fetch(api), st = await res.json();
+      if (res.ok) show(st); else auditStatus.textContent = st.error || `error ${res.status}`;
+    } catch (e) {
+      auditStatus.textContent = "server unreachable: " + e;
+    }
+  }
+  runBtn.addEventListener("click", async () => {
+    runBtn.disabled = true;
+    try {
+      const res = await fetch(api, { method: "POST", headers: { "Content-Type": "application/json" },
+                                     body: JSON.stringify({ images: Math.round(+nImages.value) }) });
+      const st = await res.json();
+      if (res.ok) show(st); else { auditStatus.textContent = st.error || `error ${res.status}`; poll(); }
+    } catch (e) {
+      auditStatus.textContent = "server unreachable: " + e;
+      runBtn.disabled = false;
+    }
+  });
+  nImages.addEventListener("input", label);
+  poll();
 })();

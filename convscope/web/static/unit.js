@@ -1,5 +1,6 @@
 // Unit page: follows the background precomputation (then opens the page), and computes this unit's feature
-// visualization and projections on demand (POST; the server runs them on its background thread).
+// visualization and projections on demand (POST; the server runs them on its background thread); those the
+// server already holds (data-cached) are shown at once.
 "use strict";
 (function () {
   const el = convscope.el;
@@ -65,5 +66,6 @@
         button.disabled = false;
       }
     });
+    if (sec.dataset.cached === "1") button.click();      // computed before: the server answers from its cache
   }
 })();

@@ -71,13 +71,23 @@ def draw_body(rid: str, input_shape: list[int]) -> str:
     blue: against it); each labelled with the trust audit's verdict for this model.</p>
   <div id="attr-maps" class="tiles"></div>
   <p id="attr-note" class="note"></p>
+  <div id="audit" class="auditbox" data-state="">
+    <p class="hint">The verdicts come from the trust audit in the run folder (<code>convscope explain RUN --audit</code>
+      writes it): model randomization and deletion/insertion for every method, against controls. Or compute it
+      here, in the background: it takes minutes, the page may be closed meanwhile.</p>
+    <label>test images <input id="audit-images" type="number" min="1" value="500"></label>
+    <button id="audit-run" type="button" disabled>Run the trust audit</button>
+    <progress id="audit-progress" max="1" value="0" hidden></progress>
+    <span id="audit-status" class="status"></span>
+  </div>
 </section>"""
 
 
 def unit_body(d: dict[str, Any], file_src: Callable[[str], str], unit_href: Callable[[str, int], str],
-              live: bool = False) -> str:
+              live: bool = False, computed: frozenset[str] = frozenset()) -> str:
     """One channel's page; ``file_src`` maps a run-relative file to a URL (or a data: URI in the report).
-    ``live``: the served page, with buttons that compute this unit's feature visualization and projections;
+    ``live``: the served page, with buttons that compute this unit's feature visualization and projections
+    (those in ``computed``, "visualize" and "project", the server already holds: the page shows them at once);
     the static report shows only what was computed."""
     parts = [(f'<h1 class="unit-title">{e(d["layer"])} · channel {e(d["channel"])} '
              f'<span class="hint">({e(d["kind"])}, output {e(" x ".join(map(str, d["shape"])))})</span></h1>')]
@@ -119,13 +129,16 @@ def unit_body(d: dict[str, Any], file_src: Callable[[str], str], unit_href: Call
                      f'<div class="tiles">{figs_p}</div><div class="tiles">{figs_i}</div></section>')
     if live:
         api = f'/api/run/{e(d["run"])}/unit/{e(d["layer"])}/{e(ch)}'
-        parts.append(f'<section class="card ondemand" data-url="{api}/visualize" data-kind="visualize">'
+        cached = {k: ' data-cached="1"' if k in computed else "" for k in ("visualize", "project")}
+        parts.append(f'<section class="card ondemand" data-url="{api}/visualize" data-kind="visualize"'
+                     f'{cached["visualize"]}>'
                      '<h2>Feature visualization</h2><p>An input optimized, starting from noise, to make this unit '
                      'as large as possible (its maximum over the map; 256 steps, Fourier parametrization, random '
                      'jitter), beside the test image that activates it most by the same measure.</p>'
                      '<button type="button" class="compute">Compute this unit\'s visualization</button>'
                      '<span class="status"></span><div class="result tiles"></div></section>')
-        parts.append(f'<section class="card ondemand" data-url="{api}/project" data-kind="project">'
+        parts.append(f'<section class="card ondemand" data-url="{api}/project" data-kind="project"'
+                     f'{cached["project"]}>'
                      '<h2>Projections</h2><p>Each of this unit\'s top 4 test activations traced back to pixels: the '
                      'image patch under the unit, its deconvnet projection and its guided-backprop image (grey = 0, '
                      'each scaled to its own largest magnitude; Zeiler and Fergus, figure 2).</p>'
