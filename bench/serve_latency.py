@@ -1,8 +1,9 @@
 """Latency of one Draw-page update for the main job's model, beside its floor (a bare forward).
 
-    python bench/serve_latency.py
+    python bench/serve_latency.py [--run RUN]
 
-Model: the main job (`convscope train` defaults: fast, width 32). Three paths on the same 39 canvas frames
+Model: the main job (`convscope train` defaults: fast2, width 32; trained once into bench/.cache, or --run).
+Three paths on the same 39 canvas frames
 (280 x 280 PNG, as draw.js sends them), 10 rounds each, torch 1 thread:
   forward      run.model(x) on the prepared 28 x 28 input (the floor)
   in-process   PNG decode + prepare_canvas_image + forward with every layer captured + quantized maps
@@ -12,6 +13,7 @@ Writes bench/results/serve_latency.json.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -40,8 +42,11 @@ def timed(fn, frames, rounds: int = 10) -> list[float]:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, help="a run of the main job (default: trained once into bench/.cache)")
+    args = ap.parse_args()
     torch.set_num_threads(1)
-    run_path = main_job_run()
+    run_path = (args.run or main_job_run()).resolve()
     frames = drawing_frames()
     entry = RunEntry(run_path.name, run_path)
     run = entry.run
@@ -73,7 +78,9 @@ def main() -> None:
                                    headers={"content-type": "image/png"}).content)
     finally:
         stop_server(proc)
-    out = {"model": "fast (width 32), the main job", "run": str(run_path), "torch_threads": 1, "results": results,
+    width = (run.meta.get("model_args") or {}).get("width", 32)
+    out = {"model": f"{run.meta.get('model')} (width {width}), the main job", "run": str(run_path),
+           "torch_threads": 1, "results": results,
            "http_over_forward_p50": results["http"]["p50_ms"] / results["forward"]["p50_ms"],
            "response_bytes": size, "goal_ms": 100, "provenance": provenance()}
     Path(__file__).resolve().parent.joinpath("results", "serve_latency.json").write_text(json.dumps(out, indent=2))

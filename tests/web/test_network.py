@@ -301,6 +301,7 @@ def test_attribution_overlays_carry_the_audit_verdict(fast2_server, page_at):
             constant = bool(np.ptp(maps) == 0)
             assert ("constant" in f.get_attribute("class")) == constant
             assert f.locator("canvas.attrmap").count() == (0 if constant else 1)
+        page.evaluate("document.getElementById('attr').scrollIntoView({block: 'end'})")   # verdicts in view
         shot(page, "serve-attribution.png")
     finally:
         audit.unlink()

@@ -122,7 +122,9 @@
       auditStatus.textContent = `Audit of ${st.images} images done in ${duration(st.seconds)}; the labels come ` +
         "from the new inspect/audit.json.";
     } else if (st.state === "failed") auditStatus.textContent = `The audit stopped: ${st.error}`;
-    else auditStatus.textContent = "";
+    else auditStatus.textContent = st.verdicts.images ? `The run's inspect/audit.json holds an audit of ` +
+      `${st.verdicts.images} images${st.verdicts.complete ? "" : " (not finished)"}; running it again replaces it.`
+      : "No audit in this run folder yet.";
     if (shownState === "running" && st.state !== "running") relabel(st.verdicts);
     shownState = st.state;
     if (running && !polling) polling = setInterval(poll, 1500);
