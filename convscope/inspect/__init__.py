@@ -8,6 +8,7 @@ from . import objectives
 from .attribution import METHODS as ATTRIBUTION_METHODS
 from .attribution import Attribution, attribute, explain
 from .audit import AuditTable, MethodAudit, audit, audit_method, audit_table, deletion_insertion, randomization_check
+from .audit_files import write_audit
 from .edges import FILTERS, EdgeResult, edge_experiment
 from .filters import Filters, filters
 from .hooks import LayerInfo, LayerTable, capture, list_layers
@@ -31,4 +32,4 @@ __all__ = ["ATTRIBUTION_METHODS", "Attribution", "AuditTable", "EdgeResult", "FI
            "attribute", "audit", "audit_method", "audit_table", "capture", "deletion_insertion", "edge_experiment",
            "empirical_receptive_field", "eval_mode", "explain", "filters", "from_model_file", "from_run", "hook_count",
            "layer_input_shapes", "list_layers", "objectives", "project", "projections", "randomization_check",
-           "receptive_field_report", "receptive_fields", "topk", "visualize"]
+           "receptive_field_report", "receptive_fields", "topk", "visualize", "write_audit"]

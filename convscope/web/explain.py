@@ -29,9 +29,10 @@ def audit_verdicts(run_path: Path) -> dict[str, Any]:
                                         "next update)"}
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        rows = {r["method"]: {"verdict": str(r["verdict"]), "trusted": bool(r["trusted"])}
-                for r in doc["methods"] if isinstance(r, dict) and not r.get("control")}
         images, complete = int(doc["images"]), bool(doc.get("complete", True))
+        # an unfinished audit's rows are not yet compared with the controls: their verdict is provisional
+        rows = {r["method"]: {"verdict": str(r["verdict"]), "trusted": bool(r["trusted"]), "final": complete}
+                for r in doc["methods"] if isinstance(r, dict) and not r.get("control")}
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
         return {"verdicts": {}, "note": f"{path}: unreadable ({type(e).__name__}: {e}); `{redo}` writes a new one"}
     note = (f"verdicts from {AUDIT} ({images:,} {doc.get('dataset', '')} {doc.get('split', '')} images"

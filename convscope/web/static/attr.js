@@ -28,8 +28,9 @@
   }
   function verdict(m) {
     if (!m.audit) return el("span", { class: "verdict none" }, "not audited");
-    return el("span", { class: "verdict " + (m.audit.trusted ? "ok" : "bad") },
-              m.audit.trusted ? "audit: trusted" : `audit: not trusted (${m.audit.verdict.replace(/^no: /, "")})`);
+    const text = m.audit.trusted ? "audit: trusted" : `audit: not trusted (${m.audit.verdict.replace(/^no: /, "")})`;
+    return el("span", { class: "verdict " + (m.audit.final === false ? "none" : m.audit.trusted ? "ok" : "bad") },
+              m.audit.final === false ? `${text}, so far (the audit is not finished)` : text);
   }
   function render(d, input64, shape) {
     const input = window.convscope.b64bytes(input64);
