@@ -7,7 +7,8 @@ convscope/web/audit_job.py's PASSES holds; the result says how far the estimate 
 
     python bench/audit_estimate.py [--run RUN] [--images 40]
 
-Writes bench/results/audit_estimate.json. Not a test: it measures this machine (named in the result).
+Writes bench/results/audit_estimate.json (--out: the calibration run behind PASSES is
+bench/results/audit_estimate_calibration.json). Not a test: it measures this machine (named in the result).
 """
 
 from __future__ import annotations

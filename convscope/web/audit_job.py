@@ -31,11 +31,11 @@ from .units import NICE, Stopped, _refuse_when_stopping
 DEFAULT_IMAGES = 500     # `convscope explain --audit`'s default --limit
 
 # Cost of each row of the audit in forward + backward passes of the model per image (deletion/insertion,
-# the randomization cascade and the method's own passes together), for a model of the main job's size on
-# 28 x 28 digits: bench/audit_estimate.py measures them (bench/results/audit_estimate.json).
-PASSES = {"saliency": 40, "smoothgrad": 700, "integrated_gradients": 640, "gradcam": 60, "occlusion": 700,
-          "guided_gradcam": 60, "guided_backprop": 60, "deconvnet": 60, "control: image": 55,
-          "control: edges": 55, "control: random": 55}
+# the randomization cascade and the method's own passes together), measured on the main job's model (fast2,
+# 28 x 28 digits) by bench/audit_estimate.py (bench/results/audit_estimate_calibration.json, 40 images).
+PASSES = {"saliency": 86, "smoothgrad": 224, "integrated_gradients": 310, "gradcam": 121, "occlusion": 709,
+          "guided_gradcam": 56, "guided_backprop": 44, "deconvnet": 30, "control: image": 38, "control: edges": 52,
+          "control: random": 24}
 FALLBACK_PASSES = 100   # a row not measured by the benchmark (none today)
 
 
