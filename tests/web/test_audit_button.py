@@ -95,7 +95,7 @@ def test_audit_button_runs_the_cli_audit_and_relabels(audit_server, page_at, tmp
         r = rows[f.get_attribute("data-method")]
         want = "audit: trusted" if r["trusted"] else f"audit: not trusted ({r['verdict'].removeprefix('no: ')})"
         assert f.locator(".verdict").text_content() == want
-    assert f"verdicts from inspect/audit.json ({IMAGES} digits test images)" in page.text_content("#attr-note")
+    assert f"Verdicts from inspect/audit.json ({IMAGES} digits test images)" in page.text_content("#attr-note")
     page.evaluate("document.getElementById('attr').scrollIntoView({block: 'end'})")
     shot(page, "serve-audit.png")
 

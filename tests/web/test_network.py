@@ -288,7 +288,7 @@ def test_attribution_overlays_carry_the_audit_verdict(fast2_server, page_at):
         verdicts = {f.get_attribute("data-method"): f.locator(".verdict").text_content() for f in figs.all()}
         assert verdicts == {"saliency": "audit: not trusted (no better than a control)", "occlusion": "audit: trusted",
                             "gradcam": "not audited", "integrated_gradients": "not audited"}
-        assert "verdicts from inspect/audit.json (8 digits test images)" in page.text_content("#attr-note")
+        assert "Verdicts from inspect/audit.json (8 digits test images)" in page.text_content("#attr-note")
         # each map as the library computes it for the page's input; a constant one is flagged, not drawn
         run = load_run(run_dir)
         x_u8 = torch.frombuffer(bytearray(base64.b64decode(page.get_attribute("#draw", "data-input-b64"))),

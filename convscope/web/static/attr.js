@@ -26,6 +26,7 @@
     g.putImageData(img, 0, 0);
     return cv;
   }
+  const sentence = (t) => t.charAt(0).toUpperCase() + t.slice(1);
   function verdict(m) {
     if (!m.audit) return el("span", { class: "verdict none" }, "not audited");
     const text = m.audit.trusted ? "audit: trusted" : `audit: not trusted (${m.audit.verdict.replace(/^no: /, "")})`;
@@ -47,7 +48,7 @@
       maps.append(f);
     }
     lastClass = d.class;
-    note.textContent = `Explaining class ${d.class} (the prediction). ${d.audit_note}.`;
+    note.textContent = `Explaining class ${d.class} (the prediction). ${sentence(d.audit_note)}.`;
     box.dataset.done = String(+(box.dataset.done || 0) + 1);
   }
   async function request(input64, shape) {
@@ -99,7 +100,7 @@
       const old = f.querySelector(".verdict");
       if (old) old.replaceWith(verdict({ audit: v.verdicts[f.dataset.method] }));
     }
-    if (lastClass !== null) note.textContent = `Explaining class ${lastClass} (the prediction). ${v.note}.`;
+    if (lastClass !== null) note.textContent = `Explaining class ${lastClass} (the prediction). ${sentence(v.note)}.`;
   }
   function show(st) {
     auditBox.dataset.state = st.state;
