@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--run", type=Path, help="a run of the main job (default: trained once into bench/.cache)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    load_start = os.getloadavg()                    # the machine is shared: say how busy it was
     run_path = (args.run or main_job_run()).resolve()
     frames = drawing_frames()
     entry = RunEntry(run_path.name, run_path)
@@ -80,7 +82,7 @@ def main() -> None:
         stop_server(proc)
     width = (run.meta.get("model_args") or {}).get("width", 32)
     out = {"model": f"{run.meta.get('model')} (width {width}), the main job", "run": str(run_path),
-           "torch_threads": 1, "results": results,
+           "torch_threads": 1, "results": results, "load_average": {"start": load_start, "end": os.getloadavg()},
            "http_over_forward_p50": results["http"]["p50_ms"] / results["forward"]["p50_ms"],
            "response_bytes": size, "goal_ms": 100, "provenance": provenance()}
     Path(__file__).resolve().parent.joinpath("results", "serve_latency.json").write_text(json.dumps(out, indent=2))

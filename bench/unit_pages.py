@@ -64,9 +64,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "unit_pages.json")
     args = ap.parse_args()
     run = args.run or main_job_run()
+    load_start = os.getloadavg()                    # the machine is shared: say how busy it was
     rounds = [one_server(run, seed) for seed in range(args.repeats)]
     lat = [v["seconds"] for r in rounds for v in r["visits"]]
     result = {"benchmark": "unit_pages", "provenance": provenance(), "run": str(run),
+              "load_average": {"start": load_start, "end": os.getloadavg()},
               "model": json.loads((run / "model.json").read_text()).get("model"),
               "first_visit_seconds": {"median": round(statistics.median(lat), 4), "max": round(max(lat), 4),
                                       "visits": len(lat)},
