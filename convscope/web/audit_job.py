@@ -124,7 +124,8 @@ class AuditJobs:
         if not n_test:
             raise WebError(400, f"the audit needs the {entry.run.config.data.dataset!r} test split, which is not on "
                                 "this machine; `convscope data download` fetches it")
-        images = integer(images, "images", 1, n_test)
+        images = integer(images, "images", 1, n_test, fix=f"the audit reads the first 1 to {n_test:,} images of the "
+                                                          f"test split (the CLI's default is {DEFAULT_IMAGES})")
         why = writable(entry)
         if why:
             raise WebError(403, f"cannot audit here: {why}")
