@@ -62,6 +62,10 @@ def test_audit_button_runs_the_cli_audit_and_relabels(audit_server, page_at, tmp
     assert page.text_content("#audit-run") == f"Run the trust audit (about {want} here)"
     assert not page.is_disabled("#audit-run")
 
+    for bad, words in ((0, "images: must be [1, 2000], got 0; the audit reads the first 1 to 2,000 images"),
+                       ("8", "images: expected a whole number")):
+        r = httpx.post(api, json={"images": bad})
+        assert r.status_code == 400 and r.json()["error"].startswith(words), r.text
     page.fill("#audit-images", str(IMAGES))
     page.click("#audit-run")
     wait_for(page, "() => ['running', 'done'].includes(document.getElementById('audit').dataset.state)", 30)
