@@ -60,7 +60,7 @@ class Server:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, "MPLBACKEND": "Agg"})
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 180.0) -> None:   # a loaded 2-core machine starts a server slowly
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:
