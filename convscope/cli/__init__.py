@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from .._atomic import os_error_hint
 from .._cpus import openmp_env_defaults
+from .._progress import shown
 from ..errors import ConvscopeError, warnings_in_words
 from . import (bench_cmd, data_cmd, diagnose_cmd, experiment_cmd, explain_cmd, export_cmd, inspect_cmd, lrfind_cmd,
                matrix_cmd, tensorboard_cmd, train_cmd, tune_cmd, visualize_cmd, web_cmd)
@@ -127,7 +128,7 @@ def _run(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return 0
     try:
-        with warnings_in_words():
+        with warnings_in_words(), shown(not getattr(args, "quiet", False)):   # progress on stderr, --quiet: none
             return int(args.func(args) or 0)
     except ConvscopeError as e:
         print(f"convscope: error: {cli_message(e, getattr(args, '_flags', {}), getattr(args, '_sources', None))}",

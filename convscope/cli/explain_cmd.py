@@ -87,6 +87,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace, cfg: ExplainConfig) -> int:
+    from .._progress import stage
     from ..inspect.audit import audit, audit_notes, audit_table
     from ..inspect.viz_pictures import audit_png
 
@@ -111,7 +112,7 @@ def _audit(args: argparse.Namespace, cfg: ExplainConfig) -> int:
     def progress(row) -> None:
         rows.append(row)
         warn = f" (warning: {row.degenerate_fraction:.1%} of its maps are constant)" if row.degenerate_fraction else ""
-        print(f"  {row.method}: {row.seconds:.1f} s{warn}", flush=True)
+        stage(f"  {row.method}: {row.seconds:.1f} s{warn}")    # stderr, beside the bar; silent with --quiet
         write(False)
 
     audit(t.model, x, cfg.methods, cfg.target, cfg.layer, seed=cfg.seed, with_ssim=cfg.ssim, progress=progress)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from ._options import add_quiet
 from ._types import count
 
 
@@ -47,4 +48,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("-o", "--out", type=Path, default=None, help="HTML file to write (default RUN/report.html)")
     r.add_argument("--layer", default=None, help="layer whose units get a page each (default: the first conv)")
     r.add_argument("--filter", default="sobel-x", help="edge experiment filter (default sobel-x)")
+    add_quiet(r)
     r.set_defaults(func=cmd_report)
