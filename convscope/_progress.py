@@ -16,6 +16,7 @@ count done, elapsed time and an ETA, at most one every :data:`MIN_INTERVAL` seco
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -79,7 +80,12 @@ class Bar:
         if _is_tty(self.stream):
             from tqdm.auto import tqdm   # here: only a terminal pays for it
 
-            self.tqdm = tqdm(total=total, desc=desc, unit=unit, file=self.stream, leave=False, dynamic_ncols=True)
+            try:   # a terminal that reports 0 columns (a pseudo-terminal nobody sized): tqdm would draw nothing
+                sized = os.get_terminal_size(self.stream.fileno()).columns > 0
+            except (OSError, ValueError, AttributeError):
+                sized = False
+            self.tqdm = tqdm(total=total, desc=desc, unit=unit, file=self.stream, leave=False, dynamic_ncols=sized,
+                             ncols=None if sized else 100, nrows=None if sized else 24)
         else:
             self._line(force=True)
 
