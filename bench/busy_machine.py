@@ -1,7 +1,7 @@
 """A busy machine (issue 26): the main job's time with one CPU-bound program of someone else's beside it, per
 thread setting, against its time on the same machine without that program.
 
-    PYTHONPATH=. python bench/busy_machine.py [--repeats 2] [--short-only]
+    PYTHONPATH=. python bench/busy_machine.py [--repeats 2] [--full-repeats 1] [--short-only]
 
 The "busy" condition is one Python busy loop (``while True: pass``, pinned to nothing) that this script starts
 before the timed command and ends after it. Each setting is a set of environment variables given to a fresh
@@ -11,14 +11,15 @@ before the timed command and ends after it. Each setting is a set of environment
                wait (spin 300,000 times, then sleep) -- OMP_NUM_THREADS=<CPUs> GOMP_SPINCOUNT=300000
     default    nothing set: convscope's defaults now (sleep when waiting; threads = CPUs other programs leave free,
                re-counted as the run goes)
-    others     fixed thread counts and wait policies, to show which part matters
+    others     a fixed thread count with passive waiting, to show which part matters
 
 Two jobs: "short" (--epochs 2 --train-subset 2048: ~16 steps x 2; the figure is the training seconds from
 summary.json, start-up and evaluation excluded) and "full" (`convscope train --quiet`, the main job, process
 start to exit; for `before`, `default` and `1 thread` only, to bound the run time). Quiet and busy runs
 alternate setting by setting (ABAB) so that drift in the other load of this shared machine hits both alike.
-A run is stopped at --cap seconds and recorded as at least that. Writes bench/results/busy_machine.json:
-per setting and job, the median quiet and busy seconds, busy/quiet, and each against `before` quiet.
+A run is stopped at --cap seconds (--full-cap for the full job) and recorded as at least that. Writes
+bench/results/busy_machine.json: per setting and job, the median quiet and busy seconds, busy/quiet, and each
+against `before` quiet.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ SETTINGS: dict[str, dict[str, str]] = {
     "default (this change)": {},
     "1 thread, passive": {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"},
     f"{CPUS} threads, passive": {"OMP_NUM_THREADS": CPUS, "OMP_WAIT_POLICY": "PASSIVE"},
-    f"{CPUS} threads, active (spin forever)": {"OMP_NUM_THREADS": CPUS, "OMP_WAIT_POLICY": "ACTIVE"},
 }
 FULL = ("before (threads=CPUs, libgomp default spin)", "default (this change)", "1 thread, passive")
 JOBS = {"short": ["--epochs", "2", "--train-subset", "2048"], "full": []}
@@ -77,31 +77,33 @@ def busy_loop() -> subprocess.Popen:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--cap", type=float, default=240.0, help="seconds after which a run is stopped")
+    ap.add_argument("--repeats", type=int, default=2, help="rounds of the short job")
+    ap.add_argument("--full-repeats", type=int, default=1, help="rounds of the full main job")
+    ap.add_argument("--cap", type=float, default=120.0, help="seconds after which a short run is stopped")
+    ap.add_argument("--full-cap", type=float, default=240.0, help="seconds after which a full run is stopped")
     ap.add_argument("--short-only", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "busy_machine.json")
     a = ap.parse_args()
     jobs = ["short"] if a.short_only else ["short", "full"]
     runs: dict[str, dict[str, dict[str, list]]] = {}
     loads = [os.getloadavg()]
-    for rep in range(a.repeats):
-        for job in jobs:
-            for name, env in SETTINGS.items():
-                if job == "full" and name not in FULL:
-                    continue
-                for cond in ("quiet", "busy") if rep % 2 == 0 else ("busy", "quiet"):   # ABBA across repeats
-                    other = busy_loop() if cond == "busy" else None
-                    try:
-                        r = timed(job, env, a.cap)
-                    finally:
-                        if other is not None:
-                            other.kill()
-                            other.wait()
-                    runs.setdefault(job, {}).setdefault(name, {"quiet": [], "busy": []})[cond].append(r)
-                    print(f"{job:5} {name:<46} {cond:5} wall {r['wall_s']:7.1f} s  train {r['train_s']:7.1f} s  "
-                          f"load {r['load_1min']:.1f}", flush=True)
-            loads.append(os.getloadavg())
+    rounds = [(job, rep) for job in jobs for rep in range(a.repeats if job == "short" else a.full_repeats)]
+    for job, rep in rounds:
+        for name, env in SETTINGS.items():
+            if job == "full" and name not in FULL:
+                continue
+            for cond in ("quiet", "busy") if rep % 2 == 0 else ("busy", "quiet"):   # ABBA across repeats
+                other = busy_loop() if cond == "busy" else None
+                try:
+                    r = timed(job, env, a.cap if job == "short" else a.full_cap)
+                finally:
+                    if other is not None:
+                        other.kill()
+                        other.wait()
+                runs.setdefault(job, {}).setdefault(name, {"quiet": [], "busy": []})[cond].append(r)
+                print(f"{job:5} {name:<46} {cond:5} wall {r['wall_s']:7.1f} s  train {r['train_s']:7.1f} s  "
+                      f"load {r['load_1min']:.1f}", flush=True)
+        loads.append(os.getloadavg())
     key = {"short": "train_s", "full": "wall_s"}
     before = next(iter(SETTINGS))
     table: dict[str, dict[str, dict]] = {}
