@@ -36,6 +36,7 @@ import sys
 import time
 from pathlib import Path
 
+from ._progress import track
 from .runs.callbacks import Callback
 
 _IMPORTED = time.perf_counter()
@@ -311,14 +312,17 @@ def main(argv: list[str] | None = None, default_out: Path | None = None) -> None
               f"{out['wall_seconds']:.1f} s, {out['images_per_s']:.0f} img/s", flush=True)
         return out
 
-    yard_runs = [run_one(*YARDSTICK, seed) for seed in range((args.yardstick + 1) // 2)]
-    runs = []
+    # the yardstick's runs before and after the recipes' (run, recipe, dataset, seed)
+    jobs = [("yardstick", *YARDSTICK, seed) for seed in range((args.yardstick + 1) // 2)]
     for ds in args.datasets:
         for rec in args.recipes:
             peer = parse_recipe(rec)[0] in PEERS
             n = args.peer_seeds if peer and args.peer_seeds is not None else args.seeds
-            runs += [run_one(rec, ds, seed) for seed in range(n)]
-    yard_runs += [run_one(*YARDSTICK, seed) for seed in range(args.yardstick // 2)]
+            jobs += [("recipe", rec, ds, seed) for seed in range(n)]
+    jobs += [("yardstick", *YARDSTICK, seed) for seed in range(args.yardstick // 2)]
+    yard_runs, runs = [], []
+    for kind, rec, ds, seed in track(jobs, "bench: training runs", unit="run"):
+        (yard_runs if kind == "yardstick" else runs).append(run_one(rec, ds, seed))
     yardstick = statistics.mean(r["wall_seconds"] for r in yard_runs) if yard_runs else None
     rows = summarize(runs, yardstick)
     result = {"benchmark": "time_to_accuracy", "provenance": provenance(), "smoke": args.smoke, "peak_flops": peaks,

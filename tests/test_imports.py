@@ -17,7 +17,8 @@ or of anything above is a failure, and so is any cycle. From the top:
     conv, viz                     pure conv arithmetic (geometry, conv_matrix, operator, pooling); figures
     data, configs                 datasets, loaders, the image -> model input path; the typed configs of
                                   refine, visualize and explain (fields that drive checks and flags)
-    _atomic, _check, _result, _lazy   atomic writes, the validators, result dataclasses, lazy package names
+    _atomic, _check, _result, _lazy, _cpus, _progress   atomic writes, validators, result dataclasses, lazy names,
+                                  the CPUs a process may use and how busy they are, progress of long commands
     errors, _version              the exception types and the version
 
 Every kind of import counts: at module level, inside a function (a lazy import runs as surely, only later), and
@@ -56,7 +57,7 @@ LEVELS: list[tuple[str, ...]] = [
     ("models", "reference"),
     ("conv", "viz"),
     ("data", "configs"),
-    ("_atomic", "_check", "_result", "_lazy"),
+    ("_atomic", "_check", "_result", "_lazy", "_cpus", "_progress"),
     ("errors", "_version"),
 ]
 LEVEL = {unit: len(LEVELS) - i for i, units in enumerate(LEVELS) for unit in units}   # higher number: higher level

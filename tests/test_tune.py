@@ -5,6 +5,7 @@ shared by two processes through a real PostgreSQL server."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -142,6 +143,8 @@ def test_a_study_killed_mid_trial_resumes_to_exactly_the_requested_trials(tmp_pa
             break
         time.sleep(0.02)
     assert proc.wait() == -signal.SIGKILL, log.read_text()
+    # each finished trial's line counts the trials and gives an ETA (convscope/_progress.py's words)
+    assert re.search(r"^trial 0: (val|pruned) .*; 1/12 trials, [^,]+, ETA \d", log.read_text(), re.M), log.read_text()
     storage = f"sqlite:///{study_dir / 'study.db'}"
     study = optuna.load_study(study_name="tune-lenet5-digits", storage=storage)
     states = [t.state for t in study.trials]

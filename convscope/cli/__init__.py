@@ -16,6 +16,8 @@ import traceback
 from collections.abc import Sequence
 
 from .._atomic import os_error_hint
+from .._cpus import openmp_env_defaults
+from .._progress import shown
 from ..errors import ConvscopeError, warnings_in_words
 from . import (bench_cmd, data_cmd, diagnose_cmd, experiment_cmd, explain_cmd, export_cmd, inspect_cmd, lrfind_cmd,
                matrix_cmd, tensorboard_cmd, train_cmd, tune_cmd, visualize_cmd, web_cmd)
@@ -70,7 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     Its standard output may be a pipe whose reader stopped early (``convscope eval RUN | head``): the rest of
     the output is dropped quietly, as the Python docs recommend (standard output pointed at /dev/null so that
     the interpreter's final flush cannot fail again), with exit status 1, Python's own for EPIPE. A full disk
-    under a redirected standard output is one message."""
+    under a redirected standard output is one message.
+
+    In a fresh process (torch not loaded yet) OpenMP threads are told to sleep rather than spin when they wait,
+    unless the user chose (convscope/_cpus.py): the runtime reads that once, when torch loads it."""
+    if "torch" not in sys.modules:
+        openmp_env_defaults(os.environ)
     try:
         status = _run(argv)
         sys.stdout.flush()   # what is still buffered fails here, inside the handlers, not at interpreter exit
@@ -121,7 +128,7 @@ def _run(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return 0
     try:
-        with warnings_in_words():
+        with warnings_in_words(), shown(not getattr(args, "quiet", False)):   # progress on stderr, --quiet: none
             return int(args.func(args) or 0)
     except ConvscopeError as e:
         print(f"convscope: error: {cli_message(e, getattr(args, '_flags', {}), getattr(args, '_sources', None))}",

@@ -75,3 +75,9 @@ def config_from_args(cls: type, args: argparse.Namespace, **values: Any) -> Any:
     """``cls`` from the parsed flags of its CLI fields, plus ``values`` for the rest."""
     given = {f.name: getattr(args, f.name) for f, meta in options(cls) if meta["cli"] and hasattr(args, f.name)}
     return cls(**{**given, **values})
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """``--quiet``: no progress lines (the one helper, convscope/_progress.py, writes them to stderr)."""
+    parser.add_argument("--quiet", action="store_true", help="no progress on standard error (a bar on a terminal, "
+                                                             "a line per stage otherwise)")

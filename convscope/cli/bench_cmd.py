@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from ._options import add_quiet
 from ._types import count, number
 
 
@@ -34,4 +35,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "as ratios to; 0: none (default 1)")
     p.add_argument("--smoke", action="store_true", help="1 epoch on 1,024 images per run")
     p.add_argument("--out", help="also write the JSON results here")
+    add_quiet(p)
     p.set_defaults(func=cmd_bench)

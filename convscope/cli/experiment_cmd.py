@@ -8,7 +8,7 @@ from pathlib import Path
 from .._atomic import writable_folder
 from ..configs import RefineConfig
 from ..errors import ConfigError
-from ._options import add_options, config_from_args
+from ._options import add_options, add_quiet, config_from_args
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
@@ -44,7 +44,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
         target = runs if len(runs) > 1 else args.run     # several runs: independently trained models of one recipe
     else:
         raise ConfigError("give a run directory, or --model-file path.py:ClassName --weights file.safetensors")
-    res = refine(target, cfg, progress=print, **kwargs)
+    res = refine(target, cfg, **kwargs)   # progress: stage lines on stderr (convscope/_progress.py)
     print(res.table())
     out = args.out or Path(args.run) / "experiments" / f"refine-{res.layer.replace('/', '_')}"
     paths = save_refine(res, out)
@@ -70,4 +70,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--data-dir", type=Path, default=None, help="folder searched first for dataset files")
     add_options(r, RefineConfig)
     r.add_argument("--out", type=Path, help="output folder (default RUN/experiments/refine-LAYER)")
+    add_quiet(r)
     r.set_defaults(func=cmd_refine)

@@ -87,6 +87,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace, cfg: ExplainConfig) -> int:
+    from .._progress import stage
     from ..inspect.audit import audit_notes, audit_table
     from ..inspect.audit_files import AUDIT_JSON, AUDIT_MD, audit_head, write_audit
 
@@ -99,7 +100,7 @@ def _audit(args: argparse.Namespace, cfg: ExplainConfig) -> int:
 
     def progress(row) -> None:     # the files are written after every row (a long audit leaves its finished rows)
         warn = f" (warning: {row.degenerate_fraction:.1%} of its maps are constant)" if row.degenerate_fraction else ""
-        print(f"  {row.method}: {row.seconds:.1f} s{warn}", flush=True)
+        stage(f"  {row.method}: {row.seconds:.1f} s{warn}")    # stderr, beside the bar; silent with --quiet
 
     rows, png = write_audit(t.model, x, t.out_dir, dataset=ds.name, split=ds.split, methods=cfg.methods,
                             target=cfg.target, layer=cfg.layer, seed=cfg.seed, with_ssim=cfg.ssim, on_row=progress)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from .._atomic import atomic_write_text, writable_folder
 from ..configs import TOPK_MAX
 from ..errors import ConfigError
+from ._options import add_quiet
 from ._types import count, number
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ def add_target_args(p: argparse.ArgumentParser, dataset: bool = True) -> None:
         p.add_argument("--split", default="test", help="split (default test)")
         p.add_argument("--limit", type=count(0), default=0, help="use only the first N images (0 = all)")
         add_data_args(p)
+        add_quiet(p)
 
 
 def _floats(text: str | None, flag: str, positive: bool = False):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from ._options import add_quiet
 from ._types import count
 
 
@@ -53,4 +54,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="the network picture's input: a PNG/JPEG file, prepared as `predict` prepares it")
     pick.add_argument("--test-index", type=count(0), default=None, metavar="N",
                       help="the network picture's input: test image N (default 0)")
+    add_quiet(r)
     r.set_defaults(func=cmd_report)

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._progress import stage, track
 from .._version import __version__
 from ..data.dataset import ImageDataset, stratified_split
 from ..data.normalize import Normalization
@@ -288,7 +289,7 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
     ``test`` datasets, or a list of these (independently trained models of one recipe; ``config.models`` more
     than given trains the rest like the first run). No model is modified: every variant starts from a copy."""
     cfg = config if isinstance(config, RefineConfig) else RefineConfig.from_dict({} if config is None else config)
-    say = progress or (lambda s: None)
+    say = progress or stage    # the command's progress lines (stderr), silent unless shown
     t_start = time.perf_counter()
     targets = list(target) if isinstance(target, (list, tuple)) else [target]
     if not targets:
@@ -391,37 +392,38 @@ def _refine_model(t: _Target, cfg: RefineConfig, model_index: int, say: Callable
     after: dict = {}
     cache: dict = {}                                # step-0 measurements, shared by runs with one chosen set
     snapshots: dict = {}                            # seed -> {step: maximize's kernels}, for 'rotate'
-    for variant in sorted(cfg.variants, key=lambda v: v != "maximize"):    # 'rotate' follows maximize's angles
-        for seed in cfg.seeds:
-            t0 = time.perf_counter()
-            g = torch.Generator().manual_seed(seed)
-            owners = None
-            if variant.startswith("maximize"):
-                owners = _owners_for(variant, g, owners_all, rep_idx, train_peaks, cfg.k)
-                chosen = torch.nonzero(owners.any(1)).flatten()
-            elif variant == "random":
-                chosen = random_subset(len(train), len(top_idx), g)
-            else:
-                chosen = {"rotate": top_idx, "top": top_idx, "representative": rep_idx, "full": sample,
-                          "full-own": sample}[variant]
-            pool = torch.arange(len(train)) if variant.startswith("full") else chosen
-            m, rows, correct = _run_one(base, variant, cfg, layer, response, train, test, norm, views, chosen, pool,
-                                        owners, top_train, test_owners, bn_images, modes, g, cache,
-                                        snapshots.setdefault(seed, {}), own)
-            mix = torch.bincount(train.labels[chosen], minlength=len(train.classes)).tolist()
-            runs.append(VariantRun(variant, seed, chosen.tolist(), mix, rows, time.perf_counter() - t0,
-                                   model_index, correct))
-            last = rows[-1]["bn"][modes[0]]
-            say(f"{variant:<24} seed {seed}: test {100 * last['test_accuracy']:.2f}%  chosen "
-                f"{100 * last['chosen_accuracy']:.2f}%  ({runs[-1].seconds:.1f} s)")
-            if seed == cfg.seeds[0] and model_index == 0:
-                kernels[variant] = dict(m.named_modules())[layer].weight.detach().clone()
-                if cfg.after_topk:
-                    new = topk(m, train, [response], cfg.k, norm)[response]
-                    after[variant] = {
-                        "seed": seed, "topk_train": [[r.index for r in recs] for recs in new],
-                        "overlap": [len({r.index for r in a} & {r.index for r in b}) / cfg.k
-                                    for a, b in zip(rec_train, new)]}
+    order = sorted(cfg.variants, key=lambda v: v != "maximize")      # 'rotate' follows maximize's angles
+    jobs = [(variant, seed) for variant in order for seed in cfg.seeds]
+    for variant, seed in track(jobs, f"refine {layer}: variant runs", unit="run"):
+        t0 = time.perf_counter()
+        g = torch.Generator().manual_seed(seed)
+        owners = None
+        if variant.startswith("maximize"):
+            owners = _owners_for(variant, g, owners_all, rep_idx, train_peaks, cfg.k)
+            chosen = torch.nonzero(owners.any(1)).flatten()
+        elif variant == "random":
+            chosen = random_subset(len(train), len(top_idx), g)
+        else:
+            chosen = {"rotate": top_idx, "top": top_idx, "representative": rep_idx, "full": sample,
+                      "full-own": sample}[variant]
+        pool = torch.arange(len(train)) if variant.startswith("full") else chosen
+        m, rows, correct = _run_one(base, variant, cfg, layer, response, train, test, norm, views, chosen, pool,
+                                    owners, top_train, test_owners, bn_images, modes, g, cache,
+                                    snapshots.setdefault(seed, {}), own)
+        mix = torch.bincount(train.labels[chosen], minlength=len(train.classes)).tolist()
+        runs.append(VariantRun(variant, seed, chosen.tolist(), mix, rows, time.perf_counter() - t0,
+                               model_index, correct))
+        last = rows[-1]["bn"][modes[0]]
+        say(f"{variant:<24} seed {seed}: test {100 * last['test_accuracy']:.2f}%  chosen "
+            f"{100 * last['chosen_accuracy']:.2f}%  ({runs[-1].seconds:.1f} s)")
+        if seed == cfg.seeds[0] and model_index == 0:
+            kernels[variant] = dict(m.named_modules())[layer].weight.detach().clone()
+            if cfg.after_topk:
+                new = topk(m, train, [response], cfg.k, norm)[response]
+                after[variant] = {
+                    "seed": seed, "topk_train": [[r.index for r in recs] for recs in new],
+                    "overlap": [len({r.index for r in a} & {r.index for r in b}) / cfg.k
+                                for a, b in zip(rec_train, new)]}
     data = {"dataset": train.name, "train_images": len(train), "test_images": len(test), "train_split": train.split,
             "test_split": test.split, "classes": list(train.classes), "bn_sample": len(sample),
             "full_data_chosen_set": f"the fixed random sample of {len(sample)} training images (also used for BN)",

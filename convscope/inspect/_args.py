@@ -77,10 +77,10 @@ def check_norm(norm, dataset: ImageDataset | None = None, required: bool = True,
 
 
 def stream(model: nn.Module, dataset: ImageDataset, norm: Normalization, batch_size: int, start: int = 0,
-           stop: int | None = None, after: Callable[[int], None] | None = None) -> None:
+           stop: int | None = None, after: Callable[[int], None] | None = None, progress: str | None = None) -> None:
     """Every batch of ``dataset[start:stop]`` through the model, for the hooks the caller holds (eval mode, no
     gradients); ``after(n)`` follows each batch of ``n`` images. An input the model cannot take (shape,
-    channels) is a ConfigError naming the dataset."""
+    channels) is a ConfigError naming the dataset. ``progress``: the stage's name in the command's progress."""
     def forward(x: torch.Tensor) -> None:
         try:
             model(x)
@@ -92,5 +92,6 @@ def stream(model: nn.Module, dataset: ImageDataset, norm: Normalization, batch_s
         if after is not None:
             after(len(x))
 
-    for _ in iter_batches(model, dataset.images, norm, batch_size, forward=forward, start=start, stop=stop):
+    for _ in iter_batches(model, dataset.images, norm, batch_size, forward=forward, start=start, stop=stop,
+                          progress=progress):
         pass

@@ -39,6 +39,7 @@ from torch import nn
 
 from .._check import integer
 from .._check import seed as check_seed
+from .._progress import track
 from .._result import Display, RichDisplay, Table
 from ..errors import ConfigError
 from ..models.forward import iter_batches
@@ -432,7 +433,7 @@ def audit(model: nn.Module, inputs: torch.Tensor, methods: Sequence[str] | None 
     tgt = resolve_target(model, inputs, target)
     rows = AuditTable()
     jobs = [(m, m) for m in methods] + list(CONTROLS.items())
-    for name, method in jobs:
+    for name, method in track(jobs, f"explain --audit: {len(inputs):,} images", unit="method"):
         if method is random_map:
             method = lambda mo, x, t: random_map(mo, x, t, seed)   # noqa: E731  (the audit's seed)
         rows.append(audit_method(model, inputs, method, tgt, layer, seed, steps, with_ssim, baseline, orders, name))

@@ -26,6 +26,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .._check import integer, is_int
+from .._progress import track
 from ..configs import PROJECT_K_MAX
 from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
@@ -205,7 +206,7 @@ def projections(model: nn.Module, dataset: ImageDataset, layer: str, channels: S
         field = None
     h, w = dataset.shape[1:]
     dec, gui, boxes, records = [], [], [], []
-    for c in chans:
+    for c in track(chans, f"project {layer}: top {k} images of {len(chans)} units", unit="unit"):
         recs = recs_all[c]
         x = norm.apply(dataset.images[[r.index for r in recs]].to(device))
         units = [(c, r.y, r.x) for r in recs]

@@ -124,7 +124,7 @@ def value_ranges(model: nn.Module, dataset: ImageDataset, args: SparsityArgs, la
         hi[name] = max(hi[name], float(out.max()))
 
     with capture(model, layers, extent):
-        stream(model, dataset, args.norm, args.batch_size, start, stop)
+        stream(model, dataset, args.norm, args.batch_size, start, stop, progress="sparsity: value ranges (pass 1 of 2)")
     return {n: (lo[n], hi[n]) for n in layers}
 
 
@@ -140,7 +140,7 @@ def sparsity_counts(model: nn.Module, dataset: ImageDataset, args: SparsityArgs,
     """Partial: each layer's counts over images ``[start, stop)`` (the single-process batches of that range)."""
     counts = {n: LayerCounts(shapes[n], edges[n]) for n in shapes}
     with capture(model, list(shapes), lambda name, out: counts[name].add(out, args.threshold)):
-        stream(model, dataset, args.norm, args.batch_size, start, stop)
+        stream(model, dataset, args.norm, args.batch_size, start, stop, progress="sparsity: counting zeros")
     return counts
 
 

@@ -122,7 +122,8 @@ def topk(model: nn.Module, dataset: ImageDataset, layers: list[str], k: int = 9,
         running[name].add(out, state["first"])
 
     with capture(model, names, reduce):      # the hooks read the batch's first dataset index from state
-        stream(model, dataset, norm, batch_size, after=lambda n: state.__setitem__("first", state["first"] + n))
+        stream(model, dataset, norm, batch_size, after=lambda n: state.__setitem__("first", state["first"] + n),
+               progress=f"topk: top {k} of {len(dataset):,} images")
     silent = [n for n in names if n not in running]
     if silent:
         raise ConfigError(f"layers: {', '.join(silent)} produced no tensor output in the forward pass (not used by "

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .._check import instance, is_int
+from .._progress import track
 from .._result import Display, RichDisplay, Table
 from ..configs import MEASURES, VisualizeConfig
 from ..data.dataset import ImageDataset
@@ -203,7 +204,8 @@ def natural_best(model: nn.Module, dataset: ImageDataset, layer: str | None, cha
     where = torch.zeros(len(channels), dtype=torch.long)
     seen: dict[str, torch.Tensor] = {}
     with capture(model, [layer] if layer else [], lambda n, t: seen.__setitem__(n, t)):
-        for i, out in iter_batches(model, dataset.images, norm, batch_size):
+        for i, out in iter_batches(model, dataset.images, norm, batch_size,
+                                   progress=f"visualize: best natural images by {measure} ({len(dataset):,})"):
             v = unit_values(seen[layer] if layer else out, channels, measure).double().cpu()  # (B, N)
             m, idx = v.max(0)                                    # first maximum: lowest index on ties
             better = m > best
@@ -300,7 +302,7 @@ def visualize(model: nn.Module, layer: str | None, channels: int | Sequence[int]
         layers = [n for n in obj.layers if n not in (O.OUTPUT, O.IMAGE)]
         history = []
         with tap(model, layers, stop=not obj.needs_output) as acts:
-            for _ in range(steps):
+            for _ in track(range(steps), f"visualize {layer or 'logits'}: {len(chans)} units optimized together"):
                 img = p()                                                   # (N, C, H, W) on [0, 1]
                 x = T.apply(transforms, img, g, (h, w)).to(device)
                 out = run(model, norm.normalize(x), acts)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .._check import tensor as check_tensor
+from .._progress import track
 from ..data.normalize import Normalization
 from ..errors import ConfigError
 from .probe import eval_mode
@@ -83,7 +84,7 @@ def model_input(model: nn.Module, x: object, name: str = "inputs",
 
 def iter_batches(model: nn.Module | None, images: torch.Tensor, norm: Normalization | None, batch_size: int, *,
                  forward: Callable[[torch.Tensor], Any] | None = None, start: int = 0, stop: int | None = None,
-                 eval: bool = True) -> Iterator[tuple[int, Any]]:
+                 eval: bool = True, progress: str | None = None) -> Iterator[tuple[int, Any]]:
     """For each batch ``images[i:i + batch_size]`` of the range ``[start, stop)``: ``(i, forward(x))``.
 
     ``x`` is the batch on the model's device, normalised by ``norm`` (uint8 (B, C, H, W) -> float input), or
@@ -91,11 +92,13 @@ def iter_batches(model: nn.Module | None, images: torch.Tensor, norm: Normalizat
     average views, map errors, or drive a model that is not an nn.Module (``model=None``). Each batch runs
     without gradients and, unless ``eval=False`` (the caller has set the modes), in eval mode with the
     caller's mode restored before the batch is handed back. Hooks the caller holds (``observe``, ``capture``)
-    see every batch in order."""
+    see every batch in order. ``progress``: the stage's name, reported batch by batch when the command shows
+    progress (convscope/_progress.py); None: a pass too short to report (evaluation inside training)."""
     device = model_device(model)
     run = forward if forward is not None else model
     stop = len(images) if stop is None else stop
-    for i in range(start, stop, batch_size):
+    starts = range(start, stop, batch_size)
+    for i in track(starts, progress, unit="batch") if progress else starts:
         x = images[i:min(i + batch_size, stop)].to(device)
         if norm is not None:
             x = norm.apply(x)                                              # (B, C, H, W) float32

@@ -43,10 +43,10 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path
             path, created, lock = rd.new_run_dir(Path(runs_dir), cfg.run_name,
                                                  Path(out) if out is not None else None)
         path = Path(broadcast_text(str(path), world))
-        with lock, torch_settings(cfg), torch.random.fork_rng(devices=[]):
+        with lock, torch_settings(cfg) as share, torch.random.fork_rng(devices=[]):
             try:  # set-up (data, resolution, model): a failure here leaves no run folder behind
                 cfg, data = prepare(cfg)
-                loop = Loop(cfg, data, path, progress=progress, callbacks=callbacks)
+                loop = Loop(cfg, data, path, progress=progress, callbacks=[*callbacks, *share])
             except BaseException:
                 if world.is_main:
                     rd.discard_new_run_dir(path, created)
@@ -79,9 +79,9 @@ def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callb
         if world.is_main:
             for stale in path.glob(".*.part"):  # temp files of a write that a kill cut short
                 stale.unlink()
-        with torch_settings(recorded), torch.random.fork_rng(devices=[]):
+        with torch_settings(recorded) as share, torch.random.fork_rng(devices=[]):
             cfg, data = prepare(recorded, check=False)   # checked when it started
-            loop = Loop(cfg, data, path, progress=progress, callbacks=callbacks)
+            loop = Loop(cfg, data, path, progress=progress, callbacks=[*callbacks, *share])
             if cfg != recorded and world.is_main:  # written before configs were resolved: record what runs now
                 rd.write_json(path / rd.CONFIG, cfg.to_dict())
             if (path / rd.CHECKPOINT).exists():

@@ -10,8 +10,11 @@ from collections.abc import Iterator
 
 import torch
 
+from .._cpus import cpu_limit
 from ..models.forward import check_device
+from ..runs.callbacks import Callback
 from .config import TrainConfig
+from .cpu_share import CpuShare, start_threads
 
 
 def resolve_device(name: str) -> torch.device:
@@ -31,15 +34,18 @@ def native_bf16(device: torch.device) -> bool:
 
 
 @contextlib.contextmanager
-def torch_settings(cfg: TrainConfig) -> Iterator[None]:
-    """Apply threads and determinism for the run, and restore the caller's settings afterwards."""
+def torch_settings(cfg: TrainConfig) -> Iterator[list[Callback]]:
+    """Apply threads and determinism for the run, and restore the caller's settings afterwards. Yields the
+    callbacks a training loop adds: a :class:`~convscope.training.cpu_share.CpuShare` when the thread count
+    follows the machine's load (no ``--threads``, no OMP_NUM_THREADS, not ``--deterministic``)."""
     threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:
-        if cfg.runtime.threads:
-            torch.set_num_threads(cfg.runtime.threads)
+        start, adaptive = start_threads(cfg)
+        if start:
+            torch.set_num_threads(start)
         if cfg.runtime.deterministic:
             torch.use_deterministic_algorithms(True)
-        yield
+        yield [CpuShare(cpu_limit())] if adaptive else []
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(det)

@@ -17,12 +17,14 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._atomic import writable_folder
 from .._check import choice, integer
+from .._cpus import cpu_limit
 from ..errors import ConfigError, ConvscopeError
 from ..runs.rundir import check_run_name
 from ..training.config import TrainConfig, config_from_dict
@@ -117,17 +119,18 @@ def tune(base: TrainConfig | dict[str, Any] | None = None, *, trials: int, space
     requeued = recover_dead_trials(s, interrupted_too=True)
     val_note = (f"the validation split: val_fraction {cfg.data.val_fraction:g} of the training images "
                 f"(stratified, seed {cfg.runtime.seed})")
+    done = sum(1 for t in s.get_trials(deepcopy=False) if t.state.is_finished() and t.state.name != "FAIL")
     if not quiet:
-        done = sum(1 for t in s.get_trials(deepcopy=False) if t.state.is_finished() and t.state.name != "FAIL")
         print(f"study {name!r} in {study_dir} ({'new' if not s.get_trials(deepcopy=False) else f'{done} finished'}"
               f"; {trials} wanted); selecting on {val_note}; the test set is never used for selection", flush=True)
         if requeued:
             print(f"trials {', '.join(map(str, requeued))}: interrupted or their worker died; queued again, to "
                   "continue from their checkpoints", flush=True)
     if jobs > 1 and cfg.runtime.threads is None:   # one process per job: share the cores, not oversubscribe them
-        base_dict = cfg.replace(threads=max(1, (os.cpu_count() or 1) // jobs)).to_dict()
+        base_dict = cfg.replace(threads=max(1, cpu_limit() // jobs)).to_dict()   # affinity and cgroup quota
     spec = WorkerSpec(study_name=name, storage_url=url, study_dir=str(study_dir), trials=trials, base=base_dict,
-                      params=params, pruner=pruner, seed=seed, quiet=quiet)
+                      params=params, pruner=pruner, seed=seed, quiet=quiet, started=time.time(),
+                      finished_before=min(done, trials))
     ctx = multiprocessing.get_context("spawn")   # a fresh interpreter: no torch state forked mid-use
     procs = [ctx.Process(target=worker_main, args=(dataclasses.replace(spec, index=i, parent_pid=os.getpid()),),
                          name=f"convscope-tune-worker-{i}") for i in range(1, jobs)]

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._progress import counted
 from ..errors import ConvscopeError, warnings_in_words
 from ..runs import rundir as rd
 from ..runs.callbacks import Callback
@@ -52,6 +53,8 @@ class WorkerSpec:
     index: int = 0                 # 0: the process that started the study
     parent_pid: int | None = None  # a spawned worker stops taking trials when this process is gone
     quiet: bool = False
+    started: float = 0.0           # time.time() when the command started, and the finished trials then: the ETA
+    finished_before: int = 0
     log: list[str] = field(default_factory=list)
 
 
@@ -216,6 +219,8 @@ def run_trial(trial: Any, spec: WorkerSpec, lock: WorkerLock) -> float:
     trial.set_user_attr("epochs", len(epochs))
     trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+    finished = _count(trial.study, counted_states()) + 1 - spec.finished_before   # this one is not recorded yet
+    shown += f"; {counted(finished, spec.trials - spec.finished_before, time.time() - spec.started, 'trial')}"
     if reporter.pruned_at is not None:
         trial.set_user_attr("outcome", "pruned")
         _say(spec, f"trial {trial.number}: pruned after epoch {reporter.pruned_at} (val {100 * val:.2f}%; {shown})")

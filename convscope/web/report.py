@@ -16,6 +16,7 @@ from typing import Any
 from .._atomic import atomic_write_text, writable_folder, write_error
 from .._check import fail, integer
 from .._check import path as check_path
+from .._progress import stage, track
 from ..conv import conv_matrix, make_geometry
 from ..data.safe_io import read_regular
 from ..errors import ConfigError, ConvscopeError, DataError, WriteError
@@ -184,6 +185,7 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
             return pictures.file_data_uri(draw(tmp / name))
 
         # summary, curves, confusion, per-class accuracy
+        stage(f"report: summary, curves and confusion of {run_path}")
         tdata = compute.training_data(entry).to_dict()
         try:   # no curve (missing, a link, a FIFO): the report without it
             curve = _run_file_uri(entry.path, "curve.png") if _run_file(entry.path, "curve.png") else None
@@ -200,6 +202,7 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
         if shown_input is not None:
             from .network_picture import network_png
 
+            stage("report: the network on one image")
             picture, what = network_png(entry, shown_input[0])
             body = (f"<p>{shown_input[1]} through every layer, as the "
                     f"served Draw page shows it: each column is a layer's feature maps (viridis from 0 to the "
@@ -226,6 +229,7 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
         if ds is None:
             sections.append(("data", "Test data", f'<p class="note">{e(no_data)}</p>'))
         if ds is not None:
+            stage(f"report: sparsity on {len(ds):,} test images")
             sp = activation_sparsity(model, ds, run.normalization)
             srows = [[s.name, f"{100 * s.zero_fraction:.1f}%", f"{s.dead_units}/{s.units}",
                       f"{s.dead_channels}/{s.shape[0]}"] for s in sp]
@@ -234,6 +238,7 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
                     + _img(png(lambda p: sparsity_png(sp, p), "sparsity.png"), "sparsity"))
             sections.append(("sparsity", "Sparsity", body))
             if ds.images.shape[1] == 1:
+                stage("report: the edge experiment")
                 res = edge_experiment(ds.images, edge_filter)
                 s = res.summary()
                 body = (f"<p>A hand-set {e(edge_filter)} filter (zero padding) then ReLU on all {s['images']:,} test "
@@ -247,6 +252,7 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
         # the first layer as a matrix (its first output channel on the real input size)
         if first is not None:
             name, conv = first
+            stage(f"report: {name} as a matrix")
             c = conv.in_channels
             w0 = conv.weight.detach()[:1].double()                          # (1, C/groups, kh, kw)
             kw = {"stride": conv.stride, "padding": conv.padding, "dilation": conv.dilation}
@@ -270,7 +276,7 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
         if unit_layer is not None:
             n = min(shown[unit_layer]["shape"][0], max_units)
             units, files = [], []
-            for ch in range(n):
+            for ch in track(range(n), f"report: unit pages of {unit_layer}", unit="unit"):
                 d = compute.unit_data(entry, unit_layer, ch).to_dict()
                 files = [rel for rel in d["files"] if _run_file(entry.path, rel)]   # the run's own files only
                 body = pages.unit_body(d, lambda rel: _run_file_uri(entry.path, rel), lambda lay, k: f"#unit-{k}")
