@@ -170,7 +170,7 @@ def stage_trust(args, say) -> dict:
     threads = torch.get_num_threads()
     try:                                # trust_tables measures on one thread; later stages keep their own
         trust_tables.main(["--run", str(path), "--audit-images", str(args.audit_images), "--steps",
-                           str(args.audit_steps), "--out", str(TRUST)])
+                           str(args.audit_steps), "--out", str(TRUST)], prov=args.provenance)
     finally:
         torch.set_num_threads(threads)
     return {"file": str(TRUST.relative_to(ROOT))}
@@ -649,12 +649,13 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             ap.error(f"--only: unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
         args.runs.mkdir(parents=True, exist_ok=True)
+        # once, before the first stage: every stage rewrites tracked figures (docs/*.png), which must mark neither
+        # its own commit nor a later stage's dirty; all stages of one call share this commit and command
+        args.provenance = provenance(sys.argv if argv is None else ["bench/lecture_tables.py", *argv])
         for name in stages:
             t0 = time.perf_counter()
-            # before the stage: the stage rewrites tracked figures, which must not mark its own commit dirty
-            prov = provenance(sys.argv if argv is None else ["bench/lecture_tables.py", *argv])
             entry = STAGES[name](args, print)
-            entry["provenance"] = prov
+            entry["provenance"] = args.provenance
             entry["cpu"] = entry["provenance"]["machine"]["cpu"]
             entry["stage_seconds"] = time.perf_counter() - t0
             results["stages"][name] = entry

@@ -22,6 +22,8 @@ def test_docs_quote_what_the_script_measured(lecture):
     results = json.loads(lecture.RESULTS.read_text())
     for stage, entry in results["stages"].items():
         assert entry["provenance"]["commit"], stage                        # every stage records its commit
+        prov = lecture.stage_data(results, stage)["provenance"]            # the trust stage's: in its own file
+        assert prov["dirty"] is False, f"{stage}: measured on a tree with uncommitted changes; commit, re-run"
     for page in lecture.PAGES:
         text = page.read_text()
         assert lecture.rendered(text, results) == text, f"{page.name}: run python bench/lecture_tables.py --render"
