@@ -570,6 +570,84 @@ def block_trust_gradcam(d: dict) -> str:
             f"default) {100 * old['constant_fraction']:.0f}% of them were all-zero.")
 
 
+# What Adebayo et al. 2018 ("Sanity checks for saliency maps") saw under cascading model randomization: True = the
+# map changed (passes), False = it stayed (fails). Deconvnet and occlusion were not in their study.
+ADEBAYO = {"saliency": True, "smoothgrad": True, "gradcam": True, "integrated_gradients": False,
+           "guided_backprop": False, "guided_gradcam": False}
+WHY_DIFFERS = {
+    "smoothgrad": "on 28 × 28 digits the noise-averaged gradient of a random network still follows the strokes, and "
+                  "our threshold is a number where they judged by eye",
+    "guided_gradcam": "the rank correlation of |map| follows the Grad-CAM factor, which changes with the weights, "
+                      "although the guided-backprop factor is the part they showed to be input-driven",
+}
+
+
+def block_trust_audit_reading(d: dict) -> str:
+    """The audit read against the literature, each claim worded from the table it sits under."""
+    a = {m["method"]: m for m in d["audit"]["methods"]}
+
+    def rank(name: str) -> str:
+        m = a[name]
+        return (f"{m['randomization'][0]['spearman']:.2f} after the output layer is re-drawn, "
+                f"{m['randomization_score']:.2f} over the top half")
+
+    def outcome(name: str) -> str:
+        return ("passes" if a[name]["passes_randomization"] else "fails") + f" ({rank(name)})"
+
+    def names(ns: list[str]) -> str:
+        return ", ".join(f"`{n}`" for n in ns)
+
+    agree = [n for n in ADEBAYO if n in a and a[n]["passes_randomization"] == ADEBAYO[n]]
+    differ = [n for n in ADEBAYO if n in a and a[n]["passes_randomization"] != ADEBAYO[n]]
+    lines = []
+    if agree:
+        text = "; ".join(f"`{n}` {outcome(n)}" for n in agree)
+        lines.append(f"- **Agrees with Adebayo et al. 2018** on {len(agree)} of {len(agree) + len(differ)} methods "
+                     f"they tested: {text}.")
+        if "integrated_gradients" in agree:
+            lines[-1] += (" Integrated gradients' map is gradient × (input − baseline), and that factor keeps the "
+                          "digit's shape whatever the weights (their \"gradient ⊙ input\" finding).")
+    if differ:
+        parts = [f"`{n}` {outcome(n)}, where they saw the map {'change' if ADEBAYO[n] else 'stay'}"
+                 + (f": {WHY_DIFFERS[n]}" if n in WHY_DIFFERS else "") for n in differ]
+        lines.append("- **Differs**: " + "; ".join(parts) + ".")
+    if "deconvnet" in a:
+        lines.append(f"- Deconvnet, which they did not test, {outcome('deconvnet')}"
+                     + ("; like guided backprop it largely reconstructs the input (Nie et al. 2018)."
+                        if not a["deconvnet"]["passes_randomization"] else "."))
+    methods = [m for m in d["audit"]["methods"] if not m["control"]]
+    faithful = [m["method"] for m in methods if m["passes_faithfulness"]]
+    img = a.get("control: image")
+    vs_img = {m["method"]: m["versus_controls"]["control: image"]["ci95"] for m in methods
+              if "control: image" in m["versus_controls"]}
+    beat = [n for n, (lo, hi) in vs_img.items() if lo > 0]
+    below = [n for n, (lo, hi) in vs_img.items() if hi < 0]
+    tie = [n for n in vs_img if n not in beat and n not in below]
+    controls_trusted = [m["method"] for m in d["audit"]["methods"] if m["control"] and m["trusted"]]
+    trusted = [m["method"] for m in methods if m["trusted"]]
+    every = "every model-dependent method" if len(faithful) == len(methods) else \
+        f"{len(faithful)} of the {len(methods)} model-dependent methods"
+    text = (f"- **Faithfulness against Petsiuk et al. 2018**: {every} beats a random pixel order (CI above 0)")
+    if img:
+        f = img["faithfulness"]
+        text += (f", but on digits the input image itself is a strong order (insertion − deletion AUC "
+                 f"{f['insertion_auc'] - f['deletion_auc']:.3f}, {f['vs_random']['mean']:+.3f} over a random order): "
+                 "the class evidence *is* the ink. ")
+        text += (names(beat) + f" beat{'s' if len(beat) == 1 else ''} it (paired 95% CI above 0). " if beat
+                 else "No method beats it (paired 95% CI above 0). ")
+        if below:
+            text += f"{names(below)} rank pixels less usefully than \"ink first\" (CI below 0). "
+        if tie:
+            text += f"{names(tie)}: not distinguishable from it (CI spans 0). "
+        text += ("On natural images (their setting) intensity is no such shortcut, so this control matters more on "
+                 "MNIST-like data than the paper suggests.")
+    lines.append(text)
+    lines.append(f"- Trusted by all three rules: {names(trusted) if trusted else 'no method'}; "
+                 + ("no control is trusted (a control ignores the model)." if not controls_trusted else
+                    f"**a control is trusted** ({names(controls_trusted)}): the audit is broken."))
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, tuple[str, Callable[[dict], str]]] = {   # block name -> (stage, renderer)
     "edges": ("edges", block_edges),
     "edges-answer": ("edges", block_edges_answer),
@@ -590,6 +668,7 @@ BLOCKS: dict[str, tuple[str, Callable[[dict], str]]] = {   # block name -> (stag
     "trust-audit-setup": ("trust", block_trust_audit_setup),
     "trust-audit": ("trust", block_trust_audit),
     "trust-gradcam": ("trust", block_trust_gradcam),
+    "trust-audit-reading": ("trust", block_trust_audit_reading),
 }
 
 

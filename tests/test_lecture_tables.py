@@ -83,3 +83,34 @@ def test_refine_answer_claims_only_what_the_intervals_show(lecture):
     assert "**No detectable change**" in none and "no overfitting" not in none   # nothing to explain
     short = lecture.block_refine_verdict(_refine_entry((-0.05, -0.01), (-0.004, 0.003)))
     assert short.count("\n- ") == 3 and "Selectivity" not in short            # the README's three points
+
+
+def _audit_entry(passes: dict[str, bool], vs_image: dict[str, tuple[float, float]],
+                 trusted: tuple[str, ...] = ()) -> dict:
+    """The smallest trust stage entry the audit reading reads: per method whether it passes randomization, its
+    paired 95% interval against the image control, and which rows are trusted."""
+    def row(name: str, control: bool) -> dict:
+        ok = passes.get(name, False)
+        return {"method": name, "control": control, "randomization": [{"spearman": 0.1 if ok else 0.9}],
+                "randomization_score": 0.05 if ok else 0.8, "passes_randomization": ok, "passes_faithfulness": True,
+                "versus_controls": {} if control else {"control: image": {"ci95": list(vs_image[name])}},
+                "trusted": name in trusted,
+                "faithfulness": {"insertion_auc": 0.6, "deletion_auc": 0.1, "vs_random": {"mean": 0.5}}}
+    return {"audit": {"methods": [row(n, False) for n in vs_image] + [row("control: image", True)]}}
+
+
+def test_audit_reading_follows_the_table(lecture):
+    ok = _audit_entry({"saliency": True, "guided_backprop": False, "deconvnet": False},
+                      {"saliency": (-0.3, -0.2), "guided_backprop": (-0.1, 0.05), "deconvnet": (-0.2, -0.1),
+                       "occlusion": (0.1, 0.2)}, trusted=("occlusion",))
+    text = lecture.block_trust_audit_reading(ok)
+    assert "on 2 of 2 methods they tested" in text and "**Differs**" not in text
+    assert "`guided_backprop` fails (0.90 after the output layer is re-drawn, 0.80 over the top half)" in text
+    assert "Deconvnet, which they did not test, fails" in text
+    assert "`occlusion` beats it" in text and "`saliency`, `deconvnet` rank pixels less usefully" in text
+    assert "`guided_backprop`: not distinguishable from it (CI spans 0)" in text
+    assert "Trusted by all three rules: `occlusion`; no control is trusted" in text
+    bad = _audit_entry({"guided_backprop": True}, {"guided_backprop": (-0.1, -0.05)}, trusted=("control: image",))
+    text = lecture.block_trust_audit_reading(bad)
+    assert "**Differs**: `guided_backprop` passes" in text and "where they saw the map stay" in text
+    assert "No method beats it" in text and "**a control is trusted** (`control: image`)" in text
