@@ -76,7 +76,8 @@ def measure(run: Path, extra: list[str]) -> dict:
             "wall_seconds": wall, "cpu_seconds": cpu, "cpu_per_wall": cpu / wall,
             "load_average": {"start": list(load0), "end": list(load1)},            # 1, 5, 15 minutes
             "refine_seconds": res["seconds"], "variant_seconds": per_variant, "config": res["config"],
-            "threads": res["versions"]["threads"], "baseline_test_accuracy": res["baseline"]["test_accuracy"],
+            "threads": res["versions"]["threads"], "nice": os.nice(0),
+            "baseline_test_accuracy": res["baseline"]["test_accuracy"],
             "maximize_change_frozen": res["paired"]["frozen"]["maximize"]["change"]
             if "maximize" in res["paired"].get("frozen", {}) else None}
 

@@ -114,3 +114,21 @@ def test_audit_reading_follows_the_table(lecture):
     text = lecture.block_trust_audit_reading(bad)
     assert "**Differs**: `guided_backprop` passes" in text and "where they saw the map stay" in text
     assert "No method beats it" in text and "**a control is trusted** (`control: image`)" in text
+
+
+def test_default_refine_time_says_what_the_cpu_time_shows(lecture):
+    def entry(cpu: float, threads: int) -> dict:
+        return {"command": "convscope experiment refine RUN", "baseline_test_accuracy": 0.9935, "threads": threads,
+                "nice": 0, "wall_seconds": 3 * cpu, "cpu_seconds": cpu,
+                "load_average": {"start": [6.0, 5.0, 4.0], "end": [4.0, 5.0, 4.0]},
+                "config": {"seeds": [0, 1, 2], "variants": ["maximize", "random"], "steps": 30, "eval_every": 10,
+                           "bn": ["frozen", "reestimate"]},
+                "provenance": {"commit": "abcdef123", "machine": {"cpu": "Intel Xeon", "cores": 2}}}
+    fits = lecture.block_refine_default_time(entry(480, 2))
+    assert "**24.0 min wall, 8.0 min CPU**" in fits and "3 seeds x 2 variants" in fits and "3.0x the CPU" in fits
+    assert "4.0 min (perfect scaling) to 8.0 min" in fits and "even without parallel speed-up" in fits
+    assert "not niced" in fits and "load average 6.0 at the start and 4.0 at the end" in fits
+    assert "only if the two threads share the work well" in lecture.block_refine_default_time(entry(900, 2))
+    assert "over the 10-minute bound" in lecture.block_refine_default_time(entry(1500, 2))
+    one = lecture.block_refine_default_time(entry(700, 1))
+    assert "about the wall time it would take on one free core" in one and "over the 10-minute bound" in one
