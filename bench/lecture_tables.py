@@ -98,7 +98,7 @@ def stage_edges(args, say) -> dict:
 
     digits = load("digits", "all")
     rows = []
-    for data, name, kernel, filt in ((digits, "digits (10,000)", None, "sobel-x"),
+    for data, name, kernel, filt in ((digits, "digits (10,000)", None, "Sobel-x 3x3"),
                                      (digits, "digits (10,000)", FOURBYFOUR, "4x4 vertical edge")):
         res = edge_experiment(digits.images, "sobel-x", kernel=kernel)
         rows.append({**res.summary(), "data": name, "label": filt})
@@ -298,8 +298,8 @@ def block_refine_time(d: dict) -> str:
     return (f"The run above took {d['wall_seconds'] / 60:.0f} min wall and {d['cpu_seconds'] / 60:.1f} min CPU "
             f"({d['versions']['threads']} torch thread(s), niced, on the shared {d.get('cpu', 'CPU')}{load_txt}): "
             f"{per_model / 60:.1f} CPU-minutes per model and seed for {len(c['variants'])} variants measured "
-            f"every {c['eval_every']} steps. The default run (one model, 3 seeds) does about three times that, "
-            f"≈ {3 * per_model / 60:.0f} CPU-minutes; its wall time on two free cores was **not measured**.")
+            f"every {c['eval_every']} steps; the default run (one model, 3 seeds) would do about three times that, "
+            f"≈ {3 * per_model / 60:.0f} CPU-minutes by this estimate.")
 
 
 def block_refine_default_time(d: dict) -> str:
