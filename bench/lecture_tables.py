@@ -36,6 +36,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -183,8 +184,9 @@ def stage_refine_default(args, say) -> dict:
     import refine_default
 
     run = args.trust_run or refine_default.main_run(args.runs)       # the main job's run, as the trust stage's
-    say(f"refine-default: `convscope experiment refine RUN` on a copy of {run}")
-    return {"run": str(run), **refine_default.measure(run, [])}
+    extra = shlex.split(args.default_args)
+    say(f"refine-default: `convscope experiment refine RUN {args.default_args}` on a copy of {run}")
+    return {"run": str(run), **refine_default.measure(run, extra)}
 
 
 STAGES: dict[str, Callable] = {"edges": stage_edges, "sparsity": stage_sparsity, "refine": stage_refine,
@@ -303,29 +305,35 @@ def block_refine_time(d: dict) -> str:
 
 
 def block_refine_default_time(d: dict) -> str:
-    """What the default run (no options) cost, and what that does and does not say about two free cores."""
-    c, load = d["config"], d["load_average"]
-    threads = d["threads"]
-    nice = f"nice {d['nice']}" if d.get("nice") else "not niced"
-    free = ("so the CPU time is about the wall time it would take on one free core"
-            if threads == 1 else f"if it took as much CPU on free cores, {threads} threads would finish in "
-            f"{d['cpu_seconds'] / threads / 60:.1f} min (perfect scaling) to {d['cpu_seconds'] / 60:.1f} min "
-            "(none; the command waits on no disk or network)")
-    verdict = ("**within the 10-minute bound even without parallel speed-up**" if d["cpu_seconds"] <= 600 else
+    """What the default run (no options) cost, and what that does and does not say about two free cores. A run
+    with fewer seeds than the default (``--default-args "--seeds 0"``) is scaled up, and said to be an estimate."""
+    from convscope.configs import RefineConfig
+
+    c, load, threads = d["config"], d["load_average"], d["threads"]
+    n, default_n = len(c["seeds"]), len(RefineConfig().seeds)
+    cpu, what = d["cpu_seconds"], "The CPU time is the work"
+    if n < default_n:
+        share = sum(d["variant_seconds"].values()) / d["wall_seconds"]     # the part that scales with the seeds
+        cpu = d["cpu_seconds"] * (1 + (default_n / n - 1) * share)
+        what = (f"**Measured with {n} seed{'s' if n > 1 else ''}, not the default's {default_n}**, to finish on the "
+                f"shared machine: the variants took {100 * share:.0f}% of the wall time, so the default would take "
+                f"about **{cpu / 60:.1f} min CPU** (that share scaled by {default_n}/{n}: an estimate, not measured)")
+    free = ("about the wall time it would take on one free core" if threads == 1 else
+            f"if it took as much CPU on free cores, {threads} threads would finish in {cpu / threads / 60:.1f} min "
+            f"(perfect scaling) to {cpu / 60:.1f} min (none; the command waits on no disk or network)")
+    verdict = ("**within the 10-minute bound even without parallel speed-up**" if cpu <= 600 else
                "**within the 10-minute bound only if the two threads share the work well**"
-               if d["cpu_seconds"] / threads <= 600 else "**over the 10-minute bound even on free cores**")
-    n = len(c["seeds"])
+               if cpu / threads <= 600 else "**over the 10-minute bound even on free cores**")
+    nice = f"nice {d['nice']}" if d.get("nice") else "not niced"
     return (f"`{d['command']}` on {_main_model_short(d)}: {n} seed{'s' if n > 1 else ''} x {len(c['variants'])} "
             f"variants, {c['steps']} steps, measured every {c['eval_every']} steps, BN {' and '.join(c['bn'])}: "
             f"**{d['wall_seconds'] / 60:.1f} min wall, {d['cpu_seconds'] / 60:.1f} min CPU** (user + system, "
             f"{threads} torch threads; 2-core {d['provenance']['machine']['cpu']}, commit "
-            f"{d['provenance']['commit'][:7]}; {nice}, on "
-            f"a machine shared with other jobs: load average "
+            f"{d['provenance']['commit'][:7]}; {nice}, on a machine shared with other jobs: load average "
             f"{load['start'][0]:.1f} at the start and {load['end'][0]:.1f} at the end on 2 cores, so the wall time "
-            f"here is {d['wall_seconds'] / d['cpu_seconds']:.1f}x the CPU time). The CPU time is the work; {free}: "
-            f"{verdict}. Contention (shared caches, memory bandwidth) inflates CPU time too, so on free cores both "
-            "numbers are more likely lower than higher; no free machine was available to confirm it "
-            "(`bench/refine_default.py`).")
+            f"here is {d['wall_seconds'] / d['cpu_seconds']:.1f}x the CPU time). {what}; {free}: {verdict}. "
+            "Contention (shared caches, memory bandwidth) inflates CPU time too, so on free cores both numbers are "
+            "more likely lower than higher; no free machine was available to confirm it (`bench/refine_default.py`).")
 
 
 def _main_model_short(d: dict) -> str:
@@ -761,6 +769,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audit-steps", type=int, default=28, help="trust: deletion/insertion steps")
     ap.add_argument("--trust-run", type=Path, default=None,
                     help="trust: a trained run (default: `convscope train --deterministic` in --runs/main)")
+    ap.add_argument("--default-args", default="", help="refine-default: flags added to the default command (only "
+                    "to fit a loaded machine, e.g. '--seeds 0'; the docs then say so and what the default would cost)")
     ap.add_argument("--runs", type=Path, default=RUNS, help="where the default models are trained or reused")
     ap.add_argument("--render", action="store_true", help="only rewrite the docs' blocks from the JSON")
     args = ap.parse_args(argv)

@@ -132,3 +132,8 @@ def test_default_refine_time_says_what_the_cpu_time_shows(lecture):
     assert "over the 10-minute bound" in lecture.block_refine_default_time(entry(1500, 2))
     one = lecture.block_refine_default_time(entry(700, 1))
     assert "about the wall time it would take on one free core" in one and "over the 10-minute bound" in one
+    short = entry(200, 2)
+    short["config"]["seeds"], short["variant_seconds"] = [0], {"maximize": 150.0, "random": 150.0}   # half the wall
+    text = lecture.block_refine_default_time(short)                     # 200 s * (1 + 2 * 0.5) = 400 s estimated
+    assert "1 seed x 2 variants" in text and "**Measured with 1 seed, not the default's 3**" in text
+    assert "about **6.7 min CPU**" in text and "an estimate, not measured" in text and "3.3 min (perfect" in text
