@@ -87,7 +87,9 @@ def _vis_table(vis: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None, prov: dict | None = None) -> dict:
+    """``prov``: the provenance to record (bench/lecture_tables.py passes the one it took before its first stage,
+    whose figures would otherwise mark this commit dirty); default: taken here, before anything is measured."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", type=Path, help="a trained run (default: train the main job's model)")
     p.add_argument("--gradcam-images", type=int, default=200)
@@ -112,7 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
         test = load(run.config.dataset, "test", run.config.data_dir)
         acc = json.loads((Path(path) / "summary.json").read_text()).get("test_accuracy") \
             if (Path(path) / "summary.json").is_file() else None
-        result: dict = {"provenance": provenance(), "run": str(path) if args.run else "convscope train --deterministic",
+        result: dict = {"provenance": prov or provenance(),
+                        "run": str(path) if args.run else "convscope train --deterministic",
                         "model": run.config.model.name, "test_accuracy": acc, "test_images": len(test)}
         t0 = time.perf_counter()
         if "gradcam" not in skip:

@@ -70,7 +70,8 @@ class _Config:
 
 @dataclass
 class RefineConfig(_Config):
-    """What the refine experiment runs (``convscope experiment refine``). Defaults fit 10 minutes on a 2-core CPU."""
+    """What the refine experiment runs (``convscope experiment refine``). The defaults are meant to fit 10 minutes on
+    two free cores; what they cost is measured by ``bench/lecture_tables.py --only refine-default`` (docs/refine.md)."""
 
     layer: str = option("conv3", "the conv layer whose kernels are refined")
     response: str | None = option(None, "layer whose channel peaks are the kernels' response (default: the layer)",

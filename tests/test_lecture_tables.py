@@ -22,6 +22,8 @@ def test_docs_quote_what_the_script_measured(lecture):
     results = json.loads(lecture.RESULTS.read_text())
     for stage, entry in results["stages"].items():
         assert entry["provenance"]["commit"], stage                        # every stage records its commit
+        prov = lecture.stage_data(results, stage)["provenance"]            # the trust stage's: in its own file
+        assert prov["dirty"] is False, f"{stage}: measured on a tree with uncommitted changes; commit, re-run"
     for page in lecture.PAGES:
         text = page.read_text()
         assert lecture.rendered(text, results) == text, f"{page.name}: run python bench/lecture_tables.py --render"
@@ -81,3 +83,57 @@ def test_refine_answer_claims_only_what_the_intervals_show(lecture):
     assert "**No detectable change**" in none and "no overfitting" not in none   # nothing to explain
     short = lecture.block_refine_verdict(_refine_entry((-0.05, -0.01), (-0.004, 0.003)))
     assert short.count("\n- ") == 3 and "Selectivity" not in short            # the README's three points
+
+
+def _audit_entry(passes: dict[str, bool], vs_image: dict[str, tuple[float, float]],
+                 trusted: tuple[str, ...] = ()) -> dict:
+    """The smallest trust stage entry the audit reading reads: per method whether it passes randomization, its
+    paired 95% interval against the image control, and which rows are trusted."""
+    def row(name: str, control: bool) -> dict:
+        ok = passes.get(name, False)
+        return {"method": name, "control": control, "randomization": [{"spearman": 0.1 if ok else 0.9}],
+                "randomization_score": 0.05 if ok else 0.8, "passes_randomization": ok, "passes_faithfulness": True,
+                "versus_controls": {} if control else {"control: image": {"ci95": list(vs_image[name])}},
+                "trusted": name in trusted,
+                "faithfulness": {"insertion_auc": 0.6, "deletion_auc": 0.1, "vs_random": {"mean": 0.5}}}
+    return {"audit": {"methods": [row(n, False) for n in vs_image] + [row("control: image", True)]}}
+
+
+def test_audit_reading_follows_the_table(lecture):
+    ok = _audit_entry({"saliency": True, "guided_backprop": False, "deconvnet": False},
+                      {"saliency": (-0.3, -0.2), "guided_backprop": (-0.1, 0.05), "deconvnet": (-0.2, -0.1),
+                       "occlusion": (0.1, 0.2)}, trusted=("occlusion",))
+    text = lecture.block_trust_audit_reading(ok)
+    assert "on 2 of 2 methods they tested" in text and "**Differs**" not in text
+    assert "`guided_backprop` fails (0.90 after the output layer is re-drawn, 0.80 over the top half)" in text
+    assert "Deconvnet, which they did not test, fails" in text
+    assert "`occlusion` beats it" in text and "`saliency`, `deconvnet` rank pixels less usefully" in text
+    assert "`guided_backprop`: not distinguishable from it (CI spans 0)" in text
+    assert "Trusted by all three rules: `occlusion`; no control is trusted" in text
+    bad = _audit_entry({"guided_backprop": True}, {"guided_backprop": (-0.1, -0.05)}, trusted=("control: image",))
+    text = lecture.block_trust_audit_reading(bad)
+    assert "**Differs**: `guided_backprop` passes" in text and "where they saw the map stay" in text
+    assert "No method beats it" in text and "**a control is trusted** (`control: image`)" in text
+
+
+def test_default_refine_time_says_what_the_cpu_time_shows(lecture):
+    def entry(cpu: float, threads: int) -> dict:
+        return {"command": "convscope experiment refine RUN", "baseline_test_accuracy": 0.9935, "threads": threads,
+                "nice": 0, "wall_seconds": 3 * cpu, "cpu_seconds": cpu,
+                "load_average": {"start": [6.0, 5.0, 4.0], "end": [4.0, 5.0, 4.0]},
+                "config": {"seeds": [0, 1, 2], "variants": ["maximize", "random"], "steps": 30, "eval_every": 10,
+                           "bn": ["frozen", "reestimate"]},
+                "provenance": {"commit": "abcdef123", "machine": {"cpu": "Intel Xeon", "cores": 2}}}
+    fits = lecture.block_refine_default_time(entry(480, 2))
+    assert "**24.0 min wall, 8.0 min CPU**" in fits and "3 seeds x 2 variants" in fits and "3.0x the CPU" in fits
+    assert "4.0 min (perfect scaling) to 8.0 min" in fits and "even without parallel speed-up" in fits
+    assert "not niced" in fits and "load average 6.0 at the start and 4.0 at the end" in fits
+    assert "only if the two threads share the work well" in lecture.block_refine_default_time(entry(900, 2))
+    assert "over the 10-minute bound" in lecture.block_refine_default_time(entry(1500, 2))
+    one = lecture.block_refine_default_time(entry(700, 1))
+    assert "about the wall time it would take on one free core" in one and "over the 10-minute bound" in one
+    short = entry(200, 2)
+    short["config"]["seeds"], short["variant_seconds"] = [0], {"maximize": 150.0, "random": 150.0}   # half the wall
+    text = lecture.block_refine_default_time(short)                     # 200 s * (1 + 2 * 0.5) = 400 s estimated
+    assert "1 seed x 2 variants" in text and "**Measured with 1 seed, not the default's 3**" in text
+    assert "about **6.7 min CPU**" in text and "an estimate, not measured" in text and "3.3 min (perfect" in text
