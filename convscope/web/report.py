@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .._atomic import atomic_write_text, writable_folder, write_error
-from .._check import fail
+from .._check import fail, replaceable
 from .._check import path as check_path
 from ..conv import conv_matrix, make_geometry
 from ..data.safe_io import read_regular
@@ -70,6 +70,9 @@ def _not_a_run_file(out: Path, run_path: Path) -> None:
                           f".html file, e.g. {run_path / 'report.html'}")
 
 
+REPORT_MARK = "<title>report · ".encode()   # what page(f"report · {name}") writes in every report's first bytes
+
+
 def _check_out(out: Path) -> Path:
     """The HTML file to write: ``out``, or ``out/report.html`` when ``out`` is a folder; its folder is created and
     probed for writing now, before minutes of work, so that an unwritable -o fails at once and clearly."""
@@ -78,7 +81,9 @@ def _check_out(out: Path) -> Path:
     writable_folder(out.parent, f"-o {out}", "-o report.html")
     if out.exists() and not out.is_file():
         raise ConfigError(f"-o {out}: exists and is not a regular file; give another file name")
-    return out
+    # an existing file is replaced only when it is an earlier report (`report RUN -o notes.txt` replaced the notes)
+    return replaceable(out, "out", REPORT_MARK, "a convscope report (an HTML file titled 'report · ...')",
+                       f"give a new file name such as {out.with_name('report.html')}")
 
 
 @contextlib.contextmanager
