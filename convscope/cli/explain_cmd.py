@@ -21,10 +21,11 @@ if TYPE_CHECKING:
 def _read_image(path: Path, shape: tuple[int, int, int], mode: str = "none") -> tuple[torch.Tensor, list[str]]:
     """Any PNG/JPEG as the model's (1, C, H, W) uint8 input, prepared as ``predict`` prepares it (the one
     image -> input path: safe read, upright, 8-bit, sized; ``mode`` "mnist" for digit models), and the notes.
-    A blank image (nothing for mnist mode to centre) is explained as the plain conversion, with a note."""
+    A blank image (nothing for mnist mode to find) is refused as ``predict`` refuses it ("no ink found"): maps of
+    an empty input explain nothing (``--prepare none`` explains it, as ``predict --prepare none`` classifies it)."""
     from ..data.prepare import prepare_image
 
-    prep = prepare_image(path, shape, mode=mode, blank="plain")
+    prep = prepare_image(path, shape, mode=mode)
     return prep.tensor[None], prep.notes
 
 
