@@ -41,6 +41,12 @@ from .lr_rules import DEFAULT_RULE, RULE_TEXT, RULES, suggest
 from .runtime import torch_settings
 from .setup import prepare, scratch_trainer
 
+# The fewest steps whose lack of a loss fall says something about the model: on the main job (digits, fast2) a
+# 20-step sweep from 1e-7 to 10 fell by 10% only at its last steps and a 10-step one not at all, while 30 steps
+# found a rate; a no-fall verdict ("no learning rate trains this model") below this is "too few steps to judge".
+MIN_JUDGE_STEPS = 50
+
+
 @dataclass
 class LRFind(ResultMixin):
     """A learning-rate sweep: the rates, the raw and smoothed losses, each rule's suggestion and the chosen one."""
@@ -119,7 +125,11 @@ def lr_find(config: TrainConfig | dict[str, Any] | None = None, *, start: float 
             model.load_state_dict(saved)
     finite = [(lr, s, v) for lr, s, v in zip(lrs, smoothed, losses) if s is not None and v is not None]
     suggestions, note = suggest([f[0] for f in finite], [f[1] for f in finite], [f[2] for f in finite])
-    if note and stopped != "end":   # a short sweep can jump past the rates that train in a few steps
+    if note and stopped == "end" and steps < MIN_JUDGE_STEPS and finite:   # no verdict on the model from a glimpse
+        note = (f"{steps} steps are too few to judge whether the model trains (the lr grows "
+                f"{(end / start) ** (1 / (steps - 1)):.3g}x per step, each rate gets one batch); "
+                f"sweep at least {MIN_JUDGE_STEPS} steps (--steps; default 100)")
+    elif note and stopped != "end":   # a short sweep can jump past the rates that train in a few steps
         note += (f" (the sweep stopped after {len(lrs)} of {steps} steps, at lr {_g(lrs[-1])}: a longer sweep, "
                  "--steps, or a narrower one, --start/--end, may still find a rate)")
     return LRFind(cfg.model.name, cfg.data.dataset, cfg.optim.optimizer, cfg.optim.batch_size, rule, lrs, losses,
