@@ -31,6 +31,14 @@ __all__ = ["FIELDS", "FLAT", "RECIPES", "SECTIONS", "TrainConfig", "config_from_
 
 _UNSET: Any = dataclasses.MISSING
 
+# `train --check` (training/sanity.py): overfit one small batch, within a bound on the steps. A few dozen images
+# show whether a model can learn (Karpathy's recipe: a handful); a batch of 100,000 (all 60,000 images of MNIST,
+# every step) ran for about 20 minutes without a word, so the batch and the bound are capped.
+CHECK_BATCH, CHECK_STEPS = 64, 200          # the defaults
+CHECK_MAX_BATCH, CHECK_MAX_STEPS = 1024, 10_000
+CHECK_WHY = ("the check overfits one small batch: a few dozen images show whether the model learns, and every step "
+             "computes the whole batch")
+
 # An upper bound on the work one run may ask for: 100,000 epochs of the full digits set are years of CPU time and of
 # a 100-image subset a few hours; `--epochs 1000000000` is a typo that would otherwise train until killed.
 MAX_EPOCHS = 100_000
