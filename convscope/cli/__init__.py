@@ -15,7 +15,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from .._atomic import os_error_hint
+from .._atomic import os_error_hint, output_set
 from ..errors import ConvscopeError, warnings_in_words
 from . import (bench_cmd, data_cmd, diagnose_cmd, experiment_cmd, explain_cmd, export_cmd, inspect_cmd, lrfind_cmd,
                matrix_cmd, tensorboard_cmd, train_cmd, tune_cmd, visualize_cmd, web_cmd)
@@ -121,7 +121,11 @@ def _run(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return 0
     try:
-        with warnings_in_words():
+        # a command that writes a set of files (set_defaults(output_set=True), or a predicate of its arguments)
+        # writes all of them or none
+        whole = getattr(args, "output_set", False)
+        whole = whole(args) if callable(whole) else whole
+        with warnings_in_words(), (output_set() if whole else contextlib.nullcontext()):
             return int(args.func(args) or 0)
     except ConvscopeError as e:
         print(f"convscope: error: {cli_message(e, getattr(args, '_flags', {}), getattr(args, '_sources', None))}",

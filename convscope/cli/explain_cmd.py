@@ -131,7 +131,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prepare", choices=("none", "mnist"), default=None,
                    help="how IMAGE becomes input, as for predict (default: the run's, from model.json)")
     add_options(p, ExplainConfig)
-    p.set_defaults(func=cmd_explain, needs_scores=True)
+    p.set_defaults(func=cmd_explain, needs_scores=True,
+                   output_set=lambda a: not a.audit)   # an audit keeps its finished rows (marked incomplete)
     _image_after_options(p)
 
 

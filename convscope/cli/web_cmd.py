@@ -47,4 +47,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("-o", "--out", type=Path, default=None, help="HTML file to write (default RUN/report.html)")
     r.add_argument("--layer", default=None, help="layer whose units get a page each (default: the first conv)")
     r.add_argument("--filter", default="sobel-x", help="edge experiment filter (default sobel-x)")
-    r.set_defaults(func=cmd_report)
+    r.set_defaults(func=cmd_report, output_set=True)
