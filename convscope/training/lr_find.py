@@ -45,6 +45,7 @@ from .setup import prepare, scratch_trainer
 # 20-step sweep from 1e-7 to 10 fell by 10% only at its last steps and a 10-step one not at all, while 30 steps
 # found a rate; a no-fall verdict ("no learning rate trains this model") below this is "too few steps to judge".
 MIN_JUDGE_STEPS = 50
+MAX_STEPS = 10_000   # fastai sweeps 100; 10**9 steps barely raised the lr and ran until killed
 
 
 @dataclass
@@ -82,7 +83,9 @@ def lr_find(config: TrainConfig | dict[str, Any] | None = None, *, start: float 
     cfg = config if isinstance(config, TrainConfig) else config_from_dict(config or {})
     start = number(start, "start", 0, lo_open=True)
     end = number(end, "end", start, lo_open=True)
-    steps = integer(steps, "steps", 5, fix="e.g. 100")
+    steps = integer(steps, "steps", 5, MAX_STEPS, fix="e.g. 100; each step trains one batch, and the lr grows by "
+                                                    "(end/start)^(1/steps) per step: a longer sweep only samples it "
+                                                    "more finely")
     beta = number(beta, "beta", 0, 1, hi_open=True)
     diverge = number(diverge, "diverge", 1, lo_open=True)
     rule = choice(rule, "rule", RULES)
