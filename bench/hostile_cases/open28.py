@@ -12,7 +12,7 @@ from hostile_workspace import TINY
 
 from ._table import Table
 
-LIMIT = 20000   # bytes: the JSON of topk/sparsity fits, their pictures do not (the half-set case)
+LIMIT = 8192   # bytes: topk's JSON (about 2 KB) fits, its pictures do not (the half-set case)
 _LIMITED = ("import resource, signal\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
             f"resource.setrlimit(resource.RLIMIT_FSIZE, ({LIMIT}, {LIMIT}))\n")
 
@@ -31,6 +31,8 @@ def _refused(*words: str, holds=None):
     """Exit 2 naming each of ``words`` (WS/ stands for the workspace); ``holds(ws)``: what must still be true of
     the files afterwards (a note when it is not: a loss)."""
     def check(rc, out, err, ws):
+        if rc == 0:
+            return None   # not refused: judged by the case's expectation
         if holds is not None:
             broken = holds(ws)
             if broken:
@@ -85,7 +87,7 @@ CHECKS = {
     "open:seed": _refused("--sampler-seed", holds=_absent("open-seed")),
     **{f"open:bound-{i}": _refused(words) for i, (_, words) in enumerate(BOUNDS)},
     "open:space-epochs": _refused("open-space-epochs.yaml: epochs: 1000000000 is not a valid epochs"),
-    "open:out-run": _refused("is a training run's folder", holds=_unchanged("open-run-copy/study.db", b"")),
+    "open:out-run": _refused("is a training run's folder", holds=_absent("open-run-copy/study.db")),
     "open:out-other": _refused("holds no convscope study", holds=_unchanged("open-other", {"thesis.tex": b"keep"})),
     "open:report-notes": _refused("is not a convscope report", holds=_unchanged("open-rep/notes.txt", b"my notes")),
     "open:show-user": _refused("is not a picture an earlier predict --show wrote",
@@ -121,7 +123,7 @@ def add_cases(t: Table) -> None:
     # -- open-bounds: counts that were unbounded
     for i, (argv, _) in enumerate(BOUNDS):
         argv = [run if a == "RUN" else a for a in argv]
-        t.cli("open-bounds", " ".join(a for a in argv if a != run), [*argv, "--out", f"{out}/open-bound-{i}"]
+        t.cli("open-bounds", " ".join(a for a in argv if a != run), [*argv, "--out", f"{out}/open-bound-{i}.png"]
               if argv[0] not in ("train", "experiment") else argv, check=f"open:bound-{i}", timeout=slow)
     space = f"{t.configs}/open-space-epochs.yaml"
     t.py("open-bounds", "tune --space (epochs up to 1e9)",
