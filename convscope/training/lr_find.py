@@ -41,10 +41,11 @@ from .lr_rules import DEFAULT_RULE, RULE_TEXT, RULES, suggest
 from .runtime import torch_settings
 from .setup import prepare, scratch_trainer
 
-# The fewest steps whose lack of a loss fall says something about the model: on the main job (digits, fast2) a
-# 20-step sweep from 1e-7 to 10 fell by 10% only at its last steps and a 10-step one not at all, while 30 steps
-# found a rate; a no-fall verdict ("no learning rate trains this model") below this is "too few steps to judge".
-MIN_JUDGE_STEPS = 50
+# The fewest steps per decade of lr whose lack of a loss fall says something about the model: on the main job
+# (digits, fast2) sweeps from 1e-7 to 10 (8 decades) of 10 and 20 steps (1.25 and 2.5 per decade) showed no 10% fall
+# and were declared untrainable, while 30 steps (3.75 per decade) found a rate; the dead-ReLU model of the tests is
+# judged rightly at 40 steps over 5 decades (8 per decade). Below this a no-fall sweep is "too few steps to judge".
+MIN_STEPS_PER_DECADE = 5
 MAX_STEPS = 10_000   # fastai sweeps 100; 10**9 steps barely raised the lr and ran until killed
 
 
@@ -128,10 +129,12 @@ def lr_find(config: TrainConfig | dict[str, Any] | None = None, *, start: float 
             model.load_state_dict(saved)
     finite = [(lr, s, v) for lr, s, v in zip(lrs, smoothed, losses) if s is not None and v is not None]
     suggestions, note = suggest([f[0] for f in finite], [f[1] for f in finite], [f[2] for f in finite])
-    if note and stopped == "end" and steps < MIN_JUDGE_STEPS and finite:   # no verdict on the model from a glimpse
-        note = (f"{steps} steps are too few to judge whether the model trains (the lr grows "
-                f"{(end / start) ** (1 / (steps - 1)):.3g}x per step, each rate gets one batch); "
-                f"sweep at least {MIN_JUDGE_STEPS} steps (--steps; default 100)")
+    decades = math.log10(end / start)
+    if note and stopped == "end" and finite and steps < MIN_STEPS_PER_DECADE * decades:   # no verdict from a glimpse
+        note = (f"{steps} steps over {decades:.3g} decades of lr are too few to judge whether the model trains (the "
+                f"lr grows {(end / start) ** (1 / (steps - 1)):.3g}x per step, each rate gets one batch); sweep at "
+                f"least {MIN_STEPS_PER_DECADE} steps per decade: --steps {math.ceil(MIN_STEPS_PER_DECADE * decades)} "
+                "or more, or a narrower --start/--end")
     elif note and stopped != "end":   # a short sweep can jump past the rates that train in a few steps
         note += (f" (the sweep stopped after {len(lrs)} of {steps} steps, at lr {_g(lrs[-1])}: a longer sweep, "
                  "--steps, or a narrower one, --start/--end, may still find a rate)")

@@ -254,12 +254,13 @@ def test_explain_refuses_a_blank_image_as_predict_does(tmp_path, cli, small_run,
 
 def test_a_short_lr_sweep_says_too_few_steps_to_judge():
     # was: a 10-step sweep of a model that trains said "no learning rate trains this model as it is"
-    from convscope.training.lr_find import MIN_JUDGE_STEPS, lr_find
+    from convscope.training.lr_find import lr_find
 
     res = lr_find({"model": "fast", "model_args": {"width": 4}, "train_subset": 256, "batch_size": 64,
-                   "threads": 1}, steps=10)
-    assert res.suggested is None and res.note.startswith("10 steps are too few to judge whether the model trains")
-    assert f"sweep at least {MIN_JUDGE_STEPS} steps" in res.note and "no learning rate" not in res.note
+                   "threads": 1}, steps=10)   # 1e-7 to 10: 8 decades, 1.25 steps each
+    assert res.suggested is None and res.note.startswith("10 steps over 8 decades of lr are too few to judge whether "
+                                                         "the model trains")
+    assert "--steps 40 or more" in res.note and "no learning rate" not in res.note
 
 
 def test_tensorboard_checks_every_run_before_writing_any(tmp_path, small_run, cli):
