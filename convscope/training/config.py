@@ -278,11 +278,12 @@ def _check_range(key: str, value: float, interval: str, why: str | None = None) 
     ok = (value >= lo if interval[0] == "[" else value > lo) and (value <= hi if interval[-1] == "]" else value < hi)
     if ok:
         return
-    if hi == math.inf:
+    below = value < lo if interval[0] == "[" else value <= lo
+    if hi == math.inf or (below and why):   # a bound on work is named only when it is passed
         want = ("must be positive" if interval[0] == "(" else "must not be negative") if lo == 0 else \
             f"must be at least {lo:g}"
         raise ConfigError(f"{key} {want}, got {value}", arg=key)
-    reason = f"; {why}" if why and value > lo else ""
+    reason = f"; {why}" if why else ""
     raise ConfigError(f"{key} must lie in {interval}, got {value}{reason}", arg=key)
 
 
