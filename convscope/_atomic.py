@@ -27,6 +27,68 @@ WriteObserver = Callable[[Path, Path], None]   # (destination, temporary file ho
 _observers: list[WriteObserver] = []
 
 
+class _OutputSet:
+    """The undo log of :func:`output_set`: the files this command created, the files it replaced (each with a
+    hard link to its old content) and the folders it made."""
+
+    def __init__(self) -> None:
+        self.created: list[Path] = []
+        self.replaced: dict[Path, Path | None] = {}   # path -> link to the old content (None: could not keep it)
+        self.folders: list[Path] = []
+
+    def before_replace(self, path: Path) -> None:
+        if path in self.replaced or path in self.created:
+            return
+        if not os.path.lexists(path):
+            self.created.append(path)
+            return
+        keep = path.parent / f".{path.name}.{secrets.token_hex(6)}.old"
+        try:
+            os.link(path, keep, follow_symlinks=False)   # a second name for the old content: no data is copied
+        except OSError:
+            keep = None
+        self.replaced[path] = keep
+
+    def undo(self) -> None:
+        for path in reversed(self.created):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        for path, keep in self.replaced.items():
+            if keep is not None:
+                with contextlib.suppress(OSError):
+                    os.replace(keep, path)
+        for folders in reversed(self.folders):
+            _remove_empty([folders])
+
+    def commit(self) -> None:
+        for keep in self.replaced.values():
+            if keep is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(keep)
+
+
+_sets: list[_OutputSet] = []
+
+
+@contextlib.contextmanager
+def output_set() -> Iterator[None]:
+    """All or nothing for a command that writes several files (a JSON and its pictures, one picture per layer):
+    when the block fails (a full disk on the third file, an error, Ctrl-C), every file it wrote through this
+    module goes again, a file it replaced gets its old content back and the folders it made are removed, so no
+    half-written set is left looking complete. Each file stays atomic on its own as always."""
+    current = _OutputSet()
+    _sets.append(current)
+    try:
+        yield
+    except BaseException:
+        current.undo()
+        raise
+    else:
+        current.commit()
+    finally:
+        _sets.remove(current)
+
+
 @contextlib.contextmanager
 def observe_writes(fn: WriteObserver) -> Iterator[None]:
     """Call ``fn(path, tmp)`` on every atomic write in this process while the context is open."""
@@ -140,6 +202,8 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     _refuse_special(path)
     made = _missing_folders(path.parent)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
+    for log in _sets:
+        log.folders.extend(reversed(made))   # outermost first: undone innermost first
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # 0o666 filtered by the umask: the same permissions a plain open() would give (mkstemp gives 0o600)
@@ -157,6 +221,8 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
                     observe(path, tmp)
                 os.fsync(f.fileno())
                 f.close()
+                for log in _sets:
+                    log.before_replace(path)
                 os.replace(tmp, path)
             except OSError as e:
                 raise write_error(path, e) from e
@@ -203,6 +269,8 @@ def probe_folder(folder: str | os.PathLike[str]) -> Path:
         raise
     with contextlib.suppress(OSError):
         os.unlink(probe)
+    for log in _sets:   # a command's output folder made here goes again if the command fails
+        log.folders.extend(reversed(made))
     return folder
 
 

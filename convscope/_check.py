@@ -60,12 +60,14 @@ def integer(value: object, name: str, lo: int | None = None, hi: int | None = No
 
 
 SEED_MAX = 2**63 - 1   # torch.manual_seed takes [-2**63, 2**64); one range for every seed convscope accepts
+SAMPLER_SEED_MAX = 2**32 - 1   # Optuna's samplers seed numpy's RandomState, which takes [0, 2**32 - 1]
 
 
-def seed(value: object, name: str = "seed") -> int:
-    """A seed: a whole number in [0, 2**63 - 1] (not a bool, not a float such as 1e23): the one check behind
-    every seed convscope accepts (train, config files, visualize, refine, explain audits)."""
-    return integer(value, name, 0, SEED_MAX, fix="use a seed such as 0, 1 or 42")
+def seed(value: object, name: str = "seed", hi: int = SEED_MAX) -> int:
+    """A seed: a whole number in [0, hi] (not a bool, not a float such as 1e23), ``hi`` 2**63 - 1 unless the
+    consumer takes fewer bits (``tune``'s sampler seed: :data:`SAMPLER_SEED_MAX`): the one check behind every seed
+    convscope accepts (train, config files, visualize, refine, explain audits, tune)."""
+    return integer(value, name, 0, hi, fix="use a seed such as 0, 1 or 42")
 
 
 def threads(value: int | None, name: str = "threads") -> int | None:
@@ -187,6 +189,21 @@ def distinct_path(path: Path, name: str, protected: dict[str, Path]) -> Path:
         if p.resolve() == target or (p.exists() and path.exists() and p.samefile(path)):
             raise fail(name, f"{path} is {label}; writing there would destroy it; give another file name")
     return path
+
+
+def replaceable(path: Path, name: str, marker: bytes, what: str, fix: str) -> Path:
+    """``path`` (to be written) is new, or an earlier output of ours that may be replaced: a regular file whose
+    first 4 KiB hold ``marker`` (a report's title, a PNG text chunk), never a user's notes.txt or a run's
+    model.safetensors that happens to stand there (symlinks followed). ``what``: the output in words ("a
+    convscope report"); ``fix``: what to give instead."""
+    if not os.path.lexists(path):
+        return path
+    if path.is_file():
+        with open(path, "rb") as f:
+            if marker in f.read(4096):
+                return path
+    raise fail(name, f"{path} exists and is not {what}; convscope replaces only its own earlier output, never "
+                     f"another file; {fix}")
 
 
 # -- config fields: one declaration drives the check and the CLI flag --------------------------------------------

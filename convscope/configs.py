@@ -86,7 +86,9 @@ class RefineConfig(_Config):
     models: int = option(1, "independently trained models: the runs given, then more trained like the first with "
                             "--seed +1, +2, ... (new initialisation, data order and augmentation draws; kept in "
                             "RUN/experiments/refine-models/)", lo=1, hi=20)
-    bootstrap: int = option(2000, "bootstrap resamples of the test images for confidence intervals", lo=100)
+    bootstrap: int = option(2000, "bootstrap resamples of the test images for confidence intervals", lo=100,
+                            check=_at_most(100_000, "each resample re-scores every test image's prediction; 1,000 "
+                                                    "to 2,000 are usual for a 95% interval"))
     variants: tuple[str, ...] = option(VARIANTS, "comma-separated subset of " + ",".join(VARIANTS), kind="names",
                                        choices=VARIANTS)
     batch_size: int = option(64, "images per step (fewer when the chosen set is smaller)", lo=1)

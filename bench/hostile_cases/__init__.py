@@ -16,6 +16,8 @@ bench/hostile_workspace.py.
     writes      full disks, files in the way, closed pipes; meaningless training settings, seeds, dup keys
     plausible   training settings against the data's image size and classes; unusual settings warned; config
                 values named by their file (#28)
+    open28      the findings of #28 open after its third round: tune seed and folder, bounds, replaced files,
+                half-written sets, model-file neighbours, blank images, short sweeps (areas open-*)
 
 A case's ``area`` is the label the sweep's results are grouped by (``api`` and ``api2``: the Python API);
 its id is unique across the table.
@@ -27,14 +29,15 @@ from pathlib import Path
 
 from hostile_workspace import make_workspace
 
-from . import (data, explain, inspection, matrix, models, plausible, predict, refine, runs, train, visualize, web,
-               writes)
+from . import (data, explain, inspection, matrix, models, open28, plausible, predict, refine, runs, train, visualize,
+               web, writes)
 from ._table import CHECKS as _SHARED_CHECKS
 from ._table import Case, Table
 
 __all__ = ["CHECKS", "SCENARIOS", "UNITS", "Case", "build_cases", "make_workspace"]
 
-UNITS = (data, predict, runs, train, inspection, matrix, visualize, explain, refine, web, models, writes, plausible)
+UNITS = (data, predict, runs, train, inspection, matrix, visualize, explain, refine, web, models, writes, plausible,
+         open28)
 
 
 def _merged_checks() -> dict:

@@ -15,7 +15,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from .._atomic import os_error_hint
+from .._atomic import os_error_hint, output_set
 from .._cpus import openmp_env_defaults
 from .._progress import shown
 from ..errors import ConvscopeError, warnings_in_words
@@ -128,7 +128,12 @@ def _run(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return 0
     try:
-        with warnings_in_words(), shown(not getattr(args, "quiet", False)):   # progress on stderr, --quiet: none
+        # a command that writes a set of files (set_defaults(output_set=True), or a predicate of its arguments)
+        # writes all of them or none
+        whole = getattr(args, "output_set", False)
+        whole = whole(args) if callable(whole) else whole
+        with warnings_in_words(), shown(not getattr(args, "quiet", False)), \
+                (output_set() if whole else contextlib.nullcontext()):   # progress on stderr, --quiet: none
             return int(args.func(args) or 0)
     except ConvscopeError as e:
         print(f"convscope: error: {cli_message(e, getattr(args, '_flags', {}), getattr(args, '_sources', None))}",

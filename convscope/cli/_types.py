@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from .._check import integer, number as finite
+from .._check import SEED_MAX, integer, number as finite, seed as check_seed
 from ..errors import ConfigError
 
 
@@ -29,6 +29,11 @@ def count(minimum: int = 1, maximum: int | None = None, why: str = "") -> Callab
     """An int of at least ``minimum`` (and at most ``maximum``: a bound on the work a flag asks for, ``why``
     saying what it bounds)."""
     return _parser(int, "a whole number", lambda v: integer(v, "value", minimum, maximum, fix=why), "count")
+
+
+def seed(maximum: int = SEED_MAX) -> Callable[[str], int]:
+    """A seed, through the one seed check (``maximum``: a consumer that takes fewer bits, e.g. Optuna's sampler)."""
+    return _parser(int, "a whole number", lambda v: check_seed(v, "value", maximum), "seed")
 
 
 def number(minimum: float | None = None, positive: bool = False) -> Callable[[str], float]:

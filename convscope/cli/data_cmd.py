@@ -88,4 +88,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     ps.add_argument("--per-class", type=count(1), default=8, help="samples per class (default 8)")
     ps.add_argument("--out", type=Path, default=None, help="PNG file to write (default NAME-SPLIT-samples.png)")
     add_data_args(ps)
-    ps.set_defaults(func=cmd_show)
+    ps.set_defaults(func=cmd_show, output_set=True)

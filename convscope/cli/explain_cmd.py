@@ -21,10 +21,11 @@ if TYPE_CHECKING:
 def _read_image(path: Path, shape: tuple[int, int, int], mode: str = "none") -> tuple[torch.Tensor, list[str]]:
     """Any PNG/JPEG as the model's (1, C, H, W) uint8 input, prepared as ``predict`` prepares it (the one
     image -> input path: safe read, upright, 8-bit, sized; ``mode`` "mnist" for digit models), and the notes.
-    A blank image (nothing for mnist mode to centre) is explained as the plain conversion, with a note."""
+    A blank image (nothing for mnist mode to find) is refused as ``predict`` refuses it ("no ink found"): maps of
+    an empty input explain nothing (``--prepare none`` explains it, as ``predict --prepare none`` classifies it)."""
     from ..data.prepare import prepare_image
 
-    prep = prepare_image(path, shape, mode=mode, blank="plain")
+    prep = prepare_image(path, shape, mode=mode)
     return prep.tensor[None], prep.notes
 
 
@@ -117,7 +118,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prepare", choices=("none", "mnist"), default=None,
                    help="how IMAGE becomes input, as for predict (default: the run's, from model.json)")
     add_options(p, ExplainConfig)
-    p.set_defaults(func=cmd_explain, needs_scores=True)
+    p.set_defaults(func=cmd_explain, needs_scores=True,
+                   output_set=lambda a: not a.audit)   # an audit keeps its finished rows (marked incomplete)
     _image_after_options(p)
 
 

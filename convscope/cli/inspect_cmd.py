@@ -333,7 +333,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_target_args(p)
     p.add_argument("--layers", help="comma-separated layer names (default: the activation layers)")
     p.add_argument("--threshold", type=number(0.0), default=1e-3, help="near-zero threshold (default 1e-3)")
-    p.set_defaults(func=cmd_sparsity)
+    p.set_defaults(func=cmd_sparsity, output_set=True)
 
     from ..configs import EDGE_FILTERS as FILTERS
     from .data_cmd import add_data_args
@@ -349,23 +349,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=count(0), default=0, help="use only the first N images")
     p.add_argument("--out", type=Path, help="output folder (default ./inspect)")
     add_data_args(p)
-    p.set_defaults(func=cmd_edges)
+    p.set_defaults(func=cmd_edges, output_set=True)
 
     p = sub.add_parser("rf", help="receptive field size, jump and start of every layer, checked by gradients")
     add_target_args(p, dataset=False)
-    p.set_defaults(func=cmd_rf)
+    p.set_defaults(func=cmd_rf, output_set=True)
 
     p = sub.add_parser("filters", help="conv kernels as image grids")
     add_target_args(p, dataset=False)
     p.add_argument("--layer", help="comma-separated conv layer names (default: the first conv)")
-    p.set_defaults(func=cmd_filters)
+    p.set_defaults(func=cmd_filters, output_set=True)
 
     p = sub.add_parser("features", help="every layer's feature maps for one image")
     add_target_args(p)
     p.add_argument("--index", type=count(0), default=0, help="image index in the split (default 0)")
     p.add_argument("--layers", help="comma-separated layer names (default: every feature-map layer)")
     p.add_argument("--channels", type=count(1), default=16, help="channels shown per layer (default 16)")
-    p.set_defaults(func=cmd_features)
+    p.set_defaults(func=cmd_features, output_set=True)
 
     p = sub.add_parser("topk", help="the dataset images that activate each channel most (Zeiler & Fergus)")
     add_target_args(p)
@@ -374,4 +374,4 @@ def register(sub: argparse._SubParsersAction) -> None:
                    default=9, help=f"images per channel (default 9, at most {TOPK_MAX})")
     p.add_argument("--channels", type=count(1), default=16, help="channels drawn (default 16)")
     p.add_argument("--show", type=count(0), default=8, help="channels printed (default 8)")
-    p.set_defaults(func=cmd_topk)
+    p.set_defaults(func=cmd_topk, output_set=True)

@@ -51,4 +51,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", default="fast", choices=list(C.RECIPES), help="starting point (default: fast)")
     p.add_argument("--config", type=Path, help="YAML, TOML or JSON file of training options")
     add_config_flags(p)
-    p.set_defaults(func=cmd_lr_find)
+    p.set_defaults(func=cmd_lr_find, output_set=True)

@@ -161,4 +161,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--max-memory", type=number(positive=True), default=4.0,
                    help="refuse matrices needing more GiB (default 4)")
-    p.set_defaults(func=cmd_matrix)
+    p.set_defaults(func=cmd_matrix, output_set=True)

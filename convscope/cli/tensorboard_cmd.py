@@ -7,9 +7,9 @@ from pathlib import Path
 
 
 def cmd_tensorboard(args: argparse.Namespace) -> int:
-    from ..training.tensorboard import convert
+    from ..training.tensorboard import convert_all
 
-    written = [convert(run, force=args.force) for run in args.runs]
+    written = convert_all(args.runs, force=args.force)   # every RUN checked before the first is written
     for out in written:
         print(f"wrote {out}")
     parents = sorted({str(p.parent.parent) for p in written})

@@ -109,8 +109,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..training import TrainingInterrupted, resume, train
     from .launch import relaunch
 
-    if not args.check and (args.json or args.check_batch != 64 or args.check_steps != 200):
-        given = "--json" if args.json else "--check-batch" if args.check_batch != 64 else "--check-steps"
+    if not args.check and (args.json or args.check_batch != C.CHECK_BATCH or args.check_steps != C.CHECK_STEPS):
+        given = "--json" if args.json else "--check-batch" if args.check_batch != C.CHECK_BATCH else "--check-steps"
         raise ConfigError(f"{given}: goes with --check (the one-batch sanity check); add --check, or drop {given} "
                           "to train", arg=given)
     if args.resume and (args.check or args.lr == "find"):
@@ -249,10 +249,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--check", action="store_true",
                    help="instead of training: check the initial loss against -log(1/C) and that the model can "
                         "overfit one batch (exit status 1 and the reasons when it cannot learn)")
-    p.add_argument("--check-batch", type=count(1), default=64, metavar="N", help="--check: images to overfit "
-                                                                                 "(default 64)")
-    p.add_argument("--check-steps", type=count(1), default=200, metavar="N", help="--check: the bound on the "
-                                                                                  "steps (default 200)")
+    p.add_argument("--check-batch", type=count(1, C.CHECK_MAX_BATCH, C.CHECK_WHY), default=C.CHECK_BATCH, metavar="N",
+                   help=f"--check: images to overfit (default {C.CHECK_BATCH}, at most {C.CHECK_MAX_BATCH})")
+    p.add_argument("--check-steps", type=count(1, C.CHECK_MAX_STEPS, C.CHECK_WHY), default=C.CHECK_STEPS,
+                   metavar="N", help=f"--check: the bound on the steps (default {C.CHECK_STEPS}, at most "
+                                     f"{C.CHECK_MAX_STEPS:,})")
     p.add_argument("--json", action="store_true", help="--check: the result as JSON")
     add_nproc_arg(p)
     add_config_flags(p, lr_find=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._types import count
+from .._check import SAMPLER_SEED_MAX
+from ._types import count, seed
 from .train_cmd import add_config_flags, config_from_args
 
 
@@ -53,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pruner", choices=("median", "halving", "none"), default="median",
                    help="stop poor trials early: below the median of earlier trials at the same epoch (default), "
                         "asynchronous successive halving, or none")
-    p.add_argument("--sampler-seed", type=int, default=0, help="seed of Optuna's TPE sampler (default 0)")
+    p.add_argument("--sampler-seed", type=seed(SAMPLER_SEED_MAX), default=0,
+                   help="seed of Optuna's TPE sampler, 0 to 2**32-1 (numpy's range; default 0)")
     p.add_argument("--quiet", action="store_true", help="no per-trial lines")
     p.add_argument("--recipe", default="fast", choices=list(C.RECIPES), help="starting point (default: fast)")
     p.add_argument("--config", type=Path, help="YAML, TOML or JSON file of training options: the base config")

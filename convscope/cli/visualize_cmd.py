@@ -83,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_options(p, VisualizeConfig)
     p.add_argument("--no-natural", action="store_true", help="skip the pass over the dataset for natural values")
     p.add_argument("--show", type=count(0), default=16, help="units printed (default 16)")
-    p.set_defaults(func=cmd_visualize)
+    p.set_defaults(func=cmd_visualize, output_set=True)
 
     p = sub.add_parser("project", help="deconvnet and guided-backprop projections of each unit's top-k activations")
     add_target_args(p)
@@ -91,6 +91,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels", help="units, e.g. 0-7 (default: the first 8)")
     p.add_argument("--k", type=count(1, PROJECT_K_MAX, "two backward passes per image and unit, every one drawn"),
                    default=4, help=f"top activations per unit (default 4, at most {PROJECT_K_MAX})")
-    p.set_defaults(func=cmd_project)
+    p.set_defaults(func=cmd_project, output_set=True)
 
 

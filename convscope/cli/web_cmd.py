@@ -55,4 +55,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     pick.add_argument("--test-index", type=count(0), default=None, metavar="N",
                       help="the network picture's input: test image N (default 0)")
     add_quiet(r)
-    r.set_defaults(func=cmd_report)
+    r.set_defaults(func=cmd_report, output_set=True)

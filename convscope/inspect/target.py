@@ -74,10 +74,20 @@ def load_model_file(spec: str, weights: str | Path | None) -> nn.Module:
         raise ConfigError(f"--model-file {file}: cannot be imported as Python")
     module = importlib.util.module_from_spec(spec_obj)
     sys.modules[module_name] = module
+    # the file's folder is importable, as when Python runs it as a script (`python mymodel.py` puts its folder
+    # first on sys.path): `from helpers import block` beside it works. Kept for the session, as for a script:
+    # forward() may import lazily.
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     try:
         spec_obj.loader.exec_module(module)  # the user's own code, run as they asked
-    except SyntaxError as e:  # no frame of the file to show: say where
-        raise ConfigError(f"--model-file {file}: line {e.lineno}: {e.msg}; your model file is not valid Python") from e
+    except SyntaxError as e:  # no frame of the file to show: say where (the model file, or a module it imports)
+        if e.filename is None or Path(e.filename).resolve() == path.resolve():
+            raise ConfigError(f"--model-file {file}: line {e.lineno}: {e.msg}; your model file is not valid Python"
+                              ) from e
+        raise ConfigError(f"--model-file {file}: {e.filename}, line {e.lineno} (imported by your model file): "
+                          f"{e.msg}; that file is not valid Python") from e
     cls = getattr(module, cls_name, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ConfigError(f"--model-file {file}: no nn.Module subclass named {cls_name!r}")

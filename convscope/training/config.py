@@ -31,14 +31,28 @@ __all__ = ["FIELDS", "FLAT", "RECIPES", "SECTIONS", "TrainConfig", "config_from_
 
 _UNSET: Any = dataclasses.MISSING
 
+# `train --check` (training/sanity.py): overfit one small batch, within a bound on the steps. A few dozen images
+# show whether a model can learn (Karpathy's recipe: a handful); a batch of 100,000 (all 60,000 images of MNIST,
+# every step) ran for about 20 minutes without a word, so the batch and the bound are capped.
+CHECK_BATCH, CHECK_STEPS = 64, 200          # the defaults
+CHECK_MAX_BATCH, CHECK_MAX_STEPS = 1024, 10_000
+CHECK_WHY = ("the check overfits one small batch: a few dozen images show whether the model learns, and every step "
+             "computes the whole batch")
+
+# An upper bound on the work one run may ask for: 100,000 epochs of the full digits set are years of CPU time and of
+# a 100-image subset a few hours; `--epochs 1000000000` is a typo that would otherwise train until killed.
+MAX_EPOCHS = 100_000
+EPOCHS_WHY = (f"more than {MAX_EPOCHS:,} epochs is years of training on the full datasets; give the passes you mean "
+              "(12 is the default)")
+
 
 def _f(default: Any = _UNSET, help: str = "", *, key: str | None = None, range: str | None = None,
-       choices: tuple[str, ...] | None = None, factory: Any = _UNSET, const: Any = None) -> Any:
+       choices: tuple[str, ...] | None = None, factory: Any = _UNSET, const: Any = None, why: str | None = None) -> Any:
     """A config field. ``key``: its flat name when it differs from the field's; ``range``: an interval such as
     "[0, 1)" or "[1, inf)"; ``choices``: the valid strings; ``const``: the value of its flag given without one
-    (``--diagnose`` alone means ``--diagnose 10``)."""
+    (``--diagnose`` alone means ``--diagnose 10``); ``why``: why a finite upper bound (said when it is passed)."""
     meta: dict[str, Any] = {"help": help}
-    for name, value in (("key", key), ("range", range), ("choices", choices), ("const", const)):
+    for name, value in (("key", key), ("range", range), ("choices", choices), ("const", const), ("why", why)):
         if value is not None:
             meta[name] = value
     return field(default=default, default_factory=factory, metadata=meta)
@@ -89,7 +103,7 @@ class ScheduleConfig:
     """How long the run trains and the learning rate as a function of the step."""
 
     epochs: int | None = _f(None, "passes over the training set (default: 12; the dataset may declare its own, "
-                            "e.g. 6 on Fashion-MNIST)", range="[1, inf)")
+                            "e.g. 6 on Fashion-MNIST)", range=f"[1, {MAX_EPOCHS}]", why=EPOCHS_WHY)
     name: str = _f("onecycle", "learning-rate schedule", key="schedule",
                    choices=("constant", "step", "cosine", "onecycle"))
     warmup_epochs: float = _f(0.0, "linear warmup from 0 over this many epochs (not for onecycle)", range="[0, inf)")
@@ -193,7 +207,7 @@ class TrainConfig:
             if "choices" in f.metadata and value not in f.metadata["choices"]:
                 raise ConfigError(f"{key}: {value!r} is not one of {', '.join(f.metadata['choices'])}", arg=key)
             if "range" in f.metadata and value is not None:
-                _check_range(key, value, f.metadata["range"])
+                _check_range(key, value, f.metadata["range"], f.metadata.get("why"))
         check_seed(self.runtime.seed, "seed")
         epochs, warmup = self.schedule.epochs, self.schedule.warmup_epochs
         if epochs is not None and warmup > 0 and warmup >= epochs:   # the rate would never reach its peak
@@ -256,18 +270,21 @@ FLOAT_KEYS = tuple(k for k, h in HINTS.items() if float in (typing.get_args(h) o
 CHOICES: dict[str, tuple[str, ...]] = {k: f.metadata["choices"] for k, f in FIELDS.items() if "choices" in f.metadata}
 
 
-def _check_range(key: str, value: float, interval: str) -> None:
-    """``value`` inside ``interval`` ("[0, 1)", "(0, inf)", "[1, inf)"), or a ConfigError saying so in words."""
+def _check_range(key: str, value: float, interval: str, why: str | None = None) -> None:
+    """``value`` inside ``interval`` ("[0, 1)", "(0, inf)", "[1, inf)"), or a ConfigError saying so in words
+    (``why``: the reason for a finite upper bound, added when the value is above it)."""
     lo_text, hi_text = interval[1:-1].split(",")
     lo, hi = float(lo_text), float(hi_text)
     ok = (value >= lo if interval[0] == "[" else value > lo) and (value <= hi if interval[-1] == "]" else value < hi)
     if ok:
         return
-    if hi == math.inf:
+    below = value < lo if interval[0] == "[" else value <= lo
+    if hi == math.inf or (below and why):   # a bound on work is named only when it is passed
         want = ("must be positive" if interval[0] == "(" else "must not be negative") if lo == 0 else \
             f"must be at least {lo:g}"
         raise ConfigError(f"{key} {want}, got {value}", arg=key)
-    raise ConfigError(f"{key} must lie in {interval}, got {value}", arg=key)
+    reason = f"; {why}" if why else ""
+    raise ConfigError(f"{key} must lie in {interval}, got {value}{reason}", arg=key)
 
 
 # Defaults that depend on the dataset: None in a config until :func:`resolve` fills them, with what the

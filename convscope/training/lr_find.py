@@ -41,6 +41,14 @@ from .lr_rules import DEFAULT_RULE, RULE_TEXT, RULES, suggest
 from .runtime import torch_settings
 from .setup import prepare, scratch_trainer
 
+# The fewest steps per decade of lr whose lack of a loss fall says something about the model: on the main job
+# (digits, fast2) sweeps from 1e-7 to 10 (8 decades) of 10 and 20 steps (1.25 and 2.5 per decade) showed no 10% fall
+# and were declared untrainable, while 30 steps (3.75 per decade) found a rate; the dead-ReLU model of the tests is
+# judged rightly at 40 steps over 5 decades (8 per decade). Below this a no-fall sweep is "too few steps to judge".
+MIN_STEPS_PER_DECADE = 5
+MAX_STEPS = 10_000   # fastai sweeps 100; 10**9 steps barely raised the lr and ran until killed
+
+
 @dataclass
 class LRFind(ResultMixin):
     """A learning-rate sweep: the rates, the raw and smoothed losses, each rule's suggestion and the chosen one."""
@@ -76,7 +84,9 @@ def lr_find(config: TrainConfig | dict[str, Any] | None = None, *, start: float 
     cfg = config if isinstance(config, TrainConfig) else config_from_dict(config or {})
     start = number(start, "start", 0, lo_open=True)
     end = number(end, "end", start, lo_open=True)
-    steps = integer(steps, "steps", 5, fix="e.g. 100")
+    steps = integer(steps, "steps", 5, MAX_STEPS, fix="e.g. 100; each step trains one batch, and the lr grows by "
+                                                    "(end/start)^(1/steps) per step: a longer sweep only samples it "
+                                                    "more finely")
     beta = number(beta, "beta", 0, 1, hi_open=True)
     diverge = number(diverge, "diverge", 1, lo_open=True)
     rule = choice(rule, "rule", RULES)
@@ -119,7 +129,13 @@ def lr_find(config: TrainConfig | dict[str, Any] | None = None, *, start: float 
             model.load_state_dict(saved)
     finite = [(lr, s, v) for lr, s, v in zip(lrs, smoothed, losses) if s is not None and v is not None]
     suggestions, note = suggest([f[0] for f in finite], [f[1] for f in finite], [f[2] for f in finite])
-    if note and stopped != "end":   # a short sweep can jump past the rates that train in a few steps
+    decades = math.log10(end / start)
+    if note and stopped == "end" and finite and steps < MIN_STEPS_PER_DECADE * decades:   # no verdict from a glimpse
+        note = (f"{steps} steps over {decades:.3g} decades of lr are too few to judge whether the model trains (the "
+                f"lr grows {(end / start) ** (1 / (steps - 1)):.3g}x per step, each rate gets one batch); sweep at "
+                f"least {MIN_STEPS_PER_DECADE} steps per decade: --steps {math.ceil(MIN_STEPS_PER_DECADE * decades)} "
+                "or more, or a narrower --start/--end")
+    elif note and stopped != "end":   # a short sweep can jump past the rates that train in a few steps
         note += (f" (the sweep stopped after {len(lrs)} of {steps} steps, at lr {_g(lrs[-1])}: a longer sweep, "
                  "--steps, or a narrower one, --start/--end, may still find a rate)")
     return LRFind(cfg.model.name, cfg.data.dataset, cfg.optim.optimizer, cfg.optim.batch_size, rule, lrs, losses,

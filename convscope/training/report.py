@@ -9,9 +9,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from matplotlib.figure import Figure
 
 from .._atomic import atomic_write_bytes
+from .._check import replaceable
+from ..errors import ConfigError
 from ..data.prepare import default_mode, prepare_image
 from ..models.forward import iter_batches
 from ..viz import new_figure, save_figure
@@ -59,6 +62,30 @@ def confusion_png(res: EvalResult, classes: tuple[str, ...], path: Path) -> Path
     return save_figure(confusion_figure(res, classes), path)
 
 
+SHOWN_TEXT = ("Software", "convscope predict --show")   # the PNG text chunk of every picture --show writes
+
+
+def _shown_paths(paths: list[Path]) -> dict[Path, Path]:
+    """Where ``--show`` writes each image's prepared input (``<name>.prepared.png`` beside it), checked before
+    anything is written: no two images may share one (photo.png and photo.jpg), none may be an input image, and
+    an existing file is replaced only when an earlier --show wrote it (its PNG text chunk says so)."""
+    out: dict[Path, Path] = {}
+    mark = b"tEXt" + SHOWN_TEXT[0].encode() + b"\0" + SHOWN_TEXT[1].encode()
+    inputs = {p.resolve() for p in paths}
+    for path in paths:
+        shown = path.with_name(path.stem + ".prepared.png")
+        twin = next((p for p, s in out.items() if s.resolve() == shown.resolve() and p != path), None)
+        if twin is not None:
+            raise ConfigError(f"show: {twin} and {path} would both write {shown}; rename one of them, or run "
+                              "predict --show on them separately", arg="show")
+        if shown.resolve() in inputs:
+            raise ConfigError(f"show: {shown} is one of the images given; writing what the model saw there would "
+                              "replace it; leave it out, or rename it", arg="show")
+        out[path] = replaceable(shown, "show", mark, "a picture an earlier predict --show wrote",
+                                "move or rename it, or leave --show out")
+    return out
+
+
 @torch.no_grad()
 def predict_files(run: Run, paths: list[Path], k: int = 3, prepare: str | None = None, show: bool = False,
                   batch_size: int = 256) -> list[tuple[Path, list[str], list[tuple[str, float]]]]:
@@ -66,15 +93,19 @@ def predict_files(run: Run, paths: list[Path], k: int = 3, prepare: str | None =
     ``show``: also write the prepared input beside each file as ``<name>.prepared.png``. Images are read and
     prepared one by one, then classified ``batch_size`` at a time."""
     mode = prepare or default_mode(run.meta)
+    shown_paths = _shown_paths(paths) if show else {}
     inputs, all_notes = [], []
     for path in paths:
         prep = prepare_image(path, run.input_shape, mode=mode)          # the one image -> input path
         notes = [f"prepared: {mode}" + (" (the run's default)" if prepare is None else "")] + prep.notes
         if show:
-            shown = path.with_name(path.stem + ".prepared.png")
+            shown = shown_paths[path]
             arr = prep.tensor.numpy()
             buf = io.BytesIO()
-            Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)).save(buf, format="PNG")
+            info = PngInfo()
+            info.add_text(*SHOWN_TEXT)   # marks it ours: a later --show may replace it, nothing else
+            Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)).save(buf, format="PNG",
+                                                                                       pnginfo=info)
             atomic_write_bytes(shown, buf.getvalue())
             notes.append(f"wrote what the model saw to {shown}")
         if run.tta:

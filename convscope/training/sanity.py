@@ -24,14 +24,14 @@ import torch
 
 from .._check import integer
 from .._result import ResultMixin
-from .config import TrainConfig
+from .config import CHECK_BATCH, CHECK_MAX_BATCH, CHECK_MAX_STEPS, CHECK_STEPS, CHECK_WHY, TrainConfig
 from .diagnostics import StepProbe, header
 from .doctor import Finding, _g, findings_at_init
 from .runtime import torch_settings
 from .setup import prepare, scratch_trainer
 
-DEFAULT_BATCH = 64
-DEFAULT_MAX_STEPS = 200
+DEFAULT_BATCH = CHECK_BATCH
+DEFAULT_MAX_STEPS = CHECK_STEPS
 
 # the check trains on the batch as it is, at one learning rate: everything that would blur "can it learn?" off
 PLAIN = dict(schedule="constant", warmup_epochs=0.0, weight_decay=0.0, label_smoothing=0.0, ema=0.0, translate=0,
@@ -85,8 +85,8 @@ def check(config: TrainConfig | dict[str, Any] | None = None, *, batch: int = DE
     from .config import config_from_dict
 
     cfg = config if isinstance(config, TrainConfig) else config_from_dict(config or {})
-    batch = integer(batch, "batch", 1, fix="e.g. 64")
-    max_steps = integer(max_steps, "max_steps", 1, fix="e.g. 200")
+    batch = integer(batch, "batch", 1, CHECK_MAX_BATCH, fix=f"e.g. {CHECK_BATCH}; {CHECK_WHY}")
+    max_steps = integer(max_steps, "max_steps", 1, CHECK_MAX_STEPS, fix=f"e.g. {CHECK_STEPS}; {CHECK_WHY}")
     with torch_settings(cfg), torch.random.fork_rng(devices=[]):
         cfg, data = prepare(cfg)
         n = min(batch, len(data.train))

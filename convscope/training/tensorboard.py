@@ -170,6 +170,17 @@ def convert(run: str | Path, force: bool = False) -> Path:
     """Write RUN/tensorboard from a run folder trained without ``--tensorboard``: metrics.jsonl (steps, epochs),
     diagnostics.jsonl where present, and the filters and test confusion of the final weights (finished runs).
     The events go to a temporary folder renamed into place at the end. ``force``: replace an existing one."""
+    return _write(_read_source(run, force))
+
+
+def convert_all(runs: list[str | Path], force: bool = False) -> list[Path]:
+    """:func:`convert` for several runs, every run read and checked before the first is written: a bad path
+    among them (`tensorboard --force GOOD BAD`) leaves the good runs as they were, not half the set replaced."""
+    return [_write(src) for src in [_read_source(r, force) for r in runs]]
+
+
+def _read_source(run: str | Path, force: bool) -> tuple[Path, list[dict], list[dict], Any]:
+    """The run's folder, its metrics and diagnostics and its loaded run (finished runs; else None), checked."""
     from .._check import path as check_path
 
     path = check_path(run, "run")
@@ -182,6 +193,17 @@ def convert(run: str | Path, force: bool = False) -> Path:
     metrics = rd.read_metrics(path / rd.METRICS, torn_tail=True) if (path / rd.METRICS).exists() else []
     diags = [d for d in rd.read_metrics(path / rd.DIAGNOSTICS, torn_tail=True)
              if d.get("kind") == "diag"] if (path / rd.DIAGNOSTICS).exists() else []
+    loaded = None
+    if (path / rd.META).exists():
+        from .run import load_run
+
+        loaded = load_run(path)
+    return path, metrics, diags, loaded
+
+
+def _write(source: tuple[Path, list[dict], list[dict], Any]) -> Path:
+    path, metrics, diags, loaded = source
+    out = path / LOGDIR
     tmp = path / f".{LOGDIR}.part"
     shutil.rmtree(tmp, ignore_errors=True)
     w = summary_writer(tmp)
@@ -194,12 +216,10 @@ def convert(run: str | Path, force: bool = False) -> Path:
                 write_epoch(w, rec)
                 write_diagnostics(w, [d for d in diags if d.get("epoch") == rec["epoch"]], rec["step"])
                 last_step = rec["step"]
-        if (path / rd.META).exists():
+        if loaded is not None:
             from .evaluate import evaluate
-            from .run import load_run
             from ..data import load
 
-            loaded = load_run(path)
             test = load(loaded.config.data.dataset, "test", loaded.config.data.data_dir)
             res = evaluate(loaded.model, test, loaded.normalization, tta=loaded.tta, classes=loaded.classes)
             write_images(w, loaded.model, res, loaded.classes, last_step)

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import writable_folder
-from .._check import choice, integer
+from .._check import SAMPLER_SEED_MAX, choice, integer
+from .._check import seed as check_seed
 from .._cpus import cpu_limit
 from ..errors import ConfigError, ConvscopeError
 from ..runs.rundir import check_run_name
@@ -35,6 +36,13 @@ from .workers import WorkerSpec, recover_dead_trials, work, worker_main
 
 DEFAULT_VAL_FRACTION = 0.1
 PRUNERS = ("median", "halving", "none")
+# Each trial trains at least one epoch: 10,000 trials of the smallest (a few seconds) already take days, and TPE's
+# proposals stop improving after a few hundred; more is a typo (--trials 1000000000), not a study.
+MAX_TRIALS = 10_000
+# What a study folder holds (so an existing folder holding any of them is a study to continue) and what a training
+# run folder holds (a study there would mix its files with the run's and overwrite none of them honestly).
+STUDY_FILES = ("study.db", "workers", "trials", "results.md", "trials.json", "best.yaml")
+RUN_FILES = ("config.json", "model.json", "model.safetensors", "checkpoint.safetensors", "metrics.jsonl")
 
 
 @dataclass
@@ -57,6 +65,25 @@ def _space(space: Any) -> tuple[tuple[Param, ...], str]:
         return parse_space(space, "space"), "space"
     raise ConfigError(f"space: expected a space file path or a mapping of config keys to specs, got "
                       f"{type(space).__name__}")
+
+
+def check_study_folder(folder: Path) -> Path:
+    """``folder`` (``--out``) must be new, empty, or an earlier study's folder: never a training run's folder
+    (whose files the study's would mix with) or a folder of other files (``results.md``, ``best.yaml``... would
+    land among them, and replace any of the same name)."""
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return folder
+    run = [n for n in RUN_FILES if (folder / n).exists()]
+    if run:
+        raise ConfigError(f"out: {folder} is a training run's folder (it holds {', '.join(run)}); a study writes "
+                          f"its own files ({', '.join(STUDY_FILES[:3])}, ...) and would mix them with the run's; "
+                          "give a new folder, e.g. --out runs/my-study", arg="out")
+    if not any((folder / n).exists() for n in STUDY_FILES):
+        shown = sorted(p.name for p in folder.iterdir())
+        raise ConfigError(f"out: {folder} is not empty ({', '.join(shown[:5])}{', ...' if len(shown) > 5 else ''}) "
+                          "and holds no convscope study; give a new or empty folder, e.g. --out runs/my-study "
+                          "(an earlier study's folder is continued)", arg="out")
+    return folder
 
 
 def _check_same_study(study: Any, record: dict[str, Any], where: str) -> None:
@@ -91,11 +118,13 @@ def tune(base: TrainConfig | dict[str, Any] | None = None, *, trials: int, space
     None for :data:`~.space.DEFAULT_SPACE`; ``study``: the study's name (default ``tune-<model>-<dataset>``);
     ``out``: its folder (default ``runs_dir/<study>``); ``storage``: a database URL shared by the workers (default
     SQLite in the folder); ``jobs``: worker processes on this machine; ``pruner``: median, halving or none;
-    ``seed``: the sampler's seed."""
+    ``seed``: the sampler's seed, 0 to 2**32 - 1 (numpy's RandomState, behind Optuna's samplers)."""
     optuna = optuna_module()
-    trials = integer(trials, "trials", 1)
+    trials = integer(trials, "trials", 1, MAX_TRIALS, fix=f"a study of more than {MAX_TRIALS:,} trials (each at "
+                     "least one epoch) runs for weeks; run a smaller study and continue it later")
     jobs = integer(jobs, "jobs", 1, 256)
     pruner = choice(pruner, "pruner", PRUNERS)
+    seed = check_seed(seed, "seed", SAMPLER_SEED_MAX)   # before the study folder is made: numpy's range
     cfg = base if isinstance(base, TrainConfig) else config_from_dict(base or {}, source="base config")
     cfg.validate()
     if cfg.data.val_fraction == 0.0:
@@ -109,7 +138,8 @@ def tune(base: TrainConfig | dict[str, Any] | None = None, *, trials: int, space
     except ConfigError:
         raise ConfigError(f"study: {name!r} is not a plain name; a study name is one folder name (letters, digits, "
                           "'-', '_', '.'); use --out PATH to put the study folder elsewhere", arg="study") from None
-    study_dir = writable_folder(Path(out) if out is not None else Path(runs_dir) / name, "the study folder (--out)")
+    study_dir = check_study_folder(Path(out) if out is not None else Path(runs_dir) / name)
+    study_dir = writable_folder(study_dir, "the study folder (--out)")
     url = storage or default_url(study_dir)
     st = open_storage(url)
     s = optuna.create_study(study_name=name, storage=st, direction="maximize", load_if_exists=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._check import integer
 from ..data.dataset import ImageDataset
 from .figures import new_figure, save_figure
 
@@ -18,8 +19,16 @@ def pick_per_class(labels: torch.Tensor, n_classes: int, per_class: int) -> list
     return [np.flatnonzero(lab == k)[:per_class].tolist() for k in range(n_classes)]
 
 
+# One matplotlib panel per sample: 10 classes x 64 are 640 panels (seconds to draw); `--per-class 1000000000` ended
+# in a MemoryError traceback.
+MAX_PER_CLASS = 64
+PER_CLASS_WHY = "each sample is one panel of the picture: wider grids are unreadable and take minutes to draw"
+
+
 def class_grid(dataset: ImageDataset, path: str | os.PathLike[str], per_class: int = 8) -> Path:
-    """Write a PNG: one row per class (name on the left), ``per_class`` samples across."""
+    """Write a PNG: one row per class (name on the left), ``per_class`` samples across (at most
+    :data:`MAX_PER_CLASS`)."""
+    per_class = integer(per_class, "per_class", 1, MAX_PER_CLASS, fix=PER_CLASS_WHY)
     rows = pick_per_class(dataset.labels, len(dataset.classes), per_class)
     n_rows = len(rows)
     fig = new_figure(per_class * 0.9 + 1.6, n_rows * 0.9 + 0.6)

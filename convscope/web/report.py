@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import atomic_write_text, writable_folder, write_error
-from .._check import fail, integer
+from .._check import fail, integer, replaceable
 from .._check import path as check_path
 from .._progress import stage, track
 from ..conv import conv_matrix, make_geometry
@@ -72,6 +72,9 @@ def _not_a_run_file(out: Path, run_path: Path) -> None:
                           f".html file, e.g. {run_path / 'report.html'}")
 
 
+REPORT_MARK = "<title>report · ".encode()   # what page(f"report · {name}") writes in every report's first bytes
+
+
 def _check_out(out: Path) -> Path:
     """The HTML file to write: ``out``, or ``out/report.html`` when ``out`` is a folder; its folder is created and
     probed for writing now, before minutes of work, so that an unwritable -o fails at once and clearly."""
@@ -80,7 +83,9 @@ def _check_out(out: Path) -> Path:
     writable_folder(out.parent, f"-o {out}", "-o report.html")
     if out.exists() and not out.is_file():
         raise ConfigError(f"-o {out}: exists and is not a regular file; give another file name")
-    return out
+    # an existing file is replaced only when it is an earlier report (`report RUN -o notes.txt` replaced the notes)
+    return replaceable(out, "out", REPORT_MARK, "a convscope report (an HTML file titled 'report · ...')",
+                       f"give a new file name such as {out.with_name('report.html')}")
 
 
 @contextlib.contextmanager

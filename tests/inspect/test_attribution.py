@@ -138,8 +138,10 @@ def test_cli_explain_index_and_image(small_run, tmp_path):
     r = cli(str(tmp_path / "blank.png"), "--method", "occlusion", "--target", "4", "--prepare", "none")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "explain-blank.json").read_text())["target"] == 4
-    r = cli(str(tmp_path / "blank.png"), "--method", "saliency")       # the run's default (mnist): nothing to centre
-    assert r.returncode == 0 and "no ink found" in r.stdout and "the plain conversion" in r.stdout, r.stderr
+    r = cli(str(tmp_path / "blank.png"), "--method", "saliency")       # the run's default (mnist): refused as predict
+    assert r.returncode == 2 and "blank.png: no ink found" in r.stderr, r.stderr
+    assert not (tmp_path / "explain-blank.json").exists() or json.loads(
+        (tmp_path / "explain-blank.json").read_text())["target"] == 4   # the --prepare none answer above, untouched
 
 
 def test_cli_explain_takes_any_size_as_predict_does(small_run, tmp_path):
