@@ -4,13 +4,13 @@ replaced by something that is not a regular file. :func:`read_json_file` parses 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .._json import loads_strict
 from ..data.safe_io import open_regular
 from ..errors import DataError
 from ..models.weights import CheckpointError
@@ -33,8 +33,8 @@ def read_json_file(path: str | os.PathLike[str], max_bytes: int = MAX_JSON_BYTES
     if len(data) > max_bytes:
         raise CheckpointError(f"{path}: more than {max_bytes:,} bytes; not a convscope run file")
     try:
-        return json.loads(data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        return loads_strict(data.decode("utf-8"))     # strict JSON: NaN/Infinity refused, as the docs promise
+    except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: unreadable or not JSON ({type(e).__name__}: {e})") from None
 
 

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_write_text, os_error_hint, probe_folder
+from .._json import loads_strict
 from ..data.normalize import Normalization
 from ..errors import ConvscopeError
 from ..models.forward import check_device
@@ -198,8 +199,8 @@ def read_metrics(path: Path, torn_tail: bool = False) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as e:
+            record = loads_strict(line)      # strict JSON: NaN/Infinity refused, as the docs promise
+        except ValueError as e:
             if torn_tail and number == len(lines) and not text.endswith("\n"):
                 break
             raise RunError(f"{path}, line {number}: not JSON ({getattr(e, 'msg', e)}); each line must be one "

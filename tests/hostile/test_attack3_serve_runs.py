@@ -4,14 +4,20 @@ failed before its fix: a hang, a 500, a traceback, or a run file accepted that t
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
+import re
+import shutil
 import time
+from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from convscope.data.sources import download
-from convscope.errors import DownloadError
+from convscope.errors import ConvscopeError, DownloadError
 
 from ..data.http_server import FileServer
 from ..web.conftest import Server, free_port
@@ -20,31 +26,96 @@ from ..web.conftest import Server, free_port
 # ---- F1: confusion.png computed from the cached evaluation under the same run's lock ------------------------
 
 
-def test_confusion_png_answers_and_the_run_still_predicts(small_run, tmp_path):
-    srv = Server([str(small_run.path)], free_port())
+def rehash(run: Path) -> None:
+    """Record the digests of a run's edited files again, as an attacker (or a careless script) would."""
+    from convscope.runs.rundir import write_manifest
+
+    meta = json.loads((run / "model.json").read_text())
+    del meta["sha256"]
+    write_manifest(run, meta)
+
+
+@pytest.fixture(scope="module")
+def served(small_run, tmp_path_factory):
+    """A real `convscope serve` on 127.0.0.1 over two copies of a run: ``good``, and ``summnan`` whose
+    summary.json holds NaN (digests recorded again, so only the strict JSON reader can refuse it)."""
+    root = tmp_path_factory.mktemp("served")
+    shutil.copytree(small_run.path, root / "good")
+    shutil.copytree(small_run.path, root / "summnan")
+    summary = json.loads((root / "summnan" / "summary.json").read_text())
+    (root / "summnan" / "summary.json").write_text(json.dumps({**summary, "test_accuracy": float("nan")}))
+    rehash(root / "summnan")
+    srv = Server([str(root)], free_port())
     try:
         srv.wait_ready()
-        rid = httpx.get(srv.base + "/api/runs", timeout=10).json()["runs"][0]["id"]
-        # before the fix: no answer ever (the render held the run's model lock, the evaluation took it again)
-        r = httpx.get(f"{srv.base}/run/{rid}/confusion.png", timeout=120)
-        assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n"
-        # and the run's lock is free again: its predict answers (it waited forever before)
-        import io
-
-        from PIL import Image
-
-        img = Image.new("L", (28, 28), 0)
-        img.paste(255, (12, 4, 16, 24))          # a vertical stroke
-        buf = io.BytesIO()
-        img.save(buf, "PNG")
-        p = httpx.post(f"{srv.base}/api/run/{rid}/predict", content=buf.getvalue(),
-                       headers={"content-type": "image/png"}, timeout=60)
-        assert p.status_code == 200, p.text
-        assert p.json(), p.text
-        # the cached picture is served again at once
-        assert httpx.get(f"{srv.base}/run/{rid}/confusion.png", timeout=30).content == r.content
+        yield srv
     finally:
         srv.stop()
+
+
+def test_confusion_png_answers_and_the_run_still_predicts(served):
+    base = served.base
+    # before the fix: no answer ever (the render held the run's model lock, the evaluation took it again)
+    r = httpx.get(f"{base}/run/good/confusion.png", timeout=120)
+    assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n"
+    # and the run's lock is free again: its predict answers (it waited forever before)
+    img = Image.new("L", (28, 28), 0)
+    img.paste(255, (12, 4, 16, 24))          # a vertical stroke
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    p = httpx.post(f"{base}/api/run/good/predict", content=buf.getvalue(), headers={"content-type": "image/png"},
+                   timeout=60)
+    assert p.status_code == 200, p.text
+    assert p.json(), p.text
+    # the cached picture is served again at once
+    assert httpx.get(f"{base}/run/good/confusion.png", timeout=30).content == r.content
+
+
+# ---- F7: strict JSON in run files and request bodies: a 400 naming the problem, never a 500 -------------------
+
+
+def test_summary_with_nan_is_a_400_naming_the_file(served):
+    r = httpx.get(f"{served.base}/api/run/summnan/training", timeout=60)
+    assert r.status_code == 400, r.text
+    msg = r.json()["error"]
+    assert "summary.json" in msg and "NaN is not JSON" in msg
+    assert httpx.get(f"{served.base}/api/run/good/training", timeout=60).status_code == 200
+
+
+def test_deeply_nested_request_body_is_a_400(served):
+    body = b'{"input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"      # 200 KB, within the 1 MiB cap
+    r = httpx.post(f"{served.base}/api/run/good/conv", content=body,
+                   headers={"content-type": "application/json"}, timeout=60)
+    assert r.status_code == 400 and "nested too deeply" in r.json()["error"], r.text
+    r = httpx.post(f"{served.base}/api/run/good/conv", content=b'{"layer": NaN}',
+                   headers={"content-type": "application/json"}, timeout=60)
+    assert r.status_code == 400 and "NaN is not JSON" in r.json()["error"], r.text
+
+
+@pytest.mark.parametrize("name,text,where", [
+    ("summary.json", '{"test_accuracy": NaN}', "summary.json"),
+    ("summary.json", '{"test_accuracy": -Infinity}', "summary.json"),
+    ("metrics.jsonl", '{"kind": "epoch", "epoch": 1, "loss": Infinity}\n', "metrics.jsonl, line 1"),
+])
+def test_load_run_reads_strict_json(small_run, tmp_path, name, text, where):
+    import convscope
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run.path, run)
+    (run / name).write_text(text)
+    rehash(run)
+    with pytest.raises(ConvscopeError, match=rf"{re.escape(where)}.*is not JSON"):
+        convscope.load_run(run).metrics      # metrics are read on first use
+
+
+def test_strict_loads_itself():
+    from convscope._json import loads_strict
+
+    assert loads_strict('{"a": [1.5, null, 1e308]}') == {"a": [1.5, None, 1e308]}
+    for text, words in [("NaN", "NaN is not JSON"), ("[Infinity]", "Infinity is not JSON"),
+                        ("[" * 50_000 + "]" * 50_000, "nested too deeply"), ("{", "Expecting")]:
+        with pytest.raises(ValueError, match=words):
+            loads_strict(text)
 
 
 # ---- F2: a download is capped at what the published file can be; parts of killed downloads are removed --------
