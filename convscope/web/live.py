@@ -9,7 +9,6 @@ Draw and unit pages), and *stopped* otherwise (killed, resumable with ``convscop
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import threading

@@ -105,7 +105,7 @@ def test_load_run_reads_strict_json(small_run, tmp_path, name, text, where):
     (run / name).write_text(text)
     rehash(run)
     with pytest.raises(ConvscopeError, match=rf"{re.escape(where)}.*is not JSON"):
-        convscope.load_run(run).metrics      # metrics are read on first use
+        _ = convscope.load_run(run).metrics      # metrics are read on first use
 
 
 def test_strict_loads_itself():
