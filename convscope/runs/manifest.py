@@ -65,6 +65,11 @@ def check_manifest(meta: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
     if not (isinstance(shape, list) and len(shape) == 3
             and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1 << 16 for v in shape)):
         raise bad("input_shape", "[C, H, W], three ints from 1 to 65536")
+    from ..models.probe import MAX_SIDE, MAX_VALUES   # the bound every other input shape gets (#28 F9)
+
+    if max(shape[1:]) > MAX_SIDE or shape[0] * shape[1] * shape[2] > MAX_VALUES:
+        raise bad("input_shape", f"[C, H, W] with sides of at most {MAX_SIDE} pixels and at most {MAX_VALUES:,} "
+                                 "values (larger images do not fit in memory a batch at a time)")
     n = meta.get("num_classes")
     if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 1 << 20):
         raise bad("num_classes", "a positive int")

@@ -18,8 +18,10 @@ from PIL import Image
 
 from convscope.data.sources import download
 from convscope.errors import ConvscopeError, DownloadError
+from convscope.models.weights import CheckpointError
 
 from ..data.http_server import FileServer
+from .conftest import time_bound
 from ..web.conftest import Server, free_port
 
 
@@ -182,3 +184,80 @@ def test_stale_part_of_a_killed_download_removed(tmp_path):
 def download_x(srv, folder, cap):
     return download([srv.url + "/m/x.gz"], folder / "x.gz", "0" * 32, progress=False, max_bytes=cap)
 
+# ---- F5, F9, F10: every file model.json records is checked, sizes before hashes, model size before building ---
+
+
+def _copy(small_run, tmp_path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(small_run.path, run)
+    return run
+
+
+def test_sparse_100gb_weights_refused_before_hashing(small_run, tmp_path):
+    import convscope
+
+    run = _copy(small_run, tmp_path)
+    with open(run / "model.safetensors", "r+b") as f:
+        f.truncate(100 << 30)                       # sparse: no disk used, 100 GB to hash
+    with time_bound(10), pytest.raises(CheckpointError, match=r"model.safetensors: 107,374,182,400 bytes, more "
+                                                                r"than the weights of the model"):
+        convscope.load_run(run)
+
+
+@pytest.mark.parametrize("edit,words", [
+    ({"input_shape": [1, 60000, 60000]}, "input_shape must be [C, H, W] with sides of at most 4096"),
+    ({"model_args": {"width": 2_000_000}}, "bytes of weights, more than a run's model can (4,294,967,296)"),
+])
+def test_model_size_bounded_before_building(small_run, tmp_path, edit, words):
+    import convscope
+
+    run = _copy(small_run, tmp_path)
+    meta = json.loads((run / "model.json").read_text())
+    meta.update(edit)
+    (run / "model.json").write_text(json.dumps(meta))
+    rehash(run)
+    with time_bound(10), pytest.raises(CheckpointError, match=re.escape(words)) as e:
+        convscope.load_run(run)
+    if "model_args" in edit:
+        # by hand: fast's conv2 (w -> 2w) and conv3 (2w -> 4w), 3x3, hold 18w^2 + 72w^2 float32 weights; the rest
+        # (conv1, BN, the linear layer) is O(w)
+        w = edit["model_args"]["width"]
+        held = int(re.search(r"would hold ([\d,]+) bytes", str(e.value)).group(1).replace(",", ""))
+        assert 90 * w * w * 4 <= held < 90 * w * w * 4 * 1.001
+
+
+def test_model_json_digest_file_deleted_refused(small_run, tmp_path):
+    import convscope
+
+    run = _copy(small_run, tmp_path)
+    (run / "model.json.sha256").unlink()
+    with pytest.raises(CheckpointError, match=r"model.json.sha256: missing; this run was written with it"):
+        convscope.load_run(run)
+    # a run written before the digest file existed (model.json without digest_file) still loads, unchecked
+    meta = json.loads((run / "model.json").read_text())
+    del meta["digest_file"]
+    (run / "model.json").write_text(json.dumps(meta))
+    assert convscope.load_run(run).summary == small_run.summary
+
+
+@pytest.mark.parametrize("name", ["curve.png", "summary.json", "metrics.jsonl"])
+def test_every_recorded_file_checked(small_run, tmp_path, name):
+    import convscope
+
+    run = _copy(small_run, tmp_path)
+    (run / name).write_bytes((run / name).read_bytes() + b"\n")
+    with pytest.raises(CheckpointError, match=rf"{re.escape(name)}: SHA-256 differs"):
+        convscope.load_run(run)
+    (run / name).unlink()
+    with pytest.raises(CheckpointError, match=rf"{re.escape(name)}: missing, but model.json records"):
+        convscope.load_run(run)
+
+
+def test_huge_curve_refused_before_hashing(small_run, tmp_path):
+    import convscope
+
+    run = _copy(small_run, tmp_path)
+    with open(run / "curve.png", "r+b") as f:
+        f.truncate(100 << 30)
+    with time_bound(10), pytest.raises(CheckpointError, match=r"curve.png: 107,374,182,400 bytes, more than a run"):
+        convscope.load_run(run)
