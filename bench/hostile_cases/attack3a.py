@@ -6,6 +6,13 @@ digests, sizes and model arguments load_run checks before it hashes or allocates
 from __future__ import annotations
 
 from ._table import Table
+from .open28 import _refused
+
+# the published file's cap (RemoteFile.max_file_bytes: raw size + 1/1000 + 64 KiB) must be the reason named
+CHECKS = {
+    "a3:dl-1m": _refused(f"more than {(1 << 20) + (1 << 20) // 1000 + (1 << 16):,} bytes"),
+    "a3:dl-64k": _refused(f"more than {(1 << 16) + (1 << 16) // 1000 + (1 << 16):,} bytes"),
+}
 
 # a run folder copied and edited, its digests recorded again (the attack's "rehashed" runs): only checks of the
 # values themselves can refuse it
@@ -87,10 +94,11 @@ def add_cases(t: Table) -> None:
     # -- attack3-download
     t.py("attack3-download", "fetch from a mirror streaming forever (published file <= 1 MB)",
          _MIRROR + "f = RemoteFile('img.gz', '0' * 32, raw_size=1 << 20)\n"
-         "fetch(RemoteSource('endless', (f,), (url,)), WS/'_o'/'a3-dl', progress=False)\n", timeout=60)
+         "fetch(RemoteSource('endless', (f,), (url,)), WS/'_o'/'a3-dl', progress=False)\n", timeout=60,
+         check="a3:dl-1m")
     t.py("attack3-download", "fetch after a killed download left a stale .part",
          _MIRROR + "import time\nd = WS/'_o'/'a3-dl2'/'endless'\nd.mkdir(parents=True, exist_ok=True)\n"
          "p = d/'.img.gz.00112233aabb.part'\np.write_bytes(b'x' * 4096)\nos.utime(p, (time.time() - 7200,) * 2)\n"
          "f = RemoteFile('img.gz', '0' * 32, raw_size=1 << 16)\ntry:\n"
          "    fetch(RemoteSource('endless', (f,), (url,)), WS/'_o'/'a3-dl2', progress=False)\n"
-         "finally:\n    assert not p.exists(), 'the stale part is still there'\n", timeout=60)
+         "finally:\n    assert not p.exists(), 'the stale part is still there'\n", timeout=60, check="a3:dl-64k")
