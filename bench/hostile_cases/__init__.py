@@ -18,6 +18,8 @@ bench/hostile_workspace.py.
                 values named by their file (#28)
     open28      the findings of #28 open after its third round: tune seed and folder, bounds, replaced files,
                 half-written sets, model-file neighbours, blank images, short sweeps (areas open-*)
+    attack3a    the third attack, half a: serve's run lock and JSON errors, endless downloads, run files' digests,
+                sizes and model arguments (areas attack3-serve, attack3-download, attack3-runs)
 
 A case's ``area`` is the label the sweep's results are grouped by (``api`` and ``api2``: the Python API);
 its id is unique across the table.
@@ -38,6 +40,11 @@ __all__ = ["CHECKS", "SCENARIOS", "UNITS", "Case", "build_cases", "make_workspac
 
 UNITS = (data, predict, runs, train, inspection, matrix, visualize, explain, refine, web, models, writes, plausible,
          open28)
+
+# the third attack's findings, half a (#28): serve, downloads, run files (areas attack3-*)
+from . import attack3a  # noqa: E402
+
+UNITS += (attack3a,)
 
 
 def _merged_checks() -> dict:

@@ -6,9 +6,13 @@ published MD5 *before* the atomic rename, and never leave a partial or unverifie
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import http.client
 import os
+import re
+import stat
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -209,25 +213,56 @@ def _md5_file(path: Path) -> str:
     return h.hexdigest()
 
 
+STALE_PART_SECONDS = 600   # a live download writes every few seconds (30 s read timeout); older parts are dead
+
+
+def clean_stale_parts(dest: Path) -> list[Path]:
+    """Remove the temporary ``.NAME.<hex>.part`` files that an earlier, killed download of ``dest`` left beside it
+    (atomic_writer's naming; a kill -9 gives no chance to clean up). Parts written in the last
+    :data:`STALE_PART_SECONDS` are left alone: another process may be downloading the same file right now."""
+    removed = []
+    now = time.time()
+    for p in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
+        if not re.fullmatch(rf"\.{re.escape(dest.name)}\.[0-9a-f]{{12}}\.part", p.name):
+            continue
+        try:
+            st = p.lstat()
+            if stat.S_ISREG(st.st_mode) and now - st.st_mtime > STALE_PART_SECONDS:
+                p.unlink()
+                removed.append(p)
+        except OSError:
+            pass    # gone already, or not ours to remove: the download goes on regardless
+    return removed
+
+
 def download(urls: list[str] | tuple[str, ...], dest: str | os.PathLike[str], md5: str, *,
-             progress: bool = True, timeout: float = 30.0) -> Path:
+             progress: bool = True, timeout: float = 30.0, max_bytes: int = DEFAULT_MAX_BYTES) -> Path:
     """Fetch one file from the first URL that delivers it intact; write it to ``dest`` atomically.
 
     The MD5 is checked on the temporary file before the rename, so ``dest`` never holds a partial or
-    unverified file. Raises :class:`DownloadError` listing each URL's failure when none succeeds.
+    unverified file. A mirror that sends more than ``max_bytes`` (the most the published file can be; a stream
+    without Content-Length that never ends) is cut off there. Raises :class:`DownloadError` listing each URL's
+    failure when none succeeds.
     """
     dest = Path(dest)
+    clean_stale_parts(dest)
     failures: list[str] = []
     for url in urls:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (https/http mirrors)
                 total = response.headers.get("Content-Length")
                 total = int(total) if total and total.isdigit() else None
+                if total is not None and total > max_bytes:
+                    raise DownloadError(f"the mirror announces {total:,} bytes, more than the published file can "
+                                        f"be ({max_bytes:,} bytes); not the published file")
                 digest = hashlib.md5()
                 received = 0
                 with atomic_writer(dest) as out, tqdm(total=total, unit="B", unit_scale=True, leave=False,
                                                        desc=dest.name, disable=not progress) as bar:
                     for chunk in iter(lambda: response.read(1 << 16), b""):
+                        if received + len(chunk) > max_bytes:
+                            raise DownloadError(f"the mirror sent more than {max_bytes:,} bytes, more than the "
+                                                "published file can be; stopped (not the published file)")
                         out.write(chunk)
                         digest.update(chunk)
                         received += len(chunk)
@@ -258,7 +293,8 @@ def fetch(source: RemoteSource, root: str | os.PathLike[str] | None = None, *, d
         if path is None and download_missing:
             target = download_dir(source, root) / file.name
             try:
-                path = download([m + file.name for m in source.mirrors], target, file.md5, progress=progress)
+                path = download([m + file.name for m in source.mirrors], target, file.md5, progress=progress,
+                                max_bytes=file.max_file_bytes)
             except (DownloadError, OSError) as e:
                 raise DatasetNotFoundError(_not_found_message(source, file, root, e)) from e
         if path is None:

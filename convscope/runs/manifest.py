@@ -4,13 +4,13 @@ replaced by something that is not a regular file. :func:`read_json_file` parses 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .._json import loads_strict
 from ..data.safe_io import open_regular
 from ..errors import DataError
 from ..models.weights import CheckpointError
@@ -33,8 +33,8 @@ def read_json_file(path: str | os.PathLike[str], max_bytes: int = MAX_JSON_BYTES
     if len(data) > max_bytes:
         raise CheckpointError(f"{path}: more than {max_bytes:,} bytes; not a convscope run file")
     try:
-        return json.loads(data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        return loads_strict(data.decode("utf-8"))     # strict JSON: NaN/Infinity refused, as the docs promise
+    except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: unreadable or not JSON ({type(e).__name__}: {e})") from None
 
 
@@ -65,6 +65,11 @@ def check_manifest(meta: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
     if not (isinstance(shape, list) and len(shape) == 3
             and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1 << 16 for v in shape)):
         raise bad("input_shape", "[C, H, W], three ints from 1 to 65536")
+    from ..models.probe import MAX_SIDE, MAX_VALUES   # the bound every other input shape gets (#28 F9)
+
+    if max(shape[1:]) > MAX_SIDE or shape[0] * shape[1] * shape[2] > MAX_VALUES:
+        raise bad("input_shape", f"[C, H, W] with sides of at most {MAX_SIDE} pixels and at most {MAX_VALUES:,} "
+                                 "values (larger images do not fit in memory a batch at a time)")
     n = meta.get("num_classes")
     if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 1 << 20):
         raise bad("num_classes", "a positive int")

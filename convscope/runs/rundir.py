@@ -33,11 +33,12 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_write_text, os_error_hint, probe_folder
+from .._json import loads_strict
 from ..data.normalize import Normalization
 from ..errors import ConvscopeError
 from ..models.forward import check_device
 from ..models.weights import CheckpointError, load_weights, sha256_file
-from .manifest import check_manifest, read_json_file
+from .manifest import MAX_JSON_BYTES, check_manifest, read_json_file
 from .names import check_run_name
 
 CONFIG, METRICS, CHECKPOINT, WEIGHTS, META, CURVE, SUMMARY = (
@@ -46,6 +47,9 @@ CONFIG, METRICS, CHECKPOINT, WEIGHTS, META, CURVE, SUMMARY = (
 DIAGNOSTICS = "diagnostics.jsonl"
 META_SHA256 = META + ".sha256"
 METRICS_MAX_BYTES = 1 << 30   # metrics.jsonl of a very long run is megabytes; more is not a metrics file
+CURVE_MAX_BYTES = 64 << 20    # curve.png is ~50 KB
+MAX_WEIGHT_BYTES = 4 << 30    # the zoo's models hold < 5 MB of weights; model.json implying more is not a run of ours
+HEADER_MAX_BYTES = 16 << 20   # a safetensors header beside the tensors: names, dtypes, shapes (KBs for our models)
 
 
 class RunError(ConvscopeError):
@@ -142,15 +146,20 @@ def write_manifest(path: Path, meta: dict[str, Any]) -> None:
     for name in (CONFIG, WEIGHTS, SUMMARY, CURVE, METRICS, DIAGNOSTICS):
         if (path / name).exists():
             files[name] = sha256_file(path / name)
-    text = json.dumps({**meta, "sha256": files}, indent=2, allow_nan=False) + "\n"
+    # digest_file: model.json.sha256 belongs to this run, so a run whose digest file went missing is refused
+    text = json.dumps({**meta, "digest_file": META_SHA256, "sha256": files}, indent=2, allow_nan=False) + "\n"
     atomic_write_text(path / META_SHA256, f"{hashlib.sha256(text.encode()).hexdigest()}  {META}\n")
     atomic_write_text(path / META, text)
 
 
-def check_meta_digest(path: Path) -> None:
-    """model.json against model.json.sha256 (absent in runs written before it existed: nothing to check)."""
+def check_meta_digest(path: Path, meta: dict[str, Any] | None = None) -> None:
+    """model.json against model.json.sha256. A run whose model.json says it has that file (``digest_file``, every
+    run written since #28) must have it; runs written before it existed have none: nothing to check."""
     digest_file = path / META_SHA256
     if not digest_file.exists() and not digest_file.is_symlink():
+        if meta is not None and meta.get("digest_file") == META_SHA256:
+            raise CheckpointError(f"{digest_file}: missing; this run was written with it and model.json cannot be "
+                                  "checked without it. Restore it from where the run came from, or retrain")
         return
     from ..data.safe_io import read_regular
     from ..errors import DataError
@@ -165,6 +174,45 @@ def check_meta_digest(path: Path) -> None:
     if sha256_file(path / META) != line[0].lower():
         raise CheckpointError(f"{path / META}: SHA-256 differs from the one recorded in {META_SHA256} (modified "
                               "after the run finished); restore the original or retrain")
+
+
+RECORD_LIMITS = {CONFIG: MAX_JSON_BYTES, SUMMARY: MAX_JSON_BYTES, METRICS: METRICS_MAX_BYTES,
+                 DIAGNOSTICS: METRICS_MAX_BYTES, CURVE: CURVE_MAX_BYTES}
+
+
+def check_recorded_files(path: Path, recorded: dict[str, str], weight_bytes: int, all_present: bool = True) -> None:
+    """Every file model.json records is there and has its recorded SHA-256 (#28 F10). What that guarantees: the
+    run's files are the ones training wrote, not changed by accident, cut short or swapped for another run's;
+    not a signature: whoever can write the folder can record new digests. Sizes are checked before hashing, so a
+    replaced 100 GB file is refused at once rather than hashed for minutes (#28 F5): the weights may be at most
+    the ``weight_bytes`` of the model model.json describes (plus a header), the others their files' bounds.
+    ``all_present``: every recorded file must be there (runs written before #28 may lack curve.png and the like:
+    for them only config.json and the weights must be)."""
+    for name in (CONFIG, WEIGHTS):
+        if name not in recorded:
+            raise RunError(f"{path / META}: records no SHA-256 for {name}; the run is incomplete")
+    limits = {**RECORD_LIMITS, WEIGHTS: weight_bytes + 8 + HEADER_MAX_BYTES}
+    for name, digest in recorded.items():
+        if name not in limits:
+            raise CheckpointError(f"{path / META}: records a file {name[:80]!r} that convscope does not write; the "
+                                  "file is corrupt or was edited")
+        f = path / name
+        try:
+            size = os.stat(f).st_size
+        except FileNotFoundError:
+            if not all_present and name not in (CONFIG, WEIGHTS):
+                continue
+            raise CheckpointError(f"{f}: missing, but model.json records its SHA-256; restore it from where the "
+                                  "run came from, or retrain") from None
+        except OSError as e:
+            raise CheckpointError(f"{f}: cannot read ({e.strerror or e})") from e
+        if size > limits[name]:
+            what = ("the weights of the model model.json describes" if name == WEIGHTS else f"a run's {name}")
+            raise CheckpointError(f"{f}: {size:,} bytes, more than {what} can be ({limits[name]:,}); the file was "
+                                  "replaced or padded (not hashed). Restore the original or retrain")
+        if sha256_file(f) != digest:
+            raise CheckpointError(f"{f}: SHA-256 differs from the one recorded in model.json (modified after the "
+                                  "run finished); restore the original or retrain")
 
 
 def read_json(path: Path) -> Any:
@@ -198,8 +246,8 @@ def read_metrics(path: Path, torn_tail: bool = False) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as e:
+            record = loads_strict(line)      # strict JSON: NaN/Infinity refused, as the docs promise
+        except ValueError as e:
             if torn_tail and number == len(lines) and not text.endswith("\n"):
                 break
             raise RunError(f"{path}, line {number}: not JSON ({getattr(e, 'msg', e)}); each line must be one "
@@ -242,21 +290,30 @@ def load_run_model(path: str | os.PathLike[str], map_location: str | torch.devic
     meta = check_manifest(read_json(path / META), path / META)
     # after the structure check (a bad key says more than "modified"), before anything is built from model.json:
     # an edited input_shape would otherwise surface as a shape mismatch blamed on the weights
-    check_meta_digest(path)
-    recorded = meta["sha256"]
-    for name in (CONFIG, WEIGHTS):
-        if name not in recorded:
-            raise RunError(f"{path / META}: records no SHA-256 for {name}; the run is incomplete")
-    state = load_weights(path / WEIGHTS, expected_sha256=recorded[WEIGHTS])
+    check_meta_digest(path, meta)
     c, h, w = meta["input_shape"]
-    try:
-        with warnings.catch_warnings():  # a tampered geometry may build empty layers: the strict load below refuses it
-            warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
-            model = create_model(meta["model"], in_channels=c, image_size=(h, w), num_classes=meta["num_classes"],
-                                 **meta.get("model_args", {}))
-    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as e:  # arguments the model cannot take
-        raise CheckpointError(f"{path / META}: cannot build model {meta['model']!r} from its recorded arguments "
-                              f"({type(e).__name__}: {e})") from e
+
+    def build(device: str | None) -> nn.Module:
+        try:
+            with warnings.catch_warnings(), (torch.device(device) if device else contextlib.nullcontext()):
+                # a tampered geometry may build empty layers: the strict load below refuses it
+                warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
+                return create_model(meta["model"], in_channels=c, image_size=(h, w),
+                                    num_classes=meta["num_classes"], **meta.get("model_args", {}))
+        except (TypeError, ValueError, RuntimeError, ZeroDivisionError, NotImplementedError) as e:
+            raise CheckpointError(f"{path / META}: cannot build model {meta['model']!r} from its recorded "
+                                  f"arguments ({type(e).__name__}: {e})") from e
+
+    # the model's size from model.json without allocating it (meta tensors: shapes only), before anything is
+    # allocated or hashed: a width of 2,000,000 or a 100 GB weights file is refused here, at once (#28 F5, F9)
+    weight_bytes = sum(t.numel() * t.element_size() for t in build("meta").state_dict().values())
+    if weight_bytes > MAX_WEIGHT_BYTES:
+        raise CheckpointError(f"{path / META}: model {meta['model']!r} with model_args {meta.get('model_args', {})} "
+                              f"and input_shape {[c, h, w]} would hold {weight_bytes:,} bytes of weights, more than "
+                              f"a run's model can ({MAX_WEIGHT_BYTES:,}); the file is corrupt or was edited")
+    check_recorded_files(path, meta["sha256"], weight_bytes, all_present=meta.get("digest_file") == META_SHA256)
+    state = load_weights(path / WEIGHTS)           # its digest checked just above
+    model = build(None)
     state = upgrade_state_dict(model, state, str(path / WEIGHTS))  # runs saved before layers were named
     try:
         model.load_state_dict(state, strict=True)

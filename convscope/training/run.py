@@ -19,7 +19,6 @@ from ..data.normalize import Normalization
 from ..data.prepare import default_mode as default_prepare
 from ..runs import rundir as rd
 from ..runs.rundir import RunError
-from .checkpoint import CheckpointError, sha256_file
 from .config import TrainConfig, recorded_config, retired_settings
 
 
@@ -106,9 +105,7 @@ def load_run(path: str | os.PathLike[str], map_location: str | torch.device = "c
     ``map_location``: the device the model goes to (``"cpu"``, ``"cuda:0"``, a torch.device), one that exists
     here."""
     loaded = rd.load_run_model(path, map_location)
-    path, recorded = loaded.path, loaded.meta["sha256"]
-    if sha256_file(path / rd.CONFIG) != recorded[rd.CONFIG]:
-        raise CheckpointError(f"{path / rd.CONFIG}: SHA-256 differs from the one recorded in model.json (modified)")
+    path = loaded.path    # every file model.json records, config.json included, was checked by load_run_model
     raw_config = rd.read_json(path / rd.CONFIG)
     cfg = recorded_config(raw_config, source=str(path / rd.CONFIG))
     shift = retired_settings(raw_config).get("tta_shift") or loaded.meta.get("tta_shift")

@@ -9,7 +9,6 @@ Draw and unit pages), and *stopped* otherwise (killed, resumable with ``convscop
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import threading
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._json import loads_strict
 from ..errors import ConvscopeError
 from ..runs.lock import LOCK
 from ..runs.rundir import CONFIG, DIAGNOSTICS, META, METRICS
@@ -115,8 +115,8 @@ def read_lines_from(path: Path, offset: int) -> Chunk:
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            rec = loads_strict(line)
+        except ValueError as e:    # UnicodeDecodeError and JSONDecodeError are ValueErrors
             raise RunError(f"{path}: the line at byte {start} is not JSON ({getattr(e, 'msg', e)}); fix or delete "
                            "the line") from None
         if isinstance(rec, dict):
@@ -155,7 +155,7 @@ def planned(path: Path) -> dict[str, Any]:
     from ..data.safe_io import read_regular
 
     try:   # regular files only, bounded: a FIFO or a huge file named config.json is skipped, never read
-        raw = json.loads(read_regular(path / CONFIG, 1 << 20, "config file"))
+        raw = loads_strict(read_regular(path / CONFIG, 1 << 20, "config file"))
     except (OSError, ValueError, ConvscopeError, RecursionError):
         return {}
     if not isinstance(raw, dict):

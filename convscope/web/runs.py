@@ -26,7 +26,9 @@ class RunEntry:
     _run: Run | None = None
     cache: dict[Any, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)        # guards loading and the cache
-    model_lock: threading.Lock = field(default_factory=threading.Lock)  # one forward (with hooks) at a time
+    # one forward (with hooks) at a time; re-entrant because a cached value may be computed from another cached
+    # value of the same run (confusion.png from the evaluation): a plain Lock deadlocked the run for good (#28 F1)
+    model_lock: threading.RLock = field(default_factory=threading.RLock)
     # live updates run here, one at a time in arrival order (FIFO: no request starves behind later ones)
     worker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="convscope"))
 

@@ -9,11 +9,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class FileServer:
     """Serve ``routes[path] = bytes``; paths listed in ``cut`` send their full Content-Length but only
-    half the body, then close the connection (a connection dropped mid-file)."""
+    half the body, then close the connection (a connection dropped mid-file); paths listed in ``endless`` send no
+    Content-Length and repeat the body until the client hangs up (a hostile or broken mirror)."""
 
     def __init__(self) -> None:
         self.routes: dict[str, bytes] = {}
         self.cut: set[str] = set()
+        self.endless: set[str] = set()
+        self.sent: dict[str, int] = {}     # bytes sent per path (endless ones: until the client hung up)
         self.hits: list[str] = []
         outer = self
 
@@ -25,6 +28,16 @@ class FileServer:
                     self.send_error(404)
                     return
                 self.send_response(200)
+                if self.path in outer.endless:
+                    self.end_headers()
+                    outer.sent[self.path] = 0
+                    try:
+                        while True:
+                            self.wfile.write(body)
+                            outer.sent[self.path] += len(body)
+                    except OSError:          # the client hung up: what a capped download must do
+                        self.close_connection = True
+                    return
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if self.path in outer.cut:

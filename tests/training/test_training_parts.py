@@ -116,6 +116,7 @@ def _as_old_run(path, **retired):
     meta["sha256"][rd.CONFIG] = rd.sha256_file(path / rd.CONFIG)
     if "tta_shift" in retired:
         meta["tta_shift"] = retired["tta_shift"]
+    del meta["digest_file"]          # runs of that time did not say they had model.json.sha256 either
     (path / rd.META).write_text(json.dumps(meta))
     (path / rd.META_SHA256).unlink()
 
