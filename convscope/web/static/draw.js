@@ -17,12 +17,13 @@
   const GAP = 2, SVGNS = "http://www.w3.org/2000/svg";
   let drawing = false, last = null, inFlight = false, pending = null;
   let net = null, byName = {}, data = null, input64 = null;
+  let kept = null;    // an error that the next answer must not overwrite (a bad ?test_index=), until the user acts
 
   const { clear, pos, stroke } = cs.pen(pad, brush);
   clear();
 
   pad.addEventListener("pointerdown", (ev) => {
-    ev.preventDefault(); drawing = true; last = pos(ev); stroke(last, last);
+    ev.preventDefault(); drawing = true; kept = null; last = pos(ev); stroke(last, last);
     try { pad.setPointerCapture(ev.pointerId); } catch (e) { /* synthetic pointers */ }
     schedule();
   });
@@ -33,9 +34,10 @@
   const end = () => { if (drawing) { drawing = false; schedule(); } };
   pad.addEventListener("pointerup", end);
   pad.addEventListener("pointercancel", end);
-  document.getElementById("clear").addEventListener("click", () => { clear(); closeDrill(); schedule(); });
+  document.getElementById("clear").addEventListener("click", () => { kept = null; clear(); closeDrill(); schedule(); });
   document.getElementById("upload").addEventListener("change", (ev) => {
     const f = ev.target.files[0];
+    kept = null;
     if (f) send(f, f.type || "application/octet-stream");
   });
 
@@ -57,6 +59,7 @@
         status.textContent = d.no_ink ? "no ink found: draw or upload a digit"
                                       : `updated in ${Math.round(performance.now() - t0)} ms`;
       }
+      if (kept) status.textContent = kept;
     } catch (e) {
       status.textContent = "server unreachable: " + e;
     } finally {
@@ -87,8 +90,11 @@
         const cv = el("canvas", { width: W, height: H, class: "map" + (conv ? " conv" : ""), "data-ch": c,
                                   title: conv ? `${L.name} channel ${c}: click a pixel for its convolution`
                                               : `${L.name} channel ${c}` });
+        if (conv) { cv.setAttribute("tabindex", "0"); cv.setAttribute("role", "button");
+                    cv.setAttribute("aria-label", `${L.name} channel ${c}: Enter works out its centre pixel`); }
         if (!conv && !L.norm) {     // a unit page exists for every shown layer but batch norm
-          const a = el("a", { href: `/run/${encodeURIComponent(rid)}/unit/${encodeURIComponent(L.name)}/${c}` });
+          const a = el("a", { href: `/run/${encodeURIComponent(rid)}/unit/${encodeURIComponent(L.name)}/${c}`,
+                              "aria-label": `${L.name} channel ${c}: unit page` });
           a.append(cv); box.append(a);
         } else box.append(cv);
       }
@@ -99,8 +105,8 @@
       cols.append(col);
     }
     const flat = el("div", { class: "col headcol", "data-col": "logits" });
-    const fh = el("div", { class: "colhead", title: "the model's output for this input, before the softmax" });
     const hname = net.head.map((h) => h.name).join(" → ") || "head";
+    const fh = el("div", { class: "colhead", title: `the model's output for this input, before the softmax: ${hname}` });
     fh.append(el("b", {}, "logits"), el("span", {}, hname), el("span", {}, `${d.classes.length} values`));
     const logits = el("div", { id: "logits", class: "logits" });
     d.classes.forEach((c) => {
@@ -215,7 +221,7 @@
     input64 = d.input;
     root.dataset.inputB64 = d.input;
     const empty = d.no_ink;
-    root.dataset.state = empty ? "empty" : "predicted";
+    if (!kept) { root.dataset.state = empty ? "empty" : "predicted"; status.classList.remove("error"); }
     document.getElementById("prediction").textContent = empty ? "" : d.prediction;
     document.getElementById("empty").hidden = !empty;
     const rows = document.querySelectorAll("#probs .prob");
@@ -345,6 +351,16 @@
     const x = Math.min(W - 1, Math.floor((ev.clientX - r.left) / r.width * W));
     openDrill(name, +cv.dataset.ch, y, x);
   });
+  cols.addEventListener("keydown", (ev) => {      // the keyboard path: Enter (or Space) on a focused conv map
+    const cv = ev.target.closest("canvas.map.conv");
+    if (!cv || !input64 || (ev.key !== "Enter" && ev.key !== " ")) return;
+    ev.preventDefault();
+    const name = cv.closest(".layer").dataset.layer, [, H, W] = byName[name].shape;
+    openDrill(name, +cv.dataset.ch, Math.floor(H / 2), Math.floor(W / 2));
+  });
+  cols.addEventListener("focusin", (ev) => {    // focus shows the same lines and text as hovering
+    const cv = ev.target.closest("canvas.map") || ev.target.querySelector?.("canvas.map"); if (cv) hover(cv);
+  });
   function closeDrill() { drill.at = null; drillBox.hidden = true; drillBox.replaceChildren(); }
   async function openDrill(layer, ch, y, x) {
     drill.at = [layer, ch, y, x];
@@ -367,8 +383,11 @@
     if (!res.ok) {
       let msg = `error ${res.status}`;
       try { msg = (await res.json()).error || msg; } catch (e) { /* not JSON */ }
-      status.textContent = `test image ${index}: ${msg}`;
-      schedule();
+      kept = `test image ${index}: ${msg}`;
+      status.textContent = kept;
+      status.classList.add("error");
+      root.dataset.state = "error";
+      schedule();       // still build the network view (blank pad), under the kept message
       return;
     }
     const blob = await res.blob();

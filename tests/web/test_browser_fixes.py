@@ -1,0 +1,141 @@
+"""Findings of the independent browser pass (issue #24), each checked in Debian's Chromium against a real
+``convscope serve`` of a small LeNet-5 run (its head chain "flatten → fc1 → relu3 → fc2 → relu4 → fc3" is the
+long one): a bad ?test_index= shows the server's message, a single tap paints ink, the logits title stays
+visible, and the keyboard reaches the confusion cells, the conv maps (Enter drills) and named map links."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.web.conftest import Server, free_port
+from tests.web.test_browser import CHROMIUM_ARGS, wait_for, wait_update
+
+
+@pytest.fixture(scope="module")
+def lenet_server(tmp_path_factory):
+    import convscope
+
+    root = tmp_path_factory.mktemp("lenet_runs")
+    convscope.train({"model": "lenet5", "batch_size": 128, "threads": 1, "train_subset": 1000, "epochs": 1},
+                    out=root / "lenet", progress=False)
+    srv = Server([str(root)], free_port())
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def page(lenet_server):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            yield pg
+        finally:
+            browser.close()
+
+
+def open_draw(page, base: str, query: str = "") -> None:
+    page.goto(f"{base}/run/lenet/draw{query}")
+    wait_update(page, 0)
+
+
+@pytest.mark.parametrize("index", ["99999", "-1", "abc"])
+def test_bad_test_index_shows_the_servers_message(lenet_server, page, index):
+    open_draw(page, lenet_server.base, f"?test_index={index}")
+    status = page.text_content("#status")
+    # the server's own words (JSON "error" of /api/run/lenet/test_image/N), not the blank pad's "no ink found"
+    assert status.startswith(f"test image {index}: "), status
+    assert "no ink found" not in status
+    assert page.get_attribute("#draw", "data-state") == "error"
+    # the network view is still built under the message, and drawing afterwards goes back to normal
+    assert page.locator('.col[data-col="conv1"]').count() == 1
+
+
+def ink(page) -> int:
+    """White pixels on the 280 x 280 pad (the pad is white ink on black)."""
+    return page.evaluate("""() => { const c = document.getElementById('pad');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] > 128) n++; return n; }""")
+
+
+def test_a_single_tap_paints_a_dot(lenet_server, page):
+    open_draw(page, lenet_server.base)
+    assert ink(page) == 0
+    box = page.locator("#pad").bounding_box()
+    n = int(page.get_attribute("#draw", "data-updates"))
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    wait_update(page, n)
+    brush = float(page.input_value("#brush"))
+    # a disc of the brush's diameter (lineWidth is in pad pixels): pi r^2 pixels, to antialiasing
+    expected = 3.14159 * (brush / 2) ** 2
+    assert 0.8 * expected < ink(page) < 1.2 * expected
+    assert "no ink found" not in page.text_content("#status")
+    assert page.get_attribute("#draw", "data-state") == "predicted"
+
+
+def test_logits_title_stays_visible_with_a_long_head(lenet_server, page):
+    open_draw(page, lenet_server.base)
+    head = page.locator('.col[data-col="logits"] .colhead')
+    title = head.locator("b")
+    hb, tb = head.bounding_box(), title.bounding_box()
+    assert title.text_content() == "logits"
+    # the bold title lies wholly inside the (overflow: hidden) head box, so it is painted
+    assert tb["y"] >= hb["y"] - 0.5 and tb["y"] + tb["height"] <= hb["y"] + hb["height"] + 0.5, (tb, hb)
+    assert "flatten → fc1 → relu3 → fc2 → relu4 → fc3" in head.get_attribute("title")
+
+
+def test_keyboard_reaches_maps_and_drills(lenet_server, page):
+    open_draw(page, lenet_server.base)
+    box = page.locator("#pad").bounding_box()
+    n = int(page.get_attribute("#draw", "data-updates"))
+    page.mouse.move(box["x"] + 140, box["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 140, box["y"] + 240, steps=6)
+    page.mouse.up()
+    wait_update(page, n)
+    # every unit link has an accessible name: layer and channel
+    names = page.eval_on_selector_all("#layers a", "as => as.map(a => a.getAttribute('aria-label'))")
+    assert names and all(x for x in names)
+    assert "relu1 channel 0: unit page" in names
+    # a conv map is focusable; Enter works out its centre pixel (conv1 is 6 x 28 x 28 -> (14, 14))
+    cv = page.locator('.layer[data-layer="conv1"] canvas[data-ch="2"]')
+    cv.focus()
+    assert page.evaluate("() => document.activeElement.dataset.ch") == "2"
+    page.keyboard.press("Enter")
+    wait_for(page, "() => document.getElementById('drill').dataset.at === 'conv1/2/14/14'")
+    assert page.get_attribute("#drill-value", "data-value")
+
+
+def test_confusion_cells_open_by_keyboard(lenet_server, page):
+    page.goto(f"{lenet_server.base}/training")
+    wait_for(page, "() => document.querySelectorAll('table.confusion td').length === 100", timeout=60)
+    # Tab from the top of the page reaches a confusion cell
+    page.locator("body").focus()
+    for _ in range(200):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.matches('table.confusion td')"):
+            break
+    else:
+        raise AssertionError("Tab never reached a confusion-matrix cell")
+    # Enter on the fullest off-diagonal cell lists its images, the count = the cell's number
+    t, p, count = page.eval_on_selector_all("table.confusion td", """ts => ts
+        .filter(t => t.dataset.true !== t.dataset.pred).map(t => [t.dataset.true, t.dataset.pred, +t.textContent])
+        .sort((a, b) => b[2] - a[2])[0]""")
+    assert count > 0
+    page.locator(f'table.confusion td[data-true="{t}"][data-pred="{p}"]').focus()
+    page.keyboard.press("Enter")
+    wait_for(page, "() => !!document.querySelector('[id^=gallery-] h3')")
+    h3 = page.text_content("[id^=gallery-] h3")
+    assert h3.startswith(f"{count} test image{'s' if count != 1 else ''} of {t} predicted as {p}"), h3
+    # a 0 cell answers "no test images" rather than nothing
+    zeros = page.eval_on_selector_all("table.confusion td", "ts => ts.filter(t => t.textContent === '0')"
+                                      ".map(t => [t.dataset.true, t.dataset.pred])")
+    assert zeros, "a 1-epoch LeNet-5 leaves some confusion cells empty"
+    t, p = zeros[0]
+    page.locator(f'table.confusion td[data-true="{t}"][data-pred="{p}"]').click()
+    wait_for(page, "() => (document.querySelector('[id^=gallery-] h3') || {}).textContent"
+                   "?.startsWith('no test images')")
