@@ -20,6 +20,7 @@ from .audit_job import AuditJobs
 from .runs import RunEntry, discover_runs
 from .testset import evaluation
 from .units import UnitWork
+from .live import LiveIndex
 from .routes_live import live_router
 from .routes_units import units_router
 from .security import GuardMiddleware, WebError, allowed_hosts, decode_image, read_capped, safe_child
@@ -48,6 +49,10 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     """The app serving the runs found under ``paths``; requests must name ``host:port`` (or a loopback name).
     ``precompute``: start computing every run's unit pages in a background thread now (web/units.py)."""
     runs = discover_runs([Path(p) for p in paths])
+    work = UnitWork(runs).start() if precompute else UnitWork(runs)
+    # runs that finish after the start join ``runs`` at the next look (any page that names a run, the home page,
+    # the dashboard's polls) and are queued for the background precompute like those found at the start
+    live_index = LiveIndex([Path(p) for p in paths], runs, on_new=work.add)
     app = FastAPI(title="convscope", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(GuardMiddleware, hosts=allowed_hosts(host, port, extra_hosts))
     static_files = {p.name: p for p in STATIC.iterdir() if p.is_file() and p.suffix in MEDIA}
@@ -85,6 +90,7 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
         return _answer(request, 500, f"internal error ({type(exc).__name__}); the server's log has the details")
 
     def entry(rid: str) -> RunEntry:
+        live_index.refresh()
         if rid not in runs:
             raise WebError(404, f"no run {rid!r} here; runs: {', '.join(runs) or 'none'}")
         return runs[rid]
@@ -105,6 +111,7 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     # ---- pages
     @app.get("/", response_class=HTMLResponse)
     def index():
+        live_index.refresh()
         return html("runs", pages.index_body([run_row(r) for r in list(runs.values())]))
 
     @app.get("/run/{rid}/draw", response_class=HTMLResponse)
@@ -192,9 +199,8 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     def api_matrix(request: Request):
         return compute.matrix_data(dict(request.query_params)).to_dict()
 
-    app.include_router(live_router([Path(p) for p in paths], runs))
-    work = UnitWork(runs).start() if precompute else UnitWork(runs)
-    app.include_router(units_router(runs, work))
+    app.include_router(live_router(live_index))
+    app.include_router(units_router(runs, work, live_index.refresh))
     audits = AuditJobs(runs)
     app.router.on_shutdown.append(work.stop)     # the background threads end before the interpreter does
     app.router.on_shutdown.append(audits.stop)   # (work.stop tells every background forward to end)

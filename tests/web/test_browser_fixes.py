@@ -5,6 +5,8 @@ visible, and the keyboard reaches the confusion cells, the conv maps (Enter dril
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from playwright.sync_api import sync_playwright
 
@@ -139,3 +141,39 @@ def test_confusion_cells_open_by_keyboard(lenet_server, page):
     page.locator(f'table.confusion td[data-true="{t}"][data-pred="{p}"]').click()
     wait_for(page, "() => (document.querySelector('[id^=gallery-] h3') || {}).textContent"
                    "?.startsWith('no test images')")
+
+
+def test_a_run_that_finishes_later_is_precomputed_with_a_progress_page(tmp_path):
+    """Finding 2: a run finishing after the server started gets the background precompute and the progress page
+    (before: its unit status said "ready" at once without ever computing, and the first visit blocked)."""
+    import httpx
+
+    import convscope
+
+    base = {"model": "fast", "batch_size": 128, "threads": 1, "model_args": {"width": 4}, "epochs": 1}
+    convscope.train({**base, "train_subset": 1000}, out=tmp_path / "first", progress=False)
+    srv = Server([str(tmp_path)], free_port())
+    try:
+        srv.wait_ready()
+        wait_ready_log = time.monotonic() + 120
+        while httpx.get(f"{srv.base}/api/run/first/units").json().get("state") != "ready":
+            assert time.monotonic() < wait_ready_log, "the first run never got ready"
+            time.sleep(0.3)
+        convscope.train({**base, "train_subset": 1000}, out=tmp_path / "later", progress=False)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(f"{srv.base}/run/later/unit/relu1/0")
+                # the progress page (the run is queued/computing), which opens the unit page by itself
+                assert page.locator("#pending").count() == 1
+                page.wait_for_selector("#pending", state="detached", timeout=180_000)   # survives the reload
+                page.wait_for_selector(".unitnav", timeout=30_000)   # the unit page itself
+                assert page.locator("#pending").count() == 0
+            finally:
+                browser.close()
+        status = httpx.get(f"{srv.base}/api/run/later/units").json()
+        # computed by the background thread: its status carries the time it took
+        assert status["state"] == "ready" and "seconds" in status, status
+    finally:
+        srv.stop()
