@@ -168,7 +168,7 @@ def planned(path: Path) -> dict[str, Any]:
 class LiveIndex:
     """The run folders under the served roots, looked at again at most every RESCAN_SECONDS. Runs that finish
     join ``runs`` (the app's served runs), so their pages work without restarting the server; ``on_new(rid)`` is
-    told of each (the unit pages' background precompute queues it)."""
+    told of each (the unit pages' background precompute queues it). Runs whose folder is gone leave both."""
 
     def __init__(self, roots: list[Path], runs: dict[str, RunEntry],
                  on_new: Callable[[str], None] = lambda rid: None) -> None:
@@ -194,6 +194,10 @@ class LiveIndex:
                 if rid not in self.runs and (p / META).is_file():
                     self.runs[rid] = RunEntry(rid, p)
                     self.on_new(rid)
+            for rid, p in list(self.folders.items()):     # deleted (or moved) since: no longer listed or served
+                if not p.is_dir():
+                    del self.folders[rid]
+                    self.runs.pop(rid, None)
             return dict(self.folders)
 
     def path(self, rid: str) -> Path:

@@ -5,6 +5,7 @@ visible, and the keyboard reaches the confusion cells, the conv maps (Enter dril
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pytest
@@ -143,9 +144,10 @@ def test_confusion_cells_open_by_keyboard(lenet_server, page):
                    "?.startsWith('no test images')")
 
 
-def test_a_run_that_finishes_later_is_precomputed_with_a_progress_page(tmp_path):
+def test_runs_that_finish_later_or_are_deleted(tmp_path):
     """Finding 2: a run finishing after the server started gets the background precompute and the progress page
-    (before: its unit status said "ready" at once without ever computing, and the first visit blocked)."""
+    (before: its unit status said "ready" at once without ever computing, and the first visit blocked).
+    Finding 6: a run whose folder is deleted leaves the home page and /training, and its pages answer 404."""
     import httpx
 
     import convscope
@@ -175,5 +177,23 @@ def test_a_run_that_finishes_later_is_precomputed_with_a_progress_page(tmp_path)
         status = httpx.get(f"{srv.base}/api/run/later/units").json()
         # computed by the background thread: its status carries the time it took
         assert status["state"] == "ready" and "seconds" in status, status
+
+        shutil.rmtree(tmp_path / "later")
+        time.sleep(0.6)                        # the folders are looked at again at most every 0.5 s
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(srv.base + "/")
+                assert page.locator("a[href='/run/first/draw']").count() > 0
+                assert page.locator("a[href='/run/later/draw']").count() == 0
+                for path in ("/run/later/draw", "/run/later/unit/relu1/0", "/run/later/training"):
+                    res = page.goto(srv.base + path)
+                    assert res.status == 404, path
+                    assert "later" in page.text_content("body")          # the HTML error page names the run
+            finally:
+                browser.close()
+        live = httpx.get(f"{srv.base}/api/live").json()["runs"]     # what /training lists
+        assert [r["id"] for r in live] == ["first"], live
     finally:
         srv.stop()
