@@ -38,6 +38,21 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def _invalid_field(err: dict[str, Any]) -> str:
+    """One request-validation error in our words: the field as the address or body names it, what was given,
+    what it must be (never the framework's "path.ch: Input should be ...")."""
+    loc = [str(x) for x in err.get("loc", ()) if x not in ("path", "query", "body")]
+    where = {"path": "in the address", "query": "in the address's query", "body": "in the request body"}.get(
+        str((err.get("loc") or ("",))[0]), "")
+    field = ".".join(loc) or "request"
+    kind = str(err.get("type", ""))
+    if "missing" in kind:
+        return f"{field}: missing {where}; give it".replace("  ", " ")
+    want = ("a whole number (such as 0)" if "int" in kind else "a number" if "float" in kind
+            else "true or false" if "bool" in kind else "a valid value")
+    return f"{field} {err.get('input')!r} {where}: expected {want}"
+
+
 def wants_html(path: str) -> bool:
     """Whether an error at ``path`` is answered as a page: not for the JSON API, the static assets, run files and
     rendered pictures, which scripts and <img> read (a page there would be read as broken data)."""
@@ -82,8 +97,7 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        items = [f"{'.'.join(str(x) for x in err.get('loc', ()))}: {err.get('msg')}" for err in exc.errors()]
-        return _answer(request, 422, "invalid request: " + "; ".join(items))
+        return _answer(request, 422, "; ".join(_invalid_field(err) for err in exc.errors()))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

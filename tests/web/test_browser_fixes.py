@@ -197,3 +197,36 @@ def test_runs_that_finish_later_or_are_deleted(tmp_path):
         assert [r["id"] for r in live] == ["first"], live
     finally:
         srv.stop()
+
+
+def test_matrix_and_unit_messages_in_our_words(lenet_server, page):
+    """Finding 9: the typed value is quoted, fields carry their labels, an invalid value clears the row title,
+    and a non-integer channel in a unit address gets our message, not the framework's."""
+    page.goto(f"{lenet_server.base}/matrix?run=lenet&layer=conv2&ch=abc&y=0&x=0")
+    wait_for(page, "() => document.body.dataset.trained === 'invalid'")
+    assert "ch: expected an integer, got 'abc'" in page.text_content("#t-info")
+    page.fill("#t-ch", "3")
+    wait_for(page, "() => document.body.dataset.trained === 'conv2/3/0/0'")
+    # lenet5's conv2: 16 x 10 x 10 outputs, so channel 3 pixel (0, 0) is row 3 * 100 = 300
+    assert "row 300 of 1,600" in page.text_content("#t-title")
+    page.fill("#t-ch", "16")
+    wait_for(page, "() => document.body.dataset.trained === 'invalid'")
+    assert "ch: 16 is outside 0..15" in page.text_content("#t-info")
+    assert "row" not in page.text_content("#t-title")
+    # the symbolic explorer names its fields as labelled
+    page.goto(f"{lenet_server.base}/matrix")
+    wait_for(page, "() => (document.body.dataset.matrix || '').includes('h=4')")
+    page.fill("#m-kw", "9")
+    wait_for(page, "() => document.body.dataset.matrix === 'invalid'")
+    assert page.text_content("#m-info").startswith("kernel W (kw): 9 is outside 1..7")
+    # the keyboard reaches the output cells; focus lights the row like hovering does
+    page.locator("#m-kw").fill("3")
+    wait_for(page, "() => (document.body.dataset.matrix || '').includes('kw=3')")
+    page.locator("#m-out-3").focus()
+    wait_for(page, "() => !!document.querySelector('#m-row-3.hl, #m-row-3 .hl')")
+    assert page.text_content("#m-hover").strip()
+    res = page.goto(f"{lenet_server.base}/run/lenet/unit/relu2/abc")
+    assert res.status == 422
+    body = page.text_content("body")
+    assert "ch 'abc' in the address: expected a whole number" in body
+    assert "Input should" not in body and "path.ch" not in body

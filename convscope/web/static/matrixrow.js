@@ -67,6 +67,7 @@
   }
 
   function fail(message) {
+    document.getElementById("t-title").textContent = "A trained layer as a matrix";   // no stale row number
     for (const id of ["t-rows", "t-table", "t-eq"]) document.getElementById(id).replaceChildren();
     const info = document.getElementById("t-info");
     info.textContent = message; info.classList.add("error");
@@ -82,8 +83,9 @@
 
   async function show(form, fields, input) {
     const run = fields.get("run");
-    const body = JSON.stringify({ layer: fields.get("layer"), ch: +fields.get("ch"), y: +fields.get("y"),
-                                  x: +fields.get("x"), input });
+    // integers as numbers; anything else as typed, so the server's message can quote it ("abc", not null)
+    const num = (k) => { const v = (fields.get(k) ?? "").trim(); return /^-?\d+$/.test(v) ? +v : v; };
+    const body = JSON.stringify({ layer: fields.get("layer"), ch: num("ch"), y: num("y"), x: num("x"), input });
     let res, d;
     try {
       res = await fetch(`/api/run/${encodeURIComponent(run)}/conv`,
