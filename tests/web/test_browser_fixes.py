@@ -230,3 +230,34 @@ def test_matrix_and_unit_messages_in_our_words(lenet_server, page):
     body = page.text_content("body")
     assert "ch 'abc' in the address: expected a whole number" in body
     assert "Input should" not in body and "path.ch" not in body
+
+
+def test_back_from_the_matrix_explorer_keeps_the_drawing(lenet_server, page):
+    """Finding 7: draw, drill into a conv pixel, follow the matrix link, press Back: pad, prediction and drill
+    are as they were."""
+    page.goto(f"{lenet_server.base}/run/lenet/draw")
+    page.evaluate("() => sessionStorage.clear()")
+    open_draw(page, lenet_server.base)
+    box = page.locator("#pad").bounding_box()
+    n = int(page.get_attribute("#draw", "data-updates"))
+    page.mouse.move(box["x"] + 100, box["y"] + 50)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 180, box["y"] + 230, steps=6)
+    page.mouse.up()
+    wait_update(page, n)
+    before = {"ink": ink(page), "prediction": page.text_content("#prediction"),
+              "input": page.get_attribute("#draw", "data-input-b64")}
+    assert before["ink"] > 0 and before["prediction"]
+    page.locator('.layer[data-layer="conv2"] canvas[data-ch="3"]').focus()
+    page.keyboard.press("Enter")
+    wait_for(page, "() => document.getElementById('drill').dataset.at === 'conv2/3/5/5'")
+    page.click("#drill-matrix")
+    wait_for(page, "() => location.pathname === '/matrix' && document.body.dataset.trained === 'conv2/3/5/5'")
+    page.go_back()
+    wait_for(page, "() => location.pathname === '/run/lenet/draw'")
+    wait_update(page, 0)
+    wait_for(page, "() => document.getElementById('drill').dataset.at === 'conv2/3/5/5'")
+    assert ink(page) == before["ink"]
+    assert page.text_content("#prediction") == before["prediction"]
+    assert page.get_attribute("#draw", "data-input-b64") == before["input"]     # the same prepared input
+    assert page.is_visible("#drill-value")

@@ -41,7 +41,29 @@
     if (f) send(f, f.type || "application/octet-stream");
   });
 
+  // the drawing and the open drill-down survive leaving the page (Back from the matrix explorer restores them):
+  // the pad as a PNG data URL in this tab's sessionStorage, per run
+  const SAVED = `convscope:draw:${rid}`;
+  function save() {
+    try { sessionStorage.setItem(SAVED, JSON.stringify({ pad: pad.toDataURL("image/png"), drill: drill.at })); }
+    catch (e) { /* storage full or disabled: nothing kept, the page still works */ }
+  }
+  function restore() {
+    let s = null;
+    try { s = JSON.parse(sessionStorage.getItem(SAVED) || "null"); } catch (e) { s = null; }
+    if (!s || typeof s.pad !== "string" || !s.pad.startsWith("data:image/png;base64,")) { schedule(); return; }
+    const img = new Image();
+    img.onload = () => {
+      ctx.drawImage(img, 0, 0, pad.width, pad.height);
+      if (Array.isArray(s.drill) && s.drill.length === 4) drill.at = s.drill;   // reopened by the first answer
+      schedule();
+    };
+    img.onerror = () => schedule();
+    img.src = s.pad;
+  }
+
   function schedule() {
+    save();
     pad.toBlob((blob) => { if (inFlight) pending = blob; else send(blob, "image/png"); }, "image/png");
   }
   async function send(blob, type) {
@@ -361,9 +383,10 @@
   cols.addEventListener("focusin", (ev) => {    // focus shows the same lines and text as hovering
     const cv = ev.target.closest("canvas.map") || ev.target.querySelector?.("canvas.map"); if (cv) hover(cv);
   });
-  function closeDrill() { drill.at = null; drillBox.hidden = true; drillBox.replaceChildren(); }
+  function closeDrill() { drill.at = null; drillBox.hidden = true; drillBox.replaceChildren(); save(); }
   async function openDrill(layer, ch, y, x) {
     drill.at = [layer, ch, y, x];
+    save();
     const body = JSON.stringify({ layer, ch, y, x, input: input64 });
     const res = await fetch(`/api/run/${encodeURIComponent(rid)}/conv`,
                             { method: "POST", headers: { "Content-Type": "application/json" }, body });
@@ -403,5 +426,5 @@
 
   const testIndex = new URLSearchParams(location.search).get("test_index");
   if (testIndex !== null && testIndex !== "") loadTestImage(testIndex);
-  else schedule();   // the empty canvas: the "draw a digit" state at once
+  else restore();    // the drawing kept from before (Back), else the empty canvas: "draw a digit" at once
 })();
