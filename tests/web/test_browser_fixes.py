@@ -261,3 +261,23 @@ def test_back_from_the_matrix_explorer_keeps_the_drawing(lenet_server, page):
     assert page.text_content("#prediction") == before["prediction"]
     assert page.get_attribute("#draw", "data-input-b64") == before["input"]     # the same prepared input
     assert page.is_visible("#drill-value")
+
+
+def test_phone_width_home_and_training_fit(lenet_server):
+    """Finding 8: at 390 x 844 the runs list and /training fit the screen (no sideways scroll), and the run's
+    draw/training links are within it."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+            pg.goto(lenet_server.base + "/")
+            assert pg.evaluate("() => document.documentElement.scrollWidth") <= 390
+            for href in ("/run/lenet/draw", "/run/lenet/training"):
+                b = pg.locator(f"a[href='{href}']").last.bounding_box()
+                assert b["x"] >= 0 and b["x"] + b["width"] <= 390, (href, b)
+            pg.goto(lenet_server.base + "/training")
+            wait_for(pg, "() => document.querySelectorAll('table.confusion td').length === 100", timeout=60)
+            pg.wait_for_timeout(500)
+            assert pg.evaluate("() => document.documentElement.scrollWidth") <= 390
+        finally:
+            browser.close()
