@@ -22,6 +22,9 @@ def lenet_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("lenet_runs")
     convscope.train({"model": "lenet5", "batch_size": 128, "threads": 1, "train_subset": 1000, "epochs": 1},
                     out=root / "lenet", progress=False)
+    # "fast": its convs have no bias (batch norm follows)
+    convscope.train({"model": "fast", "model_args": {"width": 4}, "batch_size": 128, "threads": 1,
+                     "train_subset": 1000, "epochs": 1}, out=root / "nobias", progress=False)
     srv = Server([str(root)], free_port())
     try:
         srv.wait_ready()
@@ -281,3 +284,22 @@ def test_phone_width_home_and_training_fit(lenet_server):
             assert pg.evaluate("() => document.documentElement.scrollWidth") <= 390
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize(("rid", "has_bias"), [("lenet", True), ("nobias", False)])
+def test_drill_says_no_bias_for_a_bias_free_conv(lenet_server, page, rid, has_bias):
+    """Minor finding: a conv without bias says "no bias", not "+ bias +0.0000"; one with bias keeps its term."""
+    page.goto(f"{lenet_server.base}/run/{rid}/draw")
+    wait_update(page, 0)
+    box = page.locator("#pad").bounding_box()
+    n = int(page.get_attribute("#draw", "data-updates"))
+    page.mouse.move(box["x"] + 140, box["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 140, box["y"] + 240, steps=6)
+    page.mouse.up()
+    wait_update(page, n)
+    page.locator('.layer[data-layer="conv1"] canvas[data-ch="0"]').focus()
+    page.keyboard.press("Enter")
+    wait_for(page, "() => (document.getElementById('drill').dataset.at || '').startsWith('conv1/0/')")
+    eq = page.text_content("#drill-eq")
+    assert ("+ bias" in eq) is has_bias and ("no bias" in eq) is (not has_bias), eq

@@ -46,7 +46,7 @@
     if (d.channels.length > 32) rows.append(el("span", { class: "hint" }, `… ${d.channels.length - 32} more input maps`));
     const eq = document.getElementById("t-eq");
     eq.replaceChildren(document.createTextNode(`row · unrolled input = Σ over the ${M.nnz_row} non-zeros of ` +
-      `weight × input = ${f4(M.dot)}; + bias ${f4(d.bias)} = `),
+      `weight × input = ${f4(M.dot)}; ${d.has_bias === false ? "no bias" : `+ bias ${f4(d.bias)}`} = `),
       el("b", { id: "t-value", "data-value": String(M.value) }, f4(M.value)),
       document.createTextNode(` — the drill-down's window sum gives ${f4(d.value)}, PyTorch's ${d.layer} output ` +
         `${f4(d.torch)}`));
