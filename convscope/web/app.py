@@ -135,8 +135,11 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
                     ("conv.js", "attr.js", "draw.js"))
 
     @app.get("/matrix", response_class=HTMLResponse)
-    def matrix_page():
-        return html("conv matrix", pages.matrix_body(), None, ("matrixrow.js", "matrix.js"))
+    def matrix_page(run: str | None = None):
+        # opened from a run's drill-down (?run=RID): the nav leads back to that run's Draw and Training pages
+        live_index.refresh()
+        rid = run if run in runs else None
+        return html("conv matrix", pages.matrix_body(), rid, ("matrixrow.js", "matrix.js"))
 
     # ---- files
     @app.get("/static/{name}")

@@ -228,6 +228,12 @@ def test_matrix_and_unit_messages_in_our_words(lenet_server, page):
     page.locator("#m-out-3").focus()
     wait_for(page, "() => !!document.querySelector('#m-row-3.hl, #m-row-3 .hl')")
     assert page.text_content("#m-hover").strip()
+    # opened for a run, the nav leads back to that run's pages (and a plain /matrix has no run links)
+    page.goto(f"{lenet_server.base}/matrix?run=lenet&layer=conv2&ch=3&y=0&x=0")
+    assert page.locator("nav a[href='/run/lenet/draw']").count() == 1
+    assert page.locator("nav a[href='/run/lenet/training']").count() == 1
+    page.goto(f"{lenet_server.base}/matrix")
+    assert page.locator("nav a[href='/run/lenet/draw']").count() == 0
     res = page.goto(f"{lenet_server.base}/run/lenet/unit/relu2/abc")
     assert res.status == 422
     body = page.text_content("body")
