@@ -34,14 +34,21 @@ def lenet_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(lenet_server):
+def browser():
+    """One Chromium for the module (a second sync_playwright inside a test would meet the first one's loop)."""
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1280, "height": 900})
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
-            yield pg
+            yield b
         finally:
-            browser.close()
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def page(lenet_server, browser):
+    pg = browser.new_page(viewport={"width": 1280, "height": 900})
+    yield pg
+    pg.close()
 
 
 def open_draw(page, base: str, query: str = "") -> None:
@@ -117,7 +124,7 @@ def test_keyboard_reaches_maps_and_drills(lenet_server, page):
 
 
 def test_confusion_cells_open_by_keyboard(lenet_server, page):
-    page.goto(f"{lenet_server.base}/training")
+    page.goto(f"{lenet_server.base}/run/lenet/training")        # this run's card only
     wait_for(page, "() => document.querySelectorAll('table.confusion td').length === 100", timeout=60)
     # Tab from the top of the page reaches a confusion cell
     page.locator("body").focus()
@@ -147,7 +154,7 @@ def test_confusion_cells_open_by_keyboard(lenet_server, page):
                    "?.startsWith('no test images')")
 
 
-def test_runs_that_finish_later_or_are_deleted(tmp_path):
+def test_runs_that_finish_later_or_are_deleted(tmp_path, browser):
     """Finding 2: a run finishing after the server started gets the background precompute and the progress page
     (before: its unit status said "ready" at once without ever computing, and the first visit blocked).
     Finding 6: a run whose folder is deleted leaves the home page and /training, and its pages answer 404."""
@@ -165,37 +172,27 @@ def test_runs_that_finish_later_or_are_deleted(tmp_path):
             assert time.monotonic() < wait_ready_log, "the first run never got ready"
             time.sleep(0.3)
         convscope.train({**base, "train_subset": 1000}, out=tmp_path / "later", progress=False)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page()
-                page.goto(f"{srv.base}/run/later/unit/relu1/0")
-                # the progress page (the run is queued/computing), which opens the unit page by itself
-                assert page.locator("#pending").count() == 1
-                page.wait_for_selector("#pending", state="detached", timeout=180_000)   # survives the reload
-                page.wait_for_selector(".unitnav", timeout=30_000)   # the unit page itself
-                assert page.locator("#pending").count() == 0
-            finally:
-                browser.close()
+        page = browser.new_page()
+        page.goto(f"{srv.base}/run/later/unit/relu1/0")
+        # the progress page (the run is queued/computing), which opens the unit page by itself
+        assert page.locator("#pending").count() == 1
+        page.wait_for_selector("#pending", state="detached", timeout=180_000)   # survives the reload
+        page.wait_for_selector(".unitnav", timeout=30_000)   # the unit page itself
+        assert page.locator("#pending").count() == 0
         status = httpx.get(f"{srv.base}/api/run/later/units").json()
         # computed by the background thread: its status carries the time it took
         assert status["state"] == "ready" and "seconds" in status, status
 
         shutil.rmtree(tmp_path / "later")
         time.sleep(0.6)                        # the folders are looked at again at most every 0.5 s
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page()
-                page.goto(srv.base + "/")
-                assert page.locator("a[href='/run/first/draw']").count() > 0
-                assert page.locator("a[href='/run/later/draw']").count() == 0
-                for path in ("/run/later/draw", "/run/later/unit/relu1/0", "/run/later/training"):
-                    res = page.goto(srv.base + path)
-                    assert res.status == 404, path
-                    assert "later" in page.text_content("body")          # the HTML error page names the run
-            finally:
-                browser.close()
+        page.goto(srv.base + "/")
+        assert page.locator("a[href='/run/first/draw']").count() > 0
+        assert page.locator("a[href='/run/later/draw']").count() == 0
+        for path in ("/run/later/draw", "/run/later/unit/relu1/0", "/run/later/training"):
+            res = page.goto(srv.base + path)
+            assert res.status == 404, path
+            assert "later" in page.text_content("body")          # the HTML error page names the run
+        page.close()
         live = httpx.get(f"{srv.base}/api/live").json()["runs"]     # what /training lists
         assert [r["id"] for r in live] == ["first"], live
     finally:
@@ -272,24 +269,23 @@ def test_back_from_the_matrix_explorer_keeps_the_drawing(lenet_server, page):
     assert page.is_visible("#drill-value")
 
 
-def test_phone_width_home_and_training_fit(lenet_server):
+def test_phone_width_home_and_training_fit(lenet_server, browser):
     """Finding 8: at 390 x 844 the runs list and /training fit the screen (no sideways scroll), and the run's
     draw/training links are within it."""
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            pg = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
-            pg.goto(lenet_server.base + "/")
-            assert pg.evaluate("() => document.documentElement.scrollWidth") <= 390
-            for href in ("/run/lenet/draw", "/run/lenet/training"):
-                b = pg.locator(f"a[href='{href}']").last.bounding_box()
-                assert b["x"] >= 0 and b["x"] + b["width"] <= 390, (href, b)
-            pg.goto(lenet_server.base + "/training")
-            wait_for(pg, "() => document.querySelectorAll('table.confusion td').length === 100", timeout=60)
-            pg.wait_for_timeout(500)
-            assert pg.evaluate("() => document.documentElement.scrollWidth") <= 390
-        finally:
-            browser.close()
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    pg = ctx.new_page()
+    try:
+        pg.goto(lenet_server.base + "/")
+        assert pg.evaluate("() => document.documentElement.scrollWidth") <= 390
+        for href in ("/run/lenet/draw", "/run/lenet/training"):
+            b = pg.locator(f"a[href='{href}']").last.bounding_box()
+            assert b["x"] >= 0 and b["x"] + b["width"] <= 390, (href, b)
+        pg.goto(lenet_server.base + "/training")           # both runs' cards
+        wait_for(pg, "() => document.querySelectorAll('table.confusion td').length === 200", timeout=60)
+        pg.wait_for_timeout(500)
+        assert pg.evaluate("() => document.documentElement.scrollWidth") <= 390
+    finally:
+        ctx.close()
 
 
 @pytest.mark.parametrize(("rid", "has_bias"), [("lenet", True), ("nobias", False)])
