@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.web.conftest import Server, free_port
-from tests.web.test_browser import CHROMIUM_ARGS, wait_for, wait_update
+from tests.web.test_browser import CHROMIUM_ARGS, stroke, wait_for, wait_update
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +68,13 @@ def test_bad_test_index_shows_the_servers_message(lenet_server, page, index):
     assert page.locator('.col[data-col="conv1"]').count() == 1
 
 
+def draw_line(page, a: tuple[float, float], b: tuple[float, float]) -> None:
+    """A mouse stroke from ``a`` to ``b`` (fractions of the pad), then wait for the page's answer to it."""
+    n = int(page.get_attribute("#draw", "data-updates"))
+    stroke(page, [a, b])
+    wait_update(page, n)
+
+
 def ink(page) -> int:
     """White pixels on the 280 x 280 pad (the pad is white ink on black)."""
     return page.evaluate("""() => { const c = document.getElementById('pad');
@@ -103,13 +110,7 @@ def test_logits_title_stays_visible_with_a_long_head(lenet_server, page):
 
 def test_keyboard_reaches_maps_and_drills(lenet_server, page):
     open_draw(page, lenet_server.base)
-    box = page.locator("#pad").bounding_box()
-    n = int(page.get_attribute("#draw", "data-updates"))
-    page.mouse.move(box["x"] + 140, box["y"] + 40)
-    page.mouse.down()
-    page.mouse.move(box["x"] + 140, box["y"] + 240, steps=6)
-    page.mouse.up()
-    wait_update(page, n)
+    draw_line(page, (0.5, 0.143), (0.5, 0.857))
     # every unit link has an accessible name: layer and channel
     names = page.eval_on_selector_all("#layers a", "as => as.map(a => a.getAttribute('aria-label'))")
     assert names and all(x for x in names)
@@ -244,13 +245,7 @@ def test_back_from_the_matrix_explorer_keeps_the_drawing(lenet_server, page):
     page.goto(f"{lenet_server.base}/run/lenet/draw")
     page.evaluate("() => sessionStorage.clear()")
     open_draw(page, lenet_server.base)
-    box = page.locator("#pad").bounding_box()
-    n = int(page.get_attribute("#draw", "data-updates"))
-    page.mouse.move(box["x"] + 100, box["y"] + 50)
-    page.mouse.down()
-    page.mouse.move(box["x"] + 180, box["y"] + 230, steps=6)
-    page.mouse.up()
-    wait_update(page, n)
+    draw_line(page, (0.357, 0.179), (0.643, 0.821))
     before = {"ink": ink(page), "prediction": page.text_content("#prediction"),
               "input": page.get_attribute("#draw", "data-input-b64")}
     assert before["ink"] > 0 and before["prediction"]
@@ -293,13 +288,7 @@ def test_drill_says_no_bias_for_a_bias_free_conv(lenet_server, page, rid, has_bi
     """Minor finding: a conv without bias says "no bias", not "+ bias +0.0000"; one with bias keeps its term."""
     page.goto(f"{lenet_server.base}/run/{rid}/draw")
     wait_update(page, 0)
-    box = page.locator("#pad").bounding_box()
-    n = int(page.get_attribute("#draw", "data-updates"))
-    page.mouse.move(box["x"] + 140, box["y"] + 40)
-    page.mouse.down()
-    page.mouse.move(box["x"] + 140, box["y"] + 240, steps=6)
-    page.mouse.up()
-    wait_update(page, n)
+    draw_line(page, (0.5, 0.143), (0.5, 0.857))
     page.locator('.layer[data-layer="conv1"] canvas[data-ch="0"]').focus()
     page.keyboard.press("Enter")
     wait_for(page, "() => (document.getElementById('drill').dataset.at || '').startsWith('conv1/0/')")
