@@ -380,9 +380,6 @@
     const name = cv.closest(".layer").dataset.layer, [, H, W] = byName[name].shape;
     openDrill(name, +cv.dataset.ch, Math.floor(H / 2), Math.floor(W / 2));
   });
-  cols.addEventListener("focusin", (ev) => {    // focus shows the same lines and text as hovering
-    const cv = ev.target.closest("canvas.map") || ev.target.querySelector?.("canvas.map"); if (cv) hover(cv);
-  });
   function closeDrill() { drill.at = null; drillBox.hidden = true; drillBox.replaceChildren(); save(); }
   async function openDrill(layer, ch, y, x) {
     drill.at = [layer, ch, y, x];
