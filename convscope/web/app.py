@@ -20,6 +20,7 @@ from .audit_job import AuditJobs
 from .runs import RunEntry, discover_runs
 from .testset import evaluation
 from .units import UnitWork
+from .live import LiveIndex
 from .routes_live import live_router
 from .routes_units import units_router
 from .security import GuardMiddleware, WebError, allowed_hosts, decode_image, read_capped, safe_child
@@ -37,6 +38,21 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def _invalid_field(err: dict[str, Any]) -> str:
+    """One request-validation error in our words: the field as the address or body names it, what was given,
+    what it must be (never the framework's "path.ch: Input should be ...")."""
+    loc = [str(x) for x in err.get("loc", ()) if x not in ("path", "query", "body")]
+    where = {"path": "in the address", "query": "in the address's query", "body": "in the request body"}.get(
+        str((err.get("loc") or ("",))[0]), "")
+    field = ".".join(loc) or "request"
+    kind = str(err.get("type", ""))
+    if "missing" in kind:
+        return f"{field}: missing {where}; give it".replace("  ", " ")
+    want = ("a whole number (such as 0)" if "int" in kind else "a number" if "float" in kind
+            else "true or false" if "bool" in kind else "a valid value")
+    return f"{field} {err.get('input')!r} {where}: expected {want}"
+
+
 def wants_html(path: str) -> bool:
     """Whether an error at ``path`` is answered as a page: not for the JSON API, the static assets, run files and
     rendered pictures, which scripts and <img> read (a page there would be read as broken data)."""
@@ -48,6 +64,10 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     """The app serving the runs found under ``paths``; requests must name ``host:port`` (or a loopback name).
     ``precompute``: start computing every run's unit pages in a background thread now (web/units.py)."""
     runs = discover_runs([Path(p) for p in paths])
+    work = UnitWork(runs).start() if precompute else UnitWork(runs)
+    # runs that finish after the start join ``runs`` at the next look (any page that names a run, the home page,
+    # the dashboard's polls) and are queued for the background precompute like those found at the start
+    live_index = LiveIndex([Path(p) for p in paths], runs, on_new=work.add)
     app = FastAPI(title="convscope", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(GuardMiddleware, hosts=allowed_hosts(host, port, extra_hosts))
     static_files = {p.name: p for p in STATIC.iterdir() if p.is_file() and p.suffix in MEDIA}
@@ -77,14 +97,14 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        items = [f"{'.'.join(str(x) for x in err.get('loc', ()))}: {err.get('msg')}" for err in exc.errors()]
-        return _answer(request, 422, "invalid request: " + "; ".join(items))
+        return _answer(request, 422, "; ".join(_invalid_field(err) for err in exc.errors()))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         return _answer(request, 500, f"internal error ({type(exc).__name__}); the server's log has the details")
 
     def entry(rid: str) -> RunEntry:
+        live_index.refresh()
         if rid not in runs:
             raise WebError(404, f"no run {rid!r} here; runs: {', '.join(runs) or 'none'}")
         return runs[rid]
@@ -105,6 +125,7 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     # ---- pages
     @app.get("/", response_class=HTMLResponse)
     def index():
+        live_index.refresh()
         return html("runs", pages.index_body([run_row(r) for r in list(runs.values())]))
 
     @app.get("/run/{rid}/draw", response_class=HTMLResponse)
@@ -114,8 +135,11 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
                     ("conv.js", "attr.js", "draw.js"))
 
     @app.get("/matrix", response_class=HTMLResponse)
-    def matrix_page():
-        return html("conv matrix", pages.matrix_body(), None, ("matrixrow.js", "matrix.js"))
+    def matrix_page(run: str | None = None):
+        # opened from a run's drill-down (?run=RID): the nav leads back to that run's Draw and Training pages
+        live_index.refresh()
+        rid = run if run in runs else None
+        return html("conv matrix", pages.matrix_body(), rid, ("matrixrow.js", "matrix.js"))
 
     # ---- files
     @app.get("/static/{name}")
@@ -192,9 +216,8 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
     def api_matrix(request: Request):
         return compute.matrix_data(dict(request.query_params)).to_dict()
 
-    app.include_router(live_router([Path(p) for p in paths], runs))
-    work = UnitWork(runs).start() if precompute else UnitWork(runs)
-    app.include_router(units_router(runs, work))
+    app.include_router(live_router(live_index))
+    app.include_router(units_router(runs, work, live_index.refresh))
     audits = AuditJobs(runs)
     app.router.on_shutdown.append(work.stop)     # the background threads end before the interpreter does
     app.router.on_shutdown.append(audits.stop)   # (work.stop tells every background forward to end)

@@ -293,14 +293,19 @@ def _training_records(run: Run) -> tuple[list[dict[str, Any]], list[dict[str, An
     return out["epoch"], out["step"]
 
 
+# the explorer's labels of its fields, so a message names the field the reader sees (and the address's name)
+_FIELD_LABELS = {"h": "input H", "w": "input W", "kh": "kernel H", "kw": "kernel W"}
+
+
 def _int(params: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
     raw = params.get(key, default)
+    name = f"{_FIELD_LABELS[key]} ({key})" if key in _FIELD_LABELS else key
     try:
         v = int(raw)
     except (TypeError, ValueError):
-        raise ConfigError(f"{key}: expected an integer, got {raw!r}") from None
+        raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
     if not lo <= v <= hi:
-        raise ConfigError(f"{key}: {v} is outside {lo}..{hi} (the explorer draws every cell)")
+        raise ConfigError(f"{name}: {v} is outside {lo}..{hi} (the explorer draws every cell)")
     return v
 
 

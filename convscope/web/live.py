@@ -13,6 +13,7 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,11 +167,14 @@ def planned(path: Path) -> dict[str, Any]:
 
 class LiveIndex:
     """The run folders under the served roots, looked at again at most every RESCAN_SECONDS. Runs that finish
-    join ``runs`` (the app's served runs), so their pages work without restarting the server."""
+    join ``runs`` (the app's served runs), so their pages work without restarting the server; ``on_new(rid)`` is
+    told of each (the unit pages' background precompute queues it). Runs whose folder is gone leave both."""
 
-    def __init__(self, roots: list[Path], runs: dict[str, RunEntry]) -> None:
+    def __init__(self, roots: list[Path], runs: dict[str, RunEntry],
+                 on_new: Callable[[str], None] = lambda rid: None) -> None:
         self.roots = [Path(r) for r in roots]
         self.runs = runs
+        self.on_new = on_new
         self.folders: dict[str, Path] = {r.id: r.path for r in runs.values()}
         self._seen = 0.0
         self._lock = threading.Lock()
@@ -189,6 +193,11 @@ class LiveIndex:
                     self.folders[rid] = p
                 if rid not in self.runs and (p / META).is_file():
                     self.runs[rid] = RunEntry(rid, p)
+                    self.on_new(rid)
+            for rid, p in list(self.folders.items()):     # deleted (or moved) since: no longer listed or served
+                if not p.is_dir():
+                    del self.folders[rid]
+                    self.runs.pop(rid, None)
             return dict(self.folders)
 
     def path(self, rid: str) -> Path:

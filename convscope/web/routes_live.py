@@ -4,7 +4,6 @@ confusion cell, and one test image (what the Draw page loads for ``?test_index=N
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -17,9 +16,9 @@ from .views import pages
 from .views.layout import page
 
 
-def live_router(roots: list[Path], runs: dict[str, RunEntry]) -> APIRouter:
-    """The dashboard's API over the runs under ``roots``; runs that finish are added to ``runs``."""
-    index = live.LiveIndex(roots, runs)
+def live_router(index: live.LiveIndex) -> APIRouter:
+    """The dashboard's API over the runs under ``index.roots``; runs that finish are added to ``index.runs``."""
+    runs = index.runs
     router = APIRouter()
 
     def entry(rid: str) -> RunEntry:

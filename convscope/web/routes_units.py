@@ -4,6 +4,7 @@ follows it), its status, and this unit's own feature visualization and projectio
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
@@ -16,10 +17,13 @@ from .views import pages
 from .views.layout import page
 
 
-def units_router(runs: dict[str, RunEntry], work: units.UnitWork) -> APIRouter:
+def units_router(runs: dict[str, RunEntry], work: units.UnitWork,
+                 refresh: Callable[[], object] = lambda: None) -> APIRouter:
+    """``refresh()`` looks for runs that finished since (they join ``runs`` and ``work``'s queue)."""
     router = APIRouter()
 
     def entry(rid: str) -> RunEntry:
+        refresh()
         if rid not in runs:
             raise WebError(404, f"no run {rid!r} here; runs: {', '.join(runs) or 'none'}")
         return runs[rid]

@@ -112,6 +112,16 @@ class UnitWork:
         with self._cv:
             return dict(self.state.get(rid, {"state": "ready", "step": ""}))   # not queued: computed on first use
 
+    def add(self, rid: str) -> None:
+        """A run that appeared (or finished) after the server started: precompute it too, after those queued."""
+        with self._cv:
+            if self._thread is None or rid in self.state:    # precompute off, or already known
+                return
+            self._pending.append(rid)
+            self.state[rid] = {"state": "queued", "step": "waiting for its turn"}
+            self._cv.notify()
+        self._log(f"convscope: new run {rid}: computing its unit pages in the background")
+
     def prioritize(self, rid: str) -> None:
         with self._cv:
             if rid in self._pending:

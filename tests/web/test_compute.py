@@ -84,7 +84,7 @@ def test_matrix_pattern_equals_conv_matrix(h, w, kh, kw, s, p, d):
 def test_matrix_and_unit_errors_name_the_argument(web_run):
     with pytest.raises(ConfigError, match="stride: 9 is outside"):
         matrix_data({"stride": "9"})
-    with pytest.raises(ConfigError, match="h: expected an integer"):
+    with pytest.raises(ConfigError, match=r"input H \(h\): expected an integer, got .four."):
         matrix_data({"h": "four"})
     entry = RunEntry("r", web_run)
     with pytest.raises(ConfigError, match="channels 0..7"):

@@ -205,7 +205,7 @@ def test_matrix_explorer_clears_on_invalid_geometry(server, page_at):
     assert page.locator("#m-matrix tr[data-row]").count() == 4
     page.fill("#m-kh", "9")                                      # over the explorer's limit of 7
     wait_for(page, "() => document.body.dataset.matrix === 'invalid'")
-    assert "kh: 9 is outside 1..7" in page.text_content("#m-info")
+    assert "kernel H (kh): 9 is outside 1..7" in page.text_content("#m-info")   # the label the reader sees
     assert "error" in page.get_attribute("#m-info", "class")
     for part in ("#m-input", "#m-kernel", "#m-output", "#m-matrix"):
         assert page.locator(f"{part} > *").count() == 0, part

@@ -143,7 +143,7 @@ def test_headers_and_json_errors(server):
     cases = [("/api/run/nope/layers", 404, "no run 'nope'"), ("/api/run/digits8/unit/conv1/99", 400, "channels 0..7"),
              ("/api/run/digits8/unit/fc/0", 400, "not a feature-map layer"), ("/api/run/digits8/unit/conv1/x", 422,
                                                                               "ch"),
-             ("/api/matrix?h=99", 400, "h: 99 is outside"), ("/api/matrix?kh=5&h=3", 400, "kernel"),
+             ("/api/matrix?h=99", 400, "input H (h): 99 is outside"), ("/api/matrix?kh=5&h=3", 400, "kernel"),
              ("/api/no/such/thing", 404, "not found"), ("/run/digits8/file/nope.png", 404, "nope.png")]
     for path, status, text in cases:
         r = httpx.get(server.base + path)

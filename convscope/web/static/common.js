@@ -43,6 +43,10 @@
         return [(ev.clientX - r.left) * pad.width / r.width, (ev.clientY - r.top) * pad.height / r.height];
       },
       stroke(a, b) {
+        if (a[0] === b[0] && a[1] === b[1]) {   // a tap: Chromium paints no round cap on a zero-length line
+          ctx.fillStyle = "#fff"; ctx.beginPath(); ctx.arc(a[0], a[1], +brush.value / 2, 0, 2 * Math.PI); ctx.fill();
+          return;
+        }
         ctx.strokeStyle = "#fff"; ctx.lineWidth = +brush.value; ctx.lineCap = "round"; ctx.lineJoin = "round";
         ctx.beginPath(); ctx.moveTo(a[0], a[1]); ctx.lineTo(b[0], b[1]); ctx.stroke();
       },

@@ -52,7 +52,8 @@
       `Each input map of ${feed === "input" ? "the model input" : feed} under the ${g.kernel.join("×")} window ` +
       `(stride ${g.stride.join("×")}, padding ${g.padding.join("×")}, dilation ${g.dilation.join("×")}; grey = ` +
       `padding) times the trained kernel, element by element; the products of all ${d.channels.length} input ` +
-      `channel${d.channels.length > 1 ? "s" : ""} summed, plus the bias. Numbers from your drawing.`));
+      `channel${d.channels.length > 1 ? "s" : ""} summed${d.has_bias === false ? "" : ", plus the bias"}. Numbers from ` +
+      "your drawing."));
     out.push(head);
     const chans = el("div", { class: "drillgrid" });
     d.channels.slice(0, SHOWN).forEach((ci, k) => {
@@ -72,7 +73,7 @@
     }
     const eq = el("p", { class: "eq", id: "drill-eq" });
     eq.append(document.createTextNode(`Σ of all ${d.channels.length * g.kernel[0] * g.kernel[1]} products = ` +
-      `${f4(d.sum)}, + bias ${f4(d.bias)} = `),
+      `${f4(d.sum)}, ${d.has_bias === false ? "no bias (this layer has none)" : `+ bias ${f4(d.bias)}`} = `),
               el("b", { id: "drill-value", "data-value": String(d.value) }, f4(d.value)),
               document.createTextNode(` (PyTorch's ${d.layer} output at this pixel: ${f4(d.torch)})`));
     out.push(eq);

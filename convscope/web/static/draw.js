@@ -17,12 +17,13 @@
   const GAP = 2, SVGNS = "http://www.w3.org/2000/svg";
   let drawing = false, last = null, inFlight = false, pending = null;
   let net = null, byName = {}, data = null, input64 = null;
+  let kept = null;    // an error that the next answer must not overwrite (a bad ?test_index=), until the user acts
 
   const { clear, pos, stroke } = cs.pen(pad, brush);
   clear();
 
   pad.addEventListener("pointerdown", (ev) => {
-    ev.preventDefault(); drawing = true; last = pos(ev); stroke(last, last);
+    ev.preventDefault(); drawing = true; kept = null; last = pos(ev); stroke(last, last);
     try { pad.setPointerCapture(ev.pointerId); } catch (e) { /* synthetic pointers */ }
     schedule();
   });
@@ -33,13 +34,36 @@
   const end = () => { if (drawing) { drawing = false; schedule(); } };
   pad.addEventListener("pointerup", end);
   pad.addEventListener("pointercancel", end);
-  document.getElementById("clear").addEventListener("click", () => { clear(); closeDrill(); schedule(); });
+  document.getElementById("clear").addEventListener("click", () => { kept = null; clear(); closeDrill(); schedule(); });
   document.getElementById("upload").addEventListener("change", (ev) => {
     const f = ev.target.files[0];
+    kept = null;
     if (f) send(f, f.type || "application/octet-stream");
   });
 
+  // the drawing and the open drill-down survive leaving the page (Back from the matrix explorer restores them):
+  // the pad as a PNG data URL in this tab's sessionStorage, per run
+  const SAVED = `convscope:draw:${rid}`;
+  function save() {
+    try { sessionStorage.setItem(SAVED, JSON.stringify({ pad: pad.toDataURL("image/png"), drill: drill.at })); }
+    catch (e) { /* storage full or disabled: nothing kept, the page still works */ }
+  }
+  function restore() {
+    let s = null;
+    try { s = JSON.parse(sessionStorage.getItem(SAVED) || "null"); } catch (e) { s = null; }
+    if (!s || typeof s.pad !== "string" || !s.pad.startsWith("data:image/png;base64,")) { schedule(); return; }
+    const img = new Image();
+    img.onload = () => {
+      ctx.drawImage(img, 0, 0, pad.width, pad.height);
+      if (Array.isArray(s.drill) && s.drill.length === 4) drill.at = s.drill;   // reopened by the first answer
+      schedule();
+    };
+    img.onerror = () => schedule();
+    img.src = s.pad;
+  }
+
   function schedule() {
+    save();
     pad.toBlob((blob) => { if (inFlight) pending = blob; else send(blob, "image/png"); }, "image/png");
   }
   async function send(blob, type) {
@@ -57,6 +81,7 @@
         status.textContent = d.no_ink ? "no ink found: draw or upload a digit"
                                       : `updated in ${Math.round(performance.now() - t0)} ms`;
       }
+      if (kept) status.textContent = kept;
     } catch (e) {
       status.textContent = "server unreachable: " + e;
     } finally {
@@ -87,8 +112,11 @@
         const cv = el("canvas", { width: W, height: H, class: "map" + (conv ? " conv" : ""), "data-ch": c,
                                   title: conv ? `${L.name} channel ${c}: click a pixel for its convolution`
                                               : `${L.name} channel ${c}` });
+        if (conv) { cv.setAttribute("tabindex", "0"); cv.setAttribute("role", "button");
+                    cv.setAttribute("aria-label", `${L.name} channel ${c}: Enter works out its centre pixel`); }
         if (!conv && !L.norm) {     // a unit page exists for every shown layer but batch norm
-          const a = el("a", { href: `/run/${encodeURIComponent(rid)}/unit/${encodeURIComponent(L.name)}/${c}` });
+          const a = el("a", { href: `/run/${encodeURIComponent(rid)}/unit/${encodeURIComponent(L.name)}/${c}`,
+                              "aria-label": `${L.name} channel ${c}: unit page` });
           a.append(cv); box.append(a);
         } else box.append(cv);
       }
@@ -99,8 +127,8 @@
       cols.append(col);
     }
     const flat = el("div", { class: "col headcol", "data-col": "logits" });
-    const fh = el("div", { class: "colhead", title: "the model's output for this input, before the softmax" });
     const hname = net.head.map((h) => h.name).join(" → ") || "head";
+    const fh = el("div", { class: "colhead", title: `the model's output for this input, before the softmax: ${hname}` });
     fh.append(el("b", {}, "logits"), el("span", {}, hname), el("span", {}, `${d.classes.length} values`));
     const logits = el("div", { id: "logits", class: "logits" });
     d.classes.forEach((c) => {
@@ -215,7 +243,7 @@
     input64 = d.input;
     root.dataset.inputB64 = d.input;
     const empty = d.no_ink;
-    root.dataset.state = empty ? "empty" : "predicted";
+    if (!kept) { root.dataset.state = empty ? "empty" : "predicted"; status.classList.remove("error"); }
     document.getElementById("prediction").textContent = empty ? "" : d.prediction;
     document.getElementById("empty").hidden = !empty;
     const rows = document.querySelectorAll("#probs .prob");
@@ -345,9 +373,17 @@
     const x = Math.min(W - 1, Math.floor((ev.clientX - r.left) / r.width * W));
     openDrill(name, +cv.dataset.ch, y, x);
   });
-  function closeDrill() { drill.at = null; drillBox.hidden = true; drillBox.replaceChildren(); }
+  cols.addEventListener("keydown", (ev) => {      // the keyboard path: Enter (or Space) on a focused conv map
+    const cv = ev.target.closest("canvas.map.conv");
+    if (!cv || !input64 || (ev.key !== "Enter" && ev.key !== " ")) return;
+    ev.preventDefault();
+    const name = cv.closest(".layer").dataset.layer, [, H, W] = byName[name].shape;
+    openDrill(name, +cv.dataset.ch, Math.floor(H / 2), Math.floor(W / 2));
+  });
+  function closeDrill() { drill.at = null; drillBox.hidden = true; drillBox.replaceChildren(); save(); }
   async function openDrill(layer, ch, y, x) {
     drill.at = [layer, ch, y, x];
+    save();
     const body = JSON.stringify({ layer, ch, y, x, input: input64 });
     const res = await fetch(`/api/run/${encodeURIComponent(rid)}/conv`,
                             { method: "POST", headers: { "Content-Type": "application/json" }, body });
@@ -367,8 +403,11 @@
     if (!res.ok) {
       let msg = `error ${res.status}`;
       try { msg = (await res.json()).error || msg; } catch (e) { /* not JSON */ }
-      status.textContent = `test image ${index}: ${msg}`;
-      schedule();
+      kept = `test image ${index}: ${msg}`;
+      status.textContent = kept;
+      status.classList.add("error");
+      root.dataset.state = "error";
+      schedule();       // still build the network view (blank pad), under the kept message
       return;
     }
     const blob = await res.blob();
@@ -384,5 +423,5 @@
 
   const testIndex = new URLSearchParams(location.search).get("test_index");
   if (testIndex !== null && testIndex !== "") loadTestImage(testIndex);
-  else schedule();   // the empty canvas: the "draw a digit" state at once
+  else restore();    // the drawing kept from before (Back), else the empty canvas: "draw a digit" at once
 })();

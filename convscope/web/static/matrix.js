@@ -8,12 +8,14 @@
   const el = convscope.el;
   let M = null, rowCols = [];
 
-  function grid(container, h, w, label, prefix) {
+  function grid(container, h, w, label, prefix) {     // the output grid's cells are focusable (keyboard path)
     container.replaceChildren();
     container.style.gridTemplateColumns = `repeat(${w}, 2.6em)`;
     for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) {
       const idx = i * w + j;
-      container.append(el("div", { class: "cell", id: `${prefix}-${idx}`, "data-idx": idx }, label(i, j, idx)));
+      const attrs = { class: "cell", id: `${prefix}-${idx}`, "data-idx": idx };
+      if (prefix === "m-out") Object.assign(attrs, { tabindex: "0", "aria-label": `output (${i}, ${j}): row ${idx}` });
+      container.append(el("div", attrs, label(i, j, idx)));
     }
   }
   function clearHl() {
@@ -80,9 +82,12 @@
     hover.textContent = "\u00a0";
   }
 
-  document.getElementById("m-output").addEventListener("mouseover", (ev) => {
-    const t = ev.target.closest(".cell"); if (t) showRow(+t.dataset.idx);
-  });
+  // hover or keyboard focus (Tab reaches every output cell) light the same row and explanation
+  for (const kind of ["mouseover", "focusin"]) {
+    document.getElementById("m-output").addEventListener(kind, (ev) => {
+      const t = ev.target.closest(".cell"); if (t) showRow(+t.dataset.idx);
+    });
+  }
   document.getElementById("m-matrix").addEventListener("mouseover", (ev) => {
     const t = ev.target.closest("td"); if (t) showCell(+t.dataset.row, +t.dataset.col);
   });

@@ -46,7 +46,7 @@
     if (d.channels.length > 32) rows.append(el("span", { class: "hint" }, `… ${d.channels.length - 32} more input maps`));
     const eq = document.getElementById("t-eq");
     eq.replaceChildren(document.createTextNode(`row · unrolled input = Σ over the ${M.nnz_row} non-zeros of ` +
-      `weight × input = ${f4(M.dot)}; + bias ${f4(d.bias)} = `),
+      `weight × input = ${f4(M.dot)}; ${d.has_bias === false ? "no bias" : `+ bias ${f4(d.bias)}`} = `),
       el("b", { id: "t-value", "data-value": String(M.value) }, f4(M.value)),
       document.createTextNode(` — the drill-down's window sum gives ${f4(d.value)}, PyTorch's ${d.layer} output ` +
         `${f4(d.torch)}`));
@@ -67,6 +67,7 @@
   }
 
   function fail(message) {
+    document.getElementById("t-title").textContent = "A trained layer as a matrix";   // no stale row number
     for (const id of ["t-rows", "t-table", "t-eq"]) document.getElementById(id).replaceChildren();
     const info = document.getElementById("t-info");
     info.textContent = message; info.classList.add("error");
@@ -82,8 +83,9 @@
 
   async function show(form, fields, input) {
     const run = fields.get("run");
-    const body = JSON.stringify({ layer: fields.get("layer"), ch: +fields.get("ch"), y: +fields.get("y"),
-                                  x: +fields.get("x"), input });
+    // integers as numbers; anything else as typed, so the server's message can quote it ("abc", not null)
+    const num = (k) => { const v = (fields.get(k) ?? "").trim(); return /^-?\d+$/.test(v) ? +v : v; };
+    const body = JSON.stringify({ layer: fields.get("layer"), ch: num("ch"), y: num("y"), x: num("x"), input });
     let res, d;
     try {
       res = await fetch(`/api/run/${encodeURIComponent(run)}/conv`,

@@ -199,11 +199,16 @@
       row.forEach((n, j) => {
         const td = el("td", { class: i === j ? "diag" : "off", "data-true": i, "data-pred": j }, String(n));
         if (i !== j && n) td.style.background = `rgba(217, 72, 15, ${0.12 + 0.75 * n / max})`;
-        if (n) {
-          td.classList.add("clickable");
-          td.title = `${n} test images of ${d.classes[i]} predicted as ${d.classes[j]}`;
-          td.addEventListener("click", () => cell(rid, i, j));
-        }
+        // every cell is a keyboard-reachable button (Tab, then Enter or Space); a 0 cell says "no images"
+        td.classList.add("clickable");
+        td.setAttribute("tabindex", "0");
+        td.setAttribute("role", "button");
+        td.title = `${n} test image${n === 1 ? "" : "s"} of ${d.classes[i]} predicted as ${d.classes[j]}`;
+        td.setAttribute("aria-label", td.title);
+        td.addEventListener("click", () => cell(rid, i, j));
+        td.addEventListener("keydown", (ev) => {
+          if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); cell(rid, i, j); }
+        });
         tr.append(td);
       });
       tab.append(tr);
@@ -218,8 +223,9 @@
     try { m = await json(`/api/run/${encodeURIComponent(rid)}/misclassified?true=${i}&pred=${j}`); } catch (err) {
       gal.replaceChildren(el("p", { class: "note" }, err.message)); return;
     }
-    const what = i === j ? `${m.count} test images of ${m.true_name} predicted correctly`
-                         : `${m.count} test images of ${m.true_name} predicted as ${m.pred_name}`;
+    const n = m.count === 0 ? "no test images" : `${m.count} test image${m.count === 1 ? "" : "s"}`;
+    const what = i === j ? `${n} of ${m.true_name} predicted correctly`
+                         : `${n} of ${m.true_name} predicted as ${m.pred_name}`;
     gal.replaceChildren(el("h3", {}, what + (m.shown < m.count ? ` (first ${m.shown} shown)` : "")));
     const tiles = el("div", { class: "tiles" });
     for (const im of m.images) {

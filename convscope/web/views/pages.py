@@ -156,7 +156,8 @@ def unit_pending_body(rid: str, layer: str, ch: int, status: dict[str, Any]) -> 
     return (f'<h1 class="unit-title">{e(layer)} · channel {e(ch)}</h1>'
             f'<section class="card pending" id="pending" data-status="/api/run/{e(rid)}/units">'
             '<h2>Preparing the unit pages of this run</h2><p>The top test images and sparsity of every layer are '
-            'computed once, in the background, when the server starts; this page opens by itself when they are '
+            'computed once, in the background, when the server starts (or the run finishes, if later); this page opens '
+            'by itself when they are '
             f'ready.</p><progress></progress> <span id="pending-step" class="status">{e(status.get("step", ""))}'
             '</span></section>')
 
