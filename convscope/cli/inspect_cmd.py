@@ -152,7 +152,9 @@ def cmd_layers(args) -> int:
     w = max(len(r.name) for r in rows)
     print(f"{'layer':<{w}}  {'type':<18} {'output shape':<16} parameters")
     for r in rows:
-        print(f"{r.name:<{w}}  {r.kind:<18} {'x'.join(map(str, r.output_shape)):<16} {r.parameters:,}")
+        print(f"{r.name:<{w}}  {r.kind:<18} {'x'.join(map(str, r.output_shape)):<16} {r.parameters:,}"
+              + (f"  (runs {r.calls} times per forward: shape of the first call; the commands that read a "
+                 "layer's activations refuse it)" if r.calls > 1 else ""))
     return 0
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .._check import is_int
-from ..errors import ConfigError
+from ..errors import ConfigError, ConvscopeError
 from .hooks import observe
 
 
@@ -75,6 +75,8 @@ def zeros_forward(model: nn.Module, input_shape, name: str = "input_shape", batc
     device = t.device if t is not None else torch.device("cpu")
     try:
         return model(torch.zeros(batch, *shape, dtype=dtype, device=device))
+    except ConvscopeError:               # a check in a caller's hook (a reused layer), already in words
+        raise
     except (RuntimeError, ValueError, IndexError) as e:
         if _raised_in_user_code(e):      # the user's own forward raised: theirs to see, with their traceback
             raise

@@ -5,11 +5,10 @@ minor wording. Each test failed before its fix."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from convscope.errors import ConfigError, ConvscopeError
+from convscope.errors import ConfigError
 
 from .conftest import refused
 
@@ -73,3 +72,79 @@ def test_bench_out_refuses_a_file_that_is_not_earlier_results(tmp_path, cli):
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert f"--out: {notes} exists and is not the results of an earlier benchmark" in r.stderr
     assert notes.read_text() == "mine"
+
+
+# -- F4: a module called more than once per forward ----------------------------------------------------------------
+
+def _shared_relu_model():
+    import torch
+    from torch import nn
+
+    class SharedReLU(nn.Module):      # one self.relu after both convs: a very common pattern
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3)
+            self.relu = nn.ReLU()
+            self.fc = nn.Linear(4 * 24 * 24, 10)
+
+        def forward(self, x):
+            x = self.relu(self.conv1(x))      # (B, 4, 26, 26)
+            x = self.relu(self.conv2(x))      # (B, 4, 24, 24)
+            return self.fc(x.flatten(1))
+
+    torch.manual_seed(0)
+    return SharedReLU().eval()
+
+
+def _digits(n: int = 12):
+    import torch
+
+    from convscope.data.dataset import ImageDataset
+    from convscope.data.normalize import Normalization
+
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g)
+    ds = ImageDataset(images, torch.arange(n) % 10, tuple(map(str, range(10))), "rand", "test", "test")
+    return ds, Normalization((0.5,), (0.25,))
+
+
+def test_topk_and_sparsity_refuse_a_layer_that_runs_twice_per_forward_naming_it():
+    # was: topk ranked the per-image max over both calls, sparsity counted 2 calls' activations as one 1x28x28
+    from convscope.inspect import activation_sparsity, topk
+
+    model = _shared_relu_model()
+    ds, norm = _digits()
+    for call in (lambda: topk(model, ds, ["relu"], k=3, norm=norm),
+                 lambda: activation_sparsity(model, ds, norm, ["relu"])):
+        with pytest.raises(ConfigError, match="layer 'relu' runs more than once in one forward pass .*self.relu1"):
+            call()
+
+
+def test_topk_of_a_layer_that_runs_once_in_such_a_model_matches_pytorch():
+    import torch
+
+    from convscope.inspect import topk
+
+    model = _shared_relu_model()
+    ds, norm = _digits()
+    res = topk(model, ds, ["conv1"], k=3, norm=norm)
+    with torch.no_grad():
+        out = model.conv1(norm.apply(ds.images))          # (N, 4, 26, 26): the reference, by hand
+    best = out.flatten(2).amax(2)                           # (N, 4): each image's peak per channel
+    for c in range(4):
+        want = torch.argsort(best[:, c], descending=True)[:3].tolist()
+        assert [r.index for r in res["conv1"][c]] == want
+        for r in res["conv1"][c]:
+            assert r.value == pytest.approx(float(out[r.index, c, r.y, r.x]), rel=1e-5)
+            assert r.value == pytest.approx(float(best[r.index, c]), rel=1e-5)
+    d = res.to_dict()      # F12: every result type has to_dict(), plain JSON
+    assert json.loads(res.to_json()) == d and d["conv1"][0][0]["index"] == res["conv1"][0][0].index
+
+
+def test_layers_lists_a_reused_module_with_its_calls():
+    from convscope.inspect import list_layers
+
+    rows = {r.name: r for r in list_layers(_shared_relu_model(), (1, 28, 28))}
+    assert rows["relu"].calls == 2 and rows["relu"].output_shape == (4, 26, 26)   # the first call's
+    assert rows["conv2"].calls == 1 and rows["conv2"].output_shape == (4, 24, 24)
+    assert "first of 2 calls per forward" in repr(rows and list_layers(_shared_relu_model(), (1, 28, 28)))
