@@ -59,10 +59,17 @@ def check_device(value: object, name: str = "device", hint: str = "cpu, cuda or 
 
 
 def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating dtype a model computes in: that of its first floating parameter (or buffer); float32 else."""
-    for t in [*model.parameters(), *model.buffers()]:
-        if t.is_floating_point():
-            return t.dtype
+    """The floating dtype a model computes in: the one most of its floating parameters' elements have (buffers'
+    when it has no floating parameter; ties go to the first registered); float32 without either. Not the first
+    parameter's: a float32 model with one small fp16 ``nn.Parameter`` registered before its layers computes in
+    float32, and giving it fp16 input was refused as a wrong input shape."""
+    for group in (list(model.parameters()), list(model.buffers())):
+        count: dict[torch.dtype, int] = {}
+        for t in group:
+            if t.is_floating_point():
+                count[t.dtype] = count.get(t.dtype, 0) + t.numel()
+        if count:
+            return max(count, key=count.__getitem__)      # dicts keep insertion order: a tie keeps the first
     return torch.float32
 
 

@@ -68,13 +68,10 @@ def zeros_forward(model: nn.Module, input_shape, name: str = "input_shape", batc
     A shape the model cannot take (channels, too small for its kernels) is a ConfigError naming ``name``; the
     caller sets eval mode / no_grad / hooks as it needs."""
     shape = check_input_shape(input_shape, name)
-    t = next(iter(model.parameters()), None)
-    if t is None:
-        t = next(iter(model.buffers()), None)
-    dtype = t.dtype if t is not None and t.is_floating_point() else torch.float32
-    device = t.device if t is not None else torch.device("cpu")
+    from .forward import model_device, model_dtype     # forward.py imports this module: no import back at load
+
     try:
-        return model(torch.zeros(batch, *shape, dtype=dtype, device=device))
+        return model(torch.zeros(batch, *shape, dtype=model_dtype(model), device=model_device(model)))
     except ConvscopeError:               # a check in a caller's hook (a reused layer), already in words
         raise
     except (RuntimeError, ValueError, IndexError) as e:

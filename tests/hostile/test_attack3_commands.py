@@ -148,3 +148,101 @@ def test_layers_lists_a_reused_module_with_its_calls():
     assert rows["relu"].calls == 2 and rows["relu"].output_shape == (4, 26, 26)   # the first call's
     assert rows["conv2"].calls == 1 and rows["conv2"].output_shape == (4, 24, 24)
     assert "first of 2 calls per forward" in repr(rows and list_layers(_shared_relu_model(), (1, 28, 28)))
+
+
+# -- F6: tracebacks ------------------------------------------------------------------------------------------------
+
+def test_tensorboard_refuses_a_metrics_record_holding_a_list_naming_the_field(small_run, tmp_path):
+    import shutil
+
+    from convscope.runs.rundir import RunError
+    from convscope.training.tensorboard import convert
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run.path, run, ignore=shutil.ignore_patterns("tensorboard"))
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "step", "step": 3, "loss": [1, 2]}\n')
+    # was: TypeError: must be real number, not list (training/tensorboard.py)
+    with pytest.raises(RunError, match=r"metrics.jsonl: record \d+ \(step\) has 'loss' = \[1, 2\]; expected a number"):
+        convert(run, force=True)
+    assert not (run / "tensorboard").exists()
+
+
+def test_features_of_a_layer_without_feature_maps_is_a_usage_error(small_run, tmp_path, cli):
+    # was: matplotlib "ValueError: Number of rows must be a positive integer, not 0" (inspect/pictures.py)
+    from convscope.inspect import list_layers
+
+    flat = next(r.name for r in list_layers(small_run.model, small_run.input_shape) if len(r.output_shape) == 1)
+    refused(cli("features", small_run.path, "--layers", flat, "--out", tmp_path / "o"),
+            f"--layers {flat}: no feature maps there")
+
+
+@pytest.mark.parametrize("index", [10**9, -13, 12])
+def test_subset_refuses_an_index_outside_the_dataset(index):
+    from convscope.errors import DataError
+
+    ds, _ = _digits(12)
+    with pytest.raises(DataError, match=f"indices: {index} is outside rand .*0..11"):
+        ds.subset([0, index])
+    assert ds.subset([-12, 11]).labels.tolist() == [ds.labels[0].item(), ds.labels[11].item()]
+
+
+# -- F8: unbounded counts of the Python API ------------------------------------------------------------------------
+
+def test_sparsity_bins_and_edge_keep_are_bounded():
+    import numpy as np
+
+    from convscope.inspect import activation_sparsity
+    from convscope.inspect.edges import edge_experiment
+
+    ds, norm = _digits()
+    with pytest.raises(ConfigError, match=r"^bins: must be \[1, 10000\], got 1000000000"):
+        activation_sparsity(_shared_relu_model(), ds, norm, ["conv1"], bins=10**9)
+    for keep in (-1, 10**6, 2.5):
+        with pytest.raises(ConfigError, match="^keep: "):
+            edge_experiment(np.zeros((2, 8, 8), np.uint8), keep=keep)
+    assert len(edge_experiment(np.zeros((3, 8, 8), np.uint8), keep=2).outputs) == 2
+
+
+def test_train_epochs_from_the_api_are_bounded():
+    import convscope
+
+    with pytest.raises(ConfigError, match="epochs must lie in .1, 100000.*got 1180591620717411303424"):
+        convscope.train({"epochs": 2**70}, progress=False)
+
+
+# -- F11: the dtype a model computes in; a complex output ----------------------------------------------------------
+
+def test_a_float32_model_with_a_small_fp16_parameter_first_gets_float32_input():
+    import torch
+    from torch import nn
+
+    from convscope.models.forward import model_dtype
+    from convscope.models.probe import zeros_forward
+
+    class Net(nn.Module):          # the attack's mf/uintparam.py
+        def __init__(self) -> None:
+            super().__init__()
+            self.q = nn.Parameter(torch.zeros(3, dtype=torch.float16))   # registered before fc
+            self.fc = nn.Linear(784, 10)
+
+        def forward(self, x):
+            return self.fc(x.flatten(1)) + self.q.float().sum()
+
+    m = Net()
+    assert model_dtype(m) == torch.float32
+    out = zeros_forward(m, (1, 28, 28))          # was: "the model cannot take an image of shape (1, 28, 28)"
+    torch.testing.assert_close(out, m.fc.bias.detach()[None].expand(1, 10))
+    assert model_dtype(nn.Linear(4, 4).half()) == torch.float16
+
+
+def test_a_model_file_with_complex_output_is_refused_at_load(tmp_path):
+    from convscope.inspect.target import from_model_file
+
+    f = tmp_path / "complexout.py"
+    f.write_text("import torch, torch.nn as nn\nclass Net(nn.Module):\n    def __init__(self):\n"
+                 "        super().__init__(); self.fc = nn.Linear(784, 10)\n"
+                 "    def forward(self, x):\n        y = self.fc(x.flatten(1)); return torch.complex(y, y)\n")
+    for scores in (True, False):     # also for topk / layers, which read no scores
+        with pytest.raises(ConfigError, match="complex"):
+            from_model_file(f"{f}:Net", None, (1, 28, 28), "digits", tmp_path / "o", scores=scores)
