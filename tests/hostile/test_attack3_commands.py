@@ -246,3 +246,44 @@ def test_a_model_file_with_complex_output_is_refused_at_load(tmp_path):
     for scores in (True, False):     # also for topk / layers, which read no scores
         with pytest.raises(ConfigError, match="complex"):
             from_model_file(f"{f}:Net", None, (1, 28, 28), "digits", tmp_path / "o", scores=scores)
+
+
+# -- F12: minor wording, silently ignored flags --------------------------------------------------------------------
+
+def test_explain_layer_given_with_methods_that_use_none_is_refused():
+    from convscope.configs import ExplainConfig
+
+    # was: `explain r1 img --method saliency --layer nope` rc 0, the flag ignored
+    with pytest.raises(ConfigError, match=r"^layer: only gradcam and guided_gradcam run at a layer.*\(saliency\)"):
+        ExplainConfig(method=("saliency",), layer="nope")
+    assert ExplainConfig(method=("saliency", "gradcam"), layer="conv1").layer == "conv1"
+    assert ExplainConfig(layer="conv1").layer == "conv1"       # all methods: gradcam among them
+
+
+def test_explain_cli_names_the_layer_flag(small_run, tmp_path, cli):
+    from PIL import Image
+
+    img = tmp_path / "one.png"
+    Image.new("L", (28, 28)).save(img)
+    refused(cli("explain", small_run.path, img, "--method", "saliency", "--layer", "nope", "--out", tmp_path / "o"),
+            "--layer: only gradcam and guided_gradcam run at a layer")
+
+
+def test_a_bad_model_arg_from_a_config_file_names_the_file(tmp_path, cli):
+    cfg = tmp_path / "negwidth.yaml"
+    cfg.write_text("model: fast2\nmodel_args:\n  width: -5\nepochs: 1\ntrain_subset: 64\n")
+    r = cli("train", "--config", cfg, "--out", tmp_path / "run", cwd=tmp_path)
+    refused(r, f"{cfg}: model_args: fast2: width must be a positive whole number")
+    r = cli("train", "--model", "fast2", "--model-arg", "width=-5", "--epochs", "1", "--out", tmp_path / "run2",
+            cwd=tmp_path)
+    refused(r, "width must be a positive whole number")
+    assert f"{cfg}" not in r.stderr
+
+
+def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path):
+    from convscope.training.configfile import read_config_file
+
+    for suffix, text in ((".json", '{"epochs": 3}'), (".yaml", "epochs: 3\n"), (".toml", "epochs = 3\n")):
+        f = tmp_path / f"bom{suffix}"
+        f.write_bytes(b"\xef\xbb\xbf" + text.encode())      # was (JSON): "decode using utf-8-sig"
+        assert read_config_file(f) == {"epochs": 3}
