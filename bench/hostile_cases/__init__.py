@@ -39,6 +39,11 @@ __all__ = ["CHECKS", "SCENARIOS", "UNITS", "Case", "build_cases", "make_workspac
 UNITS = (data, predict, runs, train, inspection, matrix, visualize, explain, refine, web, models, writes, plausible,
          open28)
 
+# issue 28, the third attack, half b (commands and the Python API): its own unit, added on its own line
+from . import attack3b  # noqa: E402
+
+UNITS += (attack3b,)
+
 
 def _merged_checks() -> dict:
     checks = dict(_SHARED_CHECKS)
