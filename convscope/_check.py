@@ -220,7 +220,10 @@ def output_file(path: str | os.PathLike[str], flag: str, command: str) -> Path:
     """``path`` given to ``flag`` of ``convscope COMMAND`` may be written: new, or a picture an earlier run of
     the same command wrote there (its text chunk says so, see :func:`output_mark`); never a run's curve.png, a
     user's photo or any other file that happens to stand there. The one guard of every writer flag."""
-    return replaceable(Path(path), flag, output_mark(command), f"a picture an earlier `convscope {command}` wrote",
+    path = Path(path)
+    if os.path.lexists(path) and not path.is_symlink() and not path.is_file():
+        return path     # a folder, FIFO or device: the atomic writer refuses it in its own words ("named pipe")
+    return replaceable(path, flag, output_mark(command), f"a picture an earlier `convscope {command}` wrote",
                        f"give {flag} a new file name, or move {Path(path).name} away first")
 
 

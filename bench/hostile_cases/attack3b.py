@@ -9,11 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ._table import Table
-
-
-def _cli(argv: list[str], before: str = "") -> str:
-    return (f"import sys\n{before}from convscope.cli import main\nrc = main({[str(a) for a in argv]!r})\n"
-            "if rc:\n    raise SystemExit(rc)\n")
+from .open28 import _cli
 
 
 def _refused(*words: str, keep: tuple[str, bytes | None] | None = None):
