@@ -101,7 +101,7 @@ def add_cases(t: Table) -> None:
     twice = _cli(["matrix", "--input", "4x4", "--kernel", "3x3", "--png", f"{out}/a3b-own.png"])
     t.py("attack3-cmd-replace", "matrix --png twice (its own earlier picture is replaced)",
          twice.replace("if rc:", "rc = rc or main(sys.argv[:0] + " + repr(["matrix", "--input", "4x4", "--kernel",
-                                                                          "5x5", "--png", f"{out}/a3b-own.png"])
+                                                                          "2x2", "--png", f"{out}/a3b-own.png"])
                        + ")\nif rc:"), expect="ok")
     # -- attack3-cmd-reused: one MaxPool2d after both convs
     mf = f"{out}/a3b-reused.py"
