@@ -15,17 +15,7 @@ from torch import nn
 from .._check import tensor as check_tensor
 from ..data.normalize import Normalization
 from ..errors import ConfigError
-from .probe import eval_mode
-
-
-def model_device(model: nn.Module | None) -> torch.device:
-    """The device a model's inputs go to: that of its first parameter (or buffer); CPU without either."""
-    if model is None:
-        return torch.device("cpu")
-    t = next(model.parameters(), None)
-    if t is None:
-        t = next(model.buffers(), None)
-    return t.device if t is not None else torch.device("cpu")
+from .probe import eval_mode, model_device, model_dtype  # both defined in probe.py (it cannot import this module)
 
 
 def check_device(value: object, name: str = "device", hint: str = "cpu, cuda or cuda:N") -> torch.device:
@@ -56,21 +46,6 @@ def check_device(value: object, name: str = "device", hint: str = "cpu, cuda or 
     why = ("holds shapes without values, nothing can be computed there" if device.type == "meta" else
            "is not available here")
     raise ConfigError(f"{name}: {value!r}: the {device.type} device {why}; use {hint}", arg=name)
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating dtype a model computes in: the one most of its floating parameters' elements have (buffers'
-    when it has no floating parameter; ties go to the first registered); float32 without either. Not the first
-    parameter's: a float32 model with one small fp16 ``nn.Parameter`` registered before its layers computes in
-    float32, and giving it fp16 input was refused as a wrong input shape."""
-    for group in (list(model.parameters()), list(model.buffers())):
-        count: dict[torch.dtype, int] = {}
-        for t in group:
-            if t.is_floating_point():
-                count[t.dtype] = count.get(t.dtype, 0) + t.numel()
-        if count:
-            return max(count, key=count.__getitem__)      # dicts keep insertion order: a tie keeps the first
-    return torch.float32
 
 
 def model_input(model: nn.Module, x: object, name: str = "inputs",
