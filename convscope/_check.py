@@ -206,6 +206,27 @@ def replaceable(path: Path, name: str, marker: bytes, what: str, fix: str) -> Pa
                      f"another file; {fix}")
 
 
+# -- the pictures a command writes where the user says (--png, --svd-png, --out) ---------------------------------
+
+OUTPUT_KEY = "convscope-output"   # the PNG text chunk key of a picture written to a user-named path
+
+
+def output_mark(command: str) -> bytes:
+    """The PNG text chunk (``tEXt`` key NUL value) a picture written by ``convscope COMMAND`` carries."""
+    return b"tEXt" + OUTPUT_KEY.encode() + b"\0" + command.encode()
+
+
+def output_file(path: str | os.PathLike[str], flag: str, command: str) -> Path:
+    """``path`` given to ``flag`` of ``convscope COMMAND`` may be written: new, or a picture an earlier run of
+    the same command wrote there (its text chunk says so, see :func:`output_mark`); never a run's curve.png, a
+    user's photo or any other file that happens to stand there. The one guard of every writer flag."""
+    path = Path(path)
+    if os.path.lexists(path) and not path.is_symlink() and not path.is_file():
+        return path     # a folder, FIFO or device: the atomic writer refuses it in its own words ("named pipe")
+    return replaceable(path, flag, output_mark(command), f"a picture an earlier `convscope {command}` wrote",
+                       f"give {flag} a new file name, or move {Path(path).name} away first")
+
+
 # -- config fields: one declaration drives the check and the CLI flag --------------------------------------------
 
 def option(default: Any, help: str, *, kind: str | None = None, lo: float | None = None, hi: float | None = None,

@@ -296,6 +296,11 @@ def main(argv: list[str] | None = None, default_out: Path | None = None) -> None
         every = args.eval_images or (10_000 if ds != "digits" else 2_000)
         print(json.dumps(worker(rec, ds, int(seed), every, args.max_seconds, args.smoke, args.threads)))
         return
+    if args.out:   # checked before minutes of runs: new, or the results of an earlier run of this harness
+        from ._check import replaceable
+
+        replaceable(args.out, "--out", b'"benchmark": "time_to_accuracy"', "the results of an earlier benchmark",
+                    f"give --out a new file name, or move {args.out.name} away first")
     peaks = peak_flops(args.threads)
     print(f"peak matmul: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s", flush=True)
     def run_one(rec: str, ds: str, seed: int) -> dict:

@@ -36,6 +36,7 @@ EDGE_FILTERS: dict[str, tuple[tuple[int, ...], ...]] = {
     "laplacian": ((0, 1, 0), (1, -4, 1), (0, 1, 0)),
     "laplacian-8": ((1, 1, 1), (1, -8, 1), (1, 1, 1)),
 }
+LAYER_METHODS = ("gradcam", "guided_gradcam")     # the attribution methods that run at a layer
 ATTRIBUTION_METHODS = ("saliency", "smoothgrad", "integrated_gradients", "gradcam", "occlusion", "guided_gradcam",
                        "guided_backprop", "deconvnet")
 
@@ -154,6 +155,14 @@ class ExplainConfig(_Config):
                                 "--limit images (default 500)")
     ssim: bool = option(False, "--audit: also the SSIM of each randomized map")
     seed: int = option(0, "seed of the audit's randomization", lo=0, hi=SEED_MAX)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # a layer only Grad-CAM reads: given with other methods alone it was silently ignored (--layer nope, rc 0)
+        if self.layer is not None and not set(self.methods) & set(LAYER_METHODS):
+            raise fail("layer", f"only {' and '.join(LAYER_METHODS)} run at a layer, and the methods asked for "
+                                f"({', '.join(self.methods)}) do not; leave the layer out, or add a method that "
+                                "uses it (e.g. gradcam)")
 
     @property
     def methods(self) -> tuple[str, ...]:

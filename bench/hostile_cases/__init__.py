@@ -41,10 +41,11 @@ __all__ = ["CHECKS", "SCENARIOS", "UNITS", "Case", "build_cases", "make_workspac
 UNITS = (data, predict, runs, train, inspection, matrix, visualize, explain, refine, web, models, writes, plausible,
          open28)
 
-# the third attack's findings, half a (#28): serve, downloads, run files (areas attack3-*)
-from . import attack3a  # noqa: E402
+# the third attack's findings (#28): half a (serve, downloads, run files; areas attack3-*) and half b
+# (commands and the Python API; areas attack3-cmd-*)
+from . import attack3a, attack3b  # noqa: E402
 
-UNITS += (attack3a,)
+UNITS += (attack3a, attack3b)
 
 
 def _merged_checks() -> dict:

@@ -68,9 +68,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from ..viz import class_grid
 
-    ds = load_from_args(args, args.name, args.split)
+    from .._check import output_file
+
     out = args.out or Path(f"{args.name.replace(':', '_').replace('/', '_')}-{args.split}-samples.png")
-    class_grid(ds, out, per_class=args.per_class)
+    output_file(out, "--out", "data show")   # before loading: a run's file or a user's picture is never replaced
+    ds = load_from_args(args, args.name, args.split)
+    class_grid(ds, out, per_class=args.per_class, output="data show")
     print(f"{ds!r}\nclass counts: {ds.class_counts()}\nwrote {out}")
     return 0
 

@@ -154,7 +154,9 @@ def cmd_layers(args) -> int:
     w = max(len(r.name) for r in rows)
     print(f"{'layer':<{w}}  {'type':<18} {'output shape':<16} parameters")
     for r in rows:
-        print(f"{r.name:<{w}}  {r.kind:<18} {'x'.join(map(str, r.output_shape)):<16} {r.parameters:,}")
+        print(f"{r.name:<{w}}  {r.kind:<18} {'x'.join(map(str, r.output_shape)):<16} {r.parameters:,}"
+              + (f"  (runs {r.calls} times per forward: shape of the first call; the commands that read a "
+                 "layer's activations refuse it)" if r.calls > 1 else ""))
     return 0
 
 
@@ -275,8 +277,14 @@ def cmd_features(args) -> int:
     ds = load_dataset(args, t, predicts=True)
     if not 0 <= args.index < len(ds):
         raise ConfigError(f"--index {args.index}: the {ds.split} split has {len(ds)} images (0..{len(ds) - 1})")
-    names = _layer_arg(t.model, args.layers, "--layers") or [r.name for r in list_layers(t.model, t.input_shape)
-                                                  if len(r.output_shape) == 3]
+    table = list_layers(t.model, t.input_shape)
+    mapped = [r.name for r in table if len(r.output_shape) == 3 and r.calls == 1]   # layers with (C, H, W) maps
+    names = _layer_arg(t.model, args.layers, "--layers") or mapped
+    flat = [n for n in names if n not in mapped and any(r.name == n and r.calls == 1 for r in table)]
+    if flat:    # was: matplotlib's "Number of rows must be a positive integer, not 0" traceback for --layers fc
+        raise ConfigError(f"--layers {','.join(flat)}: no feature maps there (a layer's output must be channels x "
+                          f"height x width to be drawn); layers with feature maps: {', '.join(mapped) or 'none'}",
+                          arg="--layers")
     img = ds.images[args.index:args.index + 1]
     with torch.no_grad(), capture(t.model, names) as maps:
         logits = t.model(t.preprocess(img))

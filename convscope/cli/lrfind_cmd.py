@@ -18,10 +18,16 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
         # the sweep's JSON goes beside the plot (same name, .json): any other suffix would write both to one path
         raise ConfigError(f"--out {args.out}: the plot is a PNG; give a path ending in .png, e.g. "
                           f"{args.out.with_suffix('.png')} (the sweep's JSON is written beside it)", arg="--out")
+    from .._check import output_file, replaceable
+
     cfg = config_from_args(args)
-    res = lr_find(cfg, start=args.start, end=args.end, steps=args.steps, rule=args.rule)
     png = args.out or Path(f"lr-find-{cfg.run_name}.png")
-    plot(res, png)
+    # both files checked before the sweep: each is new or an earlier lr-find's (the JSON: a sweep's "lrs" list)
+    output_file(png, "--out", "lr-find")
+    replaceable(png.with_suffix(".json"), "--out", b'"lrs": [', "the JSON of an earlier lr-find sweep",
+                f"give --out a new file name, or move {png.with_suffix('.json').name} away first")
+    res = lr_find(cfg, start=args.start, end=args.end, steps=args.steps, rule=args.rule)
+    plot(res, png, output="lr-find")
     atomic_write_text(png.with_suffix(".json"), res.to_json() + "\n")
     print(res.to_json() if args.json else report(res))
     print(f"wrote {png}, {png.with_suffix('.json')}")

@@ -54,6 +54,12 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from ..matrix.display import heatmap_png, spectrum_png
     from ..matrix.report import conv_layer_in_model, describe_conv
 
+    from .._check import output_file
+
+    # every picture path the user named is checked before any work: new, or an earlier `convscope matrix` picture
+    for flag, path in (("--png", args.png), ("--svd-png", args.svd_png)):
+        if path is not None:
+            output_file(path, flag, "matrix")
     if args.run is not None and args.lipschitz:
         return _lipschitz(args)
     if args.run is not None:
@@ -91,10 +97,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         if info_png is None:  # beside the run's other inspection pictures, or in the working directory
             info_png = (args.run / "inspect" / f"matrix-{args.layer}-spectrum.png" if args.run is not None
                         else Path("conv-spectrum.png"))
-        spectrum_png(spec.values, info_png, label)
+        spectrum_png(spec.values, info_png, label, output="matrix")
         spectrum_file = str(info_png)
     if args.png:
-        heatmap_png(m, args.png, f"{label}: {rows:,} x {cols:,}, {m.nnz:,} non-zeros")
+        heatmap_png(m, args.png, f"{label}: {rows:,} x {cols:,}, {m.nnz:,} non-zeros", output="matrix")
         info.png = str(args.png)
     out = info.to_dict()
     if spec is not None and spec.exact:

@@ -50,8 +50,14 @@ class ImageDataset:
         return int(c), int(h), int(w)
 
     def subset(self, indices: torch.Tensor | np.ndarray, split: str | None = None) -> ImageDataset:
-        """The images at ``indices`` (a new dataset sharing class names and provenance)."""
+        """The images at ``indices`` (a new dataset sharing class names and provenance); an index outside
+        ``[-len, len)`` is a DataError naming it, not torch's IndexError."""
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64)
+        n = len(self.labels)
+        bad = idx[(idx < -n) | (idx >= n)]
+        if len(bad):
+            raise DataError(f"indices: {int(bad[0])} is outside {self.name} ({self.split}, {n:,} images: indices "
+                            f"0..{n - 1}, or -{n}..-1 from the end); give indices of images in the dataset")
         return ImageDataset(self.images[idx], self.labels[idx], self.classes, self.name, split or self.split,
                             self.source, self.hflip_ok, dict(self.extra))
 

@@ -172,7 +172,8 @@ def _probe(model: nn.Module, inputs: torch.Tensor, shapes: bool = False
     """The model's output for the first image, and with ``shapes`` every layer's output shape (batch of 1)."""
     seen: dict[str, tuple[int, ...]] = {}
     names = [n for n, _ in model.named_modules() if n] if shapes else []
-    with eval_mode(model), torch.no_grad(), capture(model, names, lambda n, t: seen.setdefault(n, tuple(t.shape))):
+    with eval_mode(model), torch.no_grad(), capture(model, names, lambda n, t: seen.setdefault(n, tuple(t.shape)),
+                                                  once=False):    # shapes only: the first call's
         out = model(inputs[:1])
     return out, seen
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._check import integer
 from .._result import Display, RichDisplay, Table
 from ..configs import EDGE_FILTERS
 from ..errors import ConfigError, DataError
@@ -193,6 +194,9 @@ class EdgeResult(RichDisplay):
         return self.summary()
 
 
+KEEP_MAX = 1_000    # output maps edge_experiment keeps to show
+
+
 def edge_experiment(images: torch.Tensor | np.ndarray, filter: str = "sobel-x", keep: int = 8,
                     batch_size: int = 2000, *, kernel=None, tolerance: float | None = None) -> EdgeResult:
     """``images``: (N, C, H, W) or (N, H, W), integers 0..255 (uint8) or floats. Cross-correlate each channel with
@@ -203,6 +207,9 @@ def edge_experiment(images: torch.Tensor | np.ndarray, filter: str = "sobel-x", 
     Integer kernels on integer images are computed exactly (float64 sums of integers below 2**53), so zero
     means exactly zero. Otherwise an output counts as zero when |y| <= ``tolerance``, by default
     ``kh * kw * 2**-52 * max|x| * sum|k|`` — twice the worst-case float64 rounding error of the sum."""
+    # was: keep=-1 silently accepted (and the slice [:-1] dropped a map); each kept map is (H, W) float64 in memory
+    keep = integer(keep, "keep", 0, KEEP_MAX, fix="the output maps kept to show, each held in memory")
+    batch_size = integer(batch_size, "batch_size", 1)
     if kernel is not None:
         k_np, name = parse_kernel(kernel), "custom"
     elif filter in FILTERS:

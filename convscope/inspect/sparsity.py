@@ -83,13 +83,19 @@ class SparsityArgs:
     hist_range: tuple[float, float] | None
 
 
+BINS_MAX = 10_000   # histogram bins per layer (activation_sparsity)
+
+
 def check_sparsity_args(model: nn.Module, dataset: ImageDataset, norm: Normalization, layers: list[str] | None,
                         threshold: float, batch_size: int, bins: int,
                         hist_range: tuple[float, float] | None) -> SparsityArgs:
     check_model(model)
     dataset = check_dataset(dataset)
     norm = check_norm(norm, dataset, required=True)
-    batch_size, bins = integer(batch_size, "batch_size", 1), integer(bins, "bins", 1)
+    batch_size = integer(batch_size, "batch_size", 1)
+    # was: bins=10**9 accepted, > 60 s and ~8 GB per layer (a histogram of that many counts per layer and batch)
+    bins = integer(bins, "bins", 1, BINS_MAX, fix="a histogram's bins per layer; more cannot be told apart on a plot "
+                                                 "and cost memory and time on every batch")
     threshold = number(threshold, "threshold", 0)
     if hist_range is not None:
         if not isinstance(hist_range, (tuple, list)) or len(hist_range) != 2:

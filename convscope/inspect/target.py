@@ -154,5 +154,9 @@ def from_model_file(spec: str, weights: str | Path | None, input_shape: tuple[in
     else:
         with eval_mode(model), torch.no_grad():
             out = zeros_forward(model, input_shape, shape_name)
+        if isinstance(out, torch.Tensor) and out.is_complex():   # the contract's real values, also for features
+            raise ConfigError(f"--model-file {spec}: its output is a complex tensor {tuple(out.shape)}; convscope "
+                              "reads real-valued scores and activations: return real values (e.g. .abs() or "
+                              ".real of the complex result)", arg="model-file")
         classes = int(out.shape[1]) if isinstance(out, torch.Tensor) and out.ndim == 2 else None
     return Target(model, input_shape, norm, None, dataset, Path(out_dir), num_classes=classes)

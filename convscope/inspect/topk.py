@@ -8,6 +8,7 @@ lower dataset index, then (within an image) the first position in row-major orde
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +41,13 @@ class TopK(RichDisplay, dict):
                  model: nn.Module | None = None, dataset: str = "") -> None:
         super().__init__(records)
         self.images, self.model, self.dataset = images, model, dataset   # images: (N, C, H, W) uint8
+
+    def to_dict(self) -> dict[str, list[list[dict]]]:
+        """``{layer: [[{index, y, x, value}, ...] per channel]}``, plain JSON as every result type gives."""
+        return {layer: [[r.to_dict() for r in recs] for recs in chans] for layer, chans in self.items()}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
 
     def _fields(self) -> dict:
         """Each layer's receptive field for the boxes; none where the chain formula does not apply."""

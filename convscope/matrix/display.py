@@ -113,11 +113,11 @@ def heatmap_figure(m: sp.csr_matrix, title: str, max_pixels: int = 512) -> Figur
     return fig
 
 
-def heatmap_png(m: sp.csr_matrix, path: Path, title: str, max_pixels: int = 512) -> Path:
-    return save_figure(heatmap_figure(m, title, max_pixels), path)
+def heatmap_png(m: sp.csr_matrix, path: Path, title: str, max_pixels: int = 512, output: str | None = None) -> Path:
+    return save_figure(heatmap_figure(m, title, max_pixels), path, output=output)
 
 
-def spectrum_png(sv: np.ndarray, path: Path, title: str) -> Path:
+def spectrum_png(sv: np.ndarray, path: Path, title: str, output: str | None = None) -> Path:
     fig = new_figure(6, 3.6)
     ax = fig.subplots()
     sv = np.sort(np.asarray(sv))[::-1]
@@ -128,4 +128,4 @@ def spectrum_png(sv: np.ndarray, path: Path, title: str) -> Path:
     cond = sv[0] / pos[-1] if len(pos) else float("inf")
     ax.set_title(f"{title}\nlargest {sv[0]:.4g}, smallest {sv[-1]:.4g}, condition number {cond:.4g}", fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    return save_figure(fig, path)
+    return save_figure(fig, path, output=output)

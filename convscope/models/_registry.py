@@ -73,7 +73,14 @@ def create_model(name: str, in_channels: int | None = None, image_size: tuple[in
     if unknown:
         raise ConfigError(f"model {name!r} takes no argument(s) {', '.join(unknown)}; valid: "
                           f"{', '.join(valid) or 'none'}")
-    model = entry.fn(in_channels=in_channels, image_size=tuple(image_size), num_classes=num_classes, **kwargs)
+    try:
+        model = entry.fn(in_channels=in_channels, image_size=tuple(image_size), num_classes=num_classes, **kwargs)
+    except ConfigError as e:
+        # the model's own check of one of its arguments ("fast2: width must be ..."): said as model_args', so that
+        # the command line names where the value came from (--model-arg, or the --config file that gave it)
+        if getattr(e, "arg", None) is not None or not kwargs or not str(e).startswith(f"{name}: "):
+            raise
+        raise ConfigError(f"model_args: {e}", arg="model_args") from None
     model.convscope_spec = {"name": name, "in_channels": in_channels, "image_size": list(image_size),
                             "num_classes": num_classes, "kwargs": dict(kwargs)}
     return model

@@ -16,17 +16,7 @@ from .._check import tensor as check_tensor
 from .._progress import track
 from ..data.normalize import Normalization
 from ..errors import ConfigError
-from .probe import eval_mode
-
-
-def model_device(model: nn.Module | None) -> torch.device:
-    """The device a model's inputs go to: that of its first parameter (or buffer); CPU without either."""
-    if model is None:
-        return torch.device("cpu")
-    t = next(model.parameters(), None)
-    if t is None:
-        t = next(model.buffers(), None)
-    return t.device if t is not None else torch.device("cpu")
+from .probe import eval_mode, model_device, model_dtype  # both defined in probe.py (it cannot import this module)
 
 
 def check_device(value: object, name: str = "device", hint: str = "cpu, cuda or cuda:N") -> torch.device:
@@ -57,14 +47,6 @@ def check_device(value: object, name: str = "device", hint: str = "cpu, cuda or 
     why = ("holds shapes without values, nothing can be computed there" if device.type == "meta" else
            "is not available here")
     raise ConfigError(f"{name}: {value!r}: the {device.type} device {why}; use {hint}", arg=name)
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating dtype a model computes in: that of its first floating parameter (or buffer); float32 else."""
-    for t in [*model.parameters(), *model.buffers()]:
-        if t.is_floating_point():
-            return t.dtype
-    return torch.float32
 
 
 def model_input(model: nn.Module, x: object, name: str = "inputs",

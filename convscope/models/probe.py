@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .._check import is_int
-from ..errors import ConfigError
+from ..errors import ConfigError, ConvscopeError
 from .hooks import observe
 
 
@@ -61,6 +61,31 @@ def _raised_in_user_code(e: BaseException) -> bool:
     return not any(where.startswith(d + os.sep) for d in ours)
 
 
+def model_device(model: nn.Module | None) -> torch.device:
+    """The device a model's inputs go to: that of its first parameter (or buffer); CPU without either."""
+    if model is None:
+        return torch.device("cpu")
+    t = next(model.parameters(), None)
+    if t is None:
+        t = next(model.buffers(), None)
+    return t.device if t is not None else torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype a model computes in: the one most of its floating parameters' elements have (buffers'
+    when it has no floating parameter; ties go to the first registered); float32 without either. Not the first
+    parameter's: a float32 model with one small fp16 ``nn.Parameter`` registered before its layers computes in
+    float32, and giving it fp16 input was refused as a wrong input shape."""
+    for group in (list(model.parameters()), list(model.buffers())):
+        count: dict[torch.dtype, int] = {}
+        for t in group:
+            if t.is_floating_point():
+                count[t.dtype] = count.get(t.dtype, 0) + t.numel()
+        if count:
+            return max(count, key=count.__getitem__)      # dicts keep insertion order: a tie keeps the first
+    return torch.float32
+
+
 def zeros_forward(model: nn.Module, input_shape, name: str = "input_shape", batch: int = 1) -> torch.Tensor:
     """The model's output for ``batch`` zero images of ``input_shape`` (C, H, W), in the model's dtype and on its
     device.
@@ -68,13 +93,10 @@ def zeros_forward(model: nn.Module, input_shape, name: str = "input_shape", batc
     A shape the model cannot take (channels, too small for its kernels) is a ConfigError naming ``name``; the
     caller sets eval mode / no_grad / hooks as it needs."""
     shape = check_input_shape(input_shape, name)
-    t = next(iter(model.parameters()), None)
-    if t is None:
-        t = next(iter(model.buffers()), None)
-    dtype = t.dtype if t is not None and t.is_floating_point() else torch.float32
-    device = t.device if t is not None else torch.device("cpu")
     try:
-        return model(torch.zeros(batch, *shape, dtype=dtype, device=device))
+        return model(torch.zeros(batch, *shape, dtype=model_dtype(model), device=model_device(model)))
+    except ConvscopeError:               # a check in a caller's hook (a reused layer), already in words
+        raise
     except (RuntimeError, ValueError, IndexError) as e:
         if _raised_in_user_code(e):      # the user's own forward raised: theirs to see, with their traceback
             raise

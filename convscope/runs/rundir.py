@@ -324,3 +324,21 @@ def load_run_model(path: str | os.PathLike[str], map_location: str | torch.devic
     model.to(map_location).eval()
     norm = Normalization(tuple(meta["normalization"]["mean"]), tuple(meta["normalization"]["std"]))
     return RunModel(path, model, meta, (c, h, w), tuple(meta["classes"]), norm)
+
+
+def check_numbers(path: Path, records: list[dict[str, Any]], keys: dict[str, tuple[str, ...]]) -> None:
+    """The records of ``path`` (read by :func:`read_metrics`) whose ``kind`` is a key of ``keys`` hold, under each
+    of its names, a number or null (``step``: a whole number), as convscope writes them; anything else (a list,
+    a string) is a RunError naming the file, the line's record and the field, before a tool computes with it."""
+    for number, rec in enumerate(records, 1):
+        names = keys.get(rec.get("kind"))
+        if names is None:
+            continue
+        for name in ("step", *names):
+            v = rec.get(name)
+            whole = isinstance(v, int) and not isinstance(v, bool)
+            if (name == "step" and not whole) or (name != "step" and v is not None and not whole
+                                                   and not isinstance(v, float)):
+                raise RunError(f"{path}: record {number} ({rec.get('kind')}) has {name!r} = {json.dumps(v)[:60]}; "
+                               f"expected {'a whole number' if name == 'step' else 'a number or null'}, as "
+                               "convscope writes it; fix or delete that line")

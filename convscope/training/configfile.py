@@ -83,7 +83,9 @@ def _read_text(path: Path) -> str:
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: more than {MAX_CONFIG_BYTES:,} bytes; not a config file")
     try:
-        return raw.decode("utf-8")
+        # a byte-order mark (Windows editors write one) is accepted and dropped, for YAML, TOML and JSON alike: it
+        # says nothing in UTF-8, and json.loads refused it with Python's "decode using utf-8-sig"
+        return raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (a binary file?): byte {e.start} cannot be decoded") from None
 

@@ -106,7 +106,9 @@ class StepProbe:
                 self.acts[name] = activation_stats(out)
 
         self._stack: contextlib.ExitStack | None = contextlib.ExitStack()
-        self._stack.enter_context(capture(model, default_activation_layers(model), observe))
+        # once=False: training statistics of a reused module are its first call's (name not in self.acts), and a
+        # model that reuses one must still train; only the tools that report a layer's activations refuse it
+        self._stack.enter_context(capture(model, default_activation_layers(model), observe, once=False))
 
     def close(self) -> None:
         """Remove the hooks (idempotent)."""

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_write_bytes
-from .._check import choice, integer
+from .._check import choice, integer, replaceable
 from .._result import Display, ResultMixin, RichDisplay, Table
 from .._version import __version__
 from ..data.dataset import ImageDataset
@@ -39,6 +39,9 @@ from .evaluate import TTA
 
 if TYPE_CHECKING:      # run.py offers Run.export_onnx, which imports this module: no import back at run time
     from .run import Run
+
+ONNX_MARK = b"convscope run "   # the start of every export's doc_string: how an earlier export is recognised
+
 
 INPUTS = ("pixels", "normalized")
 OPSETS = (18, 23)            # the range torch's exporter (torch.onnx, dynamo) and onnxruntime 1.2x both handle
@@ -218,11 +221,11 @@ def export_onnx(run: Run, path: str | os.PathLike[str], *, input: str = "pixels"
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"path: {path} is a folder; give a file path such as {path / 'model.onnx'}", arg="path")
-    # an existing file is replaced only if it is an earlier export (.onnx): never the run's own weights or
-    # checkpoint (export RUN --onnx RUN/model.safetensors destroyed the trained weights) or another file of the user's
-    if path.exists() and path.suffix.lower() != ".onnx":
-        raise ConfigError(f"path: {path} exists and is not an .onnx file; convscope replaces only earlier exports "
-                          f"(*.onnx). Give a new path such as {path.with_suffix('.onnx')}", arg="path")
+    # an existing file is replaced only if it is an earlier export (its doc_string, serialized before the graph,
+    # says "convscope run "): never the run's own weights (export RUN --onnx RUN/model.safetensors destroyed the
+    # trained weights), nor a user's own model.onnx, nor any other file that stands there
+    replaceable(path, "path", ONNX_MARK, "an ONNX file an earlier convscope export wrote",
+                f"give a new path such as {path.with_name(path.stem + '-convscope.onnx')}")
     if not isinstance(check, (bool, ImageDataset)):
         raise ConfigError(f"check: expected True, False or a convscope ImageDataset, got {type(check).__name__}",
                           arg="check")
@@ -238,7 +241,7 @@ def export_onnx(run: Run, path: str | os.PathLike[str], *, input: str = "pixels"
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    proto.doc_string = f"convscope run {run.path.name}: {meta['convscope.input']} -> {meta['convscope.output']}"
+    proto.doc_string = f"{ONNX_MARK.decode()}{run.path.name}: {meta['convscope.input']} -> {meta['convscope.output']}"
     data = proto.SerializeToString()
     onnx.checker.check_model(proto)
     result = None

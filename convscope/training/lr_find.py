@@ -142,7 +142,7 @@ def lr_find(config: TrainConfig | dict[str, Any] | None = None, *, start: float 
                   smoothed, suggestions, stopped, note, start, end, cfg.optim.lr)
 
 
-def plot(res: LRFind, path: str | Path) -> Path:
+def plot(res: LRFind, path: str | Path, output: str | None = None) -> Path:
     """The sweep as a PNG (atomic write): raw and smoothed loss against the lr (log scale), each rule's rate
     marked, the suggested one named with its rule."""
     from ..viz.figures import new_figure, save_figure
@@ -173,7 +173,7 @@ def plot(res: LRFind, path: str | Path) -> Path:
            else "no suggestion: the loss did not fall")
     ax.set_title(f"{title}\n{sub}", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
-    return save_figure(fig, path)
+    return save_figure(fig, path, output=output)
 
 
 def report(res: LRFind) -> str:

@@ -191,6 +191,7 @@ def _read_source(run: str | Path, force: bool) -> tuple[Path, list[dict], list[d
         raise rd.RunError(f"{out}: exists (the run was trained with --tensorboard or converted before); use --force "
                           "to write it again")
     metrics = rd.read_metrics(path / rd.METRICS, torn_tail=True) if (path / rd.METRICS).exists() else []
+    rd.check_numbers(path / rd.METRICS, metrics, {"step": STEP_KEYS, "epoch": EPOCH_KEYS})   # scalars, or refused
     diags = [d for d in rd.read_metrics(path / rd.DIAGNOSTICS, torn_tail=True)
              if d.get("kind") == "diag"] if (path / rd.DIAGNOSTICS).exists() else []
     loaded = None

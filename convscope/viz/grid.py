@@ -25,7 +25,8 @@ MAX_PER_CLASS = 64
 PER_CLASS_WHY = "each sample is one panel of the picture: wider grids are unreadable and take minutes to draw"
 
 
-def class_grid(dataset: ImageDataset, path: str | os.PathLike[str], per_class: int = 8) -> Path:
+def class_grid(dataset: ImageDataset, path: str | os.PathLike[str], per_class: int = 8,
+               output: str | None = None) -> Path:
     """Write a PNG: one row per class (name on the left), ``per_class`` samples across (at most
     :data:`MAX_PER_CLASS`)."""
     per_class = integer(per_class, "per_class", 1, MAX_PER_CLASS, fix=PER_CLASS_WHY)
@@ -48,4 +49,4 @@ def class_grid(dataset: ImageDataset, path: str | os.PathLike[str], per_class: i
                     ax.imshow(img, interpolation="nearest")
         axes[r][0].set_ylabel(dataset.classes[r], rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle(f"{dataset.name} ({dataset.split}, {len(dataset):,} images)", fontsize=11)
-    return save_figure(fig, path)
+    return save_figure(fig, path, output=output)

@@ -93,16 +93,21 @@ def test_bad_arguments_are_refused_by_name(small_run, tmp_path):
 
 def test_an_existing_file_other_than_an_earlier_export_is_never_replaced(small_run, tmp_path):
     """A new user's `export RUN --onnx RUN/model.safetensors` replaced the run's trained weights: an existing file
-    is replaced only when it is an earlier export (.onnx)."""
+    is replaced only when it is an earlier export (its doc_string says so), never a user's own model.onnx."""
     weights = small_run.path / "model.safetensors"
     before = weights.read_bytes()
-    with pytest.raises(ConfigError, match="exists and is not an .onnx file"):
+    with pytest.raises(ConfigError, match="exists and is not an ONNX file an earlier convscope export wrote"):
         export_onnx(small_run, weights, check=False)
     assert weights.read_bytes() == before
     notes = tmp_path / "notes.txt"
     notes.write_text("mine")
-    with pytest.raises(ConfigError, match="notes.onnx"):
+    with pytest.raises(ConfigError, match="notes-convscope.onnx"):
         export_onnx(small_run, notes, check=False)
     assert notes.read_text() == "mine"
+    theirs = tmp_path / "theirs.onnx"                # an ONNX file of the user's own: refused, as any other file
+    theirs.write_bytes(b"\x08\x08\x12\x07pytorch")
+    with pytest.raises(ConfigError, match="theirs.onnx exists and is not an ONNX file an earlier convscope export"):
+        export_onnx(small_run, theirs, check=False)
+    assert theirs.read_bytes() == b"\x08\x08\x12\x07pytorch"
     first = export_onnx(small_run, tmp_path / "m.onnx", check=False).path      # an earlier export is replaced
     assert export_onnx(small_run, first, check=False).path == first and first.stat().st_size > 0
