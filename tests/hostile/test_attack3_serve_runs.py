@@ -22,7 +22,7 @@ from convscope.models.weights import CheckpointError
 
 from ..data.http_server import FileServer
 from .conftest import time_bound
-from ..web.conftest import Server, free_port
+from ..web.conftest import serving
 
 
 # ---- F1: confusion.png computed from the cached evaluation under the same run's lock ------------------------
@@ -47,12 +47,8 @@ def served(small_run, tmp_path_factory):
     summary = json.loads((root / "summnan" / "summary.json").read_text())
     (root / "summnan" / "summary.json").write_text(json.dumps({**summary, "test_accuracy": float("nan")}))
     rehash(root / "summnan")
-    srv = Server([str(root)], free_port())
-    try:
-        srv.wait_ready()
+    with serving(root) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def test_confusion_png_answers_and_the_run_still_predicts(served):

@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -85,11 +87,18 @@ class Server:
         return self.proc.returncode
 
 
-@pytest.fixture(scope="session")
-def server(runs_dir):
-    srv = Server([str(runs_dir)], free_port())
+@contextmanager
+def serving(*roots: Path | str) -> Iterator[Server]:
+    """A real `convscope serve` over ROOTS on a free port, ready on entry, stopped on exit."""
+    srv = Server([str(r) for r in roots], free_port())
     try:
         srv.wait_ready()
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def server(runs_dir):
+    with serving(runs_dir) as srv:
+        yield srv

@@ -11,7 +11,7 @@ import time
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.web.conftest import Server, free_port
+from tests.web.conftest import serving
 from tests.web.test_browser import CHROMIUM_ARGS, stroke, wait_for, wait_update
 
 
@@ -25,12 +25,8 @@ def lenet_server(tmp_path_factory):
     # "fast": its convs have no bias (batch norm follows)
     convscope.train({"model": "fast", "model_args": {"width": 4}, "batch_size": 128, "threads": 1,
                      "train_subset": 1000, "epochs": 1}, out=root / "nobias", progress=False)
-    srv = Server([str(root)], free_port())
-    try:
-        srv.wait_ready()
+    with serving(root) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")
@@ -165,9 +161,7 @@ def test_runs_that_finish_later_or_are_deleted(tmp_path, browser):
 
     base = {"model": "fast", "batch_size": 128, "threads": 1, "model_args": {"width": 4}, "epochs": 1}
     convscope.train({**base, "train_subset": 1000}, out=tmp_path / "first", progress=False)
-    srv = Server([str(tmp_path)], free_port())
-    try:
-        srv.wait_ready()
+    with serving(tmp_path) as srv:
         wait_ready_log = time.monotonic() + 120
         while httpx.get(f"{srv.base}/api/run/first/units").json().get("state") != "ready":
             assert time.monotonic() < wait_ready_log, "the first run never got ready"
@@ -196,8 +190,6 @@ def test_runs_that_finish_later_or_are_deleted(tmp_path, browser):
         page.close()
         live = httpx.get(f"{srv.base}/api/live").json()["runs"]     # what /training lists
         assert [r["id"] for r in live] == ["first"], live
-    finally:
-        srv.stop()
 
 
 def test_matrix_and_unit_messages_in_our_words(lenet_server, page):
