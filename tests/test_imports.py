@@ -19,7 +19,7 @@ or of anything above is a failure, and so is any cycle. From the top:
                                   refine, visualize and explain (fields that drive checks and flags)
     _atomic, _check, _result, _lazy, _cpus, _progress   atomic writes, validators, result dataclasses, lazy names,
                                   the CPUs a process may use and how busy they are, progress of long commands
-    errors, _version              the exception types and the version
+    errors, _version, _json       the exception types, the version, the strict JSON reader
 
 Every kind of import counts: at module level, inside a function (a lazy import runs as surely, only later), and
 the implicit ones, since importing ``convscope.a.b`` first runs ``convscope/a/__init__.py`` (so that file's
@@ -58,7 +58,7 @@ LEVELS: list[tuple[str, ...]] = [
     ("conv", "viz"),
     ("data", "configs"),
     ("_atomic", "_check", "_result", "_lazy", "_cpus", "_progress"),
-    ("errors", "_version"),
+    ("errors", "_version", "_json"),
 ]
 LEVEL = {unit: len(LEVELS) - i for i, units in enumerate(LEVELS) for unit in units}   # higher number: higher level
 
