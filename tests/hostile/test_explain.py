@@ -162,20 +162,28 @@ def test_cli_refuses_bad_flags_naming_them(small_run, tmp_path, capsys, flags, w
     assert not list(tmp_path.glob("explain-*")) and not (tmp_path / "audit.json").exists()
 
 
+def _stroke(path) -> None:
+    """A 28x28 PNG with one white vertical stroke on black: ink that the one image path takes (a blank image is
+    refused with "no ink found", as by predict)."""
+    img = np.zeros((28, 28), np.uint8)
+    img[6:22, 13:15] = 255
+    Image.fromarray(img).save(path)
+
+
 def test_cli_image_after_the_options(small_run, tmp_path, cli):
     # before: "unrecognized arguments" (argparse had given IMAGE's slot away with RUN's)
-    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "blank.png")
+    _stroke(tmp_path / "one.png")
     r = cli("explain", small_run.path, "--out", tmp_path, "--method", "saliency", "--target", "3",
-            tmp_path / "blank.png")
+            tmp_path / "one.png")
     assert r.returncode == 0, r.stderr
-    data = json.loads((tmp_path / "explain-blank.json").read_text())
+    data = json.loads((tmp_path / "explain-one.json").read_text())
     assert data["target"] == 3 and set(data["maps"]) == {"saliency"}
-    r = cli("explain", small_run.path, "--out", tmp_path, "--method", "saliency", tmp_path / "blank.png", "--bogus")
+    r = cli("explain", small_run.path, "--out", tmp_path, "--method", "saliency", tmp_path / "one.png", "--bogus")
     assert r.returncode == 2 and "unrecognized arguments" in r.stderr and "--bogus" in r.stderr   # still refused
 
 
 def test_cli_image_positional_keeps_its_other_places(small_run, tmp_path, capsys):
-    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "a.png")
+    _stroke(tmp_path / "a.png")
     rc, err = _explain(capsys, "--out", tmp_path, "--method", "saliency", small_run.path, tmp_path / "a.png")
     assert rc == 0, err
     rc, err = _explain(capsys, small_run.path, tmp_path / "a.png", "--out", tmp_path, "--method", "gradcam",

@@ -65,19 +65,34 @@ def test_a_0_1_checkpoint_resumes_bit_identically(tmp_path, small_fast, v0_1):
 
 
 def test_the_shipped_0_1_checkpoint_resumes(tmp_path, small_fast):
-    """The checkpoint 0.1 wrote on the machine that made the fixture (tests/fixtures/v0.1) resumes to the end.
-    Where this machine trains the command to the weights 0.1 recorded on that machine, it computes as that one did
-    and the resumed run is bit-identical to an uninterrupted one. Elsewhere the first 10 steps ran on other kernels:
-    the runs then agree to 1 point of test accuracy (perturbing the checkpoint's weights by up to 1e-3 relative
-    moved the final accuracy by at most 0.1 point on a 2-core AMD EPYC)."""
+    """The checkpoint 0.1 wrote on the machine that made the fixture (tests/fixtures/v0.1, a 2-core AMD EPYC)
+    resumes to the end. Where this machine trains the command to the weights 0.1 recorded on that machine, it
+    computes as that one did and the resumed run is bit-identical to an uninterrupted one.
+
+    Elsewhere the checkpoint's first 10 steps ran on other kernels: the run is bf16 (precision auto), and bf16
+    rounding differs between kernels (AVX-512 BF16 on the AMD EPYC, AMX on an Intel Xeon), so the two runs part
+    after step 10, and a 2-epoch model at 60-80% is still moving fast: on a 2-core Intel Xeon the resumed run ended
+    at 57.75% against 60.6% uninterrupted, where seeds 1 and 2 of the same command ended at 75.0% and 82.1%. The
+    final accuracy then says nothing about the resume, so elsewhere the check is that the foreign checkpoint
+    resumes deterministically (a second copy resumes to bit-identical weights) and that the run learns (well
+    above the 10% of chance). That a 0.1 checkpoint resumes bit-identically to an uninterrupted run is checked on
+    every machine by test_a_0_1_checkpoint_resumes_bit_identically, with a checkpoint written here."""
     run = tmp_path / "killed"
     shutil.copytree(FIXTURES / "v0.1" / "killed-run", run)
     r = cli("train", "--resume", str(run), "--quiet")
     assert r.returncode == 0, r.stderr
     assert len(_epochs(run)) == len(_epochs(small_fast)) == 2
-    assert abs(_epochs(run)[-1]["test_accuracy"] - _epochs(small_fast)[-1]["test_accuracy"]) <= 0.01
-    if historical_digest("small_fast_2_epochs") == digest(small_fast):
+    resumed, uninterrupted = _epochs(run)[-1]["test_accuracy"], _epochs(small_fast)[-1]["test_accuracy"]
+    if historical_digest("small_fast_2_epochs") == digest(small_fast):      # the fixture machine's kernels
+        assert abs(resumed - uninterrupted) <= 0.01
         assert digest(run) == digest(small_fast)
+    else:
+        again = tmp_path / "again"
+        shutil.copytree(FIXTURES / "v0.1" / "killed-run", again)
+        r = cli("train", "--resume", str(again), "--quiet")
+        assert r.returncode == 0, r.stderr
+        assert digest(again) == digest(run)
+        assert resumed > 0.3, resumed
 
 
 def test_state_versions_fill_added_keys_and_refuse_newer_ones():
