@@ -137,3 +137,11 @@ def test_default_refine_time_says_what_the_cpu_time_shows(lecture):
     text = lecture.block_refine_default_time(short)                     # 200 s * (1 + 2 * 0.5) = 400 s estimated
     assert "1 seed x 2 variants" in text and "**Measured with 1 seed, not the default's 3**" in text
     assert "about **6.7 min CPU**" in text and "an estimate, not measured" in text and "3.3 min (perfect" in text
+    # the default itself, started on otherwise idle cores: the wall time is the answer, measured
+    idle = entry(660, 2)
+    idle["wall_seconds"], idle["load_average"] = 372.0, {"start": [0.8, 1.4, 2.5], "end": [1.8, 1.7, 2.3]}
+    text = lecture.block_refine_default_time(idle)
+    assert "**6.2 min wall, 11.0 min CPU**" in text and "started on otherwise idle cores" in text
+    assert "**within the 10-minute bound, measured**" in text and "no free machine" not in text
+    idle["wall_seconds"] = 700.0
+    assert "**over the 10-minute bound, measured**" in lecture.block_refine_default_time(idle)
