@@ -129,42 +129,39 @@ def _relay(page, w) -> int:
 
 
 def test_widget_draws_and_paints_in_chromium(small_run):
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("Chromium is not installed (/usr/bin/chromium)")
+    pytest.importorskip("playwright.sync_api")
+    from tests.web.conftest import CHROMIUM, chromium_browser
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Chromium is not installed ({CHROMIUM})")
     from convscope.widgets.draw import CSS, DrawWidget
 
     w = draw(small_run)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium",
-                                    args=["--headless", "--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 900})
-            errors, requests = [], []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("request", lambda r: requests.append(r.url))
-            page.set_content(f"<html><head><style>{CSS}</style></head><body><div id='host'></div></body></html>")
-            page.evaluate(FAKE_MODEL, DrawWidget._esm)
-            assert _relay(page, w) == 1 and w.prediction["no_ink"]          # the empty canvas, sent at once
-            n_maps = sum(layer["shape"][0] for layer in w.prediction["layers"])
-            assert page.locator(".cs-map").count() == n_maps
-            box = page.locator(".cs-pad").bounding_box()
-            page.mouse.move(box["x"] + 0.3 * box["width"], box["y"] + 0.2 * box["height"])
-            page.mouse.down()
-            for t in np.linspace(0, 1, 12):                                  # a stroke: updates while drawing
-                page.mouse.move(box["x"] + (0.3 + 0.4 * t) * box["width"], box["y"] + (0.2 + 0.6 * t) * box["height"])
-                _relay(page, w)
-            page.mouse.up()
+    with chromium_browser() as browser:
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        errors, requests = [], []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.set_content(f"<html><head><style>{CSS}</style></head><body><div id='host'></div></body></html>")
+        page.evaluate(FAKE_MODEL, DrawWidget._esm)
+        assert _relay(page, w) == 1 and w.prediction["no_ink"]          # the empty canvas, sent at once
+        n_maps = sum(layer["shape"][0] for layer in w.prediction["layers"])
+        assert page.locator(".cs-map").count() == n_maps
+        box = page.locator(".cs-pad").bounding_box()
+        page.mouse.move(box["x"] + 0.3 * box["width"], box["y"] + 0.2 * box["height"])
+        page.mouse.down()
+        for t in np.linspace(0, 1, 12):                                  # a stroke: updates while drawing
+            page.mouse.move(box["x"] + (0.3 + 0.4 * t) * box["width"], box["y"] + (0.2 + 0.6 * t) * box["height"])
             _relay(page, w)
-            assert w.updates >= 3 and not w.prediction["no_ink"] and not errors
-            assert page.locator(".cs-prediction").inner_text() == w.prediction["prediction"]
-            shown = page.evaluate("() => [...document.querySelectorAll('.cs-val')].map((e) => e.textContent)")
-            assert shown == [f"{100 * p:.1f}%" for p in w.prediction["probabilities"]]
-            painted = page.evaluate("""() => [...document.querySelectorAll('.cs-map')].map((c) => {
-                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-                let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i] + d[i + 1] + d[i + 2]; return s; })""")
-            assert len(painted) == n_maps and all(s > 0 for s in painted)    # every map painted
-            assert all(u.startswith(("about:", "blob:", "data:")) for u in requests), requests   # no network
-        finally:
-            browser.close()
+        page.mouse.up()
+        _relay(page, w)
+        assert w.updates >= 3 and not w.prediction["no_ink"] and not errors
+        assert page.locator(".cs-prediction").inner_text() == w.prediction["prediction"]
+        shown = page.evaluate("() => [...document.querySelectorAll('.cs-val')].map((e) => e.textContent)")
+        assert shown == [f"{100 * p:.1f}%" for p in w.prediction["probabilities"]]
+        painted = page.evaluate("""() => [...document.querySelectorAll('.cs-map')].map((c) => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i] + d[i + 1] + d[i + 2]; return s; })""")
+        assert len(painted) == n_maps and all(s > 0 for s in painted)    # every map painted
+        assert all(u.startswith(("about:", "blob:", "data:")) for u in requests), requests   # no network

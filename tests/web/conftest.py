@@ -1,5 +1,6 @@
 """Shared fixtures of the web tests: a quickly trained run (a vertical stroke is a "1" for it), a folder of
-runs, and a real ``convscope serve`` process on a free loopback port, always terminated at the end."""
+runs, a real ``convscope serve`` process on a free loopback port, always terminated at the end, and Debian's
+Chromium driven by Playwright, launched the one way the project allows."""
 
 from __future__ import annotations
 
@@ -13,9 +14,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+CHROMIUM = "/usr/bin/chromium"
+# headless, no sandbox (containers), and no traffic of the browser's own: every request a test sees is the page's
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
 
 
 def free_port() -> int:
@@ -102,3 +112,58 @@ def serving(*roots: Path | str) -> Iterator[Server]:
 def server(runs_dir):
     with serving(runs_dir) as srv:
         yield srv
+
+
+@contextmanager
+def chromium_browser() -> Iterator[Browser]:
+    """Debian's Chromium under Playwright, closed on exit. One at a time per thread: a second sync_playwright
+    opened while one is live would meet the first one's event loop."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """One Chromium for a test module."""
+    with chromium_browser() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def browser_page(server, chromium):
+    """A 1280 x 900 page on the module's Chromium, with the log of its console errors, page errors and requests
+    ({"errors": [...], "requests": [...]}); the session's server runs (the page opens it or another)."""
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    log = {"errors": [], "requests": []}
+    page.on("console", lambda m: log["errors"].append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: log["errors"].append(str(e)))
+    page.on("request", lambda r: log["requests"].append(r.url))
+    try:
+        yield page, log
+    finally:
+        page.close()
+
+
+@pytest.fixture()
+def page_at(chromium):
+    """A fresh page of the given viewport; console errors and page errors fail the test (but those containing
+    one of ``allow``: the browser logs each 400 answer the test provokes)."""
+    pages, errors = [], []
+
+    def make(width: int = 1366, height: int = 900, allow: tuple[str, ...] = ()):
+        pg = chromium.new_page(viewport={"width": width, "height": height})
+        pg.on("console", lambda m: errors.append(m.text) if m.type == "error" and not any(a in m.text for a in allow)
+              else None)
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pages.append(pg)
+        return pg
+    yield make
+    for pg in pages:
+        pg.close()
+    assert errors == []

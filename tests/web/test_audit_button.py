@@ -19,7 +19,7 @@ import pytest
 
 from .conftest import Server, free_port
 from .test_browser import shot, wait_for, wait_update
-from .test_network import chromium, draw_seven, page_at  # noqa: F401  (fixtures)
+from .test_network import draw_seven
 
 IMAGES = 8      # a small audit: the button's default is the CLI's 500
 ROW_KEYS = ("method", "control", "randomization", "faithfulness", "degenerate_fraction", "versus_controls",
@@ -43,7 +43,7 @@ def state(page) -> str:
     return page.get_attribute("#audit", "data-state") or ""
 
 
-def test_audit_button_runs_the_cli_audit_and_relabels(audit_server, page_at, tmp_path):  # noqa: F811
+def test_audit_button_runs_the_cli_audit_and_relabels(audit_server, page_at, tmp_path):
     srv, run_dir = audit_server
     api = f"{srv.base}/api/run/digits4/audit"
     page = page_at(1366, 900, allow=("409",))
@@ -144,7 +144,7 @@ def read_only(folder):
         subprocess.run(["umount", str(folder)], check=True)
 
 
-def test_audit_refused_politely_on_a_read_only_run(runs_dir, page_at, tmp_path):  # noqa: F811
+def test_audit_refused_politely_on_a_read_only_run(runs_dir, page_at, tmp_path):
     run_dir = tmp_path / "digits4"
     shutil.copytree(runs_dir / "digits4", run_dir)
     with read_only(run_dir):

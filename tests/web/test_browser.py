@@ -10,31 +10,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
-from playwright.sync_api import sync_playwright
 
 from convscope.conv import conv_matrix
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 SHOTS = Path(os.environ.get("CONVSCOPE_SCREENSHOTS", "")) if os.environ.get("CONVSCOPE_SCREENSHOTS") else None
-
-
-@pytest.fixture(scope="module")
-def browser_page(server):
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        log = {"errors": [], "requests": []}
-        page.on("console", lambda m: log["errors"].append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: log["errors"].append(str(e)))
-        page.on("request", lambda r: log["requests"].append(r.url))
-        try:
-            yield page, log
-        finally:
-            browser.close()
 
 
 def shot(page, name: str) -> None:

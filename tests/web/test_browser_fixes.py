@@ -9,10 +9,9 @@ import shutil
 import time
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from tests.web.conftest import serving
-from tests.web.test_browser import CHROMIUM_ARGS, stroke, wait_for, wait_update
+from tests.web.test_browser import stroke, wait_for, wait_update
 
 
 @pytest.fixture(scope="module")
@@ -30,19 +29,8 @@ def lenet_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    """One Chromium for the module (a second sync_playwright inside a test would meet the first one's loop)."""
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture(scope="module")
-def page(lenet_server, browser):
-    pg = browser.new_page(viewport={"width": 1280, "height": 900})
+def page(lenet_server, chromium):
+    pg = chromium.new_page(viewport={"width": 1280, "height": 900})
     yield pg
     pg.close()
 
@@ -151,7 +139,7 @@ def test_confusion_cells_open_by_keyboard(lenet_server, page):
                    "?.startsWith('no test images')")
 
 
-def test_runs_that_finish_later_or_are_deleted(tmp_path, browser):
+def test_runs_that_finish_later_or_are_deleted(tmp_path, chromium):
     """Finding 2: a run finishing after the server started gets the background precompute and the progress page
     (before: its unit status said "ready" at once without ever computing, and the first visit blocked).
     Finding 6: a run whose folder is deleted leaves the home page and /training, and its pages answer 404."""
@@ -167,7 +155,7 @@ def test_runs_that_finish_later_or_are_deleted(tmp_path, browser):
             assert time.monotonic() < wait_ready_log, "the first run never got ready"
             time.sleep(0.3)
         convscope.train({**base, "train_subset": 1000}, out=tmp_path / "later", progress=False)
-        page = browser.new_page()
+        page = chromium.new_page()
         page.goto(f"{srv.base}/run/later/unit/relu1/0")
         # the progress page (the run is queued/computing), which opens the unit page by itself
         assert page.locator("#pending").count() == 1
@@ -256,10 +244,10 @@ def test_back_from_the_matrix_explorer_keeps_the_drawing(lenet_server, page):
     assert page.is_visible("#drill-value")
 
 
-def test_phone_width_home_and_training_fit(lenet_server, browser):
+def test_phone_width_home_and_training_fit(lenet_server, chromium):
     """Finding 8: at 390 x 844 the runs list and /training fit the screen (no sideways scroll), and the run's
     draw/training links are within it."""
-    ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    ctx = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     pg = ctx.new_page()
     try:
         pg.goto(lenet_server.base + "/")

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import httpx
 import pytest
 
-from .test_browser import browser_page, shot  # noqa: F401  (a fixture)
+from .test_browser import shot
 
 
 class _Links(HTMLParser):
@@ -78,7 +78,7 @@ def test_api_and_file_errors_stay_json(server):
         assert r.json()["error"]
 
 
-def test_error_page_in_the_browser(server, browser_page):  # noqa: F811  (the imported fixture)
+def test_error_page_in_the_browser(server, browser_page):
     page, log = browser_page
     page.goto(server.base + "/run/digits8/unit/conv1/99")
     assert "channels 0..7" in page.text_content(".card.error .message")

@@ -13,15 +13,14 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import sync_playwright
 
 from convscope.data import load
 from convscope.training import load_run
 from convscope.training.evaluate import predict_logits
 from convscope.web.live import read_lines_from
 
-from .conftest import Server, free_port
-from .test_browser import CHROMIUM_ARGS, shot, wait_for
+from .conftest import Server, chromium_browser, free_port
+from .test_browser import shot, wait_for
 
 
 @pytest.fixture
@@ -42,8 +41,7 @@ def test_a_run_started_later_appears_and_grows_without_reload(live_root, tmp_pat
     train = None
     try:
         srv.wait_ready()
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        with chromium_browser() as browser:
             page = browser.new_page(viewport={"width": 1366, "height": 900})
             errors = []
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -106,7 +104,6 @@ def test_a_run_started_later_appears_and_grows_without_reload(live_root, tmp_pat
             wait_for(page, f"() => document.getElementById('draw').dataset.testIndex === '{idx[0]}' && "
                            "document.getElementById('draw').dataset.busy === '0'", 30)
             assert f"test image {idx[0]} (true class {test.classes[t]})" in page.text_content("#status")
-            browser.close()
         assert [m for m in errors if "favicon" not in m] == []
         # the test image the link names is served as the dataset holds it
         r = httpx.get(f"{srv.base}/api/run/live/test_image/{idx[0]}")

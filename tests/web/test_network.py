@@ -16,44 +16,14 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from playwright.sync_api import sync_playwright
 
 from convscope.conv import conv_matrix
 from convscope.training import load_run
 
 from .conftest import Server, free_port
-from .test_browser import CHROMIUM_ARGS, shot, stroke, wait_for, wait_update
+from .test_browser import shot, stroke, wait_for, wait_update
 
 SEVEN = ([(0.22, 0.2), (0.78, 0.2)], [(0.78, 0.2), (0.62, 0.5), (0.45, 0.85)])   # bar, then the diagonal
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture()
-def page_at(chromium):
-    """A fresh page of the given viewport; console errors and page errors fail the test (but those containing
-    one of ``allow``: the browser logs each 400 answer the test provokes)."""
-    pages, errors = [], []
-
-    def make(width: int = 1366, height: int = 900, allow: tuple[str, ...] = ()):
-        pg = chromium.new_page(viewport={"width": width, "height": height})
-        pg.on("console", lambda m: errors.append(m.text) if m.type == "error" and not any(a in m.text for a in allow)
-              else None)
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pages.append(pg)
-        return pg
-    yield make
-    for pg in pages:
-        pg.close()
-    assert errors == []
 
 
 def draw_seven(page, n: int) -> int:

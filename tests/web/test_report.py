@@ -8,12 +8,10 @@ import subprocess
 import sys
 from html import unescape
 
-from playwright.sync_api import sync_playwright
-
 from convscope.inspect import hook_count
 from convscope.training import load_run
 
-from .test_browser import CHROMIUM_ARGS
+from .conftest import chromium_browser
 
 
 def test_report_self_contained_and_renders_offline(web_run, tmp_path):
@@ -40,8 +38,7 @@ def test_report_self_contained_and_renders_offline(web_run, tmp_path):
     run = load_run(web_run)
     assert f"{100 * run.summary['test_accuracy']:.2f}%" in html
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+    with chromium_browser() as browser:
         context = browser.new_context(offline=True)
         requests, errors = [], []
         page = context.new_page()
@@ -50,7 +47,6 @@ def test_report_self_contained_and_renders_offline(web_run, tmp_path):
         page.goto(out.as_uri())
         page.wait_for_load_state("load")
         images = page.evaluate("[...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
-        browser.close()
     assert len(images) > 8 * 18 and all(c and w > 0 and h > 0 for c, w, h in images)
     assert [u for u in requests if not u.startswith(("data:", "file:"))] == []
     assert errors == []

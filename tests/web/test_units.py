@@ -20,7 +20,7 @@ from convscope.web.runs import RunEntry
 from convscope.web.units import precompute
 
 from .conftest import Server, free_port
-from .test_browser import browser_page, shot, wait_for  # noqa: F401  (a fixture)
+from .test_browser import shot, wait_for
 
 
 def test_precompute_equals_the_per_layer_library_calls(web_run):
@@ -51,7 +51,7 @@ def _pixels(uri: str, size: tuple[int, int]) -> np.ndarray:
     return img[::f, ::f]                                   # the enlargement is nearest-neighbour, integer factor
 
 
-def test_unit_page_progress_then_on_demand_pictures(runs_dir, web_run, browser_page):  # noqa: F811
+def test_unit_page_progress_then_on_demand_pictures(runs_dir, web_run, browser_page):
     page, log = browser_page
     srv = Server([str(web_run)], free_port())
     try:
