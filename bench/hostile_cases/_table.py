@@ -69,6 +69,23 @@ def _hint(rc, out, err, ws):
     return None
 
 
+def _refused(*words: str, holds=None, holds_if_accepted: bool = False):
+    """A refusal (exit 2) must name each of ``words`` (WS/ stands for the workspace). ``holds(ws)``: what must
+    still be true of the files afterwards, a note when it is not (a loss); checked after a refusal, and after an
+    exit 0 too with ``holds_if_accepted``. Anything else is judged by the case's expectation (None)."""
+    def check(rc, out, err, ws):
+        if holds is not None and (rc != 0 or holds_if_accepted):
+            broken = holds(ws)
+            if broken:
+                return "loss", broken
+        if rc == 2:
+            missing = [w for w in (w.replace("WS/", f"{ws}/") for w in words) if w not in err]
+            if missing:
+                return "wrong result", f"refused without naming {missing[0]!r}: " + err.strip()[-150:]
+        return None
+    return check
+
+
 def _no_nan_out(rc, out, err, ws):
     if rc == 0 and re.search(r"\bnan\b", out.lower()):
         line = next(ln for ln in out.splitlines() if re.search(r"\bnan\b", ln.lower()))
@@ -105,9 +122,9 @@ def _finite(values) -> bool:
     return all(math.isfinite(v) for v in values)
 
 
-def _climain(argv: list[str], before: str = "") -> str:
+def _cli(argv: list, before: str = "") -> str:
     """A py case that runs the CLI in-process after ``before`` (a stub), exiting with its status."""
-    return (f"import sys\n{before}from convscope.cli import main\nrc = main({argv!r})\n"
+    return (f"import sys\n{before}from convscope.cli import main\nrc = main({[str(a) for a in argv]!r})\n"
             "if rc:\n    raise SystemExit(rc)\n")
 
 

@@ -6,7 +6,7 @@ digests, sizes and model arguments load_run checks before it hashes or allocates
 from __future__ import annotations
 
 from ._table import Table
-from .open28 import _refused
+from ._table import _refused
 
 # the published file's cap (RemoteFile.max_file_bytes: raw size + 1/1000 + 64 KiB) must be the reason named
 CHECKS = {

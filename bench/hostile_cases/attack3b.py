@@ -8,27 +8,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._table import Table
-from .open28 import _cli
+from . import _table
+from ._table import Table, _cli
 
 
 def _refused(*words: str, keep: tuple[str, bytes | None] | None = None):
     """Exit 2 naming each of ``words`` (WS/ stands for the workspace); ``keep``: (path under _o, its bytes, or
-    None for "as a copy of the run's file of that name") that must be unchanged afterwards (a loss if not)."""
-    def check(rc, out, err, ws):
-        if keep is not None:
-            p = ws / "_o" / keep[0]
-            want = keep[1] if keep[1] is not None else (ws / "run" / Path(keep[0]).name).read_bytes()
-            if not p.is_file() or p.read_bytes() != want:
-                return "loss", f"{keep[0]} was replaced or removed"
-        if rc == 0:
-            return None
-        if rc == 2:
-            missing = [w for w in (w.replace("WS/", f"{ws}/") for w in words) if w not in err]
-            if missing:
-                return "wrong result", f"refused without naming {missing[0]!r}: " + err.strip()[-150:]
-        return None
-    return check
+    None for "as a copy of the run's file of that name") that must be unchanged afterwards, whatever the exit
+    (a loss if not)."""
+    if keep is None:
+        return _table._refused(*words)
+
+    def kept(ws):
+        p = ws / "_o" / keep[0]
+        want = keep[1] if keep[1] is not None else (ws / "run" / Path(keep[0]).name).read_bytes()
+        return None if p.is_file() and p.read_bytes() == want else f"{keep[0]} was replaced or removed"
+    return _table._refused(*words, holds=kept, holds_if_accepted=True)
 
 
 def _api_refused(*words: str):

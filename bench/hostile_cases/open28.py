@@ -10,39 +10,16 @@ from pathlib import Path
 
 from hostile_workspace import TINY
 
-from ._table import Table
+from ._table import Table, _cli, _refused
 
 LIMIT = 8192   # bytes: topk's JSON (about 2 KB) fits, its pictures do not (the half-set case)
 _LIMITED = ("import resource, signal\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
             f"resource.setrlimit(resource.RLIMIT_FSIZE, ({LIMIT}, {LIMIT}))\n")
 
 
-def _cli(argv: list[str], before: str = "") -> str:
-    return (f"import sys\n{before}from convscope.cli import main\nrc = main({[str(a) for a in argv]!r})\n"
-            "if rc:\n    raise SystemExit(rc)\n")
-
-
 def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} \
         if folder.is_dir() else {}
-
-
-def _refused(*words: str, holds=None):
-    """Exit 2 naming each of ``words`` (WS/ stands for the workspace); ``holds(ws)``: what must still be true of
-    the files afterwards (a note when it is not: a loss)."""
-    def check(rc, out, err, ws):
-        if rc == 0:
-            return None   # not refused: judged by the case's expectation
-        if holds is not None:
-            broken = holds(ws)
-            if broken:
-                return "loss", broken
-        if rc == 2:
-            missing = [w for w in (w.replace("WS/", f"{ws}/") for w in words) if w not in err]
-            if missing:
-                return "wrong result", f"refused without naming {missing[0]!r}: " + err.strip()[-150:]
-        return None
-    return check
 
 
 def _unchanged(rel: str, content: dict[str, bytes] | bytes):

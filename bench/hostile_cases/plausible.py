@@ -9,18 +9,7 @@ import json
 
 from hostile_workspace import TINY
 
-from ._table import Table
-
-
-def _names(*words: str):
-    """A refusal (exit 2) must contain each of ``words`` (the file, the key, the image size, the range)."""
-    def check(rc, out, err, ws):
-        if rc == 2:
-            missing = [w.replace("WS/", f"{ws}/") for w in words if w.replace("WS/", f"{ws}/") not in err]
-            if missing:
-                return "wrong result", f"refused without naming {missing[0]!r}: " + err.strip()[-150:]
-        return None
-    return check
+from ._table import Table, _cli, _refused
 
 
 def _warns(text: str):
@@ -96,10 +85,10 @@ QUIET = (["--translate", "13", "--cutout", "27"], ["--scale", "6"], ["--scale", 
          ["--rotate", "90"], ["--momentum", "0.99", "--optimizer", "adam", "--lr", "0.003"])
 
 CHECKS = {"plaus_quiet": _quiet,
-          **{f"plaus_refused_{i}": _names(*w) for i, (_, w) in enumerate(REFUSED)},
-          **{f"plaus_file_{n}": _names(*w) for n, (_, w) in FILES.items()},
-          **{f"plaus_space_{n}": _names(*w) for n, _, w in SPACES},
-          **{f"plaus_other_{n}": _names(*w) for n, w in OTHERS.items()},
+          **{f"plaus_refused_{i}": _refused(*w) for i, (_, w) in enumerate(REFUSED)},
+          **{f"plaus_file_{n}": _refused(*w) for n, (_, w) in FILES.items()},
+          **{f"plaus_space_{n}": _refused(*w) for n, _, w in SPACES},
+          **{f"plaus_other_{n}": _refused(*w) for n, w in OTHERS.items()},
           **{f"plaus_warned_{i}": _warns(text) for i, (_, text) in enumerate(WARNED)}}
 
 
@@ -146,8 +135,3 @@ def add_cases(t: Table) -> None:
 
 def _write_then(path: str, text: str, argv: list[str]) -> str:
     return f"open({path!r}, 'w').write({text!r})\n" + _cli(argv)
-
-
-def _cli(argv: list[str]) -> str:
-    return (f"from convscope.cli import main\nrc = main({[str(a) for a in argv]!r})\n"
-            "if rc:\n    raise SystemExit(rc)\n")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hostile_workspace import PY, TINY
 
-from ._table import PRE_CORE, Table, _climain
+from ._table import PRE_CORE, Table, _cli
 
 
 def _escaped(rc, out, err, ws):
@@ -193,7 +193,7 @@ def _nproc(t: Table) -> None:
         argv = ["train", "--nproc", val, "--out", f"{out}/np{val}", *TINY]
         sane = val in ("1", "2")
         py("nproc", f"train --nproc {val}" + (" (sanity)" if sane else ""),
-           STUB_TORCHRUN + f"import sys\nsys.argv = ['convscope'] + {argv!r}\n" + _climain(argv)
+           STUB_TORCHRUN + f"import sys\nsys.argv = ['convscope'] + {argv!r}\n" + _cli(argv)
            + "result = ('spawned', int(spawned[0][spawned[0].index('--nproc_per_node') + 1])) "
            "if spawned else ('ran here', rc)\n", expect="ok" if sane else "error",
            check="nproc_ok" if sane else "nproc_refuse", timeout=slow)

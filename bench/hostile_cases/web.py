@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._table import Table, _climain
+from ._table import Table, _cli
 
 
 def _report_at(rel: str):
@@ -75,12 +75,12 @@ def _serve(t: Table) -> None:
     ws, cli, py, run, im, stuck = t.ws, t.cli, t.py, t.run, t.images, t.stuck
     for flags in (["--port", "-1"], ["--port", "70000"], ["--port", "abc"], ["--port", "1.5"], ["--port", "0"],
                   ["--host", "not-an-address"], ["--host", ""], ["--threads", "0"], ["--threads", "-1"]):
-        py("web", "serve " + " ".join(flags), _climain(["serve", run, *flags], STUB_UVICORN), timeout=stuck)
+        py("web", "serve " + " ".join(flags), _cli(["serve", run, *flags], STUB_UVICORN), timeout=stuck)
     for target in ("/nonexistent", str(im / "ok.png"), str(ws / "configs" / "fifo.yaml"),
                    str(ws / "folders" / "empty"), str(ws / "runs_bad" / "meta_missing")):
-        py("web", f"serve {Path(target).name}", _climain(["serve", target, "--port", "18765"], STUB_UVICORN),
+        py("web", f"serve {Path(target).name}", _cli(["serve", target, "--port", "18765"], STUB_UVICORN),
            timeout=stuck)
-    py("web", "serve run (sanity, stubbed)", _climain(["serve", run, "--port", "18765"], STUB_UVICORN), expect="ok",
+    py("web", "serve run (sanity, stubbed)", _cli(["serve", run, "--port", "18765"], STUB_UVICORN), expect="ok",
        timeout=stuck)
     # real binds that must fail at once (nothing is left running: a server that starts is killed at the timeout)
     for host in ("not-an-address", "999.1.1.1"):
@@ -88,4 +88,4 @@ def _serve(t: Table) -> None:
                                                                        "--port", "18765"], timeout=stuck)
     py("web", "serve --port in use (real bind)",
        "import socket\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\ns.listen()\nport = s.getsockname()[1]\n"
-       + _climain(["serve", run, "--port", "PORT"]).replace("'PORT'", "str(port)"), timeout=stuck)
+       + _cli(["serve", run, "--port", "PORT"]).replace("'PORT'", "str(port)"), timeout=stuck)
