@@ -17,7 +17,7 @@ import sys
 import httpx
 import pytest
 
-from .conftest import Server, free_port
+from .conftest import serving
 from .test_browser import shot, wait_for, wait_update
 from .test_network import draw_seven
 
@@ -31,12 +31,8 @@ def audit_server(runs_dir, tmp_path_factory):
     """The small digits4 run copied (its own inspect/ folder), served alone."""
     root = tmp_path_factory.mktemp("audit_run")
     shutil.copytree(runs_dir / "digits4", root / "digits4")
-    srv = Server([str(root / "digits4")], free_port())
-    try:
-        srv.wait_ready()
+    with serving(root / "digits4") as srv:
         yield srv, root / "digits4"
-    finally:
-        srv.stop()
 
 
 def state(page) -> str:
@@ -147,21 +143,16 @@ def read_only(folder):
 def test_audit_refused_politely_on_a_read_only_run(runs_dir, page_at, tmp_path):
     run_dir = tmp_path / "digits4"
     shutil.copytree(runs_dir / "digits4", run_dir)
-    with read_only(run_dir):
-        srv = Server([str(run_dir)], free_port())
-        try:
-            srv.wait_ready()
-            api = f"{srv.base}/api/run/digits4/audit"
-            st = httpx.get(api).json()
-            assert st["state"] == "idle" and str(run_dir) in st["readonly"]
-            r = httpx.post(api, json={"images": 4})
-            assert r.status_code == 403 and r.json()["error"].startswith("cannot audit here: the run folder ")
-            assert "make it writable, or copy the run somewhere writable" in r.json()["error"]
-            page = page_at(1366, 900, allow=("403",))
-            page.goto(srv.base + "/run/digits4/draw")
-            wait_for(page, "() => document.getElementById('audit').dataset.state === 'idle'")
-            assert page.is_disabled("#audit-run") and page.is_disabled("#audit-images")
-            assert page.text_content("#audit-status").startswith(f"Not here: the run folder {run_dir}")
-            assert not (run_dir / "inspect").exists()
-        finally:
-            srv.stop()
+    with read_only(run_dir), serving(run_dir) as srv:
+        api = f"{srv.base}/api/run/digits4/audit"
+        st = httpx.get(api).json()
+        assert st["state"] == "idle" and str(run_dir) in st["readonly"]
+        r = httpx.post(api, json={"images": 4})
+        assert r.status_code == 403 and r.json()["error"].startswith("cannot audit here: the run folder ")
+        assert "make it writable, or copy the run somewhere writable" in r.json()["error"]
+        page = page_at(1366, 900, allow=("403",))
+        page.goto(srv.base + "/run/digits4/draw")
+        wait_for(page, "() => document.getElementById('audit').dataset.state === 'idle'")
+        assert page.is_disabled("#audit-run") and page.is_disabled("#audit-images")
+        assert page.text_content("#audit-status").startswith(f"Not here: the run folder {run_dir}")
+        assert not (run_dir / "inspect").exists()

@@ -20,7 +20,7 @@ import torch
 from convscope.conv import conv_matrix
 from convscope.training import load_run
 
-from .conftest import Server, free_port
+from .conftest import serving
 from .test_browser import shot, stroke, wait_for, wait_update
 
 SEVEN = ([(0.22, 0.2), (0.78, 0.2)], [(0.78, 0.2), (0.62, 0.5), (0.45, 0.85)])   # bar, then the diagonal
@@ -193,12 +193,8 @@ def fast2_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("fast2_run")
     convscope.train({"model": "fast2", "batch_size": 128, "threads": 1, "train_subset": 3000, "epochs": 1},
                     out=root / "fast2", progress=False)
-    srv = Server([str(root / "fast2")], free_port())
-    try:
-        srv.wait_ready()
+    with serving(root / "fast2") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def test_main_model_fits_1366x900_and_deep_layers_change(fast2_server, page_at):

@@ -19,7 +19,7 @@ from convscope.web import compute
 from convscope.web.runs import RunEntry
 from convscope.web.units import precompute
 
-from .conftest import Server, free_port
+from .conftest import serving
 from .test_browser import shot, wait_for
 
 
@@ -53,9 +53,7 @@ def _pixels(uri: str, size: tuple[int, int]) -> np.ndarray:
 
 def test_unit_page_progress_then_on_demand_pictures(runs_dir, web_run, browser_page):
     page, log = browser_page
-    srv = Server([str(web_run)], free_port())
-    try:
-        srv.wait_ready()
+    with serving(web_run) as srv:
         page.goto(srv.base + "/run/digits8/unit/relu2/1")
         # progress page first (the server has just started) or the page itself: either way it ends on the page
         end = time.monotonic() + 120
@@ -101,5 +99,3 @@ def test_unit_page_progress_then_on_demand_pictures(runs_dir, web_run, browser_p
         page.goto(srv.base + "/run/digits8/unit/relu2/2")          # another unit: its own, not computed yet
         assert page.get_attribute('section[data-kind="visualize"]', "data-cached") is None
         assert page.locator('section[data-kind="visualize"] img').count() == 0
-    finally:
-        srv.stop()
