@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -55,7 +54,8 @@ from _lecture_refine import (  # noqa: E402
     block_refine_time,
     block_refine_verdict,
 )
-from _lecture_stages import DOCS, FOURBYFOUR, STAGES  # noqa: E402
+from _blocks import PAGES, pattern, rewrite_pages, rewritten  # noqa: E402
+from _lecture_stages import FOURBYFOUR, STAGES  # noqa: E402
 from _lecture_trust import (  # noqa: E402
     block_trust_audit,
     block_trust_audit_reading,
@@ -71,8 +71,7 @@ from convscope.benchmark import provenance  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "lecture_tables.json"
 RUNS = ROOT / "bench" / ".cache" / "lecture"
-PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
-BLOCK = re.compile(r"(<!-- lecture:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /lecture:(?P=name) -->)", re.S)
+BLOCK = pattern("lecture")
 
 
 # --- rendering: JSON -> the markdown blocks the docs quote (refine: _lecture_refine, trust: _lecture_trust) -------
@@ -144,27 +143,16 @@ def stage_data(results: dict, stage: str) -> dict:
 
 def rendered(text: str, results: dict) -> str:
     """``text`` with every lecture block rewritten from ``results`` (blocks of stages not measured stay)."""
-    def one(m: re.Match) -> str:
-        name = m.group("name")
-        if name not in BLOCKS:
-            raise SystemExit(f"unknown lecture block {name!r}; known: {', '.join(BLOCKS)}")
-        stage, fn = BLOCKS[name]
-        if stage not in results.get("stages", {}):
-            return m.group(0)
-        return m.group(1) + fn(stage_data(results, stage)).rstrip("\n") + "\n" + m.group(4)
-
-    return BLOCK.sub(one, text)
+    return rewritten(text, "lecture", lambda name: rendered_block(results, name), list(BLOCKS))
 
 
 def render(results: dict, pages: list[Path] = PAGES) -> list[Path]:
-    changed = []
-    for page in pages:
-        text = page.read_text()
-        new = rendered(text, results)
-        if new != text:
-            atomic_write_text(page, new)
-            changed.append(page)
-    return changed
+    return rewrite_pages("lecture", lambda name: rendered_block(results, name), list(BLOCKS), pages)
+
+
+def rendered_block(results: dict, name: str) -> str | None:
+    stage, fn = BLOCKS[name]
+    return fn(stage_data(results, stage)) if stage in results.get("stages", {}) else None
 
 
 def main(argv: list[str] | None = None) -> int:
