@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="another Host header name to accept (e.g. the machine's DNS name), repeatable")
     p.add_argument("--threads", type=threads(), default=1, metavar="N",
                    help="torch threads for the models (default 1: each run answers one forward at a time, and a "
-                        "forward takes under a millisecond, so more threads only contend)")
+                        "forward takes under a millisecond: too little work to split)")
     p.set_defaults(func=cmd_serve)
 
     r = sub.add_parser("report", help="one self-contained HTML report of a run (opens offline)",

@@ -64,8 +64,8 @@ def serve(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, allow_re
           extra_hosts: list[str] = (), threads: int | None = 1) -> None:
     """Serve the runs under ``paths`` until interrupted. A non-loopback ``host`` needs ``allow_remote``.
     ``threads``: torch's threads while serving, 1 by default (each run answers one forward at a time, and a Draw
-    forward is under a millisecond: more threads only contend with each other and the unit-page precomputation);
-    None: as other commands, the CPUs free at the start (convscope.training.threads)."""
+    forward is under a millisecond: too little work to split; docs/web.md, "Threads"); None: as other commands,
+    the CPUs free at the start (convscope.training.threads)."""
     import uvicorn
 
     from ..training.threads import cpu_threads
