@@ -84,10 +84,10 @@ def serve(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, allow_re
         print(f"WARNING: serving on {host}:{port}: anyone who can reach this address can use the server "
               "(no authentication). Only requests whose Host header names 127.0.0.1, localhost, the bound address "
               "or an --allow-host name are answered.", file=sys.stderr)
-    app = create_app(paths, host, port, extra_hosts)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=3)
-    with cpu_threads(threads) as n:
+    with cpu_threads(threads) as n:   # before the app: its background unit-page computation runs on this count
+        app = create_app(paths, host, port, extra_hosts)
         print(f"convscope: serving {len(app.state.runs)} run(s) at http://{host}:{port}/  ({n} torch thread"
               f"{'s' if n != 1 else ''}; Ctrl-C stops)", flush=True)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=3)
         uvicorn.Server(config).run()
