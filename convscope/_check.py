@@ -11,7 +11,7 @@ choices) drives both :func:`check_fields` (called from ``__post_init__``) and th
 (``cli/_options.py``), so a default or a range is written once.
 
 No torch at import time (``convscope --help`` must not load it; :func:`tensor` imports it when called), nor
-anything above ``errors``: every layer of the package may import this module.
+anything above ``errors`` and ``_cpus`` (stdlib only): every layer of the package may import this module.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
+from ._cpus import cpu_limit
 from .errors import ConfigError
 
 
@@ -71,13 +72,17 @@ def seed(value: object, name: str = "seed", hi: int = SEED_MAX) -> int:
 
 
 def threads(value: int | None, name: str = "threads") -> int | None:
-    """A torch thread count of at most this machine's CPU count (None: torch's choice): far more threads than
-    cores only slows down (16 threads on 2 cores: a 6 s run took over 100 s), and a huge count can crash torch.
-    The one check behind every ``threads`` convscope accepts (train, visualize, refine)."""
-    cpus = os.cpu_count() or 1
-    if value is not None and value > cpus:
-        raise fail(name, f"must be at most {cpus} (this machine's CPU count), got {value}: more threads than cores "
-                         "only slow a run down")
+    """A torch thread count of at most the CPUs this process may use (None: convscope's load-aware choice): the
+    affinity mask capped by the cgroup quota (:func:`convscope._cpus.cpu_limit`), not the machine's count, which
+    a container or ``taskset`` may not give us. More threads than CPUs only slow down (16 threads on 2 cores: a
+    6 s run took over 100 s), and a huge count can crash torch. The one check behind every ``threads`` convscope
+    accepts (train, refine, serve, the inspection commands)."""
+    if value is not None:
+        cpus = cpu_limit()
+        if value > cpus:
+            raise fail(name, f"must be at most {cpus} (the CPUs this process may use: affinity mask / cgroup "
+                             f"quota), got {value}: more threads than CPUs only slow a run down; give {cpus} or "
+                             "fewer, or leave it out for a count that follows the machine's load")
     return value
 
 

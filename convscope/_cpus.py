@@ -11,7 +11,8 @@ applied by the CLI before torch loads: the runtime reads it only once), (2) coun
 affinity mask and the cgroup quota, not the machine (:func:`cpu_limit`), and (3) gives a run as many threads as
 there are CPUs that no other program is running on (:func:`free_cpus`), re-counted during training
 (convscope.training.cpu_share). A user's OMP_NUM_THREADS, OMP_WAIT_POLICY, GOMP_SPINCOUNT or ``--threads``
-always wins. No torch here: the CLI calls this before importing it.
+always wins. No torch here, and nothing of convscope: the CLI calls this before importing torch, and
+_check bounds every ``threads`` by :func:`cpu_limit`.
 """
 
 from __future__ import annotations

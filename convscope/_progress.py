@@ -10,7 +10,10 @@ count done, elapsed time and an ETA, at most one every :data:`MIN_INTERVAL` seco
 
     visualize conv3: optimizing 3/16 units, 38 s, ETA 2 min 45 s
 
-(convscope.training.progress draws the training loop's own bar with loss and accuracy on the same rules.)
+A stage may carry a postfix of running figures (:meth:`Bar.set_postfix`: training's loss, accuracy and images
+per second, convscope.training.progress), appended to its line after ``; `` and shown beside the bar, and may
+print lines of the command's own output on standard output without tearing the bar (:meth:`Bar.write`:
+training's per-epoch lines).
 """
 
 from __future__ import annotations
@@ -52,12 +55,13 @@ def duration(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
-def counted(done: int, total: int | None, elapsed: float, unit: str) -> str:
-    """``3/16 steps, 38 s, ETA 2 min 45 s``: the ETA assumes the rest goes at the pace so far."""
+def counted(done: int, total: int | None, elapsed: float, unit: str, initial: int = 0) -> str:
+    """``3/16 steps, 38 s, ETA 2 min 45 s``: the ETA assumes the rest goes at the pace so far, the pace of the
+    units done since ``initial`` (those of a resumed run's earlier process took none of ``elapsed``)."""
     count = f"{done}/{total}" if total is not None else f"{done}"
     eta = ""
-    if total and 0 < done < total:
-        eta = f", ETA {duration(elapsed / done * (total - done))}"
+    if total and initial < done < total:
+        eta = f", ETA {duration(elapsed / (done - initial) * (total - done))}"
     return f"{count} {unit}{'es' if unit.endswith(('s', 'sh', 'ch')) else 's'}, {duration(elapsed)}{eta}"
 
 
@@ -70,10 +74,13 @@ def _is_tty(stream: IO[str]) -> bool:
 
 
 class Bar:
-    """One stage of ``total`` units: a tqdm bar on a terminal, else lines. Use :func:`track` or :func:`bar`."""
+    """One stage of ``total`` units: a tqdm bar on a terminal, else lines. Use :func:`track` or :func:`bar`.
+    ``initial``: units done before this process started (a resumed run); the ETA counts only those done since."""
 
-    def __init__(self, desc: str, total: int | None, unit: str, stream: IO[str] | None = None) -> None:
-        self.desc, self.total, self.unit, self.done = desc, total, unit, 0
+    def __init__(self, desc: str, total: int | None, unit: str, stream: IO[str] | None = None,
+                 initial: int = 0) -> None:
+        self.desc, self.total, self.unit, self.done, self.initial = desc, total, unit, initial, initial
+        self.postfix = ""
         self.stream = stream if stream is not None else sys.stderr
         self.t0 = self.last = time.perf_counter()
         self.tqdm: Any = None
@@ -84,8 +91,8 @@ class Bar:
                 sized = os.get_terminal_size(self.stream.fileno()).columns > 0
             except (OSError, ValueError, AttributeError):
                 sized = False
-            self.tqdm = tqdm(total=total, desc=desc, unit=unit, file=self.stream, leave=False, dynamic_ncols=sized,
-                             ncols=None if sized else 100, nrows=None if sized else 24)
+            self.tqdm = tqdm(total=total, initial=initial, desc=desc, unit=unit, file=self.stream, leave=False,
+                             dynamic_ncols=sized, ncols=None if sized else 100, nrows=None if sized else 24)
         else:
             self._line(force=True)
 
@@ -94,8 +101,8 @@ class Bar:
         if not force and now - self.last < MIN_INTERVAL:
             return
         self.last = now
-        print(f"{self.desc}: {counted(self.done, self.total, now - self.t0, self.unit)}", file=self.stream,
-              flush=True)
+        text = counted(self.done, self.total, now - self.t0, self.unit, self.initial)
+        print(f"{self.desc}: {text}{'; ' + self.postfix if self.postfix else ''}", file=self.stream, flush=True)
 
     def update(self, n: int = 1) -> None:
         self.done += n
@@ -103,6 +110,26 @@ class Bar:
             self.tqdm.update(n)
         else:
             self._line(force=self.total is not None and self.done >= self.total)
+
+    def set_description(self, desc: str) -> None:
+        """A new name for the stage from the next line or redraw on (``epoch 2/10``)."""
+        self.desc = desc
+        if self.tqdm is not None:
+            self.tqdm.set_description(desc, refresh=False)
+
+    def set_postfix(self, **figures: str) -> None:
+        """Running figures shown after the count (``loss=0.312, acc=0.905``), from the next line or redraw on."""
+        self.postfix = ", ".join(f"{k}={v}" for k, v in figures.items())
+        if self.tqdm is not None:
+            self.tqdm.set_postfix(figures, refresh=False)
+
+    def write(self, line: str) -> None:
+        """``line`` on standard output: the command's own output (training's epoch lines), never progress; on a
+        terminal the bar is cleared first and redrawn after, so neither tears the other."""
+        if self.tqdm is not None:
+            self.tqdm.write(line, file=sys.stdout)
+        else:
+            print(line, flush=True)
 
     def close(self) -> None:
         if self.tqdm is not None:
@@ -115,14 +142,29 @@ class _Silent:
     def update(self, n: int = 1) -> None:
         pass
 
+    def set_description(self, desc: str) -> None:
+        pass
+
+    def set_postfix(self, **figures: str) -> None:
+        pass
+
+    def write(self, line: str) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
 
+Stage = Bar | _Silent   # what :func:`bar` yields
+
+
 @contextlib.contextmanager
-def bar(desc: str, total: int | None, unit: str = "step") -> Iterator[Bar | _Silent]:
-    """A stage whose caller counts itself (``b.update(n)``); silent unless progress is :func:`shown`."""
-    b: Bar | _Silent = Bar(desc, total, unit) if _ON.get() else _Silent()
+def bar(desc: str, total: int | None, unit: str = "step", *, initial: int = 0,
+        show: bool | None = None) -> Iterator[Stage]:
+    """A stage whose caller counts itself (``b.update(n)``), ``initial`` units done already; silent unless
+    progress is :func:`shown` (``show``: the caller decides instead, as ``train(progress=...)`` does)."""
+    b: Stage = Bar(desc, total, unit, initial=initial) if (_ON.get() if show is None else show) \
+        else _Silent()
     try:
         yield b
     finally:

@@ -147,19 +147,22 @@ def worker(spec: str, dataset: str, seed: int, eval_images: int, max_seconds: fl
 # ---- controller --------------------------------------------------------------------------------------------
 
 def peak_flops(threads: int) -> dict:
-    """Matmul FLOP/s of this machine: a 2048 x 2048 product repeated for a second, fp32 and bf16."""
+    """Matmul FLOP/s of this machine on ``threads`` threads: a 2048 x 2048 product repeated for a second, fp32 and
+    bf16. The caller's thread count comes back afterwards."""
     import torch
 
-    torch.set_num_threads(threads)
+    from .training.threads import cpu_threads
+
     res = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
-        a @ b
-        n, t = 0, time.perf_counter()
-        while time.perf_counter() - t < 1.0:
+    with cpu_threads(threads):
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
             a @ b
-            n += 1
-        res[name] = 2 * 2048**3 * n / (time.perf_counter() - t)
+            n, t = 0, time.perf_counter()
+            while time.perf_counter() - t < 1.0:
+                a @ b
+                n += 1
+            res[name] = 2 * 2048**3 * n / (time.perf_counter() - t)
     return res
 
 

@@ -106,7 +106,9 @@ class RefineConfig(_Config):
     train_limit: int = option(0, "use N training images, class-stratified (0 = all)", lo=0)
     test_limit: int = option(0, "use N test images, class-stratified (0 = all)", lo=0)
     after_topk: bool = option(False, "recompute the top-k after refinement (seed 0)")
-    threads: int | None = option(None, "torch threads (default: torch's)", kind="int", lo=1, check=check_threads)
+    threads: int | None = option(None, "torch threads (default: the CPUs free at the start, counted once and recorded "
+                                       "in results.json; that count reproduces the results)", kind="int", lo=1,
+                                 check=check_threads)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -17,9 +17,10 @@ or of anything above is a failure, and so is any cycle. From the top:
     conv, viz                     pure conv arithmetic (geometry, conv_matrix, operator, pooling); figures
     data, configs                 datasets, loaders, the image -> model input path; the typed configs of
                                   refine, visualize and explain (fields that drive checks and flags)
-    _atomic, _check, _result, _lazy, _cpus, _progress   atomic writes, validators, result dataclasses, lazy names,
-                                  the CPUs a process may use and how busy they are, progress of long commands
-    errors, _version, _json       the exception types, the version, the strict JSON reader
+    _atomic, _check, _result, _lazy, _progress   atomic writes, validators, result dataclasses, lazy names,
+                                  progress of long commands
+    errors, _version, _json, _cpus   the exception types, the version, the strict JSON reader, the CPUs a
+                                  process may use and how busy they are (stdlib only: _check bounds --threads by it)
 
 Every kind of import counts: at module level, inside a function (a lazy import runs as surely, only later), and
 the implicit ones, since importing ``convscope.a.b`` first runs ``convscope/a/__init__.py`` (so that file's
@@ -57,8 +58,8 @@ LEVELS: list[tuple[str, ...]] = [
     ("models", "reference"),
     ("conv", "viz"),
     ("data", "configs"),
-    ("_atomic", "_check", "_result", "_lazy", "_cpus", "_progress"),
-    ("errors", "_version", "_json"),
+    ("_atomic", "_check", "_result", "_lazy", "_progress"),
+    ("errors", "_version", "_json", "_cpus"),
 ]
 LEVEL = {unit: len(LEVELS) - i for i, units in enumerate(LEVELS) for unit in units}   # higher number: higher level
 
@@ -322,7 +323,7 @@ def test_importing_the_lower_layers_does_not_load_the_layers_above():
                          cwd=PKG.parent).stdout
     loaded = set(eval(out))
     assert loaded <= {"data", "conv", "runs", "models", "errors", "_atomic", "_check", "_version", "_result",
-                      "_lazy"}, loaded
+                      "_lazy", "_cpus"}, loaded
 
 
 HEAVY = ("torch", "numpy", "matplotlib", "fastapi", "captum", "PIL", "scipy")

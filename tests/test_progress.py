@@ -18,7 +18,8 @@ import pytest
 from convscope import _progress as P
 from tests.conftest import run_cli
 
-LINE = re.compile(r"^(?P<desc>.+): (?P<done>\d+)/(?P<total>\d+) (?P<unit>\w+), \d+ (s|min \d+ s)(, ETA .+)?$")
+LINE = re.compile(r"^(?P<desc>.+): (?P<done>\d+)/(?P<total>\d+) (?P<unit>\w+), \d+ (s|min \d+ s)(, ETA [^;]+)?"
+                  r"(; (?P<postfix>.+))?$")
 
 
 def stages(stderr: str) -> dict[str, list[tuple[int, int]]]:
@@ -48,6 +49,9 @@ def test_duration_and_counted_give_elapsed_and_eta_in_words():
     assert P.counted(1, 4, 10.0, "step") == "1/4 steps, 10 s, ETA 30 s"      # the rest at the pace so far
     assert P.counted(4, 4, 12.0, "batch") == "4/4 batches, 12 s"             # done: no ETA
     assert P.counted(0, 4, 0.0, "unit") == "0/4 units, 0 s"                  # nothing done: no pace yet
+    # a resumed run: 10 of 30 steps were done by an earlier process, 5 more in this one's 10 s: 15 left, 30 s
+    assert P.counted(15, 30, 10.0, "step", initial=10) == "15/30 steps, 10 s, ETA 30 s"
+    assert P.counted(10, 30, 0.0, "step", initial=10) == "10/30 steps, 0 s"      # none done here yet: no pace
 
 
 def test_track_is_silent_unless_shown_and_lines_otherwise(capsys, monkeypatch):
@@ -81,6 +85,29 @@ def test_lines_are_throttled_to_a_pipe_but_first_and_last_always_come():
     lines = buf.getvalue().splitlines()
     assert lines[0] == "many: 0/1000 batches, 0 s" and lines[-1].startswith("many: 1000/1000 batches")
     assert len(lines) <= 4                          # well under a second of work: no line between
+
+
+def test_a_stage_with_a_name_per_part_a_postfix_and_output_lines(capsys, monkeypatch):
+    """What training needs: a bar that starts at ``initial`` (a resumed run), renamed per epoch, with running
+    figures after the count, and the command's own lines on standard output, never among the progress."""
+    monkeypatch.setattr(P, "MIN_INTERVAL", 0.0)
+    with P.bar("epoch 2/3", 6, "step", initial=2, show=True) as b:
+        b.set_postfix(loss="0.512", acc="0.843")
+        b.update()
+        b.set_description("epoch 3/3")
+        b.write("epoch   2/3  loss 0.5120")
+        b.update(3)
+    out, err = capsys.readouterr()
+    assert out == "epoch   2/3  loss 0.5120\n"
+    untimed = [re.sub(r"\b\d+ (min \d+ )?s\b", "T", line) for line in err.splitlines()]    # the clock's part aside
+    assert untimed == ["epoch 2/3: 2/6 steps, T", "epoch 2/3: 3/6 steps, T, ETA T; loss=0.512, acc=0.843",
+                       "epoch 3/3: 6/6 steps, T; loss=0.512, acc=0.843"]
+    assert LINE.match(err.splitlines()[1])["postfix"] == "loss=0.512, acc=0.843"
+    with P.shown(), P.bar("quiet", 4, show=False) as b:     # the caller said no: nothing, whatever shown() says
+        b.set_postfix(loss="1")
+        b.write("an epoch line")
+        b.update(4)
+    assert capsys.readouterr() == ("", "")
 
 
 # ---- every long command, as a user runs it (stderr a pipe) ------------------------------------------------------
@@ -131,19 +158,37 @@ def test_explain_audit_and_refine_report_through_the_one_helper(small_run, tmp_p
     assert q.stderr == ""
 
 
+EPOCH = re.compile(r"^epoch +\d+/2  loss \d\.\d{4}  train \d\.\d{4}  test \d\.\d{4}  \d+ img/s$")   # epoch_line
+TRAIN = ["train", "--model", "mlp", "--train-subset", "512", "--batch-size", "16", "--epochs", "2", "--threads", "1"]
+
+
+def test_training_progress_through_a_pipe_is_the_helpers_lines_and_its_epoch_lines_are_unchanged(tmp_path):
+    r = _ok(run_cli(*TRAIN, "--out", tmp_path / "r"))
+    assert [ln for ln in r.stdout.splitlines() if ln.startswith("epoch")] == r.stdout.splitlines()[:2]
+    assert all(EPOCH.match(ln) for ln in r.stdout.splitlines()[:2]), r.stdout
+    assert "\r" not in r.stderr
+    lines = [LINE.match(ln) for ln in r.stderr.splitlines()]
+    assert lines and all(lines), r.stderr                                        # progress lines only
+    counts = [(int(m["done"]), int(m["total"])) for m in lines]
+    assert counts[0] == (0, 64) and counts[-1] == (64, 64) and counts == sorted(counts)   # 2 x 32 steps
+    assert lines[0]["desc"] == "epoch 1/2" and lines[-1]["desc"] == "epoch 2/2" and lines[-1]["unit"] == "steps"
+    assert re.fullmatch(r"loss=\d\.\d{3}, acc=\d\.\d{3}, img_s=\d+", lines[-1]["postfix"]), lines[-1]["postfix"]
+    q = _ok(run_cli(*TRAIN, "--quiet", "--out", tmp_path / "q"))
+    assert q.stderr == "" and not any(ln.startswith("epoch") for ln in q.stdout.splitlines())
+
+
 def test_bench_counts_its_training_runs(tmp_path):
     r = _ok(run_cli("bench", "--smoke", "--recipes", "fast", "--yardstick", "0", "--max-seconds", "30",
                     "--out", tmp_path / "b.json", timeout=600))
     assert finished(r.stderr, "bench: training runs") == (1, 1)
 
 
-def test_a_terminal_gets_a_tqdm_bar(small_run, tmp_path):
-    """stderr a pseudo-terminal (never sized, as under some CI runners: tqdm alone would draw nothing there): a
-    tqdm bar (carriage returns, a percentage, the count), no plain stage lines."""
+def _on_a_terminal(*args: str) -> tuple[str, bytes]:
+    """``convscope ARGS`` with stderr a pseudo-terminal (never sized, as under some CI runners: tqdm alone would
+    draw nothing there) and stdout a pipe: (what the terminal got, standard output)."""
     master, slave = pty.openpty()
-    p = subprocess.Popen([sys.executable, "-m", "convscope", "visualize", str(small_run.path), "--layer", "conv1",
-                          "--channels", "0-1", "--steps", "30", "--no-natural", "--out", str(tmp_path)],
-                         stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
+    p = subprocess.Popen([sys.executable, "-m", "convscope", *args], stdout=subprocess.PIPE, stderr=slave,
+                         stdin=subprocess.DEVNULL)
     os.close(slave)
     chunks = []
     while True:
@@ -162,6 +207,22 @@ def test_a_terminal_gets_a_tqdm_bar(small_run, tmp_path):
     os.close(master)
     tty = b"".join(chunks).decode(errors="replace")
     assert p.returncode == 0, tty
+    return tty, out
+
+
+def test_a_terminal_gets_a_tqdm_bar(small_run, tmp_path):
+    """A tqdm bar (carriage returns, a percentage, the count), no plain stage lines."""
+    tty, out = _on_a_terminal("visualize", str(small_run.path), "--layer", "conv1", "--channels", "0-1", "--steps",
+                              "30", "--no-natural", "--out", str(tmp_path))
     assert "\r" in tty and re.search(r"visualize conv1: 2 units optimized together: +\d+%\|", tty), tty
     assert re.search(r"\| *\d+/30 \[", tty) and not stages(tty.replace("\r", "\n"))
     assert b"layer conv1: 2 units" in out
+
+
+def test_training_on_a_terminal_gets_the_helpers_bar_with_its_figures_and_the_epoch_lines_on_stdout(tmp_path):
+    tty, out = _on_a_terminal(*TRAIN, "--out", str(tmp_path / "r"))
+    assert "\r" in tty and re.search(r"epoch [12]/2: +\d+%\|", tty), tty                 # the bar, named per epoch
+    assert re.search(r"\| *\d+/64 \[[^\]]*loss=\d\.\d{3}, acc=\d\.\d{3}, img_s=\d+\]", tty), tty
+    assert not stages(tty.replace("\r", "\n"))                                          # no pipe lines
+    epochs = out.decode().splitlines()[:2]
+    assert all(EPOCH.match(ln) for ln in epochs) and "epoch   1/2" in epochs[0], out

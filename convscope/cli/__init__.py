@@ -132,8 +132,9 @@ def _run(argv: Sequence[str] | None) -> int:
         # writes all of them or none
         whole = getattr(args, "output_set", False)
         whole = whole(args) if callable(whole) else whole
+        # progress on stderr (--quiet: none); torch's threads for a command that runs a model over data
         with warnings_in_words(), shown(not getattr(args, "quiet", False)), \
-                (output_set() if whole else contextlib.nullcontext()):   # progress on stderr, --quiet: none
+                (output_set() if whole else contextlib.nullcontext()), _threads(args):
             return int(args.func(args) or 0)
     except ConvscopeError as e:
         print(f"convscope: error: {cli_message(e, getattr(args, '_flags', {}), getattr(args, '_sources', None))}",
@@ -155,6 +156,17 @@ def _run(argv: Sequence[str] | None) -> int:
         if _user_error(e):
             return 1
         raise
+
+
+def _threads(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """torch's threads for a command that runs a model over data (``add_threads``): ``--threads``, else the
+    user's OMP_NUM_THREADS, else the CPUs free at its start (convscope.training.threads, the one primitive that
+    training, serve and refine use too). Other commands: nothing, and no torch loaded here."""
+    if not getattr(args, "cpu_threads", False):
+        return contextlib.nullcontext()
+    from ..training.threads import cpu_threads
+
+    return cpu_threads(args.threads)
 
 
 def _user_error(e: BaseException) -> bool:

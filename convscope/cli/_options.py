@@ -81,3 +81,17 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
     """``--quiet``: no progress lines (the one helper, convscope/_progress.py, writes them to stderr)."""
     parser.add_argument("--quiet", action="store_true", help="no progress on standard error (a bar on a terminal, "
                                                              "a line per stage otherwise)")
+
+
+THREADS_HELP = ("torch threads (default: the CPUs this process may use less those other programs keep busy, counted "
+                "at the start; OMP_NUM_THREADS, if set, is followed)")
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """``--threads N`` for a command that runs a model over data; without it, the command runs on the CPUs free at
+    its start. The CLI applies the count around the whole command (``cpu_threads`` in cli/__init__.py, through
+    convscope.training.threads, as training, serve and refine do)."""
+    from ._types import threads
+
+    parser.add_argument("--threads", type=threads(), default=None, metavar="N", help=THREADS_HELP)
+    parser.set_defaults(cpu_threads=True)

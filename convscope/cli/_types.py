@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from .._check import SEED_MAX, integer, number as finite, seed as check_seed
+from .._check import SEED_MAX, integer, number as finite, seed as check_seed, threads as check_threads
 from ..errors import ConfigError
 
 
@@ -40,3 +40,8 @@ def number(minimum: float | None = None, positive: bool = False) -> Callable[[st
     """A finite float (no nan/inf), at least ``minimum`` or, with ``positive``, above 0."""
     lo = 0.0 if positive else minimum
     return _parser(float, "a number", lambda v: finite(v, "value", lo, lo_open=positive), "number")
+
+
+def threads() -> Callable[[str], int]:
+    """A torch thread count: at least 1, at most the CPUs this process may use (the one threads check)."""
+    return _parser(int, "a whole number", lambda v: check_threads(integer(v, "value", 1), "value"), "threads")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from .._atomic import atomic_write_text, writable_folder
 from ..configs import TOPK_MAX
 from ..errors import ConfigError
-from ._options import add_quiet
+from ._options import add_quiet, add_threads
 from ._types import count, number
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ def add_target_args(p: argparse.ArgumentParser, dataset: bool = True) -> None:
         p.add_argument("--limit", type=count(0), default=0, help="use only the first N images (0 = all)")
         add_data_args(p)
         add_quiet(p)
+        add_threads(p)
 
 
 def _floats(text: str | None, flag: str, positive: bool = False):
@@ -357,6 +358,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=count(0), default=0, help="use only the first N images")
     p.add_argument("--out", type=Path, help="output folder (default ./inspect)")
     add_data_args(p)
+    add_threads(p)
     p.set_defaults(func=cmd_edges, output_set=True)
 
     p = sub.add_parser("rf", help="receptive field size, jump and start of every layer, checked by gradients")

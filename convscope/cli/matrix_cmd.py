@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
+from ._options import add_threads
 from ._types import count, number
 
 
@@ -167,4 +168,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--max-memory", type=number(positive=True), default=4.0,
                    help="refuse matrices needing more GiB (default 4)")
+    add_threads(p)
     p.set_defaults(func=cmd_matrix, output_set=True)

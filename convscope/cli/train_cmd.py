@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..training import config as C
+from ._options import add_threads
 from ._types import count
 
 
@@ -264,6 +265,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="dataset to evaluate on (default: the run's)")
     p.add_argument("--split", default="test", help="split (default test)")
     add_data_args(p)
+    add_threads(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top classes for image files (PNG/JPEG of any size)")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from ._options import add_quiet
-from ._types import count
+from ._options import add_quiet, add_threads
+from ._types import count, threads
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -38,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="required to bind a non-loopback --host: anyone reaching it can use the server")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="another Host header name to accept (e.g. the machine's DNS name), repeatable")
-    p.add_argument("--threads", type=count(1), default=1, help="torch threads for the model (default 1)")
+    p.add_argument("--threads", type=threads(), default=1, metavar="N",
+                   help="torch threads for the models (default 1: each run answers one forward at a time, and a "
+                        "forward takes under a millisecond: too little work to split)")
     p.set_defaults(func=cmd_serve)
 
     r = sub.add_parser("report", help="one self-contained HTML report of a run (opens offline)",
@@ -55,4 +57,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     pick.add_argument("--test-index", type=count(0), default=None, metavar="N",
                       help="the network picture's input: test image N (default 0)")
     add_quiet(r)
+    add_threads(r)
     r.set_defaults(func=cmd_report, output_set=True)

@@ -51,6 +51,7 @@ from ..models.forward import iter_batches
 from ..models.output import check_logits
 from ..training.evaluate import EvalResult, result_from_logits
 from ._measure import bn_modules, logits_and_peaks
+from ..training.threads import cpu_threads
 from ._selection import (
     REPRESENTATIVE_RULE,
     owner_matrix,
@@ -75,18 +76,18 @@ BN_NOTE = ("Every variant optimises with batch norm in eval mode: the running st
 
 
 @contextlib.contextmanager
-def _deterministic(threads: int | None) -> Iterator[None]:
-    """Deterministic algorithms (and a thread count) inside the block; the previous settings come back."""
+def _deterministic(threads: int | None) -> Iterator[int]:
+    """Deterministic algorithms and one thread count inside the block; yields the count, which the results record
+    (the same count reproduces them: reductions split over another number of threads round differently). The
+    count is ``threads``, else the user's OMP_NUM_THREADS, else the CPUs free when the experiment starts
+    (convscope.training.threads), never re-counted. The previous settings come back."""
     was, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    old_threads = torch.get_num_threads()
-    torch.use_deterministic_algorithms(True)
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(was, warn_only=warn)
-        torch.set_num_threads(old_threads)
+    with cpu_threads(threads) as n:
+        torch.use_deterministic_algorithms(True)
+        try:
+            yield n
+        finally:
+            torch.use_deterministic_algorithms(was, warn_only=warn)
 
 
 def _evaluate(model: nn.Module, test: ImageDataset, norm: Normalization, views, baseline: bool = False
@@ -147,7 +148,7 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
         raise ConfigError(f"refine: the models are tested on different datasets ({', '.join(names)}); paired "
                           "statistics need one test set")
     parts = []
-    with _deterministic(cfg.threads):
+    with _deterministic(cfg.threads) as threads:
         for i, t in enumerate(loaded):
             if len(loaded) > 1:
                 say(f"model {i + 1}/{len(loaded)}: {t.name}")
@@ -155,7 +156,7 @@ def refine(target, config: RefineConfig | None = None, *, train: ImageDataset | 
     first = parts[0]
     versions = {"convscope": __version__, "torch": torch.__version__, "numpy": np.__version__,
                 "python": platform.python_version(), "machine": platform.machine(),
-                "processor": platform.processor() or None, "threads": cfg.threads or torch.get_num_threads()}
+                "processor": platform.processor() or None, "threads": threads}
     models = [{"index": i, "name": t.name, "seed": t.run.config.runtime.seed if t.run is not None else None,
                "baseline": p["baseline"], "chosen_images": p["chosen_images"]} for i, (t, p) in enumerate(zip(loaded,
                                                                                                               parts))]

@@ -151,7 +151,9 @@ class RuntimeConfig:
     precision: str = _f("auto", "auto: bf16 autocast where the hardware has native bf16, else fp32",
                         choices=("auto", "fp32", "bf16"))
     channels_last: bool = _f(True, "channels-last memory format for convolutions")
-    threads: int | None = _f(None, "torch intra-op threads (default: torch's choice)", range="[1, inf)")
+    threads: int | None = _f(None, "torch intra-op threads (default: the CPUs this process may use less those other "
+                                   "programs keep busy, re-counted as it trains; --deterministic: all it may use)",
+                             range="[1, inf)")
     device: str = _f("auto", "auto: cuda when available, else cpu")
     sync_bn: bool = _f(False, "several processes (torchrun / --nproc): BatchNorm statistics of the whole global "
                        "batch (SyncBatchNorm)")

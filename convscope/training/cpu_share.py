@@ -1,5 +1,6 @@
-"""A run's share of the CPUs (issue 26): the thread count it starts with, and a callback that re-counts the CPUs
-other programs keep busy as it trains and sets torch's threads to match.
+"""A run's share of the CPUs (issue 26): a callback that re-counts the CPUs other programs keep busy as it trains
+and sets torch's threads to match. The count it starts with is convscope.training.threads' (:func:`cpu_threads`,
+the same for every command).
 
 Why: with torch's default (a thread per CPU), one busy program beside a 2-core run makes every operator wait for
 whichever of its two threads the kernel has just descheduled; one thread then runs 10x faster than two
@@ -11,7 +12,7 @@ the rounding of some reductions, so a run whose thread count moved is not bit-id
 from __future__ import annotations
 
 import os
-import time
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -20,30 +21,13 @@ from .. import _cpus
 from ..runs.callbacks import Callback, LoopView
 from .config import TrainConfig
 
-START_SAMPLES, START_GAP_S = 5, 0.01   # 40 ms of looking before the run starts: a steady program is seen
 
-
-def start_threads(cfg: TrainConfig) -> tuple[int | None, bool]:
-    """(threads to set or None for torch's own choice, whether to keep re-counting during the run).
-
-    ``--threads`` wins; then the user's OMP_NUM_THREADS / MKL_NUM_THREADS (torch already follows them); a
-    ``--deterministic`` run takes every CPU it may use (a count that does not depend on the load, so it
-    reproduces); otherwise the CPUs it may use less those other programs keep busy right now."""
-    if cfg.runtime.threads:
-        return cfg.runtime.threads, False
-    if _cpus.env_threads(os.environ):
-        return None, False
-    limit = _cpus.cpu_limit()
-    if cfg.runtime.deterministic or cfg.runtime.engine != "torch":
-        return limit, False
-    samples = []
-    for i in range(START_SAMPLES):
-        if i:
-            time.sleep(START_GAP_S)
-        n = _cpus.others_runnable()
-        if n is not None:
-            samples.append(n)
-    return _cpus.free_cpus(limit, samples), limit > 1
+def follows_load(cfg: TrainConfig, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether a run's thread count keeps following the load (a :class:`CpuShare` re-counts it): not when
+    ``--threads``, the user's OMP_NUM_THREADS / MKL_NUM_THREADS or ``--deterministic`` fix it, not for the numpy
+    engine (torch's threads do not run it), and not when the process may use one CPU only."""
+    return not (cfg.runtime.threads or cfg.runtime.deterministic or cfg.runtime.engine != "torch"
+                or _cpus.env_threads(os.environ if environ is None else environ)) and _cpus.cpu_limit() > 1
 
 
 class CpuShare(Callback):

@@ -219,10 +219,13 @@ class Loop:
     def run(self) -> None:
         cfg, st = self.cfg, self.state
         self._emit("on_train_start")
-        with sigint_flag() as interrupted, self.progress.bar(st.step) as bar:
+        def epoch() -> str:   # the bar's name: the epoch running
+            return f"epoch {st.epoch + 1}/{cfg.schedule.epochs}"
+
+        with sigint_flag() as interrupted, self.progress.bar(st.step, epoch()) as bar:
             while st.epoch < cfg.schedule.epochs and not st.stopped_early:
                 order = self.feeder.order(st.epoch)
-                bar.set_description(f"epoch {st.epoch + 1}/{cfg.schedule.epochs}")
+                bar.set_description(epoch())
                 t_epoch, images = time.perf_counter(), 0
                 while st.batch < self.steps_per_epoch and not st.stopped_early:
                     self._emit("on_step_start")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sys
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm.auto import tqdm
+from .. import _progress
+from .._progress import Stage
 
 LOOP_KEYS = ("step", "epoch", "batch", "bad_streak", "skipped", "elapsed", "acc", "history", "stopped_early")
 
@@ -41,34 +42,32 @@ class LoopState:
 
 
 class Progress:
-    """The tqdm bar (steps) and the per-epoch lines; silent with ``enabled=False``.
+    """The run's bar (steps, with the running loss, accuracy and images per second) and its per-epoch lines;
+    silent with ``enabled=False`` (``--quiet``, ranks other than 0).
 
-    The bar redraws itself with carriage returns, which only a terminal overwrites: written to a pipe or a
-    file it leaves one line per update (160 KB for one Fashion-MNIST run). So the bar is drawn only when
-    stderr is a terminal; the per-epoch lines are printed either way."""
+    Drawn by convscope/_progress.py, the helper every long command uses, on its rules: a tqdm bar only when
+    stderr is a terminal (through a pipe or into a file its carriage returns would leave a line per redraw:
+    160 KB for one Fashion-MNIST run), else a progress line on stderr at most every 2 s; the per-epoch lines go
+    to standard output either way."""
 
     def __init__(self, enabled: bool, total_steps: int) -> None:
         self.enabled, self.total_steps = enabled, total_steps
-        isatty = getattr(sys.stderr, "isatty", None)
-        self.live = enabled and bool(isatty and isatty())
 
-    def bar(self, initial: int) -> tqdm:
-        return tqdm(total=self.total_steps, initial=initial, disable=not self.live, leave=False, unit="step",
-                    dynamic_ncols=True)
+    def bar(self, initial: int, desc: str) -> contextlib.AbstractContextManager[Stage]:
+        """The run's bar over all its steps, ``initial`` done already (a resumed run), named ``desc`` (the
+        epoch: the loop renames it as each one starts)."""
+        return _progress.bar(desc, self.total_steps, "step", initial=initial, show=self.enabled)
 
-    def step(self, bar: tqdm, acc: dict[str, Any], images: int, t_epoch: float) -> None:
-        if not self.live:
+    def step(self, bar: Stage, acc: dict[str, Any], images: int, t_epoch: float) -> None:
+        if not self.enabled:
             return
         seen = max(1, acc["seen"])
         bar.set_postfix(loss=f"{acc['loss'] / seen:.3f}", acc=f"{acc['correct'] / seen:.3f}",
-                        img_s=f"{images / max(time.perf_counter() - t_epoch, 1e-9):.0f}", refresh=False)
+                        img_s=f"{images / max(time.perf_counter() - t_epoch, 1e-9):.0f}")
         bar.update()
 
-    def write(self, bar: tqdm, line: str) -> None:
-        if self.live:
-            bar.write(line)
-        elif self.enabled:
-            print(line, flush=True)
+    def write(self, bar: Stage, line: str) -> None:
+        bar.write(line)
 
 
 def epoch_line(h: dict[str, Any], epochs: int) -> str:

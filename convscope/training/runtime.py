@@ -14,7 +14,8 @@ from .._cpus import cpu_limit
 from ..models.forward import check_device
 from ..runs.callbacks import Callback
 from .config import TrainConfig
-from .cpu_share import CpuShare, start_threads
+from .cpu_share import CpuShare, follows_load
+from .threads import cpu_threads
 
 
 def resolve_device(name: str) -> torch.device:
@@ -38,17 +39,16 @@ def torch_settings(cfg: TrainConfig) -> Iterator[list[Callback]]:
     """Apply threads and determinism for the run, and restore the caller's settings afterwards. Yields the
     callbacks a training loop adds: a :class:`~convscope.training.cpu_share.CpuShare` when the thread count
     follows the machine's load (no ``--threads``, no OMP_NUM_THREADS, not ``--deterministic``)."""
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    try:
-        start, adaptive = start_threads(cfg)
-        if start:
-            torch.set_num_threads(start)
-        if cfg.runtime.deterministic:
-            torch.use_deterministic_algorithms(True)
-        yield [CpuShare(cpu_limit())] if adaptive else []
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(det)
+    det = torch.are_deterministic_algorithms_enabled()
+    # --deterministic and the numpy engine: every CPU the run may use, a count that does not depend on the load
+    whole = cfg.runtime.deterministic or cfg.runtime.engine != "torch"
+    with cpu_threads(cfg.runtime.threads, whole=whole):
+        try:
+            if cfg.runtime.deterministic:
+                torch.use_deterministic_algorithms(True)
+            yield [CpuShare(cpu_limit())] if follows_load(cfg) else []
+        finally:
+            torch.use_deterministic_algorithms(det)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import socket
 import sys
 from pathlib import Path
 
-from .._check import integer
+from .._check import integer, threads as check_threads
 from ..errors import ConfigError
 
 
@@ -62,13 +62,19 @@ def check_bind(info: tuple, host: str, port: int) -> None:
 
 def serve(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, allow_remote: bool = False,
           extra_hosts: list[str] = (), threads: int | None = 1) -> None:
-    """Serve the runs under ``paths`` until interrupted. A non-loopback ``host`` needs ``allow_remote``."""
-    import torch
+    """Serve the runs under ``paths`` until interrupted. A non-loopback ``host`` needs ``allow_remote``.
+    ``threads``: torch's threads while serving, 1 by default (each run answers one forward at a time, and a Draw
+    forward is under a millisecond: too little work to split; docs/web.md, "Threads"); None: as other commands,
+    the CPUs free at the start (convscope.training.threads)."""
     import uvicorn
 
+    from ..training.threads import cpu_threads
     from .app import create_app
 
     integer(port, "port", 1, 65535)
+    if threads is not None:
+        integer(threads, "threads", 1)
+        check_threads(threads)
     info = resolve_host(host, port)   # first: a non-address is that, whatever else is wrong with it
     if not is_loopback(host) and not allow_remote:
         raise ConfigError(f"--host {host}: serving beyond this machine exposes your runs to the network; "
@@ -78,10 +84,10 @@ def serve(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, allow_re
         print(f"WARNING: serving on {host}:{port}: anyone who can reach this address can use the server "
               "(no authentication). Only requests whose Host header names 127.0.0.1, localhost, the bound address "
               "or an --allow-host name are answered.", file=sys.stderr)
-    if threads:
-        torch.set_num_threads(threads)   # one forward at a time per run; more threads only contend
-    app = create_app(paths, host, port, extra_hosts)
-    print(f"convscope: serving {len(app.state.runs)} run(s) at http://{host}:{port}/  (Ctrl-C stops)", flush=True)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=3)
-    uvicorn.Server(config).run()
+    with cpu_threads(threads) as n:   # before the app: its background unit-page computation runs on this count
+        app = create_app(paths, host, port, extra_hosts)
+        print(f"convscope: serving {len(app.state.runs)} run(s) at http://{host}:{port}/  ({n} torch thread"
+              f"{'s' if n != 1 else ''}; Ctrl-C stops)", flush=True)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=3)
+        uvicorn.Server(config).run()

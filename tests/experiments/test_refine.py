@@ -2,8 +2,11 @@
 rules, direct BN statistics, and the maximize variant's two promises (responses up, norms fixed)."""
 
 import json
+import os
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -421,3 +424,27 @@ def test_rotate_needs_maximize_and_models_need_a_run(small_run):
     train, test = load("digits", "train"), load("digits", "test")
     with pytest.raises(ConfigError, match="models: training more models needs a run directory"):
         refine(small_run.model, RefineConfig(models=2, variants=("top",)), train=train, test=test)
+
+
+_REFINE_PINNED = """
+    import json, os, torch
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})   # one CPU, as `taskset -c N` gives
+    torch.set_num_threads(2)                                   # the caller's count
+    from convscope.experiments import refine
+    res = refine(RUN, {"k": 1, "steps": 1, "eval_every": 1, "seeds": [0], "variants": ["top"], "bn": ["frozen"],
+                       "train_limit": 100, "test_limit": 50, "bn_images": 20, "after_topk": False})
+    print(json.dumps({"recorded": res.versions["threads"], "after": torch.get_num_threads()}))
+    """
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
+def test_refine_takes_the_load_aware_count_once_and_records_the_count_it_ran_on(small_run):
+    """Without ``threads``, refine runs on the CPUs free at its start (convscope.training.threads): pinned to one
+    CPU that is 1, not the caller's 2, and the results record the 1 it ran on (``--threads 1`` reproduces them);
+    the caller's count comes back."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    code = textwrap.dedent(_REFINE_PINNED).replace("RUN", repr(str(small_run.path)))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                       env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"recorded": 1, "after": 2}

@@ -3,12 +3,12 @@ ends in a result or a clear convscope error that names the argument at fault, be
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 import torch
 
+from convscope._cpus import cpu_limit
 from convscope.errors import ConfigError
 from convscope.experiments import RefineConfig, refine
 
@@ -49,7 +49,7 @@ def test_refine_config_variants_string_is_refused_not_split_into_letters():
         RefineConfig(variants=["top", 3])
 
 
-@pytest.mark.parametrize("threads", [0, -1, (os.cpu_count() or 1) + 1, 100000, 1.5, True])
+@pytest.mark.parametrize("threads", [0, -1, cpu_limit() + 1, 100000, 1.5, True])
 def test_refine_config_refuses_thread_counts(threads):
     with pytest.raises(ConfigError, match="threads"):
         RefineConfig(threads=threads)
@@ -121,9 +121,9 @@ def test_cli_refine_huge_seed(cli, small_run, tmp_path):
     refused(r, "--seeds")
 
 
-def test_cli_refine_threads_above_cpu_count(cli, small_run, tmp_path):
+def test_cli_refine_threads_above_the_cpus_it_may_use(cli, small_run, tmp_path):
     r = cli("experiment", "refine", small_run.path, *FAST_CLI, "--threads", "100000", "--out", tmp_path / "o")
-    refused(r, "--threads", "CPU count")
+    refused(r, "--threads", "the CPUs this process may use")
 
 
 def test_cli_refine_mean_not_numbers(cli, tmp_path):

@@ -102,14 +102,15 @@ def test_unusual_settings_are_warned_about_in_words_and_the_run_goes_on(values, 
     assert cfg.flat()["lr"] == values.get("lr", 0.1)   # nothing is changed behind the user's back
 
 
-def test_more_threads_than_cores_are_refused_before_the_run(tmp_path, monkeypatch):
-    import os
+def test_more_threads_than_cores_are_refused_before_the_run(tmp_path):
+    from convscope._cpus import cpu_limit
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)   # the check reads the machine's count: pin it
-    with pytest.raises(ConfigError, match=r"^threads: must be at most 2 \(this machine's CPU count\), got 1000"):
+    limit = cpu_limit()   # the real bound on this machine (tests/training/test_cpu_share.py pins it to 1 and 2)
+    with pytest.raises(ConfigError, match=rf"^threads: must be at most {limit} \(the CPUs this process may use: "
+                                          r"affinity mask / cgroup quota\), got 1000: more threads than CPUs"):
         train({**SMALL, "threads": 1000}, out=tmp_path / "r", progress=False)
     assert not (tmp_path / "r").exists()
-    assert prepare(config_from_dict({**SMALL, "threads": 2}))[0].runtime.threads == 2
+    assert prepare(config_from_dict({**SMALL, "threads": limit}))[0].runtime.threads == limit
 
 
 def test_usual_settings_and_the_recipes_warn_about_nothing():

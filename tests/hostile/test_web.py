@@ -100,6 +100,17 @@ def test_serve_port_in_use(tmp_path):
         s.close()
 
 
+@pytest.mark.parametrize("threads", [0, True, 1.5, "all", "cpu_limit+1"])
+def test_serve_threads_beyond_the_cpus_it_may_use_or_not_a_count(threads, tmp_path):
+    from convscope._cpus import cpu_limit
+    from convscope.web.server import serve
+
+    if threads == "cpu_limit+1":
+        threads = cpu_limit() + 1
+    with time_bound(30), pytest.raises(ConfigError, match="^threads: "):   # before binding or loading a run
+        serve([tmp_path], port=18765, threads=threads)
+
+
 def test_serve_address_of_another_machine():
     from convscope.web.server import check_bind, resolve_host
 

@@ -171,3 +171,41 @@ def test_deterministic_runs_still_reproduce_bit_for_bit(tmp_path):
     for (k, va), (_, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
         assert torch.equal(va, vb), k
     assert a.summary["threads"] == b.summary["threads"] == _cpus.cpu_limit()
+
+
+# ---- --threads is bounded by the CPUs the process may use, not the machine's count ---------------------------------
+
+_PINNED = """
+    import json, os, subprocess, sys
+    os.sched_setaffinity(0, {CPUS})                 # what `taskset` does; inherited by the CLI child below
+    from convscope._check import threads
+    from convscope.errors import ConfigError
+    try:
+        threads(2)
+        api = "accepted"
+    except ConfigError as e:
+        api = str(e)
+    cli = subprocess.run([sys.executable, "-m", "convscope", "train", "--model", "mlp", "--train-subset", "64",
+                          "--epochs", "1", "--threads", "2", "--quiet", "--out", {OUT!r}],
+                         capture_output=True, text=True)
+    print(json.dumps({"api": api, "rc": cli.returncode, "stderr": cli.stderr}))
+    """
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 or _cpus.cpu_limit() < 2,
+                    reason="needs 2 CPUs this process may use (affinity and cgroup quota)")
+def test_threads_beyond_the_allowed_cpus_are_refused_with_the_limit_and_why(tmp_path):
+    """Pinned to one CPU (whichever this machine numbers first), ``--threads 2`` is refused by the check and by
+    ``convscope train`` before the run directory exists, naming the limit and where it comes from; with two
+    CPUs allowed the same count is accepted (the check, then a real 1-epoch run that records 2 threads)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    one = _py(_PINNED.replace("{CPUS}", repr({cpus[0]})).replace("{OUT!r}", repr(str(tmp_path / "one"))))
+    why = ("threads: must be at most 1 (the CPUs this process may use: affinity mask / cgroup quota), got 2: more "
+           "threads than CPUs only slow a run down; give 1 or fewer, or leave it out for a count that follows the "
+           "machine's load")
+    assert one["api"] == why
+    assert one["rc"] == 2 and "--" + why in one["stderr"] and "Traceback" not in one["stderr"]
+    assert not (tmp_path / "one").exists()
+    two = _py(_PINNED.replace("{CPUS}", repr(set(cpus[:2]))).replace("{OUT!r}", repr(str(tmp_path / "two"))))
+    assert two["api"] == "accepted" and two["rc"] == 0, two["stderr"]
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["threads"] == 2

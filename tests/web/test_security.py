@@ -56,6 +56,13 @@ def test_binds_loopback_only(server):
     assert listening == ["0100007F:" + port_hex]
 
 
+def test_serves_on_one_torch_thread_by_default(server):
+    """serve's documented default (--threads 1: one forward at a time per run), said on its first line; the
+    count goes through convscope.training.threads like every other command's."""
+    line = server.proc.stdout.readline()
+    assert line.startswith("convscope: serving ") and "(1 torch thread; Ctrl-C stops)" in line, line
+
+
 def test_remote_host_needs_flag(runs_dir):
     cmd = [sys.executable, "-m", "convscope", "serve", str(runs_dir), "--host", "0.0.0.0", "--port", str(free_port())]
     refused = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
