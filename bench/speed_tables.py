@@ -3,7 +3,8 @@
     python bench/speed_tables.py            # rewrite every <!-- speed:NAME --> block from bench/results/*.json
 
 Blocks: ``fashion`` and ``digits`` (bench/time_to_accuracy.py), ``main-job`` (bench/main_job.py), ``busy``
-(bench/busy_machine.py) and ``goals`` (issue 26's goals, each stated as reached or not from those same files).
+(bench/busy_machine.py), ``step-cost`` (bench/step_cost.py), ``ablation3`` (bench/recipe_ablation2.py --round 3)
+and ``goals`` (issue 26's goals, each stated as reached or not from those same files).
 Each block names the machine, torch, the commit and the date its numbers come from.
 """
 
@@ -21,7 +22,8 @@ from _blocks import PAGES, pattern, rewrite_pages, rewritten  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 FILES = {"fashion": "time_to_accuracy_fashion.json", "digits": "time_to_accuracy_digits.json",
-         "main-job": "main_job.json", "busy": "busy_machine.json"}
+         "main-job": "main_job.json", "busy": "busy_machine.json", "step-cost": "step_cost.json",
+         "ablation3": "recipe_ablation_round3_fashion-mnist.json"}
 KEY = {"fashion-mnist": 0.93, "digits": 0.99}      # the threshold a goal is stated at (mean; worst seed)
 GOALS = {"fashion-mnist": 1.0, "digits": 0.25}      # issue 26: that threshold within this many yardsticks, every seed
 LABELS = {"fast": "**default** (`convscope train`)"}
@@ -125,6 +127,24 @@ def block_busy(d: dict) -> str:
     return "\n".join(out)
 
 
+def block_step_cost(d: dict) -> str:
+    rows = [f"| variant | images/s (median of {d['rounds']} rounds) | ratio to {d['reference']} (range) |",
+            "|---|---|---|"]
+    for name, row in d["table"].items():
+        lo, hi = row["ratio_range"]
+        rows.append(f"| {name} | {row['images_per_s']} | {row['ratio_to_reference']:.2f} ({lo:.2f}–{hi:.2f}) |")
+    loads = d["load_average_per_round"]
+    rows += ["", f"{d['threads']} threads, {d['steps']} steps per variant and round after 10 warm-up steps; load "
+                 f"average at the rounds' starts {min(loads):.1f}–{max(loads):.1f}. {source(d, FILES['step-cost'])}."]
+    return "\n".join(rows)
+
+
+def block_ablation3(d: dict) -> str:
+    from recipe_ablation2 import table
+
+    return table(d) + f"\n\n{source(d, FILES['ablation3'])}. {d['provenance'].get('collected_by', '')}".rstrip()
+
+
 def _goal_tta(d: dict | None, dataset: str) -> str:
     goal, key = GOALS[dataset], KEY[dataset]
     name = "Fashion-MNIST" if dataset == "fashion-mnist" else "Digits"
@@ -173,7 +193,7 @@ def body(name: str) -> str | None:
     fns: dict[str, Callable[[dict], str]] = {
         "fashion": lambda x: block_time_to_accuracy(x, FILES["fashion"]),
         "digits": lambda x: block_time_to_accuracy(x, FILES["digits"]),
-        "main-job": block_main_job, "busy": block_busy}
+        "main-job": block_main_job, "busy": block_busy, "step-cost": block_step_cost, "ablation3": block_ablation3}
     return fns[name](d)
 
 

@@ -119,9 +119,9 @@ def worker(spec: str, dataset: str, seed: int, eval_images: int, max_seconds: fl
     if smoke:
         overrides.update(epochs=1, train_subset=1024)
     cfg = config_from_dict(overrides, recipe(name))
-    clock = AccuracyClock(max(1, round(eval_images / cfg.optim.batch_size)), max_seconds, t0)
     with tempfile.TemporaryDirectory() as tmp, torch_settings(cfg):
-        cfg, data = prepare(cfg)
+        cfg, data = prepare(cfg)     # the run's settings: the batch size may be the dataset's
+        clock = AccuracyClock(max(1, round(eval_images / cfg.optim.batch_size)), max_seconds, t0)
         # no checkpoint writes, for every recipe alike (the peers' scripts write none)
         loop = Loop(cfg, data, Path(tmp), progress=False, callbacks=[clock], checkpoints=False)
         setup = time.perf_counter() - t0          # imports, data loading, model building

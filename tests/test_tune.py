@@ -208,7 +208,7 @@ def test_a_study_killed_mid_trial_resumes_to_exactly_the_requested_trials(tmp_pa
     space = _space_file(other, {**SPACE, "lr": {"type": "float", "low": 0.003, "high": 0.5, "log": True}})
     r = _cli(*[space if a == space_file else a for a in args], "--lr", "0.05")
     assert r.returncode == 2
-    assert "was started with other settings (lr: 0.1 then, 0.05 now; space: {'lr': {'type': 'float', 'low': " \
+    assert "was started with other settings (lr: the default then, 0.05 now; space: {'lr': {'type': 'float', 'low': " \
            "0.002" in r.stderr
 
 

@@ -86,9 +86,12 @@ class ModelConfig:
 class OptimConfig:
     """The optimizer, its loss, and the weight average evaluated in place of the raw weights."""
 
-    batch_size: int = _f(256, "images per optimizer step", range="[1, inf)")
+    batch_size: int | None = _f(None, "images per optimizer step (default: 256; the dataset may declare its own, "
+                                "e.g. 128 on Fashion-MNIST)", range="[1, inf)")
     optimizer: str = _f("sgd", "optimizer", choices=("sgd", "adam", "adamw", "adadelta"))
-    lr: float = _f(0.1, "peak learning rate (per step, for batch_size images)", range="[0, inf)")
+    lr: float | None = _f(None, "peak learning rate (per step, for batch_size images; default: 0.1, the dataset may "
+                          "declare its own, e.g. 0.05 on Fashion-MNIST: the same rate per image at its batch of 128)",
+                          range="[0, inf)")
     momentum: float = _f(0.9, "SGD momentum (Adam's beta1 is left at 0.9)", range="[0, 1)")
     nesterov: bool = _f(True, "Nesterov momentum (SGD)")
     weight_decay: float = _f(5e-4, "L2 on every parameter (decoupled for adamw)", range="[0, inf)")
@@ -291,7 +294,8 @@ def _check_range(key: str, value: float, interval: str, why: str | None = None) 
 
 # Defaults that depend on the dataset: None in a config until :func:`resolve` fills them, with what the
 # dataset registry declares for the dataset (convscope.data.registry, DatasetInfo.train_defaults), else these.
-GENERIC_DEFAULTS: dict[str, Any] = {"epochs": 12, "translate": 2, "stroke": 0.0, "blur": 0.0}
+GENERIC_DEFAULTS: dict[str, Any] = {"epochs": 12, "translate": 2, "stroke": 0.0, "blur": 0.0, "batch_size": 256,
+                                    "lr": 0.1}
 
 # Keys added after runs were first recorded (and "model", whose default changed; every config.json records it, so
 # this only matters to a hand-written one), with the value that reproduces a run recorded without them.
@@ -447,7 +451,7 @@ def resolve(cfg: TrainConfig, *, hflip_ok: bool, device: str, native_bf16: bool)
     that actually runs. ``hflip_ok``: whether the training set allows mirrored images; ``device``: the device
     ``cfg.runtime.device`` resolves to; ``native_bf16``: whether that device runs bf16 autocast natively.
 
-    Unset dataset-dependent keys (epochs, translate, stroke, blur) take the dataset's declared defaults. The
+    Unset dataset-dependent keys (epochs, translate, stroke, blur, batch_size, lr) take the dataset's declared defaults. The
     numpy engine trains plain fp32 on the CPU (no weight average, no channels-last, no test-time flips);
     test-time flips apply only to runs trained with flips. Resolving a resolved config changes nothing."""
     cfg.validate()

@@ -161,7 +161,8 @@ def parse_param(name: Any, spec: Any, source: str) -> Param:
             config_from_dict({key: value}, source=where)
         except ConfigError as e:
             msg = str(e).removeprefix(f"{where}: ")
-            raise ConfigError(f"{where}: {value!r} is not a valid {key} ({type_name(hint)}): {msg}") from None
+            kind = type_name(hint).removesuffix(" | None")   # a search samples values; None (the default) is not one
+            raise ConfigError(f"{where}: {value!r} is not a valid {key} ({kind}): {msg}") from None
     return param
 
 

@@ -86,6 +86,11 @@ def check_study_folder(folder: Path) -> Path:
     return folder
 
 
+def _setting(value: Any) -> str:
+    """A base setting as the message shows it: None is a key left to its (dataset's) default."""
+    return "the default" if value is None else repr(value)
+
+
 def _check_same_study(study: Any, record: dict[str, Any], where: str) -> None:
     """A study is continued only with the settings it was started with (else its trials would not compare)."""
     old = study.user_attrs.get("convscope")
@@ -100,7 +105,7 @@ def _check_same_study(study: Any, record: dict[str, Any], where: str) -> None:
             if part == "base":
                 flat_old = config_from_dict(old["base"], source="recorded").flat()
                 flat_new = config_from_dict(record["base"], source="given").flat()
-                diffs += [f"{k}: {flat_old[k]!r} then, {flat_new[k]!r} now" for k in flat_new
+                diffs += [f"{k}: {_setting(flat_old[k])} then, {_setting(flat_new[k])} now" for k in flat_new
                           if flat_old[k] != flat_new[k]]
             else:
                 diffs.append(f"{part}: {old.get(part)!r} then, {record[part]!r} now")

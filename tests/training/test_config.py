@@ -97,12 +97,13 @@ def test_dataset_defaults_fill_only_what_the_user_left_unset():
                        native_bf16=False)
 
     fashion = run_cfg(dataset="fashion-mnist")
-    assert (fashion.epochs, fashion.translate) == (6, 0)          # speed round 2: no shifts, 6 epochs
+    # speed round 2: no shifts; round 3: 5 epochs of 128 images at lr 0.05
+    assert (fashion.epochs, fashion.translate, fashion.batch_size, fashion.lr) == (5, 0, 128, 0.05)
     digits = run_cfg(dataset="digits")
-    assert (digits.epochs, digits.translate) == (12, 2)
-    mine = run_cfg(dataset="fashion-mnist", epochs=12, translate=2)
-    assert (mine.epochs, mine.translate) == (12, 2)               # an explicit value is never replaced
-    assert run_cfg(dataset="fashion-mnist", translate=1).epochs == 6
+    assert (digits.epochs, digits.translate, digits.batch_size, digits.lr) == (12, 2, 256, 0.1)
+    mine = run_cfg(dataset="fashion-mnist", epochs=12, translate=2, batch_size=256)
+    assert (mine.epochs, mine.translate, mine.batch_size, mine.lr) == (12, 2, 256, 0.05)  # explicit: never replaced
+    assert run_cfg(dataset="fashion-mnist", translate=1).epochs == 5
     assert resolve(fashion, hflip_ok=True, device="cpu", native_bf16=False) == fashion   # idempotent
 
 
@@ -203,7 +204,8 @@ def test_dataset_defaults_come_from_the_dataset_registry(monkeypatch):
     def resolved(dataset):
         return resolve(config_from_dict({"dataset": dataset}), hflip_ok=False, device="cpu", native_bf16=False)
 
-    assert registry.DATASETS["fashion-mnist"].train_defaults == {"epochs": 6, "translate": 0}
+    assert registry.DATASETS["fashion-mnist"].train_defaults == {"epochs": 5, "translate": 0, "batch_size": 128,
+                                                                 "lr": 0.05}
     assert (resolved("digits").stroke, resolved("digits").blur) == (0.6, 0.8)       # declared for handwriting
     assert (resolved("cifar10").epochs, resolved("cifar10").stroke) == (12, 0.0)    # the generic defaults
     assert (resolved("folder:/nowhere").epochs, resolved("folder:/nowhere").translate) == (12, 2)
@@ -211,6 +213,6 @@ def test_dataset_defaults_come_from_the_dataset_registry(monkeypatch):
                                                               train_defaults={"epochs": 3}))
     assert resolved("cifar10").epochs == 3                                          # the registry decides
     monkeypatch.setitem(registry.DATASETS, "cifar10", replace(registry.DATASETS["cifar10"],
-                                                              train_defaults={"lr": 3.0}))
-    with pytest.raises(ConfigError, match="registry declares defaults for lr"):
+                                                              train_defaults={"momentum": 0.5}))
+    with pytest.raises(ConfigError, match="registry declares defaults for momentum"):
         resolved("cifar10")
