@@ -451,8 +451,8 @@ def resolve(cfg: TrainConfig, *, hflip_ok: bool, device: str, native_bf16: bool)
     that actually runs. ``hflip_ok``: whether the training set allows mirrored images; ``device``: the device
     ``cfg.runtime.device`` resolves to; ``native_bf16``: whether that device runs bf16 autocast natively.
 
-    Unset dataset-dependent keys (epochs, translate, stroke, blur, batch_size, lr) take the dataset's declared defaults. The
-    numpy engine trains plain fp32 on the CPU (no weight average, no channels-last, no test-time flips);
+    Unset dataset-dependent keys (epochs, translate, stroke, blur, batch_size, lr) take the dataset's declared
+    defaults. The numpy engine trains plain fp32 on the CPU (no weight average, no channels-last, no test-time flips);
     test-time flips apply only to runs trained with flips. Resolving a resolved config changes nothing."""
     cfg.validate()
     if cfg.augment.hflip and not hflip_ok:
