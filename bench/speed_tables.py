@@ -3,7 +3,8 @@
     python bench/speed_tables.py            # rewrite every <!-- speed:NAME --> block from bench/results/*.json
 
 Blocks: ``fashion`` and ``digits`` (bench/time_to_accuracy.py), ``main-job`` (bench/main_job.py), ``busy``
-(bench/busy_machine.py), ``step-cost`` (bench/step_cost.py), ``ablation3`` (bench/recipe_ablation2.py --round 3)
+(bench/busy_machine.py), ``step-cost`` (bench/step_cost.py), ``layers`` (bench/layer_variants.py), ``ablation3``
+(bench/recipe_ablation2.py --round 3)
 and ``goals`` (issue 26's goals, each stated as reached or not from those same files).
 Each block names the machine, torch, the commit and the date its numbers come from.
 """
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 FILES = {"fashion": "time_to_accuracy_fashion.json", "digits": "time_to_accuracy_digits.json",
          "main-job": "main_job.json", "busy": "busy_machine.json", "step-cost": "step_cost.json",
-         "ablation3": "recipe_ablation_round3_fashion-mnist.json"}
+         "ablation3": "recipe_ablation_round3_fashion-mnist.json", "layers": "layer_variants.json"}
 KEY = {"fashion-mnist": 0.93, "digits": 0.99}      # the threshold a goal is stated at (mean; worst seed)
 GOALS = {"fashion-mnist": 1.0, "digits": 0.25}      # issue 26: that threshold within this many yardsticks, every seed
 LABELS = {"fast": "**default** (`convscope train`)"}
@@ -127,6 +128,23 @@ def block_busy(d: dict) -> str:
     return "\n".join(out)
 
 
+def block_readme(_: dict | None) -> str | None:
+    """The README's sentence on the main job: its accuracy and wall time, and the digits' time to 99%."""
+    mj, dg = load("main-job"), load("digits")
+    if mj is None or dg is None:
+        return None
+    accs = [r["test_accuracy"] for r in mj["runs"]]
+    walls = [r["wall_seconds"] for r in mj["runs"]]
+    s = next(x for x in dg["summary"] if x["recipe"] == "fast")
+    cpu = mj["provenance"]["machine"]["cpu"]
+    return (f"The first command is the main job: the `fast2` model on the embedded digits, "
+            f"**{100 * statistics.mean(accs):.2f}% mean test accuracy ({100 * min(accs):.2f}–"
+            f"{100 * max(accs):.2f}%) over {len(accs)} seeds**, "
+            f"{min(walls):.0f}–{max(walls):.0f} s from start to exit (`bench/main_job.py`); 99% is reached after "
+            f"{s['time_to_0.99']:.1f} s (mean of {s['seeds']} seeds, `bench/time_to_accuracy.py`). Both on a "
+            f"2-core {cpu}, torch {mj['provenance']['machine']['torch']}, quiet; [Speed](docs/speed.md) has the rest.")
+
+
 def block_step_cost(d: dict) -> str:
     rows = [f"| variant | images/s (median of {d['rounds']} rounds) | ratio to {d['reference']} (range) |",
             "|---|---|---|"]
@@ -136,6 +154,25 @@ def block_step_cost(d: dict) -> str:
     loads = d["load_average_per_round"]
     rows += ["", f"{d['threads']} threads, {d['steps']} steps per variant and round after 10 warm-up steps; load "
                  f"average at the rounds' starts {min(loads):.1f}–{max(loads):.1f}. {source(d, FILES['step-cost'])}."]
+    return "\n".join(rows)
+
+
+def block_layers(d: dict) -> str:
+    ref = d["pools"]["F.max_pool2d (int64 indices)"]["ms_forward_backward"]
+    rows = [f"| 2x2 max-pool of {' x '.join(map(str, d['pool_input']))} (bf16, channels-last) | ms, forward + "
+            "backward | ratio | same output and gradient |", "|---|---|---|---|"]
+    for name, r in d["pools"].items():
+        rows.append(f"| {name} | {r['ms_forward_backward']:.2f} | {r['ms_forward_backward'] / ref:.2f} | "
+                    f"{'yes' if r['same_output_and_gradient'] else 'no'} |")
+    rows += ["", "| conv (batch 256) | bf16, channels-last | bf16, channels-first | fp32, channels-last | "
+                 "fp32, channels-first |", "|---|---|---|---|---|"]
+    by = {}
+    for c in d["convs"]:
+        by.setdefault(c["conv"], {})[(c["dtype"], c["format"])] = c["ms_forward_backward"]
+    for conv, t in by.items():
+        rows.append(f"| {conv} | " + " | ".join(f"{t[(dt, fmt)]:.2f} ms" for dt in ("bfloat16", "float32")
+                                               for fmt in ("channels-last", "channels-first")) + " |")
+    rows += ["", f"{d['threads']} threads, median of {d['repeats']} calls. {source(d, FILES['layers'])}."]
     return "\n".join(rows)
 
 
@@ -187,17 +224,20 @@ def block_goals(_: dict | None) -> str:
 def body(name: str) -> str | None:
     if name == "goals":
         return block_goals(None)
+    if name == "readme":
+        return block_readme(None)
     d = load(name)
     if d is None:
         return None
     fns: dict[str, Callable[[dict], str]] = {
         "fashion": lambda x: block_time_to_accuracy(x, FILES["fashion"]),
         "digits": lambda x: block_time_to_accuracy(x, FILES["digits"]),
-        "main-job": block_main_job, "busy": block_busy, "step-cost": block_step_cost, "ablation3": block_ablation3}
+        "main-job": block_main_job, "busy": block_busy, "step-cost": block_step_cost, "ablation3": block_ablation3,
+        "layers": block_layers}
     return fns[name](d)
 
 
-BLOCKS = [*FILES, "goals"]
+BLOCKS = [*FILES, "goals", "readme"]
 BLOCK = pattern("speed")
 
 
