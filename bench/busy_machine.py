@@ -88,15 +88,18 @@ def main() -> None:
     ap.add_argument("--full-cap", type=float, default=240.0, help="seconds after which a full run is stopped")
     ap.add_argument("--short-only", action="store_true")
     ap.add_argument("--full-only", action="store_true", help="only the full main job")
+    ap.add_argument("--settings", nargs="+", choices=list(SETTINGS), metavar="NAME",
+                    help="only these settings (default: all); the first is the reference of the ratios")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "busy_machine.json")
     a = ap.parse_args()
+    settings = {n: SETTINGS[n] for n in (a.settings or SETTINGS)}
     jobs = ["short"] if a.short_only else ["full"] if a.full_only else ["short", "full"]
     runs: dict[str, dict[str, dict[str, list]]] = {}
     loads = [os.getloadavg()]
     rounds = [(job, rep) for job in jobs for rep in range(a.repeats if job == "short" else a.full_repeats)]
     for job, rep in rounds:
-        for name, env in SETTINGS.items():
-            if job == "full" and name not in FULL:
+        for name, env in settings.items():
+            if job == "full" and name not in FULL and a.settings is None:
                 continue
             for cond in ("quiet", "busy") if rep % 2 == 0 else ("busy", "quiet"):   # ABBA across repeats
                 other = busy_loop() if cond == "busy" else None
@@ -111,7 +114,7 @@ def main() -> None:
                       f"load {r['load_1min']:.1f}", flush=True)
         loads.append(os.getloadavg())
     key = {"short": "train_s", "full": "wall_s"}
-    before = next(iter(SETTINGS))
+    before = next(iter(settings))
     table: dict[str, dict[str, dict]] = {}
     for job, per in runs.items():
         ref = statistics.median(r[key[job]] for r in per[before]["quiet"])
@@ -127,7 +130,7 @@ def main() -> None:
               "busy_program": "python -c 'while True: pass' (one process, no affinity)",
               "measured": {"short": "training seconds (summary.json), --epochs 2 --train-subset 2048",
                            "full": "wall seconds of `convscope train --quiet`, process start to exit"},
-              "settings": SETTINGS, "load_average_1_5_15_min": loads, "table": table, "runs": runs}
+              "settings": settings, "load_average_1_5_15_min": loads, "table": table, "runs": runs}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2) + "\n")
     for job, per in table.items():
