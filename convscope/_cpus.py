@@ -6,11 +6,11 @@ another program keeps a core busy, a 2-thread process on 2 cores waits at every 
 threads the kernel has just descheduled: the main job took 6 min instead of 26 s, and a 2-thread process ran at
 123 img/s against 1,577 img/s for a 1-thread one (docs/speed.md, "A busy machine").
 
-So convscope (1) makes OpenMP threads sleep instead of spinning when they wait (:func:`openmp_env_defaults`,
-applied by the CLI before torch loads: the runtime reads it only once), (2) counts the CPUs it may use from the
-affinity mask and the cgroup quota, not the machine (:func:`cpu_limit`), and (3) gives a run as many threads as
-there are CPUs that no other program is running on (:func:`free_cpus`), re-counted during training
-(convscope.training.cpu_share). A user's OMP_NUM_THREADS, OMP_WAIT_POLICY, GOMP_SPINCOUNT or ``--threads``
+So convscope (1) makes waiting OpenMP threads spin 10,000 times instead of 300,000 before they sleep
+(:func:`openmp_env_defaults`, applied by the CLI before torch loads: the runtime reads it only once), (2) counts
+the CPUs it may use from the affinity mask and the cgroup quota, not the machine (:func:`cpu_limit`), and (3)
+gives a run as many threads as there are CPUs that no other program is running on (:func:`free_cpus`),
+re-counted during training (convscope.training.cpu_share). A user's OMP_NUM_THREADS, OMP_WAIT_POLICY, GOMP_SPINCOUNT or ``--threads``
 always wins. No torch here, and nothing of convscope: the CLI calls this before importing torch, and
 _check bounds every ``threads`` by :func:`cpu_limit`.
 """
@@ -28,14 +28,22 @@ CGROUP_V2 = Path("/sys/fs/cgroup/cpu.max")
 CGROUP_V1 = (Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
 
 
+# libgomp (torch's CPU wheels on Linux): spin this many times at a barrier, then sleep. Its own default is 300,000
+# (~3 ms): beside one busy program the main job took 8.2x its quiet time. 0 (OMP_WAIT_POLICY=PASSIVE) kept it
+# within 1.4x but cost 16% of quiet speed; 10,000 kept it within 1.6x at full quiet speed (2-core Intel Xeon,
+# bench/results/busy_machine.json and busy_machine_wait.json).
+SPIN_COUNT = "10000"
+
+
 def openmp_env_defaults(environ: MutableMapping[str, str]) -> dict[str, str]:
-    """Set ``OMP_WAIT_POLICY=PASSIVE`` in ``environ`` unless the user chose how OpenMP threads wait (any of
-    :data:`WAIT_VARS` set); returns what it set. Must run before torch is imported: the OpenMP runtime reads its
-    environment once, when it loads. Child processes (torchrun workers, tune jobs) inherit it."""
+    """Set ``GOMP_SPINCOUNT`` to :data:`SPIN_COUNT` in ``environ`` unless the user chose how OpenMP threads wait
+    (any of :data:`WAIT_VARS` set); returns what it set. Must run before torch is imported: the OpenMP runtime
+    reads its environment once, when it loads. Child processes (torchrun workers, tune jobs) inherit it. Only GNU
+    libgomp reads it; other OpenMP runtimes keep their own default."""
     if any(v in environ for v in WAIT_VARS):
         return {}
-    environ["OMP_WAIT_POLICY"] = "PASSIVE"   # libgomp: sleep at once at a barrier (spin count 0)
-    return {"OMP_WAIT_POLICY": "PASSIVE"}
+    environ["GOMP_SPINCOUNT"] = SPIN_COUNT
+    return {"GOMP_SPINCOUNT": SPIN_COUNT}
 
 
 def parse_quota(cpu_max: str | None = None, quota_us: str | None = None, period_us: str | None = None

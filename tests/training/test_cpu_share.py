@@ -83,9 +83,9 @@ def test_own_spinning_openmp_threads_are_not_counted_as_other_programs():
 
 # ---- the OpenMP wait policy: set by the CLI before torch loads, a user's choice wins -------------------------------
 
-def test_openmp_env_defaults_set_passive_only_when_the_user_chose_nothing():
+def test_openmp_env_defaults_set_a_short_spin_only_when_the_user_chose_nothing():
     env: dict[str, str] = {}
-    assert _cpus.openmp_env_defaults(env) == {"OMP_WAIT_POLICY": "PASSIVE"} and env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert _cpus.openmp_env_defaults(env) == {"GOMP_SPINCOUNT": "10000"} and env == {"GOMP_SPINCOUNT": "10000"}
     for var, value in (("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "10000"), ("KMP_BLOCKTIME", "0")):
         env = {var: value}
         assert _cpus.openmp_env_defaults(env) == {} and env == {var: value}
@@ -100,9 +100,11 @@ _CLI_ENV = """
     """
 
 
-def test_the_cli_sets_passive_waiting_before_torch_loads_and_keeps_the_users_choice():
-    assert _py(_CLI_ENV)["OMP_WAIT_POLICY"] == "PASSIVE"
-    assert _py(_CLI_ENV, {"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"
+def test_the_cli_sets_a_short_spin_before_torch_loads_and_keeps_the_users_choice():
+    ours = _py(_CLI_ENV)
+    assert ours["GOMP_SPINCOUNT"] == "10000" and ours["OMP_WAIT_POLICY"] is None
+    theirs = _py(_CLI_ENV, {"OMP_WAIT_POLICY": "PASSIVE"})
+    assert theirs["OMP_WAIT_POLICY"] == "PASSIVE" and theirs["GOMP_SPINCOUNT"] is None
     mine = _py(_CLI_ENV, {"GOMP_SPINCOUNT": "1000"})
     assert mine["OMP_WAIT_POLICY"] is None and mine["GOMP_SPINCOUNT"] == "1000"
 
@@ -110,7 +112,8 @@ def test_the_cli_sets_passive_waiting_before_torch_loads_and_keeps_the_users_cho
 def test_the_cli_leaves_the_environment_alone_once_torch_is_loaded():
     """In a process that imported torch first (a notebook calling the CLI's main), the runtime has read its
     environment already: setting it would only leak into child processes."""
-    assert _py("import torch\n" + textwrap.dedent(_CLI_ENV))["OMP_WAIT_POLICY"] is None
+    out = _py("import torch\n" + textwrap.dedent(_CLI_ENV))
+    assert out["GOMP_SPINCOUNT"] is None and out["OMP_WAIT_POLICY"] is None
 
 
 # ---- the thread count a run starts with --------------------------------------------------------------------------
