@@ -11,8 +11,8 @@ So convscope (1) makes waiting OpenMP threads spin 10,000 times instead of 300,0
 the CPUs it may use from the affinity mask and the cgroup quota, not the machine (:func:`cpu_limit`), and (3)
 gives a run as many threads as there are CPUs that no other program is running on (:func:`free_cpus`),
 re-counted during training (convscope.training.cpu_share). A user's OMP_NUM_THREADS, OMP_WAIT_POLICY,
-GOMP_SPINCOUNT or ``--threads`` always wins. No torch here, and nothing of convscope: the CLI calls this before importing torch, and
-_check bounds every ``threads`` by :func:`cpu_limit`.
+GOMP_SPINCOUNT or ``--threads`` always wins. No torch here, and nothing of convscope: the CLI calls this before
+importing torch, and _check bounds every ``threads`` by :func:`cpu_limit`.
 """
 
 from __future__ import annotations
