@@ -140,7 +140,7 @@ def block_readme(_: dict | None) -> str | None:
     return (f"The first command is the main job: the `fast2` model on the embedded digits, "
             f"**{100 * statistics.mean(accs):.2f}% mean test accuracy ({100 * min(accs):.2f}–"
             f"{100 * max(accs):.2f}%) over {len(accs)} seeds**, "
-            f"{min(walls):.0f}–{max(walls):.0f} s from start to exit (`bench/main_job.py`); 99% is reached after "
+            f"{min(walls):.1f}–{max(walls):.1f} s from start to exit (`bench/main_job.py`); 99% is reached after "
             f"{s['time_to_0.99']:.1f} s (mean of {s['seeds']} seeds, `bench/time_to_accuracy.py`). Both on a "
             f"2-core {cpu}, torch {mj['provenance']['machine']['torch']}, quiet; [Speed](docs/speed.md) has the rest.")
 
