@@ -181,7 +181,7 @@ def test_a_tune_space_and_the_best_config_name_their_files(tmp_path, cli):
     space = tmp_path / "space.yaml"
     space.write_text("epochs:\n  type: int\n  low: -2\n  high: 3\n")
     refused(cli("tune", "--trials", "1", "--space", space, "--out", tmp_path / "study"),
-            f"{space}: epochs: -2 is not a valid epochs (int | None): epochs must be at least 1, got -2")
+            f"{space}: epochs: -2 is not a valid epochs (int): epochs must be at least 1, got -2")
     # a space whose end a trial would be refused for on these images: refused before the study starts
     space.write_text("scale: {type: float, low: 0.0, high: 3.0}\naspect: {type: float, low: 0.0, high: 3.0}\n")
     refused(cli("tune", "--trials", "1", "--space", space, "--out", tmp_path / "study"),

@@ -78,14 +78,7 @@ def test_draw_predicts_the_digit_and_shows_every_layer(server, browser_page, tmp
     assert spread > 50
     shot(page, "serve-draw.png")
     # an uploaded picture: a test-set 7, dark ink on white paper at 4x size (inverted and fitted by the server)
-    from convscope.data import load
-
-    test = load("digits", "test")
-    seven = int((test.labels == 7).nonzero()[0, 0])
-    big = np.kron(255 - test.images[seven, 0].numpy(), np.ones((4, 4), np.uint8))
-    path = tmp_path / "seven.png"
-    Image.fromarray(big).save(path)
-    page.set_input_files("#upload", str(path))
+    page.set_input_files("#upload", str(seven_png(tmp_path)))
     n = wait_update(page, n)
     assert page.text_content("#prediction") == "7"
     page.click('.layer[data-layer="relu2"] a >> nth=3')                  # a map opens its unit
@@ -95,6 +88,45 @@ def test_draw_predicts_the_digit_and_shows_every_layer(server, browser_page, tmp
     assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
     page.goto(server.base + "/run/digits8/unit/relu1/0")
     assert page.locator('a[href="/run/digits8/file/inspect/visualize-relu1.png"]').count() == 1   # the CLI's strip
+
+
+def seven_png(tmp_path: Path) -> Path:
+    """A test-set 7 as a user would upload it: dark ink on white paper at 4x size (the server inverts and fits)."""
+    from convscope.data import load
+
+    test = load("digits", "test")
+    seven = int((test.labels == 7).nonzero()[0, 0])
+    big = np.kron(255 - test.images[seven, 0].numpy(), np.ones((4, 4), np.uint8))
+    path = tmp_path / "seven.png"
+    Image.fromarray(big).save(path)
+    return path
+
+
+def test_an_upload_is_not_overwritten_by_a_drawings_late_answer(server, browser_page, tmp_path):
+    """A slow server answers a stroke after the user has uploaded a picture: the stroke's late answer (and the
+    strokes queued behind it) must not replace the upload's. The stroke's requests are held in the browser until
+    the upload has been answered, then let through."""
+    page, _log = browser_page
+    page.goto(server.base + "/run/digits8/draw")
+    n = wait_update(page, 0)
+    held, holding = [], [True]
+    page.route("**/predict*", lambda route: held.append(route) if holding[0] else route.continue_())
+    try:
+        stroke(page, [(0.5, 0.18 + 0.64 * k / 20) for k in range(21)])     # a "1", answered late
+        wait_for(page, "() => document.getElementById('draw').dataset.busy === '1'")
+        assert held, "the stroke's request should be waiting"
+        holding[0] = False
+        page.set_input_files("#upload", str(seven_png(tmp_path)))
+        wait_for(page, f"() => +(document.getElementById('draw').dataset.updates || 0) > {n}")
+        assert page.text_content("#prediction") == "7"
+        for route in held:
+            route.continue_()
+        page.wait_for_timeout(500)
+        wait_for(page, "() => document.getElementById('draw').dataset.busy === '0'")
+        page.wait_for_timeout(300)
+        assert page.text_content("#prediction") == "7"
+    finally:
+        page.unroute("**/predict*")
 
 
 def test_matrix_explorer_highlights_row_and_inputs(server, browser_page):

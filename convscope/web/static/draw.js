@@ -2,7 +2,8 @@
 // POSTed; the answer's maps fill one column per layer (batch norm behind a toggle), then the logits and the
 // softmax. Hovering a map draws lines back to the maps that feed it (and shows a conv's kernels); clicking a
 // conv map works out that output pixel's convolution with its numbers (conv.js). Plain SVG and canvas.
-// One request in flight, the latest drawing wins.
+// One drawing request in flight, the latest drawing wins; an uploaded image replaces every drawing sent or queued
+// before it (their late answers are dropped), so a slow server cannot paint an old stroke's answer over it.
 "use strict";
 (function () {
   const cs = window.convscope, el = cs.el;
@@ -15,7 +16,8 @@
   const showBn = document.getElementById("show-bn"), scaleSel = document.getElementById("scale");
   const drillBox = document.getElementById("drill");
   const GAP = 2, SVGNS = "http://www.w3.org/2000/svg";
-  let drawing = false, last = null, inFlight = false, pending = null;
+  let drawing = false, last = null, inFlight = 0, pending = null;
+  let generation = 0;   // bumped by an upload: answers and queued drawings of an older generation are dropped
   let net = null, byName = {}, data = null, input64 = null;
   let kept = null;    // an error that the next answer must not overwrite (a bad ?test_index=), until the user acts
 
@@ -38,7 +40,7 @@
   document.getElementById("upload").addEventListener("change", (ev) => {
     const f = ev.target.files[0];
     kept = null;
-    if (f) send(f, f.type || "application/octet-stream");
+    if (f) sendReplacing(f, f.type || "application/octet-stream");
   });
 
   // the drawing and the open drill-down survive leaving the page (Back from the matrix explorer restores them):
@@ -64,10 +66,20 @@
 
   function schedule() {
     save();
-    pad.toBlob((blob) => { if (inFlight) pending = blob; else send(blob, "image/png"); }, "image/png");
+    const g = generation;
+    pad.toBlob((blob) => {
+      if (g !== generation) return;           // an upload came after this drawing
+      if (inFlight) pending = blob; else send(blob, "image/png");
+    }, "image/png");
+  }
+  function sendReplacing(blob, type) {
+    generation += 1;
+    pending = null;
+    return send(blob, type);
   }
   async function send(blob, type) {
-    inFlight = true;
+    const g = generation;
+    inFlight += 1;
     root.dataset.busy = "1";
     const t0 = performance.now();
     try {
@@ -75,6 +87,7 @@
       const res = await fetch(`/api/run/${encodeURIComponent(rid)}/predict?norm=1`,
                               { method: "POST", headers: { "Content-Type": type }, body: blob });
       const d = await res.json();
+      if (g !== generation) return;            // replaced by a later upload while in flight (finally still runs)
       if (!res.ok) { status.textContent = d.error || `error ${res.status}`; }
       else {
         render(d);
@@ -83,10 +96,12 @@
       }
       if (kept) status.textContent = kept;
     } catch (e) {
-      status.textContent = "server unreachable: " + e;
+      if (g === generation) status.textContent = "server unreachable: " + e;
     } finally {
-      inFlight = false;
-      if (pending) { const b = pending; pending = null; send(b, "image/png"); } else root.dataset.busy = "0";
+      inFlight -= 1;
+      if (inFlight === 0) {
+        if (pending) { const b = pending; pending = null; send(b, "image/png"); } else root.dataset.busy = "0";
+      }
     }
   }
 
@@ -417,7 +432,7 @@
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(bitmap, 0, 0, pad.width, pad.height);
     root.dataset.testIndex = String(index);
-    await send(blob, "image/png");
+    await sendReplacing(blob, "image/png");
     if (label !== null) status.textContent = `test image ${index} (true class ${label}); ` + status.textContent;
   }
 
