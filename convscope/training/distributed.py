@@ -26,7 +26,7 @@ from ..data.dataset import ImageDataset
 from ..data.normalize import Normalization
 from ..distributed import World, all_sum, batch_shard, gather_rows
 from ..errors import ConfigError
-from .evaluate import EvalResult, predict_logits, result_from_logits
+from .evaluate import EVAL_BATCH, EvalResult, predict_logits, result_from_logits
 
 
 def check_processes(engine: str, processes: int) -> None:
@@ -69,7 +69,7 @@ def reduce_sums(values: list[float | int], world: World) -> list[float]:
 
 @torch.no_grad()
 def sharded_evaluate(model: nn.Module, dataset: ImageDataset, norm: Normalization, world: World,
-                     batch_size: int = 1024, bf16: bool = False, channels_last: bool = False,
+                     batch_size: int = EVAL_BATCH, bf16: bool = False, channels_last: bool = False,
                      tta: bool = False) -> EvalResult:
     """:func:`~convscope.training.evaluate.evaluate` with each rank predicting its batch-aligned shard;
     every rank returns the same result, equal to one process's."""
