@@ -3,8 +3,8 @@
     python bench/speed_tables.py            # rewrite every <!-- speed:NAME --> block from bench/results/*.json
 
 Blocks: ``fashion`` and ``digits`` (bench/time_to_accuracy.py), ``main-job`` (bench/main_job.py), ``busy``
-(bench/busy_machine.py), ``step-cost`` (bench/step_cost.py), ``layers`` (bench/layer_variants.py), ``ablation3``
-(bench/recipe_ablation2.py --round 3)
+(bench/busy_machine.py), ``step-cost`` (bench/step_cost.py), ``layers`` (bench/layer_variants.py), ``eval-batch``
+(bench/eval_batch.py), ``ablation3`` (bench/recipe_ablation2.py --round 3)
 and ``goals`` (issue 26's goals, each stated as reached or not from those same files).
 Each block names the machine, torch, the commit and the date its numbers come from.
 """
@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 FILES = {"fashion": "time_to_accuracy_fashion.json", "digits": "time_to_accuracy_digits.json",
          "main-job": "main_job.json", "busy": "busy_machine.json", "step-cost": "step_cost.json",
+         "eval-batch": "eval_batch.json",
          "ablation3": "recipe_ablation_round3_fashion-mnist.json", "layers": "layer_variants.json"}
 KEY = {"fashion-mnist": 0.93, "digits": 0.99}      # the threshold a goal is stated at (mean; worst seed)
 GOALS = {"fashion-mnist": 1.0, "digits": 0.25}      # issue 26: that threshold within this many yardsticks, every seed
@@ -176,6 +177,18 @@ def block_layers(d: dict) -> str:
     return "\n".join(rows)
 
 
+def block_eval_batch(d: dict) -> str:
+    sizes = list(next(iter(d["results"].values()))["ms_per_pass"])
+    rows = ["| test set | " + " | ".join(f"batch {b}" for b in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for ds, r in d["results"].items():
+        what = f"{ds}, {r['images']:,} images" + (", flip-averaged" if r["flip_averaging"] else "")
+        rows.append(f"| {what} | " + " | ".join(f"{r['ms_per_pass'][b]:.0f} ms ({r['ratio_to_1024'][b]:.2f}×)"
+                                               for b in sizes) + " |")
+    rows += ["", f"{d['threads']} threads, median of {d['rounds']} rounds; in brackets the ratio to batch 1024. "
+                 f"{source(d, FILES['eval-batch'])}."]
+    return "\n".join(rows)
+
+
 def block_ablation3(d: dict) -> str:
     from recipe_ablation2 import table
 
@@ -232,7 +245,8 @@ def body(name: str) -> str | None:
     fns: dict[str, Callable[[dict], str]] = {
         "fashion": lambda x: block_time_to_accuracy(x, FILES["fashion"]),
         "digits": lambda x: block_time_to_accuracy(x, FILES["digits"]),
-        "main-job": block_main_job, "busy": block_busy, "step-cost": block_step_cost, "ablation3": block_ablation3,
+        "main-job": block_main_job, "busy": block_busy, "step-cost": block_step_cost,
+        "eval-batch": block_eval_batch, "ablation3": block_ablation3,
         "layers": block_layers}
     return fns[name](d)
 
