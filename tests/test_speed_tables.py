@@ -25,7 +25,8 @@ def speed():
 
 def test_speed_page_quotes_what_the_benchmarks_measured(speed):
     names = {m.group("name") for page in speed.PAGES for m in speed.BLOCK.finditer(page.read_text())}
-    assert {"fashion", "digits", "main-job", "busy", "goals", "readme", "step-cost", "layers", "eval-batch", "ablation3"} <= names
+    assert {"fashion", "digits", "main-job", "busy", "goals", "readme", "step-cost", "layers", "eval-batch",
+            "ablation3"} <= names
     assert names <= set(speed.BLOCKS)
     for page in speed.PAGES:
         text = page.read_text()
