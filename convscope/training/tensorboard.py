@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,20 @@ def summary_writer(logdir: Path, purge_step: int | None = None) -> Any:
     except ImportError:
         raise ConfigError("TensorBoard event files need the tensorboard package, which is not installed: "
                           "pip install 'convscope[tensorboard]' (or pip install tensorboard)") from None
+    if purge_step is not None:
+        _sort_after_existing(logdir)
     return SummaryWriter(log_dir=str(logdir), purge_step=purge_step, flush_secs=30)
+
+
+def _sort_after_existing(logdir: Path) -> None:
+    """TensorBoard reads a folder's event files in name order, and a name starts with its creation second
+    (``events.out.tfevents.<seconds>.<host>.<pid>.<n>``). A run killed and resumed within one second (a short run)
+    could write a file that sorts before the first one; TensorBoard would then read the old steps after the purge
+    and show them twice or drop the new ones. Waiting for the next second (at most one) makes the new file sort last."""
+    stamps = [int(part) for p in logdir.glob("events.out.tfevents.*")
+              if (part := p.name.split(".")[3]).isdigit()]
+    if stamps and (wait := max(stamps) + 1 - time.time()) > 0:
+        time.sleep(wait)
 
 
 def write_step(w: Any, rec: dict[str, Any]) -> None:

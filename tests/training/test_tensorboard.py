@@ -104,6 +104,19 @@ def test_missing_tensorboard_is_a_clear_error(tmp_path, monkeypatch):
         summary_writer(tmp_path)
 
 
+def test_a_resumed_writers_file_sorts_after_the_first_runs_file(tmp_path):
+    """TensorBoard reads event files in name order: a resume within the first file's second must not sort first.
+    The first file is named as a run started this second on a host that sorts after any real one."""
+    import time
+
+    first = tmp_path / f"events.out.tfevents.{int(time.time()):010d}.zzzz.99999.0"
+    first.write_bytes(b"")
+    w = summary_writer(tmp_path, purge_step=5)
+    w.close()
+    names = sorted(p.name for p in tmp_path.glob("events.out.tfevents.*"))
+    assert len(names) == 2 and names[0] == first.name
+
+
 def test_convert_refuses_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(RunError, match="not a convscope run directory"):
         convert(tmp_path)
