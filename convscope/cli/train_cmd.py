@@ -90,7 +90,9 @@ def refuse_flags_on_resume(args: argparse.Namespace) -> None:
     """``--resume`` continues a run with the config it recorded (a finished run is only loaded): a training flag
     given with it would be silently ignored, so it is refused, by name. Extending a finished run (more epochs)
     would change its learning-rate schedule from the first step: that is a new run."""
-    given = ["--" + name.replace("_", "-") for name in C.FIELDS if getattr(args, name, None) is not None]
+    # --threads is how the run uses this machine, not what it trains: it may change on resume
+    given = ["--" + name.replace("_", "-") for name in C.FIELDS
+             if name != "threads" and getattr(args, name, None) is not None]
     given = [("--model-arg" if g == "--model-args" else g) for g in given]
     given += [flag for flag, dest, default in (("--recipe", "recipe", "fast"), ("--config", "config", None),
                                                ("--out", "out", None)) if getattr(args, dest) != default]
@@ -138,7 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             return _check(args, cfg)
     try:
         if args.resume:
-            run = resume(args.resume, progress=not quiet, callbacks=callbacks)
+            run = resume(args.resume, progress=not quiet, callbacks=callbacks, threads=args.threads)
         else:
             cfg = config_from_args(args)
             run = train(cfg, out=args.out, runs_dir=args.runs_dir, progress=not quiet, callbacks=callbacks)

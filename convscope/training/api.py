@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,9 @@ import torch
 
 from .._check import path as check_path
 from .._check import threads as check_threads
+from .._cpus import cpu_limit
 from ..distributed import World, broadcast_text, is_comm_failure, lost_peer, process_group
-from ..errors import ConvscopeError
+from ..errors import ConvscopeError, SettingWarning
 from ..runs import rundir as rd
 from ..runs.callbacks import Callback
 from ..runs.lock import RunLock
@@ -58,17 +61,22 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path
             return loop.finish()
 
 
-def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callback] = ()) -> Run:
+def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callback] = (),
+           threads: int | None = None) -> Run:
     """Continue a run from its checkpoint (after a kill, a crash or Ctrl-C); a finished run is just loaded.
-    The data position in the checkpoint is global: a run saved with N processes resumes with M."""
+    The data position in the checkpoint is global: a run saved with N processes resumes with M.
+    ``threads``: torch threads for the rest of the run (how it uses this machine, not what it trains); by default
+    the recorded count, capped by the CPUs this process may use now."""
     path = check_path(path, "path")
+    threads = check_threads(threads)
     callbacks = check_callbacks(callbacks)
     if (path / rd.META).exists():
         return load_run(path)
     if not (path / rd.CONFIG).exists():
         raise rd.RunError(f"{path}: no {rd.CONFIG}; not a convscope run directory")
     raw = read_config_file(path / rd.CONFIG)
-    recorded = recorded_config(raw, source=str(path / rd.CONFIG))
+    on_file = recorded_config(raw, source=str(path / rd.CONFIG))
+    recorded = _threads_here(on_file, threads, path)
     changed = {k: v for k, v in retired_settings(raw).items() if k != "tta_shift"}   # shifts were for evaluation only
     if changed:
         raise rd.RunError(f"{path}: this run trains with {', '.join(f'{k}={v!r}' for k, v in changed.items())}, which "
@@ -82,7 +90,7 @@ def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callb
         with torch_settings(recorded) as share, torch.random.fork_rng(devices=[]):
             cfg, data = prepare(recorded, check=False)   # checked when it started
             loop = Loop(cfg, data, path, progress=progress, callbacks=[*callbacks, *share])
-            if cfg != recorded and world.is_main:  # written before configs were resolved: record what runs now
+            if cfg != on_file and world.is_main:  # resolved here, or threads changed: record what runs now
                 rd.write_json(path / rd.CONFIG, cfg.to_dict())
             if (path / rd.CHECKPOINT).exists():
                 loop.restore(load_state(path / rd.CHECKPOINT))
@@ -92,6 +100,21 @@ def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callb
                 loop.save()
             loop.run()
             return loop.finish()
+
+
+def _threads_here(cfg: TrainConfig, threads: int | None, path: Path) -> TrainConfig:
+    """The resumed run's thread count: ``threads`` when given; else the recorded one, unless this process may now
+    use fewer CPUs (another machine, ``taskset``, a smaller container): then those CPUs, with a warning. More
+    threads than CPUs made a resumed run 33x slower (2 spinning threads on 1 CPU)."""
+    count = threads if threads is not None else cfg.runtime.threads
+    if threads is None and count is not None and count > (cpus := cpu_limit()):
+        warnings.warn(f"{path}: recorded threads={count}, but this process may use {cpus} CPU"
+                      f"{'s' if cpus > 1 else ''} (affinity mask / cgroup quota); resuming with {cpus}. Give "
+                      "--threads N (resume(threads=N)) to choose", SettingWarning, stacklevel=3)
+        count = cpus
+    if count == cfg.runtime.threads:
+        return cfg
+    return dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, threads=count))
 
 
 def _backend(cfg: TrainConfig) -> str:

@@ -106,7 +106,7 @@ class ScheduleConfig:
     """How long the run trains and the learning rate as a function of the step."""
 
     epochs: int | None = _f(None, "passes over the training set (default: 12; the dataset may declare its own, "
-                            "e.g. 6 on Fashion-MNIST)", range=f"[1, {MAX_EPOCHS}]", why=EPOCHS_WHY)
+                            "e.g. 5 on Fashion-MNIST)", range=f"[1, {MAX_EPOCHS}]", why=EPOCHS_WHY)
     name: str = _f("onecycle", "learning-rate schedule", key="schedule",
                    choices=("constant", "step", "cosine", "onecycle"))
     warmup_epochs: float = _f(0.0, "linear warmup from 0 over this many epochs (not for onecycle)", range="[0, inf)")

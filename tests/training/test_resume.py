@@ -1,6 +1,7 @@
 """Kill-and-resume with a real SIGKILL in a real subprocess, Ctrl-C, and files that must be refused."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -196,3 +197,33 @@ def test_full_disk_is_an_error_not_a_silent_success(tmp_path):
 def test_existing_run_is_not_overwritten(tmp_path, reference):
     r = cli("train", "--out", str(reference), "--quiet")
     assert r.returncode == 2 and "already holds a run" in r.stderr
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to record threads=2")
+def test_resume_on_fewer_cpus_uses_the_cpus_it_may_use(tmp_path):
+    """A run recorded with threads=2, resumed under `taskset -c 0`: it warns and trains with 1 thread (2 spinning
+    threads on 1 CPU made a resumed run 33x slower), and config.json records the count that ran."""
+    out = tmp_path / "run"
+    args = [("2" if prev == "--threads" else a) for prev, a in zip([None, *ARGS[:-1]], ARGS, strict=True)]
+    r = cli_killed_at("step:17", "train", *args, "--out", str(out))
+    assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr)
+    assert json.loads((out / "config.json").read_text())["runtime"]["threads"] == 2
+    r = subprocess.run(["taskset", "-c", "0", sys.executable, "-m", "convscope", "train", "--resume", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "recorded threads=2, but this process may use 1 CPU" in r.stderr and "--threads N" in r.stderr
+    assert json.loads((out / "config.json").read_text())["runtime"]["threads"] == 1
+    assert json.loads((out / "summary.json").read_text())["threads"] == 1
+
+
+def test_resume_takes_threads_and_checks_them(tmp_path, reference):
+    """--threads is how a run uses the machine, not what it trains: --resume accepts it, bounded like train's."""
+    out = tmp_path / "run"
+    r = cli_killed_at("step:17", "train", *ARGS, "--out", str(out))
+    assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr)
+    too_many = len(os.sched_getaffinity(0)) + 1
+    r = cli("train", "--resume", str(out), "--threads", str(too_many))
+    assert r.returncode == 2 and "--threads" in r.stderr and f"got {too_many}" in r.stderr, r.stderr
+    r = cli("train", "--resume", str(out), "--threads", "1", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert (out / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
