@@ -146,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             run = train(cfg, out=args.out, runs_dir=args.runs_dir, progress=not quiet, callbacks=callbacks)
     except TrainingInterrupted as e:
         print(f"convscope: {e}", file=sys.stderr)
-        return 130
+        return 128 + e.signum   # the shell's code for the signal: 130 after Ctrl-C, 143 after SIGTERM
     if not is_main_process():   # several processes: rank 0 reports
         return 0
     s = run.summary

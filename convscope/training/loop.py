@@ -11,6 +11,7 @@ leaves the last one intact, and a resumed deterministic run ends bit-identical t
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,12 +36,16 @@ from .engines import create_engine
 from .distributed import sharded_evaluate
 from .evaluate import EvalResult
 from .progress import LoopState, Progress, epoch_line
-from .runtime import sigint_flag
+from .runtime import stop_signals
 from .setup import build_model
 
 
 class TrainingInterrupted(ConvscopeError):
-    """Ctrl-C: the state was checkpointed; ``--resume`` continues."""
+    """Ctrl-C or SIGTERM: the state was checkpointed; ``--resume`` continues. ``signum``: the signal's number."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 class TrainingDiverged(ConvscopeError):
@@ -222,7 +227,7 @@ class Loop:
         def epoch() -> str:   # the bar's name: the epoch running
             return f"epoch {st.epoch + 1}/{cfg.schedule.epochs}"
 
-        with sigint_flag() as interrupted, self.progress.bar(st.step, epoch()) as bar:
+        with stop_signals(term=self.world.size == 1) as interrupted, self.progress.bar(st.step, epoch()) as bar:
             while st.epoch < cfg.schedule.epochs and not st.stopped_early:
                 order = self.feeder.order(st.epoch)
                 bar.set_description(epoch())
@@ -237,8 +242,9 @@ class Loop:
                     self.progress.step(bar, st.acc, images, t_epoch)
                     if interrupted[0]:
                         self.save()
-                        raise TrainingInterrupted(f"interrupted at step {st.step}; checkpoint saved. "
-                                                  f"Continue with: convscope train --resume {self.path}")
+                        raise TrainingInterrupted(f"{signal.Signals(interrupted[0]).name} at step {st.step}; "
+                                                  "checkpoint saved. Continue with: convscope train --resume "
+                                                  f"{self.path}", signum=interrupted[0])
                     if st.step % cfg.runtime.checkpoint_every == 0 and st.batch < self.steps_per_epoch:
                         self.save()
                 self._end_epoch(time.perf_counter() - t_epoch, images)

@@ -52,20 +52,26 @@ def torch_settings(cfg: TrainConfig) -> Iterator[list[Callback]]:
 
 
 @contextlib.contextmanager
-def sigint_flag() -> Iterator[list[bool]]:
-    """Turn Ctrl-C into a flag checked between steps, so a step is never cut in half."""
-    flag = [False]
+def stop_signals(term: bool = True) -> Iterator[list[int]]:
+    """Turn Ctrl-C (SIGINT) and, with ``term``, SIGTERM (what ``kill``, systemd and batch schedulers send before
+    SIGKILL) into a flag checked between steps, so a step is never cut in half and the run saves before it stops.
+    The flag holds the signal's number (0: none). A second signal stops at once. ``term`` is off under torchrun:
+    it sends SIGTERM to every worker when one fails, and a worker that went on to the step's end would wait on a
+    peer that is gone."""
+    flag = [0]
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
     def handler(signum, frame):
-        if flag[0]:  # a second Ctrl-C: stop at once
+        if flag[0]:  # a second signal: stop at once
             raise KeyboardInterrupt
-        flag[0] = True
+        flag[0] = signum
 
-    previous = signal.signal(signal.SIGINT, handler)
+    signals = [signal.SIGINT, *([signal.SIGTERM] if term else [])]
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler_before in previous.items():
+            signal.signal(sig, handler_before)
