@@ -71,6 +71,7 @@ def test_the_default_space_is_valid_for_the_default_config():
     ({"optim.lrr": {"type": "float", "low": 0.1, "high": 1}}, ["optim.lrr: no such config key"]),
     ({"seed": {"type": "int", "low": 0, "high": 9}}, ["seed: cannot be searched", "selects noise"]),
     ({"val_fraction": {"type": "float", "low": 0.1, "high": 0.2}}, ["val_fraction: cannot be searched"]),
+    ({"threads": {"type": "int", "low": 1, "high": 2}}, ["threads: cannot be searched", "give --threads"]),
     ({"lr": {"type": "normal", "low": 0.1, "high": 1}}, ["lr: type must be one of float, int, categorical"]),
     ({"lr": {"type": "float", "low": 0.0, "high": 1, "log": True}}, ["lr: a log scale needs low > 0"]),
     ({"lr": {"type": "float", "low": 1, "high": 0.1}}, ["lr: low (1) must be below high (0.1)"]),
@@ -324,6 +325,22 @@ def test_the_report_names_every_state_and_leaves_matplotlib_as_it_was(tmp_path):
     assert (tmp_path / "best.yaml").read_text().startswith("# best trial of study")
     for png in ("history.png", "importance.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_best_yaml_keeps_the_studys_threads_not_a_parallel_trials_share(tmp_path):
+    """tune --jobs 2 on 2 CPUs trains each trial on 1 thread; best.yaml, retrained alone, keeps the study's count
+    (None: the load-aware default), while every training setting stays what the trial ran."""
+    from convscope.tune.report import best_config_yaml
+
+    dist = {"lr": optuna.distributions.FloatDistribution(0.01, 1.0, log=True)}
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("convscope", {"base": {"runtime": {"threads": None, "seed": 0}}})
+    study.add_trial(optuna.trial.create_trial(params={"lr": 0.1}, distributions=dist, value=0.9,
+                                              user_attrs={"run_dir": str(tmp_path)}))
+    (tmp_path / "config.json").write_text(json.dumps({"name": "x", "optim": {"lr": 0.1},
+                                                      "runtime": {"threads": 1, "seed": 0}}))
+    best = yaml.safe_load(best_config_yaml(study, study.best_trial, "val"))
+    assert best == {"optim": {"lr": 0.1}, "runtime": {"threads": None, "seed": 0}}
 
 
 def test_ctrl_c_checkpoints_the_trial_and_the_next_command_continues_it(tmp_path):

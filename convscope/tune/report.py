@@ -85,6 +85,11 @@ def best_config_yaml(study: Any, best: Any, val_note: str) -> str:
         where = f"run {run_dir} on another machine (config rebuilt from the study's base config and the trial's " \
                 "parameters)"
     cfg.pop("name", None)   # the retrained run takes its own name
+    # the study's thread count, not the share of the CPUs a trial got beside --jobs N-1 others: retrained alone,
+    # a run given threads 1 on a 2-CPU machine would take twice as long for nothing
+    base = study.user_attrs.get("convscope", {}).get("base", {})
+    if isinstance(cfg.get("runtime"), dict) and isinstance(base.get("runtime"), dict):
+        cfg["runtime"]["threads"] = base["runtime"].get("threads")
     head = [f"# best trial of study {study.study_name!r}: trial {best.number}, {where}",
             f"# validation accuracy {100 * best.value:.2f}% ({val_note}); test accuracy "
             f"{100 * best.user_attrs.get('test_accuracy', float('nan')):.2f}% (not used for selection)",

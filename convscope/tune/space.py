@@ -35,6 +35,8 @@ FIXED: dict[str, str] = {
     "train_subset": "every trial must train on the same images",
     "seed": "tuning the seed selects noise, not a better setting",
     "device": "it says where a run computes, not how it trains",
+    "threads": "it says how a run uses the machine, not how it trains; give --threads for every trial (with "
+               "--jobs N, each trial gets the CPUs divided by N)",
     "checkpoint_every": "bookkeeping, not a setting", "log_every": "bookkeeping, not a setting",
     "model_args": "Optuna's categorical values are scalars; give a model argument's values in separate studies",
 }
