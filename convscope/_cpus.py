@@ -141,5 +141,10 @@ def free_cpus(limit: int, others: Sequence[float]) -> int:
 
 
 def env_threads(environ: Mapping[str, str]) -> bool:
-    """Whether the user fixed the thread count in the environment (OMP_NUM_THREADS or MKL_NUM_THREADS)."""
-    return any(environ.get(v, "").strip() for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"))
+    """Whether the user fixed the thread count in the environment: OMP_NUM_THREADS or MKL_NUM_THREADS a positive
+    integer (OpenMP's list form ``4,2`` by its first entry). A blank or invalid value (``0``, ``-1``, ``abc``) is
+    no choice: libgomp says "Invalid value" and torch takes its default, so convscope chooses the count instead."""
+    def positive(text: str) -> bool:
+        first = text.split(",")[0].strip()
+        return first.isascii() and first.isdigit() and int(first) > 0
+    return any(positive(environ.get(v, "")) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"))

@@ -25,15 +25,26 @@ def _parser(convert: Callable[[str], object], what: str, check: Callable[[object
     return parse
 
 
+def whole(text: str) -> int:
+    """int() on ASCII text only: Python's int() also reads other scripts' digits (int("\u0661") is 1), which no
+    one means to type as a flag's value. Named ``int`` for argparse's message ("invalid int value: ...")."""
+    if not text.isascii():
+        raise ValueError(text)
+    return int(text)
+
+
+whole.__name__ = "int"
+
+
 def count(minimum: int = 1, maximum: int | None = None, why: str = "") -> Callable[[str], int]:
     """An int of at least ``minimum`` (and at most ``maximum``: a bound on the work a flag asks for, ``why``
     saying what it bounds)."""
-    return _parser(int, "a whole number", lambda v: integer(v, "value", minimum, maximum, fix=why), "count")
+    return _parser(whole, "a whole number", lambda v: integer(v, "value", minimum, maximum, fix=why), "count")
 
 
 def seed(maximum: int = SEED_MAX) -> Callable[[str], int]:
     """A seed, through the one seed check (``maximum``: a consumer that takes fewer bits, e.g. Optuna's sampler)."""
-    return _parser(int, "a whole number", lambda v: check_seed(v, "value", maximum), "seed")
+    return _parser(whole, "a whole number", lambda v: check_seed(v, "value", maximum), "seed")
 
 
 def number(minimum: float | None = None, positive: bool = False) -> Callable[[str], float]:
@@ -44,4 +55,4 @@ def number(minimum: float | None = None, positive: bool = False) -> Callable[[st
 
 def threads() -> Callable[[str], int]:
     """A torch thread count: at least 1, at most the CPUs this process may use (the one threads check)."""
-    return _parser(int, "a whole number", lambda v: check_threads(integer(v, "value", 1), "value"), "threads")
+    return _parser(whole, "a whole number", lambda v: check_threads(integer(v, "value", 1), "value"), "threads")

@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..training import config as C
 from ._options import add_threads
-from ._types import count
+from ._types import count, threads, whole
 
 
 def _parse_scalar(text: str) -> Any:
@@ -43,6 +43,8 @@ def add_config_flags(p: argparse.ArgumentParser, lr_find: bool = False) -> None:
         flag = "--" + name.replace("_", "-")
         hint = f.metadata.get("help", "")
         scalar = next(t for t in (typing.get_args(C.HINTS[name]) or (C.HINTS[name],)) if t is not type(None))
+        # ASCII digits only; --threads bounded at parse time, in the words of every other command's --threads
+        scalar = threads() if name == "threads" else whole if scalar is int else scalar
         if "choices" in f.metadata:
             g.add_argument(flag, dest=name, choices=f.metadata["choices"], default=None, help=hint)
         elif scalar is bool:
@@ -156,7 +158,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                         f"{s.get('test_images', '?')} test)"),
             ("epochs", f"{s.get('epochs')} ({s.get('steps')} steps)"),
             ("test accuracy", f"{100 * s['test_accuracy']:.2f}%"),
-            ("training time", f"{s.get('seconds', 0):.1f} s on {s.get('device')} ({s.get('threads')} threads, "
+            ("training time", f"{s.get('seconds', 0):.1f} s on {s.get('device')} ({s.get('threads')} "
+                              f"thread{'' if s.get('threads') == 1 else 's'}, "
                               f"{'bf16' if s.get('bf16') else 'fp32'})")]
     if s.get("best_val_accuracy") is not None:
         rows.append(("best val accuracy", f"{100 * s['best_val_accuracy']:.2f}% (epoch {s['best_val_epoch']})"))

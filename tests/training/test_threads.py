@@ -40,6 +40,9 @@ def test_the_users_omp_or_mkl_num_threads_leave_torch_alone():
     assert start_count(None, environ={"OMP_NUM_THREADS": "2"}, others=[0]) is None
     assert start_count(None, environ={"MKL_NUM_THREADS": "1"}, whole=True) is None
     assert start_count(None, environ={"OMP_NUM_THREADS": " "}, others=[0]) == LIMIT     # blank: not a choice
+    assert start_count(None, environ={"OMP_NUM_THREADS": "2,1"}, others=[0]) is None      # OpenMP's list form
+    for invalid in ("0", "-1", "abc", "\u0661"):   # libgomp: "Invalid value", torch's default: convscope chooses
+        assert start_count(None, environ={"OMP_NUM_THREADS": invalid}, others=[0]) == LIMIT, invalid
 
 
 def test_the_load_aware_count_leaves_the_cpus_other_programs_keep_busy():
