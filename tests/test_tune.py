@@ -327,6 +327,19 @@ def test_the_report_names_every_state_and_leaves_matplotlib_as_it_was(tmp_path):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_searched_null_says_null_in_the_table():
+    from convscope.tune.report import table
+
+    params = parse_space({"batch_size": {"type": "categorical", "choices": [None, 64]}}, "s")  # null: the default
+    rows = [{"trial": 0, "state": "complete", "val_accuracy": 0.9, "test_accuracy": 0.8, "epochs": 1,
+             "params": {"batch_size": None}, "run_dir": None},
+            {"trial": 1, "state": "failed", "val_accuracy": None, "test_accuracy": None, "epochs": None,
+             "params": {}, "run_dir": None}]
+    lines = table(rows, params, 0).splitlines()
+    assert lines[2] == "| **0** (best) | complete | 90.00 | 80.00 | 1 | null |  |"
+    assert lines[3] == "| 1 | failed |  |  |  |  |  |"
+
+
 def test_best_yaml_keeps_the_studys_threads_not_a_parallel_trials_share(tmp_path):
     """tune --jobs 2 on 2 CPUs trains each trial on 1 thread; best.yaml, retrained alone, keeps the study's count
     (None: the load-aware default), while every training setting stays what the trial ran."""

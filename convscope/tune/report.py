@@ -62,7 +62,9 @@ def table(rows: list[dict[str, Any]], params: tuple[Param, ...], best: int | Non
         pct = [f"{100 * r[k]:.2f}" if r[k] is not None else "" for k in ("val_accuracy", "test_accuracy")]
         trial = f"**{r['trial']}** (best)" if r["trial"] == best else str(r["trial"])
         run = Path(r["run_dir"]).name if r["run_dir"] else ""
-        cells = [trial, r["state"], *pct, _fmt(r["epochs"]), *(_fmt(r["params"].get(k)) for k in keys), run]
+        # a searched null (``batch_size: [null, 64]``: the default) says null; a blank: not sampled
+        values = ["null" if k in r["params"] and r["params"][k] is None else _fmt(r["params"].get(k)) for k in keys]
+        cells = [trial, r["state"], *pct, _fmt(r["epochs"]), *values, run]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
