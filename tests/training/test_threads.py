@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from convscope import _cpus
+from convscope.errors import ConfigError
 from convscope.training.threads import cpu_threads, start_count
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,3 +150,15 @@ def test_an_inspection_command_refuses_more_threads_than_the_cpus_it_may_use(tmp
     assert (f"argument --threads: must be at most {LIMIT} (the CPUs this process may use: affinity mask / cgroup "
             "quota)") in r.stderr
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("bad, words", [(0, "must be at least 1, got 0"), (-1, "must be at least 1, got -1"),
+                                        (LIMIT + 1, f"must be at most {LIMIT}"), (1.5, "whole number"),
+                                        (True, "whole number")])
+def test_cpu_threads_refuses_what_no_command_would_take(bad, words):
+    """The API below the commands gets the commands' check: 0 is not 'automatic' (None is), and more threads than
+    CPUs or a non-integer never reach torch; torch's count is untouched."""
+    before = torch.get_num_threads()
+    with pytest.raises(ConfigError, match=words), cpu_threads(bad):
+        pass
+    assert torch.get_num_threads() == before
