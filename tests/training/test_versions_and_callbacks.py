@@ -196,7 +196,9 @@ def test_flags_carry_the_fields_help_and_choices():
     # --lr also takes `find` (train only: sweep first, then train at the suggestion): the field's help, extended
     lr_help = FIELDS["lr"].metadata["help"]
     assert actions["lr"].help.startswith(lr_help.rstrip(")")) and "convscope lr-find" in actions["lr"].help
-    assert actions["grad_clip"].type is float and actions["threads"].type is int
+    assert actions["grad_clip"].type is float and actions["threads"].type("1") == 1 == actions["epochs"].type("1")
+    with pytest.raises(ValueError):               # int fields read ASCII digits only: int("\u0661") would be 1
+        actions["epochs"].type("\u0661")
 
 
 def test_write_observer_sees_the_full_temp_file_before_the_rename(tmp_path):
