@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import torch
 
 from .. import _cpus
-from .._check import integer, threads as check_threads
+from .._check import integer
 
 START_SAMPLES, START_GAP_S = 5, 0.01   # 40 ms of looking before the work starts: a steady program is seen
 
@@ -58,11 +58,12 @@ def start_count(threads: int | None = None, *, whole: bool = False, others: Sequ
 def cpu_threads(threads: int | None = None, *, whole: bool = False, others: Sequence[float] | None = None,
                 environ: Mapping[str, str] | None = None) -> Iterator[int]:
     """Inside the block, torch runs :func:`start_count`'s threads; yields the count in effect (what a result
-    records). The caller's count comes back afterwards, on an exception too. ``threads``: a whole number from 1
-    to the CPUs this process may use (convscope._check.threads, the check every command's ``--threads`` gets), or
-    None; anything else is a ConfigError before torch is touched (0 is not "automatic": that is None)."""
+    records). The caller's count comes back afterwards, on an exception too. ``threads``: a whole number of at
+    least 1, or None; anything else is a ConfigError before torch is touched (0 is not "automatic": that is None).
+    The bound by the CPUs this process may use is the boundary's (convscope._check.threads: every ``--threads``,
+    a config's ``threads``, a resume's recorded count)."""
     if threads is not None:
-        threads = check_threads(integer(threads, "threads", 1))
+        threads = integer(threads, "threads", 1)
     before = torch.get_num_threads()
     try:
         n = start_count(threads, whole=whole, others=others, environ=environ)
