@@ -106,15 +106,15 @@ def _threads_here(cfg: TrainConfig, threads: int | None, path: Path) -> TrainCon
     """The resumed run's thread count: ``threads`` when given; else the recorded one, unless this process may now
     use fewer CPUs (another machine, ``taskset``, a smaller container): then those CPUs, with a warning. More
     threads than CPUs made a resumed run 33x slower (2 spinning threads on 1 CPU)."""
-    count = threads if threads is not None else cfg.runtime.threads
-    if threads is None and count is not None and count > (cpus := cpu_limit()):
-        warnings.warn(f"{path}: recorded threads={count}, but this process may use {cpus} CPU"
+    recorded = cfg.runtime.threads
+    if threads is None and recorded is not None and recorded > (cpus := cpu_limit()):
+        warnings.warn(f"{path}: recorded threads={recorded}, but this process may use {cpus} CPU"
                       f"{'s' if cpus > 1 else ''} (affinity mask / cgroup quota); resuming with {cpus}. Give "
                       "--threads N (resume(threads=N)) to choose", SettingWarning, stacklevel=3)
-        count = cpus
-    if count == cfg.runtime.threads:
+        threads = cpus
+    if threads is None or threads == recorded:
         return cfg
-    return dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, threads=count))
+    return dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, threads=threads))
 
 
 def _backend(cfg: TrainConfig) -> str:
