@@ -19,8 +19,9 @@ or of anything above is a failure, and so is any cycle. From the top:
                                   refine, visualize and explain (fields that drive checks and flags)
     _atomic, _check, _result, _lazy, _progress   atomic writes, validators, result dataclasses, lazy names,
                                   progress of long commands
-    errors, _version, _json, _cpus   the exception types, the version, the strict JSON reader, the CPUs a
-                                  process may use and how busy they are (stdlib only: _check bounds --threads by it)
+    errors, _version, _json, _cpus, _signals   the exception types, the version, the strict JSON reader, the CPUs
+                                  a process may use and how busy they are (stdlib only: _check bounds --threads by
+                                  it), Ctrl-C and SIGTERM as a flag (the CLI holds them while torch loads)
 
 Every kind of import counts: at module level, inside a function (a lazy import runs as surely, only later), and
 the implicit ones, since importing ``convscope.a.b`` first runs ``convscope/a/__init__.py`` (so that file's
@@ -59,7 +60,7 @@ LEVELS: list[tuple[str, ...]] = [
     ("conv", "viz"),
     ("data", "configs"),
     ("_atomic", "_check", "_result", "_lazy", "_progress"),
-    ("errors", "_version", "_json", "_cpus"),
+    ("errors", "_version", "_json", "_cpus", "_signals"),
 ]
 LEVEL = {unit: len(LEVELS) - i for i, units in enumerate(LEVELS) for unit in units}   # higher number: higher level
 

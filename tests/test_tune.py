@@ -116,6 +116,24 @@ def test_a_space_that_breaks_the_base_config_is_refused_before_any_trial(tmp_pat
         check_space_fits(params, config_from_dict({"engine": "numpy"}), "s.yaml")
 
 
+def test_thread_counts_are_checked_before_the_study_folder_exists(tmp_path):
+    """A config file's threads beyond the CPUs, and workers x threads beyond them, are refused as `train` refuses
+    them, before any trial: a failed first trial used to leave a study that then refused the corrected config."""
+    from convscope._cpus import cpu_limit
+
+    cpus = cpu_limit()
+    space = _space_file(tmp_path, {"lr": SPACE["lr"]})
+    config = tmp_path / "c.yaml"
+    config.write_text(f"threads: {cpus + 1}\n")
+    r = _cli("tune", "--trials", "1", "--config", config, "--space", space, "--out", tmp_path / "s1")
+    assert r.returncode == 2 and f"c.yaml: threads: must be at most {cpus}" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "s1").exists()
+    r = _cli("tune", "--trials", "1", "--jobs", "2", "--threads", cpus, "--space", space, "--out", tmp_path / "s2")
+    assert r.returncode == 2, r.stderr
+    assert f"--threads: 2 workers (jobs) x {cpus} threads each is more threads than the {cpus} CPUs" in r.stderr
+    assert not (tmp_path / "s2").exists()
+
+
 def test_without_optuna_the_message_says_how_to_install_it(monkeypatch):
     from convscope.tune.storage import optuna_module
 

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import select
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from .._atomic import os_error_hint, output_set
 from .._cpus import openmp_env_defaults
 from .._progress import shown
+from .._signals import stop_signals
 from ..errors import ConvscopeError, warnings_in_words
 from . import (bench_cmd, data_cmd, diagnose_cmd, experiment_cmd, explain_cmd, export_cmd, inspect_cmd, lrfind_cmd,
                matrix_cmd, tensorboard_cmd, train_cmd, tune_cmd, visualize_cmd, web_cmd)
@@ -127,6 +129,10 @@ def _run(argv: Sequence[str] | None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    if signum := _load_torch(args):
+        print(f"convscope: {signal.Signals(signum).name} while starting; stopped before doing anything",
+              file=sys.stderr)
+        return 128 + signum
     try:
         # a command that writes a set of files (set_defaults(output_set=True), or a predicate of its arguments)
         # writes all of them or none
@@ -156,6 +162,20 @@ def _run(argv: Sequence[str] | None) -> int:
         if _user_error(e):
             return 1
         raise
+
+
+def _load_torch(args: argparse.Namespace) -> int:
+    """Import torch with Ctrl-C and SIGTERM held back, and return the signal that came meanwhile (0: none).
+
+    torch's C++ side imports NumPy and only warns when that fails: a Ctrl-C landing inside it left NumPy
+    half-initialised under a torch that went on, and the command then crashed with chained ImportErrors, or trained
+    to the end and failed on its last import. Commands that need no torch (``torch_free``: the listings, data
+    pictures, TensorBoard files) skip it and stay fast."""
+    if getattr(args, "torch_free", False) or "torch" in sys.modules:
+        return 0
+    with stop_signals() as got:
+        import torch  # noqa: F401
+    return got[0]
 
 
 def _threads(args: argparse.Namespace) -> contextlib.AbstractContextManager:

@@ -285,4 +285,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("models", help="the model registry: parameters, input shape, FLOPs per image")
-    p.set_defaults(func=cmd_models)
+    p.set_defaults(func=cmd_models, torch_free=True)

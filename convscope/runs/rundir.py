@@ -35,7 +35,7 @@ from torch import nn
 from .._atomic import atomic_write_text, os_error_hint, probe_folder
 from .._json import loads_strict
 from ..data.normalize import Normalization
-from ..errors import ConvscopeError
+from ..errors import ConvscopeError, ConvscopeWarning
 from ..models.forward import check_device
 from ..models.weights import CheckpointError, load_weights, sha256_file
 from .manifest import MAX_JSON_BYTES, check_manifest, read_json_file
@@ -80,6 +80,30 @@ def json_safe(obj: dict[str, Any]) -> dict[str, Any]:
         out["non_finite"] = {"keys": bad, "note": "these values were NaN or infinite (e.g. a diverged model); "
                                                  "written as null because JSON has no NaN"}
     return out
+
+
+def cut_log(path: Path, size: int) -> int:
+    """Cut the append-only log ``path`` (metrics.jsonl, diagnostics.jsonl) back to the ``size`` bytes it had when
+    the checkpoint was saved: a resumed run writes the later lines again. A file shorter than that (a crash lost
+    what the page cache held: checkpoints are fsynced, logs are not) keeps its whole lines; ``truncate`` would pad
+    it with NUL bytes, a line no reader can parse. Returns how many of the recorded bytes are missing (0: none)."""
+    with open(path, "r+b") as f:
+        have = f.seek(0, os.SEEK_END)
+        if have >= size:
+            f.truncate(size)
+            return 0
+        f.seek(0)
+        keep = f.read().rfind(b"\n") + 1
+        f.truncate(keep)
+        return size - keep
+
+
+def warn_cut_log(path: Path, missing: int) -> None:
+    """Say that a resumed run's log lost ``missing`` bytes of lines before its checkpoint (see :func:`cut_log`)."""
+    if missing:
+        warnings.warn(f"{path}: {missing} bytes shorter than when the checkpoint was saved (lost in a crash before "
+                      "they reached the disk); the run goes on, but the lines of those steps stay missing",
+                      ConvscopeWarning, stacklevel=3)
 
 
 def git_commit() -> str | None:

@@ -164,8 +164,7 @@ class Diagnostics(Callback):
             return
         path = self._path = self._file(loop)
         if self.restored_bytes is not None and path.exists():   # resumed: drop lines written after the checkpoint
-            with open(path, "r+b") as f:
-                f.truncate(self.restored_bytes)
+            rd.warn_cut_log(path, rd.cut_log(path, self.restored_bytes))
         elif self.restored_bytes is None:   # a fresh run (or one killed before its first checkpoint)
             path.unlink(missing_ok=True)
         if path.exists() and path.stat().st_size > 0:

@@ -22,6 +22,7 @@ import torch
 from .._atomic import os_error_hint
 from ..data.dataset import ImageDataset
 from ..distributed import World, barrier, current_world
+from .._signals import stop_signals
 from ..errors import ConvscopeError
 from ..models import upgrade_state_dict
 from ..runs import rundir as rd
@@ -36,7 +37,6 @@ from .engines import create_engine
 from .distributed import sharded_evaluate
 from .evaluate import EvalResult
 from .progress import LoopState, Progress, epoch_line
-from .runtime import stop_signals
 from .setup import build_model
 
 
@@ -158,8 +158,7 @@ class Loop:
                 cb.load_state_dict(st["callbacks"][cb.key])
         metrics = self.path / rd.METRICS
         if metrics.exists() and self.world.is_main:  # drop lines written after the checkpoint: written again
-            with open(metrics, "r+b") as f:
-                f.truncate(st["metrics_bytes"])
+            rd.warn_cut_log(metrics, rd.cut_log(metrics, st["metrics_bytes"]))
 
     def _metric(self, record: dict[str, Any]) -> None:
         if not self.world.is_main:
@@ -224,8 +223,8 @@ class Loop:
     def run(self) -> None:
         cfg, st = self.cfg, self.state
         self._emit("on_train_start")
-        def epoch() -> str:   # the bar's name: the epoch running
-            return f"epoch {st.epoch + 1}/{cfg.schedule.epochs}"
+        def epoch() -> str:   # the bar's name: the epoch running (a run resumed after its last epoch: that one)
+            return f"epoch {min(st.epoch + 1, cfg.schedule.epochs)}/{cfg.schedule.epochs}"
 
         with stop_signals(term=self.world.size == 1) as interrupted, self.progress.bar(st.step, epoch()) as bar:
             while st.epoch < cfg.schedule.epochs and not st.stopped_early:
@@ -242,17 +241,32 @@ class Loop:
                     self.progress.step(bar, st.acc, images, t_epoch)
                     if interrupted[0]:
                         self.save()
-                        raise TrainingInterrupted(f"{signal.Signals(interrupted[0]).name} at step {st.step}; "
-                                                  "checkpoint saved. Continue with: convscope train --resume "
-                                                  f"{self.path}", signum=interrupted[0])
+                        raise self._interrupted(interrupted[0])
                     if st.step % cfg.runtime.checkpoint_every == 0 and st.batch < self.steps_per_epoch:
                         self.save()
                 self._end_epoch(time.perf_counter() - t_epoch, images)
                 self.save()
                 self.progress.write(bar, epoch_line(st.history[-1], cfg.schedule.epochs))
+                if interrupted[0]:   # it came during the epoch's evaluation or save (the last epoch's too): saved
+                    raise self._interrupted(interrupted[0])
+
+    def _interrupted(self, signum: int) -> TrainingInterrupted:
+        return TrainingInterrupted(f"{signal.Signals(signum).name} at step {self.state.step}; checkpoint saved. "
+                                   f"Continue with: convscope train --resume {self.path}", signum=signum)
 
     def finish(self) -> Run:
         """Final weights (the best validation epoch's, with early stopping), summary, curve, manifest."""
+        # Ctrl-C or SIGTERM while the results are written waits for them (a second one stops at once): a run
+        # stopped here would be left without its weights or summary, and a kill would leave its lock behind
+        with stop_signals(term=self.world.size == 1) as interrupted:
+            run = self._results()
+        if interrupted[0]:
+            raise TrainingInterrupted(f"{signal.Signals(interrupted[0]).name} while the run wrote its results; they "
+                                      f"were written first: {self.path} is complete", signum=interrupted[0])
+        self._emit("on_train_end", run)
+        return run
+
+    def _results(self) -> Run:
         from .curves import plot_curves
 
         cfg, st, data = self.cfg, self.state, self.data
@@ -286,5 +300,4 @@ class Loop:
         barrier(self.world)   # the run directory is complete before any rank returns
         self.model.eval()
         run = Run(self.path, self.model, cfg, data.norm, data.train.classes, shape, summary, meta)
-        self._emit("on_train_end", run)
         return run

@@ -1,11 +1,9 @@
 """The machine side of a run: which device, whether bf16 is native, torch's threads and determinism for the
-duration of the run, and Ctrl-C turned into a flag checked between steps."""
+duration of the run (Ctrl-C turned into a flag checked between steps: convscope/_signals.py)."""
 
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
 from collections.abc import Iterator
 
 import torch
@@ -49,29 +47,3 @@ def torch_settings(cfg: TrainConfig) -> Iterator[list[Callback]]:
             yield [CpuShare(cpu_limit())] if follows_load(cfg) else []
         finally:
             torch.use_deterministic_algorithms(det)
-
-
-@contextlib.contextmanager
-def stop_signals(term: bool = True) -> Iterator[list[int]]:
-    """Turn Ctrl-C (SIGINT) and, with ``term``, SIGTERM (what ``kill``, systemd and batch schedulers send before
-    SIGKILL) into a flag checked between steps, so a step is never cut in half and the run saves before it stops.
-    The flag holds the signal's number (0: none). A second signal stops at once. ``term`` is off under torchrun:
-    it sends SIGTERM to every worker when one fails, and a worker that went on to the step's end would wait on a
-    peer that is gone."""
-    flag = [0]
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def handler(signum, frame):
-        if flag[0]:  # a second signal: stop at once
-            raise KeyboardInterrupt
-        flag[0] = signum
-
-    signals = [signal.SIGINT, *([signal.SIGTERM] if term else [])]
-    previous = {sig: signal.signal(sig, handler) for sig in signals}
-    try:
-        yield flag
-    finally:
-        for sig, handler_before in previous.items():
-            signal.signal(sig, handler_before)

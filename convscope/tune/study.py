@@ -25,6 +25,7 @@ from typing import Any
 from .._atomic import writable_folder
 from .._check import SAMPLER_SEED_MAX, choice, integer
 from .._check import seed as check_seed
+from .._check import threads as check_threads
 from .._cpus import cpu_limit
 from ..errors import ConfigError, ConvscopeError
 from ..runs.rundir import check_run_name
@@ -132,6 +133,14 @@ def tune(base: TrainConfig | dict[str, Any] | None = None, *, trials: int, space
     seed = check_seed(seed, "seed", SAMPLER_SEED_MAX)   # before the study folder is made: numpy's range
     cfg = base if isinstance(base, TrainConfig) else config_from_dict(base or {}, source="base config")
     cfg.validate()
+    # as `train` checks them, before the study folder exists: a trial that fails on them leaves a study that refuses
+    # the corrected settings as "other settings" although no trial ever ran
+    check_threads(cfg.runtime.threads)
+    if cfg.runtime.threads is not None and jobs * cfg.runtime.threads > (cpus := cpu_limit()):
+        share = max(1, cpus // jobs)
+        raise ConfigError(f"threads: {jobs} workers (jobs) x {cfg.runtime.threads} threads each is more threads than "
+                          f"the {cpus} CPUs this process may use, which only slows the trials down; give each worker "
+                          f"{share}, or leave threads out (each worker then takes {share})", arg="threads")
     if cfg.data.val_fraction == 0.0:
         cfg = cfg.replace(val_fraction=DEFAULT_VAL_FRACTION).validate()
     params, source = _space(space)

@@ -109,6 +109,70 @@ def test_ctrl_c_and_sigterm_save_and_exit_cleanly(tmp_path, reference, sig):
     assert (out / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
 
 
+def cli_signalled_at(point, sig, *args):
+    """The command, through `convscope.cli.main`, in a fresh process that sends itself ``sig`` at ``point``."""
+    return subprocess.run([sys.executable, str(LAUNCHER), "--kill-at", point, "--signal", sig.name[3:], "--", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_ctrl_c_while_torch_loads_stops_cleanly(tmp_path):
+    """Ctrl-C inside torch's own import of NumPy (torch only warns when that import fails): the command used to go
+    on with a half-loaded NumPy, then crash with chained ImportErrors or train to the end ignoring Ctrl-C."""
+    r = cli_signalled_at("import:numpy", signal.SIGINT, "train", *ARGS, "--out", str(tmp_path / "run"))
+    assert r.returncode == 130, (r.returncode, r.stderr)
+    assert "SIGINT while starting" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_in_the_last_epochs_end_stops_there_with_a_checkpoint(tmp_path, reference, sig):
+    """The signal lands while the last epoch's checkpoint is written (after its evaluation): the run stops there,
+    saved, with the signal's exit status, rather than finishing as if nothing came; --resume completes it."""
+    out = tmp_path / "run"
+    # checkpoints of ARGS' 36 steps: one before the first step, every 5 steps and at each 12-step epoch's end
+    last = 1 + len({*range(5, 36, 5), 12, 24, 36})
+    r = cli_signalled_at(f"write:checkpoint.safetensors:{last}", sig, "train", *ARGS, "--out", str(out))
+    assert r.returncode == 128 + sig, (r.returncode, r.stderr)
+    assert f"{sig.name} at step 36; checkpoint saved" in r.stderr and "Traceback" not in r.stderr
+    assert not (out / "model.safetensors").exists()
+    r = cli("train", "--resume", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert (out / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
+    assert _epoch_lines(out) == _epoch_lines(reference)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_results_are_written_waits_for_them(tmp_path, reference, sig):
+    """Ctrl-C or SIGTERM during the final writes: they finish first (before: no weights, no summary, and after
+    SIGTERM a stale lock and no message), then the command says so and exits with the signal's status."""
+    out = tmp_path / "run"
+    r = cli_signalled_at("write:model.safetensors:1", sig, "train", *ARGS, "--out", str(out))
+    assert r.returncode == 128 + sig, (r.returncode, r.stderr)
+    assert f"{sig.name} while the run wrote its results; they were written first: {out} is complete" in r.stderr
+    assert (out / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
+    assert (out / "summary.json").exists() and (out / "curve.png").exists() and not (out / ".lock").exists()
+    assert load_run(out).summary["test_accuracy"] == load_run(reference).summary["test_accuracy"]
+
+
+def test_resume_keeps_whole_lines_when_the_metrics_file_lost_its_end(tmp_path, reference):
+    """A crash can lose the end of metrics.jsonl (fsynced checkpoints, unsynced logs): the resumed run keeps its
+    whole lines and says what is missing; cutting to the recorded length used to pad the file with NUL bytes."""
+    out = tmp_path / "run"
+    r = cli_killed_at("step:17", "train", *ARGS, "--out", str(out))
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    metrics = out / "metrics.jsonl"
+    data = metrics.read_bytes()
+    metrics.write_bytes(data[:-30])                      # the checkpoint (step 15) recorded more than this
+    r = cli("train", "--resume", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "metrics.jsonl: " in r.stderr and "bytes shorter than when the checkpoint was saved" in r.stderr
+    text = metrics.read_text()
+    assert "\0" not in text
+    lines = [json.loads(x) for x in text.splitlines()]   # every line whole
+    assert lines[-1]["kind"] == "epoch" and lines[-1]["step"] == 36
+    assert (out / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
+
+
 def test_resuming_a_finished_run_just_loads_it(reference):
     r = cli("train", "--resume", str(reference), "--quiet")
     assert r.returncode == 0 and "test accuracy" in r.stdout
