@@ -10,6 +10,7 @@ from typing import Any
 
 from .._check import check_value, options
 from ..errors import ConfigError
+from ._types import whole
 
 
 def flag(name: str, meta: dict[str, Any]) -> str:
@@ -20,7 +21,7 @@ def flag(name: str, meta: dict[str, Any]) -> str:
 def _parse_text(text: str, kind: str) -> Any:
     if kind == "int":
         try:
-            return int(text)
+            return whole(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if kind == "float":
@@ -30,7 +31,7 @@ def _parse_text(text: str, kind: str) -> Any:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if kind == "ints":
         try:
-            return tuple(int(v) for v in text.split(",") if v.strip())
+            return tuple(whole(v.strip()) for v in text.split(",") if v.strip())
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 0,1,2, got {text!r}") from None
     if kind == "names":

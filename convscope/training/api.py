@@ -45,20 +45,24 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path
         if world.is_main:   # rank 0 chooses, creates and locks the run directory; the others write nothing
             path, created, lock = rd.new_run_dir(Path(runs_dir), cfg.run_name,
                                                  Path(out) if out is not None else None)
-        path = Path(broadcast_text(str(path), world))
-        with lock, torch_settings(cfg) as share, torch.random.fork_rng(devices=[]):
-            try:  # set-up (data, resolution, model): a failure here leaves no run folder behind
+        # until config.json is written (the set-up: threads, data, resolution, model), a failure or a Ctrl-C
+        # leaves no run folder behind: an empty one could not be resumed, only deleted
+        settled = False
+        try:
+            path = Path(broadcast_text(str(path), world))
+            with lock, torch_settings(cfg) as share, torch.random.fork_rng(devices=[]):
                 cfg, data = prepare(cfg)
                 loop = Loop(cfg, data, path, progress=progress, callbacks=[*callbacks, *share])
-            except BaseException:
                 if world.is_main:
-                    rd.discard_new_run_dir(path, created)
-                raise
-            if world.is_main:
-                rd.write_json(path / rd.CONFIG, cfg.to_dict())   # everything is settled: exactly what runs
-            loop.save()
-            loop.run()
-            return loop.finish()
+                    rd.write_json(path / rd.CONFIG, cfg.to_dict())   # everything is settled: exactly what runs
+                settled = True
+                loop.save()
+                loop.run()
+                return loop.finish()
+        except BaseException:
+            if not settled and world.is_main:
+                rd.discard_new_run_dir(path, created)
+            raise
 
 
 def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callback] = (),
@@ -95,6 +99,11 @@ def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callb
             if (path / rd.CHECKPOINT).exists():
                 loop.restore(load_state(path / rd.CHECKPOINT))
             else:  # killed before the first checkpoint (written before step 1): nothing was trained yet
+                if world.is_main and (steps := rd.logged_steps(path / rd.METRICS)):
+                    raise rd.RunError(f"{path}: {rd.CHECKPOINT} is missing, but {rd.METRICS} records training "
+                                      f"up to step {steps}: the checkpoint was deleted or lost, and the run cannot "
+                                      f"continue where it stopped. Delete {path / rd.METRICS} to train it again "
+                                      "from the start, or start a new run")
                 if world.is_main:
                     (path / rd.METRICS).unlink(missing_ok=True)
                 loop.save()

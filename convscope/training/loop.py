@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -227,28 +227,39 @@ class Loop:
             return f"epoch {min(st.epoch + 1, cfg.schedule.epochs)}/{cfg.schedule.epochs}"
 
         with stop_signals(term=self.world.size == 1) as interrupted, self.progress.bar(st.step, epoch()) as bar:
-            while st.epoch < cfg.schedule.epochs and not st.stopped_early:
-                order = self.feeder.order(st.epoch)
-                bar.set_description(epoch())
-                t_epoch, images = time.perf_counter(), 0
-                while st.batch < self.steps_per_epoch and not st.stopped_early:
-                    self._emit("on_step_start")
-                    t0 = time.perf_counter()
-                    n, result = self._step(order)
-                    images += n
-                    st.elapsed += time.perf_counter() - t0
-                    self._emit("on_step_end", result)
-                    self.progress.step(bar, st.acc, images, t_epoch)
-                    if interrupted[0]:
-                        self.save()
-                        raise self._interrupted(interrupted[0])
-                    if st.step % cfg.runtime.checkpoint_every == 0 and st.batch < self.steps_per_epoch:
-                        self.save()
-                self._end_epoch(time.perf_counter() - t_epoch, images)
-                self.save()
-                self.progress.write(bar, epoch_line(st.history[-1], cfg.schedule.epochs))
-                if interrupted[0]:   # it came during the epoch's evaluation or save (the last epoch's too): saved
+            try:
+                self._epochs(interrupted, bar, epoch)
+            except KeyboardInterrupt as e:   # a second signal (stop_signals): out at once, mid-step
+                if type(e) is not KeyboardInterrupt or not interrupted[0]:
+                    raise
+                raise TrainingInterrupted(f"{signal.Signals(interrupted[0]).name} twice: stopped at once, without "
+                                          "saving the step it was in; continue from the last checkpoint with: "
+                                          f"convscope train --resume {self.path}", signum=interrupted[0]) from None
+
+    def _epochs(self, interrupted: list[int], bar: Any, epoch: Callable[[], str]) -> None:
+        cfg, st = self.cfg, self.state
+        while st.epoch < cfg.schedule.epochs and not st.stopped_early:
+            order = self.feeder.order(st.epoch)
+            bar.set_description(epoch())
+            t_epoch, images = time.perf_counter(), 0
+            while st.batch < self.steps_per_epoch and not st.stopped_early:
+                self._emit("on_step_start")
+                t0 = time.perf_counter()
+                n, result = self._step(order)
+                images += n
+                st.elapsed += time.perf_counter() - t0
+                self._emit("on_step_end", result)
+                self.progress.step(bar, st.acc, images, t_epoch)
+                if interrupted[0]:
+                    self.save()
                     raise self._interrupted(interrupted[0])
+                if st.step % cfg.runtime.checkpoint_every == 0 and st.batch < self.steps_per_epoch:
+                    self.save()
+            self._end_epoch(time.perf_counter() - t_epoch, images)
+            self.save()
+            self.progress.write(bar, epoch_line(st.history[-1], cfg.schedule.epochs))
+            if interrupted[0]:   # it came during the epoch's evaluation or save (the last epoch's too): saved
+                raise self._interrupted(interrupted[0])
 
     def _interrupted(self, signum: int) -> TrainingInterrupted:
         return TrainingInterrupted(f"{signal.Signals(signum).name} at step {self.state.step}; checkpoint saved. "

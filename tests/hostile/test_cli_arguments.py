@@ -21,6 +21,10 @@ CASES = [
     (["visualize", "RUN", "--layer", "conv3", "--steps", "0"], "--steps", "at least 1"),
     (["experiment", "refine", "RUN", "--layer", "conv3", "--lr", "nan"], "--lr", "finite"),
     (["experiment", "refine", "RUN", "--layer", "conv3", "--k", "abc"], "--k", "whole number"),
+    # Python's int() reads other scripts' digits ("\u0662" is 2); a config's int fields take ASCII digits only
+    (["experiment", "refine", "RUN", "--threads", "\u0662"], "--threads", "whole number"),
+    (["experiment", "refine", "RUN", "--seeds", "0,\u0661"], "--seeds", "comma-separated integers"),
+    (["visualize", "RUN", "--layer", "conv3", "--steps", "\u0665"], "--steps", "whole number"),
 ]
 
 

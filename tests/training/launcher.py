@@ -26,11 +26,17 @@ from convscope._atomic import observe_writes
 from convscope.cli import build_parser, main as cli_main
 from convscope.training import Callback
 
-SIGNAL = [signal.SIGKILL]   # what die() sends: --signal
+SIGNAL = [signal.SIGKILL, 1]   # what die() sends (--signal), and how many times (--times)
+
+
+def _handled() -> None:
+    """A call: Python runs a pending signal's handler at such a point, before the next signal is sent."""
 
 
 def die() -> None:
-    os.kill(os.getpid(), SIGNAL[0])
+    for _ in range(SIGNAL[1]):
+        os.kill(os.getpid(), SIGNAL[0])
+        _handled()
 
 
 class KillAtStep(Callback):
@@ -75,10 +81,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kill-at", required=True, help="step:N, write:NAME:N or import:MODULE")
     ap.add_argument("--signal", choices=["KILL", "INT", "TERM"], default="KILL")
+    ap.add_argument("--times", type=int, default=1, help="send it N times, each handled first")
     ap.add_argument("argv", nargs=argparse.REMAINDER, help="-- then the convscope command line")
     opts = ap.parse_args()
     argv = opts.argv[1:] if opts.argv[:1] == ["--"] else opts.argv
-    SIGNAL[0] = getattr(signal, f"SIG{opts.signal}")
+    SIGNAL[:] = [getattr(signal, f"SIG{opts.signal}"), opts.times]
     if opts.kill_at.startswith("import:"):
         sys.meta_path.insert(0, SignalOnImport(opts.kill_at.split(":", 1)[1]))
         return cli_main(argv)

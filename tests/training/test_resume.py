@@ -109,10 +109,10 @@ def test_ctrl_c_and_sigterm_save_and_exit_cleanly(tmp_path, reference, sig):
     assert (out / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
 
 
-def cli_signalled_at(point, sig, *args):
+def cli_signalled_at(point, sig, *args, times=1):
     """The command, through `convscope.cli.main`, in a fresh process that sends itself ``sig`` at ``point``."""
-    return subprocess.run([sys.executable, str(LAUNCHER), "--kill-at", point, "--signal", sig.name[3:], "--", *args],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, str(LAUNCHER), "--kill-at", point, "--signal", sig.name[3:],
+                           "--times", str(times), "--", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_ctrl_c_while_torch_loads_stops_cleanly(tmp_path):
@@ -171,6 +171,46 @@ def test_resume_keeps_whole_lines_when_the_metrics_file_lost_its_end(tmp_path, r
     lines = [json.loads(x) for x in text.splitlines()]   # every line whole
     assert lines[-1]["kind"] == "epoch" and lines[-1]["step"] == 36
     assert (out / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
+
+
+def test_a_second_ctrl_c_stops_at_once_and_says_what_was_not_saved(tmp_path, reference):
+    """Two Ctrl-Cs, the second while the step's checkpoint is being written: out at once (that write abandoned,
+    the previous checkpoint intact), saying so; --resume continues from the previous checkpoint."""
+    out = tmp_path / "run"
+    r = cli_signalled_at("write:checkpoint.safetensors:3", signal.SIGINT, "train", *ARGS, "--out", str(out), times=2)
+    assert r.returncode == 130, (r.returncode, r.stderr)
+    assert "SIGINT twice: stopped at once, without saving the step it was in" in r.stderr
+    assert f"--resume {out}" in r.stderr and "Traceback" not in r.stderr
+    assert load_state(out / "checkpoint.safetensors")["loop"]["step"] == 5 and not list(out.glob(".*.part"))
+    r = cli("train", "--resume", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert (out / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
+
+
+def test_ctrl_c_during_set_up_leaves_no_run_folder(tmp_path):
+    """Before config.json is written the folder holds nothing to resume: an interrupted set-up removes it."""
+    r = cli_signalled_at("import:convscope.training.engines.torch", signal.SIGINT, "train", *ARGS, "--out",
+                         str(tmp_path / "run"))
+    assert r.returncode == 130 and "interrupted" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_a_run_whose_checkpoint_is_gone(tmp_path):
+    """Steps were trained but checkpoint.safetensors is gone: starting again from step 0 under the same name, as
+    resume did, would pass a restarted run off as a continued one."""
+    out = tmp_path / "run"
+    r = cli_killed_at("step:17", "train", *ARGS, "--out", str(out))
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    (out / "checkpoint.safetensors").unlink()
+    metrics = (out / "metrics.jsonl").read_bytes()
+    r = cli("train", "--resume", str(out), "--quiet")
+    assert r.returncode == 2, r.stderr
+    # the last line before the kill: epoch 1's, at step 12 (step lines come every 10 steps)
+    assert "checkpoint.safetensors is missing, but metrics.jsonl records training up to step 12" in r.stderr
+    assert f"Delete {out / 'metrics.jsonl'} to train it again from the start" in r.stderr
+    assert (out / "metrics.jsonl").read_bytes() == metrics                  # nothing touched
+    (out / "metrics.jsonl").unlink()
+    assert cli("train", "--resume", str(out), "--quiet").returncode == 0
 
 
 def test_resuming_a_finished_run_just_loads_it(reference):
