@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import signal
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 from .._check import path as check_path
 from .._check import threads as check_threads
 from .._cpus import cpu_limit
+from .._signals import stop_signals
 from ..distributed import World, broadcast_text, is_comm_failure, lost_peer, process_group
 from ..errors import ConvscopeError, SettingWarning
 from ..runs import rundir as rd
@@ -22,7 +24,7 @@ from ..runs.lock import RunLock
 from .run import Run, load_run
 from .checkpoint import load_state
 from .config import TrainConfig, config_from_dict, read_config_file, recorded_config, retired_settings
-from .loop import Loop, check_callbacks
+from .loop import Loop, TrainingInterrupted, check_callbacks
 from .runtime import resolve_device, torch_settings
 from .setup import prepare
 
@@ -49,10 +51,15 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path
         # leaves no run folder behind: an empty one could not be resumed, only deleted
         settled = False
         try:
-            path = Path(broadcast_text(str(path), world))
-            with lock, torch_settings(cfg) as share, torch.random.fork_rng(devices=[]):
-                cfg, data = prepare(cfg)
-                loop = Loop(cfg, data, path, progress=progress, callbacks=[*callbacks, *share])
+            with contextlib.ExitStack() as scope:
+                with _held(world) as stop:
+                    path = Path(broadcast_text(str(path), world))
+                    scope.enter_context(lock)
+                    share = scope.enter_context(torch_settings(cfg))
+                    scope.enter_context(torch.random.fork_rng(devices=[]))
+                    cfg, data = prepare(cfg)
+                    loop = Loop(cfg, data, path, progress=progress, callbacks=[*callbacks, *share])
+                stop.check("stopped before the first step; nothing was kept")
                 if world.is_main:
                     rd.write_json(path / rd.CONFIG, cfg.to_dict())   # everything is settled: exactly what runs
                 settled = True
@@ -91,9 +98,13 @@ def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callb
         if world.is_main:
             for stale in path.glob(".*.part"):  # temp files of a write that a kill cut short
                 stale.unlink()
-        with torch_settings(recorded) as share, torch.random.fork_rng(devices=[]):
-            cfg, data = prepare(recorded, check=False)   # checked when it started
-            loop = Loop(cfg, data, path, progress=progress, callbacks=[*callbacks, *share])
+        with contextlib.ExitStack() as scope:
+            with _held(world) as stop:
+                share = scope.enter_context(torch_settings(recorded))
+                scope.enter_context(torch.random.fork_rng(devices=[]))
+                cfg, data = prepare(recorded, check=False)   # checked when it started
+                loop = Loop(cfg, data, path, progress=progress, callbacks=[*callbacks, *share])
+            stop.check(f"stopped before training; the run is as it was: continue with convscope train --resume {path}")
             if cfg != on_file and world.is_main:  # resolved here, or threads changed: record what runs now
                 rd.write_json(path / rd.CONFIG, cfg.to_dict())
             if (path / rd.CHECKPOINT).exists():
@@ -109,6 +120,29 @@ def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callb
                 loop.save()
             loop.run()
             return loop.finish()
+
+
+class _Held:
+    """The signal that came while a run's set-up ran with Ctrl-C and SIGTERM held (see :func:`_held`)."""
+
+    def __init__(self, flag: list[int]) -> None:
+        self.flag = flag
+
+    def check(self, what: str) -> None:
+        """Stop here, saying ``what`` that means for the run, when a signal came during the set-up."""
+        if self.flag[0]:
+            raise TrainingInterrupted(f"{signal.Signals(self.flag[0]).name} during the set-up; {what}",
+                                      signum=self.flag[0])
+
+
+@contextlib.contextmanager
+def _held(world: World) -> Iterator[_Held]:
+    """Ctrl-C and SIGTERM (single process) held while a run sets up, checked by ``check`` once it has: the set-up
+    imports torch's compiler modules lazily (under the optimizer, under --deterministic), and an interrupt inside
+    an import left them half-loaded, so that the clean-up failed with a traceback; a SIGTERM killed the process
+    outright and left a run folder holding only its lock. The training loop then holds them step by step."""
+    with stop_signals(term=world.size == 1) as flag:
+        yield _Held(flag)
 
 
 def _threads_here(cfg: TrainConfig, threads: int | None, path: Path) -> TrainConfig:

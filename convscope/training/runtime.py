@@ -40,10 +40,13 @@ def torch_settings(cfg: TrainConfig) -> Iterator[list[Callback]]:
     det = torch.are_deterministic_algorithms_enabled()
     # --deterministic and the numpy engine: every CPU the run may use, a count that does not depend on the load
     whole = cfg.runtime.deterministic or cfg.runtime.engine != "torch"
+    # set and restored only when it changes: the call imports torch's compiler config (about 800 modules, 0.9 s)
+    switch = bool(cfg.runtime.deterministic) and not det
     with cpu_threads(cfg.runtime.threads, whole=whole):
         try:
-            if cfg.runtime.deterministic:
+            if switch:
                 torch.use_deterministic_algorithms(True)
             yield [CpuShare(cpu_limit())] if follows_load(cfg) else []
         finally:
-            torch.use_deterministic_algorithms(det)
+            if switch:
+                torch.use_deterministic_algorithms(det)

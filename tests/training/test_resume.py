@@ -187,12 +187,31 @@ def test_a_second_ctrl_c_stops_at_once_and_says_what_was_not_saved(tmp_path, ref
     assert (out / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
 
 
-def test_ctrl_c_during_set_up_leaves_no_run_folder(tmp_path):
-    """Before config.json is written the folder holds nothing to resume: an interrupted set-up removes it."""
-    r = cli_signalled_at("import:convscope.training.engines.torch", signal.SIGINT, "train", *ARGS, "--out",
-                         str(tmp_path / "run"))
-    assert r.returncode == 130 and "interrupted" in r.stderr and "Traceback" not in r.stderr, r.stderr
-    assert not (tmp_path / "run").exists()
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("module", ["convscope.training.engines.torch", "sympy"])
+def test_a_signal_during_set_up_stops_it_whole_and_leaves_no_run_folder(tmp_path, sig, module):
+    """The set-up (threads, data, model, optimizer) runs with the signals held, then stops before the first step.
+    ``sympy``: --deterministic loads torch's compiler config, where a Ctrl-C inside the import left modules
+    half-loaded and the clean-up failed with a traceback; a SIGTERM killed the process and left a folder holding
+    only its lock."""
+    out = tmp_path / "run"
+    r = cli_signalled_at(f"import:{module}", sig, "train", *ARGS, "--out", str(out))
+    assert r.returncode == 128 + sig, (r.returncode, r.stderr)
+    assert f"{sig.name} during the set-up; stopped before the first step; nothing was kept" in r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
+
+
+def test_a_signal_during_a_resumes_set_up_leaves_the_run_as_it_was(tmp_path, reference):
+    out = tmp_path / "run"
+    assert cli_killed_at("step:17", "train", *ARGS, "--out", str(out)).returncode == -signal.SIGKILL
+    before = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file() and f.name != ".lock"}
+    r = cli_signalled_at("import:convscope.training.engines.torch", signal.SIGTERM, "train", "--resume", str(out))
+    assert r.returncode == 143, (r.returncode, r.stderr)
+    assert f"SIGTERM during the set-up; stopped before training; the run is as it was: continue with convscope " \
+           f"train --resume {out}" in r.stderr
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file() and f.name != ".lock"} == before
+    assert cli("train", "--resume", str(out), "--quiet").returncode == 0
+    assert (out / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
 
 
 def test_resume_refuses_a_run_whose_checkpoint_is_gone(tmp_path):
