@@ -391,7 +391,7 @@ def test_ctrl_c_checkpoints_the_trial_and_the_next_command_continues_it(tmp_path
         time.sleep(0.02)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
-    assert "tune interrupted; the running trial's checkpoint is saved" in err
+    assert "tune interrupted (the running trial: SIGINT at step" in err and "checkpoint saved)" in err
     assert (hit / "checkpoint.safetensors").exists() and not (hit / "model.json").exists()
 
     r = _cli(*args)
@@ -403,3 +403,23 @@ def test_ctrl_c_checkpoints_the_trial_and_the_next_command_continues_it(tmp_path
     assert len(done) == trials and [t.number for t in study.trials if t.state == ts.FAIL] == [1]
     retry = next(t for t in done if t.system_attrs.get("failed_trial") == 1)
     assert retry.user_attrs["run_dir"] == str(hit) and (hit / "model.json").exists()
+
+
+def test_a_study_of_two_continues_a_trial_interrupted_as_it_starts(tmp_path):
+    """--trials 2, Ctrl-C while the second trial writes its first checkpoint: the next command said the trial was
+    queued again and then waited for ever (the queued retry filled the count, so no worker took it)."""
+    study_dir = tmp_path / "study"
+    args = [str(a) for a in ["tune", "--trials", 2, "--out", study_dir, "--pruner", "none", "--space",
+                             _space_file(tmp_path, SPACE), *TRAIN]]
+    launcher = Path(__file__).parent / "training" / "launcher.py"
+    # each trial writes 3 checkpoints (before its first step, after each of its 2 epochs): the 4th is trial 1's first
+    r = subprocess.run([sys.executable, str(launcher), "--kill-at", "write:checkpoint.safetensors:4", "--signal",
+                        "INT", "--", *args], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 130 and "convscope: tune interrupted" in r.stderr, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and "failed" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "convscope", *args], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr
+    study = optuna.load_study(study_name="tune-lenet5-digits", storage=f"sqlite:///{study_dir / 'study.db'}")
+    ts = optuna.trial.TrialState
+    assert [t.number for t in study.trials if t.state == ts.COMPLETE] == [0, 2]
+    assert [t.number for t in study.trials if t.state == ts.FAIL] == [1]

@@ -21,10 +21,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
         res = tune(base, trials=args.trials, space=args.space, runs_dir=args.runs_dir, study=args.study,
                    out=args.out, storage=args.storage, jobs=args.jobs, pruner=args.pruner, seed=args.sampler_seed,
                    quiet=args.quiet)
-    except (TrainingInterrupted, KeyboardInterrupt):
-        print("convscope: tune interrupted; the running trial's checkpoint is saved and the trial will be continued: "
-              "run the same command again", file=sys.stderr)
-        return 130
+    except (TrainingInterrupted, KeyboardInterrupt) as e:
+        # what the running trial kept is the trial's own message (checkpoint saved, or stopped in its set-up)
+        said = isinstance(e, TrainingInterrupted)
+        trial = f" (the running trial: {str(e).split('. Continue with')[0]})" if said else ""
+        print(f"convscope: tune interrupted{trial}; run the same command again to continue the study, and the "
+              "interrupted trial from its last checkpoint", file=sys.stderr)
+        return 128 + e.signum if said else 130
     print(f"\n{res.summary}\n\n{res.table}\n")
     for note in res.notes:
         print(f"note: {note}")

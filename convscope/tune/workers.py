@@ -232,10 +232,19 @@ def run_trial(trial: Any, spec: WorkerSpec, lock: WorkerLock) -> float:
 
 
 class _DropSurplusLog:
-    """Optuna logs every failed trial with its traceback; a surplus trial is not an error worth one."""
+    """Optuna logs every failed trial with its traceback, then "failed with value None"; a surplus trial is not an
+    error worth either, and an interrupted one is said once, by the command (what was kept, how to continue)."""
+
+    def __init__(self) -> None:
+        self.dropped: set[str] = set()   # "Trial N" of the trials whose first line was dropped
 
     def filter(self, record: Any) -> bool:
-        return "Surplus" not in record.getMessage()
+        text = record.getMessage()
+        trial = " ".join(text.split()[:2])
+        if any(word in text for word in ("Surplus", "TrainingInterrupted", "KeyboardInterrupt")):
+            self.dropped.add(trial)
+            return False
+        return not (trial in self.dropped and "failed with value None" in text)
 
 
 def work(spec: WorkerSpec) -> int:
@@ -243,7 +252,10 @@ def work(spec: WorkerSpec) -> int:
     import logging
 
     optuna = optuna_module()
-    logging.getLogger("optuna").addFilter(_DropSurplusLog())
+    # on the logger that makes the record: a parent logger's filters do not see its children's records
+    quiet = _DropSurplusLog()
+    for name in ("optuna", "optuna.study._optimize"):
+        logging.getLogger(name).addFilter(quiet)
     lock = WorkerLock(Path(spec.study_dir))
     try:
         storage = open_storage(spec.storage_url)
@@ -261,7 +273,10 @@ def work(spec: WorkerSpec) -> int:
             finished = _count(study, counted_states())
             if finished >= spec.trials:
                 break
-            if _count(study, _active_states()) >= spec.trials:
+            # a trial queued again (WAITING) is this worker's to take, even when the count is full: it holds the
+            # place of the interrupted or dead trial it continues
+            waiting = _count(study, (optuna.trial.TrialState.WAITING,))
+            if not waiting and _count(study, _active_states()) >= spec.trials:
                 with _silence_experimental(optuna):   # others' trials still run: one of them may die
                     optuna.storages.fail_stale_trials(study)
                 time.sleep(WAIT_S)
