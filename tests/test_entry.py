@@ -7,7 +7,11 @@ import subprocess
 import sys
 import textwrap
 
-HOOK = textwrap.dedent("""
+# Python's own Ctrl-C handler, as a process started from a terminal has it (a background job of a
+# non-interactive shell, as in CI, inherits SIGINT ignored, and Python then installs none)
+TERMINAL = "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+HOOK = TERMINAL + textwrap.dedent("""
     import os, signal, sys
 
     class SignalOnImport:          # sends this process SIGINT when MODULE is first looked for, finds nothing
@@ -39,7 +43,7 @@ def test_ctrl_c_while_the_command_modules_load_is_a_plain_interrupt():
 def test_ctrl_c_after_the_command_answered_does_not_interrupt_the_exit():
     """Once the command has returned, Ctrl-C is ignored: a second Ctrl-C used to land in torch's exit handlers
     ("Exception ignored in atexit callback ... KeyboardInterrupt")."""
-    r = _run(textwrap.dedent("""
+    r = _run(TERMINAL + textwrap.dedent("""
         import os, signal, sys
         sys.argv = ["convscope", "models"]
         from convscope.__main__ import main

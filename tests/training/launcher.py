@@ -86,6 +86,9 @@ def main() -> int:
     opts = ap.parse_args()
     argv = opts.argv[1:] if opts.argv[:1] == ["--"] else opts.argv
     SIGNAL[:] = [getattr(signal, f"SIG{opts.signal}"), opts.times]
+    # as a command started from a terminal has it: a background job of a non-interactive shell (CI) inherits
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler of its own
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if opts.kill_at.startswith("import:"):
         sys.meta_path.insert(0, SignalOnImport(opts.kill_at.split(":", 1)[1]))
         return cli_main(argv)
