@@ -170,7 +170,7 @@ def _load_torch(args: argparse.Namespace) -> int:
     torch's C++ side imports NumPy and only warns when that fails: a Ctrl-C landing inside it left NumPy
     half-initialised under a torch that went on, and the command then crashed with chained ImportErrors, or trained
     to the end and failed on its last import. Commands that need no torch (``torch_free``: the listings, data
-    pictures, TensorBoard files) skip it and stay fast."""
+    pictures) skip it and stay fast."""
     if getattr(args, "torch_free", False) or "torch" in sys.modules:
         return 0
     with stop_signals() as got:

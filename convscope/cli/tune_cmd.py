@@ -24,7 +24,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except (TrainingInterrupted, KeyboardInterrupt) as e:
         # what the running trial kept is the trial's own message (checkpoint saved, or stopped in its set-up)
         said = isinstance(e, TrainingInterrupted)
-        trial = f" (the running trial: {str(e).split('. Continue with')[0]})" if said else ""
+        trial = f" (the running trial: {e.what})" if said else ""
         print(f"convscope: tune interrupted{trial}; run the same command again to continue the study, and the "
               "interrupted trial from its last checkpoint", file=sys.stderr)
         return 128 + e.signum if said else 130

@@ -108,15 +108,8 @@ def warn_cut_log(path: Path, missing: int) -> None:
 
 def logged_steps(metrics: Path) -> int:
     """The last training step ``metrics`` (a run's metrics.jsonl) records; 0 when it is missing or records none."""
-    try:
-        lines = metrics.read_bytes().splitlines()
-    except FileNotFoundError:
-        return 0
-    last = 0
-    for line in lines:
-        with contextlib.suppress(ValueError, AttributeError):   # a line cut short by a crash: skipped
-            last = max(last, int(json.loads(line).get("step") or 0))
-    return last
+    return max((r["step"] for r in read_metrics(metrics, torn_tail=True) if isinstance(r.get("step"), int)),
+               default=0)
 
 
 def git_commit() -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import signal
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -52,14 +51,14 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, out: str | Path
         settled = False
         try:
             with contextlib.ExitStack() as scope:
-                with _held(world) as stop:
+                with stop_signals(term=world.size == 1) as stop:
                     path = Path(broadcast_text(str(path), world))
                     scope.enter_context(lock)
                     share = scope.enter_context(torch_settings(cfg))
                     scope.enter_context(torch.random.fork_rng(devices=[]))
                     cfg, data = prepare(cfg)
                     loop = Loop(cfg, data, path, progress=progress, callbacks=[*callbacks, *share])
-                stop.check("stopped before the first step; nothing was kept")
+                _stop_if_signalled(stop, "stopped before the first step; nothing was kept")
                 if world.is_main:
                     rd.write_json(path / rd.CONFIG, cfg.to_dict())   # everything is settled: exactly what runs
                 settled = True
@@ -99,12 +98,13 @@ def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callb
             for stale in path.glob(".*.part"):  # temp files of a write that a kill cut short
                 stale.unlink()
         with contextlib.ExitStack() as scope:
-            with _held(world) as stop:
+            with stop_signals(term=world.size == 1) as stop:
                 share = scope.enter_context(torch_settings(recorded))
                 scope.enter_context(torch.random.fork_rng(devices=[]))
                 cfg, data = prepare(recorded, check=False)   # checked when it started
                 loop = Loop(cfg, data, path, progress=progress, callbacks=[*callbacks, *share])
-            stop.check(f"stopped before training; the run is as it was: continue with convscope train --resume {path}")
+            _stop_if_signalled(stop, "stopped before training; the run is as it was",
+                               f": continue with convscope train --resume {path}")
             if cfg != on_file and world.is_main:  # resolved here, or threads changed: record what runs now
                 rd.write_json(path / rd.CONFIG, cfg.to_dict())
             if (path / rd.CHECKPOINT).exists():
@@ -122,27 +122,14 @@ def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callb
             return loop.finish()
 
 
-class _Held:
-    """The signal that came while a run's set-up ran with Ctrl-C and SIGTERM held (see :func:`_held`)."""
-
-    def __init__(self, flag: list[int]) -> None:
-        self.flag = flag
-
-    def check(self, what: str) -> None:
-        """Stop here, saying ``what`` that means for the run, when a signal came during the set-up."""
-        if self.flag[0]:
-            raise TrainingInterrupted(f"{signal.Signals(self.flag[0]).name} during the set-up; {what}",
-                                      signum=self.flag[0])
-
-
-@contextlib.contextmanager
-def _held(world: World) -> Iterator[_Held]:
-    """Ctrl-C and SIGTERM (single process) held while a run sets up, checked by ``check`` once it has: the set-up
-    imports torch's compiler modules lazily (under the optimizer, under --deterministic), and an interrupt inside
-    an import left them half-loaded, so that the clean-up failed with a traceback; a SIGTERM killed the process
-    outright and left a run folder holding only its lock. The training loop then holds them step by step."""
-    with stop_signals(term=world.size == 1) as flag:
-        yield _Held(flag)
+def _stop_if_signalled(flag: list[int], what: str, hint: str = "") -> None:
+    """After a run's set-up, which runs with Ctrl-C and SIGTERM held (``stop_signals``; single process: SIGTERM
+    too): stop here, saying ``what`` that means for the run, when one came. The set-up imports torch's compiler
+    modules lazily (under the optimizer, under --deterministic), and an interrupt inside an import left them
+    half-loaded, so that the clean-up failed with a traceback; a SIGTERM killed the process outright and left a
+    run folder holding only its lock. The training loop then holds them step by step."""
+    if flag[0]:
+        raise TrainingInterrupted.signalled(flag[0], f"during the set-up; {what}", hint)
 
 
 def _threads_here(cfg: TrainConfig, threads: int | None, path: Path) -> TrainConfig:

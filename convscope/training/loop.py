@@ -41,11 +41,19 @@ from .setup import build_model
 
 
 class TrainingInterrupted(ConvscopeError):
-    """Ctrl-C or SIGTERM: the state was checkpointed; ``--resume`` continues. ``signum``: the signal's number."""
+    """Ctrl-C or SIGTERM: the run stopped where it could and says what it kept (a checkpoint: ``--resume``
+    continues). ``signum``: the signal's number; ``what``: the message without how to continue (a tune study
+    says it for its trial, and continues the trial itself)."""
 
-    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+    def __init__(self, message: str, signum: int = signal.SIGINT, what: str | None = None) -> None:
         super().__init__(message)
-        self.signum = int(signum)
+        self.signum, self.what = int(signum), what or message
+
+    @classmethod
+    def signalled(cls, signum: int, what: str, hint: str = "") -> TrainingInterrupted:
+        """``SIGNAME what``, then ``hint``: how to continue."""
+        what = f"{signal.Signals(signum).name} {what}"
+        return cls(what + hint, signum, what)
 
 
 class TrainingDiverged(ConvscopeError):
@@ -232,9 +240,9 @@ class Loop:
             except KeyboardInterrupt as e:   # a second signal (stop_signals): out at once, mid-step
                 if type(e) is not KeyboardInterrupt or not interrupted[0]:
                     raise
-                raise TrainingInterrupted(f"{signal.Signals(interrupted[0]).name} twice: stopped at once, without "
-                                          "saving the step it was in; continue from the last checkpoint with: "
-                                          f"convscope train --resume {self.path}", signum=interrupted[0]) from None
+                raise TrainingInterrupted.signalled(
+                    interrupted[0], "twice: stopped at once, without saving the step it was in",
+                    f"; continue from the last checkpoint with: convscope train --resume {self.path}") from None
 
     def _epochs(self, interrupted: list[int], bar: Any, epoch: Callable[[], str]) -> None:
         cfg, st = self.cfg, self.state
@@ -262,8 +270,8 @@ class Loop:
                 raise self._interrupted(interrupted[0])
 
     def _interrupted(self, signum: int) -> TrainingInterrupted:
-        return TrainingInterrupted(f"{signal.Signals(signum).name} at step {self.state.step}; checkpoint saved. "
-                                   f"Continue with: convscope train --resume {self.path}", signum=signum)
+        return TrainingInterrupted.signalled(signum, f"at step {self.state.step}; checkpoint saved",
+                                             f". Continue with: convscope train --resume {self.path}")
 
     def finish(self) -> Run:
         """Final weights (the best validation epoch's, with early stopping), summary, curve, manifest."""
@@ -272,8 +280,8 @@ class Loop:
         with stop_signals(term=self.world.size == 1) as interrupted:
             run = self._results()
         if interrupted[0]:
-            raise TrainingInterrupted(f"{signal.Signals(interrupted[0]).name} while the run wrote its results; they "
-                                      f"were written first: {self.path} is complete", signum=interrupted[0])
+            raise TrainingInterrupted.signalled(interrupted[0], f"while the run wrote its results; they were written "
+                                                f"first: {self.path} is complete")
         self._emit("on_train_end", run)
         return run
 

@@ -252,10 +252,10 @@ def work(spec: WorkerSpec) -> int:
     import logging
 
     optuna = optuna_module()
-    # on the logger that makes the record: a parent logger's filters do not see its children's records
-    quiet = _DropSurplusLog()
-    for name in ("optuna", "optuna.study._optimize"):
-        logging.getLogger(name).addFilter(quiet)
+    # on the logger that makes the record (a parent logger's filters do not see its children's records), for this
+    # study only: its trial numbers are not another study's
+    quiet, optimize_log = _DropSurplusLog(), logging.getLogger("optuna.study._optimize")
+    optimize_log.addFilter(quiet)
     lock = WorkerLock(Path(spec.study_dir))
     try:
         storage = open_storage(spec.storage_url)
@@ -288,6 +288,7 @@ def work(spec: WorkerSpec) -> int:
                 continue
         return done
     finally:
+        optimize_log.removeFilter(quiet)
         lock.release()
 
 
