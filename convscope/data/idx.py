@@ -80,7 +80,11 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
             f"needs exactly {expected}; delete the file and fetch it again"
         )
     if expected == header_len:                       # a zero-size dimension: no values (frombuffer refuses 0 bytes)
-        return np.zeros(shape, dtype=dtype.newbyteorder("="))
+        try:
+            return np.zeros(shape, dtype=dtype.newbyteorder("="))
+        except ValueError as e:                      # numpy refuses shapes whose other sizes overflow its index type
+            raise DataError(f"{name}: the header declares shape {shape}, which no array can have ({e}); "
+                            "not an IDX file convscope can read") from None
     arr = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(shape)
     return arr.astype(dtype.newbyteorder("="), copy=True)  # native order, writable
 

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -200,3 +201,14 @@ def test_folder_reader_fuzz(classes, opts, split, splits_layout):
             assert c in (1, 3) and (opts.size is None or (h, w) == tuple(opts.size))
             assert len(res.classes) >= (2 if split == "train" else 1)
             assert int(res.labels.max()) < len(res.classes)
+
+
+def test_a_zero_size_shape_whose_other_sizes_overflow_is_a_data_error():
+    """Found by the fuzz test above: sizes (2**31 - 1, 2**31 - 1, 2**31 - 1, 0) declare no values, but numpy
+    refuses the shape (its element count overflows before the 0): a ValueError, not the reader's DataError."""
+    from convscope.data.idx import parse_idx
+    from convscope.errors import DataError
+
+    big = (2**31 - 1).to_bytes(4, "big")
+    with pytest.raises(DataError, match=r"x.idx: the header declares shape \(2147483647, 2147483647, 2147483647, 0\)"):
+        parse_idx(b"\x00\x00\x08\x04" + big * 3 + bytes(4), "x.idx")
