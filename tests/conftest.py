@@ -1,4 +1,5 @@
 import os
+import signal
 
 import pytest
 
@@ -49,3 +50,10 @@ def v0_1(tmp_path_factory):
         pytest.skip(f"no git history with convscope 0.1 (commit {V0_1_COMMIT}) in this checkout: the 0.1 "
                     "comparison needs a git clone")
     return tree
+
+
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` for a child that is sent Ctrl-C: give it SIGINT's default, as a command started from a
+    terminal has it. A background job of a non-interactive shell (CI runs the tests so) inherits SIGINT ignored,
+    which Python and convscope then leave ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

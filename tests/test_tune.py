@@ -24,6 +24,7 @@ optuna = pytest.importorskip("optuna")
 
 from convscope.tune import DEFAULT_SPACE, load_space, parse_space  # noqa: E402
 from convscope.tune.space import check_space_fits  # noqa: E402
+from tests.conftest import as_from_a_terminal  # noqa: E402
 
 # tiny trials: 800 stratified digits (200 of them for validation), LeNet-5, 2 epochs of batch 32, fp32 and
 # deterministic kernels so that a retrain is bit-identical; about 3 s a trial on one core
@@ -379,7 +380,7 @@ def test_ctrl_c_checkpoints_the_trial_and_the_next_command_continues_it(tmp_path
     args = ["tune", "--trials", trials, "--out", study_dir, "--pruner", "none", "--space",
             _space_file(tmp_path, SPACE), *TRAIN]
     proc = subprocess.Popen([sys.executable, "-m", "convscope", *map(str, args)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal)
     deadline, hit = time.time() + 300, None
     while time.time() < deadline and proc.poll() is None:   # Ctrl-C inside the second trial's training
         running = [r for r in (study_dir / "trials").glob("trial-*") if (r / "metrics.jsonl").exists()

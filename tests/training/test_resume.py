@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 import convscope
 from convscope.training import CheckpointError, RunError, load_run
 from convscope.training.checkpoint import load_state
+from tests.conftest import as_from_a_terminal
 
 # 768 stratified digits, batch 64: 12 steps an epoch, 3 epochs; checkpoints every 5 steps and at epoch ends.
 # Dropout, translation and cutout make every RNG matter; diagnostics every 3 steps must not (and must continue
@@ -94,7 +95,7 @@ def test_ctrl_c_and_sigterm_save_and_exit_cleanly(tmp_path, reference, sig):
     shell's code for the signal; --resume finishes it bit-identical to an uninterrupted run."""
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "convscope", "train", *ARGS, "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal)
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "metrics.jsonl").exists():
         time.sleep(0.01)
@@ -106,6 +107,23 @@ def test_ctrl_c_and_sigterm_save_and_exit_cleanly(tmp_path, reference, sig):
     assert "Traceback" not in err
     r = cli("train", "--resume", str(out), "--quiet")
     assert r.returncode == 0, r.stderr
+    assert (out / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
+
+
+def test_ctrl_c_ignored_by_the_parent_stays_ignored(tmp_path, reference):
+    """A script's background job (``convscope train &``) starts with Ctrl-C ignored, so that the script's Ctrl-C
+    leaves it running: the run must not take that Ctrl-C as its own (it used to stop and save), and trains to the
+    end as if none came."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "convscope", "train", *ARGS, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "metrics.jsonl").exists():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "SIGINT" not in err, (proc.returncode, err)
     assert (out / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
 
 
