@@ -16,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 
 from .. import _cpus
 from .._check import integer
+from ..errors import SettingWarning
 
 START_SAMPLES, START_GAP_S = 5, 0.01   # 40 ms of looking before the work starts: a steady program is seen
 
@@ -69,7 +71,22 @@ def cpu_threads(threads: int | None = None, *, whole: bool = False, others: Sequ
         n = start_count(threads, whole=whole, others=others, environ=environ)
         if n is not None and n != before:
             torch.set_num_threads(n)
+        elif n is None:
+            _warn_oversubscribed(before, os.environ if environ is None else environ)
         yield torch.get_num_threads()
     finally:
         if torch.get_num_threads() != before:   # CpuShare may have moved it inside the block
             torch.set_num_threads(before)
+
+
+def _warn_oversubscribed(count: int, environ: Mapping[str, str]) -> None:
+    """A SettingWarning when the user's OMP_NUM_THREADS / MKL_NUM_THREADS gives torch more threads than the CPUs
+    this process may use: they are honoured (the user chose them), but such threads wait for each other at every
+    operator; 2 threads on 1 CPU made a run 33x slower (docs/speed.md, "A busy machine")."""
+    limit = _cpus.cpu_limit()
+    if count > limit:
+        chosen = ", ".join(f"{v}={environ[v]}" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if environ.get(v))
+        warnings.warn(f"{chosen}: {count} threads on {limit} CPU{'s' if limit > 1 else ''} this process may use "
+                      "(affinity mask / cgroup quota): the threads will wait for each other, which can make every "
+                      f"step many times slower; unset it (convscope then counts the free CPUs) or give --threads {limit}", SettingWarning,
+                      stacklevel=4)

@@ -142,6 +142,37 @@ def test_an_inspection_command_runs_its_model_on_the_chosen_count_and_restores_t
         assert out == {"rc": 0, "after": 2} and counts == {expected}, (args, pin, env, counts)
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
+@pytest.mark.parametrize("omp, warned", [("2", True), ("1", False)])
+def test_the_users_omp_num_threads_above_the_cpus_it_may_use_is_honoured_with_a_warning(omp, warned):
+    """Pinned to one CPU with OMP_NUM_THREADS=2 (torch caps the variable by the machine's CPUs, not by the
+    affinity mask): the user's 2 threads stay, since the user chose them, but a warning says that they will wait
+    for each other (2 spinning threads on 1 CPU made a run 33x slower) and how to avoid it."""
+    code = textwrap.dedent("""
+        import json, os, warnings
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        from convscope.training.threads import cpu_threads
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            with cpu_threads(None) as n:
+                pass
+        print(json.dumps({"threads": n, "warnings": [str(w.message) for w in seen]}))
+        """)
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**clean, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": omp})
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["threads"] == int(omp)
+    if warned:
+        assert out["warnings"] == [f"OMP_NUM_THREADS={omp}: 2 threads on 1 CPU this process may use (affinity "
+                                   "mask / cgroup quota): the threads will wait for each other, which can make "
+                                   "every step many times slower; unset it (convscope then counts the free CPUs) "
+                                   "or give --threads 1"]
+    else:
+        assert out["warnings"] == []
+
+
 def test_an_inspection_command_refuses_more_threads_than_the_cpus_it_may_use(tmp_path):
     from tests.conftest import run_cli
 
