@@ -248,8 +248,9 @@ def machine() -> dict:
 
 def provenance(argv: list[str] | None = None) -> dict:
     """What makes a result file evidence: the git commit it was measured on (``dirty``: the tree had uncommitted
-    changes to tracked files), the command that wrote it, the machine, and when (UTC). ``commit`` is None when the
-    code does not run from a git checkout (an installed package); the rest is recorded anyway."""
+    changes to tracked files outside bench/results/), the command that wrote it, the machine, and when (UTC).
+    ``commit`` is None when the code does not run from a git checkout (an installed package); the rest is recorded
+    anyway."""
     import shlex
     from datetime import datetime, timezone
 
@@ -263,7 +264,10 @@ def provenance(argv: list[str] | None = None) -> dict:
         return r.stdout.strip() if r.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    # bench/results/ is what benchmarks write, not code: a script that merges into its results file as it goes
+    # (the ablations) would otherwise mark its own later runs dirty
+    status = (git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results")
+              if commit else None)
     args = list(sys.argv if argv is None else argv)
     head = Path(args[0]) if args else Path("python")
     if head.name in ("__main__.py", "convscope") and head.parent.name in ("convscope", "bin"):

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,25 @@ def test_provenance_names_the_script_or_the_cli_and_the_checkout():
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
     assert p["commit"] == (head.stdout.strip() if head.returncode == 0 else None)
     assert p["machine"]["cores"] == os.cpu_count() and p["date"].endswith("+00:00")
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs git and a checkout")
+def test_dirty_means_changed_code_not_the_results_benchmarks_write(tmp_path):
+    """An ablation merges each run into its results file as it goes: that file must not mark the later runs
+    dirty, while a changed source file must."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--local", str(ROOT), str(clone)], check=True, timeout=120)
+
+    def dirty() -> bool:
+        code = "import json; from convscope.benchmark import provenance; print(json.dumps(provenance()['dirty']))"
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=clone,
+                           env={**os.environ, "PYTHONPATH": str(clone)})
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    assert dirty() is False
+    result = next((clone / "bench" / "results").glob("*.json"))
+    result.write_text(result.read_text() + "\n")
+    assert dirty() is False
+    (clone / "convscope" / "_version.py").write_text((clone / "convscope" / "_version.py").read_text() + "\n")
+    assert dirty() is True
