@@ -190,6 +190,19 @@ def _refuse_special(path: Path) -> None:
                              "Give the path of a new or existing regular file", filename=str(path))
 
 
+NAME_MAX = 255   # bytes in one file name on ext4, XFS, btrfs, tmpfs, APFS, NTFS (in UTF-16 units there)
+
+
+def _temp_name(name: str) -> str:
+    """``.NAME.<12 hex>.part``, with NAME shortened as far as needed to keep the whole within NAME_MAX bytes: a
+    legal name of 237 to 255 bytes left no room for the 19 added ones, and its write failed."""
+    token = secrets.token_hex(6)
+    keep = name
+    while len(os.fsencode(f".{keep}.{token}.part")) > NAME_MAX and keep:
+        keep = keep[:-1]
+    return f".{keep}.{token}.part"
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path``; on clean exit it replaces ``path`` atomically.
@@ -201,7 +214,7 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     path = Path(path)
     _refuse_special(path)
     made = _missing_folders(path.parent)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
+    tmp = path.parent / _temp_name(path.name)
     for log in _sets:
         log.folders.extend(reversed(made))   # outermost first: undone innermost first
     try:
@@ -274,9 +287,10 @@ def probe_folder(folder: str | os.PathLike[str]) -> Path:
     return folder
 
 
-def writable_folder(folder: str | os.PathLike[str], what: str, example: str = "") -> Path:
+def writable_folder(folder: str | os.PathLike[str], what: str, example: str = "", arg: str | None = None) -> Path:
     """:func:`probe_folder` for a command's output folder: a file in the way, /proc or a read-only place is a
-    ConfigError naming ``what`` (e.g. ``"--out runs/x"``), the cause and the fix (``example``)."""
+    ConfigError naming ``what`` (e.g. ``"--out runs/x"``), the cause and the fix (``example``); ``arg``: the
+    argument it is about, when ``what`` starts with its name (the CLI then names the flag)."""
     from .errors import ConfigError
 
     folder = Path(folder)
@@ -285,9 +299,9 @@ def writable_folder(folder: str | os.PathLike[str], what: str, example: str = ""
         probe_folder(folder)
     except (FileExistsError, NotADirectoryError) as e:
         raise ConfigError(f"{what}: {e.filename} is not a folder: a file stands where a folder is needed; give a "
-                          f"folder{hint}") from None
+                          f"folder{hint}", arg=arg) from None
     except OSError as e:
         step = "write in" if folder.is_dir() else "create"
         raise ConfigError(f"{what}: cannot {step} the folder {folder}: {e.strerror or e}; {os_error_hint(e)}"
-                          f"{hint}") from None
+                          f"{hint}", arg=arg) from None
     return folder

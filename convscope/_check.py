@@ -196,17 +196,19 @@ def distinct_path(path: Path, name: str, protected: dict[str, Path]) -> Path:
     return path
 
 
-def replaceable(path: Path, name: str, marker: bytes, what: str, fix: str) -> Path:
+def replaceable(path: Path, name: str, marker: bytes | Callable[[bytes], bool], what: str, fix: str) -> Path:
     """``path`` (to be written) is new, or an earlier output of ours that may be replaced: a regular file whose
-    first 4 KiB hold ``marker`` (a report's title, a PNG text chunk), never a user's notes.txt or a run's
-    model.safetensors that happens to stand there (symlinks followed). ``what``: the output in words ("a
-    convscope report"); ``fix``: what to give instead."""
+    first 4 KiB hold ``marker`` (a report's title, a PNG text chunk) or, for a callable ``marker``, pass it (where
+    the mark must sit in the file's structure), never a user's notes.txt or a run's model.safetensors that
+    happens to stand there (symlinks followed). ``what``: the output in words ("a convscope report"); ``fix``:
+    what to give instead."""
     if not os.path.lexists(path):
         return path
     if path.is_file():
         with open(path, "rb") as f:
-            if marker in f.read(4096):
-                return path
+            head = f.read(4096)
+        if marker(head) if callable(marker) else marker in head:
+            return path
     raise fail(name, f"{path} exists and is not {what}; convscope replaces only its own earlier output, never "
                      f"another file; {fix}")
 

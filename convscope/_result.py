@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 import html
 import json
 import math
@@ -70,11 +71,18 @@ class Display:
     tables: list[Table] = dataclasses.field(default_factory=list)
 
 
+# a cell that reads as a number: 0.91, -3, 1,234, 1e-05, 12.5%, 3.2x, 0.3 s, or a dash / n/a for none
+_NUMBER = re.compile(r"\s*(?:[-+]?[\d,]*\.?\d+(?:e[-+]?\d+)?\s*(?:%|x|×|s|ms)?|—|-|n/a|)\s*")
+
+
 def text_table(table: Table, max_rows: int = TEXT_ROWS) -> str:
     """The table as aligned monospace text, at most ``max_rows`` rows (the rest counted)."""
     rows = [[str(c) for c in r] for r in table.rows[:max_rows]]
     widths = [max([len(h)] + [len(r[i]) for r in rows if i < len(r)]) for i, h in enumerate(table.header)]
-    fmt = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    # numbers right-aligned (digits line up), words left-aligned; the first column always left (the row's name)
+    right = [i > 0 and all(_NUMBER.fullmatch(r[i]) for r in rows if i < len(r)) for i in range(len(widths))]
+    fmt = lambda cells: "  ".join(c.rjust(w) if right[i] else c.ljust(w)
+                                  for i, (c, w) in enumerate(zip(cells, widths)))
     out = ([table.caption] if table.caption else []) + [fmt(table.header).rstrip()]
     out += [fmt(r).rstrip() for r in rows]
     if len(table.rows) > max_rows:

@@ -282,6 +282,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "MNIST was made; none: only resize (default: the run's, mnist for digit datasets)")
     p.add_argument("--show", action="store_true", help="write the prepared input beside each image "
                                                        "(<name>.prepared.png): what the model saw")
+    add_threads(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("models", help="the model registry: parameters, input shape, FLOPs per image")

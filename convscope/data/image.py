@@ -76,7 +76,8 @@ def _decoding(name: str, max_pixels: int, formats: tuple[str, ...], fp, load: bo
                 w, h = img.size
                 if w * h > max_pixels:
                     raise ImageTooLarge(f"{name}: {w} x {h} pixels exceeds max_pixels={max_pixels:,} (possible "
-                                        "decompression bomb); raise max_pixels if the image is genuine")
+                                        "decompression bomb); if the image is genuine, downscale it below "
+                                        "that (from Python: raise max_pixels)")
                 if img.format not in formats:
                     raise ImageFormatError(f"{name}: is a {img.format} image; only {' and '.join(formats)} are "
                                            "read")

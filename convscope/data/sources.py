@@ -313,5 +313,6 @@ def _not_found_message(source: RemoteSource, file: RemoteFile, root, error: Exce
         f"dataset {source.name!r}: {file.name} not found. Looked in:\n{looked}{tail}\n"
         f"To fix: connect to the internet and run again, or copy the published files "
         f"({', '.join(f.name for f in source.files)}) "
-        f"into {download_dir(source, root)} or a folder passed as root=/--data-dir.{hint}"
+        f"into {download_dir(source, root)}, or into a folder you then name with --data-dir (from Python: "
+        f"root=).{hint}"
     )

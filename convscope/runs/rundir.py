@@ -168,18 +168,21 @@ def discard_new_run_dir(path: Path, created: bool) -> None:
             path.rmdir()
 
 
-def write_manifest(path: Path, meta: dict[str, Any]) -> None:
+def write_manifest(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """model.json, with the SHA-256 of every file of the run (written last, so it covers them all), and
     model.json.sha256 with model.json's own digest. The digest goes first: model.json marks a run finished, so
-    a kill between the two leaves an unfinished run (resumed, both rewritten), never an unchecked finished one."""
+    a kill between the two leaves an unfinished run (resumed, both rewritten), never an unchecked finished one.
+    Returns what model.json holds, as load_run reads it back (the Run that training returns holds that)."""
     files = {}
     for name in (CONFIG, WEIGHTS, SUMMARY, CURVE, METRICS, DIAGNOSTICS):
         if (path / name).exists():
             files[name] = sha256_file(path / name)
     # digest_file: model.json.sha256 belongs to this run, so a run whose digest file went missing is refused
-    text = json.dumps({**meta, "digest_file": META_SHA256, "sha256": files}, indent=2, allow_nan=False) + "\n"
+    full = {**meta, "digest_file": META_SHA256, "sha256": files}
+    text = json.dumps(full, indent=2, allow_nan=False) + "\n"
     atomic_write_text(path / META_SHA256, f"{hashlib.sha256(text.encode()).hexdigest()}  {META}\n")
     atomic_write_text(path / META, text)
+    return full
 
 
 def check_meta_digest(path: Path, meta: dict[str, Any] | None = None) -> None:
@@ -248,6 +251,10 @@ def check_recorded_files(path: Path, recorded: dict[str, str], weight_bytes: int
 def read_json(path: Path) -> Any:
     """A JSON file of a run; a missing one is a RunError that asks whether this is a finished run."""
     if not path.exists() and not path.is_symlink():
+        if path.name == META and (path.parent / CHECKPOINT).is_file():   # stopped (Ctrl-C, kill) before its end
+            raise RunError(f"{path}: missing: {path.parent} has a checkpoint but no final model, so it was stopped "
+                           f"before it finished; finish it with `convscope train --resume {path.parent}` "
+                           "(convscope.resume)")
         raise RunError(f"{path}: missing; is {path.parent} a finished convscope run?")
     return read_json_file(path)  # regular files only, size- and depth-bounded; errors are CheckpointError
 

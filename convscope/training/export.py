@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,13 +29,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .._atomic import atomic_write_bytes
+from .._atomic import atomic_write_bytes, writable_folder
 from .._check import choice, integer, replaceable
 from .._result import Display, ResultMixin, RichDisplay, Table
 from .._version import __version__
 from ..data.dataset import ImageDataset
 from ..errors import ConfigError, ConvscopeError
 from ..models.forward import iter_batches
+from ..models.weights import load_weights
+from ..models.output import check_logits
 from ..runs import rundir as rd
 from .evaluate import TTA
 
@@ -41,6 +45,24 @@ if TYPE_CHECKING:      # run.py offers Run.export_onnx, which imports this modul
     from .run import Run
 
 ONNX_MARK = b"convscope run "   # the start of every export's doc_string: how an earlier export is recognised
+
+
+def earlier_export(head: bytes) -> bool:
+    """Whether ``head`` (a file's first 4 KiB) starts a convscope export: a serialized ModelProto, which begins
+    with its ir_version (field 1, tag 0x08) and holds, before the graph, its doc_string (field 6: tag 0x32 and a
+    varint length) starting with ONNX_MARK. The mark alone anywhere in the file would let a user's notes that
+    mention a convscope run be replaced."""
+    if not head.startswith(b"\x08"):
+        return False
+    at = head.find(ONNX_MARK)
+    while at != -1:
+        for n in (1, 2):   # the varint of a doc_string's length: 1 byte below 128, else 2 (ours are < 16 KiB)
+            length = head[at - n:at]
+            if at - n - 1 >= 0 and head[at - n - 1] == 0x32 and all(b >= 0x80 for b in length[:-1]) \
+                    and length[-1] < 0x80:
+                return True
+        at = head.find(ONNX_MARK, at + 1)
+    return False
 
 
 INPUTS = ("pixels", "normalized")
@@ -129,16 +151,19 @@ def _modules() -> tuple[Any, Any]:
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
     """torch's exporter logs its stages ("[torch.onnx] Obtain model graph ...", torchvision ops it skips) and
-    warns about its own internals; none of it is the user's business when the export succeeds."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    warns about its own internals; none of it is the user's business."""
+    # logging.disable, not one logger's level: when torch.export fails it also logs from torch.fx and
+    # torch._dynamo (loggers torch._logging configures with their own levels), ~90 lines of graph dump; the
+    # failure itself comes back as the exception, which export turns into one ExportError
+    before = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
     try:
-        with warnings.catch_warnings(), open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+        with warnings.catch_warnings(), open(os.devnull, "w") as null, contextlib.redirect_stdout(null), \
+                contextlib.redirect_stderr(null):   # a failing torch.export also prints the graph to stderr
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        logging.disable(before)
 
 
 def _metadata(run: Run, pixels: bool) -> dict[str, str]:
@@ -155,10 +180,27 @@ def _metadata(run: Run, pixels: bool) -> dict[str, str]:
         "convscope.tta": "mirror average" if run.tta else "none",
         "convscope.model": str(run.meta.get("model", run.config.model.name)),
         "convscope.dataset": str(run.config.data.dataset),
-        "convscope.weights_sha256": str(run.meta.get("sha256", {}).get(rd.WEIGHTS, "")),
+        **_weights_record(run),
         "convscope.version": __version__,
         "convscope.git_commit": str(run.meta.get("git_commit") or ""),
     }
+
+
+def _weights_record(run: Run) -> dict[str, str]:
+    """The SHA-256 of the run's model.safetensors, which the graph holds, unless the run's model was changed in
+    memory after loading (an API user's fine-tuning, pruning...): then no file holds the exported weights, and
+    the metadata says so instead of naming a file whose weights it does not hold."""
+    digest = str(run.meta.get("sha256", {}).get(rd.WEIGHTS, ""))
+    try:
+        stored = load_weights(run.path / rd.WEIGHTS, digest or None)
+    except (OSError, ConvscopeError):
+        stored = None
+    state = run.model.state_dict()
+    if stored is not None and stored.keys() == state.keys() and all(torch.equal(stored[k], state[k].cpu())
+                                                                    for k in stored):
+        return {"convscope.weights_sha256": digest}
+    return {"convscope.weights": f"changed in memory after loading {run.path / rd.WEIGHTS}: no file holds these "
+                                 "weights"}
 
 
 def _export_proto(run: Run, pixels: bool, opset: int | None) -> Any:
@@ -173,10 +215,35 @@ def _export_proto(run: Run, pixels: bool, opset: int | None) -> Any:
                 input_names=["pixels" if pixels else "input"], output_names=["logits"],
                 dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), **kwargs)
     except Exception as e:   # torch.export / onnxscript: the model uses something ONNX or tracing cannot express
-        raise ExportError(f"torch could not export {run.path}'s model to ONNX: {type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}; models with data-dependent Python control "
-                          "flow or custom ops need changes before they export") from None
-    return program.model_proto
+        raise ExportError(f"torch could not export {run.path}'s model to ONNX: {_export_failure(e)}; models with "
+                          "data-dependent Python control flow (an `if` on a tensor's values) or custom ops need "
+                          "changes before they export") from None
+    proto = program.model_proto
+    batch = proto.graph.input[0].type.tensor_type.shape.dim[0]
+    if not batch.dim_param:   # the exporter specialised the batch axis: forward depends on the batch size
+        raise ExportError(f"torch exported {run.path}'s model with the batch axis fixed at {batch.dim_value} "
+                          "(the example's batch), so the graph would refuse any other batch size: the model's "
+                          "forward depends on the batch size (a branch on x.shape[0], or statistics across the "
+                          "batch); make it treat every image alike")
+    return proto
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_CALL = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s+(\S[^\n]*)')
+
+
+def _export_failure(e: BaseException) -> str:
+    """One line for a failed torch.export: the innermost cause's type and first line, and the model's line that
+    raised it where torch's message names it ("The following call raised this error: File ..."), without the
+    terminal colours and the pages of advice torch's message carries."""
+    root = e
+    while root.__cause__ is not None:
+        root = root.__cause__
+    text = _ANSI.sub("", str(root)).strip()
+    first = text.splitlines()[0] if text else ""
+    where = _CALL.search(_ANSI.sub("", str(e)))
+    at = f" at {where[1]} line {where[2]} in {where[3]}: `{where[4].strip()}`" if where else ""
+    return f"{type(root).__name__}: {first}{at}"
 
 
 def check_onnx(run: Run, model_bytes: bytes, dataset: ImageDataset, pixels: bool, batch_size: int = 500,
@@ -189,14 +256,28 @@ def check_onnx(run: Run, model_bytes: bytes, dataset: ImageDataset, pixels: bool
     if tuple(dataset.shape) != tuple(run.input_shape):
         raise ConfigError(f"dataset: images are {tuple(dataset.shape)}, the model takes {tuple(run.input_shape)}",
                           arg="dataset")
-    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    except Exception as e:   # onnxruntime's own exception types: the graph is not one it can run
+        raise ExportError(f"onnxruntime cannot load the exported graph of {run.path}: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
     name = session.get_inputs()[0].name
     worst, same = 0.0, 0
     for i, expected in iter_batches(run.model, dataset.images, run.normalization, batch_size, forward=run.logits):
+        try:   # the reference first: a diverged run's NaN scores would compare as "no difference"
+            check_logits(expected, f"{run.path}'s model", finite=True, where=f"{dataset.name} {split} images")
+        except ConfigError as e:
+            raise ExportError(f"{e}; an export would give the same scores") from None
         u8 = dataset.images[i:i + len(expected)]                          # (B, C, H, W) uint8
         feed = u8 if pixels else run.preprocess(u8)
-        got = torch.from_numpy(session.run(None, {name: feed.contiguous().numpy()})[0])   # (B, classes)
-        worst = max(worst, float((got - expected).abs().max()))
+        try:
+            got = torch.from_numpy(session.run(None, {name: feed.contiguous().numpy()})[0])   # (B, classes)
+        except Exception as e:
+            raise ExportError(f"onnxruntime failed to run the exported graph of {run.path} on {len(feed)} "
+                              f"{dataset.name} {split} images: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        diff = float((got - expected).abs().max()) if len(got) else 0.0
+        worst = max(worst, diff if math.isfinite(diff) else math.inf)   # NaN from onnxruntime: no match
         same += int((got.argmax(1) == expected.argmax(1)).sum())
     return OnnxCheck(dataset.name, split, len(dataset), worst, same)
 
@@ -216,16 +297,20 @@ def export_onnx(run: Run, path: str | os.PathLike[str], *, input: str = "pixels"
     choice(input, "input", INPUTS)
     if opset is not None:
         integer(opset, "opset", *OPSETS)
-    if not isinstance(path, (str, os.PathLike)) or not str(path):
+    if not isinstance(path, (str, os.PathLike)) or not str(path) or str(path) == "-":
         raise ConfigError(f"path: expected a file path such as model.onnx, got {path!r}", arg="path")
+    if os.fspath(path).endswith(("/", os.sep)) or Path(path).is_dir():   # Path() drops a trailing slash
+        what = "is a folder" if Path(path).is_dir() else "names a folder (it ends with a slash)"
+        raise ConfigError(f"path: {os.fspath(path)} {what}; give a file path such as {Path(path) / 'model.onnx'}",
+                          arg="path")
     path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"path: {path} is a folder; give a file path such as {path / 'model.onnx'}", arg="path")
     # an existing file is replaced only if it is an earlier export (its doc_string, serialized before the graph,
-    # says "convscope run "): never the run's own weights (export RUN --onnx RUN/model.safetensors destroyed the
-    # trained weights), nor a user's own model.onnx, nor any other file that stands there
-    replaceable(path, "path", ONNX_MARK, "an ONNX file an earlier convscope export wrote",
+    # says "convscope run ": earlier_export): never the run's own weights (export RUN --onnx
+    # RUN/model.safetensors destroyed the trained weights), nor a user's own model.onnx, nor any other file
+    replaceable(path, "path", earlier_export, "an ONNX file an earlier convscope export wrote",
                 f"give a new path such as {path.with_name(path.stem + '-convscope.onnx')}")
+    # before the export and its check (seconds to minutes): a folder that cannot take the file fails now
+    writable_folder(path.parent, f"path {path}", "model.onnx in a folder you can write", arg="path")
     if not isinstance(check, (bool, ImageDataset)):
         raise ConfigError(f"check: expected True, False or a convscope ImageDataset, got {type(check).__name__}",
                           arg="check")
@@ -236,21 +321,32 @@ def export_onnx(run: Run, path: str | os.PathLike[str], *, input: str = "pixels"
         from ..data import load
 
         dataset = load(run.config.data.dataset, split, run.config.data.data_dir, download=False)
-    proto = _export_proto(run, pixels, opset)
-    meta = _metadata(run, pixels)
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    proto.doc_string = f"{ONNX_MARK.decode()}{run.path.name}: {meta['convscope.input']} -> {meta['convscope.output']}"
-    data = proto.SerializeToString()
-    onnx.checker.check_model(proto)
-    result = None
-    if isinstance(dataset, ImageDataset):
-        result = check_onnx(run, data, dataset, pixels, split=split)
-        if not result.identical_predictions or result.max_abs_diff > 1e-3:
-            raise ExportError(f"the exported graph does not reproduce {run.path} on {result.dataset} {split}: "
-                              f"{result.n - result.same_prediction} of {result.n} predictions differ, max |logit "
-                              f"difference| {result.max_abs_diff:.3g}; nothing was written to {path}")
+    # the export and the check put the model in eval mode; an API user's model in training mode gets its modes
+    # back, module by module (one may hold some layers in eval on purpose)
+    modes = {m: m.training for m in run.model.modules()}
+    try:
+        proto = _export_proto(run, pixels, opset)
+        meta = _metadata(run, pixels)
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        proto.doc_string = (f"{ONNX_MARK.decode()}{run.path.name}: {meta['convscope.input']} -> "
+                            f"{meta['convscope.output']}")
+        data = proto.SerializeToString()
+        onnx.checker.check_model(proto)
+        result = None
+        if isinstance(dataset, ImageDataset):
+            try:
+                result = check_onnx(run, data, dataset, pixels, split=split)
+            except ExportError as e:
+                raise ExportError(f"{e}; nothing was written to {path}") from None
+            if not result.identical_predictions or result.max_abs_diff > 1e-3:
+                raise ExportError(f"the exported graph does not reproduce {run.path} on {result.dataset} {split}: "
+                                  f"{result.n - result.same_prediction} of {result.n} predictions differ, max "
+                                  f"|logit difference| {result.max_abs_diff:.3g}; nothing was written to {path}")
+    finally:
+        for m, training in modes.items():
+            m.training = training
     atomic_write_bytes(path, data)
     opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     c, h, w = run.input_shape

@@ -312,7 +312,7 @@ class Loop:
                 rd.write_json(self.path / rd.SUMMARY, rd.json_safe(summary))
                 plot_curves(st.history, self.path / rd.CURVE, title=f"{cfg.model.name} on {cfg.data.dataset}",
                             train_label="train (label-smoothed)" if cfg.optim.label_smoothing else "train")
-                rd.write_manifest(self.path, meta)
+                meta = rd.write_manifest(self.path, meta)   # with the files' digests, as load_run gives it
         except OSError as e:
             raise rd.RunError(f"{getattr(e, 'filename', None) or self.path}: cannot write the run's results "
                               f"({e.strerror or e}; {os_error_hint(e)})") from e

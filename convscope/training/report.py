@@ -17,6 +17,7 @@ from .._check import replaceable
 from ..errors import ConfigError
 from ..data.prepare import default_mode, prepare_image
 from ..models.forward import iter_batches
+from ..models.output import check_logits
 from ..viz import new_figure, save_figure
 from .evaluate import EvalResult
 
@@ -94,9 +95,19 @@ def predict_files(run: Run, paths: list[Path], k: int = 3, prepare: str | None =
     prepared one by one, then classified ``batch_size`` at a time."""
     mode = prepare or default_mode(run.meta)
     shown_paths = _shown_paths(paths) if show else {}
-    inputs, all_notes = [], []
-    for path in paths:
-        prep = prepare_image(path, run.input_shape, mode=mode)          # the one image -> input path
+    preps = [prepare_image(path, run.input_shape, mode=mode) for path in paths]   # the one image -> input path
+    images = torch.stack([p.tensor for p in preps]) if preps else torch.empty(0, dtype=torch.uint8)  # (N, C, H, W)
+    out = []
+    for start, logits in iter_batches(run.model, images, run.normalization, batch_size, forward=run.logits):
+        # a diverged run's NaN scores would print as "8 nan%"
+        check_logits(logits, f"{run.path}'s model", finite=True,
+                     where=f"{paths[start]}" + (f" and {len(logits) - 1} more" if len(logits) > 1 else ""))
+        probs = torch.softmax(logits, dim=1)                                    # (B, classes)
+        p, idx = probs.topk(min(k, len(run.classes)), dim=1)
+        out += [[(run.classes[c], float(v)) for v, c in zip(p[j], idx[j].tolist())] for j in range(len(p))]
+    # files are written only once every image has been read and classified: a bad file among several leaves none
+    results = []
+    for path, prep, top in zip(paths, preps, out):
         notes = [f"prepared: {mode}" + (" (the run's default)" if prepare is None else "")] + prep.notes
         if show:
             shown = shown_paths[path]
@@ -113,14 +124,5 @@ def predict_files(run: Run, paths: list[Path], k: int = 3, prepare: str | None =
         if run.meta.get("tta_shift"):
             notes.append(f"not averaged with copies shifted {run.meta['tta_shift']} px as this run recorded "
                          "(convscope removed shifted test-time views)")
-        inputs.append(prep.tensor)
-        all_notes.append(notes)
-    out = []
-    images = torch.stack(inputs) if inputs else torch.empty(0, dtype=torch.uint8)   # (N, C, H, W) uint8
-    for start, logits in iter_batches(run.model, images, run.normalization, batch_size, forward=run.logits):
-        probs = torch.softmax(logits, dim=1)                                    # (B, classes)
-        p, idx = probs.topk(min(k, len(run.classes)), dim=1)
-        for j in range(len(p)):
-            i = start + j
-            out.append((paths[i], all_notes[i], [(run.classes[c], float(v)) for v, c in zip(p[j], idx[j].tolist())]))
-    return out
+        results.append((path, notes, top))
+    return results

@@ -88,5 +88,5 @@ def _warn_oversubscribed(count: int, environ: Mapping[str, str]) -> None:
         chosen = ", ".join(f"{v}={environ[v]}" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if environ.get(v))
         warnings.warn(f"{chosen}: {count} threads on {limit} CPU{'s' if limit > 1 else ''} this process may use "
                       "(affinity mask / cgroup quota): the threads will wait for each other, which can make every "
-                      f"step many times slower; unset it (convscope then counts the free CPUs) or give --threads {limit}", SettingWarning,
-                      stacklevel=4)
+                      "step many times slower; unset it (convscope then counts the free CPUs) or give "
+                      f"--threads {limit}", SettingWarning, stacklevel=4)
