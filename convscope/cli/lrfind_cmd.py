@@ -11,7 +11,7 @@ from .train_cmd import add_config_flags, config_from_args
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from .._atomic import atomic_write_text
+    from .._atomic import atomic_write_text, writable_folder
     from ..training.lr_find import lr_find, plot, report
 
     if args.out is not None and args.out.suffix.lower() != ".png":
@@ -24,6 +24,8 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     png = args.out or Path(f"lr-find-{cfg.run_name}.png")
     # both files checked before the sweep: each is new or an earlier lr-find's (the JSON: a sweep's "lrs" list)
     output_file(png, "--out", "lr-find")
+    # the folder takes files now, before a sweep of minutes (/proc, /sys, a read-only place fail here)
+    writable_folder(png.parent, f"--out {png}", "lr-find.png in a folder you can write")
     replaceable(png.with_suffix(".json"), "--out", b'"lrs": [', "the JSON of an earlier lr-find sweep",
                 f"give --out a new file name, or move {png.with_suffix('.json').name} away first")
     res = lr_find(cfg, start=args.start, end=args.end, steps=args.steps, rule=args.rule)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 from pathlib import Path
 
 
@@ -12,8 +14,13 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
     written = convert_all(args.runs, force=args.force)   # every RUN checked before the first is written
     for out in written:
         print(f"wrote {out}")
+    # TensorBoard's --logdir takes one folder and finds every run's events below it: the runs' common parent
     parents = sorted({str(p.parent.parent) for p in written})
-    print(f"view with: tensorboard --logdir {parents[0] if len(parents) == 1 else ','.join(parents)}")
+    try:
+        common = os.path.commonpath(parents) or "."
+    except ValueError:   # absolute and relative paths mixed
+        common = os.path.commonpath([str(Path(p).resolve()) for p in parents])
+    print(f"view with: tensorboard --logdir {shlex.quote(common)}")
     return 0
 
 

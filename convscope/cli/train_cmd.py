@@ -157,7 +157,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             ("dataset", f"{run.config.data.dataset} ({s.get('train_images', '?')} train / "
                         f"{s.get('test_images', '?')} test)"),
             ("epochs", f"{s.get('epochs')} ({s.get('steps')} steps)"),
-            ("test accuracy", f"{100 * s['test_accuracy']:.2f}%"),
+            ("test accuracy", f"{100 * s['test_accuracy']:.2f}%" + (
+                f" (meaningless: scores NaN or infinite on {s['non_finite_test_scores']:,} test images; the run "
+                "diverged)" if s.get("non_finite_test_scores") else "")),
             ("training time", f"{s.get('seconds', 0):.1f} s on {s.get('device')} ({s.get('threads')} "
                               f"thread{'' if s.get('threads') == 1 else 's'}, "
                               f"{'bf16' if s.get('bf16') else 'fp32'})")]
@@ -206,6 +208,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     name = args.dataset or run.config.data.dataset
     ds = load_from_args(args, name, args.split, run.input_shape)
     res = evaluate(run.model, ds, run.normalization, tta=run.tta, classes=run.classes)
+    res.refuse_non_finite(str(run.path))
     print(f"{run.path}: {name} {args.split}, {res.n:,} images\naccuracy {100 * res.accuracy:.2f}%  "
           f"(loss {res.loss:.4f})\n")
     print(confusion_table(res, ds.classes))

@@ -86,7 +86,8 @@ def model_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
-def zeros_forward(model: nn.Module, input_shape, name: str = "input_shape", batch: int = 1) -> torch.Tensor:
+def zeros_forward(model: nn.Module, input_shape, name: str = "input_shape", batch: int = 1,
+                  fix: str = "give the (C, H, W) the model was built for") -> torch.Tensor:
     """The model's output for ``batch`` zero images of ``input_shape`` (C, H, W), in the model's dtype and on its
     device.
 
@@ -101,8 +102,7 @@ def zeros_forward(model: nn.Module, input_shape, name: str = "input_shape", batc
         if _raised_in_user_code(e):      # the user's own forward raised: theirs to see, with their traceback
             raise
         raise ConfigError(f"{name}: the model cannot take an image of shape {shape} ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}); give the (C, H, W) the model was built "
-                          "for") from e
+                          f"{str(e).splitlines()[0] if str(e) else ''}); {fix}") from e
 
 
 def layer_input_shapes(model: nn.Module, input_shape: tuple[int, ...], names: list[str] | None = None

@@ -9,6 +9,7 @@ They are heuristics, and say so ("learning rate too high?").
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .._result import ResultMixin
+from ..models.weights import sha256_file
 from ..runs import rundir as rd
 
 # a rule's threshold: a value beyond it is a finding (each is explained where it is used)
@@ -76,17 +78,78 @@ def examine(run: str | Path) -> Checkup:
     if not (path / rd.DIAGNOSTICS).exists():
         raise rd.RunError(f"{path}: no {rd.DIAGNOSTICS}; this run was trained without diagnostics. Train it again "
                           "with --diagnose (e.g. convscope train --diagnose ...), then run the doctor")
+    finished = (path / rd.META).exists()
+    if finished:   # model.json records the files' digests: another run's diagnostics, or a cut file, is refused
+        _check_digests(path)
     header, diags, events = read_diagnostics(path)
     if header is None:
         raise rd.RunError(f"{path / rd.DIAGNOSTICS}: no header line; the file is not convscope's diagnostics")
     metrics = rd.read_metrics(path / rd.METRICS, torn_tail=True)
+    _check_records(path, header, rd.read_metrics(path / rd.DIAGNOSTICS, torn_tail=True), metrics)
     epochs = [m for m in metrics if m.get("kind") == "epoch"]
     findings: list[Finding] = []
     for rule in (_initial_loss, _activation_scale, _gradient_spread, _update_ratio, _weight_growth, _loss_explosion,
                  _nonfinite, _dead_units):
         findings += rule(header, diags, events)
     findings += _not_learning(header, diags, epochs)
-    return Checkup(str(path), (path / rd.META).exists(), len(diags), header.get("every"), findings)
+    return Checkup(str(path), finished, len(diags), header.get("every"), findings)
+
+
+def _check_digests(path: Path) -> None:
+    """A finished run's diagnostics.jsonl and metrics.jsonl against the SHA-256 that model.json records, as every
+    other command that reads a run checks them (the model itself is not needed here, nor built)."""
+    from ..runs.manifest import check_manifest
+
+    meta = check_manifest(rd.read_json(path / rd.META), path / rd.META)
+    rd.check_meta_digest(path, meta)
+    recorded = meta.get("sha256", {})
+    for name in (rd.DIAGNOSTICS, rd.METRICS):
+        digest = recorded.get(name)
+        if digest is None:
+            if name == rd.DIAGNOSTICS:
+                raise rd.RunError(f"{path / name}: model.json records no such file: this run finished without "
+                                  "diagnostics, and the file was added since (another run's?)")
+            continue
+        if sha256_file(path / name) != digest:
+            raise rd.RunError(f"{path / name}: SHA-256 differs from the one recorded in model.json (modified, cut "
+                              "short or taken from another run after this one finished); restore the original")
+
+
+def _check_records(path: Path, header: dict[str, Any], records: list[dict[str, Any]],
+                   metrics: list[dict[str, Any]]) -> None:
+    """The fields the rules compute with, of the types convscope writes (a RunError naming the file, the record
+    and the field otherwise): an edited line must not end in a TypeError or a ZeroDivisionError."""
+    where = path / rd.DIAGNOSTICS
+
+    def bad(what: str, value: Any, expected: str) -> rd.RunError:
+        return rd.RunError(f"{where}: {what} = {json.dumps(value)[:60]}; expected {expected}, as convscope writes "
+                           "it; fix or delete that line")
+
+    def number(v: Any) -> bool:
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    classes = header.get("classes")
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        raise bad("the header's 'classes'", classes, "a whole number of at least 1")
+    for key in ("activation_layers", "param_layers"):
+        names = header.get(key, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise bad(f"the header's {key!r}", names, "a list of layer names")
+    if not number(header.get("expected_initial_loss")) or not number(header.get("every")):
+        raise bad("the header's 'expected_initial_loss' or 'every'",
+                  [header.get("expected_initial_loss"), header.get("every")], "numbers")
+    rd.check_numbers(where, records, {"diag": ("epoch", "lr", "loss", "grad_norm", "seconds"),
+                                      "nonfinite": ("epoch", "last_finite_step", "last_loss", "last_grad_norm")})
+    for number_, rec in enumerate(records, 1):
+        if rec.get("kind") != "diag":
+            continue
+        for group in ("activations", "params"):
+            layers = rec.get(group, {})
+            if not isinstance(layers, dict) or not all(
+                    isinstance(stats, dict) and all(number(v) for v in stats.values()) for stats in layers.values()):
+                raise bad(f"record {number_} (diag), {group!r}", layers, "{layer: {statistic: number or null}}")
+    rd.check_numbers(path / rd.METRICS, metrics,
+                     {"epoch": ("epoch", "train_loss", "train_accuracy", "test_accuracy", "test_loss")})
 
 
 # ---- the rules ---------------------------------------------------------------------------------------------
@@ -292,8 +355,11 @@ def findings_at_init(header: dict[str, Any], first: dict[str, Any]) -> list[Find
 
 def report(c: Checkup) -> str:
     """The checkup in words, as ``convscope doctor`` prints it."""
-    head = (f"{c.run}: {'finished' if c.finished else 'unfinished'} run, {c.steps_observed} steps observed "
-            f"(every {c.every})")
+    head = (f"{c.run}: {'finished' if c.finished else 'unfinished'} run, {c.steps_observed} "
+            f"step{'' if c.steps_observed == 1 else 's'} observed (every {c.every})")
+    if not c.steps_observed:
+        return head + "\nno diagnostic step recorded yet: nothing to judge (the run stopped before its first " \
+                      "observed step, or the file holds only its header)"
     if c.healthy:
         return head + "\nno problems found: initial loss, dead units, update/weight ratios, activation and " \
                       "gradient scales, non-finite values and the loss curve are all within bounds"

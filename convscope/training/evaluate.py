@@ -30,6 +30,16 @@ class EvalResult:
     confusion: np.ndarray          # (classes, classes): rows = true label, columns = predicted
     loss: float
     n: int
+    non_finite: int = 0            # images whose scores hold NaN/inf (a diverged model): their argmax means nothing
+
+    def refuse_non_finite(self, what: str) -> None:
+        """A ConfigError when any image's scores were NaN or infinite: ``what`` (the run) diverged, and an
+        accuracy, a per-class figure or a confusion from argmax over NaN would be made up (class 0 for all)."""
+        if self.non_finite:
+            raise ConfigError(f"{what}: the model's scores are NaN or infinite for {self.non_finite:,} of "
+                              f"{self.n:,} images (the run diverged), so no accuracy can be measured; its loss curve "
+                              "(curve.png) and `convscope doctor` show where, and `convscope lr-find` a learning "
+                              "rate to retrain with")
 
 
 def autocast_for(device: torch.device, bf16: bool):
@@ -118,5 +128,6 @@ def result_from_logits(logits: torch.Tensor, labels: torch.Tensor, k: int) -> Ev
     totals = confusion.sum(1)
     per_class = [float(confusion[i, i] / totals[i]) if totals[i] else float("nan") for i in range(k)]
     loss = float(nn.functional.cross_entropy(logits, labels)) if len(labels) else float("nan")
+    bad = int((~torch.isfinite(logits).all(1)).sum()) if len(labels) else 0
     return EvalResult(float((pred == labels).float().mean()) if len(labels) else float("nan"), per_class, confusion,
-                      loss, len(labels))
+                      loss, len(labels), bad)

@@ -298,7 +298,8 @@ class Loop:
         meta = model_metadata(self.model, cfg, data.norm, data.train.classes, shape)
         meta["tta"] = cfg.eval.tta  # predictions average the mirror too (resolved: trained with flips, flips allowed)
         summary = {
-            "test_accuracy": test.accuracy, "test_loss": test.loss, "epochs": st.epoch, "steps": st.step,
+            "test_accuracy": test.accuracy, "test_loss": test.loss, "non_finite_test_scores": test.non_finite,
+            "epochs": st.epoch, "steps": st.step,
             "seconds": round(st.elapsed, 3), "skipped_steps": st.skipped, "stopped_early": st.stopped_early,
             "best_val_accuracy": self.best.val_accuracy if self.best is not None else None,
             "best_val_epoch": self.best.epoch if self.best is not None else None,

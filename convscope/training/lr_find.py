@@ -34,6 +34,7 @@ from torch import nn
 
 from .._check import choice, integer, number
 from .._result import ResultMixin
+from ..errors import ConfigError
 from ..runs.callbacks import Callback, LoopView
 from .config import TrainConfig
 from .doctor import _g
@@ -84,6 +85,9 @@ def lr_find(config: TrainConfig | dict[str, Any] | None = None, *, start: float 
     cfg = config if isinstance(config, TrainConfig) else config_from_dict(config or {})
     start = number(start, "start", 0, lo_open=True)
     end = number(end, "end", start, lo_open=True)
+    if not math.isfinite(end / start):   # 1e308 / 1e-7 overflows: every rate after the first would be inf
+        raise ConfigError(f"end: {end:g} / start {start:g} overflows a float, so the sweep's rates would be "
+                          "infinite; sweep a range that fits, e.g. start 1e-7 and end 10 (the default)", arg="end")
     steps = integer(steps, "steps", 5, MAX_STEPS, fix="e.g. 100; each step trains one batch, and the lr grows by "
                                                     "(end/start)^(1/steps) per step: a longer sweep only samples it "
                                                     "more finely")

@@ -65,7 +65,30 @@ def scratch_trainer(cfg: TrainConfig, data: TrainData, model: torch.nn.Module | 
     from .engines import create_engine
 
     cfg = cfg.replace(**changes).validate() if changes else cfg
-    model = build_model(cfg, data) if model is None else model
+    if model is None:
+        model = build_model(cfg, data)
+    else:   # the caller's model: one that cannot take these images is said in words before the first step
+        _check_fits(model, data)
     feeder = BatchFeeder(cfg, data, World())
     engine = create_engine(cfg, model, data.norm, feeder.steps_per_epoch, World())
     return cfg, model, engine, feeder
+
+
+def _check_fits(model: torch.nn.Module, data: TrainData) -> None:
+    """``model`` gives one score per class of ``data`` for two of its images (zeros; eval mode, no gradients,
+    its modes given back), or a ConfigError naming ``model`` and the images' shape (a raw torch shape error
+    otherwise, from deep inside the first training step)."""
+    from ..models.output import check_logits
+    from ..models.probe import zeros_forward
+
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = zeros_forward(model, data.train.shape, name="model", batch=2,
+                                fix=f"give a model built for {data.train.name!r} images")
+        check_logits(out, "model", batch=2, classes=len(data.train.classes),
+                     where=f"two {data.train.name!r} images of shape {tuple(data.train.shape)}")
+    finally:
+        for m, training in modes.items():
+            m.training = training

@@ -20,9 +20,13 @@ The package ``tensorboard`` is optional (``pip install 'convscope[tensorboard]'`
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import shutil
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._atomic import write_error
 from ..errors import ConfigError
 from ..runs import rundir as rd
 from ..runs.callbacks import Callback, LoopView
@@ -201,9 +206,18 @@ def _read_source(run: str | Path, force: bool) -> tuple[Path, list[dict], list[d
     if not (path / rd.CONFIG).exists():
         raise rd.RunError(f"{path}: no {rd.CONFIG}; not a convscope run directory")
     out = path / LOGDIR
-    if out.exists() and not force:
+    if os.path.lexists(out) and not force:
         raise rd.RunError(f"{out}: exists (the run was trained with --tensorboard or converted before); use --force "
                           "to write it again")
+    if os.path.lexists(out):   # --force replaces event files, never a user's own files that stand there
+        theirs = ([out] if not out.is_dir() or out.is_symlink() else
+                  [p for p in out.rglob("*") if not p.is_dir() and not p.name.startswith("events.out.tfevents.")])
+        if theirs == [out]:
+            raise rd.RunError(f"{out}: is a file (or a link), not the folder of event files convscope writes; "
+                              "--force replaces only that folder: move the file away first")
+        if theirs:
+            raise rd.RunError(f"{out}: holds {theirs[0].name!r}, which convscope did not write (it writes only "
+                              "TensorBoard event files there); --force replaces only those: move it away first")
     metrics = rd.read_metrics(path / rd.METRICS, torn_tail=True) if (path / rd.METRICS).exists() else []
     rd.check_numbers(path / rd.METRICS, metrics, {"step": STEP_KEYS, "epoch": EPOCH_KEYS})   # scalars, or refused
     diags = [d for d in rd.read_metrics(path / rd.DIAGNOSTICS, torn_tail=True)
@@ -221,6 +235,43 @@ def _write(source: tuple[Path, list[dict], list[dict], Any]) -> Path:
     out = path / LOGDIR
     tmp = path / f".{LOGDIR}.part"
     shutil.rmtree(tmp, ignore_errors=True)
+    try:   # written whole or not at all: on any failure or Ctrl-C the half-written folder goes (TensorBoard
+        # would list it as a run of its own)
+        try:
+            with _writer_thread_errors_quiet():
+                _fill(tmp, metrics, diags, loaded)
+        except OSError as e:   # a full disk, a size limit: the writer's error names no file
+            raise write_error(out, e) from e
+        if out.is_dir() and not out.is_symlink():
+            shutil.rmtree(out)
+        elif os.path.lexists(out):
+            out.unlink()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+@contextlib.contextmanager
+def _writer_thread_errors_quiet() -> Iterator[None]:
+    """TensorBoard's writer thread prints its own traceback when a write fails (a full disk, a size limit) before
+    the writer raises the same error in this thread, which says it in words: that thread's OSError is not printed
+    again. Other threads' errors, and other errors, print as before."""
+    before = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not issubclass(args.exc_type, OSError):
+            before(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = before
+
+
+def _fill(tmp: Path, metrics: list[dict], diags: list[dict], loaded: Any) -> None:
     w = summary_writer(tmp)
     try:
         last_step = 0
@@ -240,7 +291,3 @@ def _write(source: tuple[Path, list[dict], list[dict], Any]) -> Path:
             write_images(w, loaded.model, res, loaded.classes, last_step)
     finally:
         w.close()
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out

@@ -6,6 +6,7 @@ viridis from 0 to the layer's maximum, or blue-white-red around 0 for a layer wi
 from __future__ import annotations
 
 import base64
+import math
 
 import numpy as np
 import torch
@@ -60,6 +61,7 @@ def network_png(entry: RunEntry, image_u8: torch.Tensor) -> tuple[bytes, dict]:
         y = HEAD + k * bh
         draw.text((x + 4, y), str(c)[:8], fill=(27, 31, 36))
         colour = (217, 72, 15) if k == pred.index else (141, 164, 189)
-        draw.rectangle([x + 60, y + 2, x + 60 + int(90 * p), y + bh - 3], fill=colour)
-        draw.text((x + 155, y), f"{100 * p:.0f}%", fill=(93, 102, 112))
+        finite = math.isfinite(p)   # a diverged model (the report refuses one; the picture alone must not crash)
+        draw.rectangle([x + 60, y + 2, x + 60 + (int(90 * p) if finite else 0), y + bh - 3], fill=colour)
+        draw.text((x + 155, y), f"{100 * p:.0f}%" if finite else "NaN", fill=(93, 102, 112))
     return png_bytes(np.asarray(canvas)), {"prediction": pred.prediction, "layers": [li["name"] for li in pred.layers]}

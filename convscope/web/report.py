@@ -179,6 +179,8 @@ def build_report(run_path: str | Path, out: str | Path | None = None, layer: str
         ds, no_data = None, err
         if test_index is not None:
             raise ConfigError(f"--test-index {test_index}: {err}; give --image PATH instead") from None
+    if ds is not None:   # a diverged run: every picture of the report would be drawn from NaN scores
+        evaluation(entry).result.refuse_non_finite(str(run_path))
     shown_input = _network_input(entry, image, test_index, ds)     # a bad image is said now, before the work
     sections: list[tuple[str, str, str]] = []
     # the pictures are drawn beside the report (a hidden folder, removed whatever happens): a full disk at -o
