@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SettingWarning
 from ._types import count, number
 from .train_cmd import add_config_flags, config_from_args
+
+
+# training options the sweep does not use: the lr is swept, the schedule is constant, and nothing is evaluated,
+# averaged, checkpointed or logged
+NOT_IN_SWEEP = ("lr", "epochs", "schedule", "warmup_epochs", "step_epochs", "step_gamma", "ema", "tta",
+                "early_stopping", "checkpoint_every", "max_bad_steps", "log_every", "track_sparsity", "diagnose",
+                "tensorboard")
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
@@ -20,6 +28,11 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
                           f"{args.out.with_suffix('.png')} (the sweep's JSON is written beside it)", arg="--out")
     from .._check import output_file, replaceable
 
+    given = [f"--{k.replace('_', '-')}" for k in NOT_IN_SWEEP if getattr(args, k, None) is not None]
+    if given:   # the train flags lr-find accepts (one parser) but its sweep has no use for
+        warnings.warn(f"{', '.join(given)}: not used by lr-find, whose sweep trains --steps batches at rising "
+                      "rates (no schedule, EMA, evaluation, checkpoints or logs); ignored", SettingWarning,
+                      stacklevel=2)
     cfg = config_from_args(args)
     png = args.out or Path(f"lr-find-{cfg.run_name}.png")
     # both files checked before the sweep: each is new or an earlier lr-find's (the JSON: a sweep's "lrs" list)

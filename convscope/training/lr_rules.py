@@ -10,7 +10,7 @@ RULES = ("steep", "valley", "minimum")
 # the default rule: on the main job (bench/results/lr_find_main_job.json, 2 epochs, seed 0) steep's 0.018 trained
 # to 97.05% test accuracy against 97.15% at the tuned 0.1, minimum's 0.0095 to 96.1%, valley's 0.0009 to 85.2%
 DEFAULT_RULE = "steep"
-RULE_TEXT = {"valley": "valley: the longest falling stretch of the loss (fastai's default)",
+RULE_TEXT = {"valley": "the longest falling stretch of the loss, fastai's default",
              "steep": "steepest descent of the smoothed loss",
              "minimum": "the lr of the minimum loss / 10"}
 

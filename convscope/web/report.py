@@ -84,8 +84,9 @@ def _check_out(out: Path) -> Path:
     if out.exists() and not out.is_file():
         raise ConfigError(f"-o {out}: exists and is not a regular file; give another file name")
     # an existing file is replaced only when it is an earlier report (`report RUN -o notes.txt` replaced the notes)
+    other = out.with_name("report.html" if out.name != "report.html" else "report-convscope.html")
     return replaceable(out, "out", REPORT_MARK, "a convscope report (an HTML file titled 'report · ...')",
-                       f"give a new file name such as {out.with_name('report.html')}")
+                       f"give -o a new file name such as {other}")
 
 
 @contextlib.contextmanager

@@ -141,3 +141,18 @@ def test_lr_find_names_a_model_that_cannot_take_the_data():
     with pytest.raises(ConfigError, match=r"^model: the model cannot take an image of shape \(1, 28, 28\).*give a "
                                           r"model built for 'digits' images"):
         lr_find({"train_subset": 512, "threads": 1}, steps=10, model=torch.nn.Linear(3, 2))
+
+
+def test_lr_find_says_which_train_flags_its_sweep_ignores(cli, tmp_path):
+    r = cli("lr-find", "--train-subset", "512", "--threads", "1", "--steps", "5", "--epochs", "3", "--tensorboard",
+            "--out", tmp_path / "lf.png")
+    assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr
+    assert "convscope: warning: --epochs, --tensorboard: not used by lr-find" in r.stderr
+
+
+def test_reports_default_output_that_is_a_users_file_names_the_way_out(healthy, tmp_path, cli):
+    run = tmp_path / "run"
+    shutil.copytree(healthy, run)
+    (run / "report.html").write_text("<html><title>mine</title></html>")
+    refused(cli("report", run, "--threads", "1"), f"give -o a new file name such as {run / 'report-convscope.html'}")
+    assert (run / "report.html").read_text() == "<html><title>mine</title></html>"
