@@ -63,9 +63,9 @@ def _load_digits(split: str) -> ImageDataset:
 def _load_idx_pair(source: RemoteSource, split: str, root, classes, hflip_ok: bool, download: bool) -> ImageDataset:
     _check_split(source.name, split)
     prefix = "train" if split == "train" else "t10k"
-    paths = fetch(source, root, download_missing=download)
-    files = {f.name: f for f in source.files}
     img_name, lab_name = f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"
+    paths = fetch(source, root, download_missing=download, names=(img_name, lab_name))   # the split's files only
+    files = {f.name: f for f in source.files}
     img_path, lab_path = paths[img_name], paths[lab_name]
     images = parse_idx(read_verified(img_path, files[img_name]), str(img_path))
     labels = parse_idx(read_verified(lab_path, files[lab_name]), str(lab_path))
@@ -126,11 +126,22 @@ def folder_spec(spec: str, options: FolderOptions) -> tuple[Path, FolderOptions]
 
 
 def _load_folder(spec: str, split: str, options: FolderOptions) -> ImageDataset:
+    if not spec.partition("?")[0].strip():   # "folder:" alone read the current folder as the dataset
+        raise DataError("folder dataset: no path after 'folder:'; give folder:PATH, the folder that holds one "
+                        "subfolder per class (or train/ and test/ with those)")
     path, options = folder_spec(spec, options)
     options.validate()
     if not path.exists():
         raise DataError(f"folder dataset {path}: no such folder")
     has_splits = (path / "train").is_dir() and (path / "test").is_dir()
+    half = [s for s in SPLITS if (path / s).is_dir()]
+    if len(half) == 1 and any(p.is_dir() for p in (path / half[0]).iterdir()):
+        # train/ (or test/) holding class folders, without the other: a split layout cut in half, which would
+        # otherwise be read as one class named "train" with nested folders
+        other = next(s for s in SPLITS if s != half[0])
+        raise DataError(f"folder dataset {path}: has {half[0]}/ with class folders but no {other}/; the split "
+                        f"layout needs both ({path / 'train'} and {path / 'test'}, each with one subfolder per "
+                        f"class), or put the class folders directly in {path} for an 80/20 split")
     if has_splits:
         _check_split(f"folder:{path}", split)
         images, labels, classes = read_folder(path / split, options)

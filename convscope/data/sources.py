@@ -15,6 +15,7 @@ import stat
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -281,14 +282,17 @@ def download(urls: list[str] | tuple[str, ...], dest: str | os.PathLike[str], md
 
 
 def fetch(source: RemoteSource, root: str | os.PathLike[str] | None = None, *, download_missing: bool = True,
-          progress: bool = True) -> dict[str, Path]:
-    """Paths of all of ``source``'s files, downloading the missing ones into :func:`download_dir`.
+          progress: bool = True, names: Collection[str] | None = None) -> dict[str, Path]:
+    """Paths of ``source``'s files (``names``: only those, e.g. a test split's two; default all), downloading the
+    missing ones into :func:`download_dir`.
 
     Raises :class:`DatasetNotFoundError` naming every place looked and how to fix it when a file is
     neither found nor downloadable.
     """
     found: dict[str, Path] = {}
     for file in source.files:
+        if names is not None and file.name not in names:
+            continue
         path = find_file(source, file, root)
         if path is None and download_missing:
             target = download_dir(source, root) / file.name

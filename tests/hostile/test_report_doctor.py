@@ -1,8 +1,9 @@
-"""An independent attack on eval, report, doctor, tensorboard and lr-find (session 37, helper 41), each finding
-fixed where the value enters: a diverged run's made-up accuracy (eval) and traceback (report), doctor's
-tracebacks on edited fields and its trust in another run's diagnostics, a half-written tensorboard folder left
-by Ctrl-C or a failure, a `view with` line TensorBoard cannot follow, an infinite lr sweep, a raw torch error
-for a model that cannot take the data, and an output folder found unwritable only after the sweep."""
+"""An independent attack on eval, report, doctor, tensorboard, lr-find and their data (session 37, helper 41),
+each finding fixed where the value enters: a diverged run's made-up accuracy (eval) and traceback (report),
+doctor's tracebacks on edited fields and its trust in another run's diagnostics, a half-written tensorboard
+folder left by Ctrl-C or a failure, a `view with` line TensorBoard cannot follow, an infinite lr sweep, a raw
+torch error for a model that cannot take the data, an output folder found unwritable only after the sweep, a
+test split that asked for the training files, and folder layouts read as something else."""
 
 from __future__ import annotations
 
@@ -156,3 +157,25 @@ def test_reports_default_output_that_is_a_users_file_names_the_way_out(healthy, 
     (run / "report.html").write_text("<html><title>mine</title></html>")
     refused(cli("report", run, "--threads", "1"), f"give -o a new file name such as {run / 'report-convscope.html'}")
     assert (run / "report.html").read_text() == "<html><title>mine</title></html>"
+
+
+def test_a_test_split_needs_only_its_own_files(tmp_path):
+    """`eval --dataset mnist` with only the t10k files asked for the training files too."""
+    from convscope.data.sources import FASHION_MNIST, fetch
+
+    names = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+    for name in names:
+        shutil.copy(Path("/usr/share/datasets/fashion-mnist") / name, tmp_path / name)
+    assert set(fetch(FASHION_MNIST, tmp_path, download_missing=False, names=names)) == set(names)
+
+
+def test_folder_dataset_layouts_that_would_mislead_are_named(tmp_path, cli, healthy):
+    from PIL import Image
+
+    for c in "ab":
+        (tmp_path / "F" / "test" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(torch.zeros(28, 28, dtype=torch.uint8).numpy()).save(tmp_path / "F" / "test" / c /
+                                                                                   f"{i}.png")
+    refused(cli("eval", healthy, "--dataset", f"folder:{tmp_path / 'F'}"), "has test/ with class folders but no train/")
+    refused(cli("eval", healthy, "--dataset", "folder:"), "no path after 'folder:'")
