@@ -48,8 +48,8 @@ class Run(RichDisplay):
 
     def logits(self, inp: torch.Tensor) -> torch.Tensor:
         """Float32 logits (B, classes) of preprocessed input (B, C, H, W), with the run's test-time averaging.
-        Float input of another precision is converted to the model's; uint8 images go through
-        :meth:`preprocess` first."""
+        Float input of another precision is converted to the model's; uint8 images are refused, with a pointer
+        to :meth:`preprocess`, which turns them into this input."""
         from ..models.forward import model_input
         from .evaluate import TTA
 
