@@ -72,7 +72,8 @@ class Display:
 
 
 # a cell that reads as a number: 0.91, -3, 1,234, 1e-05, 12.5%, 3.2x, 0.3 s, or a dash / n/a for none
-_NUMBER = re.compile(r"\s*(?:[-+]?[\d,]*\.?\d+(?:e[-+]?\d+)?\s*(?:%|x|×|s|ms)?|—|-|n/a|)\s*")
+_NUMBER = re.compile(r"\s*(?:[-+]?(?:[\d,]*\.?\d+(?:e[-+]?\d+)?|nan|inf)\s*(?:%|x|×|s|ms)?|—|-|n/a|)\s*",
+                     re.IGNORECASE)
 
 
 def text_table(table: Table, max_rows: int = TEXT_ROWS) -> str:

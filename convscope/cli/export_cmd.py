@@ -70,4 +70,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, help="split to check on (default test)")
     add_data_args(p)
     add_threads(p)   # the check runs the model over the whole test split
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=cmd_export, output_set=True)   # a failed export leaves no folder it made for the file

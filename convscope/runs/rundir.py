@@ -252,9 +252,9 @@ def read_json(path: Path) -> Any:
     """A JSON file of a run; a missing one is a RunError that asks whether this is a finished run."""
     if not path.exists() and not path.is_symlink():
         if path.name == META and (path.parent / CHECKPOINT).is_file():   # stopped (Ctrl-C, kill) before its end
-            raise RunError(f"{path}: missing: {path.parent} has a checkpoint but no final model, so it was stopped "
-                           f"before it finished; finish it with `convscope train --resume {path.parent}` "
-                           "(convscope.resume)")
+            raise RunError(f"{path}: missing: {path.parent} has a checkpoint but no final model: it is still "
+                           "training, or it was stopped before it finished; a stopped run finishes with "
+                           f"`convscope train --resume {path.parent}` (convscope.resume)")
         raise RunError(f"{path}: missing; is {path.parent} a finished convscope run?")
     return read_json_file(path)  # regular files only, size- and depth-bounded; errors are CheckpointError
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -96,7 +97,10 @@ def resume(path: str | Path, *, progress: bool = True, callbacks: Sequence[Callb
             (RunLock(path) if world.is_main else contextlib.nullcontext()):  # held until the run ends
         if world.is_main:
             for stale in path.glob(".*.part"):  # temp files of a write that a kill cut short
-                stale.unlink()
+                if stale.is_dir() and not stale.is_symlink():   # a killed `convscope tensorboard RUN`'s folder
+                    shutil.rmtree(stale)
+                else:
+                    stale.unlink()
         with contextlib.ExitStack() as scope:
             with stop_signals(term=world.size == 1) as stop:
                 share = scope.enter_context(torch_settings(recorded))

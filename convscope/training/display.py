@@ -20,7 +20,9 @@ def run_display(run: Run) -> Display:
     if "test_accuracy" in s:
         lines.append(f"test accuracy {100 * s['test_accuracy']:.2f}% on {s.get('test_images', '?'):,} images, "
                      f"after {s.get('epochs', '?')} epochs ({s.get('steps', '?')} steps, {s.get('seconds', 0):.1f} s, "
-                     f"{s.get('train_images', '?'):,} training images)")
+                     f"{s.get('train_images', '?'):,} training images)"
+                     + (f"; meaningless: scores NaN or infinite on {s['non_finite_test_scores']:,} test images (the "
+                        "run diverged)" if s.get("non_finite_test_scores") else ""))
     if s.get("best_val_accuracy") is not None:
         lines.append(f"best validation accuracy {100 * s['best_val_accuracy']:.2f}% at epoch {s['best_val_epoch']}")
     per_class = s.get("per_class_accuracy") or {}

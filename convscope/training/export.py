@@ -36,6 +36,7 @@ from .._version import __version__
 from ..data.dataset import ImageDataset
 from ..errors import ConfigError, ConvscopeError
 from ..models.forward import iter_batches
+from ..models.legacy import upgrade_state_dict
 from ..models.weights import load_weights
 from ..models.output import check_logits
 from ..runs import rundir as rd
@@ -48,20 +49,36 @@ ONNX_MARK = b"convscope run "   # the start of every export's doc_string: how an
 
 
 def earlier_export(head: bytes) -> bool:
-    """Whether ``head`` (a file's first 4 KiB) starts a convscope export: a serialized ModelProto, which begins
-    with its ir_version (field 1, tag 0x08) and holds, before the graph, its doc_string (field 6: tag 0x32 and a
-    varint length) starting with ONNX_MARK. The mark alone anywhere in the file would let a user's notes that
-    mention a convscope run be replaced."""
-    if not head.startswith(b"\x08"):
-        return False
-    at = head.find(ONNX_MARK)
-    while at != -1:
-        for n in (1, 2):   # the varint of a doc_string's length: 1 byte below 128, else 2 (ours are < 16 KiB)
-            length = head[at - n:at]
-            if at - n - 1 >= 0 and head[at - n - 1] == 0x32 and all(b >= 0x80 for b in length[:-1]) \
-                    and length[-1] < 0x80:
-                return True
-        at = head.find(ONNX_MARK, at + 1)
+    """Whether ``head`` (a file's first 4 KiB) starts a convscope export: a serialized ModelProto whose fields
+    before the graph are read as protobuf (ir_version 1 and model_version 5 varints; producer_name 2,
+    producer_version 3 and domain 4 length-delimited) up to its doc_string (field 6), which starts with ONNX_MARK.
+    The mark alone anywhere in the file let a user's notes that mention a convscope run be replaced."""
+    def varint(pos: int) -> tuple[int, int]:
+        value = shift = 0
+        while pos < len(head) and shift < 64:
+            byte = head[pos]
+            value, pos, shift = value | (byte & 0x7F) << shift, pos + 1, shift + 7
+            if byte < 0x80:
+                return value, pos
+        return -1, pos                      # cut off or too long: not ours
+
+    pos = 0
+    while pos < len(head):
+        tag, pos = varint(pos)
+        field, wire = tag >> 3, tag & 7
+        if field in (1, 5) and wire == 0:
+            _, pos = varint(pos)
+        elif field in (2, 3, 4, 6) and wire == 2:
+            length, pos = varint(pos)
+            if length < 0:
+                return False
+            if field == 6:
+                return head[pos:pos + min(length, len(ONNX_MARK))] == ONNX_MARK and length >= len(ONNX_MARK)
+            pos += length
+        else:
+            return False                    # the graph (7) or anything else before a doc_string: not ours
+        if tag < 0 or pos < 0:
+            return False
     return False
 
 
@@ -191,11 +208,11 @@ def _weights_record(run: Run) -> dict[str, str]:
     memory after loading (an API user's fine-tuning, pruning...): then no file holds the exported weights, and
     the metadata says so instead of naming a file whose weights it does not hold."""
     digest = str(run.meta.get("sha256", {}).get(rd.WEIGHTS, ""))
-    try:
-        stored = load_weights(run.path / rd.WEIGHTS, digest or None)
+    state = run.model.state_dict()
+    try:   # a 0.1 run's file holds numeric keys, renamed as load_run renames them
+        stored = upgrade_state_dict(run.model, load_weights(run.path / rd.WEIGHTS, digest or None))
     except (OSError, ConvscopeError):
         stored = None
-    state = run.model.state_dict()
     if stored is not None and stored.keys() == state.keys() and all(torch.equal(stored[k], state[k].cpu())
                                                                     for k in stored):
         return {"convscope.weights_sha256": digest}

@@ -85,7 +85,8 @@ def _warn_oversubscribed(count: int, environ: Mapping[str, str]) -> None:
     operator; 2 threads on 1 CPU made a run 33x slower (docs/speed.md, "A busy machine")."""
     limit = _cpus.cpu_limit()
     if count > limit:
-        chosen = ", ".join(f"{v}={environ[v]}" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if environ.get(v))
+        chosen = ", ".join(f"{v}={environ[v]}" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+                           if _cpus.env_threads({v: environ.get(v, "")}))   # the ones that count, not "0"
         warnings.warn(f"{chosen}: {count} threads on {limit} CPU{'s' if limit > 1 else ''} this process may use "
                       "(affinity mask / cgroup quota): the threads will wait for each other, which can make every "
                       "step many times slower; unset it (convscope then counts the free CPUs) or give "

@@ -211,6 +211,10 @@ def run_trial(trial: Any, spec: WorkerSpec, lock: WorkerLock) -> float:
     except (TrainingInterrupted, KeyboardInterrupt):
         trial.set_user_attr("interrupted", trial.number)   # queued again by the next `convscope tune` of this study
         raise
+    if run.summary.get("non_finite_test_scores"):   # finished, but its scores are NaN: its accuracy means nothing
+        trial.set_user_attr("outcome", "diverged")
+        _say(spec, f"trial {trial.number}: diverged, scores NaN or infinite on the test images ({values})")
+        raise optuna.TrialPruned("the trained model's scores are NaN or infinite")
     epochs = [r for r in rd.read_metrics(run_dir / rd.METRICS) if r.get("kind") == "epoch"]
     for r in epochs:   # a run that was already finished when its trial was retried reports here
         reporter._report(r["epoch"], r.get("val_accuracy"))

@@ -154,8 +154,8 @@ def test_an_interrupted_run_says_how_to_finish_it(small_run, tmp_path):
     shutil.copytree(small_run.path, run)
     (run / "model.json").unlink()                           # what a Ctrl-C before the end leaves: a checkpoint
     assert (run / "checkpoint.safetensors").is_file()
-    with pytest.raises(RunError, match=rf"stopped before it finished; finish it with `convscope train --resume "
-                                       rf"{run}`"):
+    with pytest.raises(RunError, match=rf"it is still training, or it was stopped before it finished; a stopped run "
+                                       rf"finishes with `convscope train --resume {run}`"):
         convscope.load_run(run)
 
 
@@ -174,3 +174,37 @@ def test_the_cli_names_onnx_and_checks_the_path_before_the_export(small_run, tmp
     assert r.returncode == 2 and f"must be [{OPSETS[0]}, {OPSETS[1]}], got 0" in r.stderr
     assert CLI_OPSETS == OPSETS
     assert not list(tmp_path.iterdir())
+
+
+def test_only_a_real_exports_protobuf_fields_mark_it_replaceable(small_run, tmp_path):
+    real = export_onnx(small_run, tmp_path / "m.onnx", check=False).path.read_bytes()[:4096]
+    assert earlier_export(real)
+    for fake in (b"\x08 notes: 2 convscope run foo", b"convscope run ", b"\x08\x0a\x3a\x0econvscope run x",
+                 real[:20]):
+        assert not earlier_export(fake), fake
+
+
+def test_a_convscope_0_1_run_exports_with_its_files_digest(tmp_path):
+    """0.1's weights have numeric keys, renamed at load: the export still records the file's SHA-256."""
+    run = convscope.load_run(Path(__file__).parents[1] / "fixtures" / "v0.1" / "finished-run")
+    meta = export_onnx(run, tmp_path / "old.onnx", check=False).metadata
+    assert meta["convscope.weights_sha256"] == run.meta["sha256"]["model.safetensors"]
+
+
+def test_a_failed_export_leaves_no_folder_it_made(diverged, tmp_path):
+    r = run_cli("export", str(diverged), "--onnx", str(tmp_path / "nf" / "deep" / "x.onnx"))
+    assert r.returncode == 2 and "nothing was written" in r.stderr, r.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_resume_clears_a_killed_tensorboard_conversions_folder(tmp_path):
+    run = tmp_path / "run"
+    r = run_cli("train", "--model", "mlp", "--train-subset", "256", "--epochs", "2", "--batch-size", "64",
+                "--threads", "1", "--out", str(run))
+    assert r.returncode == 0, r.stderr
+    (run / "model.json").unlink()                       # as if stopped before the end
+    (run / ".tensorboard.part").mkdir()                 # what a kill -9 of `convscope tensorboard RUN` leaves
+    (run / ".tensorboard.part" / "events.out.tfevents.1").write_bytes(b"x")
+    r = run_cli("train", "--resume", str(run), "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    assert not (run / ".tensorboard.part").exists() and (run / "model.json").exists()
