@@ -165,6 +165,7 @@ def create_app(paths: list[Path], host: str = "127.0.0.1", port: int = 8000, ext
             from ..training.report import confusion_png as draw
 
             res = evaluation(r).result
+            res.refuse_non_finite(str(r.path))
             with tempfile.TemporaryDirectory() as tmp:
                 return draw(res, r.run.classes, Path(tmp) / "c.png").read_bytes()
         return Response(r.cached("confusion.png", render), media_type="image/png")

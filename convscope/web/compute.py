@@ -264,6 +264,7 @@ def training_data(entry: RunEntry) -> TrainingView:
                        run.summary, epochs, [{"step": m["step"], "loss": m.get("loss")} for m in steps])
     try:
         res = evaluation(entry).result
+        res.refuse_non_finite(str(entry.path))   # a diverged run: argmax over NaN is class 0 for every image
         out.confusion, out.per_class, out.accuracy = res.confusion.tolist(), res.per_class, res.accuracy
     except ConvscopeError as e:
         out.confusion_error = str(e)

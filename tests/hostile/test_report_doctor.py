@@ -179,3 +179,12 @@ def test_folder_dataset_layouts_that_would_mislead_are_named(tmp_path, cli, heal
                                                                                    f"{i}.png")
     refused(cli("eval", healthy, "--dataset", f"folder:{tmp_path / 'F'}"), "has test/ with class folders but no train/")
     refused(cli("eval", healthy, "--dataset", "folder:"), "no path after 'folder:'")
+
+
+def test_the_web_apps_training_view_shows_no_confusion_for_a_diverged_run(diverged):
+    from convscope.web import compute
+    from convscope.web.runs import RunEntry
+
+    view = compute.training_data(RunEntry(diverged.name, diverged.resolve()))
+    assert view.confusion is None and view.accuracy is None
+    assert "the model's scores are NaN or infinite" in view.confusion_error
