@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 import html
 import json
 import math
-import re
 from typing import Any
 
 import numpy as np

@@ -18,15 +18,13 @@ from .hooks import observe
 
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``model.eval()`` inside the block; afterwards every module's train/eval mode is as the caller had it
-    (module by module: a caller may hold some layers in eval on purpose while the rest trains)."""
-    modes = {m: m.training for m in model.modules()}
+    """``model.eval()`` inside the block; the caller's train/eval mode is restored afterwards."""
+    was_training = model.training
     model.eval()
     try:
         yield model
     finally:
-        for m, training in modes.items():
-            m.training = training
+        model.train(was_training)
 
 
 MAX_SIDE = 4096          # an input's largest height/width: beyond it one batch of such images alone fills memory

@@ -60,9 +60,9 @@ def _g(x: float) -> str:
     return f"{x:.2g}" if x != 0 and (abs(x) < 1e-2 or abs(x) >= 1e4) else f"{x:.3g}"
 
 
-def split_diagnostics(records: list[dict[str, Any]]
-                      ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
-    """(header, diag records, nonfinite events) of diagnostics.jsonl's ``records``."""
+def read_diagnostics(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
+    """(header, diag records, nonfinite events) of ``path``/diagnostics.jsonl, a torn last line skipped."""
+    records = rd.read_metrics(path / rd.DIAGNOSTICS, torn_tail=True)
     header = next((r for r in records if r.get("kind") == "header"), None)
     return (header, [r for r in records if r.get("kind") == "diag"],
             [r for r in records if r.get("kind") == "nonfinite"])
@@ -81,12 +81,11 @@ def examine(run: str | Path) -> Checkup:
     finished = (path / rd.META).exists()
     if finished:   # model.json records the files' digests: another run's diagnostics, or a cut file, is refused
         _check_digests(path)
-    records = rd.read_metrics(path / rd.DIAGNOSTICS, torn_tail=True)   # a torn last line skipped
-    header, diags, events = split_diagnostics(records)
+    header, diags, events = read_diagnostics(path)
     if header is None:
         raise rd.RunError(f"{path / rd.DIAGNOSTICS}: no header line; the file is not convscope's diagnostics")
     metrics = rd.read_metrics(path / rd.METRICS, torn_tail=True)
-    _check_records(path, header, records, metrics)
+    _check_records(path, header, rd.read_metrics(path / rd.DIAGNOSTICS, torn_tail=True), metrics)
     epochs = [m for m in metrics if m.get("kind") == "epoch"]
     findings: list[Finding] = []
     for rule in (_initial_loss, _activation_scale, _gradient_spread, _update_ratio, _weight_growth, _loss_explosion,

@@ -39,7 +39,6 @@ from ..models.forward import iter_batches
 from ..models.legacy import upgrade_state_dict
 from ..models.weights import load_weights
 from ..models.output import check_logits
-from ..models.probe import eval_mode
 from ..runs import rundir as rd
 from .evaluate import TTA
 
@@ -74,10 +73,12 @@ def earlier_export(head: bytes) -> bool:
             if length < 0:
                 return False
             if field == 6:
-                return length >= len(ONNX_MARK) and head[pos:pos + len(ONNX_MARK)] == ONNX_MARK
+                return head[pos:pos + min(length, len(ONNX_MARK))] == ONNX_MARK and length >= len(ONNX_MARK)
             pos += length
         else:
-            return False                    # the graph (7), a broken varint, anything else first: not ours
+            return False                    # the graph (7) or anything else before a doc_string: not ours
+        if tag < 0 or pos < 0:
+            return False
     return False
 
 
@@ -337,7 +338,10 @@ def export_onnx(run: Run, path: str | os.PathLike[str], *, input: str = "pixels"
         from ..data import load
 
         dataset = load(run.config.data.dataset, split, run.config.data.data_dir, download=False)
-    with eval_mode(run.model):   # the export and the check run in eval mode; an API user's modes come back
+    # the export and the check put the model in eval mode; an API user's model in training mode gets its modes
+    # back, module by module (one may hold some layers in eval on purpose)
+    modes = {m: m.training for m in run.model.modules()}
+    try:
         proto = _export_proto(run, pixels, opset)
         meta = _metadata(run, pixels)
         for key, value in meta.items():
@@ -357,6 +361,9 @@ def export_onnx(run: Run, path: str | os.PathLike[str], *, input: str = "pixels"
                 raise ExportError(f"the exported graph does not reproduce {run.path} on {result.dataset} {split}: "
                                   f"{result.n - result.same_prediction} of {result.n} predictions differ, max "
                                   f"|logit difference| {result.max_abs_diff:.3g}; nothing was written to {path}")
+    finally:
+        for m, training in modes.items():
+            m.training = training
     atomic_write_bytes(path, data)
     opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     c, h, w = run.input_shape

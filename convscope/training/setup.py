@@ -79,10 +79,16 @@ def _check_fits(model: torch.nn.Module, data: TrainData) -> None:
     its modes given back), or a ConfigError naming ``model`` and the images' shape (a raw torch shape error
     otherwise, from deep inside the first training step)."""
     from ..models.output import check_logits
-    from ..models.probe import eval_mode, zeros_forward
+    from ..models.probe import zeros_forward
 
-    with eval_mode(model), torch.no_grad():
-        out = zeros_forward(model, data.train.shape, name="model", batch=2,
-                            fix=f"give a model built for {data.train.name!r} images")
-    check_logits(out, "model", batch=2, classes=len(data.train.classes),
-                 where=f"two {data.train.name!r} images of shape {tuple(data.train.shape)}")
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = zeros_forward(model, data.train.shape, name="model", batch=2,
+                                fix=f"give a model built for {data.train.name!r} images")
+        check_logits(out, "model", batch=2, classes=len(data.train.classes),
+                     where=f"two {data.train.name!r} images of shape {tuple(data.train.shape)}")
+    finally:
+        for m, training in modes.items():
+            m.training = training
